@@ -1,0 +1,64 @@
+package upstream
+
+import (
+	"testing"
+	"time"
+)
+
+func TestLifecycle(t *testing.T) {
+	p := Policy{MaxFailures: 3, Interval: time.Minute, DeadBackoff: time.Minute, DeadBackoffMax: 4 * time.Minute, Jitter: 0.0001}
+	t0 := time.Unix(1_700_000_000, 0)
+	var s Status
+	steps := []struct {
+		ok        bool
+		wantState State
+		maxNext   time.Duration
+	}{
+		{true, Healthy, time.Minute + time.Second},
+		{false, Failing, 13 * time.Second},
+		{false, Failing, 13 * time.Second},
+		{false, Dead, time.Minute + time.Second},
+		{false, Dead, 2*time.Minute + time.Second},
+		{false, Dead, 4*time.Minute + time.Second},
+		{false, Dead, 4*time.Minute + time.Second}, // capped
+		{true, Healthy, time.Minute + time.Second},
+	}
+	for i, st := range steps {
+		at := t0.Add(time.Duration(i) * time.Hour)
+		s = p.Apply("x", s, CheckResult{At: at, OK: st.ok, TotalMS: 100, Err: "refused"})
+		if s.State != st.wantState {
+			t.Fatalf("step %d: state %s, want %s", i, s.State, st.wantState)
+		}
+		if d := s.NextCheck.Sub(at); d > st.maxNext || d < st.maxNext/2-time.Second {
+			t.Fatalf("step %d: next check in %v, want about %v", i, d, st.maxNext)
+		}
+	}
+	if s.Failures != 0 || s.OKs != 2 || s.Checks != 8 {
+		t.Fatalf("counters: %+v", s)
+	}
+}
+
+func TestPassiveFailureSchedulesImmediateCheck(t *testing.T) {
+	p := Policy{}
+	at := time.Unix(1_700_000_000, 0)
+	s := p.Apply("x", Status{}, CheckResult{At: at, OK: true, TotalMS: 50})
+	s = p.Apply("x", s, CheckResult{At: at.Add(time.Second), Passive: true, Err: "refused"})
+	if s.State != Failing || !s.NextCheck.Equal(at.Add(time.Second)) {
+		t.Fatalf("passive failure: %+v", s)
+	}
+	if s.Checks != 1 {
+		t.Fatalf("passive result counted as a check: %d", s.Checks)
+	}
+	if s.Score != 0 {
+		t.Fatalf("failing upstream scored %v", s.Score)
+	}
+}
+
+func TestScoreOrdersByLatency(t *testing.T) {
+	fast := Score(Status{State: Healthy, Checks: 10, OKs: 10, LatencyMS: 100})
+	slow := Score(Status{State: Healthy, Checks: 10, OKs: 10, LatencyMS: 900})
+	flaky := Score(Status{State: Healthy, Checks: 10, OKs: 5, LatencyMS: 100})
+	if !(fast > slow && fast > flaky) {
+		t.Fatalf("fast %v slow %v flaky %v", fast, slow, flaky)
+	}
+}
