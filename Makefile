@@ -1,0 +1,59 @@
+# proxypool — see README.md. Every target is safe to run on a fresh Debian machine.
+SHELL        := /bin/bash
+GO           ?= go
+export CGO_ENABLED := 1
+BIN          := bin
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0)
+LDFLAGS      := -s -w -X main.version=$(VERSION)
+FUZZTIME     ?= 10s
+
+.PHONY: all build run test test-go vet fuzz bench bench-probe bench-gateway bench-store deb deps e2e clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+# The whole stack in the foreground: a demo fleet of local upstreams, then
+# proxypoold run with ./etc/proxypool/proxypool.yaml (store under ./var).
+run: build
+	@scripts/run.sh
+
+# Everything CI runs (.ci/run calls exactly this).
+test:
+	@scripts/test.sh
+
+# Only the Go part (no apt, no packaging, no container): quick local loop.
+test-go: vet
+	$(GO) test -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+deps:
+	@scripts/deps.sh
+
+# Longer fuzzing of every target: make fuzz FUZZTIME=5m
+fuzz:
+	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+bench: bench-store bench-probe bench-gateway
+
+bench-store:
+	$(GO) test -run '^$$' -bench . -benchtime 2x ./internal/store/
+
+bench-probe:
+	@scripts/bench-probe.sh
+
+bench-gateway:
+	@scripts/bench-gateway.sh
+
+deb: build
+	@scripts/deb.sh
+
+e2e: deb
+	@scripts/e2e.sh
+
+clean:
+	rm -rf $(BIN) dist var

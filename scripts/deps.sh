@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing (CI starts on a fresh
+# Debian machine as root). Quiet when everything is there already.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have tor            || need+=(tor)
+[ -f /usr/share/tor/geoip ] || need+=(tor-geoipdb)
+have dbus-daemon    || need+=(dbus-daemon)
+have dbus-send      || need+=(dbus-bin)
+have haproxy        || need+=(haproxy)
+have curl           || need+=(curl)
+have gcc            || need+=(gcc)
+have setpriv        || need+=(util-linux)
+have systemd-analyze || need+=(systemd)
+have lintian        || need+=(lintian)
+if [ "${PROXYPOOL_E2E:-1}" != 0 ]; then
+  have systemd-nspawn || need+=(systemd-container)
+  have mmdebstrap     || need+=(mmdebstrap)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing ${need[*]} and not root: install them, or run as root" >&2
+    exit 1
+  fi
+  echo "deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# nfpm builds the .deb; pinned (newer versions pull modules the proxy refuses).
+if ! have nfpm && [ ! -x "$(go env GOPATH)/bin/nfpm" ]; then
+  echo "deps: installing nfpm v2.45.0"
+  go install github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.0
+fi

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# make test: what CI runs. Installs missing tools, then vet, all Go tests
+# (real SQLite, loopback fleets, a private dbus-daemon, a private Tor network),
+# every fuzz target for a bounded time, and the packaged-install levels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CGO_ENABLED=1
+start=$SECONDS
+step() { echo; echo "=== [$((SECONDS-start))s] $*"; }
+
+step "dependencies"
+scripts/deps.sh
+
+step "gofmt + go vet"
+bad=$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)
+if [ -n "$bad" ]; then echo "gofmt needed: $bad"; exit 1; fi
+go vet ./...
+
+step "go test"
+export PROXYPOOL_TORNET=${PROXYPOOL_TORNET:-1}
+go test -count=1 -timeout 25m ./... 2>&1 | tee /tmp/proxypool-gotest.log
+[ "${PIPESTATUS[0]}" = 0 ] || exit 1
+
+step "fuzz (${FUZZTIME:-10s} per target)"
+FUZZTIME=${FUZZTIME:-10s} scripts/fuzz.sh
+
+if [ -x scripts/deb.sh ] && [ -f nfpm.yaml ]; then
+  step "package: build .deb, lintian, systemd-analyze verify/security"
+  make --no-print-directory deb
+  if [ -x test/e2e/verify.sh ]; then test/e2e/verify.sh dist/proxypool_*.deb; fi
+  if [ "${PROXYPOOL_E2E:-1}" != 0 ] && [ "$(id -u)" = 0 ] && [ -x test/e2e/nspawn.sh ]; then
+    step "e2e: real systemd in systemd-nspawn"
+    test/e2e/nspawn.sh dist/proxypool_*.deb
+  fi
+fi
+
+step "done in $((SECONDS-start))s"
+pass=$(grep -c '^ok ' /tmp/proxypool-gotest.log || true)
+fail=$(grep -c '^FAIL' /tmp/proxypool-gotest.log || true)
+echo "go packages: $pass passed, $fail failed"
