@@ -1,0 +1,328 @@
+package socks
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+)
+
+// Protocol versions (the first byte of a session).
+const (
+	Version4 byte = 4
+	Version5 byte = 5
+)
+
+// SOCKS5 reply codes (RFC 1928 §6). Reply maps them to SOCKS4's 90/91.
+const (
+	Succeeded          byte = 0x00
+	GeneralFailure     byte = 0x01
+	NotAllowed         byte = 0x02
+	NetworkUnreachable byte = 0x03
+	HostUnreachable    byte = 0x04
+	ConnectionRefused  byte = 0x05
+	TTLExpired         byte = 0x06
+	CommandUnsupported byte = 0x07
+	AddressUnsupported byte = 0x08
+)
+
+const (
+	cmdConnect   = 0x01
+	methodNone   = 0x00
+	methodUser   = 0x02
+	methodNoGood = 0xff
+	atypIPv4     = 0x01
+	atypDomain   = 0x03
+	atypIPv6     = 0x04
+)
+
+// ErrAuth is wrapped by ServerHandshake when the client's credentials are
+// refused (or it offered none while the server requires them).
+var ErrAuth = errors.New("socks: authentication failed")
+
+// ReplyError is a non-success reply: returned by Connect when the server
+// refuses, and by ServerHandshake for unsupported commands/addresses (after
+// it has already answered the client).
+type ReplyError struct {
+	Code byte
+}
+
+func (e *ReplyError) Error() string { return "socks5: " + CodeText(e.Code) }
+
+// CodeText names a SOCKS5 reply code.
+func CodeText(code byte) string {
+	switch code {
+	case Succeeded:
+		return "succeeded"
+	case GeneralFailure:
+		return "general failure"
+	case NotAllowed:
+		return "connection not allowed by ruleset"
+	case NetworkUnreachable:
+		return "network unreachable"
+	case HostUnreachable:
+		return "host unreachable"
+	case ConnectionRefused:
+		return "connection refused"
+	case TTLExpired:
+		return "TTL expired"
+	case CommandUnsupported:
+		return "command not supported"
+	case AddressUnsupported:
+		return "address type not supported"
+	}
+	return "unknown reply code " + strconv.Itoa(int(code))
+}
+
+// Request is one client CONNECT request as read by ServerHandshake.
+type Request struct {
+	Version  byte   // Version4 or Version5
+	Addr     string // "host:port"; host names unresolved
+	User     string // SOCKS5 username or SOCKS4 user id ("" when none)
+	Password string // SOCKS5 password; SOCKS4 "user:pass" user ids are split
+}
+
+// AuthFunc checks credentials. required reports whether clients that offer
+// no credentials are refused.
+type AuthFunc func(user, password string) error
+
+// ServerHandshake reads a SOCKS4/4a/5 greeting and CONNECT request from r,
+// writing the SOCKS5 method selection and user/pass status to w. auth may be
+// nil (anything goes); when requireAuth is true, clients without
+// credentials are refused. It does not send the final reply: call Reply once
+// the outcome of the CONNECT is known. Errors wrap ErrAuth for refused
+// credentials; protocol errors name the field that was wrong.
+func ServerHandshake(r *bufio.Reader, w io.Writer, auth AuthFunc, requireAuth bool) (Request, error) {
+	ver, err := r.ReadByte()
+	if err != nil {
+		return Request{}, fmt.Errorf("reading version: %w", err)
+	}
+	switch ver {
+	case Version5:
+		return handshake5(r, w, auth, requireAuth)
+	case Version4:
+		return handshake4(r, w, auth, requireAuth)
+	}
+	return Request{}, fmt.Errorf("socks: bad version %d", ver)
+}
+
+func handshake5(r *bufio.Reader, w io.Writer, auth AuthFunc, requireAuth bool) (Request, error) {
+	req := Request{Version: Version5}
+	n, err := r.ReadByte()
+	if err != nil {
+		return req, fmt.Errorf("reading methods: %w", err)
+	}
+	methods, err := r.Peek(int(n))
+	if err != nil {
+		return req, fmt.Errorf("reading methods: %w", err)
+	}
+	var hasNone, hasUser bool
+	for _, m := range methods {
+		hasNone = hasNone || m == methodNone
+		hasUser = hasUser || m == methodUser
+	}
+	r.Discard(int(n))
+	// Prefer user/pass when offered: the username carries parameters
+	// (session, country) even when no password is checked.
+	switch {
+	case hasUser:
+		if _, err := w.Write([]byte{Version5, methodUser}); err != nil {
+			return req, err
+		}
+		user, pass, err := readUserPass(r)
+		if err != nil {
+			return req, err
+		}
+		req.User, req.Password = user, pass
+		var aerr error
+		if auth != nil {
+			aerr = auth(user, pass)
+		}
+		status := byte(0)
+		if aerr != nil {
+			status = 1
+		}
+		if _, err := w.Write([]byte{1, status}); err != nil {
+			return req, err
+		}
+		if aerr != nil {
+			return req, fmt.Errorf("%w: %w", ErrAuth, aerr)
+		}
+	case hasNone && !requireAuth:
+		if _, err := w.Write([]byte{Version5, methodNone}); err != nil {
+			return req, err
+		}
+	default:
+		w.Write([]byte{Version5, methodNoGood})
+		return req, fmt.Errorf("%w: client offered no acceptable method", ErrAuth)
+	}
+	// request: VER CMD RSV ATYP ADDR PORT
+	h, err := r.Peek(4)
+	if err != nil {
+		return req, fmt.Errorf("reading request: %w", err)
+	}
+	if h[0] != Version5 {
+		return req, fmt.Errorf("socks5: bad request version %d", h[0])
+	}
+	cmd, atyp := h[1], h[3]
+	r.Discard(4)
+	var host string
+	switch atyp {
+	case atypIPv4, atypIPv6:
+		l := 4
+		if atyp == atypIPv6 {
+			l = 16
+		}
+		b, err := r.Peek(l)
+		if err != nil {
+			return req, fmt.Errorf("reading address: %w", err)
+		}
+		a, _ := netip.AddrFromSlice(b)
+		host = a.String()
+		r.Discard(l)
+	case atypDomain:
+		l, err := r.ReadByte()
+		if err != nil {
+			return req, fmt.Errorf("reading address: %w", err)
+		}
+		b, err := r.Peek(int(l))
+		if err != nil {
+			return req, fmt.Errorf("reading address: %w", err)
+		}
+		host = string(b)
+		r.Discard(int(l))
+	default:
+		Reply(w, Version5, AddressUnsupported)
+		return req, &ReplyError{AddressUnsupported}
+	}
+	p, err := r.Peek(2)
+	if err != nil {
+		return req, fmt.Errorf("reading port: %w", err)
+	}
+	port := int(p[0])<<8 | int(p[1])
+	r.Discard(2)
+	if cmd != cmdConnect {
+		Reply(w, Version5, CommandUnsupported)
+		return req, &ReplyError{CommandUnsupported}
+	}
+	req.Addr = joinHostPort(host, port)
+	return req, nil
+}
+
+func readUserPass(r *bufio.Reader) (string, string, error) {
+	ver, err := r.ReadByte()
+	if err != nil || ver != 1 {
+		return "", "", fmt.Errorf("socks5: bad user/pass version %d: %v", ver, err)
+	}
+	user, err := readLenString(r)
+	if err != nil {
+		return "", "", fmt.Errorf("reading username: %w", err)
+	}
+	pass, err := readLenString(r)
+	if err != nil {
+		return "", "", fmt.Errorf("reading password: %w", err)
+	}
+	return user, pass, nil
+}
+
+func readLenString(r *bufio.Reader) (string, error) {
+	l, err := r.ReadByte()
+	if err != nil {
+		return "", err
+	}
+	b, err := r.Peek(int(l))
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	r.Discard(int(l))
+	return s, nil
+}
+
+func handshake4(r *bufio.Reader, w io.Writer, auth AuthFunc, requireAuth bool) (Request, error) {
+	req := Request{Version: Version4}
+	h, err := r.Peek(7) // CD DSTPORT(2) DSTIP(4)
+	if err != nil {
+		return req, fmt.Errorf("reading socks4 request: %w", err)
+	}
+	cmd := h[0]
+	port := int(h[1])<<8 | int(h[2])
+	var ip [4]byte
+	copy(ip[:], h[3:7])
+	r.Discard(7)
+	userid, err := r.ReadString(0)
+	if err != nil {
+		return req, fmt.Errorf("reading socks4 user id: %w", err)
+	}
+	userid = userid[:len(userid)-1]
+	var host string
+	if ip[0] == 0 && ip[1] == 0 && ip[2] == 0 && ip[3] != 0 { // 4a
+		host, err = r.ReadString(0)
+		if err != nil {
+			return req, fmt.Errorf("reading socks4a host: %w", err)
+		}
+		host = host[:len(host)-1]
+	} else {
+		host = netip.AddrFrom4(ip).String()
+	}
+	if cmd != cmdConnect {
+		Reply(w, Version4, CommandUnsupported)
+		return req, &ReplyError{CommandUnsupported}
+	}
+	req.User = userid
+	for i := 0; i < len(userid); i++ {
+		if userid[i] == ':' {
+			req.User, req.Password = userid[:i], userid[i+1:]
+			break
+		}
+	}
+	if req.User == "" && requireAuth {
+		Reply(w, Version4, NotAllowed)
+		return req, fmt.Errorf("%w: socks4 client sent no user id", ErrAuth)
+	}
+	if auth != nil && (req.User != "" || requireAuth) {
+		if err := auth(req.User, req.Password); err != nil {
+			Reply(w, Version4, NotAllowed)
+			return req, fmt.Errorf("%w: %w", ErrAuth, err)
+		}
+	}
+	req.Addr = joinHostPort(host, port)
+	return req, nil
+}
+
+func joinHostPort(host string, port int) string {
+	if len(host) > 0 && host[0] != '[' {
+		for i := 0; i < len(host); i++ {
+			if host[i] == ':' {
+				return net.JoinHostPort(host, strconv.Itoa(port))
+			}
+		}
+	}
+	return host + ":" + strconv.Itoa(port)
+}
+
+// reply5OK is the success reply with an all-zero bound address: clients
+// (curl, Go's x/net/proxy) ignore it, and it saves a getsockname.
+var reply5OK = []byte{Version5, Succeeded, 0, atypIPv4, 0, 0, 0, 0, 0, 0}
+
+// Reply writes the final reply to a request of the given version. code is a
+// SOCKS5 code; for SOCKS4 any failure becomes 91 (rejected or failed).
+func Reply(w io.Writer, version byte, code byte) error {
+	if version == Version4 {
+		cd := byte(90)
+		if code != Succeeded {
+			cd = 91
+		}
+		_, err := w.Write([]byte{0, cd, 0, 0, 0, 0, 0, 0})
+		return err
+	}
+	if code == Succeeded {
+		_, err := w.Write(reply5OK)
+		return err
+	}
+	_, err := w.Write([]byte{Version5, code, 0, atypIPv4, 0, 0, 0, 0, 0, 0})
+	return err
+}

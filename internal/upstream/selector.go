@@ -1,0 +1,38 @@
+package upstream
+
+import (
+	"errors"
+	"time"
+)
+
+// Selector is what one client request asks of the pool: the gateway fills
+// it from the listening port and the username parameters, the pool answers
+// with a Choice. It lives here so that pool (which answers) and gateway
+// (which asks) share it without importing each other.
+type Selector struct {
+	Group      string        // pinned port group or "-group-NAME"; "" for all
+	Country    string        // ISO 3166-1 alpha-2, upper case; "" for any
+	Session    string        // sticky key from "-session-ID"; "" for none
+	SessionTTL time.Duration // how long a session keeps its upstream; 0 for the pool default
+	Client     string        // client IP, the sticky key when Session is empty
+	Attempt    int           // 0 for the first try, 1.. for failover
+	Tried      []string      // IDs already tried for this request (skipped)
+}
+
+// Choice is one upstream picked for a request, with what the gateway may
+// report about it (opt-in response header).
+type Choice struct {
+	Upstream
+	ExitIP    string
+	Country   string
+	LatencyMS float64
+}
+
+// ErrNoUpstream is returned (wrapped) by pickers when the pool, or the
+// group/country asked for, has no servable upstream. The gateway answers it
+// with 503 / SOCKS "network unreachable".
+var ErrNoUpstream = errors.New("no healthy upstream")
+
+// ErrUnknownGroup is returned (wrapped) by pickers for a group name that is
+// not configured and that no upstream carries.
+var ErrUnknownGroup = errors.New("unknown group")
