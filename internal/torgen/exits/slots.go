@@ -1,0 +1,257 @@
+package exits
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// Mode is how a group's exits become tor instances.
+type Mode string
+
+// The port modes.
+const (
+	// ModeCountry: one instance per group, ExitNodes {cc},{cc}… with StrictNodes.
+	ModeCountry Mode = "country"
+	// ModeGrouped: the group's exits bucketed by /16, one instance per
+	// bucket, ExitNodes listing the bucket's exit addresses.
+	ModeGrouped Mode = "grouped"
+	// ModeSingle: one instance per exit relay, ExitNodes $FINGERPRINT.
+	ModeSingle Mode = "single"
+)
+
+// ParseMode checks a configured mode name.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(strings.ToLower(strings.TrimSpace(s))); m {
+	case ModeCountry, ModeGrouped, ModeSingle:
+		return m, nil
+	case "":
+		return ModeCountry, nil
+	}
+	return "", fmt.Errorf("tor mode %q: want country, grouped or single", s)
+}
+
+// Group is a configured geo group: exits in Countries (if any), and not in
+// ExcludeCountries. Mode "" means the caller's default.
+type Group struct {
+	Name             string
+	Countries        []string
+	ExcludeCountries []string
+	Mode             Mode
+}
+
+// Match reports whether relay r belongs to the group. A relay of unknown
+// country matches no group that names countries, and no exclude-only group
+// either (an unknown country could be an excluded one).
+func (g Group) Match(r upstream.Relay) bool {
+	cc := strings.ToUpper(r.Country)
+	if cc == "" || cc == "??" {
+		return false
+	}
+	if len(g.Countries) > 0 && !containsFold(g.Countries, cc) {
+		return false
+	}
+	return !containsFold(g.ExcludeCountries, cc)
+}
+
+// Slot is one tor instance to be: its stable Key (which the port is bound
+// to), the group it serves and its exit selection.
+type Slot struct {
+	Key              string // "country/us", "grouped/us/104.53.0.0/16", "single/us/<FP>"
+	Group            string
+	Mode             Mode
+	ExitNodes        []string // torrc ExitNodes entries, one per element
+	ExcludeExitNodes []string
+	Relays           []upstream.Relay // the usable exits behind it
+	Bandwidth        int64            // sum over Relays
+	Port             int              // set by AssignPorts
+}
+
+// Slots turns the usable exits into slots for every group, in a
+// deterministic order. def is the mode of groups that name none. A group
+// with no matching exit yields no slot (and is listed in empty).
+func Slots(groups []Group, relays []upstream.Relay, def Mode) (slots []Slot, empty []string, err error) {
+	usable := UsableExits(relays)
+	for _, g := range groups {
+		if g.Name == "" || strings.ContainsAny(g.Name, "/ \t\n") {
+			return nil, nil, fmt.Errorf("tor group %q: name must be non-empty without spaces or slashes", g.Name)
+		}
+		mode := g.Mode
+		if mode == "" {
+			mode = def
+		}
+		if _, err := ParseMode(string(mode)); err != nil {
+			return nil, nil, fmt.Errorf("tor group %s: %w", g.Name, err)
+		}
+		var mine []upstream.Relay
+		for _, r := range usable {
+			if g.Match(r) {
+				mine = append(mine, r)
+			}
+		}
+		if len(mine) == 0 {
+			empty = append(empty, g.Name)
+			continue
+		}
+		exclude := braces(g.ExcludeCountries)
+		switch mode {
+		case ModeCountry:
+			ccs := g.Countries
+			if len(ccs) == 0 {
+				seen := map[string]bool{}
+				for _, r := range mine {
+					if !seen[r.Country] {
+						seen[r.Country] = true
+						ccs = append(ccs, r.Country)
+					}
+				}
+			}
+			slots = append(slots, newSlot("country/"+g.Name, g.Name, mode, braces(ccs), exclude, mine))
+		case ModeGrouped:
+			buckets := map[string][]upstream.Relay{}
+			for _, r := range mine {
+				b := slash16(r.Address)
+				buckets[b] = append(buckets[b], r)
+			}
+			for b, rs := range buckets {
+				var addrs []string
+				seen := map[string]bool{}
+				for _, r := range rs {
+					if !seen[r.Address] {
+						seen[r.Address] = true
+						addrs = append(addrs, r.Address+"/32")
+					}
+				}
+				sort.Slice(addrs, func(i, j int) bool { return ipLess(addrs[i], addrs[j]) })
+				slots = append(slots, newSlot("grouped/"+g.Name+"/"+b, g.Name, mode, addrs, exclude, rs))
+			}
+		case ModeSingle:
+			for _, r := range mine {
+				var key, node string
+				if r.Fingerprint != "" {
+					key, node = r.Fingerprint, "$"+r.Fingerprint
+				} else { // CSV exports carry no fingerprint: fall back to the address
+					key, node = r.Address, r.Address+"/32"
+				}
+				slots = append(slots, newSlot("single/"+g.Name+"/"+key, g.Name, mode, []string{node}, nil, []upstream.Relay{r}))
+			}
+		}
+	}
+	// Deterministic order: by key, merging duplicate keys (a relay listed twice).
+	sort.SliceStable(slots, func(i, j int) bool { return slots[i].Key < slots[j].Key })
+	out := slots[:0]
+	for _, s := range slots {
+		if n := len(out); n > 0 && out[n-1].Key == s.Key {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, empty, nil
+}
+
+func newSlot(key, group string, mode Mode, exit, exclude []string, rs []upstream.Relay) Slot {
+	s := Slot{Key: key, Group: group, Mode: mode, ExitNodes: exit, ExcludeExitNodes: exclude, Relays: rs}
+	sort.Slice(s.Relays, func(i, j int) bool {
+		if s.Relays[i].Address != s.Relays[j].Address {
+			return ipLess(s.Relays[i].Address, s.Relays[j].Address)
+		}
+		return s.Relays[i].Fingerprint < s.Relays[j].Fingerprint
+	})
+	for _, r := range rs {
+		s.Bandwidth += r.Bandwidth
+	}
+	return s
+}
+
+// Ports is the port range and instance cap for AssignPorts.
+type Ports struct {
+	Base, Max    int // inclusive range
+	MaxInstances int // 0: no cap beyond the range
+}
+
+// AssignPorts gives every slot a port. prev maps keys to the ports they held
+// (read back from the generated files): a slot whose key is in prev keeps
+// its port; new slots take the lowest free ports in [Base, Max], the
+// highest-bandwidth ones first. Slots beyond the range or MaxInstances are
+// returned in dropped, without a port. Kept slots come back sorted by port.
+func AssignPorts(slots []Slot, prev map[string]int, p Ports) (kept, dropped []Slot, err error) {
+	if p.Base < 1 || p.Max > 65535 || p.Max < p.Base {
+		return nil, nil, fmt.Errorf("tor port range %d-%d is invalid", p.Base, p.Max)
+	}
+	limit := p.Max - p.Base + 1
+	if p.MaxInstances > 0 && p.MaxInstances < limit {
+		limit = p.MaxInstances
+	}
+	used := map[int]bool{}
+	var fresh []Slot
+	for _, s := range slots {
+		if port, ok := prev[s.Key]; ok && port >= p.Base && port <= p.Max && !used[port] && len(kept) < limit {
+			s.Port = port
+			used[port] = true
+			kept = append(kept, s)
+			continue
+		}
+		fresh = append(fresh, s)
+	}
+	sort.SliceStable(fresh, func(i, j int) bool { return fresh[i].Bandwidth > fresh[j].Bandwidth })
+	next := p.Base
+	for _, s := range fresh {
+		for next <= p.Max && used[next] {
+			next++
+		}
+		if next > p.Max || len(kept) >= limit {
+			dropped = append(dropped, s)
+			continue
+		}
+		s.Port = next
+		used[next] = true
+		kept = append(kept, s)
+	}
+	sort.Slice(kept, func(i, j int) bool { return kept[i].Port < kept[j].Port })
+	sort.Slice(dropped, func(i, j int) bool { return dropped[i].Key < dropped[j].Key })
+	return kept, dropped, nil
+}
+
+func braces(ccs []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range ccs {
+		c = strings.ToLower(strings.TrimSpace(c))
+		if c == "" || seen[c] {
+			continue
+		}
+		seen[c] = true
+		out = append(out, "{"+c+"}") // one {} per country: tor rejects {de,nl}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func slash16(ip string) string {
+	v4 := net.ParseIP(ip).To4()
+	if v4 == nil {
+		return ip
+	}
+	return fmt.Sprintf("%d.%d.0.0/16", v4[0], v4[1])
+}
+
+func ipLess(a, b string) bool {
+	pa := net.ParseIP(strings.TrimSuffix(a, "/32")).To4()
+	pb := net.ParseIP(strings.TrimSuffix(b, "/32")).To4()
+	if pa == nil || pb == nil {
+		return a < b
+	}
+	return string(pa) < string(pb)
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(strings.TrimSpace(x), s) {
+			return true
+		}
+	}
+	return false
+}
