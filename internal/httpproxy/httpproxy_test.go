@@ -1,0 +1,119 @@
+package httpproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+func startProxy(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ln.Addr().String()
+}
+
+func handler(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Proxy-Authorization") != "" || r.Header.Get("Proxy-Connection") != "" {
+		http.Error(w, "proxy header leaked", 500)
+		return
+	}
+	fmt.Fprintf(w, "hello %s", r.URL.Path)
+}
+
+func TestGoClient(t *testing.T) {
+	plain := httptest.NewServer(http.HandlerFunc(handler))
+	defer plain.Close()
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(handler))
+	defer tlsSrv.Close()
+	addr := startProxy(t, &Server{})
+	pu, _ := url.Parse("http://" + addr)
+	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		Proxy:           http.ProxyURL(pu),
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+	}}
+	defer cl.CloseIdleConnections()
+	for _, u := range []string{plain.URL + "/a", plain.URL + "/b", tlsSrv.URL + "/c"} {
+		resp, err := cl.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := "hello " + u[strings.LastIndex(u, "/"):]; string(b) != want {
+			t.Fatalf("%s: %q, want %q", u, b, want)
+		}
+	}
+}
+
+func TestCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not installed")
+	}
+	plain := httptest.NewServer(http.HandlerFunc(handler))
+	defer plain.Close()
+	addr := startProxy(t, &Server{})
+	for _, args := range [][]string{{"-x", "http://" + addr}, {"-p", "-x", "http://" + addr}} {
+		out, err := exec.Command(curl, append([]string{"-sS", "--max-time", "5"}, append(args, plain.URL+"/x")...)...).CombinedOutput()
+		if err != nil || string(out) != "hello /x" {
+			t.Fatalf("curl %v: %v: %s", args, err, out)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	addr := startProxy(t, &Server{})
+	tests := []struct {
+		name, req  string
+		wantStatus int
+		wantPS     string
+	}{
+		{"origin form", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "http_request_error"},
+		{"huge header", "GET http://x/ HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("a", 70000) + "\r\n\r\n", 431, "http_request_error"},
+		{"refused", "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n", 502, "connection_refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			go io.WriteString(c, tt.req)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.wantStatus || !strings.Contains(resp.Header.Get("Proxy-Status"), "error="+tt.wantPS) {
+				t.Fatalf("got %d %q", resp.StatusCode, resp.Header.Get("Proxy-Status"))
+			}
+		})
+	}
+}
+
+func TestCredentials(t *testing.T) {
+	req, _ := http.NewRequest("GET", "http://x/", nil)
+	req.Header.Set("Proxy-Authorization", "Basic "+"dXNlci1jb3VudHJ5LXVzOnB3")
+	u, p, ok := Credentials(req)
+	if !ok || u != "user-country-us" || p != "pw" {
+		t.Fatalf("%q %q %v", u, p, ok)
+	}
+}
