@@ -26,7 +26,7 @@ func TestRenderGolden(t *testing.T) {
 			ExitNodes: []string{"{de}", "{nl}"}, ExcludeExitNodes: []string{"{ch}", "{ua}", "{us}"}}},
 		{"grouped-extra", Instance{Key: "grouped/us/104.53.0.0/16", Group: "us", Port: 9062, DataDir: "/d/9062", ControlPort: 19062,
 			ExitNodes: []string{"104.53.0.7/32", "104.53.221.159/32"},
-			Extra: []string{"TestingTorNetwork 1", "DirAuthority auth1 orport=25011 v3ident=AA 127.0.1.11:25111 BB", "GeoIPFile /tmp/net/geoip"}}},
+			Extra:     []string{"TestingTorNetwork 1", "DirAuthority auth1 orport=25011 v3ident=AA 127.0.1.11:25111 BB", "GeoIPFile /tmp/net/geoip"}}},
 		{"single", Instance{Key: "single/us/0008D9640FE4947F73E355F67E20C2D290BBC72C", Group: "us", Port: 9063,
 			DataDir: "/d/9063", ControlSocket: "/d/9063/control", ExitNodes: []string{fp}, MaxCircuitDirtiness: 1500 * time.Millisecond}},
 	}
