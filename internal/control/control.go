@@ -1,0 +1,165 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// The names on the bus. They are part of the user-facing contract.
+const (
+	BusName   = "org.proxypool.ProxyPool1"
+	Path      = dbus.ObjectPath("/org/proxypool/ProxyPool1")
+	Interface = "org.proxypool.ProxyPool1.Manager"
+)
+
+// Paging limits of List. A page never holds more than MaxListLimit records,
+// so a pool of thousands is read in several short calls.
+const (
+	DefaultListLimit = 500
+	MaxListLimit     = 5000
+)
+
+// Export formats.
+const (
+	FormatJSON  = "json"  // live_proxies.json
+	FormatTXT   = "txt"   // host:port lines
+	FormatClash = "clash" // a Clash/mihomo proxies: YAML
+)
+
+// Sentinel errors. Client methods return errors that match them with
+// errors.Is; Manager implementations wrap ErrNotFound and ErrInvalid so
+// the caller gets the matching D-Bus error.
+var (
+	ErrNotRunning   = errors.New("proxypool is not running")
+	ErrAccessDenied = errors.New("permission denied")
+	ErrNotFound     = errors.New("not found")
+	ErrInvalid      = errors.New("invalid argument")
+)
+
+// Manager is what the probe daemon implements. The methods are called on
+// their own goroutines, with a context that ends when the call times out or
+// the server stops; they must be safe for concurrent use and must not block
+// on long work (start a job, return its id, report with Server.Progress).
+type Manager interface {
+	// List returns one page of the pool, filtered.
+	List(ctx context.Context, q ListQuery) (ListPage, error)
+	// Status returns counts and progress for `proxypoolctl status`.
+	Status(ctx context.Context) (Status, error)
+	// Add adds one upstream given as a share link or proxy URI and returns
+	// its ID; created is false when it was already in the pool.
+	Add(ctx context.Context, uri string) (id string, created bool, err error)
+	// Remove removes the upstream with this ID or URI and returns how many
+	// were removed (0 wraps ErrNotFound instead).
+	Remove(ctx context.Context, idOrURI string) (int, error)
+	// Import adds every upstream in text (any format parse understands) and
+	// reports line by line.
+	Import(ctx context.Context, text string) (ImportReport, error)
+	// Check starts a probe of ids (all when empty) and returns the job id.
+	Check(ctx context.Context, ids []string) (job string, err error)
+	// Refresh starts fetching every source and returns the job id.
+	Refresh(ctx context.Context) (job string, err error)
+	// Export renders the healthy upstreams in format (FormatJSON, FormatTXT
+	// or FormatClash).
+	Export(ctx context.Context, format string) ([]byte, error)
+	// TorStatus lists the Tor instances.
+	TorStatus(ctx context.Context) ([]TorInstance, error)
+	// TorNewnym asks the instance on port (every instance when 0) for new
+	// circuits.
+	TorNewnym(ctx context.Context, port int) error
+	// TorGenerate starts a torgen run and returns the job id.
+	TorGenerate(ctx context.Context) (job string, err error)
+}
+
+// ListQuery selects a page of the pool. Empty filter fields match all.
+type ListQuery struct {
+	State   upstream.State `json:"state,omitempty"`
+	Country string         `json:"country,omitempty"`
+	Group   string         `json:"group,omitempty"`
+	Source  string         `json:"source,omitempty"`
+	Offset  int            `json:"offset,omitempty"`
+	Limit   int            `json:"limit,omitempty"` // 0: DefaultListLimit; at most MaxListLimit
+}
+
+// ListPage is one page of records and the number of records that match the
+// filter in all pages.
+type ListPage struct {
+	Records []upstream.Record `json:"records"`
+	Total   int               `json:"total"`
+}
+
+// Status is the answer to `proxypoolctl status`.
+type Status struct {
+	Version   uint64                 `json:"version"` // pool version, as in PoolChanged
+	States    map[upstream.State]int `json:"states"`
+	Sources   map[string]int         `json:"sources,omitempty"`
+	Countries map[string]int         `json:"countries,omitempty"`
+	Groups    map[string]int         `json:"groups,omitempty"`
+	Probe     ProbeStatus            `json:"probe"`
+	Gateway   *GatewayStatus         `json:"gateway,omitempty"` // nil when not known to the daemon
+}
+
+// ProbeStatus is the health checker's progress.
+type ProbeStatus struct {
+	Job      string    `json:"job,omitempty"` // running job, empty when idle
+	Done     int       `json:"done"`
+	Total    int       `json:"total"`
+	LastPass time.Time `json:"last_pass,omitempty"`
+}
+
+// GatewayStatus is what the gateway reports about its traffic.
+type GatewayStatus struct {
+	Active int64  `json:"active"` // open client connections
+	Total  uint64 `json:"total"`  // client connections since start
+	Errors uint64 `json:"errors"` // client connections that failed on every try
+}
+
+// ImportLine is the outcome of one input line of Import.
+type ImportLine struct {
+	Line    int    `json:"line"`
+	OK      bool   `json:"ok"`
+	ID      string `json:"id,omitempty"`
+	New     bool   `json:"new,omitempty"`
+	Skipped bool   `json:"skipped,omitempty"` // blank line, comment
+	Error   string `json:"error,omitempty"`
+}
+
+// ImportReport is the per-line report of Import with its totals.
+type ImportReport struct {
+	Lines   []ImportLine `json:"lines"`
+	OK      int          `json:"ok"`
+	New     int          `json:"new"`
+	Failed  int          `json:"failed"`
+	Skipped int          `json:"skipped"`
+}
+
+// TorInstance is one Tor instance torgen manages.
+type TorInstance struct {
+	Port    int    `json:"port"`
+	Group   string `json:"group,omitempty"`
+	Unit    string `json:"unit"`  // tor@<port>.service
+	State   string `json:"state"` // systemd ActiveState, or "running" outside systemd
+	Country string `json:"country,omitempty"`
+	ExitIP  string `json:"exit_ip,omitempty"`
+}
+
+// Counts are the pool counts published as D-Bus properties.
+type Counts struct {
+	Version uint64 `json:"version"`
+	Total   uint32 `json:"total"`
+	Healthy uint32 `json:"healthy"`
+	Failing uint32 `json:"failing"`
+	Dead    uint32 `json:"dead"`
+	Unknown uint32 `json:"unknown"`
+}
+
+// Progress is one Progress signal: done of total steps of job.
+type Progress struct {
+	Job   string `json:"job"`
+	Done  uint32 `json:"done"`
+	Total uint32 `json:"total"`
+}
