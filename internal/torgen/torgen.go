@@ -1,0 +1,220 @@
+package torgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/proxypool/proxypool/internal/torgen/exits"
+	"github.com/proxypool/proxypool/internal/torgen/torrc"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// RelaySource lists the relays to choose exits from (exits.Source, or
+// exits.Static).
+type RelaySource interface {
+	Relays(ctx context.Context) ([]upstream.Relay, error)
+}
+
+// A Runner makes the set of running instances equal to want (SOCKS ports,
+// each configured by torrc.<port> in the torrc dir). changed lists the
+// wanted ports whose torrc was rewritten: running ones must reload it.
+// units.Runner does it with systemd; ProcessRunner with child processes.
+type Runner interface {
+	Apply(ctx context.Context, want, changed []int) error
+}
+
+// Config is torgen's part of proxypool.yaml (cmd maps config.Tor onto it).
+type Config struct {
+	Groups       []exits.Group
+	Mode         exits.Mode // default for groups without their own; "" = country
+	PortBase     int        // default 9060
+	PortMax      int        // default PortBase+999
+	MaxInstances int        // 0 = no cap beyond the range
+	TorrcDir     string     // where torrc.<port> go (/etc/tor)
+	// DataDir, when set, gives each instance DataDirectory DataDir/<port>
+	// and ControlSocket DataDir/<port>/control (process runner). Empty:
+	// both are left to the defaults torrc (Debian's tor@ instances).
+	DataDir             string
+	MaxCircuitDirtiness time.Duration
+	NewCircuitPeriod    time.Duration
+	Extra               []string       // tor.extra-config, appended verbatim
+	Verify              torrc.Verifier // nil: no tor --verify-config
+	Log                 logrus.FieldLogger
+}
+
+// Instance is one planned tor instance.
+type Instance struct {
+	torrc.Instance
+	Name   string // "tor-us-9060"
+	Mode   exits.Mode
+	Relays []upstream.Relay // the usable exits it may leave through
+}
+
+// Plan is what one Generate did.
+type Plan struct {
+	Instances   []Instance       // by port
+	Relays      []upstream.Relay // everything discovered (for the store)
+	Usable      int              // usable exits among Relays
+	Dropped     []exits.Slot     // slots over the port range or max-instances
+	EmptyGroups []string         // groups no usable exit matched
+	Changed     []int            // torrc files written
+	Removed     []int            // stale torrc files removed
+}
+
+// Ports lists the planned SOCKS ports.
+func (p Plan) Ports() []int {
+	out := make([]int, len(p.Instances))
+	for i, in := range p.Instances {
+		out[i] = in.Port
+	}
+	return out
+}
+
+// ErrNoExits means discovery found no usable exit for any group; nothing
+// was changed on disk or in the runner.
+var ErrNoExits = errors.New("no usable exit relay for any configured tor group")
+
+// Generate discovers relays, plans instances with stable ports, writes the
+// changed torrc files, removes stale ones and hands the wanted set to the
+// runner (nil runner: files only, as `proxypoolctl tor generate` previews).
+func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Plan, error) {
+	log := cfg.Log
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(discard{})
+		log = l
+	}
+	if cfg.TorrcDir == "" {
+		return Plan{}, errors.New("tor: torrc-dir is empty")
+	}
+	base := cfg.PortBase
+	if base == 0 {
+		base = 9060
+	}
+	pmax := cfg.PortMax
+	if pmax == 0 {
+		pmax = min(base+999, 65535)
+	}
+	relays, err := src.Relays(ctx)
+	if err != nil {
+		return Plan{}, fmt.Errorf("discovering tor relays: %w", err)
+	}
+	plan := Plan{Relays: relays, Usable: len(exits.UsableExits(relays))}
+	slots, empty, err := exits.Slots(cfg.Groups, relays, cfg.Mode)
+	if err != nil {
+		return plan, err
+	}
+	plan.EmptyGroups = empty
+	for _, g := range empty {
+		log.WithField("GROUP", g).Warn("tor group has no usable exit; no instance for it")
+	}
+	if len(slots) == 0 {
+		return plan, fmt.Errorf("%w (%d relays, %d usable exits)", ErrNoExits, len(relays), plan.Usable)
+	}
+	if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
+		return plan, fmt.Errorf("creating torrc dir: %w", err)
+	}
+	have, err := torrc.ReadKeys(cfg.TorrcDir)
+	if err != nil {
+		return plan, err
+	}
+	prev := make(map[string]int, len(have))
+	for port, key := range have {
+		prev[key] = port
+	}
+	kept, dropped, err := exits.AssignPorts(slots, prev, exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances})
+	if err != nil {
+		return plan, err
+	}
+	plan.Dropped = dropped
+	if len(dropped) > 0 {
+		log.WithField("dropped", len(dropped)).Warn("more tor slots than ports or tor.max-instances; the lowest-bandwidth new ones get no instance")
+	}
+	for _, s := range kept {
+		in := Instance{
+			Instance: torrc.Instance{
+				Key: s.Key, Group: s.Group, Port: s.Port,
+				ExitNodes: s.ExitNodes, ExcludeExitNodes: s.ExcludeExitNodes,
+				MaxCircuitDirtiness: cfg.MaxCircuitDirtiness, NewCircuitPeriod: cfg.NewCircuitPeriod,
+				Extra: cfg.Extra,
+			},
+			Name:   "tor-" + s.Group + "-" + strconv.Itoa(s.Port),
+			Mode:   s.Mode,
+			Relays: s.Relays,
+		}
+		if cfg.DataDir != "" {
+			dd := filepath.Join(cfg.DataDir, strconv.Itoa(s.Port))
+			if err := os.MkdirAll(dd, 0o700); err != nil {
+				return plan, fmt.Errorf("creating tor data dir: %w", err)
+			}
+			in.DataDir = dd
+			in.ControlSocket = filepath.Join(dd, "control")
+		}
+		plan.Instances = append(plan.Instances, in)
+	}
+	// Render everything first: one bad line in extra-config must not leave
+	// half the files written.
+	for _, in := range plan.Instances {
+		if _, err := torrc.Render(in.Instance); err != nil {
+			return plan, err
+		}
+	}
+	for _, in := range plan.Instances {
+		changed, err := torrc.Write(ctx, cfg.TorrcDir, in.Instance, cfg.Verify)
+		if err != nil {
+			return plan, err
+		}
+		if changed {
+			plan.Changed = append(plan.Changed, in.Port)
+		}
+	}
+	plan.Removed, err = torrc.RemoveStale(cfg.TorrcDir, plan.Ports())
+	if err != nil {
+		return plan, err
+	}
+	log.WithFields(logrus.Fields{
+		"relays": len(relays), "usable_exits": plan.Usable, "instances": len(plan.Instances),
+		"changed": len(plan.Changed), "removed": len(plan.Removed),
+	}).Info("tor instances planned")
+	if run != nil {
+		if err := run.Apply(ctx, plan.Ports(), plan.Changed); err != nil {
+			return plan, fmt.Errorf("applying tor instances: %w", err)
+		}
+	}
+	return plan, nil
+}
+
+// Upstreams returns one tor upstream per instance: 127.0.0.1:<port>, the
+// instance's group, named "tor-<group>-<port>". cmd adds them to the store
+// under source "tor".
+func Upstreams(p Plan) []upstream.Upstream {
+	out := make([]upstream.Upstream, 0, len(p.Instances))
+	for _, in := range p.Instances {
+		server := in.SocksAddr
+		if server == "" {
+			server = "127.0.0.1"
+		}
+		u, err := upstream.New(map[string]any{
+			"type": string(upstream.Tor), "server": server, "port": in.Port,
+			"name": in.Name, "group": in.Group,
+		})
+		if err != nil {
+			continue // impossible: port and server are checked by Render
+		}
+		out = append(out, u)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
+	return out
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
