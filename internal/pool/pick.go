@@ -1,0 +1,191 @@
+package pool
+
+import (
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// Strategy names (config `gateway.strategy`).
+const (
+	RoundRobin   = "round-robin"
+	Random       = "random"
+	LeastLatency = "least-latency"
+	Sticky       = "sticky"
+)
+
+// maxProbe bounds how many candidates one pick looks at before giving up
+// on skipping ejected/tried ones: picks stay O(1).
+const maxProbe = 32
+
+func usable(s *snapshot, i int32, sel *upstream.Selector) bool {
+	e := &s.entries[i]
+	if e.h.ejectedAt.Load() != 0 {
+		return false
+	}
+	return len(sel.Tried) == 0 || !slices.Contains(sel.Tried, e.choice.ID)
+}
+
+// at maps a rotation counter to an entry: distinct exits first, then the
+// records sharing an exit in turn.
+func (v *view) at(k uint64) int32 {
+	e := v.exits[k%uint64(len(v.exits))]
+	return e[(k/uint64(len(v.exits)))%uint64(len(e))]
+}
+
+func (p *Pool) pickRR(s *snapshot, v *view, sel *upstream.Selector) int32 {
+	every := uint64(max(p.opts.RotateEvery, 1))
+	for range min(maxProbe, v.n) {
+		k := v.rr.Add(1) - 1
+		if i := v.at(k / every); usable(s, i, sel) {
+			return i
+		}
+		if every > 1 { // the current one is unusable: move on now
+			v.rr.Add(every - k%every - 1)
+		}
+	}
+	return -1
+}
+
+func pickRandom(s *snapshot, v *view, sel *upstream.Selector) int32 {
+	for range min(maxProbe, v.n) {
+		if i := v.at(rand.Uint64()); usable(s, i, sel) {
+			return i
+		}
+	}
+	return -1
+}
+
+// pickP2C is power-of-two-choices on latency: two random candidates, the
+// faster wins.
+func pickP2C(s *snapshot, v *view, sel *upstream.Selector) int32 {
+	a := pickRandom(s, v, sel)
+	if a < 0 || v.n == 1 {
+		return a
+	}
+	b := pickRandom(s, v, sel)
+	if b >= 0 && s.entries[b].latency() < s.entries[a].latency() {
+		return b
+	}
+	return a
+}
+
+// ring is consistent hashing over the view: a key maps to the same
+// upstream on every gateway replica that sees the same pool, and removing
+// one upstream only moves the keys it held. Lookups are O(log n).
+type ringPoint struct {
+	h uint64
+	i int32
+}
+
+func (v *view) ringPoints(s *snapshot) []ringPoint {
+	v.ringOnce.Do(func() {
+		vn := 40
+		if v.n > 0 {
+			vn = max(1, min(40, 400_000/v.n))
+		}
+		pts := make([]ringPoint, 0, v.n*vn)
+		for _, e := range v.exits {
+			for _, i := range e {
+				id := s.entries[i].choice.ID
+				for r := range vn {
+					pts = append(pts, ringPoint{hash64(id + "#" + strconv.Itoa(r)), i})
+				}
+			}
+		}
+		sort.Slice(pts, func(a, b int) bool { return pts[a].h < pts[b].h })
+		v.ring = pts
+	})
+	return v.ring
+}
+
+func pickRing(s *snapshot, v *view, sel *upstream.Selector, key string) int32 {
+	pts := v.ringPoints(s)
+	if len(pts) == 0 {
+		return -1
+	}
+	h := hash64(key)
+	j := sort.Search(len(pts), func(x int) bool { return pts[x].h >= h })
+	for n := range min(len(pts), maxProbe*4) {
+		if i := pts[(j+n)%len(pts)].i; usable(s, i, sel) {
+			return i
+		}
+	}
+	return -1
+}
+
+// hash64 is FNV-1a with a splitmix64 finisher: fixed across processes and
+// machines (replicas must agree), well spread.
+func hash64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h
+}
+
+// sessions remembers which upstream a username session holds until its
+// TTL runs out; then the session moves on (a new generation of its key).
+type sessions struct {
+	mu    sync.Mutex
+	m     map[string]*session
+	max   int
+	sweep time.Time
+}
+
+type session struct {
+	id    string
+	until time.Time
+	gen   int
+}
+
+func (ss *sessions) get(key string, now time.Time) (id string, gen int) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s := ss.m[key]
+	if s == nil {
+		return "", 0
+	}
+	if now.After(s.until) {
+		return "", s.gen + 1
+	}
+	return s.id, s.gen
+}
+
+func (ss *sessions) put(key, id string, gen int, until time.Time, now time.Time) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.m == nil {
+		ss.m = map[string]*session{}
+	}
+	if len(ss.m) >= ss.max && now.Sub(ss.sweep) > time.Second {
+		ss.sweep = now
+		for k, s := range ss.m {
+			if now.After(s.until) {
+				delete(ss.m, k)
+			}
+		}
+	}
+	if s := ss.m[key]; s != nil {
+		s.id, s.gen = id, gen
+		if s.until.Before(now) || gen != s.gen {
+			s.until = until
+		}
+		return
+	}
+	if len(ss.m) >= ss.max {
+		return // full of live sessions: still sticky by hash, just not remembered
+	}
+	ss.m[key] = &session{id: id, until: until, gen: gen}
+}

@@ -1,0 +1,298 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// Loader reads the healthy upstreams and a number that changes whenever
+// they may have (the store).
+type Loader interface {
+	Healthy(ctx context.Context) ([]upstream.Record, error)
+	Version(ctx context.Context) (uint64, error)
+}
+
+// Options configure a Pool. Zero values take the documented defaults.
+type Options struct {
+	Loader Loader
+	// Notify, when set, asks for a reload now (PoolChanged). Version is
+	// still polled every PollInterval.
+	Notify       <-chan struct{}
+	PollInterval time.Duration // default 1s
+	Groups       []Group
+	Strategy     string // round-robin (default), random, least-latency, sticky
+	RotateEvery  int    // round-robin moves on every N picks (default 1)
+	EjectAfter   int    // consecutive passive failures that eject (default 3)
+	// EjectFor caps how long an ejected upstream stays out when the store
+	// keeps calling it healthy without a newer check (default 5m).
+	EjectFor    time.Duration
+	SessionTTL  time.Duration // default for "-session-" without "-ttl-" (10m)
+	MaxSessions int           // remembered sessions (default 100000)
+	Log         logrus.FieldLogger
+}
+
+// Pool answers Pick from an atomically swapped snapshot. It is safe for
+// concurrent use; Pick never blocks on a reload.
+type Pool struct {
+	opts     Options
+	snap     atomic.Pointer[snapshot]
+	mu       sync.Mutex // health map and rebuilds
+	health   map[string]*health
+	rebuild  chan struct{}
+	sessions sessions
+	log      logrus.FieldLogger
+}
+
+// New checks options and returns an empty pool; call Load before serving.
+func New(o Options) (*Pool, error) {
+	if o.Loader == nil {
+		return nil, fmt.Errorf("pool: no loader")
+	}
+	switch o.Strategy {
+	case "":
+		o.Strategy = RoundRobin
+	case RoundRobin, Random, LeastLatency, Sticky:
+	default:
+		return nil, fmt.Errorf("pool: unknown strategy %q (round-robin, random, least-latency, sticky)", o.Strategy)
+	}
+	seen := map[string]bool{}
+	for i, g := range o.Groups {
+		if g.Name == "" {
+			return nil, fmt.Errorf("pool: group %d has no name", i)
+		}
+		if seen[g.Name] {
+			return nil, fmt.Errorf("pool: group %q defined twice", g.Name)
+		}
+		seen[g.Name] = true
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	if o.EjectAfter <= 0 {
+		o.EjectAfter = 3
+	}
+	if o.EjectFor <= 0 {
+		o.EjectFor = 5 * time.Minute
+	}
+	if o.SessionTTL <= 0 {
+		o.SessionTTL = 10 * time.Minute
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = 100_000
+	}
+	if o.Log == nil {
+		l := logrus.New()
+		l.Out = discard{}
+		o.Log = l
+	}
+	p := &Pool{opts: o, health: map[string]*health{}, rebuild: make(chan struct{}, 1), log: o.Log}
+	p.sessions.max = o.MaxSessions
+	p.snap.Store(build(0, nil, o.Groups, p.healthOfLocked, func(*upstream.Record, *health) bool { return false }))
+	return p, nil
+}
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+// Load reads the store now and swaps the snapshot in.
+func (p *Pool) Load(ctx context.Context) error {
+	v, err := p.opts.Loader.Version(ctx)
+	if err != nil {
+		return fmt.Errorf("reading pool version: %w", err)
+	}
+	recs, err := p.opts.Loader.Healthy(ctx)
+	if err != nil {
+		return fmt.Errorf("loading healthy upstreams: %w", err)
+	}
+	start := time.Now()
+	s := p.swap(v, recs, true)
+	p.log.WithFields(logrus.Fields{"upstreams": len(s.entries), "version": v, "took": time.Since(start).Round(time.Millisecond)}).Debug("pool loaded")
+	return nil
+}
+
+// swap builds and publishes a snapshot. fresh is true for store data
+// (ejected upstreams come back once the probe checked them again).
+func (p *Pool) swap(version uint64, recs []upstream.Record, fresh bool) *snapshot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	next := make(map[string]*health, len(recs))
+	s := build(version, recs, p.opts.Groups, func(id string) *health {
+		h := p.health[id]
+		if h == nil {
+			h = &health{}
+		}
+		next[id] = h
+		return h
+	}, func(r *upstream.Record, h *health) bool {
+		at := h.ejectedAt.Load()
+		if at == 0 {
+			return false
+		}
+		if fresh && (r.LastCheck.UnixNano() > at || now.Sub(time.Unix(0, at)) > p.opts.EjectFor) {
+			h.ejectedAt.Store(0) // re-admitted
+			h.fails.Store(0)
+			return false
+		}
+		return true
+	})
+	p.health = next
+	p.snap.Store(s)
+	return s
+}
+
+func (p *Pool) healthOfLocked(id string) *health {
+	h := p.health[id]
+	if h == nil {
+		h = &health{}
+		p.health[id] = h
+	}
+	return h
+}
+
+// Run reloads on Notify, on a changed Version (polled), and after
+// ejections, until ctx is done.
+func (p *Pool) Run(ctx context.Context) error {
+	t := time.NewTicker(p.opts.PollInterval)
+	defer t.Stop()
+	for {
+		reload := false
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.opts.Notify:
+			reload = true
+		case <-t.C:
+			v, err := p.opts.Loader.Version(ctx)
+			if err != nil {
+				p.log.WithError(err).Warn("reading pool version")
+				continue
+			}
+			reload = v != p.snap.Load().version
+		case <-p.rebuild:
+			s := p.snap.Load()
+			p.swap(s.version, s.records, false)
+			continue
+		}
+		if reload {
+			if err := p.Load(ctx); err != nil && ctx.Err() == nil {
+				p.log.WithError(err).Warn("reloading pool")
+			}
+		}
+	}
+}
+
+// Len is the number of upstreams in the current snapshot.
+func (p *Pool) Len() int { return len(p.snap.Load().entries) }
+
+// Version is the store version of the current snapshot.
+func (p *Pool) Version() uint64 { return p.snap.Load().version }
+
+// Pick chooses an upstream for sel. Errors wrap upstream.ErrNoUpstream or
+// upstream.ErrUnknownGroup.
+func (p *Pool) Pick(sel *upstream.Selector) (upstream.Choice, error) {
+	s := p.snap.Load()
+	v, known := s.viewFor(sel.Group, sel.Country)
+	if !known {
+		return upstream.Choice{}, fmt.Errorf("%w %q", upstream.ErrUnknownGroup, sel.Group)
+	}
+	i := int32(-1)
+	if v.n > 0 {
+		switch {
+		case sel.Session != "":
+			i = p.pickSession(s, v, sel)
+		case p.opts.Strategy == Sticky && sel.Client != "":
+			i = pickRing(s, v, sel, sel.Client)
+		case p.opts.Strategy == Random:
+			i = pickRandom(s, v, sel)
+		case p.opts.Strategy == LeastLatency:
+			i = pickP2C(s, v, sel)
+		default:
+			i = p.pickRR(s, v, sel)
+		}
+	}
+	if i < 0 {
+		return upstream.Choice{}, noUpstream(sel, v.n)
+	}
+	return s.entries[i].choice, nil
+}
+
+func noUpstream(sel *upstream.Selector, n int) error {
+	where := ""
+	if sel.Group != "" {
+		where += " in group " + strconv.Quote(sel.Group)
+	}
+	if sel.Country != "" {
+		where += " in country " + sel.Country
+	}
+	if n > 0 {
+		return fmt.Errorf("%w%s: all %d tried or ejected", upstream.ErrNoUpstream, where, n)
+	}
+	return fmt.Errorf("%w%s", upstream.ErrNoUpstream, where)
+}
+
+func (p *Pool) pickSession(s *snapshot, v *view, sel *upstream.Selector) int32 {
+	now := time.Now()
+	key := sel.Group + "\x00" + sel.Country + "\x00" + sel.Session
+	id, gen := p.sessions.get(key, now)
+	if id != "" {
+		if i, ok := s.byID[id]; ok && usable(s, i, sel) {
+			return i
+		}
+	}
+	i := pickRing(s, v, sel, sel.Session+"/"+strconv.Itoa(gen))
+	if i >= 0 {
+		ttl := sel.SessionTTL
+		if ttl <= 0 {
+			ttl = p.opts.SessionTTL
+		}
+		p.sessions.put(key, s.entries[i].choice.ID, gen, now.Add(ttl), now)
+	}
+	return i
+}
+
+// Observe takes one passive outcome (the gateway's dial through an
+// upstream). EjectAfter failures in a row take the upstream out of this
+// gateway's snapshot at once; successes feed the latency EWMA.
+func (p *Pool) Observe(r upstream.CheckResult) {
+	s := p.snap.Load()
+	i, ok := s.byID[r.ID]
+	if !ok {
+		return
+	}
+	h := s.entries[i].h
+	if r.OK {
+		h.fails.Store(0)
+		if r.TotalMS > 0 {
+			for {
+				old := h.latency.Load()
+				l := math.Float64frombits(old)
+				n := r.TotalMS
+				if l > 0 {
+					n = 0.3*r.TotalMS + 0.7*l
+				}
+				if h.latency.CompareAndSwap(old, math.Float64bits(n)) {
+					break
+				}
+			}
+		}
+		return
+	}
+	if int(h.fails.Add(1)) >= p.opts.EjectAfter && h.ejectedAt.CompareAndSwap(0, time.Now().UnixNano()) {
+		p.log.WithFields(logrus.Fields{"UPSTREAM_ID": r.ID, "error": r.Err}).Info("ejecting upstream after consecutive failures")
+		select {
+		case p.rebuild <- struct{}{}:
+		default:
+		}
+	}
+}
