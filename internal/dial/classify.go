@@ -1,0 +1,111 @@
+package dial
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// Cause is a short, stable name for why a dial failed. The gateway maps it
+// to a SOCKS reply code and an RFC 9209 Proxy-Status; the probe stores it.
+type Cause string
+
+// Causes.
+const (
+	RefusedCause     Cause = "refused"     // TCP RST on connect, or the upstream says the target refused
+	TimeoutCause     Cause = "timeout"     // deadline hit in connect or handshake (black hole)
+	ResetCause       Cause = "reset"       // connection reset mid-handshake
+	HandshakeCause   Cause = "handshake"   // the upstream answered something that is not its protocol
+	AuthCause        Cause = "auth"        // credentials wanted or rejected
+	UnreachableCause Cause = "unreachable" // no route, or the upstream cannot reach the target
+	DNSCause         Cause = "dns"         // the upstream's own server name did not resolve
+	ClosedCause      Cause = "closed"      // EOF mid-handshake, cancelled, or the pool is closed
+	OtherCause       Cause = "other"
+)
+
+// causeError is an error whose Cause is known where it is made.
+type causeError struct {
+	cause Cause
+	text  string
+}
+
+func (e *causeError) Error() string { return e.text }
+
+// Classify names the cause of a DialContext error ("" for nil).
+func Classify(err error) Cause {
+	if err == nil {
+		return ""
+	}
+	var ce *causeError
+	if errors.As(err, &ce) {
+		return ce.cause
+	}
+	var dnsErr *net.DNSError
+	var tlsRec tls.RecordHeaderError
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return TimeoutCause
+	case errors.Is(err, context.Canceled), errors.Is(err, ErrClosed), errors.Is(err, net.ErrClosed):
+		return ClosedCause
+	case errors.As(err, &dnsErr):
+		return DNSCause
+	case errors.As(err, &errno):
+		switch errno {
+		case syscall.ECONNREFUSED:
+			return RefusedCause
+		case syscall.ECONNRESET, syscall.EPIPE, syscall.ECONNABORTED:
+			return ResetCause
+		case syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.ENETDOWN, syscall.EADDRNOTAVAIL:
+			return UnreachableCause
+		case syscall.ETIMEDOUT:
+			return TimeoutCause
+		}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return ClosedCause
+	case errors.As(err, &tlsRec):
+		return HandshakeCause
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return TimeoutCause
+	}
+	// mihomo's adapters return plain-text errors; match the ones it has.
+	msg := err.Error()
+	for _, m := range mihomoMessages {
+		if strings.Contains(msg, m.text) {
+			return m.cause
+		}
+	}
+	return OtherCause
+}
+
+var mihomoMessages = []struct {
+	text  string
+	cause Cause
+}{
+	{"dns resolve failed", DNSCause},
+	{"couldn't find ip", DNSCause},
+	{"auth failed", AuthCause},                // transport/socks5.ErrAuth
+	{"rejected username/password", AuthCause}, // socks5
+	{"SOCKS need auth", AuthCause},
+	{"HTTP need auth", AuthCause}, // http 407
+	{"SOCKS version error", HandshakeCause},
+	{"malformed HTTP", HandshakeCause}, // net/http ReadResponse
+	{"CONNECT method not allowed", HandshakeCause},
+	{"can not connect remote err code", RefusedCause}, // http 4xx other than 405/407
+	{"502 ", UnreachableCause},
+	{"503 ", UnreachableCause},
+	{"504 ", TimeoutCause},
+	{"500 ", OtherCause},
+	{"tls: ", HandshakeCause},
+	{"x509: ", HandshakeCause},
+	{"connection reset", ResetCause},
+	{"connection refused", RefusedCause},
+	{"use of closed network connection", ClosedCause},
+}
