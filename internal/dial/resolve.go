@@ -76,8 +76,8 @@ func (s systemResolver) ExchangeContext(context.Context, *dns.Msg) (*dns.Msg, er
 	return nil, errNoDNSExchange
 }
 
-func (s systemResolver) Invalid() bool   { return true } // mihomo: true means "usable"
-func (s systemResolver) ClearCache()     {}
+func (s systemResolver) Invalid() bool    { return true } // mihomo: true means "usable"
+func (s systemResolver) ClearCache()      {}
 func (s systemResolver) ResetConnection() {}
 
 var _ resolver.Resolver = systemResolver{}

@@ -233,4 +233,3 @@ func (d *socks5Dialer) dial(ctx context.Context, addr string) (net.Conn, error) 
 		return nil
 	})
 }
-
