@@ -1,0 +1,469 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// Where the config lives.
+const (
+	// DefaultPath is the config every program reads without --config.
+	DefaultPath = "/etc/proxypool/proxypool.yaml"
+	// EnvVar, when set and no --config is given, names the config.
+	EnvVar = "PROXYPOOL_CONFIG"
+)
+
+// Path picks the config path: the --config flag's value if given, else
+// $PROXYPOOL_CONFIG if set, else DefaultPath.
+func Path(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if p := os.Getenv(EnvVar); p != "" {
+		return p
+	}
+	return DefaultPath
+}
+
+// ByteSize is a number of bytes; in YAML a whole number or "64MiB".
+type ByteSize int64
+
+// String renders the size with the largest binary unit that divides it.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		n    int64
+		name string
+	}{{1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}} {
+		if b != 0 && int64(b)%u.n == 0 {
+			return strconv.FormatInt(int64(b)/u.n, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// Config is proxypool.yaml. Every field has a documented default (see
+// Default and etc/proxypool/proxypool.yaml); keys absent from the file keep
+// it.
+type Config struct {
+	// Database is the SQLite store's path.
+	Database string           `yaml:"database"`
+	Sources  []Source         `yaml:"sources"`
+	Refresh  Refresh          `yaml:"refresh"`
+	Probe    Probe            `yaml:"probe"`
+	Gateway  Gateway          `yaml:"gateway"`
+	Groups   map[string]Group `yaml:"groups"`
+	Tor      Tor              `yaml:"tor"`
+	Metrics  Metrics          `yaml:"metrics"`
+	Log      Log              `yaml:"log"`
+	SLO      SLO              `yaml:"slo"`
+
+	// File is the path the config was loaded from ("" for Default).
+	File string `yaml:"-"`
+	pos  map[string]int
+}
+
+// Source is one list refresh fetches.
+type Source struct {
+	Name string `yaml:"name"` // unique; letters, digits, . _ -
+	// URL is file:///abs/path, file://./relative/path, http:// or https://.
+	URL string `yaml:"url"`
+	// Format: auto | links | socks5 | socks4 | http | https | base64 | clash | json.
+	Format      string        `yaml:"format"`
+	Interval    time.Duration `yaml:"interval"`     // fetch period; default refresh.interval
+	MinInterval time.Duration `yaml:"min-interval"` // never fetch more often, even on demand (10m)
+	Timeout     time.Duration `yaml:"timeout"`      // whole fetch (30s)
+	MaxBytes    ByteSize      `yaml:"max-bytes"`    // larger bodies are rejected (64MiB)
+}
+
+// FilePath returns the filesystem path of a file:// source ("./x" for
+// file://./x, "/abs" for file:///abs) and true, or "", false for other
+// schemes. Relative paths are relative to the working directory.
+func (s Source) FilePath() (string, bool) { return filePath(s.URL) }
+
+// Refresh tunes the fetching of sources.
+type Refresh struct {
+	Interval    time.Duration `yaml:"interval"`    // 1h
+	Concurrency int           `yaml:"concurrency"` // sources fetched at once (8)
+}
+
+// Probe tunes the health checker.
+type Probe struct {
+	Judges          []string      `yaml:"judges"`           // tried in order until one answers
+	Interval        time.Duration `yaml:"interval"`         // re-check of a healthy upstream (5m)
+	FailingInterval time.Duration `yaml:"failing-interval"` // re-check while failing (1m)
+	Timeout         time.Duration `yaml:"timeout"`          // one check (5s)
+	Concurrency     int           `yaml:"concurrency"`      // checks in flight (1024)
+	MaxFailures     int           `yaml:"max-failures"`     // failures in a row before dead (3)
+	DeadBackoffMax  time.Duration `yaml:"dead-backoff-max"` // cap of a dead upstream's re-check backoff (6h)
+	DeleteAfter     time.Duration `yaml:"delete-after"`     // dead this long → removed (72h)
+	History         int           `yaml:"history"`          // check results kept per upstream (32)
+	GeoIP           string        `yaml:"geoip"`            // tor geoip file or a .mmdb; "" = no countries
+	GeoIP6          string        `yaml:"geoip6"`           // tor geoip6 file; "" = no IPv6 countries
+	RealIP          string        `yaml:"real-ip"`          // our public IP; "" = learned from the judges
+	Target          Target        `yaml:"target"`
+	UplinkCheck     bool          `yaml:"uplink-check"` // skip rounds while our own uplink is down (true)
+}
+
+// Target is an optional second check: the upstream must also fetch URL.
+type Target struct {
+	URL     string `yaml:"url"`
+	Status  int    `yaml:"status"` // expected HTTP status (200)
+	Enabled bool   `yaml:"enabled"`
+}
+
+// Gateway tunes the client-facing proxy.
+type Gateway struct {
+	Listen           string        `yaml:"listen"`            // 127.0.0.1:8000
+	Strategy         string        `yaml:"strategy"`          // round-robin | random | least-latency | sticky
+	RotateEvery      time.Duration `yaml:"rotate-every"`      // keep an upstream this long; 0 = new one per request
+	MaxTries         int           `yaml:"max-tries"`         // upstreams tried per request (3)
+	DialTimeout      time.Duration `yaml:"dial-timeout"`      // 5s
+	HandshakeTimeout time.Duration `yaml:"handshake-timeout"` // 10s
+	TotalTimeout     time.Duration `yaml:"total-timeout"`     // all tries together (15s)
+	IdleTimeout      time.Duration `yaml:"idle-timeout"`      // relay with no traffic (5m)
+	MaxConns         int           `yaml:"max-conns"`         // 10000
+	EjectAfter       int           `yaml:"eject-after"`       // passive failures in a row before an upstream is skipped (3)
+	SessionTTL       time.Duration `yaml:"session-ttl"`       // sticky session lifetime (10m)
+	AllowOpen        bool          `yaml:"allow-open"`        // permit a non-loopback listen without auth
+	DebugHeader      bool          `yaml:"debug-header"`      // add X-Proxypool-Upstream to HTTP responses
+	Auth             Auth          `yaml:"auth"`
+	Ports            []Port        `yaml:"ports"`
+}
+
+// Auth lists the gateway's users; none means no authentication.
+type Auth struct {
+	Users []User `yaml:"users"`
+}
+
+// User is one gateway login.
+type User struct {
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// Port is a pinned listener serving one group or one upstream.
+type Port struct {
+	Listen   string `yaml:"listen"`
+	Group    string `yaml:"group"`    // a key of groups; "" = the whole pool
+	Strategy string `yaml:"strategy"` // "" in the file = gateway.strategy (filled in)
+	Upstream string `yaml:"upstream"` // pin one upstream id instead of a group
+}
+
+// Group selects upstreams. Empty lists select everything.
+type Group struct {
+	Countries        []string `yaml:"countries"`         // exit countries, upper-case ISO codes
+	ExcludeCountries []string `yaml:"exclude-countries"` // removed after Countries
+	Types            []string `yaml:"types"`             // upstream kinds: socks5, vless, tor, …
+	Sources          []string `yaml:"sources"`           // source names
+	MinHealthy       int      `yaml:"min-healthy"`       // SLO floor of healthy members (0 = none)
+	MinExits         int      `yaml:"min-exits"`         // SLO floor of distinct exit IPs (0 = none)
+}
+
+// Tor configures the generated Tor instances.
+type Tor struct {
+	Enabled bool `yaml:"enabled"`
+	// Relays is an Onionoo details URL, a CSV URL or file, or
+	// control://host:port of a running tor.
+	Relays       string   `yaml:"relays"`
+	RelaysFormat string   `yaml:"relays-format"` // auto | onionoo | csv | control
+	Mode         string   `yaml:"mode"`          // country | grouped | single
+	Groups       []string `yaml:"groups"`        // groups whose countries get instances
+	PortBase     int      `yaml:"port-base"`     // 9060
+	PortMax      int      `yaml:"port-max"`      // 9999
+	MaxInstances int      `yaml:"max-instances"` // 64
+	TorrcDir     string   `yaml:"torrc-dir"`     // /etc/tor
+	DataDir      string   `yaml:"data-dir"`      // /var/lib/proxypool/tor (process runner)
+	Binary       string   `yaml:"binary"`        // tor
+	Runner       string   `yaml:"runner"`        // systemd | process | auto
+	// NewnymPeriod sends NEWNYM to every instance this often; 0 = never.
+	NewnymPeriod        time.Duration `yaml:"newnym-period"`
+	MaxCircuitDirtiness time.Duration `yaml:"max-circuit-dirtiness"` // 10m
+	ExtraConfig         []string      `yaml:"extra-config"`          // raw torrc lines
+	Refresh             time.Duration `yaml:"refresh"`               // relay re-discovery (6h)
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Listen  string `yaml:"listen"` // 127.0.0.1:9464
+	Enabled bool   `yaml:"enabled"`
+}
+
+// Log configures logging.New.
+type Log struct {
+	Level  string `yaml:"level"`  // trace | debug | info | warn | error
+	Format string `yaml:"format"` // auto | text | json
+}
+
+// SLO holds the pool floors and how the probe acts on them. The pool-wide
+// floors live here; per-group floors are groups.<name>.min-healthy/min-exits.
+type SLO struct {
+	CheckInterval     time.Duration `yaml:"check-interval"`      // 30s
+	MinActionInterval time.Duration `yaml:"min-action-interval"` // between two remedial actions (2m)
+	MinHealthy        int           `yaml:"min-healthy"`         // pool-wide healthy floor (1; 0 = none)
+	MinExits          int           `yaml:"min-exits"`           // pool-wide distinct exit IPs floor (0 = none)
+}
+
+// Default returns the configuration used for every key a file leaves out.
+func Default() *Config {
+	return &Config{
+		Database: "/var/lib/proxypool/proxypool.db",
+		Refresh:  Refresh{Interval: time.Hour, Concurrency: 8},
+		Probe: Probe{
+			Judges:          []string{"http://httpbin.org/headers"},
+			Interval:        5 * time.Minute,
+			FailingInterval: time.Minute,
+			Timeout:         5 * time.Second,
+			Concurrency:     1024,
+			MaxFailures:     3,
+			DeadBackoffMax:  6 * time.Hour,
+			DeleteAfter:     72 * time.Hour,
+			History:         32,
+			GeoIP:           "/usr/share/tor/geoip",
+			GeoIP6:          "/usr/share/tor/geoip6",
+			Target:          Target{Status: 200},
+			UplinkCheck:     true,
+		},
+		Gateway: Gateway{
+			Listen:           "127.0.0.1:8000",
+			Strategy:         "round-robin",
+			MaxTries:         3,
+			DialTimeout:      5 * time.Second,
+			HandshakeTimeout: 10 * time.Second,
+			TotalTimeout:     15 * time.Second,
+			IdleTimeout:      5 * time.Minute,
+			MaxConns:         10000,
+			EjectAfter:       3,
+			SessionTTL:       10 * time.Minute,
+		},
+		Tor: Tor{
+			Relays:              "https://onionoo.torproject.org/details",
+			RelaysFormat:        "auto",
+			Mode:                "country",
+			PortBase:            9060,
+			PortMax:             9999,
+			MaxInstances:        64,
+			TorrcDir:            "/etc/tor",
+			DataDir:             "/var/lib/proxypool/tor",
+			Binary:              "tor",
+			Runner:              "auto",
+			MaxCircuitDirtiness: 10 * time.Minute,
+			Refresh:             6 * time.Hour,
+		},
+		Metrics: Metrics{Listen: "127.0.0.1:9464", Enabled: true},
+		Log:     Log{Level: "info", Format: "auto"},
+		SLO:     SLO{CheckInterval: 30 * time.Second, MinActionInterval: 2 * time.Minute, MinHealthy: 1},
+		pos:     map[string]int{},
+	}
+}
+
+// defaultSource is the starting value of every sources[] item; Interval is
+// filled from refresh.interval after decoding when the item leaves it out.
+func defaultSource() Source {
+	return Source{Format: "auto", MinInterval: 10 * time.Minute, Timeout: 30 * time.Second, MaxBytes: 64 << 20}
+}
+
+// Load reads and parses the config at path. Errors name the file, line and
+// key: "proxypool.yaml:12: probe.interval: ...".
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse parses data, whose errors are reported as coming from filename. It
+// never panics. The error, if any, joins one *Error per problem found,
+// ordered by line.
+func Parse(data []byte, filename string) (*Config, error) {
+	c := Default()
+	c.File = filename
+	d := &decoder{pos: c.pos, file: filename}
+
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, syntaxError(filename, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, &Error{File: filename, Line: extra.Line, Msg: "a second YAML document (---) is not supported"}
+	} else if !errors.Is(err, io.EOF) {
+		return nil, syntaxError(filename, err)
+	}
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		top := resolve(root.Content[0])
+		if !isNull(top) {
+			d.decode(top, reflectValue(c), "")
+		}
+	}
+	if len(d.errs) == 0 {
+		c.fill()
+		v := &validator{c: c}
+		v.validate()
+		d.errs = append(d.errs, v.errs...)
+	}
+	if len(d.errs) > 0 {
+		return nil, joinErrors(d.errs)
+	}
+	return c, nil
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func syntaxError(file string, err error) error {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{File: file, Line: line, Msg: "YAML syntax: " + m[2]}
+	}
+	return &Error{File: file, Msg: "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// fill derives the defaults that depend on other keys.
+func (c *Config) fill() {
+	c.Log.Level = strings.ToLower(c.Log.Level)
+	for i := range c.Sources {
+		if _, set := c.pos[fmt.Sprintf("sources[%d].interval", i)]; !set {
+			c.Sources[i].Interval = c.Refresh.Interval
+		}
+	}
+	for i := range c.Gateway.Ports {
+		if c.Gateway.Ports[i].Strategy == "" {
+			c.Gateway.Ports[i].Strategy = c.Gateway.Strategy
+		}
+	}
+}
+
+// Error is one problem in a config file.
+type Error struct {
+	File string
+	Line int    // 0 when the problem is not on one line
+	Key  string // dotted path: "gateway.ports[1].group"; "" for syntax errors
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+const maxErrors = 20
+
+func joinErrors(errs []*Error) error {
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	out := make([]error, 0, min(len(errs), maxErrors+1))
+	for i, e := range errs {
+		if i == maxErrors {
+			out = append(out, fmt.Errorf("%s: … and %d more problems", e.File, len(errs)-maxErrors))
+			break
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+// Pos returns "file:line" of key ("gateway.listen") in the loaded file, or
+// just the file name when the key was not in it. Programs use it to point at
+// the config when a value fails at run time ("listen: address in use").
+func (c *Config) Pos(key string) string {
+	if l := c.line(key); l > 0 {
+		return fmt.Sprintf("%s:%d", c.File, l)
+	}
+	return c.File
+}
+
+// line finds the line of key or of its nearest enclosing key.
+func (c *Config) line(key string) int {
+	for key != "" {
+		if l, ok := c.pos[key]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			break
+		}
+		key = key[:i]
+	}
+	return 0
+}
+
+// Policy returns the upstream life-cycle tuning from the probe section.
+func (c *Config) Policy() upstream.Policy {
+	return upstream.Policy{
+		MaxFailures:     c.Probe.MaxFailures,
+		Interval:        c.Probe.Interval,
+		FailingInterval: c.Probe.FailingInterval,
+		DeadBackoffMax:  c.Probe.DeadBackoffMax,
+	}.WithDefaults()
+}
+
+// UsedPorts lists the TCP ports proxypool itself listens on (gateway,
+// pinned ports, metrics when enabled), sorted, so torgen can skip them when
+// it hands out instance ports from tor.port-base..tor.port-max.
+func (c *Config) UsedPorts() []int {
+	addrs := []string{c.Gateway.Listen}
+	for _, p := range c.Gateway.Ports {
+		addrs = append(addrs, p.Listen)
+	}
+	if c.Metrics.Enabled {
+		addrs = append(addrs, c.Metrics.Listen)
+	}
+	seen := map[int]bool{}
+	var ports []int
+	for _, a := range addrs {
+		if _, p, err := net.SplitHostPort(a); err == nil {
+			if n, err := strconv.Atoi(p); err == nil && !seen[n] {
+				seen[n] = true
+				ports = append(ports, n)
+			}
+		}
+	}
+	sort.Ints(ports)
+	return ports
+}
+
+// filePath maps file:///abs → /abs and file://./rel → ./rel.
+func filePath(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "file" {
+		return "", false
+	}
+	switch u.Host {
+	case "":
+		return u.Path, u.Path != ""
+	case ".":
+		if u.Path == "" || u.Path == "/" {
+			return "", false
+		}
+		return "." + u.Path, true
+	}
+	return "", false
+}

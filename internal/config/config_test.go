@@ -1,0 +1,349 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const shipped = "../../etc/proxypool/proxypool.yaml"
+
+// comparable drops what Parse records about the file itself.
+func comparable(c *Config) *Config {
+	cp := *c
+	cp.File, cp.pos = "", nil
+	return &cp
+}
+
+func TestShippedConfig(t *testing.T) {
+	got, err := Load(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shipped file documents the defaults; it differs on purpose only
+	// where the development stack needs it.
+	want := Default()
+	want.Database = "./var/proxypool.db"
+	want.Sources = []Source{{
+		Name: "demo", URL: "file://./var/demo-upstreams.txt", Format: "auto",
+		Interval: time.Hour, MinInterval: 10 * time.Minute, Timeout: 30 * time.Second, MaxBytes: 64 << 20,
+	}}
+	want.Probe.Judges = []string{"http://127.0.0.1:18080/headers"}
+	want.Gateway.Auth.Users = []User{}
+	want.Gateway.Ports = []Port{
+		{Listen: "127.0.0.1:8001", Group: "us", Strategy: "round-robin"},
+		{Listen: "127.0.0.1:8002", Group: "nonus", Strategy: "round-robin"},
+	}
+	want.Groups = map[string]Group{
+		"us":    {Countries: []string{"US"}, ExcludeCountries: []string{}, Types: []string{}, Sources: []string{}},
+		"nonus": {ExcludeCountries: []string{"US", "UA", "CH"}},
+	}
+	want.Tor.Groups = []string{}
+	want.Tor.ExtraConfig = []string{}
+	if g, w := comparable(got), comparable(want); !reflect.DeepEqual(g, w) {
+		t.Errorf("shipped config\n%+v\nwant\n%+v", g, w)
+	}
+	if p, ok := got.Sources[0].FilePath(); !ok || p != "./var/demo-upstreams.txt" {
+		t.Errorf("FilePath = %q, %v", p, ok)
+	}
+	if got.Pos("gateway.ports[1].group") == got.File {
+		t.Errorf("Pos did not find gateway.ports[1].group")
+	}
+}
+
+func TestEmptyFileIsDefault(t *testing.T) {
+	for _, in := range []string{"", "# only a comment\n", "---\n", "~\n"} {
+		c, err := Parse([]byte(in), "t.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", in, err)
+		}
+		if !reflect.DeepEqual(comparable(c), comparable(Default())) {
+			t.Errorf("%q: got %+v, want Default()", in, c)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	c, err := Parse([]byte(`
+refresh: {interval: 2h}
+sources:
+  - {name: a, url: "file:///srv/a.txt"}
+  - {name: b, url: "https://t.me/s/chan", interval: 3h, max-bytes: 512KiB, format: socks5}
+  - {name: c, url: "http://127.0.0.1/x", max-bytes: 1000}
+probe:
+  judges: http://127.0.0.1:1/headers
+  real-ip: 203.0.113.7
+gateway:
+  listen: "0.0.0.0:8000"
+  strategy: sticky
+  auth: {users: [{username: alice, password: pw}]}
+  ports:
+    - {listen: "127.0.0.1:8001", group: eu, strategy: random}
+    - {listen: "127.0.0.1:8002", group: eu}
+    - {listen: "127.0.0.1:8003", upstream: abc123}
+base: &base {types: [SOCKS5, vless]}
+groups:
+  eu: {countries: [de, Fr], min-healthy: 5}
+  any: ~
+tor: {enabled: yes, mode: grouped, groups: [eu], relays: "control://127.0.0.1:9051", runner: process}
+log: {level: DEBUG}
+`[1:]), "t.yaml")
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:17: base: unknown key") {
+		t.Fatalf("want the stray anchor key rejected, got %v", err)
+	}
+	c, err = Parse([]byte(`
+refresh: {interval: 2h}
+sources:
+  - {name: a, url: "file:///srv/a.txt"}
+  - {name: b, url: "https://t.me/s/chan", interval: 3h, max-bytes: 512KiB, format: socks5}
+  - {name: c, url: "http://127.0.0.1/x", max-bytes: 1000}
+probe:
+  judges: http://127.0.0.1:1/headers
+  real-ip: 203.0.113.7
+gateway:
+  listen: "0.0.0.0:8000"
+  strategy: sticky
+  auth: {users: [{username: alice, password: pw}]}
+  ports:
+    - {listen: "127.0.0.1:8001", group: eu, strategy: random}
+    - {listen: "127.0.0.1:8002", group: eu}
+    - {listen: "127.0.0.1:8003", upstream: abc123}
+groups:
+  eu: &eu {countries: [de, Fr], min-healthy: 5, types: [SOCKS5, vless]}
+  eu2: *eu
+  any: ~
+tor: {enabled: yes, mode: grouped, groups: [eu], relays: "control://127.0.0.1:9051", runner: process}
+log: {level: DEBUG}
+`[1:]), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Sources[0].Interval; got != 2*time.Hour {
+		t.Errorf("sources[0].interval = %v, want refresh.interval 2h", got)
+	}
+	if got := c.Sources[1]; got.Interval != 3*time.Hour || got.MaxBytes != 512<<10 || got.Format != "socks5" || got.Timeout != 30*time.Second {
+		t.Errorf("sources[1] = %+v", got)
+	}
+	if got := c.Sources[2].MaxBytes; got != 1000 {
+		t.Errorf("sources[2].max-bytes = %v", got)
+	}
+	if p, ok := c.Sources[0].FilePath(); !ok || p != "/srv/a.txt" {
+		t.Errorf("FilePath = %q %v", p, ok)
+	}
+	if _, ok := c.Sources[1].FilePath(); ok {
+		t.Error("https source has a file path")
+	}
+	if !reflect.DeepEqual(c.Probe.Judges, []string{"http://127.0.0.1:1/headers"}) {
+		t.Errorf("judges = %q", c.Probe.Judges)
+	}
+	if got := []string{c.Gateway.Ports[0].Strategy, c.Gateway.Ports[1].Strategy}; !reflect.DeepEqual(got, []string{"random", "sticky"}) {
+		t.Errorf("port strategies = %q", got)
+	}
+	eu := c.Groups["eu"]
+	if !reflect.DeepEqual(eu.Countries, []string{"DE", "FR"}) || !reflect.DeepEqual(eu.Types, []string{"socks5", "vless"}) || eu.MinHealthy != 5 {
+		t.Errorf("groups.eu = %+v", eu)
+	}
+	if _, ok := c.Groups["eu2"]; !ok {
+		t.Error("alias group eu2 missing")
+	}
+	if _, ok := c.Groups["any"]; !ok {
+		t.Error("empty group 'any' missing")
+	}
+	if !c.Tor.Enabled || c.Tor.Runner != "process" {
+		t.Errorf("tor = %+v", c.Tor)
+	}
+	if c.Log.Level != "debug" {
+		t.Errorf("log.level = %q, want lower-cased", c.Log.Level)
+	}
+	if got := c.UsedPorts(); !reflect.DeepEqual(got, []int{8000, 8001, 8002, 8003, 9464}) {
+		t.Errorf("UsedPorts = %v", got)
+	}
+	if got := c.Pos("groups.eu.countries"); got != "t.yaml:18" {
+		t.Errorf("Pos = %q", got)
+	}
+	if p := c.Policy(); p.MaxFailures != 3 || p.Interval != 5*time.Minute || p.FailingInterval != time.Minute {
+		t.Errorf("Policy = %+v", p)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want string // exact prefix of the first error line: file:line: key: problem
+	}{
+		{"bad duration", "probe:\n  interval: 5x\n", `t.yaml:2: probe.interval: "5x" is not a duration (use 30s, 5m)`},
+		{"bare number duration", "probe:\n  timeout: 30\n", `t.yaml:2: probe.timeout: "30" is not a duration`},
+		{"unknown key suggests", "gateway:\n  listen: 127.0.0.1:8000\n  strategi: random\n", `t.yaml:3: gateway.strategi: unknown key (did you mean "strategy"?)`},
+		{"underscore key suggests", "gateway:\n  max_tries: 2\n", `t.yaml:2: gateway.max_tries: unknown key (did you mean "max-tries"?)`},
+		{"unknown section lists keys", "probes:\n  x: 1\n", `t.yaml:1: probes: unknown key (did you mean "probe"?)`},
+		{"unknown far key lists valid", "metrics:\n  zzzzzz: 1\n", `t.yaml:2: metrics.zzzzzz: unknown key; valid keys here: enabled, listen`},
+		{"duplicate key", "log:\n  level: info\n  level: debug\n", `t.yaml:3: log.level: duplicate key (first at line 2)`},
+		{"duplicate group", "groups:\n  us: {}\n  us: {}\n", `t.yaml:3: groups.us: duplicate name (first at line 2)`},
+		{"syntax", "gateway:\n  listen: [\n", `t.yaml:2: YAML syntax:`},
+		{"tab", "gateway:\n\tlisten: x\n", `t.yaml:2: YAML syntax:`},
+		{"top level list", "- a\n- b\n", `t.yaml:1: expected a mapping of keys`},
+		{"section is scalar", "probe: fast\n", `t.yaml:1: probe: expected a mapping of keys`},
+		{"second document", "log: {level: info}\n---\nlog: {level: debug}\n", `t.yaml:2: a second YAML document`},
+		{"int is text", "probe:\n  concurrency: lots\n", `t.yaml:2: probe.concurrency: "lots" is not a whole number`},
+		{"bool is text", "metrics:\n  enabled: maybe\n", `t.yaml:2: metrics.enabled: "maybe" is not true or false`},
+		{"string is list", "database: [a]\n", `t.yaml:1: database: expected a string, got a list`},
+		{"list is mapping", "probe:\n  judges: {a: b}\n", `t.yaml:2: probe.judges: expected a list, got a mapping`},
+		{"empty list item", "tor:\n  extra-config:\n    -\n", `t.yaml:3: tor.extra-config[0]: empty list item`},
+		{"bad size", "sources:\n  - {name: a, url: 'file:///a', max-bytes: 64XB}\n", `t.yaml:2: sources[0].max-bytes: "64XB" is not a size`},
+		{"zero duration", "probe:\n  interval: 0s\n", `t.yaml:2: probe.interval: must be more than 0`},
+		{"negative duration", "gateway:\n  rotate-every: -1s\n", `t.yaml:2: gateway.rotate-every: must not be negative`},
+		{"zero concurrency", "probe:\n  concurrency: 0\n", `t.yaml:2: probe.concurrency: 0 is less than 1`},
+		{"strategy enum", "gateway:\n  strategy: fastest\n", `t.yaml:2: gateway.strategy: "fastest" is not one of round-robin, random, least-latency, sticky`},
+		{"listen not host:port", "gateway:\n  listen: \"8000\"\n", `t.yaml:2: gateway.listen: "8000" is not host:port`},
+		{"listen bad port", "metrics:\n  listen: 127.0.0.1:99999\n", `t.yaml:2: metrics.listen: "127.0.0.1:99999": port must be 1-65535`},
+		{"open gateway", "gateway:\n  listen: 0.0.0.0:8000\n", `t.yaml:2: gateway.listen: 0.0.0.0:8000 is reachable from other hosts and gateway.auth has no users`},
+		{"open pinned port", "groups: {us: {}}\ngateway:\n  ports:\n    - {listen: ':8001', group: us}\n", `t.yaml:4: gateway.ports[0].listen: :8001 is reachable from other hosts`},
+		{"listen collision", "gateway:\n  listen: 127.0.0.1:8000\nmetrics:\n  listen: 0.0.0.0:8000\n", `t.yaml:4: metrics.listen: 0.0.0.0:8000 collides with gateway.listen`},
+		{"port unknown group", "groups:\n  us: {countries: [US]}\ngateway:\n  ports:\n    - listen: 127.0.0.1:8001\n      group: eu\n", `t.yaml:6: gateway.ports[0].group: no group "eu" in groups (have: us)`},
+		{"port group and upstream", "groups: {us: {}}\ngateway:\n  ports:\n    - {listen: 127.0.0.1:8001, group: us, upstream: x}\n", `t.yaml:4: gateway.ports[0]: set group or upstream, not both`},
+		{"port missing listen", "gateway:\n  ports:\n    - {strategy: random}\n", `t.yaml:3: gateway.ports[0].listen: missing`},
+		{"port bad strategy", "gateway:\n  ports:\n    - {listen: 127.0.0.1:8001, strategy: x}\n", `t.yaml:3: gateway.ports[0].strategy: "x" is not one of`},
+		{"tor unknown group", "tor:\n  groups: [us]\n", `t.yaml:2: tor.groups[0]: no group "us" in groups (there are none)`},
+		{"tor grouped without groups", "tor:\n  enabled: true\n  mode: grouped\n", `t.yaml:3: tor.mode: grouped needs tor.groups to name at least one group`},
+		{"tor port range", "tor:\n  port-base: 9100\n  port-max: 9000\n", `t.yaml:3: tor.port-max: 9000 must be between tor.port-base (9100) and 65535`},
+		{"tor instances exceed range", "tor:\n  port-base: 9060\n  port-max: 9061\n", `t.yaml:3: tor.port-max: 64 instances must fit in the 2 ports`},
+		{"tor instances zero", "tor:\n  max-instances: 0\n", `t.yaml:2: tor.max-instances: 0 is less than 1`},
+		{"tor bad relays scheme", "tor:\n  relays: ftp://x/y\n", `t.yaml:2: tor.relays: unsupported scheme "ftp"`},
+		{"tor bad control", "tor:\n  relays: control://nowhere\n", `t.yaml:2: tor.relays: "nowhere" is not host:port`},
+		{"tor extra newline", "tor:\n  extra-config:\n    - |\n      A 1\n      B 2\n", `t.yaml:3: tor.extra-config[0]: one torrc line per item`},
+		{"tor runner", "tor: {runner: docker}\n", `t.yaml:1: tor.runner: "docker" is not one of systemd, process, auto`},
+		{"country code", "groups:\n  us:\n    countries: [USA]\n", `t.yaml:3: groups.us.countries[0]: "USA" is not a two-letter country code`},
+		{"exclude country code", "groups:\n  x:\n    exclude-countries:\n      - US\n      - \"1\"\n", `t.yaml:5: groups.x.exclude-countries[1]: "1" is not a two-letter country code`},
+		{"group type", "groups:\n  x: {types: [socks6]}\n", `t.yaml:2: groups.x.types[0]: "socks6" is not one of http, socks4, socks5`},
+		{"group name", "groups:\n  non-us: {}\n", `t.yaml:2: groups.non-us: group names may hold letters, digits and '_' only`},
+		{"source name missing", "sources:\n  - url: file:///a\n", `t.yaml:2: sources[0].name: missing`},
+		{"source duplicate name", "sources:\n  - {name: a, url: 'file:///a'}\n  - {name: a, url: 'file:///b'}\n", `t.yaml:3: sources[1].name: "a" is already the name of sources[0] (line 2)`},
+		{"source scheme", "sources:\n  - {name: a, url: 'ftp://x/y'}\n", `t.yaml:2: sources[0].url: unsupported scheme "ftp": use file, http or https`},
+		{"source bare path", "sources:\n  - {name: a, url: /srv/x.txt}\n", `t.yaml:2: sources[0].url: "/srv/x.txt" has no scheme: use file:///srv/x.txt`},
+		{"source file host", "sources:\n  - {name: a, url: 'file://srv/x.txt'}\n", `t.yaml:2: sources[0].url: "file://srv/x.txt": use file:///absolute/path`},
+		{"source http no host", "sources:\n  - {name: a, url: 'http:///x'}\n", `t.yaml:2: sources[0].url: "http:///x" has no host`},
+		{"source format", "sources:\n  - {name: a, url: 'file:///a', format: csv}\n", `t.yaml:2: sources[0].format: "csv" is not one of auto, links`},
+		{"source zero interval", "sources:\n  - name: a\n    url: file:///a\n    interval: 0s\n", `t.yaml:4: sources[0].interval: must be more than 0`},
+		{"judge not url", "probe:\n  judges: [127.0.0.1:18080]\n", `t.yaml:2: probe.judges[0]: "127.0.0.1:18080" is not an http:// or https:// URL`},
+		{"no judges", "probe:\n  judges: []\n", `t.yaml:2: probe.judges: needs at least one judge URL`},
+		{"real ip", "probe:\n  real-ip: me\n", `t.yaml:2: probe.real-ip: "me" is not an IP address`},
+		{"target without url", "probe:\n  target: {enabled: true}\n", `t.yaml:2: probe.target.url: missing`},
+		{"target status", "probe:\n  target:\n    status: 999\n", `t.yaml:3: probe.target.status: 999 is not an HTTP status`},
+		{"user without password", "gateway:\n  auth:\n    users:\n      - {username: a}\n", `t.yaml:4: gateway.auth.users[0].password: missing`},
+		{"duplicate user", "gateway:\n  auth:\n    users:\n      - {username: a, password: b}\n      - {username: a, password: c}\n", `t.yaml:5: gateway.auth.users[1].username: "a" is already gateway.auth.users[0]`},
+		{"log level", "log:\n  level: loud\n", `t.yaml:2: log.level: "loud" is not one of trace, debug, info, warn, warning, error`},
+		{"log format", "log:\n  format: xml\n", `t.yaml:2: log.format: "xml" is not one of auto, text, json`},
+		{"slo", "slo:\n  min-healthy: -1\n", `t.yaml:2: slo.min-healthy: -1 is less than 0`},
+		{"empty database", "database: \"\"\n", `t.yaml:1: database: must name the SQLite file`},
+		{"complex key", "? [a]\n: b\n", `t.yaml:1: keys must be plain names`},
+		{"merge key", "gateway:\n  <<: {listen: 127.0.0.1:1}\n", `t.yaml:2: gateway.<<: unknown key`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.in), "t.yaml")
+			if err == nil {
+				t.Fatalf("no error; config %+v", c)
+			}
+			if c != nil {
+				t.Error("a config came back with the error")
+			}
+			if !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("error\n  %s\nwant prefix\n  %s", err, tt.want)
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Errorf("error %T is not a *config.Error", err)
+			}
+		})
+	}
+}
+
+func TestAllProblemsReported(t *testing.T) {
+	_, err := Parse([]byte("probe:\n  interval: 0s\n  timeout: -1s\ngateway:\n  strategy: x\n"), "t.yaml")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	want := "t.yaml:2: probe.interval: must be more than 0 (a duration like 30s, 5m)\n" +
+		"t.yaml:3: probe.timeout: must be more than 0 (a duration like 30s, 5m)\n" +
+		`t.yaml:5: gateway.strategy: "x" is not one of round-robin, random, least-latency, sticky`
+	if err.Error() != want {
+		t.Errorf("error\n%s\nwant\n%s", err, want)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "proxypool.yaml")
+	if err := os.WriteFile(p, []byte("gateway:\n  strategy: nope\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p)
+	if err == nil || !strings.HasPrefix(err.Error(), p+":2: gateway.strategy: ") {
+		t.Errorf("Load error = %v, want it to start with the path", err)
+	}
+	_, err = Load(filepath.Join(dir, "missing.yaml"))
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing file error = %v", err)
+	}
+}
+
+func TestPath(t *testing.T) {
+	t.Setenv(EnvVar, "")
+	if got := Path(""); got != DefaultPath {
+		t.Errorf("Path(\"\") = %q", got)
+	}
+	t.Setenv(EnvVar, "/tmp/env.yaml")
+	if got := Path(""); got != "/tmp/env.yaml" {
+		t.Errorf("with env: %q", got)
+	}
+	if got := Path("./flag.yaml"); got != "./flag.yaml" {
+		t.Errorf("flag wins: %q", got)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{
+		"0": 0, "65536": 65536, "64MiB": 64 << 20, "64 mib": 64 << 20, "512KiB": 512 << 10,
+		"1GB": 1e9, "1gib": 1 << 30, "10k": 10000, "2_048": 2048, "7B": 7,
+	} {
+		got, err := ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1.5MiB", "1TiB", "99999999999999GiB"} {
+		if _, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q): no error", in)
+		}
+	}
+	if s := ByteSize(64 << 20).String(); s != "64MiB" {
+		t.Errorf("String = %q", s)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	if b, err := os.ReadFile(shipped); err == nil {
+		f.Add(string(b))
+	}
+	for _, s := range []string{
+		"", "a: b", "gateway: {ports: [{listen: ':1', group: x}]}", "groups: {a: &a {countries: [us]}, b: *a}",
+		"sources: [{name: a, url: 'file://./x'}]", "tor: {relays: 'control://[::1]:9051'}", "? [a]\n: b",
+		"x: &a [*a]", "probe: {judges: [*x]}", "- - -", "sources: [~, ~]",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		c, err := Parse([]byte(in), "f.yaml")
+		if (c == nil) == (err == nil) {
+			t.Fatalf("Parse(%q) = %v, %v: want exactly one", in, c, err)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "f.yaml") {
+			t.Fatalf("error does not name the file: %v", err)
+		}
+	})
+}
