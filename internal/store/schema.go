@@ -1,0 +1,190 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// applicationID marks a proxypool database in the SQLite header ("PPL1").
+const applicationID = 0x50504c31
+
+// migrations are applied in order at Open; PRAGMA user_version holds how
+// many have been applied. Never edit a released entry: append a new one.
+var migrations = []string{
+	// 1: initial schema. Times are unix milliseconds, 0 meaning never.
+	`
+CREATE TABLE meta (
+	id      INTEGER PRIMARY KEY CHECK (id = 1),
+	version INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO meta (id, version) VALUES (1, 0);
+
+CREATE TABLE upstreams (
+	id            TEXT PRIMARY KEY,
+	type          TEXT NOT NULL,
+	server        TEXT NOT NULL,
+	port          INTEGER NOT NULL,
+	name          TEXT NOT NULL DEFAULT '',
+	grp           TEXT NOT NULL DEFAULT '',
+	options       TEXT NOT NULL DEFAULT '{}',
+	state         TEXT NOT NULL DEFAULT 'unknown',
+	latency_ms    REAL NOT NULL DEFAULT 0,
+	exit_ip       TEXT NOT NULL DEFAULT '',
+	country       TEXT NOT NULL DEFAULT '',
+	anonymity     TEXT NOT NULL DEFAULT '',
+	untrusted     INTEGER NOT NULL DEFAULT 0,
+	failures      INTEGER NOT NULL DEFAULT 0,
+	checks        INTEGER NOT NULL DEFAULT 0,
+	oks           INTEGER NOT NULL DEFAULT 0,
+	score         REAL NOT NULL DEFAULT 0,
+	last_check    INTEGER NOT NULL DEFAULT 0,
+	last_ok       INTEGER NOT NULL DEFAULT 0,
+	next_check    INTEGER NOT NULL DEFAULT 0,
+	first_seen    INTEGER NOT NULL DEFAULT 0,
+	last_seen     INTEGER NOT NULL DEFAULT 0,
+	last_error    TEXT NOT NULL DEFAULT '',
+	healthy_since INTEGER NOT NULL DEFAULT 0, -- start of the current healthy run
+	hist_seq      INTEGER NOT NULL DEFAULT 0  -- results recorded so far (history ring position)
+);
+CREATE INDEX upstreams_next_check ON upstreams (next_check);
+CREATE INDEX upstreams_state ON upstreams (state, score DESC);
+CREATE INDEX upstreams_country ON upstreams (country);
+CREATE INDEX upstreams_type ON upstreams (type);
+CREATE INDEX upstreams_grp ON upstreams (grp);
+
+CREATE TABLE sources (
+	name          TEXT PRIMARY KEY,
+	url           TEXT NOT NULL DEFAULT '',
+	format        TEXT NOT NULL DEFAULT '',
+	etag          TEXT NOT NULL DEFAULT '',
+	last_modified TEXT NOT NULL DEFAULT '',
+	last_fetch    INTEGER NOT NULL DEFAULT 0,
+	last_ok       INTEGER NOT NULL DEFAULT 0,
+	last_error    TEXT NOT NULL DEFAULT '',
+	lines         INTEGER NOT NULL DEFAULT 0,
+	ok            INTEGER NOT NULL DEFAULT 0,
+	failed        INTEGER NOT NULL DEFAULT 0,
+	total         INTEGER NOT NULL DEFAULT 0,
+	gen           INTEGER NOT NULL DEFAULT 0 -- bumped by every UpsertSource
+);
+
+CREATE TABLE upstream_sources (
+	upstream_id TEXT NOT NULL REFERENCES upstreams (id) ON DELETE CASCADE,
+	source      TEXT NOT NULL,
+	gen         INTEGER NOT NULL DEFAULT 0,
+	first_seen  INTEGER NOT NULL DEFAULT 0,
+	last_seen   INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (upstream_id, source)
+) WITHOUT ROWID;
+CREATE INDEX upstream_sources_source ON upstream_sources (source, gen);
+
+CREATE TABLE source_stats (
+	source       TEXT PRIMARY KEY,
+	ever_healthy INTEGER NOT NULL DEFAULT 0,
+	healthy_ms   INTEGER NOT NULL DEFAULT 0 -- closed healthy runs only
+) WITHOUT ROWID;
+
+CREATE TABLE checks (
+	upstream_id TEXT NOT NULL REFERENCES upstreams (id) ON DELETE CASCADE,
+	slot        INTEGER NOT NULL,
+	seq         INTEGER NOT NULL,
+	at          INTEGER NOT NULL,
+	ok          INTEGER NOT NULL,
+	passive     INTEGER NOT NULL,
+	err         TEXT NOT NULL DEFAULT '',
+	connect_ms  REAL NOT NULL DEFAULT 0,
+	ttfb_ms     REAL NOT NULL DEFAULT 0,
+	total_ms    REAL NOT NULL DEFAULT 0,
+	exit_ip     TEXT NOT NULL DEFAULT '',
+	country     TEXT NOT NULL DEFAULT '',
+	anonymity   TEXT NOT NULL DEFAULT '',
+	untrusted   INTEGER NOT NULL DEFAULT 0,
+	headers     TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (upstream_id, slot)
+) WITHOUT ROWID;
+
+CREATE TABLE relays (
+	fingerprint TEXT PRIMARY KEY,
+	nickname    TEXT NOT NULL DEFAULT '',
+	address     TEXT NOT NULL DEFAULT '',
+	or_port     INTEGER NOT NULL DEFAULT 0,
+	exit_addrs  TEXT NOT NULL DEFAULT '[]',
+	country     TEXT NOT NULL DEFAULT '',
+	flags       TEXT NOT NULL DEFAULT '[]',
+	bandwidth   INTEGER NOT NULL DEFAULT 0,
+	updated     INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+`,
+}
+
+// SchemaVersion is the schema version this build writes and reads.
+func SchemaVersion() int { return len(migrations) }
+
+// migrate applies the pending migrations in one immediate transaction, so
+// two processes opening a new file at once do not both migrate it.
+func migrate(ctx context.Context, db *sql.DB, path string) error {
+	tx, err := db.BeginTx(ctx, nil) // _txlock=immediate
+	if err != nil {
+		return fmt.Errorf("migrating %s: %w", path, err)
+	}
+	defer tx.Rollback()
+	v, app, tables, err := schemaInfo(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("migrating %s: %w", path, err)
+	}
+	switch {
+	case app != 0 && app != applicationID:
+		return fmt.Errorf("migrating %s: not a proxypool database (application_id %#x)", path, app)
+	case v == 0 && tables > 0:
+		return fmt.Errorf("migrating %s: not a proxypool database (has %d tables but no schema version)", path, tables)
+	case v > len(migrations):
+		return fmt.Errorf("migrating %s: schema version %d is newer than this program knows (%d); upgrade proxypool", path, v, len(migrations))
+	case v == len(migrations):
+		return nil
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migrating %s to version %d: %w", path, i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d; PRAGMA user_version = %d", applicationID, len(migrations))); err != nil {
+		return fmt.Errorf("migrating %s: %w", path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrating %s: %w", path, err)
+	}
+	return nil
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func schemaInfo(ctx context.Context, q queryer) (version, app, tables int, err error) {
+	if err = q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return
+	}
+	if err = q.QueryRowContext(ctx, "PRAGMA application_id").Scan(&app); err != nil {
+		return
+	}
+	err = q.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'").Scan(&tables)
+	return
+}
+
+// checkSchema is OpenReadOnly's guard: it never changes the file.
+func checkSchema(ctx context.Context, db *sql.DB, path string) error {
+	v, app, _, err := schemaInfo(ctx, db)
+	if err != nil {
+		return fmt.Errorf("reading schema of %s: %w", path, err)
+	}
+	switch {
+	case app != applicationID || v == 0:
+		return fmt.Errorf("%s is not a proxypool database (or was never opened by proxypoold)", path)
+	case v > len(migrations):
+		return fmt.Errorf("%s has schema version %d, newer than this program knows (%d); upgrade proxypool", path, v, len(migrations))
+	case v < len(migrations):
+		return fmt.Errorf("%s has schema version %d, older than this program's %d; start proxypoold once to migrate it", path, v, len(migrations))
+	}
+	return nil
+}

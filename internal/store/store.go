@@ -1,0 +1,245 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // registers "sqlite3"
+	"github.com/sirupsen/logrus"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// Errors callers test with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrReadOnly = errors.New("store is read-only")
+	ErrClosed   = errors.New("store is closed")
+)
+
+// Options tune a writable store. Zero values take the defaults.
+type Options struct {
+	Logger logrus.FieldLogger
+	// Policy is the life-cycle: the writer applies Policy.Apply to each
+	// CheckResult inside its transaction.
+	Policy             upstream.Policy
+	BatchSize          int           // results per transaction at most (default 512)
+	FlushInterval      time.Duration // longest a submitted result waits (default 100ms)
+	HistoryPerUpstream int           // check history kept per upstream (default 32)
+	// OnChange is called after a commit that bumped the version, from its
+	// own goroutine (never inside a transaction). Bumps that happen while it
+	// runs are coalesced: it sees the latest version.
+	OnChange func(version uint64)
+	// BusyTimeout is how long a statement waits for another process's
+	// lock (default 10s).
+	BusyTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		o.Logger = l
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 512
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = 100 * time.Millisecond
+	}
+	if o.HistoryPerUpstream <= 0 {
+		o.HistoryPerUpstream = 32
+	}
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = 10 * time.Second
+	}
+	o.Policy = o.Policy.WithDefaults()
+	return o
+}
+
+// Store is a proxypool database. Its methods are safe for concurrent use.
+type Store struct {
+	path string
+	opts Options
+	log  logrus.FieldLogger
+	rdb  *sql.DB // read pool (mode=ro)
+	wdb  *sql.DB // the writer's single connection; nil when read-only
+	w    *writer // nil when read-only
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+// The parent directory must exist.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	if st, err := os.Stat(filepath.Dir(abs)); err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("opening store %s: %s is not a directory", path, filepath.Dir(abs))
+	}
+	wdb, err := sql.Open("sqlite3", dsn(abs, false, opts.BusyTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	fail := func(err error) (*Store, error) {
+		wdb.Close()
+		return nil, err
+	}
+	var mode string
+	if err := wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fail(fmt.Errorf("opening store %s: %w", path, err))
+	}
+	if mode != "wal" {
+		return fail(fmt.Errorf("opening store %s: journal mode is %q, want wal (is the file on a filesystem without shared memory?)", path, mode))
+	}
+	if err := migrate(ctx, wdb, path); err != nil {
+		return fail(err)
+	}
+	if _, err := wdb.ExecContext(ctx, "DELETE FROM checks WHERE slot >= ?", opts.HistoryPerUpstream); err != nil {
+		return fail(fmt.Errorf("opening store %s: trimming history: %w", path, err))
+	}
+	rdb, err := openReader(ctx, abs, opts.BusyTimeout, false)
+	if err != nil {
+		return fail(fmt.Errorf("opening store %s for reading: %w", path, err))
+	}
+	s := &Store{path: path, opts: opts, log: opts.Logger, rdb: rdb, wdb: wdb}
+	s.w = newWriter(s)
+	return s, nil
+}
+
+// OpenReadOnly opens an existing database for reading only. It creates,
+// migrates and writes nothing, works while a daemon writes, and refuses a
+// file that does not exist or whose schema differs from this build's.
+func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s read-only: %w", path, err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("opening store %s read-only: %w (has proxypoold run with this database?)", path, fs.ErrNotExist)
+		}
+		return nil, fmt.Errorf("opening store %s read-only: %w", path, err)
+	}
+	opts := Options{}.withDefaults()
+	rdb, err := openReader(ctx, abs, opts.BusyTimeout, false)
+	if err != nil {
+		// A WAL database needs its -shm file; when it does not exist and
+		// cannot be created (no write access to the directory) and no
+		// writer has a -wal open, the file is quiescent: read it as
+		// immutable.
+		if _, werr := os.Stat(abs + "-wal"); errors.Is(werr, fs.ErrNotExist) {
+			var err2 error
+			if rdb, err2 = openReader(ctx, abs, opts.BusyTimeout, true); err2 != nil {
+				return nil, fmt.Errorf("opening store %s read-only: %w", path, err)
+			}
+		} else {
+			return nil, fmt.Errorf("opening store %s read-only: %w", path, err)
+		}
+	}
+	if err := checkSchema(ctx, rdb, path); err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	return &Store{path: path, opts: opts, log: opts.Logger, rdb: rdb}, nil
+}
+
+func openReader(ctx context.Context, abs string, busy time.Duration, immutable bool) (*sql.DB, error) {
+	d := dsn(abs, true, busy)
+	if immutable {
+		d += "&immutable=1"
+	}
+	db, err := sql.Open("sqlite3", d)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// dsn builds a go-sqlite3 URI filename. Writers get WAL, FULL sync (a
+// commit is durable once acknowledged; batching keeps the fsyncs few) and
+// immediate transactions (no lock upgrade deadlocks between processes).
+func dsn(abs string, readOnly bool, busy time.Duration) string {
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(abs)
+	q := fmt.Sprintf("_foreign_keys=1&_busy_timeout=%d&_stmt_cache_size=32", busy.Milliseconds())
+	if readOnly {
+		return "file:" + esc + "?mode=ro&_query_only=1&" + q
+	}
+	return "file:" + esc + "?mode=rwc&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&" + q
+}
+
+// Path is the file the store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// ReadOnly reports whether the store was opened with OpenReadOnly.
+func (s *Store) ReadOnly() bool { return s.w == nil }
+
+// Close flushes pending results, stops the writer and closes the database.
+func (s *Store) Close() error {
+	var errs []error
+	if s.w != nil {
+		if err := s.w.close(); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := s.wdb.Exec("PRAGMA optimize"); err != nil {
+			errs = append(errs, fmt.Errorf("optimizing: %w", err))
+		}
+	}
+	if err := s.rdb.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if s.wdb != nil {
+		if err := s.wdb.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("closing store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// ms converts a time to unix milliseconds, the zero time to 0.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromMS is ms's inverse.
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,454 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// servable is upstream.Status.Servable in SQL.
+const servable = `(u.state = 'healthy' AND u.untrusted = 0 AND u.anonymity <> 'transparent')`
+
+// recordCols are the columns scanRecord reads, in order.
+const recordCols = `u.id, u.type, u.server, u.port, u.name, u.grp, u.options, u.state, u.latency_ms, u.exit_ip,
+	u.country, u.anonymity, u.untrusted, u.failures, u.checks, u.oks, u.score, u.last_check, u.last_ok,
+	u.next_check, u.first_seen, u.last_seen, u.last_error,
+	coalesce((SELECT group_concat(x.source, char(31) ORDER BY x.source) FROM upstream_sources x WHERE x.upstream_id = u.id), '')`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRecord(sc scanner) (upstream.Record, error) {
+	var (
+		r                                                 upstream.Record
+		typ, state, anon, options, sources                string
+		lastCheck, lastOK, nextCheck, firstSeen, lastSeen int64
+	)
+	if err := sc.Scan(&r.ID, &typ, &r.Server, &r.Port, &r.Name, &r.Group, &options, &state, &r.LatencyMS, &r.ExitIP,
+		&r.Country, &anon, &r.Untrusted, &r.Failures, &r.Checks, &r.OKs, &r.Score, &lastCheck, &lastOK,
+		&nextCheck, &firstSeen, &lastSeen, &r.LastError, &sources); err != nil {
+		return r, err
+	}
+	r.Type, r.State, r.Anonymity = upstream.Kind(typ), upstream.State(state), upstream.Anonymity(anon)
+	r.LastCheck, r.LastOK, r.NextCheck = fromMS(lastCheck), fromMS(lastOK), fromMS(nextCheck)
+	r.FirstSeen, r.LastSeen = fromMS(firstSeen), fromMS(lastSeen)
+	if err := json.Unmarshal([]byte(options), &r.Options); err != nil {
+		return r, fmt.Errorf("upstream %s: decoding options: %w", r.ID, err)
+	}
+	for k, v := range r.Options {
+		r.Options[k] = wholeNumbers(v)
+	}
+	if sources != "" {
+		r.Sources = strings.Split(sources, "\x1f")
+	}
+	return r, nil
+}
+
+// wholeNumbers undoes JSON's float64-for-everything the way upstream.New
+// normalizes, so a stored upstream reads back equal to the one written.
+func wholeNumbers(v any) any {
+	switch t := v.(type) {
+	case float64:
+		if t == float64(int64(t)) {
+			return int(t)
+		}
+	case map[string]any:
+		for k, e := range t {
+			t[k] = wholeNumbers(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = wholeNumbers(e)
+		}
+	}
+	return v
+}
+
+func (s *Store) queryRecords(ctx context.Context, query string, args ...any) ([]upstream.Record, error) {
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []upstream.Record
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Get returns one upstream with its status and sources.
+func (s *Store) Get(ctx context.Context, id string) (upstream.Record, error) {
+	r, err := scanRecord(s.rdb.QueryRowContext(ctx, "SELECT "+recordCols+" FROM upstreams u WHERE u.id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("getting upstream %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("getting upstream %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// Filter selects upstreams for List. Zero fields match everything.
+type Filter struct {
+	State   upstream.State
+	Country string // ISO code, any case
+	Source  string // listed by this source
+	Group   string // the upstream's explicit group (tor instances), not a config group
+	Type    string
+	IDs     []string
+	Limit   int // 0: no limit
+	Offset  int
+	// OrderBy is one of id, type, server, state, country, latency, score,
+	// last_check, last_ok, next_check, first_seen, last_seen; a leading "-"
+	// sorts descending. Default "id". Ties break on id.
+	OrderBy string
+}
+
+var orderColumns = map[string]string{
+	"id": "u.id", "type": "u.type", "server": "u.server", "state": "u.state", "country": "u.country",
+	"latency": "u.latency_ms", "latency_ms": "u.latency_ms", "score": "u.score", "last_check": "u.last_check",
+	"last_ok": "u.last_ok", "next_check": "u.next_check", "first_seen": "u.first_seen", "last_seen": "u.last_seen",
+	"group": "u.grp", "name": "u.name",
+}
+
+// List returns the upstreams f selects, one page at a time.
+func (s *Store) List(ctx context.Context, f Filter) ([]upstream.Record, error) {
+	var where []string
+	var args []any
+	add := func(cond string, arg any) {
+		where = append(where, cond)
+		args = append(args, arg)
+	}
+	if f.State != "" {
+		add("u.state = ?", string(f.State))
+	}
+	if f.Country != "" {
+		add("u.country = ?", strings.ToUpper(f.Country))
+	}
+	if f.Source != "" {
+		add("u.id IN (SELECT upstream_id FROM upstream_sources WHERE source = ?)", f.Source)
+	}
+	if f.Group != "" {
+		add("u.grp = ?", f.Group)
+	}
+	if f.Type != "" {
+		add("u.type = ?", strings.ToLower(f.Type))
+	}
+	if f.IDs != nil {
+		ids, _ := json.Marshal(f.IDs)
+		add("u.id IN (SELECT value FROM json_each(?))", string(ids))
+	}
+	q := "SELECT " + recordCols + " FROM upstreams u"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	order, desc := f.OrderBy, false
+	if strings.HasPrefix(order, "-") {
+		order, desc = order[1:], true
+	}
+	if order == "" {
+		order = "id"
+	}
+	col, ok := orderColumns[order]
+	if !ok {
+		return nil, fmt.Errorf("listing upstreams: unknown order %q", f.OrderBy)
+	}
+	dir := ""
+	if desc {
+		dir = " DESC"
+	}
+	q += " ORDER BY " + col + dir
+	if col != "u.id" {
+		q += ", u.id"
+	}
+	if f.Limit > 0 || f.Offset > 0 {
+		limit := f.Limit
+		if limit <= 0 {
+			limit = -1
+		}
+		q += " LIMIT ? OFFSET ?"
+		args = append(args, limit, max(f.Offset, 0))
+	}
+	recs, err := s.queryRecords(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing upstreams: %w", err)
+	}
+	return recs, nil
+}
+
+// Healthy returns every servable upstream (upstream.Status.Servable), best
+// score first: the gateway's snapshot.
+func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
+	recs, err := s.queryRecords(ctx, "SELECT "+recordCols+" FROM upstreams u WHERE "+servable+
+		" ORDER BY u.score DESC, u.id")
+	if err != nil {
+		return nil, fmt.Errorf("loading healthy upstreams: %w", err)
+	}
+	return recs, nil
+}
+
+// Due returns up to limit upstreams whose next check is at or before now,
+// the longest overdue first.
+func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]upstream.Record, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	recs, err := s.queryRecords(ctx, "SELECT "+recordCols+" FROM upstreams u WHERE u.next_check <= ?"+
+		" ORDER BY u.next_check, u.id LIMIT ?", ms(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("loading due upstreams: %w", err)
+	}
+	return recs, nil
+}
+
+// Version is the counter bumped by every commit that changes what the
+// gateway serves (an upstream enters or leaves the servable set, or a
+// servable one's exit ip, country, anonymity or group changes). Latency and
+// score updates do not bump it.
+func (s *Store) Version(ctx context.Context) (uint64, error) {
+	var v uint64
+	if err := s.rdb.QueryRowContext(ctx, "SELECT version FROM meta WHERE id = 1").Scan(&v); err != nil {
+		return 0, fmt.Errorf("reading version: %w", err)
+	}
+	return v, nil
+}
+
+// Add inserts upstreams listed by source ("manual" for proxypoolctl
+// add/import, "tor" for tor instances) and links existing ones to it.
+// New upstreams start unknown and due now. It returns how many were new.
+func (s *Store) Add(ctx context.Context, source string, ups ...upstream.Upstream) (int, error) {
+	if source == "" {
+		return 0, fmt.Errorf("adding upstreams: empty source name")
+	}
+	var added int
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		var gen int64
+		err := tx.QueryRowContext(ctx, "SELECT gen FROM sources WHERE name = ?", source).Scan(&gen)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
+		res, err := link(ctx, tx, source, gen, dedupe(ups), time.Now())
+		added = res.added
+		return res.bump, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("adding upstreams from %s: %w", source, err)
+	}
+	return added, nil
+}
+
+func dedupe(ups []upstream.Upstream) []upstream.Upstream {
+	seen := make(map[string]bool, len(ups))
+	out := make([]upstream.Upstream, 0, len(ups))
+	for _, u := range ups {
+		if u.ID == "" || seen[u.ID] {
+			continue
+		}
+		seen[u.ID] = true
+		out = append(out, u)
+	}
+	return out
+}
+
+type linkResult struct {
+	added, seen int
+	bump        bool
+}
+
+// link inserts the new upstreams, touches the known ones and links all of
+// them to source at generation gen. ups must be deduplicated.
+func link(ctx context.Context, tx *sql.Tx, source string, gen int64, ups []upstream.Upstream, now time.Time) (linkResult, error) {
+	var res linkResult
+	at := ms(now)
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO upstreams (id, type, server, port, name, grp, options, state,
+		next_check, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, 'unknown', ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	if err != nil {
+		return res, err
+	}
+	look, err := tx.PrepareContext(ctx, "SELECT oks, "+servable+", grp FROM upstreams u WHERE id = ?")
+	if err != nil {
+		return res, err
+	}
+	touch, err := tx.PrepareContext(ctx, `UPDATE upstreams SET last_seen = ?1,
+		grp = CASE WHEN ?2 <> '' THEN ?2 ELSE grp END WHERE id = ?3`)
+	if err != nil {
+		return res, err
+	}
+	lnk, err := tx.PrepareContext(ctx, `INSERT INTO upstream_sources (upstream_id, source, gen, first_seen, last_seen)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (upstream_id, source) DO UPDATE SET gen = excluded.gen, last_seen = excluded.last_seen`)
+	if err != nil {
+		return res, err
+	}
+	linked, err := tx.PrepareContext(ctx, "SELECT count(*) FROM upstream_sources WHERE upstream_id = ? AND source = ?")
+	if err != nil {
+		return res, err
+	}
+	credit, err := tx.PrepareContext(ctx, `INSERT INTO source_stats (source, ever_healthy) VALUES (?, 1)
+		ON CONFLICT (source) DO UPDATE SET ever_healthy = ever_healthy + 1`)
+	if err != nil {
+		return res, err
+	}
+	for _, u := range ups {
+		opts, err := json.Marshal(u.Options)
+		if err != nil {
+			return res, fmt.Errorf("upstream %s: encoding options: %w", u.ID, err)
+		}
+		r, err := ins.ExecContext(ctx, u.ID, string(u.Type), u.Server, u.Port, u.Name, u.Group, string(opts), at, at, at)
+		if err != nil {
+			return res, fmt.Errorf("inserting upstream %s: %w", u.ID, err)
+		}
+		if n, _ := r.RowsAffected(); n == 1 {
+			res.added++
+		} else {
+			res.seen++
+			var oks int
+			var serv bool
+			var grp string
+			if err := look.QueryRowContext(ctx, u.ID).Scan(&oks, &serv, &grp); err != nil {
+				return res, fmt.Errorf("reading upstream %s: %w", u.ID, err)
+			}
+			if _, err := touch.ExecContext(ctx, at, u.Group, u.ID); err != nil {
+				return res, fmt.Errorf("touching upstream %s: %w", u.ID, err)
+			}
+			if u.Group != "" && u.Group != grp && serv {
+				res.bump = true // a served attribute changed
+			}
+			if oks > 0 {
+				var n int
+				if err := linked.QueryRowContext(ctx, u.ID, source).Scan(&n); err != nil {
+					return res, err
+				}
+				if n == 0 {
+					if _, err := credit.ExecContext(ctx, source); err != nil {
+						return res, err
+					}
+				}
+			}
+		}
+		if _, err := lnk.ExecContext(ctx, u.ID, source, gen, at, at); err != nil {
+			return res, fmt.Errorf("linking upstream %s to %s: %w", u.ID, source, err)
+		}
+	}
+	return res, nil
+}
+
+// Remove deletes upstreams (and their links and history) by id. It
+// returns how many existed.
+func (s *Store) Remove(ctx context.Context, ids ...string) (int, error) {
+	var removed int
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		removed = 0
+		now := ms(time.Now())
+		bump := false
+		for _, id := range ids {
+			var healthySince int64
+			var serv bool
+			err := tx.QueryRowContext(ctx, "SELECT healthy_since, "+servable+" FROM upstreams u WHERE id = ?", id).Scan(&healthySince, &serv)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			if err := creditHealthy(ctx, tx, id, healthySince, now); err != nil {
+				return false, err
+			}
+			if _, err := tx.ExecContext(ctx, "DELETE FROM upstreams WHERE id = ?", id); err != nil {
+				return false, err
+			}
+			removed++
+			bump = bump || serv
+		}
+		return bump, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("removing upstreams: %w", err)
+	}
+	return removed, nil
+}
+
+// Reschedule makes ids due at at ("check these now"); no ids means every
+// upstream.
+func (s *Store) Reschedule(ctx context.Context, ids []string, at time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		if len(ids) == 0 {
+			_, err := tx.ExecContext(ctx, "UPDATE upstreams SET next_check = ?", ms(at))
+			return false, err
+		}
+		b, _ := json.Marshal(ids)
+		_, err := tx.ExecContext(ctx, "UPDATE upstreams SET next_check = ? WHERE id IN (SELECT value FROM json_each(?))", ms(at), string(b))
+		return false, err
+	})
+	if err != nil {
+		return fmt.Errorf("rescheduling upstreams: %w", err)
+	}
+	return nil
+}
+
+// PruneDead deletes upstreams that are dead and have had no ok check (or,
+// never ok, were first seen) more than deadFor ago. It returns how many.
+func (s *Store) PruneDead(ctx context.Context, deadFor time.Duration) (int, error) {
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		cutoff := ms(time.Now().Add(-deadFor))
+		r, err := tx.ExecContext(ctx, "DELETE FROM upstreams WHERE state = 'dead' AND max(last_ok, first_seen) < ?", cutoff)
+		if err != nil {
+			return false, err
+		}
+		n, err = r.RowsAffected()
+		return false, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pruning dead upstreams: %w", err)
+	}
+	return int(n), nil
+}
+
+// History returns up to limit (0: all kept) of the latest results recorded
+// for id, newest first.
+func (s *Store) History(ctx context.Context, id string, limit int) ([]upstream.CheckResult, error) {
+	var one int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT 1 FROM upstreams WHERE id = ?", id).Scan(&one); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			err = ErrNotFound
+		}
+		return nil, fmt.Errorf("reading history of %s: %w", id, err)
+	}
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT at, ok, passive, err, connect_ms, ttfb_ms, total_ms, exit_ip, country,
+		anonymity, untrusted, headers FROM checks WHERE upstream_id = ? ORDER BY seq DESC LIMIT ?`, id, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading history of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []upstream.CheckResult
+	for rows.Next() {
+		r := upstream.CheckResult{ID: id}
+		var at int64
+		var anon, headers string
+		if err := rows.Scan(&at, &r.OK, &r.Passive, &r.Err, &r.ConnectMS, &r.TTFBMS, &r.TotalMS, &r.ExitIP, &r.Country,
+			&anon, &r.Untrusted, &headers); err != nil {
+			return nil, fmt.Errorf("reading history of %s: %w", id, err)
+		}
+		r.At, r.Anonymity = fromMS(at), upstream.Anonymity(anon)
+		if headers != "" {
+			if err := json.Unmarshal([]byte(headers), &r.Headers); err != nil {
+				return nil, fmt.Errorf("reading history of %s: headers: %w", id, err)
+			}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,442 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// item is one entry of the writer's queue: a result, a write operation or
+// a flush marker. One queue keeps them in submission order.
+type item struct {
+	res   upstream.CheckResult
+	op    *op
+	flush chan error
+}
+
+// op is one synchronous write: fn runs in its own transaction and reports
+// whether it changed what the gateway serves.
+type op struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *sql.Tx) (bump bool, err error)
+	done chan error
+}
+
+type writer struct {
+	s        *Store
+	in       chan item
+	quit     chan struct{}
+	exited   chan struct{}
+	notify   chan uint64
+	notified chan struct{}
+	once     sync.Once
+
+	commits atomic.Uint64
+	results atomic.Uint64
+	ignored atomic.Uint64
+}
+
+// WriterStats count the writer's work since Open.
+type WriterStats struct {
+	Commits uint64 // write transactions committed (each one fsync of the WAL)
+	Results uint64 // check results committed
+	Ignored uint64 // results for ids not in the store
+	Queued  int    // entries waiting in the queue now
+}
+
+// WriterStats reports the writer's counters (zero for a read-only store).
+func (s *Store) WriterStats() WriterStats {
+	if s.w == nil {
+		return WriterStats{}
+	}
+	return WriterStats{
+		Commits: s.w.commits.Load(),
+		Results: s.w.results.Load(),
+		Ignored: s.w.ignored.Load(),
+		Queued:  len(s.w.in),
+	}
+}
+
+func newWriter(s *Store) *writer {
+	w := &writer{
+		s:        s,
+		in:       make(chan item, 4*s.opts.BatchSize),
+		quit:     make(chan struct{}),
+		exited:   make(chan struct{}),
+		notify:   make(chan uint64, 1),
+		notified: make(chan struct{}),
+	}
+	go w.run()
+	go w.notifier()
+	return w
+}
+
+// Submit queues a check result for the batching writer. It blocks while
+// the queue is full (backpressure). Results for unknown ids are ignored;
+// on a read-only or closed store Submit does nothing.
+func (s *Store) Submit(r upstream.CheckResult) {
+	if s.w == nil {
+		return
+	}
+	if r.At.IsZero() {
+		r.At = time.Now()
+	}
+	select {
+	case s.w.in <- item{res: r}:
+	case <-s.w.quit:
+	}
+}
+
+// Flush waits until every result submitted before it is committed. It
+// returns the first commit error since the previous Flush, if any.
+func (s *Store) Flush(ctx context.Context) error {
+	if s.w == nil {
+		return ErrReadOnly
+	}
+	done := make(chan error, 1)
+	select {
+	case s.w.in <- item{flush: done}:
+	case <-s.w.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-s.w.exited:
+		select {
+		case err := <-done:
+			return err
+		default:
+			return ErrClosed
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// write runs fn in its own transaction on the writer goroutine, after the
+// results queued before it. The outcome is definite when write returns: a
+// context cancelled before the transaction starts aborts it, one cancelled
+// during it rolls it back.
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) (bool, error)) error {
+	if s.w == nil {
+		return ErrReadOnly
+	}
+	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.w.in <- item{op: o}:
+	case <-s.w.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-s.w.exited:
+		select {
+		case err := <-o.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+func (w *writer) close() error {
+	w.once.Do(func() { close(w.quit) })
+	<-w.exited
+	<-w.notified
+	return nil
+}
+
+func (w *writer) run() {
+	defer close(w.exited)
+	defer close(w.notify)
+	var (
+		pending []upstream.CheckResult
+		waiters []chan error
+		errs    error // commit errors since the last flush
+		armed   bool
+	)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	commit := func() {
+		if armed {
+			timer.Stop()
+			armed = false
+		}
+		if len(pending) > 0 {
+			if err := w.commitResults(pending); err != nil {
+				errs = errors.Join(errs, err)
+			}
+			clear(pending)
+			pending = pending[:0]
+		}
+		if len(waiters) > 0 {
+			for _, c := range waiters {
+				c <- errs
+			}
+			waiters, errs = waiters[:0], nil
+		}
+	}
+	handle := func(it item) {
+		switch {
+		case it.op != nil:
+			commit()
+			it.op.done <- w.runOp(it.op)
+		case it.flush != nil:
+			waiters = append(waiters, it.flush)
+			commit()
+		default:
+			pending = append(pending, it.res)
+			if len(pending) >= w.s.opts.BatchSize {
+				commit()
+			} else if !armed {
+				timer.Reset(w.s.opts.FlushInterval)
+				armed = true
+			}
+		}
+	}
+	for {
+		select {
+		case it := <-w.in:
+			handle(it)
+		case <-timer.C:
+			armed = false
+			commit()
+		case <-w.quit:
+			for {
+				select {
+				case it := <-w.in:
+					handle(it)
+				default:
+					commit()
+					return
+				}
+			}
+		}
+	}
+}
+
+// notifier calls OnChange outside the writer goroutine; the one-slot
+// channel coalesces bumps while OnChange runs.
+func (w *writer) notifier() {
+	defer close(w.notified)
+	for v := range w.notify {
+		if f := w.s.opts.OnChange; f != nil {
+			f(v)
+		}
+	}
+}
+
+func (w *writer) signal(v uint64) {
+	if w.s.opts.OnChange == nil {
+		return
+	}
+	for {
+		select {
+		case w.notify <- v:
+			return
+		default:
+		}
+		select {
+		case <-w.notify: // drop the stale version
+		default:
+		}
+	}
+}
+
+func (w *writer) runOp(o *op) error {
+	if err := o.ctx.Err(); err != nil {
+		return err
+	}
+	tx, err := w.s.wdb.BeginTx(o.ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning write: %w", err)
+	}
+	bump, err := o.fn(o.ctx, tx)
+	if err != nil {
+		tx.Rollback()
+		return err
+	}
+	var v uint64
+	if bump {
+		if v, err = bumpVersion(o.ctx, tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing write: %w", err)
+	}
+	w.commits.Add(1)
+	if bump {
+		w.signal(v)
+	}
+	return nil
+}
+
+func bumpVersion(ctx context.Context, tx *sql.Tx) (uint64, error) {
+	var v uint64
+	if err := tx.QueryRowContext(ctx, "UPDATE meta SET version = version + 1 WHERE id = 1 RETURNING version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("bumping version: %w", err)
+	}
+	return v, nil
+}
+
+const (
+	sqlGetStatus = `SELECT state, latency_ms, exit_ip, country, anonymity, untrusted, failures, checks, oks, score,
+	last_check, last_ok, next_check, first_seen, last_seen, last_error, healthy_since, hist_seq
+	FROM upstreams WHERE id = ?`
+	sqlPutStatus = `UPDATE upstreams SET state = ?, latency_ms = ?, exit_ip = ?, country = ?, anonymity = ?, untrusted = ?,
+	failures = ?, checks = ?, oks = ?, score = ?, last_check = ?, last_ok = ?, next_check = ?, first_seen = ?,
+	last_error = ?, healthy_since = ?, hist_seq = ? WHERE id = ?`
+	sqlPutCheck = `INSERT OR REPLACE INTO checks (upstream_id, slot, seq, at, ok, passive, err, connect_ms, ttfb_ms, total_ms,
+	exit_ip, country, anonymity, untrusted, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlCreditHealthy = `INSERT INTO source_stats (source, healthy_ms) SELECT source, ? FROM upstream_sources WHERE upstream_id = ?
+	ON CONFLICT (source) DO UPDATE SET healthy_ms = healthy_ms + excluded.healthy_ms`
+	sqlCreditEver = `INSERT INTO source_stats (source, ever_healthy) SELECT source, 1 FROM upstream_sources WHERE upstream_id = ?
+	ON CONFLICT (source) DO UPDATE SET ever_healthy = ever_healthy + 1`
+)
+
+type resultStmts struct {
+	get, put, hist *sql.Stmt
+}
+
+// commitResults applies a batch of results in one transaction.
+func (w *writer) commitResults(batch []upstream.CheckResult) error {
+	ctx := context.Background()
+	tx, err := w.s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		w.s.log.WithError(err).WithField("results", len(batch)).Error("store: cannot begin result batch; results dropped")
+		return fmt.Errorf("beginning result batch: %w", err)
+	}
+	defer tx.Rollback()
+	var st resultStmts
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{{&st.get, sqlGetStatus}, {&st.put, sqlPutStatus}, {&st.hist, sqlPutCheck}} {
+		if *p.dst, err = tx.PrepareContext(ctx, p.q); err != nil {
+			return fmt.Errorf("preparing result batch: %w", err)
+		}
+	}
+	bump, applied, ignored := false, 0, 0
+	for _, r := range batch {
+		found, changed, err := w.applyResult(ctx, tx, &st, r)
+		switch {
+		case err != nil:
+			w.s.log.WithError(err).WithField("UPSTREAM_ID", r.ID).Warn("store: cannot record check result")
+		case !found:
+			ignored++
+		default:
+			applied++
+			bump = bump || changed
+		}
+	}
+	var v uint64
+	if bump {
+		if v, err = bumpVersion(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		w.s.log.WithError(err).WithField("results", len(batch)).Error("store: cannot commit result batch; results dropped")
+		return fmt.Errorf("committing result batch: %w", err)
+	}
+	w.commits.Add(1)
+	w.results.Add(uint64(applied))
+	w.ignored.Add(uint64(ignored))
+	if bump {
+		w.signal(v)
+	}
+	return nil
+}
+
+func (w *writer) applyResult(ctx context.Context, tx *sql.Tx, st *resultStmts, r upstream.CheckResult) (found, changed bool, err error) {
+	var (
+		old                                               upstream.Status
+		state, anon                                       string
+		lastCheck, lastOK, nextCheck, firstSeen, lastSeen int64
+		healthySince, histSeq                             int64
+	)
+	err = st.get.QueryRowContext(ctx, r.ID).Scan(&state, &old.LatencyMS, &old.ExitIP, &old.Country, &anon, &old.Untrusted,
+		&old.Failures, &old.Checks, &old.OKs, &old.Score, &lastCheck, &lastOK, &nextCheck, &firstSeen, &lastSeen,
+		&old.LastError, &healthySince, &histSeq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	old.State, old.Anonymity = upstream.State(state), upstream.Anonymity(anon)
+	old.LastCheck, old.LastOK, old.NextCheck = fromMS(lastCheck), fromMS(lastOK), fromMS(nextCheck)
+	old.FirstSeen, old.LastSeen = fromMS(firstSeen), fromMS(lastSeen)
+
+	nu := w.s.opts.Policy.Apply(r.ID, old, r)
+	at := ms(r.At)
+	switch {
+	case old.State != upstream.Healthy && nu.State == upstream.Healthy:
+		healthySince = at
+	case old.State == upstream.Healthy && nu.State != upstream.Healthy:
+		if err := creditHealthy(ctx, tx, r.ID, healthySince, at); err != nil {
+			return true, false, err
+		}
+		healthySince = 0
+	}
+	if old.OKs == 0 && nu.OKs > 0 {
+		if _, err := tx.ExecContext(ctx, sqlCreditEver, r.ID); err != nil {
+			return true, false, fmt.Errorf("crediting sources: %w", err)
+		}
+	}
+	if _, err := st.put.ExecContext(ctx, string(nu.State), nu.LatencyMS, nu.ExitIP, nu.Country, string(nu.Anonymity),
+		b2i(nu.Untrusted), nu.Failures, nu.Checks, nu.OKs, nu.Score, ms(nu.LastCheck), ms(nu.LastOK), ms(nu.NextCheck),
+		ms(nu.FirstSeen), nu.LastError, healthySince, histSeq+1, r.ID); err != nil {
+		return true, false, fmt.Errorf("updating status: %w", err)
+	}
+	headers := ""
+	if len(r.Headers) > 0 {
+		b, _ := json.Marshal(r.Headers)
+		headers = string(b)
+	}
+	slot := histSeq % int64(w.s.opts.HistoryPerUpstream)
+	if _, err := st.hist.ExecContext(ctx, r.ID, slot, histSeq, at, b2i(r.OK), b2i(r.Passive), r.Err, r.ConnectMS,
+		r.TTFBMS, r.TotalMS, r.ExitIP, r.Country, string(r.Anonymity), b2i(r.Untrusted), headers); err != nil {
+		return true, false, fmt.Errorf("recording history: %w", err)
+	}
+	return true, servedChange(old, nu), nil
+}
+
+// creditHealthy adds a closed healthy run to every source listing id.
+func creditHealthy(ctx context.Context, tx *sql.Tx, id string, since, until int64) error {
+	if since <= 0 || until <= since {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, sqlCreditHealthy, until-since, id); err != nil {
+		return fmt.Errorf("crediting healthy time: %w", err)
+	}
+	return nil
+}
+
+// servedChange reports whether going from a to b changes what the gateway
+// serves: the upstream enters or leaves the servable set, or a served
+// attribute of a servable upstream changes. Latency and score do not count.
+func servedChange(a, b upstream.Status) bool {
+	if a.Servable() != b.Servable() {
+		return true
+	}
+	if !b.Servable() {
+		return false
+	}
+	return a.ExitIP != b.ExitIP || a.Country != b.Country || a.Anonymity != b.Anonymity
+}
