@@ -8,14 +8,15 @@
 //
 // Where the output goes decides its shape:
 //
-//   - started by systemd with stderr connected to the journal
+//   - Format "auto", started by systemd with stderr connected to the journal
 //     (JOURNAL_STREAM matches) and the native journal socket reachable:
 //     every entry is sent natively, its logrus fields becoming upper-case
 //     journal fields (upstream_id → UPSTREAM_ID), so `journalctl -o verbose`
 //     and `journalctl UPSTREAM_ID=…` see them. Nothing is written to stderr,
 //     so an entry is never logged twice; if a send fails, that entry falls
 //     back to stderr as text.
-//   - stderr connected to the journal but no native socket: text without
+//   - stderr connected to the journal but no native socket (or Format
+//     "text"): text without
 //     timestamps (journald adds its own) and without colours.
 //   - anything else (a terminal, a pipe, a file): text with full timestamps,
 //     coloured on a terminal.

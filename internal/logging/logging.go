@@ -43,6 +43,8 @@ type Options struct {
 	// unknown name means info (config validates the name earlier).
 	Level string
 	// Format is "auto" (or ""), "text" or "json"; see the package doc.
+	// Only auto sends to the journal natively; text under journald is
+	// text without timestamps on stderr.
 	Format string
 	// Out is where text and JSON go; nil means os.Stderr. Only os.Stderr
 	// is checked for a journal connection.
@@ -94,7 +96,7 @@ func New(opts Options) *logrus.Logger {
 	switch {
 	case opts.Format == FormatJSON:
 		l.SetFormatter(&logrus.JSONFormatter{})
-	case e.stream && e.native && e.send != nil:
+	case e.stream && e.native && e.send != nil && opts.Format != FormatText:
 		ident := opts.Identifier
 		if ident == "" {
 			ident = filepath.Base(os.Args[0])
