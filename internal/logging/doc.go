@@ -16,8 +16,8 @@
 //     so an entry is never logged twice; if a send fails, that entry falls
 //     back to stderr as text.
 //   - stderr connected to the journal but no native socket (or Format
-//     "text"): text without
-//     timestamps (journald adds its own) and without colours.
+//     "text"): text without timestamps (journald adds its own) and without
+//     colours.
 //   - anything else (a terminal, a pipe, a file): text with full timestamps,
 //     coloured on a terminal.
 //   - Format "json": one JSON object per line, whatever the destination.
