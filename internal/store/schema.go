@@ -133,14 +133,10 @@ func migrate(ctx context.Context, db *sql.DB, path string) error {
 	if err != nil {
 		return fmt.Errorf("migrating %s: %w", path, err)
 	}
-	switch {
-	case app != 0 && app != applicationID:
-		return fmt.Errorf("migrating %s: not a proxypool database (application_id %#x)", path, app)
-	case v == 0 && tables > 0:
-		return fmt.Errorf("migrating %s: not a proxypool database (has %d tables but no schema version)", path, tables)
-	case v > len(migrations):
-		return fmt.Errorf("migrating %s: schema version %d is newer than this program knows (%d); upgrade proxypool", path, v, len(migrations))
-	case v == len(migrations):
+	if err := refuse(path, v, app, tables); err != nil {
+		return err
+	}
+	if v == len(migrations) {
 		return nil
 	}
 	for i := v; i < len(migrations); i++ {
@@ -170,6 +166,27 @@ func schemaInfo(ctx context.Context, q queryer) (version, app, tables int, err e
 	}
 	err = q.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'").Scan(&tables)
 	return
+}
+
+// precheck refuses, without writing, a file migrate must not touch.
+func precheck(ctx context.Context, db *sql.DB, path string) error {
+	v, app, tables, err := schemaInfo(ctx, db)
+	if err != nil {
+		return fmt.Errorf("opening store %s: %w", path, err)
+	}
+	return refuse(path, v, app, tables)
+}
+
+func refuse(path string, v, app, tables int) error {
+	switch {
+	case app != 0 && app != applicationID:
+		return fmt.Errorf("opening store %s: not a proxypool database (application_id %#x)", path, app)
+	case v == 0 && tables > 0:
+		return fmt.Errorf("opening store %s: not a proxypool database (has %d tables but no schema version)", path, tables)
+	case v > len(migrations):
+		return fmt.Errorf("opening store %s: schema version %d is newer than this program knows (%d); upgrade proxypool", path, v, len(migrations))
+	}
+	return nil
 }
 
 // checkSchema is OpenReadOnly's guard: it never changes the file.

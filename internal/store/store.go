@@ -100,8 +100,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, err
 	}
+	// Refuse a foreign or newer file before switching it to WAL, which
+	// would rewrite its header.
+	if err := precheck(ctx, wdb, path); err != nil {
+		return fail(err)
+	}
 	var mode string
-	if err := wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+	if err := wdb.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
 		return fail(fmt.Errorf("opening store %s: %w", path, err))
 	}
 	if mode != "wal" {
@@ -187,7 +192,7 @@ func dsn(abs string, readOnly bool, busy time.Duration) string {
 	if readOnly {
 		return "file:" + esc + "?mode=ro&_query_only=1&" + q
 	}
-	return "file:" + esc + "?mode=rwc&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&" + q
+	return "file:" + esc + "?mode=rwc&_synchronous=FULL&_txlock=immediate&" + q
 }
 
 // Path is the file the store was opened from.

@@ -401,7 +401,8 @@ func (s *Store) PruneDead(ctx context.Context, deadFor time.Duration) (int, erro
 	var n int64
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		cutoff := ms(time.Now().Add(-deadFor))
-		r, err := tx.ExecContext(ctx, "DELETE FROM upstreams WHERE state = 'dead' AND max(last_ok, first_seen) < ?", cutoff)
+		r, err := tx.ExecContext(ctx, `DELETE FROM upstreams WHERE state = 'dead'
+			AND CASE WHEN last_ok > 0 THEN last_ok ELSE first_seen END < ?`, cutoff)
 		if err != nil {
 			return false, err
 		}

@@ -1,0 +1,821 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+var t0 = time.UnixMilli(1_700_000_000_000)
+
+func openT(t testing.TB, opts Options) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "proxypool.db")
+	s, err := Open(context.Background(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+// up returns a distinct socks5 upstream for each i.
+func up(i int) upstream.Upstream {
+	return upstream.MustNew(map[string]any{
+		"type": "socks5", "server": fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "port": 1080,
+	})
+}
+
+func ups(is ...int) []upstream.Upstream {
+	out := make([]upstream.Upstream, len(is))
+	for k, i := range is {
+		out[k] = up(i)
+	}
+	return out
+}
+
+func ok(id string, at time.Time, exit, country string) upstream.CheckResult {
+	return upstream.CheckResult{ID: id, At: at, OK: true, TotalMS: 120, ExitIP: exit, Country: country, Anonymity: upstream.AnonElite}
+}
+
+func fail(id string, at time.Time) upstream.CheckResult {
+	return upstream.CheckResult{ID: id, At: at, Err: "refused"}
+}
+
+func submit(t testing.TB, s *Store, rs ...upstream.CheckResult) {
+	t.Helper()
+	for _, r := range rs {
+		s.Submit(r)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ids(recs []upstream.Record) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func idsOf(is ...int) []string {
+	out := make([]string, len(is))
+	for k, i := range is {
+		out[k] = up(i).ID
+	}
+	return out
+}
+
+func sorted(s []string) []string {
+	s = append([]string(nil), s...)
+	sort.Strings(s)
+	return s
+}
+
+func TestUpsertSourceAcrossRefreshes(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	// 9 is listed by both sources; 7 becomes healthy before "a" drops it.
+	if _, err := s.UpsertSource(ctx, upstream.SourceMeta{Name: "b", URL: "file:///b"}, ups(9)); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name     string
+		list     []int
+		before   func()
+		want     upstream.SourceSummary
+		wantIn   []int // upstreams that must exist after the step
+		wantGone []int // upstreams that must not exist
+		listedA  []int
+	}{
+		{name: "first fetch, duplicates counted once", list: []int{1, 2, 3, 1, 7, 9, 2},
+			want:   upstream.SourceSummary{Source: "a", New: 4, Seen: 1},
+			wantIn: []int{1, 2, 3, 7, 9}, listedA: []int{1, 2, 3, 7, 9}},
+		{name: "second fetch drops 1, 7 and 9, adds 4", list: []int{2, 3, 4},
+			before: func() { submit(t, s, ok(up(7).ID, t0, "1.1.1.1", "US")) },
+			want:   upstream.SourceSummary{Source: "a", New: 1, Seen: 2, Gone: 3},
+			// 1 was never healthy and nobody lists it: deleted. 7 was healthy: kept.
+			// 9 is still listed by b: kept.
+			wantIn: []int{2, 3, 4, 7, 9}, wantGone: []int{1}, listedA: []int{2, 3, 4}},
+		{name: "unchanged list", list: []int{4, 3, 2},
+			want:   upstream.SourceSummary{Source: "a", Seen: 3},
+			wantIn: []int{2, 3, 4, 7, 9}, wantGone: []int{1}, listedA: []int{2, 3, 4}},
+		{name: "empty list unlinks everything", list: nil,
+			want:   upstream.SourceSummary{Source: "a", Gone: 3},
+			wantIn: []int{7, 9}, wantGone: []int{1, 2, 3, 4}, listedA: nil},
+	}
+	for i, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.before != nil {
+				st.before()
+			}
+			meta := upstream.SourceMeta{Name: "a", URL: "https://x/a.txt", Format: "socks5", ETag: fmt.Sprintf(`"e%d"`, i),
+				Lines: len(st.list), OK: len(st.list), Failed: 2}
+			st.want.Failed = 2
+			sum, err := s.UpsertSource(ctx, meta, ups(st.list...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum != st.want {
+				t.Fatalf("summary %+v, want %+v", sum, st.want)
+			}
+			for _, i := range st.wantIn {
+				if _, err := s.Get(ctx, up(i).ID); err != nil {
+					t.Errorf("upstream %d: %v", i, err)
+				}
+			}
+			for _, i := range st.wantGone {
+				if _, err := s.Get(ctx, up(i).ID); !errors.Is(err, ErrNotFound) {
+					t.Errorf("upstream %d: err %v, want ErrNotFound", i, err)
+				}
+			}
+			recs, err := s.List(ctx, Filter{Source: "a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := sorted(ids(recs)), sorted(idsOf(st.listedA...)); !reflect.DeepEqual(got, want) && len(got)+len(want) > 0 {
+				t.Fatalf("listed by a: %v, want %v", got, want)
+			}
+			m, err := s.SourceMeta(ctx, "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.ETag != meta.ETag || m.Total != len(st.listedA) || m.Failed != 2 || m.LastFetch.IsZero() || m.LastOK.IsZero() {
+				t.Fatalf("source meta %+v", m)
+			}
+		})
+	}
+	r9, _ := s.Get(ctx, up(9).ID)
+	if !reflect.DeepEqual(r9.Sources, []string{"b"}) {
+		t.Fatalf("sources of 9: %v", r9.Sources)
+	}
+	if _, err := s.SourceMeta(ctx, "never"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown source: %v", err)
+	}
+	srcs, err := s.Sources(ctx)
+	if err != nil || len(srcs) != 2 || srcs[0].Name != "a" || srcs[1].Name != "b" {
+		t.Fatalf("sources %+v %v", srcs, err)
+	}
+}
+
+func TestSourceErrorAndNotModifiedKeepUpstreams(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	meta := upstream.SourceMeta{Name: "a", URL: "https://x/a", ETag: `"v1"`, Lines: 3, OK: 3}
+	if _, err := s.UpsertSource(ctx, meta, ups(1, 2, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordSourceError(ctx, upstream.SourceMeta{Name: "a", URL: "https://x/a"}, errors.New("fetching: 503")); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := s.SourceMeta(ctx, "a")
+	if m.LastError != "fetching: 503" || m.ETag != `"v1"` || m.Total != 3 {
+		t.Fatalf("after error: %+v", m)
+	}
+	if err := s.TouchSource(ctx, upstream.SourceMeta{Name: "a", URL: "https://x/a"}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ = s.SourceMeta(ctx, "a")
+	if m.LastError != "" || m.ETag != `"v1"` || m.Total != 3 {
+		t.Fatalf("after not-modified: %+v", m)
+	}
+	if recs, _ := s.List(ctx, Filter{Source: "a"}); len(recs) != 3 {
+		t.Fatalf("%d upstreams listed, want 3", len(recs))
+	}
+	// A source that only ever failed exists but lists nothing.
+	if err := s.RecordSourceError(ctx, upstream.SourceMeta{Name: "dead"}, errors.New("dns")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.SourceMeta(ctx, "dead"); err != nil || m.LastError != "dns" {
+		t.Fatalf("%+v %v", m, err)
+	}
+}
+
+func TestGetReturnsWhatWasAdded(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	vm := upstream.MustNew(map[string]any{
+		"type": "vmess", "server": "v.example", "port": "443", "uuid": "b831381d-6324-4d53-ad4f-8cda48b30811",
+		"alterId": 0, "cipher": "auto", "tls": true, "network": "ws", "name": "🇺🇸 US 1",
+		"ws-opts": map[string]any{"path": "/ray", "headers": map[string]any{"Host": "cdn.example"}},
+		"alpn":    []any{"h2", "http/1.1"}, "x-ratio": 1.5,
+	})
+	tor := upstream.MustNew(map[string]any{"type": "tor", "server": "127.0.0.1", "port": 9060, "group": "us"})
+	n, err := s.Add(ctx, "manual", vm, tor, vm)
+	if err != nil || n != 2 {
+		t.Fatalf("added %d, %v", n, err)
+	}
+	for _, want := range []upstream.Upstream{vm, tor} {
+		got, err := s.Get(ctx, want.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Upstream, want) {
+			t.Fatalf("got  %#v\nwant %#v", got.Upstream, want)
+		}
+		if got.State != upstream.Unknown || got.NextCheck.IsZero() || got.FirstSeen.IsZero() ||
+			!reflect.DeepEqual(got.Sources, []string{"manual"}) {
+			t.Fatalf("status of new upstream: %+v sources %v", got.Status, got.Sources)
+		}
+	}
+	if n, err := s.Add(ctx, "manual", vm); err != nil || n != 0 {
+		t.Fatalf("re-add: %d %v", n, err)
+	}
+	if _, err := s.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(nope): %v", err)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	if _, err := s.Add(ctx, "manual", ups(1, 2, 3)...); err != nil {
+		t.Fatal(err)
+	}
+	submit(t, s, ok(up(1).ID, t0, "1.1.1.1", "US"))
+	tests := []struct {
+		ids      []string
+		want     int
+		wantLeft int
+	}{
+		{idsOf(2, 99), 1, 2},
+		{idsOf(2), 0, 2},
+		{idsOf(1, 3), 2, 0},
+	}
+	for _, tt := range tests {
+		n, err := s.Remove(ctx, tt.ids...)
+		if err != nil || n != tt.want {
+			t.Fatalf("Remove(%v) = %d, %v; want %d", tt.ids, n, err, tt.want)
+		}
+		if c, _ := s.Counts(ctx); c.Total != tt.wantLeft {
+			t.Fatalf("after Remove(%v): %d left, want %d", tt.ids, c.Total, tt.wantLeft)
+		}
+	}
+	if h, err := s.History(ctx, up(1).ID, 0); !errors.Is(err, ErrNotFound) || h != nil {
+		t.Fatalf("history of removed: %v %v", h, err)
+	}
+}
+
+// fixture: 10 upstreams; 0-3 healthy US, 4-5 healthy DE, 6 failing, 7-9 unknown.
+// 0-4 listed by "a", 5-9 by "b"; 8 and 9 are http.
+func fixture(t *testing.T, s *Store) {
+	ctx := context.Background()
+	if _, err := s.UpsertSource(ctx, upstream.SourceMeta{Name: "a"}, ups(0, 1, 2, 3, 4)); err != nil {
+		t.Fatal(err)
+	}
+	b := ups(5, 6, 7)
+	for i := 8; i <= 9; i++ {
+		b = append(b, upstream.MustNew(map[string]any{"type": "http", "server": fmt.Sprintf("10.0.0.%d", i), "port": 8080}))
+	}
+	if _, err := s.UpsertSource(ctx, upstream.SourceMeta{Name: "b"}, b); err != nil {
+		t.Fatal(err)
+	}
+	var rs []upstream.CheckResult
+	for i := 0; i <= 3; i++ {
+		r := ok(up(i).ID, t0, fmt.Sprintf("8.8.8.%d", i%2), "US")
+		r.TotalMS = float64(100 * (i + 1))
+		rs = append(rs, r)
+	}
+	rs = append(rs, ok(up(4).ID, t0, "9.9.9.9", "DE"), ok(up(5).ID, t0, "9.9.9.8", "DE"))
+	rs = append(rs, ok(up(6).ID, t0, "7.7.7.7", "FR"), fail(up(6).ID, t0.Add(time.Second)))
+	submit(t, s, rs...)
+}
+
+func TestListFiltersAndPaging(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	fixture(t, s)
+	tests := []struct {
+		name string
+		f    Filter
+		want int
+	}{
+		{"all", Filter{}, 10},
+		{"healthy", Filter{State: upstream.Healthy}, 6},
+		{"failing", Filter{State: upstream.Failing}, 1},
+		{"unknown", Filter{State: upstream.Unknown}, 3},
+		{"country any case", Filter{Country: "us"}, 4},
+		{"healthy DE from b", Filter{State: upstream.Healthy, Country: "DE", Source: "b"}, 1},
+		{"source a", Filter{Source: "a"}, 5},
+		{"type http", Filter{Type: "HTTP"}, 2},
+		{"ids", Filter{IDs: idsOf(1, 2, 77)}, 2},
+		{"empty ids", Filter{IDs: []string{}}, 0},
+		{"group", Filter{Group: "us"}, 0},
+		{"limit", Filter{Limit: 3}, 3},
+		{"offset past end", Filter{Offset: 20}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs, err := s.List(ctx, tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != tt.want {
+				t.Fatalf("%d records, want %d: %v", len(recs), tt.want, ids(recs))
+			}
+		})
+	}
+	for _, order := range []string{"", "-score", "latency", "country", "next_check"} {
+		all, err := s.List(ctx, Filter{OrderBy: order})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var paged []string
+		for off := 0; off < 12; off += 3 {
+			page, err := s.List(ctx, Filter{OrderBy: order, Limit: 3, Offset: off})
+			if err != nil {
+				t.Fatal(err)
+			}
+			paged = append(paged, ids(page)...)
+		}
+		if !reflect.DeepEqual(paged, ids(all)) {
+			t.Fatalf("order %q: pages %v != all %v", order, paged, ids(all))
+		}
+	}
+	best, _ := s.List(ctx, Filter{OrderBy: "-score", Limit: 1})
+	if best[0].ID != up(0).ID {
+		t.Fatalf("best score is %s (%v), want the 100 ms one", best[0].ID, best[0].Score)
+	}
+	if _, err := s.List(ctx, Filter{OrderBy: "score; DROP TABLE upstreams"}); err == nil {
+		t.Fatal("bad order accepted")
+	}
+	h, err := s.Healthy(ctx)
+	if err != nil || len(h) != 6 || h[0].ID != up(0).ID {
+		t.Fatalf("Healthy: %d %v", len(h), err)
+	}
+	c, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Counts{Total: 10, Healthy: 6,
+		ByState:       map[string]int{"healthy": 6, "failing": 1, "unknown": 3},
+		BySource:      map[string]int{"a": 5, "b": 5},
+		ByCountry:     map[string]int{"US": 4, "DE": 2},
+		ByType:        map[string]int{"socks5": 8, "http": 2},
+		ByAnonymity:   map[string]int{"elite": 6},
+		ByGroup:       map[string]int{},
+		DistinctExits: 5, HealthyExits: 4}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("counts\n got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestDueOrdering(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	if _, err := s.Add(ctx, "manual", ups(1, 2, 3, 4)...); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, r := range []struct {
+		i  int
+		at time.Time
+	}{{1, now.Add(-time.Minute)}, {2, now.Add(-time.Hour)}, {3, now.Add(time.Hour)}, {4, now.Add(-2 * time.Minute)}} {
+		if err := s.Reschedule(ctx, idsOf(r.i), r.at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		limit int
+		want  []string
+	}{
+		{0, idsOf(2, 4, 1)},
+		{2, idsOf(2, 4)},
+	}
+	for _, tt := range tests {
+		due, err := s.Due(ctx, now, tt.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(ids(due), tt.want) {
+			t.Fatalf("Due(limit %d) = %v, want %v", tt.limit, ids(due), tt.want)
+		}
+	}
+	// A check moves the upstream out of the due set.
+	submit(t, s, ok(up(2).ID, now, "1.2.3.4", "US"))
+	if due, _ := s.Due(ctx, now, 0); !reflect.DeepEqual(ids(due), idsOf(4, 1)) {
+		t.Fatalf("after check: %v", ids(due))
+	}
+	// Reschedule with no ids: everything due.
+	if err := s.Reschedule(ctx, nil, now.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.Due(ctx, now, 0); len(due) != 4 {
+		t.Fatalf("after reschedule all: %d due", len(due))
+	}
+}
+
+func TestVersionBumpsOnlyOnServableChanges(t *testing.T) {
+	ctx := context.Background()
+	var seen atomic.Uint64
+	s, _ := openT(t, Options{OnChange: func(v uint64) { seen.Store(v) }, Policy: upstream.Policy{MaxFailures: 2}})
+	a, b := up(1).ID, up(2).ID
+	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+	steps := []struct {
+		name string
+		do   func() error
+		bump bool
+	}{
+		{"add unknown upstreams", func() error { _, err := s.Add(ctx, "manual", ups(1, 2, 3)...); return err }, false},
+		{"first ok: enters the servable set", func() error { submit(t, s, ok(a, at(1), "1.1.1.1", "US")); return nil }, true},
+		{"ok again, other latency", func() error {
+			r := ok(a, at(2), "1.1.1.1", "US")
+			r.TotalMS = 900
+			submit(t, s, r)
+			return nil
+		}, false},
+		{"passive ok", func() error {
+			submit(t, s, upstream.CheckResult{ID: a, At: at(3), OK: true, Passive: true, TotalMS: 50})
+			return nil
+		}, false},
+		{"exit ip changes", func() error { submit(t, s, ok(a, at(4), "1.1.1.2", "US")); return nil }, true},
+		{"country changes", func() error { submit(t, s, ok(a, at(5), "1.1.1.2", "CA")); return nil }, true},
+		{"anonymity becomes transparent: leaves the set", func() error {
+			r := ok(a, at(6), "1.1.1.2", "CA")
+			r.Anonymity = upstream.AnonTransparent
+			submit(t, s, r)
+			return nil
+		}, true},
+		{"elite again", func() error { submit(t, s, ok(a, at(7), "1.1.1.2", "CA")); return nil }, true},
+		{"failure: healthy to failing", func() error { submit(t, s, fail(a, at(8))); return nil }, true},
+		{"failing to dead", func() error { submit(t, s, fail(a, at(9))); return nil }, false},
+		{"unknown upstream fails", func() error { submit(t, s, fail(b, at(9))); return nil }, false},
+		{"unknown id ignored", func() error { submit(t, s, ok("nope", at(9), "1.1.1.1", "US")); return nil }, false},
+		{"untrusted ok is not servable", func() error {
+			r := ok(b, at(10), "2.2.2.2", "US")
+			r.Untrusted = true
+			submit(t, s, r)
+			return nil
+		}, false},
+		{"reschedule", func() error { return s.Reschedule(ctx, nil, at(11)) }, false},
+		{"remove a non-servable upstream", func() error { _, err := s.Remove(ctx, b); return err }, false},
+		{"healthy again", func() error { submit(t, s, ok(a, at(12), "1.1.1.2", "CA")); return nil }, true},
+		{"many results in one batch, net change", func() error {
+			submit(t, s, fail(a, at(13)), ok(a, at(14), "1.1.1.2", "CA"), ok(up(3).ID, at(14), "3.3.3.3", "US"))
+			return nil
+		}, true},
+		{"remove a servable upstream", func() error { _, err := s.Remove(ctx, a); return err }, true},
+	}
+	prev, err := s.Version(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		v, err := s.Version(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (v > prev) != st.bump {
+			t.Fatalf("%s: version %d -> %d, want bump=%v", st.name, prev, v, st.bump)
+		}
+		prev = v
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for seen.Load() != prev && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if seen.Load() != prev {
+		t.Fatalf("OnChange saw %d, want %d", seen.Load(), prev)
+	}
+}
+
+func TestHistoryIsBounded(t *testing.T) {
+	ctx := context.Background()
+	s, path := openT(t, Options{HistoryPerUpstream: 4})
+	if _, err := s.Add(ctx, "manual", up(1)); err != nil {
+		t.Fatal(err)
+	}
+	id := up(1).ID
+	for i := 0; i < 10; i++ {
+		r := ok(id, t0.Add(time.Duration(i)*time.Second), "1.1.1.1", "US")
+		r.Headers = map[string]string{"Via": fmt.Sprint(i)}
+		s.Submit(r)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.History(ctx, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 4 {
+		t.Fatalf("%d history rows, want 4", len(h))
+	}
+	for k, r := range h {
+		if want := t0.Add(time.Duration(9-k) * time.Second); !r.At.Equal(want) || r.Headers["Via"] != fmt.Sprint(9-k) || !r.OK {
+			t.Fatalf("history[%d] = %+v, want at %v", k, r, want)
+		}
+	}
+	if h, _ := s.History(ctx, id, 2); len(h) != 2 {
+		t.Fatalf("limit 2: %d rows", len(h))
+	}
+	// Reopening with a smaller bound trims the rest.
+	s.Close()
+	s2, err := Open(ctx, path, Options{HistoryPerUpstream: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if h, _ := s2.History(ctx, id, 0); len(h) > 2 {
+		t.Fatalf("after reopen with 2: %d rows", len(h))
+	}
+}
+
+func TestSourceReputation(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{Policy: upstream.Policy{MaxFailures: 1}})
+	if _, err := s.UpsertSource(ctx, upstream.SourceMeta{Name: "good"}, ups(1, 2, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpsertSource(ctx, upstream.SourceMeta{Name: "bad"}, ups(3, 4)); err != nil {
+		t.Fatal(err)
+	}
+	// 1: healthy for 10 s then dead; 3 (listed by both): healthy 20 s then dead; 2, 4: never healthy.
+	submit(t, s, ok(up(1).ID, t0, "1.1.1.1", "US"), ok(up(3).ID, t0, "3.3.3.3", "US"), fail(up(2).ID, t0))
+	submit(t, s, fail(up(1).ID, t0.Add(10*time.Second)), fail(up(3).ID, t0.Add(20*time.Second)))
+	// 1 is pruned: the source keeps the credit.
+	if _, err := s.UpsertSource(ctx, upstream.SourceMeta{Name: "good"}, ups(2, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PruneDead(ctx, 0); err != nil || n != 3 { // 1, 2, 3 are dead; 4 is unknown
+		t.Fatalf("PruneDead: %d %v", n, err)
+	}
+	rep, err := s.SourceReputation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Reputation{
+		{Source: "bad", Listed: 1, EverHealthy: 1, HealthySeconds: 20},
+		{Source: "good", Listed: 0, EverHealthy: 2, HealthySeconds: 30},
+	}
+	if !reflect.DeepEqual(rep, want) {
+		t.Fatalf("reputation\n got %+v\nwant %+v", rep, want)
+	}
+	m, _ := s.SourceMeta(ctx, "good")
+	if m.EverHealthy != 2 {
+		t.Fatalf("SourceMeta.EverHealthy = %d", m.EverHealthy)
+	}
+}
+
+func TestPruneDead(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{Policy: upstream.Policy{MaxFailures: 1}})
+	if _, err := s.Add(ctx, "manual", ups(1, 2, 3)...); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	submit(t, s,
+		ok(up(1).ID, now.Add(-3*time.Hour), "1.1.1.1", "US"), fail(up(1).ID, now.Add(-2*time.Hour)), // dead, last ok 3h ago
+		ok(up(2).ID, now.Add(-30*time.Minute), "1.1.1.1", "US"), fail(up(2).ID, now), // dead, last ok 30m ago
+		ok(up(3).ID, now, "1.1.1.1", "US")) // healthy
+	if n, err := s.PruneDead(ctx, time.Hour); err != nil || n != 1 {
+		t.Fatalf("PruneDead(1h) = %d, %v; want 1", n, err)
+	}
+	if _, err := s.Get(ctx, up(1).ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("dead for 3h still there: %v", err)
+	}
+	if c, _ := s.Counts(ctx); c.Total != 2 {
+		t.Fatalf("%d left", c.Total)
+	}
+}
+
+func TestRelaysRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	rs := []upstream.Relay{
+		{Fingerprint: "AAAA", Nickname: "a", Address: "1.2.3.4", ORPort: 9001, ExitAddrs: []string{"1.2.3.5"}, Country: "us",
+			Flags: []string{"Exit", "Running", "Valid"}, Bandwidth: 1 << 20},
+		{Fingerprint: "BBBB", Nickname: "b", Address: "5.6.7.8", ORPort: 443, Country: "de", Flags: []string{"Guard"}},
+	}
+	for round := 0; round < 2; round++ {
+		if err := s.ReplaceRelays(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Relays(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, rs) {
+			t.Fatalf("round %d:\n got %+v\nwant %+v", round, got, rs)
+		}
+		rs = rs[1:]
+	}
+	if err := s.ReplaceRelays(ctx, []upstream.Relay{{Nickname: "x"}}); err == nil {
+		t.Fatal("relay without fingerprint accepted")
+	}
+}
+
+func TestCloseFlushesPendingResults(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "p.db")
+	s, err := Open(ctx, path, Options{FlushInterval: time.Hour, BatchSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Add(ctx, "manual", up(1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Submit(ok(up(1).ID, t0, "1.1.1.1", "US"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.Submit(ok(up(1).ID, t0, "1.1.1.1", "US")) // after Close: dropped, not a panic or a hang
+	if _, err := s.Add(ctx, "manual", up(2)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Add after Close: %v", err)
+	}
+	r, err := OpenReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := r.Get(ctx, up(1).ID)
+	if err != nil || got.State != upstream.Healthy || got.Checks != 1 {
+		t.Fatalf("after Close: %+v %v", got.Status, err)
+	}
+}
+
+func TestOpenReadOnly(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.db")
+	if _, err := OpenReadOnly(ctx, missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("OpenReadOnly created the file")
+	}
+
+	t.Run("foreign or newer schema is refused, file untouched", func(t *testing.T) {
+		cases := []struct {
+			name, sql, want string
+		}{
+			{"empty sqlite file", "CREATE TABLE other (x)", "not a proxypool database"},
+			{"newer schema", "", "newer than this program knows"},
+		}
+		for _, c := range cases {
+			path := filepath.Join(dir, c.name+".db")
+			if c.sql != "" {
+				db, _ := sql.Open("sqlite3", path)
+				if _, err := db.Exec(c.sql); err != nil {
+					t.Fatal(err)
+				}
+				db.Close()
+			} else {
+				s, err := Open(ctx, path, Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.Close()
+				db, _ := sql.Open("sqlite3", path)
+				if _, err := db.Exec("PRAGMA user_version = 99"); err != nil {
+					t.Fatal(err)
+				}
+				db.Close()
+			}
+			before, _ := os.ReadFile(path)
+			_, err := OpenReadOnly(ctx, path)
+			if err == nil || !contains(err.Error(), c.want) {
+				t.Fatalf("%s: err %v, want %q", c.name, err, c.want)
+			}
+			// Open (the writer) refuses too rather than migrating over it.
+			if _, err := Open(ctx, path, Options{}); err == nil {
+				t.Fatalf("%s: Open accepted it", c.name)
+			}
+			after, _ := os.ReadFile(path)
+			if string(before) != string(after) {
+				t.Fatalf("%s: file changed", c.name)
+			}
+		}
+	})
+
+	t.Run("reads while a writer is active, refuses writes", func(t *testing.T) {
+		w, path := openT(t, Options{FlushInterval: 5 * time.Millisecond})
+		if _, err := w.Add(ctx, "manual", ups(1, 2, 3)...); err != nil {
+			t.Fatal(err)
+		}
+		r, err := OpenReadOnly(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		writes := []struct {
+			name string
+			do   func() error
+		}{
+			{"Add", func() error { _, err := r.Add(ctx, "manual", up(4)); return err }},
+			{"Remove", func() error { _, err := r.Remove(ctx, up(1).ID); return err }},
+			{"UpsertSource", func() error { _, err := r.UpsertSource(ctx, upstream.SourceMeta{Name: "x"}, nil); return err }},
+			{"RecordSourceError", func() error { return r.RecordSourceError(ctx, upstream.SourceMeta{Name: "x"}, errors.New("e")) }},
+			{"Reschedule", func() error { return r.Reschedule(ctx, nil, time.Now()) }},
+			{"PruneDead", func() error { _, err := r.PruneDead(ctx, 0); return err }},
+			{"ReplaceRelays", func() error { return r.ReplaceRelays(ctx, nil) }},
+			{"Flush", func() error { return r.Flush(ctx) }},
+		}
+		for _, wr := range writes {
+			if err := wr.do(); !errors.Is(err, ErrReadOnly) {
+				t.Errorf("%s on a read-only store: %v", wr.name, err)
+			}
+		}
+		r.Submit(ok(up(1).ID, t0, "1.1.1.1", "US")) // ignored, no panic
+
+		// The writer storms results while the reader reads.
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				w.Submit(ok(up(1+i%3).ID, t0.Add(time.Duration(i)*time.Millisecond), "1.1.1.1", "US"))
+			}
+		}()
+		deadline := time.Now().Add(300 * time.Millisecond)
+		reads := 0
+		for time.Now().Before(deadline) {
+			if _, err := r.List(ctx, Filter{}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Counts(ctx); err != nil {
+				t.Fatal(err)
+			}
+			reads++
+		}
+		close(stop)
+		wg.Wait()
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		h, err := r.Healthy(ctx)
+		if err != nil || len(h) != 3 {
+			t.Fatalf("reader sees %d healthy (%v) after the writer's flush, want 3", len(h), err)
+		}
+		if reads < 5 {
+			t.Fatalf("only %d reads completed while the writer ran", reads)
+		}
+	})
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
+}
+
+func TestOpenNeedsParentDir(t *testing.T) {
+	_, err := Open(context.Background(), filepath.Join(t.TempDir(), "no", "such", "p.db"), Options{})
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("err %v, want not-exist", err)
+	}
+}
+
+func TestTwoWritersOneFile(t *testing.T) {
+	// proxypoold refresh opens the store while the probe has it open.
+	ctx := context.Background()
+	a, path := openT(t, Options{})
+	b, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for k, s := range []*Store{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				if _, err := s.UpsertSource(ctx, upstream.SourceMeta{Name: fmt.Sprint("s", k)}, ups(k*1000+i, 5000)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if c, _ := a.Counts(ctx); c.BySource["s0"] != 2 || c.BySource["s1"] != 2 {
+		t.Fatalf("by source %v", c.BySource)
+	}
+}
