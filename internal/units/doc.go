@@ -1,0 +1,8 @@
+// Package units runs proxypool's Tor instances as Debian's own
+// tor@<port>.service units through systemd's D-Bus API (go-systemd dbus).
+// It creates each instance the way `tor-instance-create <port>` does
+// (system user _tor-<port>, /var/lib/tor-instances/<port>), makes
+// /etc/tor/instances/<port>/torrc hold `%include /etc/tor/torrc.<port>`,
+// and enables/starts/reloads/stops/disables only the units whose state must
+// change. Debian's tor@.service itself is never replaced.
+package units
