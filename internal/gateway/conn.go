@@ -1,0 +1,242 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/httpproxy"
+	"github.com/proxypool/proxypool/internal/proxymux"
+	"github.com/proxypool/proxypool/internal/socks"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// conn is one client connection.
+type conn struct {
+	g     *Gateway
+	c     net.Conn
+	group string
+	idle  atomic.Bool // waiting for the next keep-alive request
+
+	upMu sync.Mutex
+	up   net.Conn // current upstream tunnel, closed on forced drain
+
+	cr  httpproxy.CapReader
+	br  *bufio.Reader
+	sel upstream.Selector
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+func (cc *conn) closeAll() {
+	cc.c.Close()
+	cc.upMu.Lock()
+	if cc.up != nil {
+		cc.up.Close()
+	}
+	cc.upMu.Unlock()
+}
+
+func (cc *conn) setUp(c net.Conn) {
+	cc.upMu.Lock()
+	cc.up = c
+	cc.upMu.Unlock()
+}
+
+func (cc *conn) releaseReader() {
+	if cc.br != nil {
+		cc.br.Reset(nil)
+		readerPool.Put(cc.br)
+		cc.br = nil
+	}
+}
+
+func (cc *conn) serve(ctx context.Context) {
+	g := cc.g
+	defer g.untrack(cc)
+	defer cc.c.Close()
+	defer cc.releaseReader()
+	cc.c.SetReadDeadline(time.Now().Add(g.opts.HandshakeTimeout))
+	cc.cr.R = cc.c
+	cc.cr.Limit(int64(g.opts.MaxHeaderBytes))
+	cc.br = readerPool.Get().(*bufio.Reader)
+	cc.br.Reset(&cc.cr)
+	if a, ok := cc.c.RemoteAddr().(*net.TCPAddr); ok {
+		cc.sel.Client = a.IP.String()
+	}
+	proto, err := proxymux.Sniff(cc.br)
+	if err != nil {
+		return
+	}
+	if proto == proxymux.HTTP {
+		cc.serveHTTP(ctx)
+		return
+	}
+	cc.serveSOCKS(ctx)
+}
+
+// selector fills the request's selection from the port and the username.
+func (cc *conn) selector(p Params) error {
+	cc.sel.Group = cc.group
+	if p.Group != "" {
+		if cc.group != "" && !strings.EqualFold(p.Group, cc.group) {
+			return errors.New("this port is pinned to group " + cc.group + "; username asks for group " + p.Group)
+		}
+		cc.sel.Group = p.Group
+	}
+	cc.sel.Country, cc.sel.Session, cc.sel.SessionTTL = p.Country, p.Session, p.TTL
+	return nil
+}
+
+func (cc *conn) serveSOCKS(ctx context.Context) {
+	g := cc.g
+	var params Params
+	var authErr error
+	auth := func(user, pass string) error {
+		params, authErr = g.authenticate(user, pass)
+		if authErr == nil {
+			authErr = cc.selector(params)
+		}
+		return authErr
+	}
+	req, err := socks.ServerHandshake(cc.br, cc.c, auth, len(g.opts.Users) > 0)
+	if err != nil {
+		if errors.Is(err, socks.ErrAuth) {
+			g.stats.AuthFails.Add(1)
+			g.log.WithError(err).Debug("socks auth refused")
+		}
+		return
+	}
+	if req.User == "" {
+		cc.selector(Params{})
+	}
+	up, ch, err := g.connect(ctx, &cc.sel, req.Addr)
+	if err != nil {
+		g.stats.Failed.Add(1)
+		socks.Reply(cc.c, req.Version, socksCode(err))
+		g.log.WithError(err).WithField("target", req.Addr).Debug("socks request failed")
+		return
+	}
+	_ = ch
+	defer up.Close()
+	if err := socks.Reply(cc.c, req.Version, socks.Succeeded); err != nil {
+		return
+	}
+	cc.tunnel(up)
+}
+
+// tunnel forwards bytes the client sent early, then relays both ways.
+func (cc *conn) tunnel(up net.Conn) {
+	cc.setUp(up)
+	if n := cc.br.Buffered(); n > 0 {
+		b, _ := cc.br.Peek(n)
+		if _, err := up.Write(b); err != nil {
+			return
+		}
+	}
+	cc.releaseReader()
+	cc.c.SetReadDeadline(time.Time{})
+	relay(cc.c, up, cc.g.opts.IdleTimeout)
+}
+
+func (cc *conn) serveHTTP(ctx context.Context) {
+	g := cc.g
+	for {
+		req, target, err := httpproxy.ReadRequest(cc.br)
+		cc.cr.Unlimit()
+		if err != nil {
+			switch {
+			case errors.Is(err, httpproxy.ErrHeaderTooLarge):
+				httpproxy.WriteError(cc.c, http.StatusRequestHeaderFieldsTooLarge, httpproxy.ProxyStatus("http_request_error", "request header too large", ""), "proxypool: request header larger than the limit", nil)
+			case errors.Is(err, httpproxy.ErrNotProxyRequest):
+				httpproxy.WriteError(cc.c, http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", err.Error(), ""), "proxypool: "+err.Error(), nil)
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+			default:
+				var ne net.Error
+				if !errors.As(err, &ne) {
+					httpproxy.WriteError(cc.c, http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", "", ""), "proxypool: malformed request", nil)
+				}
+			}
+			return
+		}
+		user, pass, _ := httpproxy.Credentials(req)
+		p, err := g.authenticate(user, pass)
+		if err == nil {
+			err = cc.selector(p)
+		}
+		if err != nil {
+			g.stats.AuthFails.Add(1)
+			httpproxy.WriteError(cc.c, http.StatusProxyAuthRequired, "", "proxypool: "+err.Error(), nil)
+			return
+		}
+		up, ch, err := g.connect(ctx, &cc.sel, target)
+		if err != nil {
+			g.stats.Failed.Add(1)
+			status, ps, body := httpError(err)
+			httpproxy.WriteError(cc.c, status, ps, body, nil)
+			g.log.WithError(err).WithField("target", target).Debug("http request failed")
+			return
+		}
+		extra := cc.infoHeader(ch)
+		if req.Method == http.MethodConnect {
+			defer up.Close()
+			if httpproxy.WriteConnectOK(cc.c, extra) != nil {
+				return
+			}
+			cc.tunnel(up)
+			return
+		}
+		cc.setUp(up)
+		cc.c.SetReadDeadline(time.Time{})
+		upBr := readerPool.Get().(*bufio.Reader)
+		upBr.Reset(up)
+		up.SetDeadline(time.Now().Add(g.opts.IdleTimeout))
+		keep, started, err := httpproxy.Forward(req, up, upBr, cc.c, extra)
+		upBr.Reset(nil)
+		readerPool.Put(upBr)
+		up.Close()
+		cc.setUp(nil)
+		if err != nil && !started {
+			status := http.StatusBadGateway
+			ps := httpproxy.ProxyStatus("http_response_incomplete", err.Error(), ch.ID)
+			httpproxy.WriteError(cc.c, status, ps, "proxypool: "+err.Error(), nil)
+			return
+		}
+		if err != nil || !keep || g.draining.Load() {
+			return
+		}
+		// keep-alive: wait (idle) for the next request's first byte, then
+		// give its head the handshake timeout.
+		cc.idle.Store(true)
+		cc.c.SetReadDeadline(time.Now().Add(g.opts.IdleTimeout))
+		cc.cr.Limit(int64(g.opts.MaxHeaderBytes))
+		_, err = cc.br.Peek(1)
+		cc.idle.Store(false)
+		if err != nil || g.draining.Load() {
+			return
+		}
+		cc.c.SetReadDeadline(time.Now().Add(g.opts.HandshakeTimeout))
+	}
+}
+
+func (cc *conn) infoHeader(ch upstream.Choice) http.Header {
+	name := cc.g.opts.InfoHeader
+	if name == "" {
+		return nil
+	}
+	v := ch.ID
+	if ch.ExitIP != "" {
+		v += "; exit=" + ch.ExitIP
+	}
+	if ch.Country != "" {
+		v += "; country=" + ch.Country
+	}
+	return http.Header{http.CanonicalHeaderKey(name): {v}}
+}

@@ -1,0 +1,197 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/httpproxy"
+	"github.com/proxypool/proxypool/internal/socks"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// dialError is why a request got no tunnel: no upstream at all (pickErr),
+// or the last of its tries failed.
+type dialError struct {
+	pickErr error
+	cause   string
+	err     error
+	tries   int
+	last    string // upstream id of the last try
+	addr    string
+}
+
+func (e *dialError) Error() string {
+	if e.pickErr != nil {
+		return e.pickErr.Error()
+	}
+	return fmt.Sprintf("dialing %s failed after %d %s: %s (last upstream %s: %v)", e.addr, e.tries, plural(e.tries, "try", "tries"), e.cause, e.last, e.err)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// connect picks upstreams and dials addr through them until one CONNECT
+// succeeds, MaxTries were used or the total deadline passed. Each outcome
+// is reported.
+func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr string) (net.Conn, upstream.Choice, error) {
+	deadline := time.Now().Add(g.opts.TotalTimeout)
+	var triedBuf [16]string
+	var (
+		cause, last string
+		lastErr     error
+		tries       int
+	)
+	for attempt := 0; attempt < g.opts.MaxTries; attempt++ {
+		sel.Attempt, sel.Tried = attempt, triedBuf[:attempt]
+		ch, err := g.opts.Picker.Pick(sel)
+		if err != nil {
+			if attempt == 0 {
+				return nil, ch, &dialError{pickErr: err, addr: addr}
+			}
+			break // nothing left to fail over to
+		}
+		triedBuf[attempt] = ch.ID
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		to := min(left, g.tryTimeout(ch.LatencyMS))
+		if attempt > 0 {
+			g.stats.Retries.Add(1)
+		}
+		dctx, cancel := context.WithTimeout(ctx, to)
+		start := time.Now()
+		c, err := g.opts.Dialer.DialContext(dctx, ch.Upstream, addr)
+		cancel()
+		took := time.Since(start)
+		if err == nil {
+			g.report(ch.ID, start, took, "")
+			g.stats.Tunnels.Add(1)
+			return c, ch, nil
+		}
+		cause, lastErr, tries, last = g.classify(err), err, attempt+1, ch.ID
+		if ctx.Err() != nil { // the client left: not the upstream's fault
+			break
+		}
+		g.report(ch.ID, start, took, cause)
+	}
+	if tries == 0 {
+		cause, lastErr = "timeout", context.DeadlineExceeded
+	}
+	return nil, upstream.Choice{}, &dialError{cause: cause, err: lastErr, tries: tries, last: last, addr: addr}
+}
+
+// tryTimeout gives one try 3× the upstream's known latency, within
+// [MinDialTimeout, DialTimeout].
+func (g *Gateway) tryTimeout(latencyMS float64) time.Duration {
+	d := time.Duration(3 * latencyMS * float64(time.Millisecond))
+	return min(max(d, g.opts.MinDialTimeout), g.opts.DialTimeout)
+}
+
+func (g *Gateway) report(id string, at time.Time, took time.Duration, cause string) {
+	ms := float64(took) / float64(time.Millisecond)
+	r := upstream.CheckResult{ID: id, At: at, OK: cause == "", Passive: true, Err: cause, ConnectMS: ms, TotalMS: ms}
+	g.opts.Picker.Observe(r)
+	if g.opts.Reporter != nil {
+		g.opts.Reporter.Submit(r)
+	}
+}
+
+// classifyErr is the fallback cause classification (cmd wires the
+// dialer's own).
+func classifyErr(err error) string {
+	var re *socks.ReplyError
+	var ne net.Error
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled), errors.Is(err, net.ErrClosed):
+		return "closed"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "reset"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "unreachable"
+	case errors.As(err, &dnsErr):
+		return "dns"
+	case errors.Is(err, socks.ErrAuth):
+		return "auth"
+	case errors.As(err, &re):
+		switch re.Code {
+		case socks.ConnectionRefused:
+			return "refused"
+		case socks.TTLExpired:
+			return "timeout"
+		case socks.HostUnreachable, socks.NetworkUnreachable:
+			return "unreachable"
+		}
+		return "handshake"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return "other"
+}
+
+// socksCode is the SOCKS5 reply for a failed connect.
+func socksCode(err error) byte {
+	var de *dialError
+	if !errors.As(err, &de) {
+		return socks.GeneralFailure
+	}
+	switch {
+	case errors.Is(de.pickErr, upstream.ErrUnknownGroup):
+		return socks.NotAllowed
+	case de.pickErr != nil:
+		return socks.NetworkUnreachable
+	}
+	switch de.cause {
+	case "refused":
+		return socks.ConnectionRefused
+	case "timeout":
+		return socks.TTLExpired
+	case "unreachable", "dns":
+		return socks.HostUnreachable
+	}
+	return socks.GeneralFailure
+}
+
+// httpError is the status, RFC 9209 Proxy-Status and one-line body for a
+// failed connect.
+func httpError(err error) (int, string, string) {
+	var de *dialError
+	if !errors.As(err, &de) {
+		return http.StatusBadGateway, httpproxy.ProxyStatus("proxy_internal_error", err.Error(), ""), "proxypool: " + err.Error()
+	}
+	if de.pickErr != nil {
+		typ := "destination_unavailable"
+		if errors.Is(de.pickErr, upstream.ErrUnknownGroup) {
+			typ = "proxy_configuration_error"
+		}
+		return http.StatusServiceUnavailable, httpproxy.ProxyStatus(typ, de.pickErr.Error(), ""), "proxypool: " + de.pickErr.Error()
+	}
+	status, typ := http.StatusBadGateway, "destination_unavailable"
+	switch de.cause {
+	case "timeout":
+		status, typ = http.StatusGatewayTimeout, "connection_timeout"
+	case "refused":
+		typ = "connection_refused"
+	case "reset", "closed":
+		typ = "connection_terminated"
+	case "dns":
+		typ = "dns_error"
+	}
+	details := fmt.Sprintf("%s after %d %s", de.cause, de.tries, plural(de.tries, "try", "tries"))
+	return status, httpproxy.ProxyStatus(typ, details, de.last), "proxypool: " + de.Error()
+}

@@ -1,0 +1,324 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// Picker chooses upstreams (the pool). Pick errors wrap
+// upstream.ErrNoUpstream or upstream.ErrUnknownGroup; Observe takes each
+// passive outcome so the picker can eject failing upstreams at once.
+type Picker interface {
+	Pick(sel *upstream.Selector) (upstream.Choice, error)
+	Observe(r upstream.CheckResult)
+}
+
+// Dialer opens a connection to addr ("host:port", names unresolved)
+// through u. ctx's deadline bounds connect and handshake.
+type Dialer interface {
+	DialContext(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, error)
+}
+
+// Reporter receives each passive outcome (the store, for the probe).
+type Reporter interface {
+	Submit(r upstream.CheckResult)
+}
+
+// Options configure a Gateway. Zero values take the documented defaults.
+type Options struct {
+	Picker   Picker
+	Dialer   Dialer
+	Reporter Reporter // optional
+	// Classify names a dial error's cause (refused, timeout, reset,
+	// handshake, auth, unreachable, dns, closed, other); nil uses a
+	// built-in classification of OS errors.
+	Classify func(error) string
+	Log      logrus.FieldLogger
+
+	// Ports maps listener names (systemd FileDescriptorName=) to the group
+	// their clients are pinned to. Other listeners serve the whole pool.
+	Ports map[string]string
+	// Users maps account names to passwords. Empty: no auth (username
+	// parameters still apply).
+	Users map[string]string
+	// AllowOpen permits listening on a non-loopback address without auth.
+	AllowOpen bool
+
+	MaxTries         int           // upstreams tried per request (default 3)
+	TotalTimeout     time.Duration // bound on all tries of one request (default 10s)
+	DialTimeout      time.Duration // cap of one try (default 5s)
+	MinDialTimeout   time.Duration // floor of one try (default 1s); a try gets 3× the upstream's latency within [min, cap]
+	HandshakeTimeout time.Duration // client greeting/request head (default 10s)
+	IdleTimeout      time.Duration // tunnel and keep-alive idle (default 5m)
+	DrainTimeout     time.Duration // wait for tunnels on shutdown (default 10s)
+	MaxHeaderBytes   int           // HTTP request head cap (default 64 KiB)
+	MaxConns         int           // concurrent client connections (default: from RLIMIT_NOFILE)
+	// InfoHeader, when set, names a response header (e.g.
+	// "X-Proxypool-Upstream") carrying the upstream id, exit IP and
+	// country; on CONNECT it is on the 200 response.
+	InfoHeader string
+	// OnReady is called once every listener is being served.
+	OnReady func()
+}
+
+// Gateway serves clients through the pool. Create it with New.
+type Gateway struct {
+	opts     Options
+	log      logrus.FieldLogger
+	classify func(error) string
+	sem      chan struct{}
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	draining atomic.Bool
+	wg       sync.WaitGroup
+
+	stats Stats
+}
+
+// Stats are running counters, safe to read concurrently.
+type Stats struct {
+	Accepted  atomic.Uint64
+	Active    atomic.Int64
+	Tunnels   atomic.Uint64 // upstream connections established
+	Failed    atomic.Uint64 // requests answered with an error
+	Retries   atomic.Uint64 // extra dials after a failed one
+	AuthFails atomic.Uint64
+}
+
+// New checks options and returns a Gateway.
+func New(o Options) (*Gateway, error) {
+	if o.Picker == nil || o.Dialer == nil {
+		return nil, errors.New("gateway: picker and dialer are required")
+	}
+	if o.MaxTries <= 0 {
+		o.MaxTries = 3
+	}
+	if o.MaxTries > 16 {
+		o.MaxTries = 16
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.TotalTimeout, 10*time.Second)
+	def(&o.DialTimeout, 5*time.Second)
+	def(&o.MinDialTimeout, time.Second)
+	def(&o.HandshakeTimeout, 10*time.Second)
+	def(&o.IdleTimeout, 5*time.Minute)
+	def(&o.DrainTimeout, 10*time.Second)
+	if o.MinDialTimeout > o.DialTimeout {
+		o.MinDialTimeout = o.DialTimeout
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = 64 << 10
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = defaultMaxConns()
+	}
+	if o.Log == nil {
+		l := logrus.New()
+		l.Out = discard{}
+		o.Log = l
+	}
+	g := &Gateway{opts: o, log: o.Log, classify: o.Classify, sem: make(chan struct{}, o.MaxConns), conns: map[*conn]struct{}{}}
+	if g.classify == nil {
+		g.classify = classifyErr
+	}
+	return g, nil
+}
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() *Stats { return &g.stats }
+
+// defaultMaxConns leaves room for two fds per tunnel plus the rest.
+func defaultMaxConns() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur < 256 {
+		return 1000
+	}
+	return int((rl.Cur - 128) / 2)
+}
+
+// RaiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit (each
+// tunnel holds two sockets) and returns the new soft limit.
+func RaiseFileLimit() (uint64, error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, fmt.Errorf("reading RLIMIT_NOFILE: %w", err)
+	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+			return 0, fmt.Errorf("raising RLIMIT_NOFILE to %d: %w", rl.Max, err)
+		}
+	}
+	return rl.Cur, nil
+}
+
+// Run serves every listener until ctx is done, then stops accepting,
+// lets open tunnels finish for up to DrainTimeout, closes the rest and
+// returns nil. Listener names found in Options.Ports pin their clients to
+// that group. A non-loopback listener without Users needs AllowOpen.
+func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error {
+	n := 0
+	for name, list := range lns {
+		for _, ln := range list {
+			n++
+			if !isLoopback(ln.Addr()) {
+				if len(g.opts.Users) == 0 && !g.opts.AllowOpen {
+					return fmt.Errorf("listener %q on %s is not loopback and no users are configured: set allow-open: true to serve it without auth", name, ln.Addr())
+				}
+				if len(g.opts.Users) == 0 {
+					g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String()}).Warn("OPEN PROXY: serving a non-loopback address without authentication (allow-open: true)")
+				}
+			}
+		}
+	}
+	if n == 0 {
+		return errors.New("gateway: no listeners")
+	}
+	var accept sync.WaitGroup
+	errc := make(chan error, n)
+	for name, list := range lns {
+		group := g.opts.Ports[name]
+		for _, ln := range list {
+			accept.Add(1)
+			go func() {
+				defer accept.Done()
+				if err := g.serve(ctx, ln, group); err != nil {
+					errc <- fmt.Errorf("listener %q on %s: %w", name, ln.Addr(), err)
+				}
+			}()
+			g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String(), "GROUP": group}).Info("gateway listening")
+		}
+	}
+	if g.opts.OnReady != nil {
+		g.opts.OnReady()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	for _, list := range lns {
+		for _, ln := range list {
+			ln.Close()
+		}
+	}
+	accept.Wait()
+	g.drain()
+	return err
+}
+
+func isLoopback(a net.Addr) bool {
+	switch t := a.(type) {
+	case *net.TCPAddr:
+		return t.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
+}
+
+func (g *Gateway) serve(ctx context.Context, ln net.Listener, group string) error {
+	var delay time.Duration
+	for {
+		select {
+		case g.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			<-g.sem
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// out of fds or transient: back off like net/http
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				g.log.WithError(err).Warn("accept failed; backing off")
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		g.stats.Accepted.Add(1)
+		cc := &conn{g: g, c: c, group: group}
+		if !g.track(cc) {
+			c.Close()
+			<-g.sem
+			continue
+		}
+		g.wg.Add(1)
+		go cc.serve(ctx)
+	}
+}
+
+func (g *Gateway) track(c *conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.draining.Load() {
+		return false
+	}
+	g.conns[c] = struct{}{}
+	g.stats.Active.Add(1)
+	return true
+}
+
+func (g *Gateway) untrack(c *conn) {
+	g.mu.Lock()
+	delete(g.conns, c)
+	g.mu.Unlock()
+	g.stats.Active.Add(-1)
+	<-g.sem
+	g.wg.Done()
+}
+
+// drain closes idle keep-alive connections now, waits for tunnels up to
+// DrainTimeout, then closes whatever is left.
+func (g *Gateway) drain() {
+	g.mu.Lock()
+	g.draining.Store(true)
+	for c := range g.conns {
+		if c.idle.Load() {
+			c.c.Close()
+		}
+	}
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	t := time.NewTimer(g.opts.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	g.mu.Lock()
+	left := len(g.conns)
+	for c := range g.conns {
+		c.closeAll()
+	}
+	g.mu.Unlock()
+	g.log.WithField("connections", left).Warn("drain timeout: closed open tunnels")
+	<-done
+}

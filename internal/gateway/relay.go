@@ -1,0 +1,159 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Relaying. Each direction runs a plain read/write loop, never io.Copy:
+// between TCP conns io.Copy splices through a pipe pair per call that Go
+// keeps in a pool, so thousands of short tunnels would hold thousands of
+// pipe fds. When the source exposes its fd, the loop waits for readability
+// without holding a buffer and borrows one from a pool only for the
+// read+write: an idle tunnel costs its goroutines, not 2×16 KiB.
+
+const bufSize = 16 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// relay copies both ways until both directions ended, half-closing each
+// write side when its source reaches EOF, and closing both on an error or
+// when neither direction moved for idle.
+func relay(client, up net.Conn, idle time.Duration) {
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	done := make(chan struct{})
+	go func() {
+		copyHalf(client, up, &last, idle)
+		close(done)
+	}()
+	copyHalf(up, client, &last, idle)
+	<-done
+}
+
+// copyHalf copies src → dst.
+func copyHalf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) {
+	src.SetReadDeadline(time.Now().Add(idle))
+	var err error
+	if rc := rawConn(src); rc != nil {
+		err = copyRaw(dst, src, rc, last, idle)
+	} else {
+		err = copyBuf(dst, src, last, idle)
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			if cw.CloseWrite() == nil {
+				return
+			}
+		}
+	}
+	// error, idle or no half-close: end the whole tunnel
+	dst.Close()
+	src.Close()
+}
+
+func rawConn(c net.Conn) syscall.RawConn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// stillActive handles a read deadline: if the other direction moved within
+// idle, push the deadline and go on.
+func stillActive(src net.Conn, err error, last *atomic.Int64, idle time.Duration) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	l := time.Unix(0, last.Load())
+	if time.Since(l) >= idle {
+		return false
+	}
+	src.SetReadDeadline(l.Add(idle))
+	return true
+}
+
+func copyRaw(dst, src net.Conn, rc syscall.RawConn, last *atomic.Int64, idle time.Duration) error {
+	var (
+		buf  *[]byte
+		n    int
+		rerr error
+	)
+	read := func(fd uintptr) bool {
+		buf = bufPool.Get().(*[]byte)
+		for {
+			n, rerr = syscall.Read(int(fd), *buf)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			bufPool.Put(buf)
+			buf = nil
+			return false // wait for readability without a buffer
+		}
+		return true
+	}
+	for {
+		err := rc.Read(read)
+		if err != nil {
+			if buf != nil {
+				bufPool.Put(buf)
+				buf = nil
+			}
+			if stillActive(src, err, last, idle) {
+				continue
+			}
+			return err
+		}
+		if rerr != nil {
+			bufPool.Put(buf)
+			buf = nil
+			return rerr
+		}
+		if n == 0 {
+			bufPool.Put(buf)
+			buf = nil
+			return io.EOF
+		}
+		last.Store(time.Now().UnixNano())
+		_, werr := dst.Write((*buf)[:n])
+		bufPool.Put(buf)
+		buf = nil
+		if werr != nil {
+			return werr
+		}
+	}
+}
+
+func copyBuf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	b := *bp
+	for {
+		n, err := src.Read(b)
+		if n > 0 {
+			last.Store(time.Now().UnixNano())
+			if _, werr := dst.Write(b[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			if stillActive(src, err, last, idle) {
+				continue
+			}
+			return err
+		}
+	}
+}
