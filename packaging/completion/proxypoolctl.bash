@@ -1,0 +1,71 @@
+# bash completion for proxypoolctl                         -*- shell-script -*-
+# Installed as /usr/share/bash-completion/completions/proxypoolctl.
+
+_proxypoolctl()
+{
+    local cur prev words cword
+    _init_completion || return
+
+    local verbs="parse import add remove list status check refresh export tor help"
+    local global="--json --user --db --config --help --version"
+
+    case $prev in
+        --db|--config)
+            _filedir
+            return ;;
+        --format)
+            COMPREPLY=($(compgen -W 'json txt clash' -- "$cur"))
+            return ;;
+        --state)
+            COMPREPLY=($(compgen -W 'healthy failing dead unknown' -- "$cur"))
+            return ;;
+        --country|--group|--source)
+            return ;;
+    esac
+
+    # Find the verb: the first word after the program that is not a flag
+    # or a flag's value.
+    local i verb="" sub=""
+    for ((i = 1; i < cword; i++)); do
+        case ${words[i]} in
+            --db|--config|--format|--state|--country|--group|--source) ((i++)) ;;
+            -*) ;;
+            *) if [[ -z $verb ]]; then verb=${words[i]}; elif [[ -z $sub ]]; then sub=${words[i]}; fi ;;
+        esac
+    done
+
+    if [[ -z $verb ]]; then
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W "$global" -- "$cur"))
+        else
+            COMPREPLY=($(compgen -W "$verbs" -- "$cur"))
+        fi
+        return
+    fi
+
+    case $verb in
+        parse|import)
+            if [[ $cur == -* ]]; then
+                COMPREPLY=($(compgen -W "--json" -- "$cur"))
+            else
+                _filedir
+            fi ;;
+        list)
+            COMPREPLY=($(compgen -W "--json --state --country --group --source" -- "$cur")) ;;
+        check|refresh)
+            COMPREPLY=($(compgen -W "--json --wait" -- "$cur")) ;;
+        export)
+            COMPREPLY=($(compgen -W "--format --json" -- "$cur")) ;;
+        status|add|remove)
+            COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
+        tor)
+            if [[ -z $sub ]]; then
+                COMPREPLY=($(compgen -W "status generate newnym" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -W "--json" -- "$cur"))
+            fi ;;
+    esac
+} &&
+    complete -F _proxypoolctl proxypoolctl
+
+# ex: filetype=sh
