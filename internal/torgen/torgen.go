@@ -218,3 +218,15 @@ func Upstreams(p Plan) []upstream.Upstream {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// ControlAddr is where torctl.Dial reaches an instance: its own control
+// socket, or the one Debian's instance defaults give tor@<port>.
+func ControlAddr(in Instance) string {
+	if in.ControlSocket != "" {
+		return "unix:" + in.ControlSocket
+	}
+	if in.ControlPort != 0 {
+		return "127.0.0.1:" + strconv.Itoa(in.ControlPort)
+	}
+	return "unix:/run/tor-instances/" + strconv.Itoa(in.Port) + "/control"
+}

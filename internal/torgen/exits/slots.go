@@ -83,7 +83,8 @@ func Slots(groups []Group, relays []upstream.Relay, def Mode) (slots []Slot, emp
 		if mode == "" {
 			mode = def
 		}
-		if _, err := ParseMode(string(mode)); err != nil {
+		mode, err := ParseMode(string(mode))
+		if err != nil {
 			return nil, nil, fmt.Errorf("tor group %s: %w", g.Name, err)
 		}
 		var mine []upstream.Relay

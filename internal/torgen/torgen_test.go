@@ -1,0 +1,175 @@
+package torgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/torgen/exits"
+	"github.com/proxypool/proxypool/internal/torgen/torrc"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+type recordingRunner struct{ calls []string }
+
+func (r *recordingRunner) Apply(_ context.Context, want, changed []int) error {
+	r.calls = append(r.calls, fmt.Sprintf("want=%v changed=%v", want, changed))
+	return nil
+}
+
+func relay(nick, cc, addr string) upstream.Relay {
+	return upstream.Relay{Fingerprint: strings.Repeat(nick[:1], 40), Nickname: nick, Country: cc, Address: addr,
+		Flags: []string{"Exit", "Fast", "Running", "Valid"}, Bandwidth: 100}
+}
+
+func TestGenerateFilesAndRunner(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := Config{
+		Groups:   []exits.Group{{Name: "us", Countries: []string{"US"}}, {Name: "nonus", ExcludeCountries: []string{"US"}}},
+		Mode:     exits.ModeSingle,
+		PortBase: 9060, TorrcDir: dir,
+		Extra:  []string{"Log notice stdout"},
+		Verify: torrc.FindVerifier(),
+	}
+	r1 := exits.Static{relay("A", "US", "10.0.0.1"), relay("B", "DE", "10.1.0.1"), relay("C", "US", "10.2.0.1")}
+	run := &recordingRunner{}
+	p, err := Generate(ctx, cfg, r1, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(p.Ports(), p.Changed); got != "[9060 9061 9062] [9060 9061 9062]" {
+		t.Errorf("ports/changed = %s", got)
+	}
+	names := []string{}
+	for _, u := range Upstreams(p) {
+		names = append(names, fmt.Sprintf("%s %s %s:%d %s", u.Name, u.Type, u.Server, u.Port, u.Group))
+	}
+	if strings.Join(names, "|") != "tor-nonus-9060 tor 127.0.0.1:9060 nonus|tor-us-9061 tor 127.0.0.1:9061 us|tor-us-9062 tor 127.0.0.1:9062 us" {
+		t.Errorf("upstreams: %v", names)
+	}
+	// Same relays again: nothing written, runner still told the wanted set.
+	p2, err := Generate(ctx, cfg, r1, run)
+	if err != nil || len(p2.Changed) != 0 || len(p2.Removed) != 0 {
+		t.Fatalf("second run: changed %v removed %v err %v", p2.Changed, p2.Removed, err)
+	}
+	// C gone, D new: C's port is freed and D takes the lowest free one; A and B keep theirs.
+	r2 := exits.Static{relay("A", "US", "10.0.0.1"), relay("B", "DE", "10.1.0.1"), relay("D", "US", "10.3.0.1")}
+	p3, err := Generate(ctx, cfg, r2, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := torrc.ReadKeys(dir)
+	if keys[9060] != "single/nonus/"+strings.Repeat("B", 40) || keys[9061] != "single/us/"+strings.Repeat("A", 40) || keys[9062] != "single/us/"+strings.Repeat("D", 40) {
+		t.Errorf("keys after refresh: %v", keys)
+	}
+	if fmt.Sprint(p3.Changed) != "[9062]" {
+		t.Errorf("changed = %v, want [9062]", p3.Changed)
+	}
+	want := []string{
+		"want=[9060 9061 9062] changed=[9060 9061 9062]",
+		"want=[9060 9061 9062] changed=[]",
+		"want=[9060 9061 9062] changed=[9062]",
+	}
+	if strings.Join(run.calls, "\n") != strings.Join(want, "\n") {
+		t.Errorf("runner calls:\n%s", strings.Join(run.calls, "\n"))
+	}
+}
+
+func TestGenerateRefusesToWipe(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := Config{Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, TorrcDir: dir, PortBase: 9060}
+	run := &recordingRunner{}
+	if _, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run); err != nil {
+		t.Fatal(err)
+	}
+	// A source that returns no usable exits changes nothing.
+	_, err := Generate(ctx, cfg, exits.Static{relay("B", "DE", "10.1.0.1")}, run)
+	if !errors.Is(err, ErrNoExits) {
+		t.Fatalf("err = %v, want ErrNoExits", err)
+	}
+	if _, err := os.Stat(torrc.Path(dir, 9060)); err != nil {
+		t.Errorf("existing torrc removed: %v", err)
+	}
+	// A bad extra-config line fails before any file is written.
+	cfg.Extra = []string{"A 1\nB 2"}
+	cfg.Groups = append(cfg.Groups, exits.Group{Name: "de", Countries: []string{"DE"}})
+	_, err = Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1"), relay("B", "DE", "10.1.0.1")}, run)
+	if err == nil || !strings.Contains(err.Error(), "extra-config line 1") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(torrc.Path(dir, 9061)); !os.IsNotExist(err) {
+		t.Error("a file was written despite the render error")
+	}
+	if len(run.calls) != 1 {
+		t.Errorf("runner called %d times, want 1", len(run.calls))
+	}
+}
+
+// The supervisor with a real tor that never touches the network
+// (DisableNetwork 1): restart after a kill, reload on change, stop when
+// unwanted, everything gone when the context ends.
+func TestProcessRunnerSupervises(t *testing.T) {
+	tor, err := exec.LookPath("tor")
+	if err != nil {
+		t.Skip("tor not installed (apt-get install -y tor)")
+	}
+	dir := t.TempDir()
+	ports := []int{freePortRange(t, 2)}
+	ports = append(ports, ports[0]+1)
+	for _, p := range ports {
+		dd := filepath.Join(dir, fmt.Sprint(p))
+		os.MkdirAll(dd, 0o700)
+		conf := fmt.Sprintf("SocksPort 127.0.0.1:%d\nDataDirectory %s\nDisableNetwork 1\nLog notice stdout\n", p, dd)
+		os.WriteFile(torrc.Path(dir, p), []byte(conf), 0o644)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := NewProcessRunner(ctx, tor, dir, nil)
+	r.MinBackoff = 50 * time.Millisecond
+	if err := r.Apply(ctx, ports, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both started", func() bool { return r.PID(ports[0]) != 0 && r.PID(ports[1]) != 0 })
+	old := r.PID(ports[0])
+	syscall.Kill(old, syscall.SIGKILL)
+	waitFor(t, "restart after kill", func() bool { p := r.PID(ports[0]); return p != 0 && p != old })
+	second := r.PID(ports[1])
+	if err := r.Apply(ctx, ports[:1], nil); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(r.Ports()) != fmt.Sprint(ports[:1]) {
+		t.Errorf("running %v after removing one", r.Ports())
+	}
+	if err := syscall.Kill(second, 0); err == nil {
+		t.Error("unwanted tor still alive")
+	}
+	if err := r.Apply(ctx, []int{ports[0] + 100}, nil); err == nil {
+		t.Error("port without a torrc accepted")
+	}
+	last := r.PID(ports[0])
+	cancel()
+	r.Wait()
+	if err := syscall.Kill(last, 0); err == nil {
+		t.Error("tor alive after the context ended")
+	}
+}
+
+func waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
