@@ -101,10 +101,10 @@ func canonical(k string) string {
 // sees it without a proxy.
 func classify(e echo, realIP string) upstream.Anonymity {
 	if realIP != "" {
-		if strings.Contains(e.Raw, realIP) && e.IP != realIP {
-			return upstream.AnonTransparent
-		}
-		for _, v := range e.Headers {
+		for k, v := range e.Headers {
+			if k == "Host" || k == nonceHeader {
+				continue // the judge's own address, and our token
+			}
 			if containsIP(v, realIP) {
 				return upstream.AnonTransparent
 			}

@@ -26,6 +26,7 @@ func TestParseEchoAndClassify(t *testing.T) {
 		{"two origins without real ip", `{"origin":"192.0.2.1, 203.0.113.9"}`, "203.0.113.9", upstream.AnonAnonymous, false},
 		{"ifconfig.me all.json", `{"ip_addr":"203.0.113.9","remote_host":"unavailable","user_agent":"x","port":1,"method":"GET","via":"","forwarded":""}`, "203.0.113.9", upstream.AnonElite, false},
 		{"ifconfig.me with forwarded", `{"ip_addr":"203.0.113.9","via":"1.1 proxy","forwarded":""}`, "203.0.113.9", upstream.AnonAnonymous, false},
+		{"judge on our own address is not a leak", `{"headers":{"Host":"198.51.100.7:8080"},"origin":"203.0.113.9","url":"http://198.51.100.7:8080/get"}`, "203.0.113.9", upstream.AnonElite, false},
 		{"headers only (httpbin /headers)", `{"headers":{"Host":"j"}}`, "", upstream.AnonElite, false},
 		{"html injected", "<html><script>ad()</script>203.0.113.9</html>", "", "", true},
 		{"faked ip echo", `{"origin":"not-an-ip"}`, "", "", true},

@@ -1,0 +1,212 @@
+package probe_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/dial"
+	"github.com/proxypool/proxypool/internal/fleet"
+	"github.com/proxypool/proxypool/internal/geoip"
+	"github.com/proxypool/proxypool/internal/probe"
+	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+type collect struct {
+	mu  sync.Mutex
+	got map[string]upstream.CheckResult
+}
+
+func (c *collect) Submit(r upstream.CheckResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.got == nil {
+		c.got = map[string]upstream.CheckResult{}
+	}
+	c.got[r.ID] = r
+}
+
+func newProber(t *testing.T, f *fleet.Fleet, judge *fleet.Judge, timeout time.Duration) *probe.Prober {
+	t.Helper()
+	geo := filepath.Join(t.TempDir(), "geoip")
+	if err := f.WriteGeoIP(geo); err != nil {
+		t.Fatal(err)
+	}
+	country := func(string) string { return "" }
+	if db, err := geoip.Open(geo, ""); err == nil {
+		country = db.CountryOf
+	}
+	d := dial.New(dial.Options{})
+	t.Cleanup(func() { d.Close() })
+	p, err := probe.New(d, probe.Options{
+		Judges:      []string{judge.URL + "/get"},
+		Timeout:     timeout,
+		Concurrency: 64,
+		UplinkCheck: true,
+		Country:     country,
+		Classify:    func(err error) string { return string(dial.Classify(err)) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestVerdicts: every kind of good and bad upstream ends with the verdict a
+// user expects, with exit, country and anonymity learned from a real judge.
+func TestVerdicts(t *testing.T) {
+	judge := fleet.StartJudgeT(t)
+	tests := []struct {
+		spec     fleet.MemberSpec
+		ok       bool
+		anon     upstream.Anonymity
+		errHas   string
+		untruste bool
+	}{
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"}, true, upstream.AnonElite, "", false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "DE", Username: "u", Password: "p"}, true, upstream.AnonElite, "", false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS4, Behavior: fleet.Good, Country: "NL"}, true, upstream.AnonElite, "", false},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Good, Country: "JP"}, true, upstream.AnonElite, "", false},
+		{fleet.MemberSpec{Kind: fleet.SS, Behavior: fleet.Good, Country: "FR"}, true, upstream.AnonElite, "", false},
+		{fleet.MemberSpec{Kind: fleet.VMess, Behavior: fleet.Good, Country: "SE"}, true, upstream.AnonElite, "", false},
+		{fleet.MemberSpec{Kind: fleet.Trojan, Behavior: fleet.Good, Country: "GB"}, true, upstream.AnonElite, "", false},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Anonymous, Country: "US"}, true, upstream.AnonAnonymous, "", false},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Transparent, Country: "US"}, false, upstream.AnonTransparent, "transparent", false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Refuse}, false, "", "refused", false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Blackhole}, false, "", "timeout", false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Reset}, false, "", "", false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Garbage}, false, "", "", false},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Garbage}, false, "", "", false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Local}, false, "", "routes locally", false},
+	}
+	var spec fleet.Spec
+	for _, tt := range tests {
+		spec.Members = append(spec.Members, tt.spec)
+	}
+	f := fleet.StartT(t, spec)
+	p := newProber(t, f, judge, time.Second)
+	var ups []upstream.Upstream
+	for _, m := range f.Members() {
+		ups = append(ups, m.Upstream)
+	}
+	var c collect
+	start := time.Now()
+	prog, err := p.Pass(context.Background(), ups, &c)
+	if err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("pass over %d upstreams took %v with a 1s check timeout", len(ups), el)
+	}
+	if prog.Done != len(ups) {
+		t.Fatalf("progress %v, want all %d done", prog, len(ups))
+	}
+	if p.RealIP() != "127.0.0.1" {
+		t.Errorf("learned real IP %q, want 127.0.0.1", p.RealIP())
+	}
+	for i, m := range f.Members() {
+		tt := tests[i]
+		name := string(tt.spec.Kind) + "/" + string(tt.spec.Behavior)
+		r, ok := c.got[m.Upstream.ID]
+		if !ok {
+			t.Errorf("%s: no result", name)
+			continue
+		}
+		if r.OK != tt.ok {
+			t.Errorf("%s: ok=%v (err %q), want %v", name, r.OK, r.Err, tt.ok)
+			continue
+		}
+		if tt.anon != "" && r.Anonymity != tt.anon {
+			t.Errorf("%s: anonymity %q, want %q", name, r.Anonymity, tt.anon)
+		}
+		if tt.errHas != "" && !strings.Contains(r.Err, tt.errHas) {
+			t.Errorf("%s: error %q, want it to mention %q", name, r.Err, tt.errHas)
+		}
+		if r.OK {
+			if r.ExitIP != m.ExitIP {
+				t.Errorf("%s: exit %q, want %q", name, r.ExitIP, m.ExitIP)
+			}
+			if r.Country != tt.spec.Country {
+				t.Errorf("%s: country %q, want %q", name, r.Country, tt.spec.Country)
+			}
+			if r.TotalMS <= 0 || r.ConnectMS <= 0 || r.TTFBMS < r.ConnectMS {
+				t.Errorf("%s: timings connect=%v ttfb=%v total=%v", name, r.ConnectMS, r.TTFBMS, r.TotalMS)
+			}
+		}
+	}
+}
+
+// TestLifeThroughStore: three passes through the real store turn the bad
+// upstreams dead and keep the good ones healthy and servable.
+func TestLifeThroughStore(t *testing.T) {
+	judge := fleet.StartJudgeT(t)
+	f := fleet.StartT(t, fleet.Spec{Members: []fleet.MemberSpec{
+		{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"},
+		{Kind: fleet.HTTP, Behavior: fleet.Good, Country: "DE"},
+		{Kind: fleet.SOCKS5, Behavior: fleet.Refuse},
+		{Kind: fleet.SOCKS5, Behavior: fleet.Blackhole},
+		{Kind: fleet.HTTP, Behavior: fleet.Transparent, Country: "US"},
+	}})
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "pp.db"), store.Options{
+		Policy: upstream.Policy{MaxFailures: 3, FailingInterval: time.Millisecond, Interval: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, m := range f.Members() {
+		if _, err := st.Add(ctx, "manual", m.Upstream); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newProber(t, f, judge, 500*time.Millisecond)
+	passes := 0
+	err = p.Run(ctx, st, st, probe.RunOptions{MaxPasses: 3, Idle: 5 * time.Millisecond,
+		OnPass: func(probe.Progress, error) { passes++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]upstream.State{0: upstream.Healthy, 1: upstream.Healthy, 2: upstream.Dead, 3: upstream.Dead, 4: upstream.Dead}
+	for i, m := range f.Members() {
+		r, err := st.Get(ctx, m.Upstream.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != want[i] {
+			t.Errorf("member %d (%s/%s): state %s (last error %q), want %s", i, m.Spec.Kind, m.Spec.Behavior, r.State, r.LastError, want[i])
+		}
+	}
+	healthy, err := st.Healthy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(healthy) != 2 {
+		t.Errorf("servable upstreams: %d, want 2", len(healthy))
+	}
+}
+
+// TestUplinkDownPausesInsteadOfKilling: when the judge is unreachable
+// directly, nothing is marked failed.
+func TestUplinkDownPausesInsteadOfKilling(t *testing.T) {
+	judge := fleet.StartJudgeT(t)
+	f := fleet.StartT(t, fleet.Uniform(5, fleet.SOCKS5, fleet.Good))
+	p := newProber(t, f, judge, 300*time.Millisecond)
+	judge.Close() // our own link to the judges is gone
+	var ups []upstream.Upstream
+	for _, m := range f.Members() {
+		ups = append(ups, m.Upstream)
+	}
+	var c collect
+	_, err := p.Pass(context.Background(), ups, &c)
+	if err == nil || !strings.Contains(err.Error(), "uplink") {
+		t.Fatalf("pass error %v, want uplink down", err)
+	}
+	if len(c.got) != 0 {
+		t.Fatalf("%d results recorded while our uplink was down", len(c.got))
+	}
+}
