@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/atomicfile"
 )
 
 // Instance is everything one generated torrc says.
@@ -188,43 +190,28 @@ func Write(ctx context.Context, dir string, in Instance, verify Verifier) (chang
 	return true, nil
 }
 
-// writeAtomic: temp file in the same directory, fsync, verify, rename.
-// (Switch to internal/atomicfile once it can take a check hook.)
+// writeAtomic verifies data in a temporary file next to path, then
+// replaces path atomically (temp file, fsync, rename) through atomicfile.
 func writeAtomic(ctx context.Context, path string, data []byte, perm os.FileMode, verify Verifier) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
 	if verify != nil {
+		f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".verify-*")
+		if err != nil {
+			return err
+		}
+		tmp := f.Name()
+		defer os.Remove(tmp)
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
 		if err := verify.Verify(ctx, tmp); err != nil {
 			return err
 		}
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, perm)
 }
 
 // ReadKeys maps port → slot key for every generated torrc.<port> in dir

@@ -143,7 +143,7 @@ func TestWriteOnlyChangesAndStale(t *testing.T) {
 	}
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if strings.Contains(e.Name(), ".tmp-") {
+		if strings.Contains(e.Name(), ".tmp") || strings.Contains(e.Name(), ".verify-") {
 			t.Errorf("temp file left: %s", e.Name())
 		}
 	}
