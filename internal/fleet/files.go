@@ -1,0 +1,96 @@
+package fleet
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+)
+
+// URI is the member as one line of a proxy list: scheme://[user[:pass]@]host:port
+// for socks5/socks4/http, a share link for ss (SIP002), vmess (v2rayN
+// base64 JSON) and trojan.
+func (m *Member) URI() string {
+	host, port, _ := net.SplitHostPort(m.Addr)
+	name := url.PathEscape(m.Name())
+	switch m.Spec.Kind {
+	case SOCKS5, HTTP, SOCKS4:
+		u := url.URL{Scheme: string(m.Spec.Kind), Host: m.Addr}
+		if m.Spec.Username != "" {
+			if m.Spec.Kind == SOCKS4 {
+				u.User = url.User(m.Spec.Username)
+			} else {
+				u.User = url.UserPassword(m.Spec.Username, m.Spec.Password)
+			}
+		}
+		return u.String()
+	case SS:
+		cred := base64.RawURLEncoding.EncodeToString([]byte(ssCipher + ":" + ssPassword))
+		return "ss://" + cred + "@" + m.Addr + "#" + name
+	case VMess:
+		j, _ := json.Marshal(map[string]string{
+			"v": "2", "ps": m.Name(), "add": host, "port": port, "id": vmessUUID,
+			"aid": "0", "scy": "auto", "net": "tcp", "type": "none", "tls": "",
+		})
+		return "vmess://" + base64.StdEncoding.EncodeToString(j)
+	case Trojan:
+		return "trojan://" + url.PathEscape(trojanPassword) + "@" + m.Addr +
+			"?security=tls&sni=" + trojanSNI + "&allowInsecure=1&type=tcp#" + name
+	}
+	return ""
+}
+
+// WriteList writes one URI per member (see Member.URI), for sources and
+// import.
+func (f *Fleet) WriteList(path string) error {
+	return writeFile(path, func(w *bufio.Writer) {
+		for _, m := range f.members {
+			w.WriteString(m.URI())
+			w.WriteByte('\n')
+		}
+	})
+}
+
+// WriteGeoIP writes a Tor-format geoip file ("INTIPLOW,INTIPHIGH,CC" lines)
+// mapping each member's exit /24 to its Country. Members with no Country,
+// and Local members (whose exit /24 is the prober's own), are left out.
+func (f *Fleet) WriteGeoIP(path string) error {
+	return writeFile(path, func(w *bufio.Writer) {
+		w.WriteString("# fleet geoip: each member's exit /24\n")
+		for _, m := range f.members {
+			if m.Spec.Country == "" || m.Spec.Behavior == Local {
+				continue
+			}
+			ip := net.ParseIP(m.ExitIP).To4()
+			lo := binary.BigEndian.Uint32(ip) &^ 0xff
+			fmt.Fprintf(w, "%d,%d,%s\n", lo, lo|0xff, m.Spec.Country)
+		}
+	})
+}
+
+func writeFile(path string, fill func(*bufio.Writer)) error {
+	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
+	fh, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	w := bufio.NewWriter(fh)
+	fill(w)
+	err = w.Flush()
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
