@@ -38,6 +38,7 @@ type Config struct {
 	PortBase     int        // default 9060
 	PortMax      int        // default PortBase+999
 	MaxInstances int        // 0 = no cap beyond the range
+	Reserved     []int      // ports proxypool itself uses (config.UsedPorts): never given out
 	TorrcDir     string     // where torrc.<port> go (/etc/tor)
 	// DataDir, when set, gives each instance DataDirectory DataDir/<port>
 	// and ControlSocket DataDir/<port>/control (process runner). Empty:
@@ -130,7 +131,7 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 	for port, key := range have {
 		prev[key] = port
 	}
-	kept, dropped, err := exits.AssignPorts(slots, prev, exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances})
+	kept, dropped, err := exits.AssignPorts(slots, prev, exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances, Reserved: cfg.Reserved})
 	if err != nil {
 		return plan, err
 	}

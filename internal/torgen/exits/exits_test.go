@@ -338,6 +338,10 @@ func TestAssignPortsCapAndRange(t *testing.T) {
 	if len(dropped) != 7 {
 		t.Errorf("dropped %d, want 7", len(dropped))
 	}
+	kept, _, _ = AssignPorts(slots, map[string]int{"single/us/00": 9061}, Ports{Base: 9060, Max: 9063, Reserved: []int{9060, 9061}})
+	if kept[0].Port != 9062 || kept[1].Port != 9063 {
+		t.Errorf("reserved ports handed out: %d, %d", kept[0].Port, kept[1].Port)
+	}
 	kept, dropped, _ = AssignPorts(slots, nil, Ports{Base: 9060, Max: 9061})
 	if len(kept) != 2 || len(dropped) != 8 {
 		t.Errorf("range of 2: kept %d dropped %d", len(kept), len(dropped))

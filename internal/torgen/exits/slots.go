@@ -169,8 +169,9 @@ func newSlot(key, group string, mode Mode, exit, exclude []string, rs []upstream
 
 // Ports is the port range and instance cap for AssignPorts.
 type Ports struct {
-	Base, Max    int // inclusive range
-	MaxInstances int // 0: no cap beyond the range
+	Base, Max    int   // inclusive range
+	MaxInstances int   // 0: no cap beyond the range
+	Reserved     []int // ports in the range something else listens on (gateway, metrics)
 }
 
 // AssignPorts gives every slot a port. prev maps keys to the ports they held
@@ -187,6 +188,9 @@ func AssignPorts(slots []Slot, prev map[string]int, p Ports) (kept, dropped []Sl
 		limit = p.MaxInstances
 	}
 	used := map[int]bool{}
+	for _, r := range p.Reserved {
+		used[r] = true
+	}
 	var fresh []Slot
 	for _, s := range slots {
 		if port, ok := prev[s.Key]; ok && port >= p.Base && port <= p.Max && !used[port] && len(kept) < limit {
