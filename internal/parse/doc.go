@@ -1,0 +1,27 @@
+// Package parse turns what users have (share links, host:port lists, JSON
+// proxy lists, base64 subscriptions, Clash/mihomo YAML) into upstreams, one
+// result per input line or entry.
+//
+// Every share link is converted with mihomo's common/convert, one line at a
+// time, and every resulting mapping is validated by building mihomo's
+// adapter (adapter.ParseProxy) and closing it again: a record mihomo cannot
+// build is reported as failed, with the cause. SOCKS4/4a (which mihomo lacks)
+// and wireguard:// links (which mihomo's converter lacks) are parsed here.
+//
+// Detection ("auto"), in order: a body starting with '[' is a JSON list; one
+// starting with '{' or having a top-level "proxies:" line is Clash/mihomo
+// YAML (JSON is YAML); a body that is all base64 and decodes to text with
+// "://" in it is a base64 subscription; anything else is read line by line.
+//
+// Bare "host:port" lines (and host:port YAML/JSON strings) take the scheme
+// named by Options.Format (socks5, socks4, http, https); with "auto" or
+// "links" they are http, the most common kind of bare free list.
+//
+// The package never panics on input and caps what it holds: the whole input
+// (Options.MaxBytes, default 64 MiB), a line (64 KiB), a JSON entry (1 MiB),
+// YAML parsed as a document (16 MiB; larger Clash files are read line by
+// line), YAML nesting (64 levels) and YAML nodes (alias expansion), and the
+// number of records (1 Mi). A panic inside mihomo becomes that line's error.
+//
+// It does no I/O and sets mihomo's process-wide log level to silent once.
+package parse
