@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/proxypool/proxypool/internal/config"
+	"github.com/proxypool/proxypool/internal/dial"
+	"github.com/proxypool/proxypool/internal/geoip"
+	"github.com/proxypool/proxypool/internal/logging"
+	"github.com/proxypool/proxypool/internal/probe"
+	"github.com/proxypool/proxypool/internal/source"
+	"github.com/proxypool/proxypool/internal/store"
+)
+
+// env is what every subcommand starts from.
+type env struct {
+	cfg *config.Config
+	log *logrus.Logger
+}
+
+func load(g *globals) (*env, error) {
+	path := config.Path(g.config)
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err // already "file:line: key: problem"
+	}
+	log := logging.New(logging.Options{Level: cfg.Log.Level, Format: cfg.Log.Format})
+	return &env{cfg: cfg, log: log}, nil
+}
+
+func (e *env) openStore(ctx context.Context, onChange func(uint64)) (*store.Store, error) {
+	if dir := filepath.Dir(e.cfg.Database); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("creating the database directory: %w", err)
+		}
+	}
+	st, err := store.Open(ctx, e.cfg.Database, store.Options{
+		Logger:             e.log.WithField(logging.FieldComponent, "store"),
+		Policy:             e.cfg.Policy(),
+		HistoryPerUpstream: e.cfg.Probe.History,
+		OnChange:           onChange,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: database: %w", e.cfg.Pos("database"), err)
+	}
+	return st, nil
+}
+
+func (e *env) sources() []source.Source {
+	out := make([]source.Source, 0, len(e.cfg.Sources))
+	for _, s := range e.cfg.Sources {
+		out = append(out, source.Source{
+			Name: s.Name, URL: s.URL, Format: s.Format,
+			Timeout: s.Timeout, MinInterval: s.MinInterval, MaxBytes: int64(s.MaxBytes),
+		})
+	}
+	return out
+}
+
+func (e *env) fetcher() *source.Fetcher {
+	return &source.Fetcher{
+		Logger:      e.log.WithField(logging.FieldComponent, "refresh"),
+		Concurrency: e.cfg.Refresh.Concurrency,
+	}
+}
+
+// countryFunc opens the configured geoip database. A missing file is not
+// fatal: countries stay unknown and the log says why.
+func (e *env) countryFunc() func(string) string {
+	p := e.cfg.Probe
+	if p.GeoIP == "" {
+		return nil
+	}
+	var db *geoip.DB
+	var err error
+	if strings.HasSuffix(p.GeoIP, ".mmdb") {
+		db, err = geoip.OpenPath(p.GeoIP)
+	} else {
+		g6 := p.GeoIP6
+		if g6 != "" {
+			if _, serr := os.Stat(g6); serr != nil {
+				g6 = ""
+			}
+		}
+		db, err = geoip.Open(p.GeoIP, g6)
+	}
+	if err != nil {
+		e.log.WithError(err).Warnf("%s: probe.geoip: countries will be unknown", e.cfg.Pos("probe.geoip"))
+		return nil
+	}
+	return db.CountryOf
+}
+
+func (e *env) prober(d *dial.Pool, progress func(probe.Progress)) (*probe.Prober, error) {
+	p := e.cfg.Probe
+	opts := probe.Options{
+		Judges:      p.Judges,
+		Timeout:     p.Timeout,
+		Concurrency: p.Concurrency,
+		RealIP:      p.RealIP,
+		UplinkCheck: p.UplinkCheck,
+		Country:     e.countryFunc(),
+		Classify:    func(err error) string { return string(dial.Classify(err)) },
+		Progress:    progress,
+		Logger:      e.log.WithField(logging.FieldComponent, "probe"),
+	}
+	if p.Target.Enabled {
+		opts.TargetURL, opts.TargetStatus = p.Target.URL, p.Target.Status
+	}
+	pr, err := probe.New(d, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", e.cfg.Pos("probe.judges"), err)
+	}
+	return pr, nil
+}

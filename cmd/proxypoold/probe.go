@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/dial"
+	"github.com/proxypool/proxypool/internal/logging"
+	"github.com/proxypool/proxypool/internal/probe"
+	"github.com/proxypool/proxypool/internal/sd"
+	"github.com/proxypool/proxypool/internal/store"
+)
+
+func runProbe(ctx context.Context, g *globals, args []string) error {
+	var once bool
+	if err := subFlags(g, "probe", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&once, "once", false, "make one full pass over every due upstream, then exit")
+	}); err != nil {
+		return err
+	}
+	e, err := load(g)
+	if err != nil {
+		return err
+	}
+	st, err := e.openStore(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
+	defer d.Close()
+	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1)}
+	if once {
+		return pl.once(ctx)
+	}
+	sd.Ready()
+	defer sd.Stopping()
+	go sd.Watchdog(ctx, pl.healthy)
+	return pl.run(ctx)
+}
+
+// probeLoop runs the probe against the store and reports progress.
+type probeLoop struct {
+	e       *env
+	st      *store.Store
+	d       *dial.Pool
+	trigger chan struct{}
+	last    atomic.Pointer[probe.Progress]
+	lastErr atomic.Pointer[error]
+	beat    atomic.Int64 // unix nanos of the last loop activity
+	// OnProgress, if set, sees every progress report (D-Bus Progress, metrics).
+	OnProgress func(probe.Progress)
+}
+
+// Trigger asks for a pass now (proxypoolctl check, a refresh that added upstreams).
+func (pl *probeLoop) Trigger() {
+	select {
+	case pl.trigger <- struct{}{}:
+	default:
+	}
+}
+
+func (pl *probeLoop) progress(p probe.Progress) {
+	pl.last.Store(&p)
+	pl.beat.Store(time.Now().UnixNano())
+	sd.Statusf("%s", p)
+	if pl.OnProgress != nil {
+		pl.OnProgress(p)
+	}
+}
+
+// healthy is what the watchdog asks: the loop made progress recently and the
+// store answers.
+func (pl *probeLoop) healthy(ctx context.Context) error {
+	if _, err := pl.st.Version(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if b := pl.beat.Load(); b != 0 && time.Since(time.Unix(0, b)) > 10*time.Minute {
+		return fmt.Errorf("probe loop stalled since %s", time.Unix(0, b).Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (pl *probeLoop) prober() (*probe.Prober, error) { return pl.e.prober(pl.d, pl.progress) }
+
+func (pl *probeLoop) once(ctx context.Context) error {
+	pr, err := pl.prober()
+	if err != nil {
+		return err
+	}
+	var passErr error
+	err = pr.Run(ctx, pl.st, pl.st, probe.RunOptions{MaxPasses: 1, StopWhenIdle: true,
+		OnPass: func(p probe.Progress, err error) {
+			passErr = err
+			pl.e.log.WithField(logging.FieldComponent, "probe").Infof("pass done: %s in %s", p, p.Elapsed.Round(time.Millisecond))
+		}})
+	if err != nil {
+		return err
+	}
+	return passErr
+}
+
+func (pl *probeLoop) run(ctx context.Context) error {
+	pr, err := pl.prober()
+	if err != nil {
+		return err
+	}
+	log := pl.e.log.WithField(logging.FieldComponent, "probe")
+	pl.beat.Store(time.Now().UnixNano())
+	go pl.prune(ctx)
+	return pr.Run(ctx, pl.st, pl.st, probe.RunOptions{Trigger: pl.trigger,
+		OnPass: func(p probe.Progress, err error) {
+			pl.beat.Store(time.Now().UnixNano())
+			if err != nil && ctx.Err() == nil {
+				pl.lastErr.Store(&err)
+				log.WithError(err).Warn("pass interrupted")
+				return
+			}
+			log.Infof("pass done: %s in %s", p, p.Elapsed.Round(time.Millisecond))
+		}})
+}
+
+// prune deletes upstreams dead for longer than probe.delete-after, hourly.
+func (pl *probeLoop) prune(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := pl.st.PruneDead(ctx, pl.e.cfg.Probe.DeleteAfter); err == nil && n > 0 {
+			pl.e.log.WithField(logging.FieldComponent, "probe").Infof("deleted %d upstreams dead for more than %s", n, pl.e.cfg.Probe.DeleteAfter)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
