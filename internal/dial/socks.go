@@ -137,7 +137,7 @@ func (d *socks5Dialer) dial(ctx context.Context, addr string) (net.Conn, error) 
 		return nil, err
 	}
 	req := make([]byte, 0, 22+len(host))
-	req = append(req, 5, 1, 0, 0)
+	req = append(req, 5, 1, 0)
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ip = ip.Unmap()
 		if ip.Is4() {

@@ -266,7 +266,7 @@ func (f *Fleet) startMember(i int, ms MemberSpec) (*Member, error) {
 		exit = net.IPv4(127, 0, 0, byte(2+i%250)).To4()
 	}
 	m := &Member{Index: i, Spec: ms, ExitIP: exit.String(), f: f}
-	m.exit = net.Dialer{LocalAddr: &net.TCPAddr{IP: exit}, Timeout: 10 * time.Second}
+	m.exit = net.Dialer{LocalAddr: &net.TCPAddr{IP: exit}, Timeout: 10 * time.Second, Resolver: hostsOnly}
 	b := ms.Behavior
 	m.behavior.Store(&b)
 	m.mu.Lock()
@@ -408,6 +408,12 @@ func (f *Fleet) sleep(d time.Duration) bool {
 		return false
 	}
 }
+
+// hostsOnly resolves target names from /etc/hosts only: members never send
+// a DNS query off the machine, so "localhost" works and other names fail.
+var hostsOnly = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+	return nil, errors.New("fleet resolves names from /etc/hosts only")
+}}
 
 func raiseNoFile() {
 	var r syscall.Rlimit

@@ -1,0 +1,399 @@
+package dial
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/metacubex/mihomo/component/resolver"
+	"github.com/sirupsen/logrus"
+
+	"github.com/proxypool/proxypool/internal/fleet"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// fetchIP sends GET /ip over c (already connected to the judge) and
+// returns the origin the judge saw.
+func fetchIP(t testing.TB, c net.Conn, host string) string {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET /ip HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading judge response: %v", err)
+	}
+	defer resp.Body.Close()
+	var v struct{ Origin string }
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatalf("judge body: %v", err)
+	}
+	return v.Origin
+}
+
+func torOf(m *fleet.Member) upstream.Upstream {
+	mp := map[string]any{"type": "tor", "server": m.Upstream.Server, "port": m.Upstream.Port}
+	if m.Spec.Username != "" {
+		mp["username"], mp["password"] = m.Spec.Username, m.Spec.Password
+	}
+	return upstream.MustNew(mp)
+}
+
+func TestEveryKindReachesJudgeFromMemberAddress(t *testing.T) {
+	j := fleet.StartJudgeT(t)
+	f := fleet.StartT(t, fleet.Spec{Members: []fleet.MemberSpec{
+		{Kind: fleet.SOCKS5}, {Kind: fleet.SOCKS5, Username: "u", Password: "p"},
+		{Kind: fleet.SOCKS4}, {Kind: fleet.SOCKS4, Username: "ident"},
+		{Kind: fleet.HTTP}, {Kind: fleet.HTTP, Username: "u", Password: "p w"},
+		{Kind: fleet.SS}, {Kind: fleet.VMess}, {Kind: fleet.Trojan},
+	}})
+	p := New(Options{})
+	defer p.Close()
+	_, port, _ := net.SplitHostPort(j.Addr)
+	type tc struct {
+		name string
+		u    upstream.Upstream
+		m    *fleet.Member
+	}
+	var cases []tc
+	for _, m := range f.Members() {
+		cases = append(cases, tc{m.Name() + fmt.Sprintf("/auth=%v", m.Spec.Username != ""), m.Upstream, m})
+		if m.Spec.Kind == fleet.SOCKS5 {
+			cases = append(cases, tc{m.Name() + "/as-tor", torOf(m), m})
+		}
+	}
+	for _, c := range cases {
+		for _, target := range []string{"127.0.0.1", "localhost"} {
+			t.Run(c.name+"/"+target, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				conn, err := p.DialContext(ctx, c.u, net.JoinHostPort(target, port))
+				if err != nil {
+					t.Fatalf("dial: %v (cause %s)", err, Classify(err))
+				}
+				defer conn.Close()
+				if got := fetchIP(t, conn, j.Addr); got != c.m.ExitIP {
+					t.Errorf("judge saw %s, want %s", got, c.m.ExitIP)
+				}
+			})
+		}
+	}
+}
+
+// TestTargetNamesAreNotResolvedLocally: a name only the upstream side can
+// resolve reaches the member as a name (it then fails there, with the
+// member's refusal, not with a local DNS error).
+func TestTargetNamesAreNotResolvedLocally(t *testing.T) {
+	f := fleet.StartT(t, fleet.Spec{Members: []fleet.MemberSpec{{Kind: fleet.SOCKS4}, {Kind: fleet.HTTP}, {Kind: fleet.SOCKS5}}})
+	p := New(Options{})
+	defer p.Close()
+	for _, m := range append(f.Members(), nil) {
+		u := torOf(f.Member(2))
+		if m != nil {
+			u = m.Upstream
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := p.DialContext(ctx, u, "no-such-host.invalid:80")
+		cancel()
+		if err == nil && u.Type == upstream.SOCKS5 {
+			// mihomo's socks5 client (transport/socks5.ClientHandshake,
+			// v1.19.20) reads the reply but ignores its REP code, so an
+			// upstream's "host unreachable" looks like success.
+			t.Logf("%s: known mihomo limitation: SOCKS5 reply code ignored", u)
+			continue
+		}
+		if err == nil {
+			t.Fatalf("%s: dial to a bogus name succeeded", u)
+		}
+		if u.Type == upstream.SOCKS4 || u.Type == upstream.Tor {
+			if c := Classify(err); c != RefusedCause && c != UnreachableCause {
+				t.Errorf("%s: cause %s, want the upstream's refusal", u, c)
+			}
+		}
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) {
+			t.Errorf("%s: target was resolved locally: %v", u, err)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	f := fleet.StartT(t, fleet.Spec{Members: []fleet.MemberSpec{
+		{Kind: fleet.SOCKS5, Behavior: fleet.Refuse},
+		{Kind: fleet.SOCKS5, Behavior: fleet.Blackhole},
+		{Kind: fleet.SOCKS5, Behavior: fleet.Reset},
+		{Kind: fleet.SOCKS5, Behavior: fleet.Garbage},
+		{Kind: fleet.SOCKS5, Username: "u", Password: "p"},
+		{Kind: fleet.HTTP, Behavior: fleet.Refuse},
+		{Kind: fleet.HTTP, Behavior: fleet.Blackhole},
+		{Kind: fleet.HTTP, Behavior: fleet.Reset},
+		{Kind: fleet.HTTP, Behavior: fleet.Garbage},
+		{Kind: fleet.HTTP, Username: "u", Password: "p"},
+		{Kind: fleet.SOCKS4, Behavior: fleet.Refuse},
+		{Kind: fleet.SOCKS4, Behavior: fleet.Blackhole},
+		{Kind: fleet.SOCKS4, Behavior: fleet.Reset},
+		{Kind: fleet.SOCKS4, Behavior: fleet.Garbage},
+		{Kind: fleet.SOCKS4, Username: "ident"},
+		{Kind: fleet.Trojan, Behavior: fleet.Blackhole},
+		{Kind: fleet.Trojan, Behavior: fleet.Reset},
+		{Kind: fleet.Trojan, Behavior: fleet.Garbage},
+	}})
+	j := fleet.StartJudgeT(t)
+	p := New(Options{})
+	defer p.Close()
+	withCreds := func(m *fleet.Member, user, pass string) upstream.Upstream {
+		mp := map[string]any{}
+		for k, v := range m.Upstream.Options {
+			mp[k] = v
+		}
+		mp["username"], mp["password"] = user, pass
+		return upstream.MustNew(mp)
+	}
+	type tc struct {
+		name string
+		u    upstream.Upstream
+		want Cause
+	}
+	var cases []tc
+	for _, m := range f.Members() {
+		var c Cause
+		switch m.Spec.Behavior {
+		case fleet.Refuse:
+			c = RefusedCause
+		case fleet.Blackhole:
+			c = TimeoutCause
+		case fleet.Reset:
+			c = ResetCause
+		case fleet.Garbage:
+			c = HandshakeCause
+		case fleet.Good:
+			user := m.Spec.Username
+			if m.Spec.Kind == fleet.SOCKS4 {
+				user = "other" // SOCKS4 has only a user id
+			}
+			cases = append(cases, tc{m.Name() + "/bad-auth", withCreds(m, user, "wrong"), AuthCause})
+			if m.Spec.Kind != fleet.SOCKS4 {
+				cases = append(cases, tc{m.Name() + "/no-auth", withCreds(m, "", ""), AuthCause})
+			}
+			if m.Spec.Kind == fleet.SOCKS5 {
+				cases = append(cases, tc{m.Name() + "/tor-bad-auth", upstream.MustNew(map[string]any{"type": "tor", "server": m.Upstream.Server, "port": m.Upstream.Port, "username": "u", "password": "x"}), AuthCause})
+			}
+			continue
+		}
+		cases = append(cases, tc{m.Name(), m.Upstream, c})
+		if m.Spec.Kind == fleet.SOCKS5 {
+			cases = append(cases, tc{m.Name() + "/as-tor", torOf(m), c})
+		}
+	}
+	cases = append(cases,
+		tc{"unresolvable upstream server", upstream.MustNew(map[string]any{"type": "socks5", "server": "no-such-upstream.invalid", "port": 1080}), DNSCause},
+		tc{"unresolvable tor server", upstream.MustNew(map[string]any{"type": "tor", "server": "no-such-upstream.invalid", "port": 9050}), DNSCause},
+	)
+	restore := hermeticDNS(t)
+	defer restore()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			conn, err := p.DialContext(ctx, c.u, j.Addr)
+			if err == nil {
+				conn.Close()
+				t.Fatalf("dial succeeded, want %s", c.want)
+			}
+			if got := Classify(err); got != c.want {
+				t.Errorf("Classify(%v) = %s, want %s", err, got, c.want)
+			}
+		})
+	}
+}
+
+// hermeticDNS makes upstream-server lookups read /etc/hosts only, so tests
+// never query the machine's nameserver.
+func hermeticDNS(t *testing.T) func() {
+	r := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no DNS in tests")
+	}}
+	old, oldNet := resolver.SystemResolver, netDialer.Resolver
+	resolver.SystemResolver = systemResolver{r: r}
+	netDialer.Resolver = r
+	return func() { resolver.SystemResolver, netDialer.Resolver = old, oldNet }
+}
+
+func TestClassifyPlainErrors(t *testing.T) {
+	tests := []struct {
+		err  error
+		want Cause
+	}{
+		{nil, ""},
+		{context.DeadlineExceeded, TimeoutCause},
+		{fmt.Errorf("x: %w", context.Canceled), ClosedCause},
+		{io.ErrUnexpectedEOF, ClosedCause},
+		{ErrClosed, ClosedCause},
+		{&net.DNSError{Err: "no such host", Name: "x"}, DNSCause},
+		{errors.New("HTTP need auth"), AuthCause},
+		{errors.New("502 Bad Gateway"), UnreachableCause},
+		{errors.New("something else"), OtherCause},
+	}
+	for _, tt := range tests {
+		if got := Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestBlackHoleDeadline: a dial through an upstream that accepts and never
+// answers returns at the context deadline, for every kind whose handshake
+// waits for the server.
+func TestBlackHoleDeadline(t *testing.T) {
+	var specs []fleet.MemberSpec
+	for _, k := range []fleet.Kind{fleet.SOCKS5, fleet.SOCKS4, fleet.HTTP, fleet.Trojan} {
+		specs = append(specs, fleet.MemberSpec{Kind: k, Behavior: fleet.Blackhole})
+	}
+	f := fleet.StartT(t, fleet.Spec{Members: specs})
+	p := New(Options{})
+	defer p.Close()
+	us := []upstream.Upstream{torOf(f.Member(0))}
+	for _, m := range f.Members() {
+		us = append(us, m.Upstream)
+	}
+	var wg sync.WaitGroup
+	for _, u := range us {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, err := p.DialContext(ctx, u, "127.0.0.1:80")
+			d := time.Since(start)
+			if err == nil || Classify(err) != TimeoutCause {
+				t.Errorf("%s: err %v, want timeout", u, err)
+			}
+			if d < 290*time.Millisecond || d > 600*time.Millisecond {
+				t.Errorf("%s: returned after %v, want ≈300ms", u, d)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestDialTimeoutDefault(t *testing.T) {
+	f := fleet.StartT(t, fleet.Spec{Members: []fleet.MemberSpec{{Kind: fleet.SOCKS5, Behavior: fleet.Blackhole}}})
+	p := New(Options{DialTimeout: 200 * time.Millisecond})
+	defer p.Close()
+	start := time.Now()
+	_, err := p.DialContext(context.Background(), f.Member(0).Upstream, "127.0.0.1:80")
+	if Classify(err) != TimeoutCause || time.Since(start) > time.Second {
+		t.Errorf("got %v after %v, want timeout after 200ms", err, time.Since(start))
+	}
+}
+
+func TestCacheForgetClose(t *testing.T) {
+	j := fleet.StartJudgeT(t)
+	f := fleet.StartT(t, fleet.Spec{Members: []fleet.MemberSpec{{Kind: fleet.SS}}})
+	p := New(Options{})
+	u := f.Member(0).Upstream
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := p.DialContext(context.Background(), u, j.Addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	p.mu.RLock()
+	n := len(p.m)
+	p.mu.RUnlock()
+	if n != 1 {
+		t.Errorf("%d cached adapters after 20 concurrent dials of one upstream, want 1", n)
+	}
+	p.Forget(u.ID)
+	if len(p.m) != 0 {
+		t.Error("Forget left the adapter cached")
+	}
+	bad := upstream.MustNew(map[string]any{"type": "vmess", "server": "127.0.0.1", "port": 1})
+	if _, err := p.DialContext(context.Background(), bad, j.Addr); err == nil || !strings.Contains(err.Error(), "building vmess dialer") {
+		t.Errorf("vmess without uuid: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DialContext(context.Background(), u, j.Addr); !errors.Is(err, ErrClosed) {
+		t.Errorf("dial after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestMihomoGlobalsFenced(t *testing.T) {
+	New(Options{})
+	if _, ok := resolver.SystemResolver.(systemResolver); !ok {
+		t.Fatalf("mihomo SystemResolver is %T: upstream server names could reach 114.114.114.114/8.8.8.8", resolver.SystemResolver)
+	}
+	ips, err := resolver.LookupIPWithResolver(context.Background(), "localhost", resolver.ProxyServerHostResolver)
+	if err != nil || len(ips) == 0 {
+		t.Errorf("localhost through mihomo's lookup path: %v %v", ips, err)
+	}
+	// our own logger keeps its output and format
+	var buf bytes.Buffer
+	l := logrus.New()
+	l.SetOutput(&buf)
+	l.SetFormatter(&logrus.JSONFormatter{})
+	l.WithField("k", "v").Info("hello")
+	if !strings.HasPrefix(buf.String(), "{") || !strings.Contains(buf.String(), `"k":"v"`) {
+		t.Errorf("logger output changed: %q", buf.String())
+	}
+}
+
+// BenchmarkDialSOCKS5 is dial + CONNECT through a loopback SOCKS5 member,
+// with mihomo's adapter (socks5) and proxypool's minimal client (tor).
+func BenchmarkDialSOCKS5(b *testing.B) {
+	j := fleet.StartJudgeT(b)
+	f := fleet.StartT(b, fleet.Spec{Members: []fleet.MemberSpec{{Kind: fleet.SOCKS5}}})
+	p := New(Options{})
+	defer p.Close()
+	for _, bc := range []struct {
+		name string
+		u    upstream.Upstream
+	}{{"mihomo", f.Member(0).Upstream}, {"minimal", torOf(f.Member(0))}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			ctx := context.Background()
+			for i := 0; i < b.N; i++ {
+				c, err := p.DialContext(ctx, bc.u, j.Addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+func BenchmarkDialHTTP(b *testing.B) {
+	j := fleet.StartJudgeT(b)
+	f := fleet.StartT(b, fleet.Spec{Members: []fleet.MemberSpec{{Kind: fleet.HTTP}}})
+	p := New(Options{})
+	defer p.Close()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		c, err := p.DialContext(context.Background(), f.Member(0).Upstream, j.Addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}
