@@ -60,7 +60,7 @@ func TestPrivateNetwork(t *testing.T) {
 	runner.MinBackoff = 200 * time.Millisecond
 	t.Cleanup(func() { stopRunner(); runner.Wait() })
 
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	started := time.Now()
 	plan, err := Generate(ctx, cfg, src, runner)
