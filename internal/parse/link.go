@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -292,10 +293,10 @@ func vmessPrep(l string) (string, map[string]any, error) {
 	}
 	dec, err := decodeB64(run)
 	var v map[string]any
-	if err != nil || json.Unmarshal(dec, &v) != nil {
+	if err != nil || jsonFirst(dec, &v) != nil {
 		// "-" and "_" may be trailing text rather than URL-safe base64
 		if std := strings.TrimRight(run[:strings.IndexFunc(run+"-", func(r rune) bool { return r == '-' || r == '_' })], "="); std != run {
-			if d2, err2 := decodeB64(std); err2 == nil && json.Unmarshal(d2, &v) == nil {
+			if d2, err2 := decodeB64(std); err2 == nil && jsonFirst(d2, &v) == nil {
 				dec, err = d2, nil
 			}
 		}
@@ -303,7 +304,7 @@ func vmessPrep(l string) (string, map[string]any, error) {
 	if err != nil {
 		return "", nil, errors.New("vmess: body is not valid base64")
 	}
-	if v != nil || json.Unmarshal(dec, &v) == nil {
+	if v != nil || jsonFirst(dec, &v) == nil {
 		if v["add"] == nil || v["add"] == "" {
 			return "", nil, errors.New("vmess: missing server (\"add\")")
 		}
@@ -356,6 +357,12 @@ func vmessPrep(l string) (string, map[string]any, error) {
 		m["ws-opts"] = ws
 	}
 	return "", m, nil
+}
+
+// jsonFirst decodes the first JSON value in b, ignoring what follows (as
+// mihomo's converter does with trailing bytes after a vmess JSON body).
+func jsonFirst(b []byte, v *map[string]any) error {
+	return json.NewDecoder(bytes.NewReader(b)).Decode(v)
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)

@@ -37,6 +37,8 @@ type Options struct {
 	Format string
 	// MaxBytes caps the input (default 64 MiB); larger input is an error.
 	MaxBytes int64
+	// MaxRecords caps the results (default MaxRecords); more is an error.
+	MaxRecords int
 }
 
 // Caps. They are part of the contract: errors name them.
@@ -73,7 +75,10 @@ func Parse(data []byte, opts Options) ([]Result, error) {
 	if format == "" {
 		format = "auto"
 	}
-	p := &parser{scheme: "http"}
+	p := &parser{scheme: "http", max: opts.MaxRecords}
+	if p.max <= 0 {
+		p.max = MaxRecords
+	}
 	switch format {
 	case "socks5", "socks4", "http", "https":
 		p.scheme = format
@@ -101,7 +106,7 @@ func Parse(data []byte, opts Options) ([]Result, error) {
 		p.lines(body)
 	}
 	if p.overflow {
-		return nil, fmt.Errorf("%w: more than %d records", ErrTooLarge, MaxRecords)
+		return nil, fmt.Errorf("%w: more than %d records", ErrTooLarge, p.max)
 	}
 	return p.out, nil
 }
@@ -154,12 +159,13 @@ func hasProxiesKey(b []byte) bool {
 // parser collects results and enforces the record cap.
 type parser struct {
 	scheme   string // for bare host:port
+	max      int
 	out      []Result
 	overflow bool
 }
 
 func (p *parser) add(r Result) bool {
-	if len(p.out) >= MaxRecords {
+	if len(p.out) >= p.max {
 		p.overflow = true
 		return false
 	}
