@@ -118,7 +118,11 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 		log.WithField("GROUP", g).Warn("tor group has no usable exit; no instance for it")
 	}
 	if len(slots) == 0 {
-		return plan, fmt.Errorf("%w (%d relays, %d usable exits)", ErrNoExits, len(relays), plan.Usable)
+		hint := ""
+		if noFlags(relays) {
+			hint = "; the relay list carries no flags (an Onionoo query needs fields flags and running)"
+		}
+		return plan, fmt.Errorf("%w (%d relays, %d usable exits%s)", ErrNoExits, len(relays), plan.Usable, hint)
 	}
 	if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
 		return plan, fmt.Errorf("creating torrc dir: %w", err)
@@ -214,6 +218,15 @@ func Upstreams(p Plan) []upstream.Upstream {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
 	return out
+}
+
+func noFlags(rs []upstream.Relay) bool {
+	for _, r := range rs {
+		if len(r.Flags) > 0 {
+			return false
+		}
+	}
+	return len(rs) > 0
 }
 
 type discard struct{}

@@ -99,6 +99,11 @@ func TestGenerateRefusesToWipe(t *testing.T) {
 	if _, err := os.Stat(torrc.Path(dir, 9060)); err != nil {
 		t.Errorf("existing torrc removed: %v", err)
 	}
+	// The recorded field-restricted Onionoo file: relays, but no flags.
+	_, err = Generate(ctx, cfg, exits.Source{URL: "exits/testdata/onionoo-fp-addr-country-head300.json"}, run)
+	if !errors.Is(err, ErrNoExits) || !strings.Contains(err.Error(), "300 relays, 0 usable exits; the relay list carries no flags") {
+		t.Errorf("err = %v", err)
+	}
 	// A bad extra-config line fails before any file is written.
 	cfg.Extra = []string{"A 1\nB 2"}
 	cfg.Groups = append(cfg.Groups, exits.Group{Name: "de", Countries: []string{"DE"}})

@@ -48,7 +48,7 @@ func Sniff(b []byte) (Format, error) {
 
 // Parse reads a relay document of the given format ("" sniffs it).
 func Parse(b []byte, f Format) ([]upstream.Relay, error) {
-	if f == "" {
+	if f == "" || f == "auto" {
 		var err error
 		if f, err = Sniff(b); err != nil {
 			return nil, err
