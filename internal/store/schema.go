@@ -16,7 +16,8 @@ var migrations = []string{
 	`
 CREATE TABLE meta (
 	id      INTEGER PRIMARY KEY CHECK (id = 1),
-	version INTEGER NOT NULL DEFAULT 0
+	version INTEGER NOT NULL DEFAULT 0,
+	history INTEGER NOT NULL DEFAULT 0 -- check history kept per upstream, as last opened
 );
 INSERT INTO meta (id, version) VALUES (1, 0);
 

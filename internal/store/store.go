@@ -115,8 +115,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err := migrate(ctx, wdb, path); err != nil {
 		return fail(err)
 	}
-	if _, err := wdb.ExecContext(ctx, "DELETE FROM checks WHERE slot >= ?", opts.HistoryPerUpstream); err != nil {
-		return fail(fmt.Errorf("opening store %s: trimming history: %w", path, err))
+	if err := resizeHistory(ctx, wdb, opts.HistoryPerUpstream); err != nil {
+		return fail(fmt.Errorf("opening store %s: %w", path, err))
 	}
 	rdb, err := openReader(ctx, abs, opts.BusyTimeout, false)
 	if err != nil {
@@ -162,6 +162,32 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	return &Store{path: path, opts: opts, log: opts.Logger, rdb: rdb}, nil
+}
+
+// resizeHistory trims the history rings when HistoryPerUpstream shrank
+// since the last Open (a full scan, so only then).
+func resizeHistory(ctx context.Context, db *sql.DB, keep int) error {
+	var was int
+	if err := db.QueryRowContext(ctx, "SELECT history FROM meta WHERE id = 1").Scan(&was); err != nil {
+		return fmt.Errorf("reading history size: %w", err)
+	}
+	if was == keep {
+		return nil
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("resizing history: %w", err)
+	}
+	defer tx.Rollback()
+	if was > keep {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM checks WHERE slot >= ?", keep); err != nil {
+			return fmt.Errorf("trimming history: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE meta SET history = ? WHERE id = 1", keep); err != nil {
+		return fmt.Errorf("resizing history: %w", err)
+	}
+	return tx.Commit()
 }
 
 func openReader(ctx context.Context, abs string, busy time.Duration, immutable bool) (*sql.DB, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,7 +68,7 @@ func (s *Store) WriterStats() WriterStats {
 func newWriter(s *Store) *writer {
 	w := &writer{
 		s:        s,
-		in:       make(chan item, 4*s.opts.BatchSize),
+		in:       make(chan item, min(max(4*s.opts.BatchSize, 1024), 16384)),
 		quit:     make(chan struct{}),
 		exited:   make(chan struct{}),
 		notify:   make(chan uint64, 1),
@@ -295,25 +296,33 @@ func bumpVersion(ctx context.Context, tx *sql.Tx) (uint64, error) {
 }
 
 const (
-	sqlGetStatus = `SELECT state, latency_ms, exit_ip, country, anonymity, untrusted, failures, checks, oks, score,
+	sqlGetStatuses = `SELECT id, state, latency_ms, exit_ip, country, anonymity, untrusted, failures, checks, oks, score,
 	last_check, last_ok, next_check, first_seen, last_seen, last_error, healthy_since, hist_seq
-	FROM upstreams WHERE id = ?`
+	FROM upstreams WHERE id IN (SELECT value FROM json_each(?))`
 	sqlPutStatus = `UPDATE upstreams SET state = ?, latency_ms = ?, exit_ip = ?, country = ?, anonymity = ?, untrusted = ?,
 	failures = ?, checks = ?, oks = ?, score = ?, last_check = ?, last_ok = ?, next_check = ?, first_seen = ?,
 	last_error = ?, healthy_since = ?, hist_seq = ? WHERE id = ?`
-	sqlPutCheck = `INSERT OR REPLACE INTO checks (upstream_id, slot, seq, at, ok, passive, err, connect_ms, ttfb_ms, total_ms,
-	exit_ip, country, anonymity, untrusted, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlPutChecks = `INSERT OR REPLACE INTO checks (upstream_id, slot, seq, at, ok, passive, err, connect_ms, ttfb_ms, total_ms,
+	exit_ip, country, anonymity, untrusted, headers) VALUES `
+	checkCols        = 15
+	checksPerInsert  = 32 // rows per multi-row history INSERT
 	sqlCreditHealthy = `INSERT INTO source_stats (source, healthy_ms) SELECT source, ? FROM upstream_sources WHERE upstream_id = ?
 	ON CONFLICT (source) DO UPDATE SET healthy_ms = healthy_ms + excluded.healthy_ms`
 	sqlCreditEver = `INSERT INTO source_stats (source, ever_healthy) SELECT source, 1 FROM upstream_sources WHERE upstream_id = ?
 	ON CONFLICT (source) DO UPDATE SET ever_healthy = ever_healthy + 1`
 )
 
-type resultStmts struct {
-	get, put, hist *sql.Stmt
+// current is one upstream's status while a batch is applied.
+type current struct {
+	id           string
+	orig, st     upstream.Status
+	healthySince int64
+	histSeq      int64
 }
 
-// commitResults applies a batch of results in one transaction.
+// commitResults applies a batch of results in one transaction: one query
+// reads every status, Policy.Apply folds the results in memory, then one
+// UPDATE per upstream and multi-row INSERTs for the history.
 func (w *writer) commitResults(batch []upstream.CheckResult) error {
 	ctx := context.Background()
 	tx, err := w.s.wdb.BeginTx(ctx, nil)
@@ -322,27 +331,47 @@ func (w *writer) commitResults(batch []upstream.CheckResult) error {
 		return fmt.Errorf("beginning result batch: %w", err)
 	}
 	defer tx.Rollback()
-	var st resultStmts
-	for _, p := range []struct {
-		dst **sql.Stmt
-		q   string
-	}{{&st.get, sqlGetStatus}, {&st.put, sqlPutStatus}, {&st.hist, sqlPutCheck}} {
-		if *p.dst, err = tx.PrepareContext(ctx, p.q); err != nil {
+	cur, order, err := loadStatuses(ctx, tx, batch)
+	if err != nil {
+		w.s.log.WithError(err).WithField("results", len(batch)).Error("store: cannot read statuses; results dropped")
+		return fmt.Errorf("reading statuses: %w", err)
+	}
+	hist := make([]any, 0, checkCols*len(batch))
+	applied, ignored := 0, 0
+	for _, r := range batch {
+		c := cur[r.ID]
+		if c == nil {
+			ignored++
+			continue
+		}
+		if err := w.applyResult(ctx, tx, c, r); err != nil {
+			w.s.log.WithError(err).WithField("UPSTREAM_ID", r.ID).Warn("store: cannot record check result")
+			continue
+		}
+		applied++
+		hist = appendCheck(hist, c, r, w.s.opts.HistoryPerUpstream)
+	}
+	bump := false
+	if len(order) > 0 {
+		put, err := tx.PrepareContext(ctx, sqlPutStatus)
+		if err != nil {
 			return fmt.Errorf("preparing result batch: %w", err)
 		}
-	}
-	bump, applied, ignored := false, 0, 0
-	for _, r := range batch {
-		found, changed, err := w.applyResult(ctx, tx, &st, r)
-		switch {
-		case err != nil:
-			w.s.log.WithError(err).WithField("UPSTREAM_ID", r.ID).Warn("store: cannot record check result")
-		case !found:
-			ignored++
-		default:
-			applied++
-			bump = bump || changed
+		for _, c := range order {
+			if c.histSeq == 0 && c.st == c.orig {
+				continue
+			}
+			nu := c.st
+			if _, err := put.ExecContext(ctx, string(nu.State), nu.LatencyMS, nu.ExitIP, nu.Country, string(nu.Anonymity),
+				b2i(nu.Untrusted), nu.Failures, nu.Checks, nu.OKs, nu.Score, ms(nu.LastCheck), ms(nu.LastOK), ms(nu.NextCheck),
+				ms(nu.FirstSeen), nu.LastError, c.healthySince, c.histSeq, c.id); err != nil {
+				return fmt.Errorf("updating status of %s: %w", c.id, err)
+			}
+			bump = bump || servedChange(c.orig, nu)
 		}
+	}
+	if err := insertChecks(ctx, tx, hist); err != nil {
+		return err
 	}
 	var v uint64
 	if bump {
@@ -363,58 +392,114 @@ func (w *writer) commitResults(batch []upstream.CheckResult) error {
 	return nil
 }
 
-func (w *writer) applyResult(ctx context.Context, tx *sql.Tx, st *resultStmts, r upstream.CheckResult) (found, changed bool, err error) {
-	var (
-		old                                               upstream.Status
-		state, anon                                       string
-		lastCheck, lastOK, nextCheck, firstSeen, lastSeen int64
-		healthySince, histSeq                             int64
-	)
-	err = st.get.QueryRowContext(ctx, r.ID).Scan(&state, &old.LatencyMS, &old.ExitIP, &old.Country, &anon, &old.Untrusted,
-		&old.Failures, &old.Checks, &old.OKs, &old.Score, &lastCheck, &lastOK, &nextCheck, &firstSeen, &lastSeen,
-		&old.LastError, &healthySince, &histSeq)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, false, nil
+// loadStatuses reads the status of every upstream the batch names, in one
+// query. Ids not in the store are absent from the map.
+func loadStatuses(ctx context.Context, tx *sql.Tx, batch []upstream.CheckResult) (map[string]*current, []*current, error) {
+	seen := make(map[string]bool, len(batch))
+	ids := make([]string, 0, len(batch))
+	for _, r := range batch {
+		if !seen[r.ID] {
+			seen[r.ID] = true
+			ids = append(ids, r.ID)
+		}
 	}
+	arg, _ := json.Marshal(ids)
+	rows, err := tx.QueryContext(ctx, sqlGetStatuses, string(arg))
 	if err != nil {
-		return false, false, err
+		return nil, nil, err
 	}
-	old.State, old.Anonymity = upstream.State(state), upstream.Anonymity(anon)
-	old.LastCheck, old.LastOK, old.NextCheck = fromMS(lastCheck), fromMS(lastOK), fromMS(nextCheck)
-	old.FirstSeen, old.LastSeen = fromMS(firstSeen), fromMS(lastSeen)
+	defer rows.Close()
+	cur := make(map[string]*current, len(ids))
+	var order []*current
+	for rows.Next() {
+		var (
+			c                                                 current
+			st                                                = &c.orig
+			state, anon                                       string
+			lastCheck, lastOK, nextCheck, firstSeen, lastSeen int64
+		)
+		if err := rows.Scan(&c.id, &state, &st.LatencyMS, &st.ExitIP, &st.Country, &anon, &st.Untrusted,
+			&st.Failures, &st.Checks, &st.OKs, &st.Score, &lastCheck, &lastOK, &nextCheck, &firstSeen, &lastSeen,
+			&st.LastError, &c.healthySince, &c.histSeq); err != nil {
+			return nil, nil, err
+		}
+		st.State, st.Anonymity = upstream.State(state), upstream.Anonymity(anon)
+		st.LastCheck, st.LastOK, st.NextCheck = fromMS(lastCheck), fromMS(lastOK), fromMS(nextCheck)
+		st.FirstSeen, st.LastSeen = fromMS(firstSeen), fromMS(lastSeen)
+		c.st = c.orig
+		cur[c.id] = &c
+		order = append(order, &c)
+	}
+	return cur, order, rows.Err()
+}
 
+// applyResult folds r into c and keeps the sources' reputation: the first
+// ok ever credits every listing source, and a healthy run that ends adds
+// its length to them.
+func (w *writer) applyResult(ctx context.Context, tx *sql.Tx, c *current, r upstream.CheckResult) error {
+	old := c.st
 	nu := w.s.opts.Policy.Apply(r.ID, old, r)
 	at := ms(r.At)
 	switch {
 	case old.State != upstream.Healthy && nu.State == upstream.Healthy:
-		healthySince = at
+		c.healthySince = at
 	case old.State == upstream.Healthy && nu.State != upstream.Healthy:
-		if err := creditHealthy(ctx, tx, r.ID, healthySince, at); err != nil {
-			return true, false, err
+		if err := creditHealthy(ctx, tx, r.ID, c.healthySince, at); err != nil {
+			return err
 		}
-		healthySince = 0
+		c.healthySince = 0
 	}
 	if old.OKs == 0 && nu.OKs > 0 {
 		if _, err := tx.ExecContext(ctx, sqlCreditEver, r.ID); err != nil {
-			return true, false, fmt.Errorf("crediting sources: %w", err)
+			return fmt.Errorf("crediting sources: %w", err)
 		}
 	}
-	if _, err := st.put.ExecContext(ctx, string(nu.State), nu.LatencyMS, nu.ExitIP, nu.Country, string(nu.Anonymity),
-		b2i(nu.Untrusted), nu.Failures, nu.Checks, nu.OKs, nu.Score, ms(nu.LastCheck), ms(nu.LastOK), ms(nu.NextCheck),
-		ms(nu.FirstSeen), nu.LastError, healthySince, histSeq+1, r.ID); err != nil {
-		return true, false, fmt.Errorf("updating status: %w", err)
-	}
+	c.st = nu
+	return nil
+}
+
+// appendCheck adds r's history row (slot = position in the ring) to args.
+func appendCheck(args []any, c *current, r upstream.CheckResult, keep int) []any {
 	headers := ""
 	if len(r.Headers) > 0 {
 		b, _ := json.Marshal(r.Headers)
 		headers = string(b)
 	}
-	slot := histSeq % int64(w.s.opts.HistoryPerUpstream)
-	if _, err := st.hist.ExecContext(ctx, r.ID, slot, histSeq, at, b2i(r.OK), b2i(r.Passive), r.Err, r.ConnectMS,
-		r.TTFBMS, r.TotalMS, r.ExitIP, r.Country, string(r.Anonymity), b2i(r.Untrusted), headers); err != nil {
-		return true, false, fmt.Errorf("recording history: %w", err)
+	seq := c.histSeq
+	c.histSeq++
+	return append(args, r.ID, seq%int64(keep), seq, ms(r.At), b2i(r.OK), b2i(r.Passive), r.Err, r.ConnectMS,
+		r.TTFBMS, r.TotalMS, r.ExitIP, r.Country, string(r.Anonymity), b2i(r.Untrusted), headers)
+}
+
+// insertChecks writes history rows checksPerInsert at a time. Rows for
+// one ring slot replace each other in order.
+func insertChecks(ctx context.Context, tx *sql.Tx, args []any) error {
+	full := valuesSQL(checksPerInsert)
+	var stmt *sql.Stmt
+	for len(args) > 0 {
+		n := min(len(args)/checkCols, checksPerInsert)
+		var err error
+		if n == checksPerInsert {
+			if stmt == nil {
+				if stmt, err = tx.PrepareContext(ctx, full); err != nil {
+					return fmt.Errorf("preparing history insert: %w", err)
+				}
+			}
+			_, err = stmt.ExecContext(ctx, args[:n*checkCols]...)
+		} else {
+			_, err = tx.ExecContext(ctx, valuesSQL(n), args[:n*checkCols]...)
+		}
+		if err != nil {
+			return fmt.Errorf("recording history: %w", err)
+		}
+		args = args[n*checkCols:]
 	}
-	return true, servedChange(old, nu), nil
+	return nil
+}
+
+func valuesSQL(rows int) string {
+	row := "(?" + strings.Repeat(", ?", checkCols-1) + ")"
+	return sqlPutChecks + row + strings.Repeat(", "+row, rows-1)
 }
 
 // creditHealthy adds a closed healthy run to every source listing id.
