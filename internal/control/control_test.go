@@ -303,6 +303,20 @@ func TestSignalsAndProperties(t *testing.T) {
 	if err := xml.Unmarshal(raw, &fileNode); err != nil {
 		t.Fatal(err)
 	}
+	seen := map[string]bool{}
+	for _, i := range n.Interfaces {
+		if seen[i.Name] {
+			t.Errorf("interface %s introspected twice", i.Name)
+		}
+		seen[i.Name] = true
+	}
+	// busctl's strict parser is what operators use.
+	if busctl, err := execLookPath("busctl"); err == nil {
+		out, err := execCommand(busctl, "--address="+w.bus.Addr, "introspect", BusName, string(Path)).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), ".PoolChanged") {
+			t.Errorf("busctl introspect: %v\n%s", err, out)
+		}
+	}
 	var found bool
 	for _, i := range n.Interfaces {
 		if i.Name == Interface {

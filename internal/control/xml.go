@@ -85,9 +85,9 @@ const doctype = `<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introsp
 func node() *introspect.Node {
 	return &introspect.Node{
 		Name: string(Path),
+		// introspect.NewIntrospectable adds Introspectable and Peer itself
+		// (listing them here made it add Peer twice, which busctl rejects).
 		Interfaces: []introspect.Interface{
-			introspect.IntrospectData,
-			introspect.PeerData,
 			{Name: "org.freedesktop.DBus.Properties", Methods: []introspect.Method{
 				{Name: "Get", Args: []introspect.Arg{in("interface", "s"), in("property", "s"), out("value", "v")}},
 				{Name: "GetAll", Args: []introspect.Arg{in("interface", "s"), out("props", "a{sv}")}},
