@@ -20,6 +20,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -129,7 +130,7 @@ func (s staticLoader) Version(context.Context) (uint64, error)            { retu
 type socksDialer struct{ pipeline bool }
 
 func (d socksDialer) DialContext(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, error) {
-	var nd net.Dialer
+	nd := net.Dialer{KeepAlive: -1} // no keep-alive setsockopts per dial
 	c, err := nd.DialContext(ctx, "tcp", u.Addr())
 	if err != nil {
 		return nil, err
@@ -165,6 +166,14 @@ func runGateway(args []string) error {
 	if _, err := gateway.RaiseFileLimit(); err != nil {
 		return err
 	}
+	if path := os.Getenv("GATEWAY_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	b, err := os.ReadFile(members)
 	if err != nil {
 		return err
@@ -197,7 +206,9 @@ func runGateway(args []string) error {
 		opts.Dialer = d
 		opts.Classify = func(err error) string { return string(dial.Classify(err)) }
 	}
-	ln, err := net.Listen("tcp", listen)
+	// no TCP keep-alive on accepted conns: four setsockopts fewer per
+	// request (tunnels have the gateway's own idle timeout)
+	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(ctx, "tcp", listen)
 	if err != nil {
 		return err
 	}

@@ -198,6 +198,11 @@ func runBench(args []string) error {
 			procs[i].stop()
 		}
 	}()
+	if ln, err := net.Listen("tcp", target); err != nil {
+		return fmt.Errorf("target port taken (a leftover bench process?): %w", err)
+	} else {
+		ln.Close()
+	}
 	tgt, err := start("target", false, *loadgen, "serve", "-listen", target)
 	if err != nil {
 		return err
