@@ -223,7 +223,7 @@ func Default() *Config {
 		Database: "/var/lib/proxypool/proxypool.db",
 		Refresh:  Refresh{Interval: time.Hour, Concurrency: 8},
 		Probe: Probe{
-			Judges:          []string{"http://httpbin.org/headers"},
+			Judges:          []string{"http://httpbin.org/get", "https://ifconfig.me/all.json", "https://api.ipify.org"},
 			Interval:        5 * time.Minute,
 			FailingInterval: time.Minute,
 			Timeout:         5 * time.Second,

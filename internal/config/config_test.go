@@ -32,7 +32,8 @@ func TestShippedConfig(t *testing.T) {
 		Name: "demo", URL: "file://./var/demo-upstreams.txt", Format: "auto",
 		Interval: time.Hour, MinInterval: 10 * time.Minute, Timeout: 30 * time.Second, MaxBytes: 64 << 20,
 	}}
-	want.Probe.Judges = []string{"http://127.0.0.1:18080/headers"}
+	want.Probe.Judges = []string{"http://127.0.0.1:18080/get"}
+	want.Probe.GeoIP, want.Probe.GeoIP6 = "./var/demo-geoip", ""
 	want.Gateway.Auth.Users = []User{}
 	want.Gateway.Ports = []Port{
 		{Listen: "127.0.0.1:8001", Group: "us", Strategy: "round-robin"},

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+
+	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/dial"
+	"github.com/proxypool/proxypool/internal/gateway"
+	"github.com/proxypool/proxypool/internal/logging"
+	"github.com/proxypool/proxypool/internal/pool"
+	"github.com/proxypool/proxypool/internal/sd"
+	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// mainListener is the FileDescriptorName of the mixed port in
+// proxy-gateway.socket; pinned ports are named "port-<group>" (or
+// "port-<n>" for a pinned single upstream).
+const mainListener = "main"
+
+func runGateway(ctx context.Context, g *globals, args []string) error {
+	var user bool
+	if err := subFlags(g, "gateway", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&user, "user", false, "listen for PoolChanged on the session bus instead of the system bus")
+	}); err != nil {
+		return err
+	}
+	e, err := load(g)
+	if err != nil {
+		return err
+	}
+	// The probe owns the store; the gateway reads snapshots from it and
+	// records only what it must: upstreams it ejected, so the probe looks at
+	// them now.
+	st, err := e.openStore(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	notify := make(chan struct{}, 1)
+	go watchPoolChanged(ctx, e, !user, notify)
+	return serveGateway(ctx, e, st, notify, sd.Ready)
+}
+
+// watchPoolChanged turns D-Bus PoolChanged signals into reload requests. The
+// pool polls the store's version anyway, so a missing bus only costs latency.
+func watchPoolChanged(ctx context.Context, e *env, system bool, notify chan<- struct{}) {
+	c, err := control.Dial(ctx, system)
+	if err != nil {
+		e.log.WithField(logging.FieldComponent, "gateway").Infof("no D-Bus (%v): reloading the pool by polling the store", err)
+		return
+	}
+	defer c.Close()
+	ch, err := c.WatchPoolChanged(ctx)
+	if err != nil {
+		return
+	}
+	for range ch {
+		select {
+		case notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func poolGroups(e *env) []pool.Group {
+	var out []pool.Group
+	for name, gr := range e.cfg.Groups {
+		out = append(out, pool.Group{Name: name, Countries: gr.Countries, ExcludeCountries: gr.ExcludeCountries,
+			Types: gr.Types, Sources: gr.Sources})
+	}
+	for i, p := range e.cfg.Gateway.Ports {
+		if p.Upstream != "" {
+			out = append(out, pool.Group{Name: pinnedName(i, p.Upstream), IDs: []string{p.Upstream}})
+		}
+	}
+	return out
+}
+
+func pinnedName(i int, id string) string { return "pinned" + strconv.Itoa(i) }
+
+// listenerPlan names every listener: the mixed port and each pinned port.
+func listenerPlan(e *env) (want map[string]string, ports map[string]string) {
+	want = map[string]string{mainListener: e.cfg.Gateway.Listen}
+	ports = map[string]string{}
+	for i, p := range e.cfg.Gateway.Ports {
+		name := "port-" + p.Group
+		group := p.Group
+		if p.Upstream != "" {
+			group = pinnedName(i, p.Upstream)
+			name = "port-" + group
+		}
+		if _, dup := want[name]; dup {
+			name = name + "-" + strconv.Itoa(i)
+		}
+		want[name] = p.Listen
+		ports[name] = group
+	}
+	return want, ports
+}
+
+// serveGateway runs pool + gateway until ctx ends. ready is called once every
+// listener is served and the pool is loaded.
+func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan struct{}, ready func() error) error {
+	log := e.log.WithField(logging.FieldComponent, "gateway")
+	if n, err := gateway.RaiseFileLimit(); err == nil {
+		log.Debugf("file descriptor limit %d", n)
+	}
+	gc := e.cfg.Gateway
+	p, err := pool.New(pool.Options{
+		Loader: st, Notify: notify, Groups: poolGroups(e), Strategy: gc.Strategy,
+		EjectAfter: gc.EjectAfter, SessionTTL: gc.SessionTTL,
+		Log: e.log.WithField(logging.FieldComponent, "pool"),
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.cfg.Pos("gateway"), err)
+	}
+	if err := p.Load(ctx); err != nil {
+		return fmt.Errorf("loading the pool: %w", err)
+	}
+	go p.Run(ctx)
+	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial"), DialTimeout: gc.DialTimeout})
+	defer d.Close()
+
+	want, ports := listenerPlan(e)
+	lns, err := sd.Listeners(want)
+	if err != nil {
+		return fmt.Errorf("%s: gateway listeners: %w", e.cfg.Pos("gateway.listen"), err)
+	}
+	grouped := map[string][]net.Listener{}
+	for name, ln := range lns {
+		grouped[name] = append(grouped[name], ln)
+		log.Infof("listening on %s (%s)", ln.Addr(), name)
+	}
+	users := map[string]string{}
+	for _, u := range gc.Auth.Users {
+		users[u.Username] = u.Password
+	}
+	infoHeader := ""
+	if gc.DebugHeader {
+		infoHeader = "X-Proxypool-Upstream"
+	}
+	gw, err := gateway.New(gateway.Options{
+		Picker: p, Dialer: d, Reporter: newEjectReporter(st, gc.EjectAfter),
+		Classify: func(err error) string { return string(dial.Classify(err)) },
+		Log:      log, Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
+		MaxTries: gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
+		HandshakeTimeout: gc.HandshakeTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
+		InfoHeader: infoHeader,
+		OnReady: func() {
+			log.Infof("gateway ready: %d healthy upstreams", p.Len())
+			if ready != nil {
+				ready()
+			}
+		},
+	})
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return fmt.Errorf("%s: %w", e.cfg.Pos("gateway"), err)
+	}
+	defer sd.Stopping()
+	return gw.Run(ctx, grouped)
+}
+
+// ejectReporter forwards a passive failure to the store only once an
+// upstream failed eject-after times in a row for real traffic (the pool has
+// just ejected it), so the probe re-checks it now; a single failed request
+// does not demote an upstream.
+type ejectReporter struct {
+	sink  gateway.Reporter
+	after int
+	mu    sync.Mutex
+	fails map[string]int
+}
+
+func newEjectReporter(sink gateway.Reporter, after int) *ejectReporter {
+	if after <= 0 {
+		after = 3
+	}
+	return &ejectReporter{sink: sink, after: after, fails: map[string]int{}}
+}
+
+func (r *ejectReporter) Submit(res upstream.CheckResult) {
+	r.mu.Lock()
+	if res.OK {
+		delete(r.fails, res.ID)
+		r.mu.Unlock()
+		return
+	}
+	r.fails[res.ID]++
+	n := r.fails[res.ID]
+	if n >= r.after {
+		delete(r.fails, res.ID)
+	}
+	r.mu.Unlock()
+	if n >= r.after {
+		res.Passive = true
+		r.sink.Submit(res)
+	}
+}

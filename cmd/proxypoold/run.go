@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/dial"
+	"github.com/proxypool/proxypool/internal/logging"
+	"github.com/proxypool/proxypool/internal/sd"
+	"github.com/proxypool/proxypool/internal/torgen"
+)
+
+// runAll is `proxypoold run`: refresh, probe, gateway (and tor instances as
+// supervised children when tor is enabled) in one foreground process, wired
+// in-process instead of over D-Bus.
+func runAll(ctx context.Context, g *globals, args []string) error {
+	if err := subFlags(g, "run", args, nil); err != nil {
+		return err
+	}
+	e, err := load(g)
+	if err != nil {
+		return err
+	}
+	log := e.log.WithField(logging.FieldComponent, "run")
+	notify := make(chan struct{}, 1)
+	st, err := e.openStore(ctx, func(uint64) {
+		select {
+		case notify <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var firstErr error
+	var once sync.Once
+	fail := func(what string, err error) {
+		if err == nil || errors.Is(err, context.Canceled) {
+			return
+		}
+		once.Do(func() { firstErr = err; log.WithError(err).Errorf("%s stopped", what); cancel() })
+	}
+	start := func(what string, f func() error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); fail(what, f()) }()
+	}
+
+	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
+	defer d.Close()
+	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1)}
+
+	start("gateway", func() error { return serveGateway(ctx, e, st, notify, sd.Ready) })
+	start("refresh", func() error { refreshLoop(ctx, e, st, pl.Trigger); return nil })
+	start("probe", func() error { return pl.run(ctx) })
+	if e.cfg.Tor.Enabled {
+		start("tor", func() error { return torLoop(ctx, e, st) })
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// refreshLoop refreshes at start and then every refresh.interval; each
+// source's own min-interval still applies.
+func refreshLoop(ctx context.Context, e *env, st sinkStore, added func()) {
+	t := time.NewTicker(e.cfg.Refresh.Interval)
+	defer t.Stop()
+	for {
+		sums := refreshOnce(ctx, e, st, false)
+		for _, s := range sums {
+			if s.New > 0 {
+				added()
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// torLoop generates the tor instances as supervised children and
+// re-discovers exits every tor.refresh.
+func torLoop(ctx context.Context, e *env, st *storeT) error {
+	log := e.log.WithField(logging.FieldComponent, "torgen")
+	runner := torgen.NewProcessRunner(ctx, e.cfg.Tor.Binary, e.cfg.Tor.TorrcDir, log)
+	defer runner.Wait()
+	t := time.NewTicker(e.cfg.Tor.Refresh)
+	defer t.Stop()
+	for {
+		if _, err := generateTor(ctx, e, st, runner, false); err != nil && ctx.Err() == nil {
+			log.WithError(err).Warn("tor generation failed; keeping the instances that run")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
