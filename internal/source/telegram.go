@@ -67,13 +67,13 @@ func (f *Fetcher) fetchTelegram(ctx context.Context, channel string, max int64, 
 			return Fetched{}, err
 		}
 		where := "GET " + redact(resp.Request.URL)
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return Fetched{}, fmt.Errorf("%s: %s", where, resp.Status)
-		}
 		if !strings.HasPrefix(resp.Request.URL.Path, "/s/") {
 			resp.Body.Close()
 			return Fetched{}, fmt.Errorf("telegram channel %q has no public web preview (redirected to %s)", channel, redact(resp.Request.URL))
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return Fetched{}, fmt.Errorf("%s: %s", where, resp.Status)
 		}
 		b, err := readBody(resp, max)
 		resp.Body.Close()
