@@ -1,0 +1,195 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Dial and probe latencies: 5 ms … 10 s.
+var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// Client connections live from milliseconds to hours.
+var connBuckets = []float64{.01, .05, .25, 1, 5, 15, 60, 300, 900, 3600}
+
+// GatewayMetrics records the gateway. Its methods take plain values, so
+// the gateway declares the interface it needs and never imports this
+// package. A nil *GatewayMetrics records nothing.
+type GatewayMetrics struct {
+	listeners, protos, outcomes, causes *limiter
+
+	opened    *prometheus.CounterVec
+	active    *prometheus.GaugeVec
+	conns     *prometheus.CounterVec
+	connDur   *prometheus.HistogramVec
+	tunnels   prometheus.Gauge
+	dial      *prometheus.HistogramVec
+	retries   prometheus.Counter
+	bytes     *prometheus.CounterVec
+	authRej   *prometheus.CounterVec
+	snapVer   prometheus.Gauge
+	snapSize  prometheus.Gauge
+	snapTook  prometheus.Gauge
+	snapAt    prometheus.Gauge
+	snapLoads prometheus.Counter
+}
+
+func newGatewayMetrics(m *Metrics) *GatewayMetrics {
+	n := m.opts.MaxLabelValues
+	g := &GatewayMetrics{
+		listeners: newLimiter(n, "default", nil),
+		protos:    newLimiter(16, "unknown", nil),
+		outcomes:  newLimiter(32, "unknown", nil),
+		causes:    newLimiter(32, "other", nil),
+		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "connections_opened_total",
+			Help: "Client connections accepted, by listener and protocol.",
+		}, []string{"listener", "proto"}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "connections_active",
+			Help: "Client connections open now, by listener.",
+		}, []string{"listener"}),
+		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "connections_total",
+			Help: "Client connections finished, by listener, protocol and outcome (ok, no_upstream, upstream_failed, timeout, client_error, auth_rejected, …).",
+		}, []string{"listener", "proto", "outcome"}),
+		connDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "connection_duration_seconds",
+			Help:    "Lifetime of finished client connections, by protocol.",
+			Buckets: connBuckets,
+		}, []string{"proto"}),
+		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "tunnels_active",
+			Help: "Established client-to-upstream tunnels now.",
+		}),
+		dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "dial_duration_seconds",
+			Help:    "Upstream dial (connect and handshake) latency, by cause: ok for a success, else the failure class.",
+			Buckets: latencyBuckets,
+		}, []string{"cause"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "retries_total",
+			Help: "Extra upstream dials after a failed one.",
+		}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "bytes_total",
+			Help: "Bytes relayed, by direction: up (client to upstream) or down.",
+		}, []string{"direction"}),
+		authRej: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "auth_rejected_total",
+			Help: "Client connections refused for bad or missing credentials, by listener.",
+		}, []string{"listener"}),
+		snapVer: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "snapshot_version",
+			Help: "Store version of the pool snapshot the gateway serves.",
+		}),
+		snapSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "snapshot_upstreams",
+			Help: "Upstreams in the pool snapshot the gateway serves.",
+		}),
+		snapTook: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "snapshot_load_seconds",
+			Help: "How long the last pool snapshot took to load.",
+		}),
+		snapAt: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "snapshot_loaded_timestamp_seconds",
+			Help: "Unix time the last pool snapshot was loaded.",
+		}),
+		snapLoads: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "gateway", Name: "snapshot_loads_total",
+			Help: "Pool snapshots loaded.",
+		}),
+	}
+	m.reg.MustRegister(g.opened, g.active, g.conns, g.connDur, g.tunnels, g.dial, g.retries,
+		g.bytes, g.authRej, g.snapVer, g.snapSize, g.snapTook, g.snapAt, g.snapLoads)
+	// Series that should read 0 rather than be absent before traffic.
+	g.bytes.WithLabelValues("up")
+	g.bytes.WithLabelValues("down")
+	g.dial.WithLabelValues("ok")
+	return g
+}
+
+// ConnOpened counts an accepted client connection; pair it with ConnDone.
+func (g *GatewayMetrics) ConnOpened(listener, proto string) {
+	if g == nil {
+		return
+	}
+	l := g.listeners.value(listener)
+	g.opened.WithLabelValues(l, g.protos.value(proto)).Inc()
+	g.active.WithLabelValues(l).Inc()
+}
+
+// ConnDone counts a finished client connection: its outcome ("ok" when
+// the client got its tunnel or response) and its lifetime.
+func (g *GatewayMetrics) ConnDone(listener, proto, outcome string, dur time.Duration) {
+	if g == nil {
+		return
+	}
+	l, p := g.listeners.value(listener), g.protos.value(proto)
+	g.active.WithLabelValues(l).Dec()
+	g.conns.WithLabelValues(l, p, g.outcomes.value(outcome)).Inc()
+	g.connDur.WithLabelValues(p).Observe(seconds(dur))
+}
+
+// ActiveTunnels moves the open-tunnel gauge by delta (+1 established, -1
+// closed).
+func (g *GatewayMetrics) ActiveTunnels(delta int) {
+	if g == nil {
+		return
+	}
+	g.tunnels.Add(float64(delta))
+}
+
+// DialLatency observes one upstream dial: cause is "" or "ok" for a
+// success, else the failure class (refused, timeout, reset, handshake, …).
+func (g *GatewayMetrics) DialLatency(cause string, d time.Duration) {
+	if g == nil {
+		return
+	}
+	if cause == "" {
+		cause = "ok"
+	}
+	g.dial.WithLabelValues(g.causes.value(cause)).Observe(seconds(d))
+}
+
+// Retry counts one failover dial.
+func (g *GatewayMetrics) Retry() {
+	if g == nil {
+		return
+	}
+	g.retries.Inc()
+}
+
+// Bytes counts relayed bytes: up is client to upstream, down the reverse.
+func (g *GatewayMetrics) Bytes(up, down int64) {
+	if g == nil {
+		return
+	}
+	if up > 0 {
+		g.bytes.WithLabelValues("up").Add(float64(up))
+	}
+	if down > 0 {
+		g.bytes.WithLabelValues("down").Add(float64(down))
+	}
+}
+
+// AuthRejected counts a client refused for its credentials.
+func (g *GatewayMetrics) AuthRejected(listener string) {
+	if g == nil {
+		return
+	}
+	g.authRej.WithLabelValues(g.listeners.value(listener)).Inc()
+}
+
+// SnapshotLoaded records a pool snapshot reload: the store version it
+// reflects, its size and how long loading took.
+func (g *GatewayMetrics) SnapshotLoaded(version uint64, size int, took time.Duration) {
+	if g == nil {
+		return
+	}
+	g.snapVer.Set(float64(version))
+	g.snapSize.Set(float64(size))
+	g.snapTook.Set(seconds(took))
+	g.snapAt.SetToCurrentTime()
+	g.snapLoads.Inc()
+}
