@@ -84,27 +84,38 @@ func maxBytes(src Source) int64 {
 	return DefaultMaxBytes
 }
 
-// httpClient is the configured client, or one that caps redirects, does
-// not decompress behind our back (we ask for gzip ourselves) and honours
-// the usual proxy environment variables.
+// httpClient is the configured client, or (built once per Fetcher) one
+// that caps redirects, does not decompress behind our back (we ask for gzip
+// ourselves) and honours the usual proxy environment variables.
 func (f *Fetcher) httpClient() *http.Client {
 	if f.Client != nil {
 		return f.Client
 	}
-	max := f.MaxRedirects
-	if max <= 0 {
-		max = DefaultMaxRedirects
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DisableCompression = true
-	return &http.Client{
-		Transport: tr,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) > max {
-				return fmt.Errorf("stopped after %d redirects", max)
-			}
-			return nil
-		},
+	f.ownOnce.Do(func() {
+		max := f.MaxRedirects
+		if max <= 0 {
+			max = DefaultMaxRedirects
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DisableCompression = true
+		f.own = &http.Client{
+			Transport: tr,
+			CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if len(via) > max {
+					return fmt.Errorf("stopped after %d redirects", max)
+				}
+				return nil
+			},
+		}
+	})
+	return f.own
+}
+
+// closeIdle drops the keep-alive connections of the Fetcher's own client,
+// so nothing lingers between refreshes.
+func (f *Fetcher) closeIdle() {
+	if f.Client == nil {
+		f.httpClient().CloseIdleConnections()
 	}
 }
 

@@ -51,7 +51,8 @@ type Source struct {
 }
 
 // Fetcher fetches sources. The zero value works; fields left zero take the
-// defaults named on them.
+// defaults named on them. A Fetcher is safe for concurrent use once its
+// fields are set, and must not be copied after first use.
 type Fetcher struct {
 	// Client does the HTTP. Nil: a client that honours HTTP(S)_PROXY and
 	// follows at most MaxRedirects redirects. A caller's client keeps its
@@ -74,6 +75,9 @@ type Fetcher struct {
 	// Progress, if set, is called after each source with the number done
 	// and the total; calls are serialized and done only grows.
 	Progress func(done, total int)
+
+	ownOnce sync.Once
+	own     *http.Client
 }
 
 func (f *Fetcher) now() time.Time {
@@ -138,6 +142,7 @@ func (f *Fetcher) Refresh(ctx context.Context, sink Sink, sources []Source, forc
 		}()
 	}
 	wg.Wait()
+	f.closeIdle()
 	return out
 }
 
