@@ -126,7 +126,14 @@ func link(scheme, l string) (upstream.Upstream, error) {
 		}
 		l = fixed
 	case "ssr":
-		l = "ssr://" + base64Run(l[len("ssr://"):])
+		body := l[len("ssr://"):]
+		if body == "" {
+			return upstream.Upstream{}, errors.New("ssr: empty body")
+		}
+		if base64Run(body) == "" {
+			return upstream.Upstream{}, errors.New("ssr: body is not base64")
+		}
+		l = "ssr://" + base64Run(body)
 	case "ss":
 		fixed, err := ssPrep(l)
 		if err != nil {

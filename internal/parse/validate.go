@@ -48,6 +48,9 @@ func build(m map[string]any) (upstream.Upstream, error) {
 	case upstream.Tor:
 		return upstream.Upstream{}, errors.New("tor: tor upstreams come from torgen, not from lists")
 	}
+	if err := checkCredentials(u); err != nil {
+		return upstream.Upstream{}, err
+	}
 	if u.Type == upstream.WireGuard {
 		if err := checkWireGuard(u); err != nil {
 			return upstream.Upstream{}, err
@@ -150,4 +153,29 @@ func mihomoMessage(err error) string {
 		return fmt.Sprintf("unknown cipher '%s'", rest)
 	}
 	return s
+}
+
+// checkCredentials rejects records mihomo would build but no server would
+// accept: a vless/vmess without uuid, a trojan/hysteria2/anytls without
+// password, a tuic with neither uuid nor token.
+func checkCredentials(u upstream.Upstream) error {
+	switch u.Type {
+	case upstream.VLESS, upstream.VMess:
+		if u.Str("uuid") == "" {
+			return fmt.Errorf("%s: missing uuid", u.Type)
+		}
+	case upstream.Trojan, upstream.AnyTLS:
+		if u.Str("password") == "" {
+			return fmt.Errorf("%s: missing password", u.Type)
+		}
+	case upstream.TUIC:
+		if u.Str("uuid") == "" && u.Str("token") == "" {
+			return errors.New("tuic: missing uuid:password or token")
+		}
+	case upstream.SS:
+		if u.Str("cipher") == "" {
+			return errors.New("ss: missing cipher")
+		}
+	}
+	return nil
 }
