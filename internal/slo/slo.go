@@ -355,6 +355,9 @@ func (g *Guard) step(ctx context.Context, s *state, now time.Time) {
 			return
 		}
 		s.inRound, s.rung, s.roundStart, s.roundCount = true, 0, now, c
+		// Set now, so that a group that recovers mid-round and dips
+		// again still waits for it.
+		s.nextRound = now.Add(s.backoff)
 		s.status.NextRound = time.Time{}
 	}
 	g.mu.Unlock()
