@@ -60,7 +60,13 @@ type MemberSpec struct {
 }
 
 // Spec describes a fleet.
-type Spec struct{ Members []MemberSpec }
+type Spec struct {
+	Members []MemberSpec
+	// Port every member listens on (each has its own address, so one port
+	// serves all); 0 picks a free port per member. A fixed port keeps the
+	// list stable across restarts (cmd/fleet).
+	Port int
+}
 
 // Uniform is n members of one kind and behaviour.
 func Uniform(n int, k Kind, b Behavior) Spec {
@@ -85,7 +91,7 @@ func Mixed(n int, badShare float64) Spec {
 		m := MemberSpec{
 			Kind:     kinds[i%len(kinds)],
 			Behavior: Good,
-			Country:  countries[i%len(countries)],
+			Country:  countries[(i+i/len(kinds))%len(countries)],
 			Latency:  time.Duration(i%10) * 5 * time.Millisecond,
 		}
 		// spread the bad ones evenly: member i is bad when the running share falls behind
@@ -225,7 +231,7 @@ func Start(ctx context.Context, spec Spec) (*Fleet, error) {
 			f.Close()
 			return nil, err
 		}
-		m, err := f.startMember(i, ms)
+		m, err := f.startMember(i, ms, spec.Port)
 		if err != nil {
 			f.Close()
 			return nil, err
@@ -246,7 +252,7 @@ func StartT(t testing.TB, spec Spec) *Fleet {
 	return f
 }
 
-func (f *Fleet) startMember(i int, ms MemberSpec) (*Member, error) {
+func (f *Fleet) startMember(i int, ms MemberSpec, port int) (*Member, error) {
 	if ms.Behavior == "" {
 		ms.Behavior = Good
 	}
@@ -270,7 +276,7 @@ func (f *Fleet) startMember(i int, ms MemberSpec) (*Member, error) {
 	b := ms.Behavior
 	m.behavior.Store(&b)
 	m.mu.Lock()
-	err := m.listenLocked(net.JoinHostPort(ip.String(), "0"))
+	err := m.listenLocked(net.JoinHostPort(ip.String(), strconv.Itoa(port)))
 	if err == nil && b == Refuse {
 		err = m.ln.Close()
 		m.ln = nil
