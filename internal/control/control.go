@@ -101,6 +101,10 @@ type Status struct {
 	Groups    map[string]int         `json:"groups,omitempty"`
 	Probe     ProbeStatus            `json:"probe"`
 	Gateway   *GatewayStatus         `json:"gateway,omitempty"` // nil when not known to the daemon
+	// Added for proxypoolctl status (see status.go); empty when unknown.
+	Exits      *ExitCounts        `json:"exits,omitempty"`
+	Reputation []SourceReputation `json:"reputation,omitempty"`
+	Floors     []GroupFloor       `json:"floors,omitempty"`
 }
 
 // ProbeStatus is the health checker's progress.

@@ -1,0 +1,124 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// totalTTL is how long the number of records matching a filter is reused:
+// a client paging through a big pool asks once, not once per page.
+const totalTTL = 2 * time.Second
+
+type totalKey struct {
+	state                   upstream.State
+	country, group, source string
+}
+
+type cachedTotal struct {
+	n  int
+	at time.Time
+}
+
+// List returns one page of the pool, by id.
+func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPage, error) {
+	if q.Offset < 0 || q.Limit < 0 {
+		return control.ListPage{}, fmt.Errorf("%w: negative offset or limit", control.ErrInvalid)
+	}
+	if q.Limit == 0 {
+		q.Limit = control.DefaultListLimit
+	}
+	q.Limit = min(q.Limit, control.MaxListLimit)
+	f := store.Filter{State: q.State, Country: strings.ToUpper(q.Country), Group: q.Group, Source: q.Source,
+		Limit: q.Limit, Offset: q.Offset}
+	recs, err := m.o.Store.List(ctx, f)
+	if err != nil {
+		return control.ListPage{}, fmt.Errorf("listing the pool: %w", err)
+	}
+	page := control.ListPage{Records: recs}
+	if page.Records == nil {
+		page.Records = []upstream.Record{}
+	}
+	if len(recs) < q.Limit && (len(recs) > 0 || q.Offset == 0) {
+		// The page ends the list: the total is exact without counting.
+		page.Total = q.Offset + len(recs)
+		m.rememberTotal(f, page.Total)
+		return page, nil
+	}
+	n, err := m.total(ctx, f)
+	if err != nil {
+		return control.ListPage{}, err
+	}
+	page.Total = n
+	if len(recs) > 0 { // the count may be a little stale: never below what was just read
+		page.Total = max(n, q.Offset+len(recs))
+	}
+	return page, nil
+}
+
+func keyOf(f store.Filter) totalKey {
+	return totalKey{state: f.State, country: f.Country, group: f.Group, source: f.Source}
+}
+
+func (m *Manager) rememberTotal(f store.Filter, n int) {
+	m.mu.Lock()
+	m.totals[keyOf(f)] = cachedTotal{n: n, at: m.o.Now()}
+	m.mu.Unlock()
+}
+
+func (m *Manager) forgetTotals() {
+	m.mu.Lock()
+	clear(m.totals)
+	m.mu.Unlock()
+}
+
+// total counts the records matching f: from the store's grouped counts when
+// one dimension (or none) is filtered, else by listing once; either way
+// reused for totalTTL.
+func (m *Manager) total(ctx context.Context, f store.Filter) (int, error) {
+	k := keyOf(f)
+	m.mu.Lock()
+	c, ok := m.totals[k]
+	m.mu.Unlock()
+	if ok && m.o.Now().Sub(c.at) < totalTTL {
+		return c.n, nil
+	}
+	var n int
+	set := 0
+	for _, s := range []string{string(k.state), k.country, k.group, k.source} {
+		if s != "" {
+			set++
+		}
+	}
+	if set <= 1 && k.country == "" {
+		cnt, err := m.o.Store.Counts(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("counting the pool: %w", err)
+		}
+		switch {
+		case k.state != "":
+			n = cnt.ByState[string(k.state)]
+		case k.group != "":
+			n = cnt.ByGroup[k.group]
+		case k.source != "":
+			n = cnt.BySource[k.source]
+		default:
+			n = cnt.Total
+		}
+	} else {
+		all := f
+		all.Limit, all.Offset = 0, 0
+		recs, err := m.o.Store.List(ctx, all)
+		if err != nil {
+			return 0, fmt.Errorf("counting the pool: %w", err)
+		}
+		n = len(recs)
+	}
+	m.rememberTotal(f, n)
+	return n, nil
+}
