@@ -25,7 +25,7 @@ type job struct {
 	done, total int
 	ended       bool
 
-	end         chan struct{} // closed by finish
+	end chan struct{} // closed by finish
 
 	// check-all: a pass was running at the start; wait for it to end and
 	// follow the next one.

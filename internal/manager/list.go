@@ -16,7 +16,7 @@ import (
 const totalTTL = 2 * time.Second
 
 type totalKey struct {
-	state                   upstream.State
+	state                  upstream.State
 	country, group, source string
 }
 
