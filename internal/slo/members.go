@@ -53,8 +53,10 @@ func (m *member) match(r *upstream.Record) bool {
 }
 
 func memberKey(r *upstream.Record) string {
-	srcs := slices.Clone(r.Sources)
-	slices.Sort(srcs)
+	srcs := r.Sources
+	if !slices.IsSorted(srcs) {
+		srcs = slices.Sorted(slices.Values(srcs))
+	}
 	return strings.Join([]string{r.ID, r.Group, strings.ToUpper(r.Country), string(r.Type), strings.Join(srcs, "\x01")}, "\x00")
 }
 

@@ -283,7 +283,7 @@ func (g *Guard) Check(ctx context.Context) error {
 		})
 		switch {
 		case !below && s.status.Below:
-			log.WithField(logging.FieldDuration, now.Sub(s.status.BelowSince).Round(time.Second)).Info(what(s.name) + " is back at its floor")
+			log.WithField(logging.FieldDuration, roundDur(now.Sub(s.status.BelowSince))).Info(what(s.name) + " is back at its floor")
 			s.status.Below, s.status.BelowSince, s.status.Exhausted = false, time.Time{}, false
 			// nextRound stays: a group that flaps around its floor
 			// still gets at most one round per min-action-interval.
@@ -308,6 +308,14 @@ func (g *Guard) Check(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// roundDur rounds d for a log line: seconds, or milliseconds below one.
+func roundDur(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }
 
 func what(name string) string {
@@ -344,7 +352,7 @@ func (g *Guard) step(ctx context.Context, s *state, now time.Time) {
 			s.nextRound = s.roundStart.Add(s.backoff)
 			log.WithFields(logrus.Fields{
 				"healthy": c.Healthy, "exits": c.Exits, "min_healthy": s.floor.MinHealthy, "min_exits": s.floor.MinExits,
-				"next_round": s.nextRound.Sub(now).Round(time.Second),
+				"next_round": roundDur(s.nextRound.Sub(now)),
 			}).Warn(what(s.name) + " is still below its floor after every action (" + strings.Join(s.rungs, ", ") + "); backing off")
 		}
 		s.status.NextRound = s.nextRound
