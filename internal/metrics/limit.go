@@ -3,6 +3,7 @@ package metrics
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -17,16 +18,19 @@ const maxValueLen = 64
 // pass; without one the first max distinct values pass. Everything else
 // becomes Other. Empty values become empty (a label's "none" spelling).
 type limiter struct {
-	empty string
-
-	mu      sync.Mutex
-	allowed map[string]bool // fixed allow-list; nil = dynamic
-	seen    map[string]bool
+	empty   string
 	max     int
+	allowed map[string]bool // fixed allow-list; nil = dynamic
+
+	// seen is copied on write: values are added a handful of times, read
+	// on every connection.
+	seen atomic.Pointer[map[string]bool]
+	mu   sync.Mutex // serialises writers
 }
 
 func newLimiter(max int, empty string, allow []string) *limiter {
-	l := &limiter{empty: empty, max: max, seen: map[string]bool{}}
+	l := &limiter{empty: empty, max: max}
+	l.seen.Store(&map[string]bool{})
 	if len(allow) > 0 {
 		l.allowed = map[string]bool{}
 		for _, a := range allow {
@@ -41,22 +45,31 @@ func (l *limiter) value(v string) string {
 	if v == "" {
 		return l.empty
 	}
-	v = clean(v)
 	if l.allowed != nil {
-		if l.allowed[v] {
+		if v = clean(v); l.allowed[v] {
 			return v
 		}
 		return Other
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.seen[v] {
+	if (*l.seen.Load())[v] { // fast path: v is clean, it was stored so
 		return v
 	}
-	if len(l.seen) >= l.max {
+	v = clean(v)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seen := *l.seen.Load()
+	if seen[v] {
+		return v
+	}
+	if len(seen) >= l.max {
 		return Other
 	}
-	l.seen[v] = true
+	next := make(map[string]bool, len(seen)+1)
+	for k := range seen {
+		next[k] = true
+	}
+	next[v] = true
+	l.seen.Store(&next)
 	return v
 }
 

@@ -528,3 +528,18 @@ func TestPromtoolLint(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
+
+// BenchmarkGatewayConn is the gateway's per-connection cost: open, one
+// dial, bytes, done.
+func BenchmarkGatewayConn(b *testing.B) {
+	g := metrics.New().Gateway()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			g.ConnOpened("mixed", "socks5")
+			g.DialLatency("", 30*time.Millisecond)
+			g.Bytes(512, 4096)
+			g.ConnDone("mixed", "socks5", "ok", time.Second)
+		}
+	})
+}
