@@ -28,8 +28,11 @@ func (p *parser) clash(body []byte) {
 	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
 		root = root.Content[0]
 	}
+	if len(bytes.TrimSpace(body)) == 0 || root.Kind == yaml.DocumentNode {
+		return // empty document
+	}
 	if root.Kind != yaml.MappingNode {
-		p.add(Result{Line: root.Line, Err: errors.New("clash: document is not a mapping with a proxies list")})
+		p.add(Result{Line: max(root.Line, 1), Err: errors.New("clash: document is not a mapping with a proxies list")})
 		return
 	}
 	var list *yaml.Node
@@ -39,7 +42,7 @@ func (p *parser) clash(body []byte) {
 		}
 	}
 	if list == nil {
-		p.add(Result{Line: root.Line, Err: errors.New("clash: no proxies list")})
+		p.add(Result{Line: max(root.Line, 1), Err: errors.New("clash: no proxies list")})
 		return
 	}
 	if list.Kind == yaml.AliasNode && list.Alias != nil {
@@ -49,7 +52,7 @@ func (p *parser) clash(body []byte) {
 		if list.Tag == "!!null" {
 			return // "proxies:" with nothing under it
 		}
-		p.add(Result{Line: list.Line, Err: errors.New("clash: proxies is not a list")})
+		p.add(Result{Line: max(list.Line, 1), Err: errors.New("clash: proxies is not a list")})
 		return
 	}
 	conv := &yconv{budget: MaxYAMLNodes}
@@ -73,7 +76,7 @@ func safeYAML(b []byte, n *yaml.Node) (err error) {
 }
 
 func (p *parser) clashEntry(conv *yconv, item *yaml.Node) Result {
-	line := item.Line
+	line := max(item.Line, 1)
 	v, err := conv.value(item, 0)
 	if err != nil {
 		return Result{Line: line, Err: fmt.Errorf("clash: %v", err)}

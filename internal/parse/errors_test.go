@@ -195,7 +195,9 @@ func TestLimits(t *testing.T) {
 	})
 }
 
-func itoa(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + string(rune('0'+i/10)) + string(rune('0'+i%10))) }
+func itoa(i int) string {
+	return strings.TrimSpace(strings.Repeat(" ", 0) + string(rune('0'+i/10)) + string(rune('0'+i%10)))
+}
 
 func appendBase64(dst, src []byte) []byte {
 	return base64StdAppend(dst, src)

@@ -130,6 +130,13 @@ func link(scheme, l string) (upstream.Upstream, error) {
 		if body == "" {
 			return upstream.Upstream{}, errors.New("ssr: empty body")
 		}
+		if before, _, ok := strings.Cut(body, "/?"); ok && strings.Count(before, ":") == 5 {
+			// plain-text ssr://host:port:protocol:method:obfs:b64pass/?…
+			// (the converter wants the password base64 unpadded)
+			f := strings.Split(before, ":")
+			f[5] = strings.TrimRight(f[5], "=")
+			body = base64.RawURLEncoding.EncodeToString([]byte(strings.Join(f, ":") + body[len(before):]))
+		}
 		if base64Run(body) == "" {
 			return upstream.Upstream{}, errors.New("ssr: body is not base64")
 		}
@@ -148,6 +155,11 @@ func link(scheme, l string) (upstream.Upstream, error) {
 	}
 	dropRandomUA(m)
 	fixHTTPOpts(m)
+	if aid, ok := m["alterId"].(string); ok {
+		if n, err := strconv.Atoi(strings.TrimSpace(aid)); err == nil {
+			m["alterId"] = n // "0" and 0 are one upstream
+		}
+	}
 	return build(m)
 }
 
