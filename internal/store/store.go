@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers "sqlite3"
@@ -73,6 +74,16 @@ type Store struct {
 	rdb  *sql.DB // read pool (mode=ro)
 	wdb  *sql.DB // the writer's single connection; nil when read-only
 	w    *writer // nil when read-only
+
+	// optsCache keeps the decoded Options of the last Healthy snapshot by
+	// id, so a reload decodes only upstreams whose options text changed.
+	optsMu    sync.Mutex
+	optsCache map[string]cachedOptions
+}
+
+type cachedOptions struct {
+	raw string
+	m   map[string]any
 }
 
 // Open opens (creating if needed) the database at path and migrates it.

@@ -1,11 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,37 +19,46 @@ import (
 const servable = `(u.state = 'healthy' AND u.untrusted = 0 AND u.anonymity <> 'transparent')`
 
 // recordCols are the columns scanRecord reads, in order.
-const recordCols = `u.id, u.type, u.server, u.port, u.name, u.grp, u.options, u.state, u.latency_ms, u.exit_ip,
-	u.country, u.anonymity, u.untrusted, u.failures, u.checks, u.oks, u.score, u.last_check, u.last_ok,
-	u.next_check, u.first_seen, u.last_seen, u.last_error,
-	coalesce((SELECT group_concat(x.source, char(31) ORDER BY x.source) FROM upstream_sources x WHERE x.upstream_id = u.id), '')`
+const recordCols = recordColsNoSources + `,
+	coalesce((SELECT group_concat(x.source, char(31)) FROM upstream_sources x WHERE x.upstream_id = u.id), '')`
+
+const recordColsNoSources = `u.id, u.type, u.server, u.port, u.name, u.grp, u.options, u.state, u.latency_ms,
+	u.exit_ip, u.country, u.anonymity, u.untrusted, u.failures, u.checks, u.oks, u.score, u.last_check, u.last_ok,
+	u.next_check, u.first_seen, u.last_seen, u.last_error`
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanRecord(sc scanner) (upstream.Record, error) {
-	var (
-		r                                                 upstream.Record
-		typ, state, anon, options, sources                string
-		lastCheck, lastOK, nextCheck, firstSeen, lastSeen int64
-	)
-	if err := sc.Scan(&r.ID, &typ, &r.Server, &r.Port, &r.Name, &r.Group, &options, &state, &r.LatencyMS, &r.ExitIP,
-		&r.Country, &anon, &r.Untrusted, &r.Failures, &r.Checks, &r.OKs, &r.Score, &lastCheck, &lastOK,
-		&nextCheck, &firstSeen, &lastSeen, &r.LastError, &sources); err != nil {
+// scanRecord decodes one row of recordCols; decode turns the options
+// text into the Options map.
+func scanRecord(v []driver.Value, decode func(id, raw string) (map[string]any, error)) (upstream.Record, error) {
+	var r upstream.Record
+	r.ID, r.Type, r.Server, r.Port = vStr(v[0]), upstream.Kind(vStr(v[1])), vStr(v[2]), int(vInt(v[3]))
+	r.Name, r.Group = vStr(v[4]), vStr(v[5])
+	r.State, r.LatencyMS, r.ExitIP = upstream.State(vStr(v[7])), vFloat(v[8]), vStr(v[9])
+	r.Country, r.Anonymity, r.Untrusted = vStr(v[10]), upstream.Anonymity(vStr(v[11])), vInt(v[12]) != 0
+	r.Failures, r.Checks, r.OKs, r.Score = int(vInt(v[13])), int(vInt(v[14])), int(vInt(v[15])), vFloat(v[16])
+	r.LastCheck, r.LastOK, r.NextCheck = fromMS(vInt(v[17])), fromMS(vInt(v[18])), fromMS(vInt(v[19]))
+	r.FirstSeen, r.LastSeen, r.LastError = fromMS(vInt(v[20])), fromMS(vInt(v[21])), vStr(v[22])
+	var err error
+	if r.Options, err = decode(r.ID, vStr(v[6])); err != nil {
 		return r, err
 	}
-	r.Type, r.State, r.Anonymity = upstream.Kind(typ), upstream.State(state), upstream.Anonymity(anon)
-	r.LastCheck, r.LastOK, r.NextCheck = fromMS(lastCheck), fromMS(lastOK), fromMS(nextCheck)
-	r.FirstSeen, r.LastSeen = fromMS(firstSeen), fromMS(lastSeen)
-	if err := json.Unmarshal([]byte(options), &r.Options); err != nil {
-		return r, fmt.Errorf("upstream %s: decoding options: %w", r.ID, err)
-	}
-	for k, v := range r.Options {
-		r.Options[k] = wholeNumbers(v)
-	}
-	if sources != "" {
+	if sources := vStr(v[23]); sources != "" {
 		r.Sources = strings.Split(sources, "\x1f")
+		slices.Sort(r.Sources)
 	}
 	return r, nil
+}
+
+func decodeOptions(id, raw string) (map[string]any, error) {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		return nil, fmt.Errorf("upstream %s: decoding options: %w", id, err)
+	}
+	for k, o := range m {
+		m[k] = wholeNumbers(o)
+	}
+	return m, nil
 }
 
 // wholeNumbers undoes JSON's float64-for-everything the way upstream.New
@@ -70,32 +82,35 @@ func wholeNumbers(v any) any {
 }
 
 func (s *Store) queryRecords(ctx context.Context, query string, args ...any) ([]upstream.Record, error) {
-	rows, err := s.rdb.QueryContext(ctx, query, args...)
+	return s.appendRecords(ctx, nil, decodeOptions, query, args...)
+}
+
+func (s *Store) appendRecords(ctx context.Context, out []upstream.Record, decode func(id, raw string) (map[string]any, error),
+	query string, args ...any) ([]upstream.Record, error) {
+	err := s.rawQuery(ctx, query, args, func(v []driver.Value) error {
+		r, err := scanRecord(v, decode)
+		if err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []upstream.Record
-	for rows.Next() {
-		r, err := scanRecord(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Get returns one upstream with its status and sources.
 func (s *Store) Get(ctx context.Context, id string) (upstream.Record, error) {
-	r, err := scanRecord(s.rdb.QueryRowContext(ctx, "SELECT "+recordCols+" FROM upstreams u WHERE u.id = ?", id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return r, fmt.Errorf("getting upstream %s: %w", id, ErrNotFound)
-	}
+	recs, err := s.queryRecords(ctx, "SELECT "+recordCols+" FROM upstreams u WHERE u.id = ?", id)
 	if err != nil {
-		return r, fmt.Errorf("getting upstream %s: %w", id, err)
+		return upstream.Record{}, fmt.Errorf("getting upstream %s: %w", id, err)
 	}
-	return r, nil
+	if len(recs) == 0 {
+		return upstream.Record{}, fmt.Errorf("getting upstream %s: %w", id, ErrNotFound)
+	}
+	return recs[0], nil
 }
 
 // Filter selects upstreams for List. Zero fields match everything.
@@ -187,14 +202,71 @@ func (s *Store) List(ctx context.Context, f Filter) ([]upstream.Record, error) {
 }
 
 // Healthy returns every servable upstream (upstream.Status.Servable), best
-// score first: the gateway's snapshot.
+// score first: the gateway's snapshot. Options maps are shared with the
+// previous call's records (decoded once per upstream): treat them as
+// read-only, as upstream.Upstream asks.
 func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
-	recs, err := s.queryRecords(ctx, "SELECT "+recordCols+" FROM upstreams u WHERE "+servable+
-		" ORDER BY u.score DESC, u.id")
+	// Two flat scans (records without the per-row sources subquery, then
+	// the links) are cheaper than 100k correlated subqueries.
+	var n int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM upstreams u WHERE "+servable).Scan(&n); err != nil {
+		return nil, fmt.Errorf("counting healthy upstreams: %w", err)
+	}
+	recs := make([]upstream.Record, 0, n+n/8)
+	s.optsMu.Lock()
+	old := s.optsCache
+	s.optsMu.Unlock()
+	cache := make(map[string]cachedOptions, n+n/8)
+	decode := func(id, raw string) (map[string]any, error) {
+		if c, ok := old[id]; ok && c.raw == raw {
+			cache[id] = c
+			return c.m, nil
+		}
+		m, err := decodeOptions(id, raw)
+		if err == nil {
+			cache[id] = cachedOptions{raw: raw, m: m}
+		}
+		return m, err
+	}
+	recs, err := s.appendRecords(ctx, recs, decode, "SELECT "+recordColsNoSources+", '' FROM upstreams u WHERE "+servable)
 	if err != nil {
 		return nil, fmt.Errorf("loading healthy upstreams: %w", err)
 	}
-	return recs, nil
+	s.optsMu.Lock()
+	s.optsCache = cache
+	s.optsMu.Unlock()
+	byID := make(map[string]int, len(recs))
+	for i := range recs {
+		byID[recs[i].ID] = i
+	}
+	err = s.rawQuery(ctx, "SELECT upstream_id, source FROM upstream_sources", nil,
+		func(v []driver.Value) error {
+			if i, ok := byID[vStr(v[0])]; ok {
+				recs[i].Sources = append(recs[i].Sources, vStr(v[1]))
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("loading sources of healthy upstreams: %w", err)
+	}
+	// Sort indices, then place each record once: Records are large.
+	idx := make([]int32, len(recs))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(i, j int32) int {
+		a, b := &recs[i], &recs[j]
+		if c := cmp.Compare(b.Score, a.Score); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	out := make([]upstream.Record, len(recs))
+	for k, i := range idx {
+		out[k] = recs[i]
+		slices.Sort(out[k].Sources)
+	}
+	return out, nil
 }
 
 // Due returns up to limit upstreams whose next check is at or before now,
