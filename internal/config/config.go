@@ -198,8 +198,11 @@ type Tor struct {
 
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
-	Listen  string `yaml:"listen"` // 127.0.0.1:9464
-	Enabled bool   `yaml:"enabled"`
+	Listen  string `yaml:"listen"` // 127.0.0.1:9464: the probe (pool, probe, sources, SLO) and `proxypoold run` (everything)
+	// GatewayListen is where a separate `proxypoold gateway` process (the
+	// systemd unit) serves its own metrics; "" = none.
+	GatewayListen string `yaml:"gateway-listen"` // 127.0.0.1:9465
+	Enabled       bool   `yaml:"enabled"`
 }
 
 // Log configures logging.New.
@@ -263,7 +266,7 @@ func Default() *Config {
 			MaxCircuitDirtiness: 10 * time.Minute,
 			Refresh:             6 * time.Hour,
 		},
-		Metrics: Metrics{Listen: "127.0.0.1:9464", Enabled: true},
+		Metrics: Metrics{Listen: "127.0.0.1:9464", GatewayListen: "127.0.0.1:9465", Enabled: true},
 		Log:     Log{Level: "info", Format: "auto"},
 		SLO:     SLO{CheckInterval: 30 * time.Second, MinActionInterval: 2 * time.Minute, MinHealthy: 1},
 		pos:     map[string]int{},
@@ -435,6 +438,9 @@ func (c *Config) UsedPorts() []int {
 	}
 	if c.Metrics.Enabled {
 		addrs = append(addrs, c.Metrics.Listen)
+		if c.Metrics.GatewayListen != "" {
+			addrs = append(addrs, c.Metrics.GatewayListen)
+		}
 	}
 	seen := map[int]bool{}
 	var ports []int

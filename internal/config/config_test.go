@@ -160,7 +160,7 @@ log: {level: DEBUG}
 	if c.Log.Level != "debug" {
 		t.Errorf("log.level = %q, want lower-cased", c.Log.Level)
 	}
-	if got := c.UsedPorts(); !reflect.DeepEqual(got, []int{8000, 8001, 8002, 8003, 9464}) {
+	if got := c.UsedPorts(); !reflect.DeepEqual(got, []int{8000, 8001, 8002, 8003, 9464, 9465}) {
 		t.Errorf("UsedPorts = %v", got)
 	}
 	if got := c.Pos("groups.eu.countries"); got != "t.yaml:18" {
@@ -182,7 +182,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown key suggests", "gateway:\n  listen: 127.0.0.1:8000\n  strategi: random\n", `t.yaml:3: gateway.strategi: unknown key (did you mean "strategy"?)`},
 		{"underscore key suggests", "gateway:\n  max_tries: 2\n", `t.yaml:2: gateway.max_tries: unknown key (did you mean "max-tries"?)`},
 		{"unknown section lists keys", "probes:\n  x: 1\n", `t.yaml:1: probes: unknown key (did you mean "probe"?)`},
-		{"unknown far key lists valid", "metrics:\n  zzzzzz: 1\n", `t.yaml:2: metrics.zzzzzz: unknown key; valid keys here: enabled, listen`},
+		{"unknown far key lists valid", "metrics:\n  zzzzzz: 1\n", `t.yaml:2: metrics.zzzzzz: unknown key; valid keys here: enabled, gateway-listen, listen`},
 		{"duplicate key", "log:\n  level: info\n  level: debug\n", `t.yaml:3: log.level: duplicate key (first at line 2)`},
 		{"duplicate group", "groups:\n  us: {}\n  us: {}\n", `t.yaml:3: groups.us: duplicate name (first at line 2)`},
 		{"syntax", "gateway:\n  listen: [\n", `t.yaml:2: YAML syntax:`},

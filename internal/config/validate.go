@@ -61,6 +61,9 @@ func (v *validator) validate() {
 	v.tor()
 	if c.Metrics.Enabled {
 		v.listen("metrics.listen", c.Metrics.Listen)
+		if c.Metrics.GatewayListen != "" {
+			v.listen("metrics.gateway-listen", c.Metrics.GatewayListen)
+		}
 	}
 	v.oneOf("log.level", strings.ToLower(c.Log.Level), LogLevels)
 	v.oneOf("log.format", c.Log.Format, LogFormats)
@@ -321,6 +324,9 @@ func (v *validator) listenConflicts() {
 	}
 	if v.c.Metrics.Enabled {
 		ls = append(ls, l{"metrics.listen", v.c.Metrics.Listen})
+		if v.c.Metrics.GatewayListen != "" {
+			ls = append(ls, l{"metrics.gateway-listen", v.c.Metrics.GatewayListen})
+		}
 	}
 	for i := range ls {
 		hi, pi, err := net.SplitHostPort(ls[i].addr)
