@@ -274,9 +274,6 @@ func (g *Guard) Check(ctx context.Context) error {
 	for _, s := range g.states {
 		c := counts[s.name]
 		s.status.Count = c
-		if g.o.OnFloor != nil {
-			g.o.OnFloor(s.name, c.Healthy, c.Exits, s.floor.MinHealthy, s.floor.MinExits)
-		}
 		below := s.floor.Set() && !s.floor.Met(c)
 		log := g.groupLog(s.name).WithFields(logrus.Fields{
 			"healthy": c.Healthy, "exits": c.Exits, "min_healthy": s.floor.MinHealthy, "min_exits": s.floor.MinExits,
@@ -297,6 +294,12 @@ func (g *Guard) Check(ctx context.Context) error {
 		}
 	}
 	g.mu.Unlock()
+	if g.o.OnFloor != nil { // outside the lock: a hook may read Status
+		for _, s := range g.states {
+			c := counts[s.name]
+			g.o.OnFloor(s.name, c.Healthy, c.Exits, s.floor.MinHealthy, s.floor.MinExits)
+		}
+	}
 
 	var wg sync.WaitGroup
 	for _, s := range todo {
