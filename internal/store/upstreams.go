@@ -209,14 +209,15 @@ func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
 	// Two flat scans (records without the per-row sources subquery, then
 	// the links) are cheaper than 100k correlated subqueries.
 	var n int
-	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM upstreams u WHERE "+servable).Scan(&n); err != nil {
+	// capacity hint from the covering index (an upper bound of the servable count)
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM upstreams WHERE state = 'healthy'").Scan(&n); err != nil {
 		return nil, fmt.Errorf("counting healthy upstreams: %w", err)
 	}
-	recs := make([]upstream.Record, 0, n+n/8)
+	recs := make([]upstream.Record, 0, n)
 	s.optsMu.Lock()
 	old := s.optsCache
 	s.optsMu.Unlock()
-	cache := make(map[string]cachedOptions, n+n/8)
+	cache := make(map[string]cachedOptions, n)
 	decode := func(id, raw string) (map[string]any, error) {
 		if c, ok := old[id]; ok && c.raw == raw {
 			cache[id] = c
