@@ -16,11 +16,15 @@ import (
 	"syscall"
 )
 
-// Exit codes shared by every verb.
+// Exit codes shared by every verb; scripts may rely on them (see the
+// usage text and proxypoolctl(1)).
 const (
-	exitOK    = 0
-	exitFail  = 1 // the verb ran and failed (unreadable input, daemon error, …)
-	exitUsage = 2 // bad flags or arguments
+	exitOK         = 0
+	exitFail       = 1 // the verb ran and failed (unreadable input, daemon error, …)
+	exitUsage      = 2 // bad flags or arguments
+	exitNotRunning = 3 // the daemon is not reachable on the bus
+	exitDenied     = 4 // the daemon or the bus refused the call (needs root or group proxypool)
+	exitNotFound   = 5 // no such upstream
 )
 
 // globals are the flags given before the verb (--json may also follow it).
@@ -129,6 +133,7 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 	fs.PrintDefaults()
 	fs.SetOutput(out)
 	fmt.Fprintln(w, "\nEach verb takes --json; \"proxypoolctl VERB --help\" shows its flags.")
+	fmt.Fprintln(w, "\nexit status: 0 ok, 1 failed, 2 usage, 3 daemon not reachable, 4 permission denied, 5 not found")
 }
 
 // verbFlags returns a flag set for a verb, with --json bound to the global.

@@ -1,0 +1,499 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/dbustest"
+	"github.com/proxypool/proxypool/internal/manager"
+	"github.com/proxypool/proxypool/internal/parse"
+	"github.com/proxypool/proxypool/internal/source"
+	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden")
+
+// TestMain doubles as the child that runs proxypoolctl as another user
+// (see runAsNobody).
+func TestMain(m *testing.M) {
+	if os.Getenv("PROXYPOOLCTL_CHILD") != "" {
+		args := strings.Split(os.Getenv("PROXYPOOLCTL_ARGS"), "\x1f")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		code := run(ctx, args, strings.NewReader(""), os.Stdout, os.Stderr)
+		cancel()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// ctl runs proxypoolctl in-process.
+func ctl(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code = run(ctx, args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func mustCtl(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errOut := ctl(t, "", args...)
+	if code != 0 {
+		t.Fatalf("proxypoolctl %s: exit %d\n%s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+// daemon is the probe daemon's control side in miniature: a real store
+// file, the real manager, control.Serve on a private bus, a tiny probe
+// loop, the real source fetcher for refresh, and a recorded tor.
+type daemon struct {
+	st     *store.Store
+	m      *manager.Manager
+	srv    *control.Server
+	dbDir  string
+	newnym []int
+	mu     sync.Mutex
+}
+
+func startDaemon(t *testing.T, addr string, opts control.Options, src string) *daemon {
+	t.Helper()
+	d := &daemon{dbDir: t.TempDir()}
+	ctx, cancel := context.WithCancel(context.Background())
+	var srvMu sync.Mutex
+	var srv *control.Server
+	st, err := store.Open(ctx, filepath.Join(d.dbDir, "pool.db"), store.Options{FlushInterval: 5 * time.Millisecond,
+		OnChange: func(v uint64) {
+			srvMu.Lock()
+			defer srvMu.Unlock()
+			if srv != nil {
+				srv.PoolChanged(v)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.st = st
+	p := &loopProbe{st: st, trigger: make(chan struct{}, 1)}
+	d.m = manager.New(manager.Options{
+		Store: st, Checker: p, CheckPoll: 20 * time.Millisecond,
+		// The real daemon wakes the probe after a refresh; here only
+		// check does, so that the golden counts do not race.
+		Refresher: fileRefresher{st: st, url: src, after: func() {}},
+		Tor:       d,
+		Emit: func(pr control.Progress) {
+			srvMu.Lock()
+			defer srvMu.Unlock()
+			if srv != nil {
+				srv.Progress(pr)
+			}
+		},
+	})
+	p.m = d.m
+	go p.run(ctx)
+	conn, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := control.Serve(ctx, conn, d.m, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvMu.Lock()
+	srv, d.srv = s, s
+	srvMu.Unlock()
+	t.Cleanup(func() {
+		cancel()
+		d.m.Close()
+		st.Close()
+		conn.Close()
+	})
+	return d
+}
+
+// loopProbe checks every due upstream on a trigger and reports progress
+// like the daemon's probe loop. Results depend only on the upstream.
+type loopProbe struct {
+	st      *store.Store
+	m       *manager.Manager
+	trigger chan struct{}
+}
+
+func (p *loopProbe) Trigger() {
+	select {
+	case p.trigger <- struct{}{}:
+	default:
+	}
+}
+
+func (p *loopProbe) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.trigger:
+		}
+		due, err := p.st.Due(ctx, time.Now(), 0)
+		if err != nil || len(due) == 0 {
+			continue
+		}
+		for i, r := range due {
+			p.st.Submit(resultFor(r.Upstream))
+			if i%500 == 0 {
+				p.m.ProbeProgress(i, len(due), false)
+			}
+		}
+		p.st.Flush(ctx)
+		p.m.ProbeProgress(len(due), len(due), true)
+	}
+}
+
+func resultFor(u upstream.Upstream) upstream.CheckResult {
+	n := u.Port
+	for _, c := range u.ID {
+		n += int(c)
+	}
+	return upstream.CheckResult{ID: u.ID, At: time.Now(), OK: true, TotalMS: float64(20 + n%80),
+		ExitIP: fmt.Sprintf("198.51.100.%d", n%250), Country: []string{"US", "DE", "NL"}[n%3], Anonymity: upstream.AnonElite}
+}
+
+// fileRefresher is the daemon's refresh over the real source fetcher.
+type fileRefresher struct {
+	st    *store.Store
+	url   string
+	after func()
+}
+
+func (r fileRefresher) Refresh(ctx context.Context, progress func(done, total int)) error {
+	f := &source.Fetcher{Progress: progress}
+	f.Refresh(ctx, r.st, []source.Source{{Name: "local", URL: r.url}}, true)
+	r.after()
+	return nil
+}
+
+func (d *daemon) Status(ctx context.Context) ([]control.TorInstance, error) {
+	return []control.TorInstance{{Port: 9060, Group: "us", Unit: "tor@9060.service", State: "active", Country: "US", ExitIP: "203.0.113.9"}}, nil
+}
+
+func (d *daemon) Newnym(ctx context.Context, port int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.newnym = append(d.newnym, port)
+	return nil
+}
+
+func (d *daemon) Generate(ctx context.Context, progress func(done, total int)) error {
+	for i := 1; i <= 3; i++ {
+		progress(i, 3)
+	}
+	return nil
+}
+
+var (
+	timeRE    = regexp.MustCompile(`"\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:\d\d)"`)
+	jobRE     = regexp.MustCompile(`"(check|refresh|torgen)-[0-9a-f]{4}-\d+"`)
+	secondsRE = regexp.MustCompile(`"healthy_seconds": [0-9.e+-]+`)
+	versionRE = regexp.MustCompile(`"version": \d+`) // commits batch results as they come
+)
+
+// golden compares out, with times and job ids made stable, to
+// testdata/golden/name.
+func golden(t *testing.T, name, out string) {
+	t.Helper()
+	out = timeRE.ReplaceAllString(out, `"TIME"`)
+	out = jobRE.ReplaceAllString(out, `"$1-JOB"`)
+	out = secondsRE.ReplaceAllString(out, `"healthy_seconds": 0`)
+	out = versionRE.ReplaceAllString(out, `"version": 1`)
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if string(want) != out {
+		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n--- got\n%s", name, out)
+	}
+}
+
+func sessionDaemon(t *testing.T, src string) *daemon {
+	bus := dbustest.StartSession(t)
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", bus.Addr)
+	return startDaemon(t, bus.Addr, control.Options{}, src)
+}
+
+// TestVerbsEndToEnd drives every verb through proxypoolctl's own code
+// against the daemon on a private bus.
+func TestVerbsEndToEnd(t *testing.T) {
+	list := filepath.Join(t.TempDir(), "list.txt")
+	os.WriteFile(list, []byte("socks5://127.0.0.20:1080\nsocks5://127.0.0.21:1080\nhttp://127.0.0.22:3128\n"), 0o644)
+	d := sessionDaemon(t, "file://"+list)
+
+	golden(t, "import.json", mustCtl(t, "--user", "--json", "import", "testdata/links.txt"))
+	code, out, errOut := ctl(t, "socks5://127.0.0.30:1\nvmess://not-base64!!\n", "--user", "import", "-")
+	if code != 0 || !strings.Contains(out, "1 ok (1 new), 1 failed") || !strings.Contains(errOut, "line 2:") {
+		t.Errorf("import from stdin: exit %d\n%s%s", code, out, errOut)
+	}
+
+	golden(t, "check-wait.json", mustCtl(t, "--user", "--json", "check", "--wait"))
+	golden(t, "refresh-wait.json", mustCtl(t, "--user", "--json", "refresh", "--wait"))
+	mustCtl(t, "--user", "check", "--wait") // refresh's upstreams
+	golden(t, "list.json", mustCtl(t, "--user", "--json", "list"))
+	golden(t, "list-source.txt", stripAgo(mustCtl(t, "--user", "list", "--source", "local")))
+	golden(t, "status.json", mustCtl(t, "--user", "--json", "status"))
+	golden(t, "export.json", mustCtl(t, "--user", "export", "--format", "json"))
+	golden(t, "export.txt", mustCtl(t, "--user", "export", "--format", "txt"))
+	clash := mustCtl(t, "--user", "export", "--format", "clash")
+	golden(t, "export-clash.yaml", clash)
+	if res, err := parse.Parse([]byte(clash), parse.Options{}); err != nil {
+		t.Errorf("clash export: %v", err)
+	} else {
+		for _, r := range res {
+			if r.Err != nil {
+				t.Errorf("clash export line %d: %v", r.Line, r.Err)
+			}
+		}
+	}
+	status := mustCtl(t, "--user", "status")
+	for _, want := range []string{"pool: 26 upstreams: 26 healthy", "exits:", "SOURCE", "manual", "local", "COUNTRY"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("status lacks %q:\n%s", want, status)
+		}
+	}
+
+	golden(t, "add.json", mustCtl(t, "--user", "--json", "add", "socks5://127.0.0.40:1080"))
+	out = mustCtl(t, "--user", "add", "socks5://127.0.0.40:1080")
+	if !strings.Contains(out, "already in the pool") {
+		t.Errorf("add twice: %s", out)
+	}
+	golden(t, "remove.json", mustCtl(t, "--user", "--json", "remove", "socks5://127.0.0.40:1080"))
+	code, _, errOut = ctl(t, "", "--user", "remove", "socks5://127.0.0.40:1080")
+	if code != exitNotFound || !strings.Contains(errOut, "no upstream") {
+		t.Errorf("remove of a removed upstream: exit %d, %s", code, errOut)
+	}
+	code, _, errOut = ctl(t, "", "--user", "add", "gopher://nope")
+	if code != exitUsage {
+		t.Errorf("add of junk: exit %d, %s", code, errOut)
+	}
+
+	golden(t, "tor-status.json", mustCtl(t, "--user", "--json", "tor", "status"))
+	mustCtl(t, "--user", "tor", "newnym", "9060")
+	mustCtl(t, "--user", "tor", "newnym")
+	if fmt.Sprint(d.newnym) != "[9060 0]" {
+		t.Errorf("newnym calls %v", d.newnym)
+	}
+	golden(t, "tor-generate.json", mustCtl(t, "--user", "--json", "tor", "generate", "--wait"))
+
+	// Without --wait a job only starts.
+	out = mustCtl(t, "--user", "check")
+	if !strings.HasPrefix(out, "started check-") {
+		t.Errorf("check: %q", out)
+	}
+}
+
+var agoRE = regexp.MustCompile(`\d+s ago`)
+
+func stripAgo(s string) string { return agoRE.ReplaceAllString(s, "Ns ago") }
+
+// TestWaitShowsProgress: --wait prints plain progress lines when stderr is
+// not a terminal and ends with the job's totals.
+func TestWaitShowsProgress(t *testing.T) {
+	d := sessionDaemon(t, "file:///nonexistent")
+	ups := make([]upstream.Upstream, 1200)
+	for i := range ups {
+		ups[i] = upstream.MustNew(map[string]any{"type": "socks5", "server": fmt.Sprintf("127.2.%d.%d", i/200, i%200+1), "port": 1080})
+	}
+	ctx := context.Background()
+	if _, err := d.st.Add(ctx, "bulk", ups...); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := ctl(t, "", "--user", "check", "--wait")
+	if code != 0 || !strings.Contains(out, "done: 1200 of 1200") || !strings.Contains(errOut, "/1200\n") {
+		t.Fatalf("check --wait: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	ids := []string{ups[0].ID, ups[5].ID}
+	code, out, errOut = ctl(t, "", "--user", "check", "--wait", ids[0], ids[1])
+	if code != 0 || !strings.Contains(out, "done: 2 of 2") {
+		t.Fatalf("check --wait IDs: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = ctl(t, "", "--user", "check", "nope")
+	if code != exitNotFound {
+		t.Fatalf("check of an unknown id: exit %d %s", code, errOut)
+	}
+}
+
+// TestPagingTenThousand: list pages through 10k upstreams quickly.
+func TestPagingTenThousand(t *testing.T) {
+	d := sessionDaemon(t, "file:///nonexistent")
+	ups := make([]upstream.Upstream, 10000)
+	for i := range ups {
+		ups[i] = upstream.MustNew(map[string]any{"type": "http", "server": fmt.Sprintf("127.3.%d.%d", i/250, i%250+1), "port": 8080})
+	}
+	addStart := time.Now()
+	if _, err := d.st.Add(context.Background(), "bulk", ups...); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("adding 10000 upstreams: %s", time.Since(addStart))
+	start := time.Now()
+	out := mustCtl(t, "--user", "--json", "list")
+	took := time.Since(start)
+	if n := strings.Count(out, "\n"); n != 10000 {
+		t.Fatalf("list --json printed %d lines, want 10000", n)
+	}
+	code, tab, errOut := ctl(t, "", "--user", "list", "--state", "unknown", "--limit", "7000")
+	if code != 0 || strings.Count(tab, "\n") != 7001 || !strings.Contains(errOut, "7000 of 10000 upstreams") {
+		t.Fatalf("list --limit: exit %d, %d lines, %s", code, strings.Count(tab, "\n"), errOut)
+	}
+	t.Logf("list --json of 10000 upstreams over the bus: %s", took)
+	if took > 5*time.Second {
+		t.Errorf("listing 10000 upstreams took %s", took)
+	}
+}
+
+// TestDBModeWhileWriting: --db reads a store that a daemon is writing.
+func TestDBModeWhileWriting(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "pool.db")
+	st, err := store.Open(ctx, path, store.Options{FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the daemon: keeps adding and checking
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil && i < 4000; i++ {
+			u := upstream.MustNew(map[string]any{"type": "socks5", "server": fmt.Sprintf("127.4.%d.%d", i/250, i%250+1), "port": 1080})
+			st.Add(ctx, "writer", u)
+			st.Submit(resultFor(u))
+		}
+	}()
+	for i := 0; i < 5; i++ {
+		for _, args := range [][]string{
+			{"--db", path, "--json", "status"},
+			{"--db", path, "list", "--limit", "50"},
+			{"--db", path, "export", "--format", "txt"},
+		} {
+			if code, _, errOut := ctl(t, "", args...); code != 0 {
+				t.Fatalf("%v while the store is written: exit %d %s", args, code, errOut)
+			}
+		}
+	}
+	cancel()
+	wg.Wait()
+	st.Flush(context.Background())
+	var s control.Status
+	if err := json.Unmarshal([]byte(mustCtl(t, "--db", path, "--json", "status")), &s); err != nil || s.States[upstream.Healthy] == 0 {
+		t.Fatalf("status --db: %+v %v", s, err)
+	}
+	code, _, errOut := ctl(t, "", "--db", path, "add", "socks5://127.0.0.1:1")
+	if code != exitUsage || !strings.Contains(errOut, "needs the daemon") {
+		t.Errorf("add --db: exit %d %s", code, errOut)
+	}
+}
+
+// TestNotRunning: clear words and exit 3 when nobody owns the name or the
+// bus is missing.
+func TestNotRunning(t *testing.T) {
+	bus := dbustest.StartSession(t)
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", bus.Addr)
+	code, _, errOut := ctl(t, "", "--user", "status")
+	if code != exitNotRunning || !strings.Contains(errOut, "proxypool is not running on the session bus (systemctl --user status proxy-probe)") {
+		t.Errorf("status without a daemon: exit %d %q", code, errOut)
+	}
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "nobus"))
+	code, _, errOut = ctl(t, "", "status")
+	if code != exitNotRunning || !strings.Contains(errOut, "system bus") {
+		t.Errorf("status without a bus: exit %d %q", code, errOut)
+	}
+	code, _, _ = ctl(t, "", "list", "--state", "sleepy")
+	if code != exitUsage {
+		t.Errorf("bad --state: exit %d", code)
+	}
+}
+
+// TestUnprivilegedDenied runs proxypoolctl as nobody against a system-like
+// bus with the shipped policy: reading works, changing is refused with
+// exit 4 and words that say what to do.
+func TestUnprivilegedDenied(t *testing.T) {
+	bus := dbustest.StartSystem(t, "../../packaging/dbus/"+control.BusName+".conf")
+	if os.Getuid() != 0 {
+		t.Skip("needs root: the shipped policy lets only root or proxypool own the name")
+	}
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.Addr)
+	d := startDaemon(t, bus.Addr, control.Options{AllowedGIDs: []uint32{}}, "file:///nonexistent")
+	mustCtl(t, "add", "socks5://127.0.0.50:1080") // root may
+
+	code, out, errOut := runAsNobody(t, bus.Addr, "--json", "status")
+	if code != 0 || !strings.Contains(out, `"states"`) {
+		t.Errorf("nobody status: exit %d %s %s", code, out, errOut)
+	}
+	for _, args := range [][]string{{"add", "socks5://127.0.0.51:1080"}, {"remove", "socks5://127.0.0.50:1080"}, {"check"}, {"refresh"}} {
+		code, _, errOut := runAsNobody(t, bus.Addr, args...)
+		if code != exitDenied || !strings.Contains(errOut, "needs root or membership in group proxypool") {
+			t.Errorf("nobody %v: exit %d %q, want %d and what to do", args, code, errOut, exitDenied)
+		}
+	}
+	if n, _ := d.st.Counts(context.Background()); n.Total != 1 {
+		t.Errorf("store holds %d upstreams after nobody's calls, want 1", n.Total)
+	}
+}
+
+// runAsNobody re-executes the test binary as nobody running proxypoolctl
+// with args, the way internal/control's tests do.
+func runAsNobody(t *testing.T, addr string, args ...string) (int, string, string) {
+	t.Helper()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv not installed (util-linux)")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	self, _ := os.Executable()
+	bin := filepath.Join(dir, "proxypoolctl.test")
+	in, err := os.Open(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outf, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(outf, in)
+	in.Close()
+	outf.Close()
+	cmd := exec.Command(setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", bin)
+	cmd.Env = []string{"PROXYPOOLCTL_CHILD=1", "PROXYPOOLCTL_ARGS=" + strings.Join(args, "\x1f"), "DBUS_SYSTEM_BUS_ADDRESS=" + addr}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	return code, stdout.String(), stderr.String()
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/manager"
+	"github.com/proxypool/proxypool/internal/store"
+)
+
+// backend is what a verb talks to: the daemon over D-Bus (*control.Client)
+// or, with --db, a manager over the store opened read-only.
+type backend struct {
+	control.Manager
+	client *control.Client // nil with --db
+	close  func()
+}
+
+// dbError is a store that --db cannot open.
+type dbError struct{ error }
+
+func (e dbError) Unwrap() error { return e.error }
+
+// connect opens the backend for verb. readOnly verbs may use --db; the
+// others need the daemon.
+func connect(ctx context.Context, g *globals, verb string, readOnly bool) (*backend, error) {
+	if g.DB != "" {
+		if !readOnly {
+			return nil, usageErr{fmt.Errorf("--db reads the store only; %s needs the daemon (drop --db)", verb)}
+		}
+		st, err := store.OpenReadOnly(ctx, g.DB)
+		if err != nil {
+			return nil, dbError{err} // names the file and says what to do
+		}
+		m := manager.New(manager.Options{Store: st})
+		return &backend{Manager: m, close: func() { m.Close(); st.Close() }}, nil
+	}
+	c, err := control.Dial(ctx, !g.User)
+	if err != nil {
+		return nil, busError{err}
+	}
+	return &backend{Manager: c, client: c, close: func() { c.Close() }}, nil
+}
+
+// busError is a bus that cannot be reached at all.
+type busError struct{ error }
+
+func (e busError) Unwrap() error { return e.error }
+
+type usageErr struct{ error }
+
+func (e usageErr) Unwrap() error { return e.error }
+
+// fail prints err for verb and returns the exit code scripts rely on.
+func fail(stderr io.Writer, verb string, err error) int {
+	fmt.Fprintf(stderr, "proxypoolctl %s: %v\n", verb, err)
+	return codeOf(err)
+}
+
+func codeOf(err error) int {
+	var ue usageErr
+	var be busError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue), errors.Is(err, control.ErrInvalid):
+		return exitUsage
+	case errors.As(err, &be), errors.Is(err, control.ErrNotRunning):
+		return exitNotRunning
+	case errors.Is(err, control.ErrAccessDenied), errors.Is(err, os.ErrPermission):
+		return exitDenied
+	case errors.Is(err, control.ErrNotFound):
+		return exitNotFound
+	}
+	return exitFail
+}
+
+// printJSON writes v as one JSON document.
+func printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// noArgs complains about positional arguments a verb does not take.
+func noArgs(stderr io.Writer, verb string, pos []string) bool {
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "proxypoolctl %s: unexpected argument %q\n", verb, pos[0])
+		return false
+	}
+	return true
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/parse"
+)
+
+func init() {
+	verbs["import"] = verb{run: runImport, summary: "add upstreams to the store"}
+}
+
+// runImport is "proxypoolctl import FILE|URL|-": the input is read here
+// (a URL is fetched by proxypoolctl, never by the daemon) and sent to the
+// daemon, which parses it and answers line by line. Exit 0 when something
+// was imported or nothing failed, 1 when every upstream line failed.
+func runImport(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
+	fs := g.verbFlags("import", "FILE|URL|-", stderr)
+	maxBytes := fs.Int64("max-bytes", 16<<20, "refuse input larger than `N` bytes")
+	pos, code, ok := parseVerbFlags(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "proxypoolctl import: want one FILE, URL or - (standard input)")
+		fs.Usage()
+		return exitUsage
+	}
+	var data []byte
+	var err error
+	if name := pos[0]; strings.HasPrefix(name, "http://") || strings.HasPrefix(name, "https://") {
+		data, err = fetchURL(ctx, name, *maxBytes)
+	} else {
+		data, err = readInput(name, g.Stdin, *maxBytes)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "proxypoolctl import: %v\n", err)
+		return exitFail
+	}
+	b, err := connect(ctx, g, "import", false)
+	if err != nil {
+		return fail(stderr, "import", err)
+	}
+	defer b.close()
+	rep, err := b.Import(ctx, string(data))
+	if err != nil {
+		return fail(stderr, "import", err)
+	}
+	if g.JSON {
+		printJSON(stdout, rep)
+	} else {
+		for _, l := range rep.Lines {
+			if !l.OK && !l.Skipped {
+				fmt.Fprintf(stderr, "line %d: %s\n", l.Line, l.Error)
+			}
+		}
+		fmt.Fprintf(stdout, "imported %s: %d ok (%d new), %d failed, %d skipped\n", pos[0], rep.OK, rep.New, rep.Failed, rep.Skipped)
+	}
+	if rep.OK == 0 && rep.Failed > 0 {
+		return exitFail
+	}
+	return exitOK
+}
+
+// fetchURL GETs a list, at most max bytes, within a minute.
+func fetchURL(ctx context.Context, url string, max int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s: %w", url, err)
+	}
+	req.Header.Set("User-Agent", "proxypoolctl")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching %s: %s", url, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s: %w", url, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: %w: more than %d bytes (--max-bytes)", url, parse.ErrTooLarge, max)
+	}
+	return data, nil
+}

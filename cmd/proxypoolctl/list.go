@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+func init() {
+	verbs["list"] = verb{run: runList, summary: "the pool, a row each"}
+}
+
+// runList is "proxypoolctl list [--state S] [--country CC] [--group G]
+// [--source S] [--limit N] [--offset N]": a table, or with --json one JSON
+// record a line. It pages through the daemon (or --db) so that a pool of
+// any size streams without one huge reply.
+func runList(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
+	fs := g.verbFlags("list", "", stderr)
+	var q control.ListQuery
+	state := fs.String("state", "", "only upstreams in this `STATE` (healthy, failing, dead, unknown)")
+	fs.StringVar(&q.Country, "country", "", "only upstreams whose exit is in country `CC`")
+	fs.StringVar(&q.Group, "group", "", "only upstreams of the explicit group `G` (tor instances)")
+	fs.StringVar(&q.Source, "source", "", "only upstreams listed by source `S` (manual: added by hand)")
+	limit := fs.Int("limit", 0, "print at most `N` records (0: all)")
+	offset := fs.Int("offset", 0, "skip the first `N` records")
+	pos, code, ok := parseVerbFlags(fs, args)
+	if !ok {
+		return code
+	}
+	if !noArgs(stderr, "list", pos) {
+		return exitUsage
+	}
+	q.State = upstream.State(strings.ToLower(*state))
+	switch q.State {
+	case "", upstream.Healthy, upstream.Failing, upstream.Dead, upstream.Unknown:
+	default:
+		fmt.Fprintf(stderr, "proxypoolctl list: unknown --state %q (want healthy, failing, dead or unknown)\n", *state)
+		return exitUsage
+	}
+	if *limit < 0 || *offset < 0 {
+		fmt.Fprintln(stderr, "proxypoolctl list: --limit and --offset must not be negative")
+		return exitUsage
+	}
+	b, err := connect(ctx, g, "list", true)
+	if err != nil {
+		return fail(stderr, "list", err)
+	}
+	defer b.close()
+
+	q.Offset, q.Limit = *offset, control.MaxListLimit
+	if *limit > 0 {
+		q.Limit = min(*limit, control.MaxListLimit)
+	}
+	var tw *tabwriter.Writer
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
+	if !g.JSON {
+		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCOUNTRY\tLATENCY\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES")
+	}
+	printed, total := 0, 0
+	now := time.Now()
+	err = listPages(ctx, b, q, func(p control.ListPage) error {
+		total = p.Total
+		for _, r := range p.Records {
+			if *limit > 0 && printed >= *limit {
+				return errEnough
+			}
+			printed++
+			if g.JSON {
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
+				dash(r.Country), latency(r), strconv.FormatFloat(r.Score, 'f', 0, 64), dash(r.ExitIP),
+				ago(now, r.LastCheck), dash(strings.Join(r.Sources, ",")))
+		}
+		if tw != nil {
+			return tw.Flush() // one page at a time: columns are aligned per page
+		}
+		return nil
+	})
+	if tw != nil {
+		tw.Flush()
+	}
+	if err != nil && err != errEnough {
+		return fail(stderr, "list", err)
+	}
+	if !g.JSON {
+		fmt.Fprintf(stderr, "%d of %d upstreams\n", printed, total)
+	}
+	return exitOK
+}
+
+var errEnough = fmt.Errorf("enough records")
+
+// listPages pages through every record q matches, from q.Offset on.
+func listPages(ctx context.Context, m control.Manager, q control.ListQuery, fn func(control.ListPage) error) error {
+	for {
+		page, err := m.List(ctx, q)
+		if err != nil {
+			return err
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		q.Offset += len(page.Records)
+		if len(page.Records) == 0 || q.Offset >= page.Total {
+			return nil
+		}
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func latency(r upstream.Record) string {
+	if r.LatencyMS <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(r.LatencyMS, 'f', 0, 64) + "ms"
+}
+
+// ago is a short "how long ago": 5s, 3m, 2h, 4d; "-" for never.
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return strconv.Itoa(max(int(d.Seconds()), 0)) + "s ago"
+	case d < time.Hour:
+		return strconv.Itoa(int(d.Minutes())) + "m ago"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d.Hours())) + "h ago"
+	}
+	return strconv.Itoa(int(d.Hours()/24)) + "d ago"
+}

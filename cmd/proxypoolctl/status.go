@@ -1,0 +1,157 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+func init() {
+	verbs["status"] = verb{run: runStatus, summary: "counts by state, source, country, group; probe and gateway figures"}
+}
+
+// runStatus is "proxypoolctl status [--countries N]".
+func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
+	fs := g.verbFlags("status", "", stderr)
+	topN := fs.Int("countries", 15, "show the `N` countries with most healthy upstreams (0: all)")
+	pos, code, ok := parseVerbFlags(fs, args)
+	if !ok {
+		return code
+	}
+	if !noArgs(stderr, "status", pos) {
+		return exitUsage
+	}
+	b, err := connect(ctx, g, "status", true)
+	if err != nil {
+		return fail(stderr, "status", err)
+	}
+	defer b.close()
+	st, err := b.Status(ctx)
+	if err != nil {
+		return fail(stderr, "status", err)
+	}
+	if g.JSON {
+		printJSON(stdout, st)
+		return exitOK
+	}
+	printStatus(stdout, st, *topN, time.Now())
+	return exitOK
+}
+
+func printStatus(w io.Writer, st control.Status, topN int, now time.Time) {
+	total := 0
+	for _, n := range st.States {
+		total += n
+	}
+	fmt.Fprintf(w, "pool: %d upstreams: %d healthy, %d failing, %d dead, %d unknown (version %d)\n", total,
+		st.States[upstream.Healthy], st.States[upstream.Failing], st.States[upstream.Dead], st.States[upstream.Unknown], st.Version)
+	if st.Exits != nil {
+		fmt.Fprintf(w, "exits: %d distinct exit IPs, %d of them healthy\n", st.Exits.Distinct, st.Exits.Healthy)
+	}
+	p := st.Probe
+	switch {
+	case p.Job != "":
+		fmt.Fprintf(w, "probe: %s running, %d of %d checked\n", p.Job, p.Done, p.Total)
+	case p.Done < p.Total:
+		fmt.Fprintf(w, "probe: pass running, %d of %d checked\n", p.Done, p.Total)
+	case !p.LastPass.IsZero():
+		fmt.Fprintf(w, "probe: last pass %s (%d upstreams)\n", ago(now, p.LastPass), p.Total)
+	default:
+		fmt.Fprintln(w, "probe: no pass yet")
+	}
+	if gw := st.Gateway; gw != nil {
+		fmt.Fprintf(w, "gateway: %d open connections, %d since start, %d failed on every try\n", gw.Active, gw.Total, gw.Errors)
+	}
+
+	if len(st.Floors) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "GROUP\tHEALTHY\tMIN\tEXITS\tMIN\tFLOOR\tLAST ACTION")
+		for _, f := range st.Floors {
+			name, state := f.Group, "met"
+			if name == "" {
+				name = "(pool)"
+			}
+			if f.Below {
+				state = "BELOW"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", name, f.Healthy, f.MinHealthy, f.Exits, f.MinExits, state, dash(f.LastAction))
+		}
+		tw.Flush()
+	}
+
+	if len(st.Reputation) > 0 || len(st.Sources) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SOURCE\tLISTED\tHEALTHY\tEVER HEALTHY\tHEALTHY TIME")
+		seen := map[string]bool{}
+		for _, r := range st.Reputation {
+			seen[r.Source] = true
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", r.Source, r.Listed, r.HealthyNow, r.EverHealthy,
+				(time.Duration(r.HealthySeconds) * time.Second).Round(time.Second))
+		}
+		for _, kv := range sortedCounts(st.Sources) {
+			if !seen[kv.k] {
+				fmt.Fprintf(tw, "%s\t%d\t-\t-\t-\n", kv.k, kv.n)
+			}
+		}
+		tw.Flush()
+	}
+
+	if len(st.Countries) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "COUNTRY\tHEALTHY")
+		cs := sortedCounts(st.Countries)
+		for i, kv := range cs {
+			if topN > 0 && i == topN {
+				rest := 0
+				for _, r := range cs[i:] {
+					rest += r.n
+				}
+				fmt.Fprintf(tw, "(%d more)\t%d\n", len(cs)-i, rest)
+				break
+			}
+			fmt.Fprintf(tw, "%s\t%d\n", kv.k, kv.n)
+		}
+		tw.Flush()
+	}
+
+	if len(st.Groups) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "GROUP\tUPSTREAMS")
+		for _, kv := range sortedCounts(st.Groups) {
+			fmt.Fprintf(tw, "%s\t%d\n", kv.k, kv.n)
+		}
+		tw.Flush()
+	}
+}
+
+type kv struct {
+	k string
+	n int
+}
+
+// sortedCounts orders a count map by count, then name.
+func sortedCounts(m map[string]int) []kv {
+	out := make([]kv, 0, len(m))
+	for k, n := range m {
+		out = append(out, kv{k, n})
+	}
+	slices.SortFunc(out, func(a, b kv) int {
+		if c := cmp.Compare(b.n, a.n); c != 0 {
+			return c
+		}
+		return strings.Compare(a.k, b.k)
+	})
+	return out
+}
