@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -166,7 +165,7 @@ func (w *writer) run() {
 	var (
 		pending []upstream.CheckResult
 		waiters []chan error
-		errs    error // commit errors since the last flush
+		errs    error // first commit error since the last flush
 		armed   bool
 	)
 	timer := time.NewTimer(time.Hour)
@@ -177,8 +176,8 @@ func (w *writer) run() {
 			armed = false
 		}
 		if len(pending) > 0 {
-			if err := w.commitResults(pending); err != nil {
-				errs = errors.Join(errs, err)
+			if err := w.commitResults(pending); err != nil && errs == nil {
+				errs = err // the first one; later ones are logged
 			}
 			clear(pending)
 			pending = pending[:0]
