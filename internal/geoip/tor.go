@@ -96,13 +96,12 @@ func ParseLine6(line string) (lo, hi netip.Addr, cc string, err error) {
 
 func fields3(line string) ([3]string, error) {
 	var f [3]string
-	parts := strings.Split(strings.TrimSpace(line), ",")
-	if len(parts) != 3 {
-		return f, fmt.Errorf("want 3 comma-separated fields (start,end,country), got %d", len(parts))
+	a, rest, ok1 := strings.Cut(line, ",")
+	b, c, ok2 := strings.Cut(rest, ",")
+	if !ok1 || !ok2 || strings.IndexByte(c, ',') >= 0 {
+		return f, fmt.Errorf("want 3 comma-separated fields (start,end,country), got %d", strings.Count(line, ",")+1)
 	}
-	for i, p := range parts {
-		f[i] = strings.TrimSpace(p)
-	}
+	f[0], f[1], f[2] = strings.TrimSpace(a), strings.TrimSpace(b), strings.TrimSpace(c)
 	return f, nil
 }
 

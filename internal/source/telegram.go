@@ -160,7 +160,7 @@ func ExtractTelegram(page []byte) TelegramPage {
 			continue // another class sharing the prefix
 		}
 		lt := strings.LastIndexByte(s[:i], '<')
-		if lt < 0 || strings.IndexByte(s[lt:i], '>') >= 0 || !strings.HasPrefix(strings.ToLower(s[lt:]), "<div") {
+		if lt < 0 || strings.IndexByte(s[lt:i], '>') >= 0 || !hasPrefixFold(s[lt:], "<div") {
 			continue // the marker is not inside a <div …> tag
 		}
 		gt := strings.IndexByte(s[pos:], '>')
