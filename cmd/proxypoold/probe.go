@@ -9,15 +9,17 @@ import (
 
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/logging"
+	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/probe"
 	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/store"
 )
 
 func runProbe(ctx context.Context, g *globals, args []string) error {
-	var once bool
+	var once, user bool
 	if err := subFlags(g, "probe", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&once, "once", false, "make one full pass over every due upstream, then exit")
+		fs.BoolVar(&user, "user", false, "serve D-Bus control on the session bus instead of the system bus")
 	}); err != nil {
 		return err
 	}
@@ -25,17 +27,25 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := e.openStore(ctx, nil)
+	cp := newControlPlane(e) // D-Bus control (dbus.go): PoolChanged on every store change
+	st, err := e.openStore(ctx, cp.onChange)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
 	defer d.Close()
-	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1)}
+	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: cp.onProgress}
 	if once {
 		return pl.once(ctx)
 	}
+	// Serve proxypoolctl on the system bus (--user: session bus); a bus
+	// that cannot be reached is logged and probing goes on.
+	var tor manager.Tor
+	if e.cfg.Tor.Enabled {
+		tor = &daemonTor{e: e, st: st, systemd: true}
+	}
+	cp.start(ctx, e, st, pl, !user, tor)
 	sd.Ready()
 	defer sd.Stopping()
 	go sd.Watchdog(ctx, pl.healthy)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/logging"
+	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/torgen"
 )
@@ -25,11 +26,13 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	}
 	log := e.log.WithField(logging.FieldComponent, "run")
 	notify := make(chan struct{}, 1)
-	st, err := e.openStore(ctx, func(uint64) {
+	cp := newControlPlane(e) // optional D-Bus control on the session bus (dbus.go)
+	st, err := e.openStore(ctx, func(v uint64) {
 		select {
 		case notify <- struct{}{}:
 		default:
 		}
+		cp.onChange(v)
 	})
 	if err != nil {
 		return err
@@ -54,7 +57,14 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
 	defer d.Close()
-	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1)}
+	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: cp.onProgress}
+	if sessionBusConfigured() { // proxypoolctl --user reaches `run` when a session bus exists; never fatal
+		var tor manager.Tor
+		if e.cfg.Tor.Enabled {
+			tor = &daemonTor{e: e, st: st, dataDir: e.cfg.Tor.DataDir}
+		}
+		cp.start(ctx, e, st, pl, false, tor)
+	}
 
 	start("gateway", func() error { return serveGateway(ctx, e, st, notify, sd.Ready) })
 	start("refresh", func() error { refreshLoop(ctx, e, st, pl.Trigger); return nil })
