@@ -19,7 +19,10 @@ _proxypoolctl()
         --state)
             COMPREPLY=($(compgen -W 'healthy failing dead unknown' -- "$cur"))
             return ;;
-        --country|--group|--source)
+        --country|--group|--source|--limit|--offset|--timeout|--countries|--max-bytes)
+            return ;;
+        --output)
+            _filedir
             return ;;
     esac
 
@@ -28,7 +31,7 @@ _proxypoolctl()
     local i verb="" sub=""
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            --db|--config|--format|--state|--country|--group|--source) ((i++)) ;;
+            --db|--config|--format|--state|--country|--group|--source|--limit|--offset|--timeout|--countries|--max-bytes|--output) ((i++)) ;;
             -*) ;;
             *) if [[ -z $verb ]]; then verb=${words[i]}; elif [[ -z $sub ]]; then sub=${words[i]}; fi ;;
         esac
@@ -46,21 +49,25 @@ _proxypoolctl()
     case $verb in
         parse|import)
             if [[ $cur == -* ]]; then
-                COMPREPLY=($(compgen -W "--json" -- "$cur"))
+                COMPREPLY=($(compgen -W "--json --max-bytes" -- "$cur"))
             else
                 _filedir
             fi ;;
         list)
-            COMPREPLY=($(compgen -W "--json --state --country --group --source" -- "$cur")) ;;
+            COMPREPLY=($(compgen -W "--json --state --country --group --source --limit --offset" -- "$cur")) ;;
         check|refresh)
-            COMPREPLY=($(compgen -W "--json --wait" -- "$cur")) ;;
+            COMPREPLY=($(compgen -W "--json --wait --timeout" -- "$cur")) ;;
         export)
-            COMPREPLY=($(compgen -W "--format --json" -- "$cur")) ;;
-        status|add|remove)
+            COMPREPLY=($(compgen -W "--format --output --json" -- "$cur")) ;;
+        status)
+            COMPREPLY=($(compgen -W "--json --countries" -- "$cur")) ;;
+        add|remove)
             COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
         tor)
             if [[ -z $sub ]]; then
                 COMPREPLY=($(compgen -W "status generate newnym" -- "$cur"))
+            elif [[ $sub == generate ]]; then
+                COMPREPLY=($(compgen -W "--json --wait --timeout" -- "$cur"))
             else
                 COMPREPLY=($(compgen -W "--json" -- "$cur"))
             fi ;;
