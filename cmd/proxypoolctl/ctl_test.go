@@ -299,8 +299,11 @@ func TestVerbsEndToEnd(t *testing.T) {
 	golden(t, "tor-status.json", mustCtl(t, "--user", "--json", "tor", "status"))
 	mustCtl(t, "--user", "tor", "newnym", "9060")
 	mustCtl(t, "--user", "tor", "newnym")
-	if fmt.Sprint(d.newnym) != "[9060 0]" {
-		t.Errorf("newnym calls %v", d.newnym)
+	d.mu.Lock()
+	newnym := fmt.Sprint(d.newnym)
+	d.mu.Unlock()
+	if newnym != "[9060 0]" {
+		t.Errorf("newnym calls %v", newnym)
 	}
 	golden(t, "tor-generate.json", mustCtl(t, "--user", "--json", "tor", "generate", "--wait"))
 
