@@ -140,4 +140,3 @@ func generateTor(ctx context.Context, e *env, st *store.Store, run torgen.Runner
 		len(plan.Relays), plan.Usable, len(plan.Instances), len(plan.Changed), len(plan.Removed), sum.New, sum.Gone)
 	return plan, nil
 }
-

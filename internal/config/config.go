@@ -198,7 +198,7 @@ type Tor struct {
 
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
-	Listen  string `yaml:"listen"` // 127.0.0.1:9464: the probe (pool, probe, sources, SLO) and `proxypoold run` (everything)
+	Listen string `yaml:"listen"` // 127.0.0.1:9464: the probe (pool, probe, sources, SLO) and `proxypoold run` (everything)
 	// GatewayListen is where a separate `proxypoold gateway` process (the
 	// systemd unit) serves its own metrics; "" = none.
 	GatewayListen string `yaml:"gateway-listen"` // 127.0.0.1:9465
