@@ -38,6 +38,8 @@ type controlPlane struct {
 	log logrus.FieldLogger
 	srv atomic.Pointer[control.Server]
 	mgr atomic.Pointer[manager.Manager]
+	// floors, when set before start, adds the SLO guard's floors to Status.
+	floors func() []control.GroupFloor
 }
 
 func newControlPlane(e *env) *controlPlane {
@@ -85,6 +87,7 @@ func (cp *controlPlane) start(ctx context.Context, e *env, st *store.Store, pl *
 		Checker:   pl,
 		Refresher: &daemonRefresher{e: e, st: st, added: pl.Trigger},
 		Tor:       tor,
+		Floors:    cp.floors,
 		Emit: func(p control.Progress) {
 			if srv := cp.srv.Load(); srv != nil {
 				srv.Progress(p)

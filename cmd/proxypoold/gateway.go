@@ -12,6 +12,7 @@ import (
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/gateway"
 	"github.com/proxypool/proxypool/internal/logging"
+	"github.com/proxypool/proxypool/internal/metrics"
 	"github.com/proxypool/proxypool/internal/pool"
 	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/store"
@@ -44,7 +45,9 @@ func runGateway(ctx context.Context, g *globals, args []string) error {
 	defer st.Close()
 	notify := make(chan struct{}, 1)
 	go watchPoolChanged(ctx, e, !user, notify)
-	return serveGateway(ctx, e, st, notify, sd.Ready)
+	m := e.newMetrics()
+	serveMetrics(ctx, e, m, e.cfg.Metrics.GatewayListen, func() error { _, err := st.Version(ctx); return err })
+	return serveGateway(ctx, e, st, notify, m.Gateway(), sd.Ready)
 }
 
 // watchPoolChanged turns D-Bus PoolChanged signals into reload requests. The
@@ -106,7 +109,7 @@ func listenerPlan(e *env) (want map[string]string, ports map[string]string) {
 
 // serveGateway runs pool + gateway until ctx ends. ready is called once every
 // listener is served and the pool is loaded.
-func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan struct{}, ready func() error) error {
+func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan struct{}, gm *metrics.GatewayMetrics, ready func() error) error {
 	log := e.log.WithField(logging.FieldComponent, "gateway")
 	if n, err := gateway.RaiseFileLimit(); err == nil {
 		log.Debugf("file descriptor limit %d", n)

@@ -45,6 +45,10 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	if e.cfg.Tor.Enabled {
 		tor = &daemonTor{e: e, st: st, systemd: true}
 	}
+	m := e.newMetrics()
+	if guard := startObservers(ctx, e, st, pl, m); guard != nil {
+		cp.floors = floorsOf(guard)
+	}
 	cp.start(ctx, e, st, pl, !user, tor)
 	sd.Ready()
 	defer sd.Stopping()
@@ -63,6 +67,17 @@ type probeLoop struct {
 	beat    atomic.Int64 // unix nanos of the last loop activity
 	// OnProgress, if set, sees every progress report (D-Bus Progress, metrics).
 	OnProgress func(probe.Progress)
+	// sink receives results (default: the store); statusSuffix adds the
+	// SLO summary to sd_notify STATUS.
+	sink         probe.Sink
+	statusSuffix func() string
+}
+
+func (pl *probeLoop) resultSink() probe.Sink {
+	if pl.sink != nil {
+		return pl.sink
+	}
+	return pl.st
 }
 
 // Trigger asks for a pass now (proxypoolctl check, a refresh that added upstreams).
@@ -76,7 +91,15 @@ func (pl *probeLoop) Trigger() {
 func (pl *probeLoop) progress(p probe.Progress) {
 	pl.last.Store(&p)
 	pl.beat.Store(time.Now().UnixNano())
-	sd.Statusf("%s", p)
+	if pl.statusSuffix != nil {
+		if sfx := pl.statusSuffix(); sfx != "" {
+			sd.Statusf("%s; %s", p, sfx)
+		} else {
+			sd.Statusf("%s", p)
+		}
+	} else {
+		sd.Statusf("%s", p)
+	}
 	if pl.OnProgress != nil {
 		pl.OnProgress(p)
 	}
@@ -102,7 +125,7 @@ func (pl *probeLoop) once(ctx context.Context) error {
 		return err
 	}
 	var passErr error
-	err = pr.Run(ctx, pl.st, pl.st, probe.RunOptions{MaxPasses: 1, StopWhenIdle: true,
+	err = pr.Run(ctx, pl.st, pl.resultSink(), probe.RunOptions{MaxPasses: 1, StopWhenIdle: true,
 		OnPass: func(p probe.Progress, err error) {
 			passErr = err
 			pl.e.log.WithField(logging.FieldComponent, "probe").Infof("pass done: %s in %s", p, p.Elapsed.Round(time.Millisecond))
@@ -121,7 +144,7 @@ func (pl *probeLoop) run(ctx context.Context) error {
 	log := pl.e.log.WithField(logging.FieldComponent, "probe")
 	pl.beat.Store(time.Now().UnixNano())
 	go pl.prune(ctx)
-	return pr.Run(ctx, pl.st, pl.st, probe.RunOptions{Trigger: pl.trigger,
+	return pr.Run(ctx, pl.st, pl.resultSink(), probe.RunOptions{Trigger: pl.trigger,
 		OnPass: func(p probe.Progress, err error) {
 			pl.beat.Store(time.Now().UnixNano())
 			if err != nil && ctx.Err() == nil {

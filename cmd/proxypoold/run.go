@@ -58,6 +58,10 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
 	defer d.Close()
 	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: cp.onProgress}
+	m := e.newMetrics() // one endpoint for everything in this process
+	if guard := startObservers(ctx, e, st, pl, m); guard != nil {
+		cp.floors = floorsOf(guard)
+	}
 	if sessionBusConfigured() { // proxypoolctl --user reaches `run` when a session bus exists; never fatal
 		var tor manager.Tor
 		if e.cfg.Tor.Enabled {
@@ -66,7 +70,7 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 		cp.start(ctx, e, st, pl, false, tor)
 	}
 
-	start("gateway", func() error { return serveGateway(ctx, e, st, notify, sd.Ready) })
+	start("gateway", func() error { return serveGateway(ctx, e, st, notify, m.Gateway(), sd.Ready) })
 	start("refresh", func() error { refreshLoop(ctx, e, st, pl.Trigger); return nil })
 	start("probe", func() error { return pl.run(ctx) })
 	if e.cfg.Tor.Enabled {
