@@ -26,7 +26,20 @@ const (
 	DNSCause         Cause = "dns"         // the upstream's own server name did not resolve
 	ClosedCause      Cause = "closed"      // EOF mid-handshake, cancelled, or the pool is closed
 	OtherCause       Cause = "other"
+
+	// Target causes: the upstream worked and answered that it could not
+	// reach the target (SOCKS5 replies 3-6, HTTP 502/503/504 to CONNECT).
+	// They say nothing against the upstream: the gateway answers the
+	// client with them and neither retries nor counts a failure.
+	TargetRefusedCause     Cause = "target_refused"     // the target refused the upstream's connection
+	TargetUnreachableCause Cause = "target_unreachable" // the upstream has no route to the target (or its name did not resolve there)
+	TargetTimeoutCause     Cause = "target_timeout"     // the upstream's connection to the target timed out
 )
+
+// Target reports whether c blames the target rather than the upstream.
+func (c Cause) Target() bool {
+	return c == TargetRefusedCause || c == TargetUnreachableCause || c == TargetTimeoutCause
+}
 
 // causeError is an error whose Cause is known where it is made.
 type causeError struct {
@@ -99,9 +112,9 @@ var mihomoMessages = []struct {
 	{"malformed HTTP", HandshakeCause}, // net/http ReadResponse
 	{"CONNECT method not allowed", HandshakeCause},
 	{"can not connect remote err code", RefusedCause}, // http 4xx other than 405/407
-	{"502 ", UnreachableCause},
-	{"503 ", UnreachableCause},
-	{"504 ", TimeoutCause},
+	{"502 ", TargetUnreachableCause},                  // http CONNECT answered by the upstream
+	{"503 ", TargetUnreachableCause},
+	{"504 ", TargetTimeoutCause},
 	{"500 ", OtherCause},
 	{"tls: ", HandshakeCause},
 	{"x509: ", HandshakeCause},

@@ -165,17 +165,39 @@ func (p *Pool) Close() error {
 }
 
 // build makes the dialer for one upstream: proxypool's own SOCKS clients
-// for socks4 and tor, mihomo's adapters for every other kind.
+// for socks4, tor and plain socks5, mihomo's adapters for every other kind
+// (and socks5 over TLS).
 func build(u upstream.Upstream) (dialer, error) {
 	switch u.Type {
 	case upstream.SOCKS4:
 		return &socks4Dialer{server: u.Addr(), user: u.Str("username")}, nil
 	case upstream.Tor:
 		return &socks5Dialer{server: u.Addr(), user: u.Str("username"), pass: u.Str("password")}, nil
+	case upstream.SOCKS5:
+		if !truthy(u.Options["tls"]) {
+			return &socks5Dialer{server: u.Addr(), user: u.Str("username"), pass: u.Str("password")}, nil
+		}
 	}
 	d, err := newAdapter(u)
 	if err != nil {
 		return nil, fmt.Errorf("building %s dialer for %s: %w", u.Type, u.ID, err)
 	}
 	return d, nil
+}
+
+// truthy reads a boolean option as parsed from YAML, JSON or a share link.
+func truthy(v any) bool {
+	switch t := v.(type) {
+	case bool:
+		return t
+	case string:
+		return t == "true" || t == "1"
+	case int:
+		return t != 0
+	case int64:
+		return t != 0
+	case float64:
+		return t != 0
+	}
+	return false
 }

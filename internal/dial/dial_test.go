@@ -104,19 +104,17 @@ func TestTargetNamesAreNotResolvedLocally(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		_, err := p.DialContext(ctx, u, "no-such-host.invalid:80")
 		cancel()
-		if err == nil && u.Type == upstream.SOCKS5 {
-			// mihomo's socks5 client (transport/socks5.ClientHandshake,
-			// v1.19.20) reads the reply but ignores its REP code, so an
-			// upstream's "host unreachable" looks like success.
-			t.Logf("%s: known mihomo limitation: SOCKS5 reply code ignored", u)
-			continue
-		}
 		if err == nil {
 			t.Fatalf("%s: dial to a bogus name succeeded", u)
 		}
-		if u.Type == upstream.SOCKS4 || u.Type == upstream.Tor {
-			if c := Classify(err); c != RefusedCause && c != UnreachableCause {
-				t.Errorf("%s: cause %s, want the upstream's refusal", u, c)
+		switch c := Classify(err); u.Type {
+		case upstream.SOCKS4: // reply 91 is ambiguous: counted on the upstream
+			if c != RefusedCause {
+				t.Errorf("%s: cause %s, want refused", u, c)
+			}
+		case upstream.SOCKS5, upstream.Tor: // the upstream's SOCKS5 reply blames the target
+			if !c.Target() {
+				t.Errorf("%s: cause %s, want a target cause", u, c)
 			}
 		}
 		var dnsErr *net.DNSError
@@ -240,7 +238,8 @@ func TestClassifyPlainErrors(t *testing.T) {
 		{ErrClosed, ClosedCause},
 		{&net.DNSError{Err: "no such host", Name: "x"}, DNSCause},
 		{errors.New("HTTP need auth"), AuthCause},
-		{errors.New("502 Bad Gateway"), UnreachableCause},
+		{errors.New("502 Bad Gateway"), TargetUnreachableCause},
+		{errors.New("504 Gateway Timeout"), TargetTimeoutCause},
 		{errors.New("something else"), OtherCause},
 	}
 	for _, tt := range tests {

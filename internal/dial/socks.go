@@ -11,24 +11,25 @@ import (
 )
 
 // proxypool's own SOCKS clients: SOCKS4/4a, which mihomo lacks, and a
-// minimal SOCKS5 client for local tor SocksPorts (kind "tor"), which reports
-// tor's SOCKS reply codes instead of ignoring them.
+// minimal SOCKS5 client for kinds socks5 (without TLS) and tor: mihomo's
+// SOCKS5 client ignores the reply code (a "host unreachable" answer
+// becomes a successful dial); this one maps every code to a Cause.
 
-var netDialer = &net.Dialer{}
+// netDialer dials upstream servers. Keep-alive is off: a tunnel's idle
+// timeout is the gateway's, and the probes would be two wasted syscalls.
+var netDialer = &net.Dialer{KeepAlive: -1}
 
 // aLongTimeAgo is a deadline in the past, used to unblock I/O on cancel.
 var aLongTimeAgo = time.Unix(1, 0)
 
 // connectWithin dials server and arranges that ctx ending (deadline or
 // cancel) unblocks the handshake run by hs; the conn is returned with no
-// deadline.
+// deadline. ctx's own timer does the work: no deadline is set on the conn
+// unless ctx ends during the handshake.
 func connectWithin(ctx context.Context, server string, hs func(c net.Conn) error) (net.Conn, error) {
 	c, err := netDialer.DialContext(ctx, "tcp", server)
 	if err != nil {
 		return nil, err
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
 	err = hs(c)
@@ -44,7 +45,6 @@ func connectWithin(ctx context.Context, server string, hs func(c net.Conn) error
 		_ = c.Close()
 		return nil, err
 	}
-	_ = c.SetDeadline(time.Time{})
 	return c, nil
 }
 
@@ -105,6 +105,8 @@ func (d *socks4Dialer) dial(ctx context.Context, addr string) (net.Conn, error) 
 		case 90:
 			return nil
 		case 91:
+			// ambiguous (target down, or the server refuses us): counted
+			// against the upstream.
 			return &causeError{RefusedCause, "socks4: request rejected or failed (91)"}
 		case 92, 93:
 			return &causeError{AuthCause, fmt.Sprintf("socks4: identd check failed (%d)", rep[1])}
@@ -117,119 +119,172 @@ type socks5Dialer struct{ server, user, pass string }
 
 func (d *socks5Dialer) close() error { return nil }
 
+// socks5Replies maps SOCKS5 reply codes to causes. Codes 3-6 say the
+// upstream is working but could not reach the target: they are target
+// causes, which do not count against the upstream.
 var socks5Replies = [...]struct {
 	cause Cause
 	text  string
 }{
 	1: {OtherCause, "general failure"},
 	2: {RefusedCause, "connection not allowed by ruleset"},
-	3: {UnreachableCause, "network unreachable"},
-	4: {UnreachableCause, "host unreachable"},
-	5: {RefusedCause, "connection refused"},
-	6: {TimeoutCause, "TTL expired"},
+	3: {TargetUnreachableCause, "network unreachable"},
+	4: {TargetUnreachableCause, "host unreachable"},
+	5: {TargetRefusedCause, "connection refused"},
+	6: {TargetTimeoutCause, "TTL expired"},
 	7: {HandshakeCause, "command not supported"},
 	8: {HandshakeCause, "address type not supported"},
 }
 
+// dial sends the greeting and the CONNECT request in one write when no
+// password is configured (pipelined: one round trip), and greeting, then
+// credentials+request in one write otherwise. The reply is read exactly
+// (never past its end), so bytes the target sends first stay in the socket.
 func (d *socks5Dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
 	host, port, err := splitTarget(addr)
 	if err != nil {
 		return nil, err
 	}
-	req := make([]byte, 0, 22+len(host))
-	req = append(req, 5, 1, 0)
+	auth := d.user != "" || d.pass != ""
+	if auth && (len(d.user) > 255 || len(d.pass) > 255) {
+		return nil, &causeError{AuthCause, "socks5: username or password longer than 255 bytes"}
+	}
+	if len(host) > 255 {
+		return nil, fmt.Errorf("parsing target %q: host name too long", addr)
+	}
+	var b [3 + 3 + 255 + 255 + 22 + 255]byte
+	out := b[:0]
+	if auth {
+		out = append(out, 5, 2, 0, 2)
+	} else {
+		out = append(out, 5, 1, 0)
+	}
+	greetLen := len(out)
+	if auth {
+		out = append(out, 1, byte(len(d.user)))
+		out = append(out, d.user...)
+		out = append(out, byte(len(d.pass)))
+		out = append(out, d.pass...)
+	}
+	authEnd := len(out)
+	out = append(out, 5, 1, 0)
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ip = ip.Unmap()
 		if ip.Is4() {
-			b := ip.As4()
-			req = append(req, 1)
-			req = append(req, b[:]...)
+			a := ip.As4()
+			out = append(out, 1)
+			out = append(out, a[:]...)
 		} else {
-			b := ip.As16()
-			req = append(req, 4)
-			req = append(req, b[:]...)
+			a := ip.As16()
+			out = append(out, 4)
+			out = append(out, a[:]...)
 		}
 	} else {
-		if len(host) > 255 {
-			return nil, fmt.Errorf("parsing target %q: host name too long", addr)
-		}
-		req = append(req, 3, byte(len(host)))
-		req = append(req, host...)
+		out = append(out, 3, byte(len(host)))
+		out = append(out, host...)
 	}
-	req = append(req, byte(port>>8), byte(port))
+	out = append(out, byte(port>>8), byte(port))
 	return connectWithin(ctx, d.server, func(c net.Conn) error {
-		var buf [4 + 255 + 2]byte
-		greet := []byte{5, 1, 0}
-		if d.user != "" {
-			greet = []byte{5, 2, 0, 2}
-		}
-		if _, err := c.Write(greet); err != nil {
-			return err
-		}
-		if _, err := io.ReadFull(c, buf[:2]); err != nil {
-			return err
-		}
-		if buf[0] != 5 {
-			return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad version %d", buf[0])}
-		}
-		switch buf[1] {
-		case 0:
-		case 2:
-			if d.user == "" {
-				return &causeError{AuthCause, "socks5: server wants a password"}
-			}
-			if len(d.user) > 255 || len(d.pass) > 255 {
-				return &causeError{AuthCause, "socks5: username or password too long"}
-			}
-			a := make([]byte, 0, 3+len(d.user)+len(d.pass))
-			a = append(a, 1, byte(len(d.user)))
-			a = append(a, d.user...)
-			a = append(a, byte(len(d.pass)))
-			a = append(a, d.pass...)
-			if _, err := c.Write(a); err != nil {
-				return err
-			}
-			if _, err := io.ReadFull(c, buf[:2]); err != nil {
-				return err
-			}
-			if buf[1] != 0 {
-				return &causeError{AuthCause, "socks5: username/password rejected"}
-			}
-		case 0xff:
-			return &causeError{AuthCause, "socks5: no acceptable auth method"}
-		default:
-			return &causeError{HandshakeCause, fmt.Sprintf("socks5: unexpected method %d", buf[1])}
-		}
-		if _, err := c.Write(req); err != nil {
-			return err
-		}
-		if _, err := io.ReadFull(c, buf[:5]); err != nil {
-			return err
-		}
-		if buf[0] != 5 {
-			return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad reply version %d", buf[0])}
-		}
-		if rep := buf[1]; rep != 0 {
-			if int(rep) < len(socks5Replies) {
-				r := socks5Replies[rep]
-				return &causeError{r.cause, "socks5: " + r.text}
-			}
-			return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad reply code %d", rep)}
-		}
-		var rest int // bytes of BND.ADDR+PORT left after the 5 read
-		switch buf[3] {
-		case 1:
-			rest = 4 - 1 + 2
-		case 4:
-			rest = 16 - 1 + 2
-		case 3:
-			rest = int(buf[4]) + 2
-		default:
-			return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad address type %d", buf[3])}
-		}
-		if _, err := io.ReadFull(c, buf[:rest]); err != nil {
-			return err
-		}
-		return nil
+		return socks5Handshake(c, out, greetLen, authEnd, auth)
 	})
+}
+
+// socks5Handshake runs the client side over c. msg is greeting (up to
+// greetLen), credentials (up to authEnd, when auth) and request.
+func socks5Handshake(c net.Conn, msg []byte, greetLen, authEnd int, auth bool) error {
+	var in [2 + 2 + 4 + 1 + 255 + 2]byte
+	var err error
+	if !auth {
+		// greeting + request; method answer + first part of the reply.
+		if _, err = c.Write(msg); err != nil {
+			return err
+		}
+		// method (2) + VER REP RSV ATYP + first address byte (5): the
+		// shortest possible CONNECT reply is longer than that.
+		n, err := io.ReadFull(c, in[:7])
+		if n >= 2 {
+			if merr := socks5Method(in[0], in[1], false); merr != nil {
+				return merr
+			}
+		}
+		if err != nil {
+			return err
+		}
+		return socks5Reply(c, in[2:7])
+	}
+	if _, err = c.Write(msg[:greetLen]); err != nil {
+		return err
+	}
+	if _, err = io.ReadFull(c, in[:2]); err != nil {
+		return err
+	}
+	if err := socks5Method(in[0], in[1], true); err != nil {
+		return err
+	}
+	rest, wantAuth := msg[authEnd:], in[1] == 2
+	if wantAuth {
+		rest = msg[greetLen:] // credentials + request in one write
+	}
+	if _, err = c.Write(rest); err != nil {
+		return err
+	}
+	if wantAuth {
+		if _, err = io.ReadFull(c, in[:2]); err != nil {
+			return err
+		}
+		if in[1] != 0 {
+			return &causeError{AuthCause, "socks5: username/password rejected"}
+		}
+	}
+	if _, err = io.ReadFull(c, in[:5]); err != nil {
+		return err
+	}
+	return socks5Reply(c, in[:5])
+}
+
+func socks5Method(ver, method byte, auth bool) error {
+	if ver != 5 {
+		return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad version %d", ver)}
+	}
+	switch method {
+	case 0:
+		return nil
+	case 2:
+		if auth {
+			return nil
+		}
+		return &causeError{AuthCause, "socks5: server wants a password"}
+	case 0xff:
+		return &causeError{AuthCause, "socks5: no acceptable auth method"}
+	}
+	return &causeError{HandshakeCause, fmt.Sprintf("socks5: unexpected method %d", method)}
+}
+
+// socks5Reply checks the first 5 reply bytes (VER REP RSV ATYP ADDR[0])
+// and reads the rest of the bound address.
+func socks5Reply(c net.Conn, h []byte) error {
+	if h[0] != 5 {
+		return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad reply version %d", h[0])}
+	}
+	if rep := h[1]; rep != 0 {
+		if int(rep) < len(socks5Replies) {
+			r := socks5Replies[rep]
+			return &causeError{r.cause, "socks5: " + r.text}
+		}
+		return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad reply code %d", rep)}
+	}
+	var rest int // bytes of BND.ADDR+PORT left after the 5 read
+	switch h[3] {
+	case 1:
+		rest = 4 - 1 + 2
+	case 4:
+		rest = 16 - 1 + 2
+	case 3:
+		rest = int(h[4]) + 2
+	default:
+		return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad address type %d", h[3])}
+	}
+	var buf [255 + 2]byte
+	_, err := io.ReadFull(c, buf[:rest])
+	return err
 }
