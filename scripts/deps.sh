@@ -14,6 +14,7 @@ have gcc            || need+=(gcc)
 have setpriv        || need+=(util-linux)
 have systemd-analyze || need+=(systemd)
 have lintian        || need+=(lintian)
+have promtool       || need+=(prometheus)   # promtool checks the shipped alert rules
 if [ "${PROXYPOOL_E2E:-1}" != 0 ]; then
   have systemd-nspawn || need+=(systemd-container)
   have mmdebstrap     || need+=(mmdebstrap)
