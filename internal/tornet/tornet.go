@@ -307,10 +307,15 @@ func (n *Network) ClientConfig() []string {
 	out := []string{"TestingTorNetwork 1"}
 	out = append(out, n.dirAuthorityLines()...)
 	return append(out,
-		"GeoIPFile "+filepath.Join(n.Dir, "geoip"),
+		"GeoIPFile "+n.GeoIPFile(),
 		"GeoIPv6File "+filepath.Join(n.Dir, "geoip6"),
 		"PathsNeededToBuildCircuits 0.25")
 }
+
+// GeoIPFile is the private GeoIP file (tor's decimal-range format) that maps
+// every relay's address to its country: give it to the product as
+// probe.geoip so tor upstreams get their exits' countries.
+func (n *Network) GeoIPFile() string { return filepath.Join(n.Dir, "geoip") }
 
 // ControlAddr is a control port (cookie auth, with the private GeoIP file
 // loaded) of a tor that holds the consensus: tor.relays: control://<it>.
