@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/proxypool/proxypool/internal/httpproxy"
@@ -20,10 +21,14 @@ import (
 
 // conn is one client connection.
 type conn struct {
-	g     *Gateway
-	c     net.Conn
-	group string
-	idle  atomic.Bool // waiting for the next keep-alive request
+	g        *Gateway
+	c        net.Conn
+	listener string
+	group    string
+	idle     atomic.Bool // waiting for the next keep-alive request
+
+	proto   string // for the observer
+	outcome string
 
 	upMu sync.Mutex
 	up   net.Conn // current upstream tunnel, closed on forced drain
@@ -63,6 +68,16 @@ func (cc *conn) serve(ctx context.Context) {
 	defer g.untrack(cc)
 	defer cc.c.Close()
 	defer cc.releaseReader()
+	if g.obs != nil {
+		start := time.Now()
+		cc.proto = "unknown"
+		defer func() {
+			if cc.outcome == "" {
+				cc.outcome = outcomeClientClosed
+			}
+			g.obs.ConnDone(cc.listener, cc.proto, cc.outcome, time.Since(start))
+		}()
+	}
 	cc.c.SetReadDeadline(time.Now().Add(g.opts.HandshakeTimeout))
 	cc.cr.R = cc.c
 	cc.cr.Limit(int64(g.opts.MaxHeaderBytes))
@@ -72,7 +87,20 @@ func (cc *conn) serve(ctx context.Context) {
 		cc.sel.Client = a.IP.String()
 	}
 	proto, err := proxymux.Sniff(cc.br)
+	if g.obs != nil {
+		switch {
+		case err != nil:
+		case proto == proxymux.HTTP:
+			cc.proto = "http"
+		case proto == proxymux.SOCKS4:
+			cc.proto = "socks4"
+		default:
+			cc.proto = "socks5"
+		}
+		g.obs.ConnOpened(cc.listener, cc.proto)
+	}
 	if err != nil {
+		cc.clientFailed(err)
 		return
 	}
 	if proto == proxymux.HTTP {
@@ -80,6 +108,42 @@ func (cc *conn) serve(ctx context.Context) {
 		return
 	}
 	cc.serveSOCKS(ctx)
+}
+
+// clientFailed names the outcome of a client read that failed.
+func (cc *conn) clientFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		cc.outcome = outcomeClientClosed
+	case errors.As(err, &ne) && ne.Timeout():
+		cc.outcome = outcomeClientTimout
+	default:
+		cc.outcome = outcomeClientError
+	}
+}
+
+// dialFailed names the outcome of a connect that gave no tunnel.
+func (cc *conn) dialFailed(err error) {
+	var de *dialError
+	switch {
+	case !errors.As(err, &de):
+		cc.outcome = "other"
+	case errors.Is(de.pickErr, upstream.ErrUnknownGroup):
+		cc.outcome = outcomeUnknownGroup
+	case de.pickErr != nil:
+		cc.outcome = outcomeNoUpstream
+	default:
+		cc.outcome = de.cause
+	}
+}
+
+func (cc *conn) authRejected() {
+	cc.g.stats.AuthFails.Add(1)
+	cc.outcome = outcomeAuth
+	if cc.g.obs != nil {
+		cc.g.obs.AuthRejected(cc.listener)
+	}
 }
 
 // selector fills the request's selection from the port and the username.
@@ -109,8 +173,10 @@ func (cc *conn) serveSOCKS(ctx context.Context) {
 	req, err := socks.ServerHandshake(cc.br, cc.c, auth, len(g.opts.Users) > 0)
 	if err != nil {
 		if errors.Is(err, socks.ErrAuth) {
-			g.stats.AuthFails.Add(1)
+			cc.authRejected()
 			g.log.WithError(err).Debug("socks auth refused")
+		} else {
+			cc.clientFailed(err)
 		}
 		return
 	}
@@ -120,13 +186,16 @@ func (cc *conn) serveSOCKS(ctx context.Context) {
 	up, ch, err := g.connect(ctx, &cc.sel, req.Addr)
 	if err != nil {
 		g.stats.Failed.Add(1)
+		cc.dialFailed(err)
 		socks.Reply(cc.c, req.Version, socksCode(err))
 		g.log.WithError(err).WithField("target", req.Addr).Debug("socks request failed")
 		return
 	}
 	_ = ch
 	defer up.Close()
+	cc.outcome = outcomeOK
 	if err := socks.Reply(cc.c, req.Version, socks.Succeeded); err != nil {
+		cc.outcome = outcomeClientClosed
 		return
 	}
 	cc.tunnel(up)
@@ -143,7 +212,15 @@ func (cc *conn) tunnel(up net.Conn) {
 	}
 	cc.releaseReader()
 	cc.c.SetReadDeadline(time.Time{})
-	relay(cc.c, up, cc.g.opts.IdleTimeout)
+	obs := cc.g.obs
+	if obs == nil {
+		relay(cc.c, up, cc.g.opts.IdleTimeout)
+		return
+	}
+	obs.ActiveTunnels(1)
+	nUp, nDown := relay(cc.c, up, cc.g.opts.IdleTimeout)
+	obs.ActiveTunnels(-1)
+	obs.Bytes(nUp, nDown)
 }
 
 func (cc *conn) serveHTTP(ctx context.Context) {
@@ -152,6 +229,9 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		req, target, err := httpproxy.ReadRequest(cc.br)
 		cc.cr.Unlimit()
 		if err != nil {
+			if cc.outcome != outcomeOK || !errors.Is(err, io.EOF) {
+				cc.clientFailed(err)
+			}
 			switch {
 			case errors.Is(err, httpproxy.ErrHeaderTooLarge):
 				httpproxy.WriteError(cc.c, http.StatusRequestHeaderFieldsTooLarge, httpproxy.ProxyStatus("http_request_error", "request header too large", ""), "proxypool: request header larger than the limit", nil)
@@ -172,19 +252,21 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 			err = cc.selector(p)
 		}
 		if err != nil {
-			g.stats.AuthFails.Add(1)
+			cc.authRejected()
 			httpproxy.WriteError(cc.c, http.StatusProxyAuthRequired, "", "proxypool: "+err.Error(), nil)
 			return
 		}
 		up, ch, err := g.connect(ctx, &cc.sel, target)
 		if err != nil {
 			g.stats.Failed.Add(1)
+			cc.dialFailed(err)
 			status, ps, body := httpError(err)
 			httpproxy.WriteError(cc.c, status, ps, body, nil)
 			g.log.WithError(err).WithField("target", target).Debug("http request failed")
 			return
 		}
 		extra := cc.infoHeader(ch)
+		cc.outcome = outcomeOK
 		if req.Method == http.MethodConnect {
 			defer up.Close()
 			if httpproxy.WriteConnectOK(cc.c, extra) != nil {
@@ -204,6 +286,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		up.Close()
 		cc.setUp(nil)
 		if err != nil && !started {
+			cc.outcome = outcomeUpstream
 			status := http.StatusBadGateway
 			ps := httpproxy.ProxyStatus("http_response_incomplete", err.Error(), ch.ID)
 			httpproxy.WriteError(cc.c, status, ps, "proxypool: "+err.Error(), nil)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,6 +69,9 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 		to := min(left, g.tryTimeout(ch.LatencyMS))
 		if attempt > 0 {
 			g.stats.Retries.Add(1)
+			if g.obs != nil {
+				g.obs.Retry()
+			}
 		}
 		dctx, cancel := context.WithTimeout(ctx, to)
 		start := time.Now()
@@ -75,12 +79,24 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 		cancel()
 		took := time.Since(start)
 		if err == nil {
+			if g.obs != nil {
+				g.obs.DialLatency(outcomeOK, took)
+			}
 			g.report(ch.ID, start, took, "")
 			g.stats.Tunnels.Add(1)
 			return c, ch, nil
 		}
 		cause, lastErr, tries, last = g.classify(err), err, attempt+1, ch.ID
+		if g.obs != nil {
+			g.obs.DialLatency(cause, took)
+		}
 		if ctx.Err() != nil { // the client left: not the upstream's fault
+			break
+		}
+		if isTarget(cause) {
+			// the upstream works and says the target cannot be reached:
+			// answer that, count nothing against the upstream, and do
+			// not spend other upstreams on a dead target.
 			break
 		}
 		g.report(ch.ID, start, took, cause)
@@ -90,6 +106,10 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 	}
 	return nil, upstream.Choice{}, &dialError{cause: cause, err: lastErr, tries: tries, last: last, addr: addr}
 }
+
+// isTarget reports whether a cause blames the target, not the upstream
+// (the dial package's target_* causes).
+func isTarget(cause string) bool { return strings.HasPrefix(cause, "target_") }
 
 // tryTimeout gives one try 3× the upstream's known latency, within
 // [MinDialTimeout, DialTimeout].
@@ -131,11 +151,13 @@ func classifyErr(err error) string {
 	case errors.As(err, &re):
 		switch re.Code {
 		case socks.ConnectionRefused:
-			return "refused"
+			return "target_refused"
 		case socks.TTLExpired:
-			return "timeout"
+			return "target_timeout"
 		case socks.HostUnreachable, socks.NetworkUnreachable:
-			return "unreachable"
+			return "target_unreachable"
+		case socks.NotAllowed:
+			return "refused"
 		}
 		return "handshake"
 	case errors.As(err, &ne) && ne.Timeout():
@@ -157,11 +179,11 @@ func socksCode(err error) byte {
 		return socks.NetworkUnreachable
 	}
 	switch de.cause {
-	case "refused":
+	case "refused", "target_refused":
 		return socks.ConnectionRefused
-	case "timeout":
+	case "timeout", "target_timeout":
 		return socks.TTLExpired
-	case "unreachable", "dns":
+	case "unreachable", "dns", "target_unreachable":
 		return socks.HostUnreachable
 	}
 	return socks.GeneralFailure
@@ -183,9 +205,9 @@ func httpError(err error) (int, string, string) {
 	}
 	status, typ := http.StatusBadGateway, "destination_unavailable"
 	switch de.cause {
-	case "timeout":
+	case "timeout", "target_timeout":
 		status, typ = http.StatusGatewayTimeout, "connection_timeout"
-	case "refused":
+	case "refused", "target_refused":
 		typ = "connection_refused"
 	case "reset", "closed":
 		typ = "connection_terminated"

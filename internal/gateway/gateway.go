@@ -41,9 +41,16 @@ type Options struct {
 	Reporter Reporter // optional
 	// Classify names a dial error's cause (refused, timeout, reset,
 	// handshake, auth, unreachable, dns, closed, other); nil uses a
-	// built-in classification of OS errors.
+	// built-in classification of OS errors. Causes starting "target_"
+	// (target_refused, target_unreachable, target_timeout) mean the
+	// upstream worked but could not reach the target: the client gets that
+	// answer at once, with no retry and nothing counted against the
+	// upstream.
 	Classify func(error) string
 	Log      logrus.FieldLogger
+	// Observer, when set, is told about connections, dials, tunnels and
+	// bytes (metrics). Listener names given to Run reach it as is.
+	Observer Observer
 
 	// Ports maps listener names (systemd FileDescriptorName=) to the group
 	// their clients are pinned to. Other listeners serve the whole pool.
@@ -76,6 +83,7 @@ type Gateway struct {
 	opts     Options
 	log      logrus.FieldLogger
 	classify func(error) string
+	obs      Observer // nil: no observer
 	sem      chan struct{}
 
 	mu       sync.Mutex
@@ -132,7 +140,7 @@ func New(o Options) (*Gateway, error) {
 		l.Out = discard{}
 		o.Log = l
 	}
-	g := &Gateway{opts: o, log: o.Log, classify: o.Classify, sem: make(chan struct{}, o.MaxConns), conns: map[*conn]struct{}{}}
+	g := &Gateway{opts: o, log: o.Log, classify: o.Classify, obs: o.Observer, sem: make(chan struct{}, o.MaxConns), conns: map[*conn]struct{}{}}
 	if g.classify == nil {
 		g.classify = classifyErr
 	}
@@ -201,7 +209,7 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 			accept.Add(1)
 			go func() {
 				defer accept.Done()
-				if err := g.serve(ctx, ln, group); err != nil {
+				if err := g.serve(ctx, ln, name, group); err != nil {
 					errc <- fmt.Errorf("listener %q on %s: %w", name, ln.Addr(), err)
 				}
 			}()
@@ -236,7 +244,7 @@ func isLoopback(a net.Addr) bool {
 	return false
 }
 
-func (g *Gateway) serve(ctx context.Context, ln net.Listener, group string) error {
+func (g *Gateway) serve(ctx context.Context, ln net.Listener, name, group string) error {
 	var delay time.Duration
 	for {
 		select {
@@ -262,7 +270,7 @@ func (g *Gateway) serve(ctx context.Context, ln net.Listener, group string) erro
 		}
 		delay = 0
 		g.stats.Accepted.Add(1)
-		cc := &conn{g: g, c: c, group: group}
+		cc := &conn{g: g, c: c, listener: name, group: group}
 		if !g.track(cc) {
 			c.Close()
 			<-g.sem

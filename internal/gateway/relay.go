@@ -24,38 +24,42 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 
 // relay copies both ways until both directions ended, half-closing each
 // write side when its source reaches EOF, and closing both on an error or
-// when neither direction moved for idle.
-func relay(client, up net.Conn, idle time.Duration) {
+// when neither direction moved for idle. It returns the bytes copied up
+// (client → upstream) and down.
+func relay(client, up net.Conn, idle time.Duration) (nUp, nDown int64) {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	done := make(chan struct{})
 	go func() {
-		copyHalf(client, up, &last, idle)
+		nDown = copyHalf(client, up, &last, idle)
 		close(done)
 	}()
-	copyHalf(up, client, &last, idle)
+	nUp = copyHalf(up, client, &last, idle)
 	<-done
+	return nUp, nDown
 }
 
-// copyHalf copies src → dst.
-func copyHalf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) {
+// copyHalf copies src → dst and returns the bytes written.
+func copyHalf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) int64 {
 	src.SetReadDeadline(time.Now().Add(idle))
 	var err error
+	var n int64
 	if rc := rawConn(src); rc != nil {
-		err = copyRaw(dst, src, rc, last, idle)
+		n, err = copyRaw(dst, src, rc, last, idle)
 	} else {
-		err = copyBuf(dst, src, last, idle)
+		n, err = copyBuf(dst, src, last, idle)
 	}
 	if err == nil || errors.Is(err, io.EOF) {
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			if cw.CloseWrite() == nil {
-				return
+				return n
 			}
 		}
 	}
 	// error, idle or no half-close: end the whole tunnel
 	dst.Close()
 	src.Close()
+	return n
 }
 
 func rawConn(c net.Conn) syscall.RawConn {
@@ -84,7 +88,7 @@ func stillActive(src net.Conn, err error, last *atomic.Int64, idle time.Duration
 	return true
 }
 
-func copyRaw(dst, src net.Conn, rc syscall.RawConn, last *atomic.Int64, idle time.Duration) error {
+func copyRaw(dst, src net.Conn, rc syscall.RawConn, last *atomic.Int64, idle time.Duration) (total int64, _ error) {
 	var (
 		buf  *[]byte
 		n    int
@@ -115,29 +119,30 @@ func copyRaw(dst, src net.Conn, rc syscall.RawConn, last *atomic.Int64, idle tim
 			if stillActive(src, err, last, idle) {
 				continue
 			}
-			return err
+			return total, err
 		}
 		if rerr != nil {
 			bufPool.Put(buf)
 			buf = nil
-			return rerr
+			return total, rerr
 		}
 		if n == 0 {
 			bufPool.Put(buf)
 			buf = nil
-			return io.EOF
+			return total, io.EOF
 		}
 		last.Store(time.Now().UnixNano())
-		_, werr := dst.Write((*buf)[:n])
+		w, werr := dst.Write((*buf)[:n])
+		total += int64(w)
 		bufPool.Put(buf)
 		buf = nil
 		if werr != nil {
-			return werr
+			return total, werr
 		}
 	}
 }
 
-func copyBuf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) error {
+func copyBuf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) (total int64, _ error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	b := *bp
@@ -145,15 +150,17 @@ func copyBuf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) error {
 		n, err := src.Read(b)
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
-			if _, werr := dst.Write(b[:n]); werr != nil {
-				return werr
+			w, werr := dst.Write(b[:n])
+			total += int64(w)
+			if werr != nil {
+				return total, werr
 			}
 		}
 		if err != nil {
 			if stillActive(src, err, last, idle) {
 				continue
 			}
-			return err
+			return total, err
 		}
 	}
 }
