@@ -1,0 +1,488 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/fleet"
+	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/tornet"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// helperEnv makes the test binary act as proxypoold (TestTorE2EHelper): the
+// end-to-end test runs the real program in its own process, stops it with
+// SIGTERM, and needs no second build.
+const (
+	helperEnv     = "PROXYPOOLD_E2E_HELPER"
+	helperArgsEnv = "PROXYPOOLD_E2E_ARGS"
+	debugHeader   = "X-Proxypool-Upstream"
+)
+
+// TestTorE2EHelper is not a test: it is proxypoold when the end-to-end test
+// starts this binary with helperEnv set.
+func TestTorE2EHelper(t *testing.T) {
+	if os.Getenv(helperEnv) != "1" {
+		t.Skip("helper process of TestTorGatewayE2E")
+	}
+	os.Exit(mainArgs(strings.Split(os.Getenv(helperArgsEnv), "\n"), os.Stdout, os.Stderr))
+}
+
+// TestTorGatewayE2E proves issue 5 through the whole product: `proxypoold
+// run` discovers the exits of a private Tor network through its control
+// port, runs one supervised tor per exit (tor.mode single), the probe finds
+// them healthy with their exits' countries, and the gateway's pinned ports
+// `us` and `nonus` carry traffic only through the matching exits. Killing
+// one tor child costs no request (the gateway fails over to the other
+// instance of the group) and the supervisor brings it back.
+func TestTorGatewayE2E(t *testing.T) {
+	n := tornet.StartT(t) // skips unless PROXYPOOL_TORNET=1 and tor is installed
+	netReady := n.Bootstrap
+	exitCountry := map[string]string{}
+	for _, e := range n.Exits() {
+		exitCountry[e.Name] = e.Country
+	}
+	judge := fleet.StartJudgeT(t)
+
+	dir := t.TempDir()
+	torrcDir := filepath.Join(dir, "etc")
+	ports := freePorts(t, 3)
+	mainAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	portAddr := map[string]string{"us": fmt.Sprintf("127.0.0.1:%d", ports[1]), "nonus": fmt.Sprintf("127.0.0.1:%d", ports[2])}
+	torBase := freeRange(t, 8)
+	realIP := `""` // learned from the judge: 127.0.0.1, whose /24 the exits (127.0.N.x, N≠0) are outside of
+	if !n.Shim {
+		// Without the bind shim every exit reaches the judge from 127.0.0.1,
+		// which the probe rightly calls "routes locally"; pretend a public
+		// address so the upstreams can still be judged.
+		realIP = "192.0.2.1"
+		t.Log("tornet without the bind shim: probe.real-ip set to 192.0.2.1")
+	}
+	var extra []string
+	for _, l := range n.ClientConfig() {
+		q, _ := json.Marshal(l)
+		extra = append(extra, "    - "+string(q))
+	}
+	cfgPath := filepath.Join(dir, "proxypool.yaml")
+	cfg := fmt.Sprintf(`database: %[1]s/proxypool.db
+sources: []
+probe:
+  judges: [%[2]s/get]
+  interval: 10s
+  failing-interval: 1s
+  timeout: 15s
+  max-failures: 20
+  geoip: %[3]s
+  geoip6: ""
+  real-ip: %[4]s
+gateway:
+  listen: %[5]s
+  strategy: round-robin
+  max-tries: 3
+  handshake-timeout: 20s
+  total-timeout: 40s
+  debug-header: true
+  ports:
+    - {listen: "%[6]s", group: us}
+    - {listen: "%[7]s", group: nonus}
+groups:
+  us: {countries: [US]}
+  nonus: {exclude-countries: [US, UA, CH]}
+tor:
+  enabled: true
+  runner: process
+  relays: control://%[8]s
+  relays-format: control
+  mode: single
+  groups: [us, nonus]
+  port-base: %[9]d
+  port-max: %[10]d
+  max-instances: 8
+  torrc-dir: %[11]s
+  data-dir: %[1]s/tor
+  extra-config:
+%[12]s
+metrics: {enabled: false}
+log: {level: info, format: text}
+slo: {min-healthy: 0}
+`, dir, judge.URL, n.GeoIPFile(), realIP, mainAddr, portAddr["us"], portAddr["nonus"],
+		n.ControlAddr(), torBase, torBase+7, torrcDir, strings.Join(extra, "\n"))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The product, as its own process.
+	logPath := filepath.Join(dir, "proxypoold.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTorE2EHelper$", "-test.count=1")
+	cmd.Env = append(withoutBus(os.Environ()), helperEnv+"=1", helperArgsEnv+"=--config\n"+cfgPath+"\nrun")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("proxypoold log (tail):\n%s", tail(logPath, 60))
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+
+	// 1. Every tor upstream healthy, with its exit's country.
+	recs := waitTorHealthy(ctx, t, filepath.Join(dir, "proxypool.db"), 4, exited)
+	healthyAfter := time.Since(started)
+	portOf := map[string]int{}
+	for _, r := range recs {
+		portOf[r.ID] = r.Port
+		t.Logf("tor upstream %s (%s, group %s): exit %s country %s latency %.0fms", r.ID, r.Name, r.Group, r.ExitIP, r.Country, r.LatencyMS)
+		want := map[string][]string{"us": {"US"}, "nonus": {"DE", "NL"}}[r.Group]
+		if !contains(want, r.Country) {
+			t.Errorf("tor upstream %s in group %s has exit country %q, want one of %v", r.Name, r.Group, r.Country, want)
+		}
+	}
+
+	// 2. Pinned ports, SOCKS5: only the group's exits, both instances used.
+	allowed := map[string][]string{"us": {"exit1", "exit2"}, "nonus": {"exit3", "exit4"}}
+	for _, g := range []string{"us", "nonus"} {
+		seen := map[string]int{}
+		for i := 0; i < 12; i++ {
+			s, err := throughSOCKS(ctx, portAddr[g], n.TargetAddr())
+			if err != nil {
+				t.Fatalf("port %s (%s) request %d: %v", g, portAddr[g], i, err)
+			}
+			seen[s.Exit]++
+		}
+		for e := range seen {
+			if !contains(allowed[g], e) {
+				t.Errorf("port %s: a request left through %q (%s); want only %v", g, e, exitCountry[e], allowed[g])
+			}
+		}
+		if len(seen) != 2 {
+			t.Errorf("port %s: exits %v; want both of %v (round-robin over one instance per exit)", g, seen, allowed[g])
+		}
+		t.Logf("port %s over SOCKS5: %v", g, seen)
+	}
+
+	// 3. HTTP through the same ports with the debug header: each tor
+	// upstream (tor.mode single) always leaves through the same exit.
+	exitsOf := map[string]map[string]int{}
+	for _, g := range []string{"us", "nonus"} {
+		for i := 0; i < 8; i++ {
+			id, s, err := throughHTTP(ctx, portAddr[g], n.TargetURL())
+			if err != nil {
+				t.Fatalf("port %s HTTP request %d: %v", g, i, err)
+			}
+			if exitsOf[id] == nil {
+				exitsOf[id] = map[string]int{}
+			}
+			exitsOf[id][s.Exit]++
+		}
+	}
+	for id, m := range exitsOf {
+		if len(m) != 1 {
+			t.Errorf("single-mode upstream %s (port %d) used several exits: %v", id, portOf[id], m)
+		}
+		t.Logf("upstream %s (tor port %d) over HTTP: %v", id, portOf[id], m)
+	}
+
+	// 4. Kill one tor child of the us group: no request fails, the
+	// supervisor restarts it and the gateway uses it again.
+	var victim upstream.Record
+	for _, r := range recs {
+		if r.Group == "us" {
+			victim = r
+			break
+		}
+	}
+	oldPID := torPID(torrcDir, victim.Port)
+	if oldPID == 0 {
+		t.Fatalf("no tor process with %s in its command line", filepath.Join(torrcDir, fmt.Sprintf("torrc.%d", victim.Port)))
+	}
+	if err := syscall.Kill(oldPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	var firstOK time.Duration
+	failed, served := 0, map[string]int{}
+	for i := 0; i < 10; i++ {
+		id, s, err := throughHTTP(ctx, portAddr["us"], n.TargetURL())
+		if err != nil {
+			failed++
+			t.Errorf("port us, request %d after the kill: %v", i, err)
+			continue
+		}
+		if firstOK == 0 {
+			firstOK = time.Since(killed)
+		}
+		if !contains(allowed["us"], s.Exit) {
+			t.Errorf("port us after the kill: left through %q", s.Exit)
+		}
+		served[id]++
+	}
+	t.Logf("after killing tor pid %d (port %d): %d/10 requests failed; first answer after %v; served by %v",
+		oldPID, victim.Port, failed, firstOK.Round(time.Millisecond), served)
+
+	var newPID int
+	for newPID == 0 || newPID == oldPID {
+		if ctx.Err() != nil {
+			t.Fatalf("the supervisor did not restart tor on port %d", victim.Port)
+		}
+		time.Sleep(100 * time.Millisecond)
+		newPID = torPID(torrcDir, victim.Port)
+	}
+	restarted := time.Since(killed)
+	var back time.Duration
+	for back == 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("upstream %s (port %d) never served through the gateway again after the restart", victim.ID, victim.Port)
+		}
+		id, s, err := throughHTTP(ctx, portAddr["us"], n.TargetURL())
+		if err == nil && id == victim.ID {
+			back = time.Since(killed)
+			if !contains(allowed["us"], s.Exit) {
+				t.Errorf("restarted instance left through %q", s.Exit)
+			}
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("tor on port %d restarted as pid %d after %v; served through the gateway again after %v",
+		victim.Port, newPID, restarted.Round(time.Millisecond), back.Round(time.Millisecond))
+
+	// 5. SIGTERM: the daemon exits 0 and takes its tor children with it.
+	stopAt := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		stopped = true
+		if err != nil {
+			t.Errorf("proxypoold run after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("proxypoold run did not stop within 30s of SIGTERM")
+	}
+	for _, r := range recs {
+		if pid := torPID(torrcDir, r.Port); pid != 0 {
+			t.Errorf("tor pid %d (port %d) still runs after proxypoold stopped", pid, r.Port)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	t.Logf("figures: network bootstrap %v; tor upstreams healthy %v after proxypoold started; failover: first answer %v after the kill, restart %v, back in rotation %v; stop %v",
+		netReady.Round(100*time.Millisecond), healthyAfter.Round(100*time.Millisecond), firstOK.Round(time.Millisecond),
+		restarted.Round(time.Millisecond), back.Round(time.Millisecond), time.Since(stopAt).Round(time.Millisecond))
+}
+
+// waitTorHealthy polls the store read-only until want tor upstreams are
+// healthy and returns them.
+func waitTorHealthy(ctx context.Context, t *testing.T, db string, want int, exited <-chan error) []upstream.Record {
+	t.Helper()
+	var st *store.Store
+	defer func() {
+		if st != nil {
+			st.Close()
+		}
+	}()
+	last := ""
+	for {
+		select {
+		case err := <-exited:
+			t.Fatalf("proxypoold run exited early: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("tor upstreams not healthy in time; last state: %s", last)
+		case <-time.After(500 * time.Millisecond):
+		}
+		if st == nil {
+			s, err := store.OpenReadOnly(ctx, db)
+			if err != nil {
+				last = err.Error()
+				continue
+			}
+			st = s
+		}
+		recs, err := st.List(ctx, store.Filter{Source: "tor"})
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		var states []string
+		healthy := 0
+		for _, r := range recs {
+			states = append(states, fmt.Sprintf("%s=%s(%s)", r.Name, r.State, r.LastError))
+			if r.State == upstream.Healthy {
+				healthy++
+			}
+		}
+		last = strings.Join(states, " ")
+		if healthy == want && len(recs) == want {
+			sort.Slice(recs, func(i, j int) bool { return recs[i].Port < recs[j].Port })
+			return recs
+		}
+	}
+}
+
+func throughSOCKS(ctx context.Context, proxy, target string) (tornet.Seen, error) {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := tornet.DialSOCKS(rctx, proxy, target, "", "")
+	if err != nil {
+		return tornet.Seen{}, err
+	}
+	defer c.Close()
+	s, err := tornet.Ask(rctx, c)
+	if err == nil && s.Exit == "" {
+		err = fmt.Errorf("the target could not tell the exit of peer %s", s.Peer)
+	}
+	return s, err
+}
+
+// throughHTTP makes one plain-HTTP proxy request and returns the upstream
+// id from the gateway's debug header and what the target saw.
+func throughHTTP(ctx context.Context, proxy, target string) (string, tornet.Seen, error) {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	pu, _ := url.Parse("http://" + proxy)
+	tr := &http.Transport{Proxy: http.ProxyURL(pu), DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(rctx, http.MethodGet, target, nil)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return "", tornet.Seen{}, err
+	}
+	defer resp.Body.Close()
+	var s tornet.Seen
+	if resp.StatusCode != http.StatusOK {
+		return "", s, fmt.Errorf("status %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		return "", s, err
+	}
+	id, _, _ := strings.Cut(resp.Header.Get(debugHeader), ";")
+	if id == "" {
+		return "", s, fmt.Errorf("no %s header", debugHeader)
+	}
+	if s.Exit == "" {
+		return id, s, fmt.Errorf("the target could not tell the exit of peer %s", s.Peer)
+	}
+	return strings.TrimSpace(id), s, nil
+}
+
+// torPID finds the tor process running torrcDir/torrc.<port>.
+func torPID(torrcDir string, port int) int {
+	want := filepath.Join(torrcDir, fmt.Sprintf("torrc.%d", port))
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, a := range strings.Split(string(b), "\x00") {
+			if a == want {
+				if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && strings.Contains(string(st), ") Z ") {
+					break // a zombie the supervisor has not reaped yet
+				}
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+func withoutBus(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "DBUS_SESSION_BUS_ADDRESS=") || strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func freePorts(t *testing.T, k int) []int {
+	t.Helper()
+	var out []int
+	var lns []net.Listener
+	for i := 0; i < k; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return out
+}
+
+// freeRange finds k consecutive free ports for the tor instances.
+func freeRange(t *testing.T, k int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		base := 30000 + (os.Getpid()*13+try*157)%20000
+		ok := true
+		for p := base; p < base+k && ok; p++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port range for the tor instances")
+	return 0
+}
+
+func tail(path string, lines int) string {
+	b, _ := os.ReadFile(path)
+	l := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
