@@ -49,11 +49,16 @@ bench-probe:
 bench-gateway:
 	@scripts/bench-gateway.sh
 
-deb: build
-	@scripts/deb.sh
+# dist/proxypool_<version>_<arch>.deb (builds PIE binaries itself; nfpm
+# v2.45.0 installed if missing; lintian when installed).
+deb:
+	@packaging/deb.sh
 
+# The packaged-install levels: verify/security on the .deb, then (root) a
+# booted Debian in systemd-nspawn (test/e2e/nspawn.sh; see its header).
 e2e: deb
-	@scripts/e2e.sh
+	@test/e2e/verify.sh dist/proxypool_*.deb
+	@test/e2e/nspawn.sh dist/proxypool_*.deb
 
 clean:
 	rm -rf $(BIN) dist var

@@ -34,6 +34,29 @@ export PROXYPOOL_VERSION=${PROXYPOOL_VERSION:-$base}
 export PROXYPOOL_ARCH=${PROXYPOOL_ARCH:-$(go env GOARCH)}
 
 mkdir -p dist/man
+# The installed /etc/proxypool/proxypool.yaml: etc/proxypool/proxypool.yaml
+# is also `make run`'s development config (store under ./var, a demo source,
+# a local judge), so apply its "packaged:" notes. Relative paths would
+# resolve against / under systemd, which ProtectSystem=strict makes
+# read-only.
+awk '
+	/^[a-z]/ { insrc = ($0 ~ /^sources:/) }
+	insrc && /^sources:/ { print "# Lists `proxypoold refresh` fetches; none by default. Example:"; print "sources: []"; next }
+	insrc && !/^[[:space:]]*#/ && NF { sub(/^  /, ""); print "#" $0; next }
+	/^database: / { print "database: /var/lib/proxypool/proxypool.db"; next }
+	/^  judges:$/ { print "  judges:"; print "    - http://httpbin.org/get"; print "    - https://ifconfig.me/all.json"; print "    - https://api.ipify.org"; injudges = 1; next }
+	injudges && /^    - / { next }
+	{ injudges = 0 }
+	/^  geoip: / { print "  geoip: /usr/share/tor/geoip"; next }
+	/^  geoip6: / { sub(/""/, "/usr/share/tor/geoip6"); print; next }
+	{ print }
+' etc/proxypool/proxypool.yaml >dist/proxypool.yaml
+if grep -nE '^[^#]*(\./var|127\.0\.0\.1:18080)' dist/proxypool.yaml; then
+	echo "deb: dist/proxypool.yaml still has development paths (etc/proxypool/proxypool.yaml changed shape?)" >&2
+	exit 1
+fi
+bin/proxypoold --config dist/proxypool.yaml torgen --dry-run >/dev/null 2>&1 ||
+	{ bin/proxypoold --config dist/proxypool.yaml torgen --dry-run; echo "deb: dist/proxypool.yaml does not load" >&2; exit 1; }
 for m in packaging/man/*.[0-9]; do gzip -n -9 <"$m" >"dist/man/$(basename "$m").gz"; done
 # Native package changelog (Debian format), gzipped reproducibly; nfpm.yaml
 # installs dist/changelog.gz.

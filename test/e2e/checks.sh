@@ -12,6 +12,40 @@ check() { echo "--- check $1"; }
 UNITS="proxypool.target proxy-gateway.socket proxy-gateway.service proxy-probe.service proxy-refresh.timer proxy-torgen.timer"
 nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
 
+# Healthy upstreams the probe reports (states.healthy of status --json).
+healthy() { proxypoolctl status --json 2>/dev/null | tr -d ' \n' | grep -o '"healthy":[0-9]*' | head -n1 | cut -d: -f2; }
+MIN_HEALTHY=${E2E_MIN_HEALTHY:-4}
+wait_healthy() {
+	local n=0
+	for _ in $(seq 240); do
+		n=$(healthy || true); n=${n:-0}
+		[ "$n" -ge "$1" ] && { echo "healthy upstreams: $n"; return 0; }
+		sleep 0.5
+	done
+	proxypoolctl status || true
+	journalctl -u proxy-probe.service --no-pager -n 40 || true
+	echo "only $n healthy upstreams after 120 s (want >= $1)"
+	return 1
+}
+# via PROXY: 10 requests through the gateway to the judge; every one must
+# succeed and the judge must see at least 3 distinct exits (rotation).
+via() {
+	local ok=0 i out origins=""
+	for _ in $(seq 30); do   # the gateway picks the imported pool up within seconds
+		curl -sf --max-time 10 -x "$1" http://127.0.0.1:18080/ip >/dev/null && break
+		sleep 0.5
+	done
+	for i in $(seq 10); do
+		out=$(curl -sS -f --max-time 10 -x "$1" http://127.0.0.1:18080/ip) || { echo "request $i via $1 failed"; exit 1; }
+		origins="$origins $(tr -d ' \n' <<<"$out" | sed -n 's/.*"origin":"\([^"]*\)".*/\1/p')"
+		ok=$((ok + 1))
+	done
+	local distinct
+	distinct=$(tr ' ' '\n' <<<"$origins" | grep . | sort -u | wc -l)
+	echo "via $1: $ok/10 ok, $distinct distinct exits:$(tr ' ' '\n' <<<"$origins" | grep . | sort | uniq -c | tr -s ' \n' ' ')"
+	[ "$distinct" -ge 3 ] || { echo "no rotation via $1"; exit 1; }
+}
+
 wait_active() {
 	for _ in $(seq 100); do systemctl is-active --quiet "$@" && return 0; sleep 0.1; done
 	systemctl --no-pager status "$@" || true
@@ -50,27 +84,71 @@ installed | rebooted)
 		echo "bus policy let nobody call Refresh"; exit 1
 	fi
 
+	check status-json-unprivileged
+	nobody proxypoolctl status --json | grep -q '"states"'
+
+	check torgen-disabled
+	# tor.enabled false: the oneshot has nothing to do and must succeed.
+	systemctl start proxy-torgen.service
+	journalctl -u proxy-torgen.service --no-pager -n 3 -o cat | grep -q 'nothing to do'
+
+	if [ "$PHASE" = installed ]; then
+		check torgen-sandbox
+		# What internal/units does for a new instance, run inside
+		# proxy-torgen.service's own sandbox: adduser _tor-<port>, its
+		# home in /var/lib/tor-instances, /etc/tor/instances/<port>/torrc,
+		# /etc/tor/torrc.<port>, and the systemd manager on the bus.
+		d=/run/systemd/system/proxy-torgen.service.d
+		mkdir -p $d
+		cat >$d/e2e.conf <<-'EOF'
+			[Service]
+			ExecStart=
+			ExecStart=/bin/sh -ec 'adduser --quiet --system --disabled-password --home /var/lib/tor-instances/9999 --no-create-home --shell /bin/false --group --force-badname _tor-9999; mkdir -p /var/lib/tor-instances/9999 /etc/tor/instances/9999; chown _tor-9999:_tor-9999 /var/lib/tor-instances/9999; chmod 02700 /var/lib/tor-instances/9999; echo "# e2e" >/etc/tor/instances/9999/torrc.tmp; mv /etc/tor/instances/9999/torrc.tmp /etc/tor/instances/9999/torrc; echo "# e2e" >/etc/tor/torrc.9999; busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s proxypool.target'
+		EOF
+		systemctl daemon-reload
+		rc=0; systemctl start proxy-torgen.service || rc=$?
+		journalctl -u proxy-torgen.service --no-pager -n 8 -o cat
+		rm -rf $d; systemctl daemon-reload
+		getent passwd _tor-9999 >/dev/null || rc=1
+		deluser --quiet --system _tor-9999 >/dev/null 2>&1 || true
+		rm -rf /var/lib/tor-instances/9999 /etc/tor/instances/9999 /etc/tor/torrc.9999
+		rmdir /etc/tor/instances 2>/dev/null || true
+		[ $rc = 0 ] || { echo "torgen's sandbox does not allow creating a tor instance"; exit 1; }
+	fi
+
 	check state-dir
 	test -d /var/lib/proxypool
 	[ "$(stat -c %U /var/lib/proxypool)" = proxypool ]
 
-	skip structured-log || {
-		check structured-log
-		journalctl -u proxy-gateway -o json --no-pager | grep -q '"COMPONENT"'
-	}
+	check structured-log
+	# Under journald the daemon logs native fields (COMPONENT=gateway …).
+	for _ in $(seq 50); do
+		journalctl -u proxy-gateway.service -o verbose --no-pager | grep -q '^ *COMPONENT=gateway$' && break
+		sleep 0.2
+	done
+	journalctl -u proxy-gateway.service -o verbose --no-pager | grep -q '^ *COMPONENT=gateway$' ||
+		{ journalctl -u proxy-gateway.service -o verbose --no-pager | tail -40; echo "no COMPONENT=gateway field"; exit 1; }
 
 	skip traffic || {
+		if [ "$PHASE" = installed ]; then
+			check import
+			# The fleet (e2e-fleet.service, made by nspawn.sh) writes its list
+			# once every member listens.
+			for _ in $(seq 100); do [ -s /srv/e2e-fleet/list.txt ] && break; sleep 0.1; done
+			proxypoolctl import /srv/e2e-fleet/list.txt
+		fi
+		check healthy
+		wait_healthy "$MIN_HEALTHY"
+		proxypoolctl status
 		check traffic
-		# Needs the fleet of local upstreams (cmd/fleet) and a local target
-		# in the container: not written yet.
-		echo "traffic check not written yet: import a fleet with proxypoolctl import, curl -x socks5h:// and http://"
-		exit 1
+		via socks5h://127.0.0.1:8000
+		via http://127.0.0.1:8000
 	}
 	;;
 purged)
 	check nothing-left
 	left=""
-	for p in /var/lib/proxypool /etc/proxypool /usr/bin/proxypoold /usr/bin/proxypoolctl \
+	for p in /var/lib/proxypool /var/lib/tor-instances /etc/proxypool /usr/bin/proxypoold /usr/bin/proxypoolctl \
 		/usr/share/dbus-1/system.d/org.proxypool.ProxyPool1.conf /usr/lib/sysusers.d/proxypool.conf \
 		/lib/systemd/system/proxypool.target /var/lib/systemd/deb-systemd-helper-enabled/proxypool.target.dsh-also; do
 		[ ! -e "$p" ] || left="$left $p"

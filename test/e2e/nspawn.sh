@@ -12,6 +12,10 @@
 #   E2E_DIR     work dir (default /tmp/proxypool-e2e)
 #   E2E_CACHE   dir caching the base rootfs between runs ("" disables;
 #               default /var/cache/proxypool-e2e)
+#   E2E_FLEET   the fleet binary (cmd/fleet: a local judge on 127.0.0.1:18080
+#               and good SOCKS5/SOCKS4/HTTP upstreams); default: built from
+#               this checkout. A test tool: copied into the rootfs, never
+#               packaged.
 set -euo pipefail
 DEB=$(readlink -f "${1:?usage: nspawn.sh proxypool_*.deb}")
 TARGET=proxypool.target
@@ -56,6 +60,28 @@ fi
 systemctl --root="$W/root" mask tor@default.service >/dev/null 2>&1 || true
 cp "$DEB" "$W/root/root/proxypool.deb"
 cp "$HERE/checks.sh" "$W/root/root/checks.sh"
+
+# The fleet runs as its own unit, enabled, so it is back after the reboot
+# with the same addresses (127.10.<i>.1:10800) and the pool stays valid.
+FLEET=${E2E_FLEET:-}
+if [ -z "$FLEET" ]; then
+	FLEET=$W/fleet
+	(cd "$HERE/../.." && CGO_ENABLED=0 go build -trimpath -o "$FLEET" ./cmd/fleet)
+fi
+install -D -m755 "$FLEET" "$W/root/usr/local/lib/proxypool-e2e/fleet"
+cat >"$W/root/etc/systemd/system/e2e-fleet.service" <<'EOF'
+[Unit]
+Description=e2e: local judge and upstream fleet (test tool, not packaged)
+Before=proxypool.target proxy-probe.service
+
+[Service]
+ExecStart=/usr/local/lib/proxypool-e2e/fleet -n 8 -bad 0 -port 10800 -judge 127.0.0.1:18080 -list /srv/e2e-fleet/list.txt -geoip /srv/e2e-fleet/geoip
+
+[Install]
+WantedBy=multi-user.target
+EOF
+systemctl --root="$W/root" enable e2e-fleet.service >/dev/null 2>&1
+phase "fleet installed in the rootfs"
 
 NSPAWN=; LEADER=
 ct() { nsenter -t "$LEADER" -a -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
@@ -102,6 +128,25 @@ trap cleanup EXIT
 boot
 ct apt-get install -y -q /root/proxypool.deb
 phase "installed"
+# The packaged config with the container's overrides: the fleet's judge and
+# geoip, no sources, no pinned ports, no tor (the container has no network).
+ct sh -c 'cat >/etc/proxypool/proxypool.yaml' <<'EOF'
+# e2e overrides (test/e2e/nspawn.sh)
+database: /var/lib/proxypool/proxypool.db
+sources: []
+probe:
+  judges: [http://127.0.0.1:18080/get]
+  interval: 1m
+  failing-interval: 20s
+  geoip: /srv/e2e-fleet/geoip
+  geoip6: ""
+gateway:
+  listen: 127.0.0.1:8000
+  ports: []
+groups: {}
+tor:
+  enabled: false
+EOF
 ct systemctl start "$TARGET"
 ct bash /root/checks.sh installed
 [ -z "${E2E_CHECKS:-}" ] || ct bash -euxc "$E2E_CHECKS"
@@ -111,9 +156,9 @@ phase "installed checks ok"
 # with systemd, so no connection may be refused (curl exit 7).
 ct bash -euc '
 	: >/tmp/rc
-	( for i in $(seq 400); do curl -s -o /dev/null --max-time 5 http://127.0.0.1:8000/ ; echo $? >>/tmp/rc; done ) &
+	( for i in $(seq 300); do curl -s -o /dev/null --max-time 5 -x http://127.0.0.1:8000 http://127.0.0.1:18080/ip; echo $? >>/tmp/rc; done ) &
 	loop=$!
-	sleep 0.3; systemctl restart proxy-gateway.service; sleep 0.3; systemctl restart proxy-gateway.service
+	sleep 0.5; systemctl restart proxy-gateway.service; sleep 0.5; systemctl restart proxy-gateway.service
 	wait $loop
 	refused=$(grep -cx 7 /tmp/rc || true); total=$(wc -l </tmp/rc)
 	echo "restart under load: $total requests, $refused refused, other curl codes: $(grep -vx 0 /tmp/rc | grep -vx 7 | sort | uniq -c | tr "\n" " ")"
