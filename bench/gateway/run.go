@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -177,6 +178,7 @@ func runBench(args []string) error {
 	concs := fs.String("c", "64,256", "newconn concurrencies")
 	kaConc := fs.Int("kc", 64, "keep-alive concurrency")
 	failDur := fs.Duration("fd", 15*time.Second, "failure scenario duration")
+	reps := fs.Int("r", 1, "repeats of every cell, interleaved (cell order rotates); means of rps and CPU, medians of p50/p99")
 	loadgen := fs.String("loadgen", "bin/loadgen", "loadgen binary")
 	haproxy := fs.String("haproxy", "haproxy", "haproxy binary (skipped if missing)")
 	if err := fs.Parse(args); err != nil {
@@ -292,24 +294,44 @@ func runBench(args []string) error {
 		if hap == nil {
 			cells = append(cells[:2], cells[3:]...)
 		}
-		fmt.Printf("## %s, c=%d\n\n| cell | rps | × direct | p50 ms | p99 ms | errors | distinct exits | proxy CPU µs/req | fleet CPU µs/req | proxy max fds |\n|---|---|---|---|---|---|---|---|---|---|\n", cf.mode, cf.conc)
-		var direct float64
-		for _, c := range cells {
-			err := measure(c, *loadgen, target, pidOf(fl), "-mode", cf.mode, "-c", strconv.Itoa(cf.conc), "-d", dur.String())
-			if err != nil {
-				return err
+		fmt.Printf("## %s, c=%d, %d× %s interleaved\n\n| cell | rps | × direct | × haproxy | p50 ms | p99 ms | errors | distinct exits | proxy CPU µs/req | fleet CPU µs/req | proxy max fds |\n|---|---|---|---|---|---|---|---|---|---|---|\n", cf.mode, cf.conc, *reps, dur)
+		runs := make([][]cell, len(cells))
+		for rep := 0; rep < *reps; rep++ {
+			for k := range cells {
+				i := (k + rep) % len(cells) // rotate who runs first
+				c := *cells[i]
+				err := measure(&c, *loadgen, target, pidOf(fl), "-mode", cf.mode, "-c", strconv.Itoa(cf.conc), "-d", dur.String())
+				if err != nil {
+					return err
+				}
+				if c.res.Errors > 0 {
+					fmt.Fprintf(os.Stderr, "%s: first errors: %v\n", c.name, c.res.First)
+				}
+				runs[i] = append(runs[i], c)
 			}
-			if c.name == "direct" {
+		}
+		agg := make([]cell, len(cells))
+		for i := range cells {
+			agg[i] = aggregate(runs[i])
+		}
+		var direct, hapRPS float64
+		for _, c := range agg {
+			switch c.name {
+			case "direct":
 				direct = c.res.RPS
+			case "haproxy":
+				hapRPS = c.res.RPS
 			}
-			cpu, fds := "–", "–"
+		}
+		for _, c := range agg {
+			cpu, fds, xh := "–", "–", "–"
 			if c.pid != 0 {
 				cpu, fds = fmt.Sprintf("%.0f", c.cpuUS), strconv.Itoa(c.maxFDs)
 			}
-			fmt.Printf("| %s | %.0f | %.2f | %.2f | %.2f | %d | %d | %s | %.0f | %s |\n", c.name, c.res.RPS, c.res.RPS/direct, c.res.P50MS, c.res.P99MS, c.res.Errors, c.res.Exits, cpu, c.fleet, fds)
-			if c.res.Errors > 0 {
-				fmt.Fprintf(os.Stderr, "%s: first errors: %v\n", c.name, c.res.First)
+			if hapRPS > 0 {
+				xh = fmt.Sprintf("%.2f", c.res.RPS/hapRPS)
 			}
+			fmt.Printf("| %s | %.0f | %.2f | %s | %.2f | %.2f | %d | %d | %s | %.0f | %s |\n", c.name, c.res.RPS, c.res.RPS/direct, xh, c.res.P50MS, c.res.P99MS, c.res.Errors, c.res.Exits, cpu, c.fleet, fds)
 		}
 		fmt.Println()
 	}
@@ -379,4 +401,35 @@ func runBench(args []string) error {
 func cpus() int {
 	b, _ := os.ReadFile("/proc/cpuinfo")
 	return strings.Count(string(b), "processor\t:")
+}
+
+// aggregate folds repeats of one cell: mean rps and CPU, median p50/p99,
+// summed errors, max exits and fds.
+func aggregate(rs []cell) cell {
+	out := rs[0]
+	var rps, cpu, fl float64
+	var p50, p99 []float64
+	out.res.Errors = 0
+	for _, r := range rs {
+		rps += r.res.RPS
+		cpu += r.cpuUS
+		fl += r.fleet
+		p50 = append(p50, r.res.P50MS)
+		p99 = append(p99, r.res.P99MS)
+		out.res.Errors += r.res.Errors
+		out.res.Exits = max(out.res.Exits, r.res.Exits)
+		out.maxFDs = max(out.maxFDs, r.maxFDs)
+	}
+	n := float64(len(rs))
+	out.res.RPS, out.cpuUS, out.fleet = rps/n, cpu/n, fl/n
+	out.res.P50MS, out.res.P99MS = median(p50), median(p99)
+	return out
+}
+
+func median(v []float64) float64 {
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }

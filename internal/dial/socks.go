@@ -184,34 +184,87 @@ func (d *socks5Dialer) dial(ctx context.Context, addr string) (net.Conn, error) 
 		out = append(out, host...)
 	}
 	out = append(out, byte(port>>8), byte(port))
-	return connectWithin(ctx, d.server, func(c net.Conn) error {
-		return socks5Handshake(c, out, greetLen, authEnd, auth)
+	var extra []byte
+	c, err := connectWithin(ctx, d.server, func(c net.Conn) error {
+		var err error
+		extra, err = socks5Handshake(c, out, greetLen, authEnd, auth)
+		return err
 	})
+	if err != nil || len(extra) == 0 {
+		return c, err
+	}
+	return &prefixConn{Conn: c, pre: extra}, nil
+}
+
+// prefixConn returns bytes read past a SOCKS5 reply before reading on.
+// Only a reply with a bound name of one or two bytes can leave any.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+// CloseWrite keeps half-close working through the wrapper.
+func (p *prefixConn) CloseWrite() error {
+	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return p.Conn.Close()
 }
 
 // socks5Handshake runs the client side over c. msg is greeting (up to
-// greetLen), credentials (up to authEnd, when auth) and request.
-func socks5Handshake(c net.Conn, msg []byte, greetLen, authEnd int, auth bool) error {
+// greetLen), credentials (up to authEnd, when auth) and request. It
+// returns bytes read past the reply (rare; see prefixConn).
+func socks5Handshake(c net.Conn, msg []byte, greetLen, authEnd int, auth bool) ([]byte, error) {
 	var in [2 + 2 + 4 + 1 + 255 + 2]byte
 	var err error
 	if !auth {
-		// greeting + request; method answer + first part of the reply.
+		// greeting + request in one write; then the method answer and the
+		// reply, read as 12 bytes (method + a reply with an IPv4 address,
+		// the usual case) in as few reads as they arrive in.
 		if _, err = c.Write(msg); err != nil {
-			return err
+			return nil, err
 		}
-		// method (2) + VER REP RSV ATYP + first address byte (5): the
-		// shortest possible CONNECT reply is longer than that.
-		n, err := io.ReadFull(c, in[:7])
+		n, err := io.ReadAtLeast(c, in[:12], 7)
 		if n >= 2 {
 			if merr := socks5Method(in[0], in[1], false); merr != nil {
-				return merr
+				return nil, merr
 			}
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return socks5Reply(c, in[2:7])
+		if err := socks5Code(in[2:7]); err != nil {
+			return nil, err
+		}
+		total := 2 + 4 + 2
+		switch in[5] {
+		case 1:
+			total += 4
+		case 4:
+			total += 16
+		case 3:
+			total += 1 + int(in[6])
+		}
+		if n < total {
+			_, err = io.ReadFull(c, in[n:total])
+			return nil, err
+		}
+		return append([]byte(nil), in[total:n]...), nil
 	}
+	return nil, socks5AuthHandshake(c, msg, greetLen, authEnd, in[:])
+}
+
+func socks5AuthHandshake(c net.Conn, msg []byte, greetLen, authEnd int, in []byte) error {
+	var err error
 	if _, err = c.Write(msg[:greetLen]); err != nil {
 		return err
 	}
@@ -263,6 +316,25 @@ func socks5Method(ver, method byte, auth bool) error {
 // socks5Reply checks the first 5 reply bytes (VER REP RSV ATYP ADDR[0])
 // and reads the rest of the bound address.
 func socks5Reply(c net.Conn, h []byte) error {
+	if err := socks5Code(h); err != nil {
+		return err
+	}
+	var rest int // bytes of BND.ADDR+PORT left after the 5 read
+	switch h[3] {
+	case 1:
+		rest = 4 - 1 + 2
+	case 4:
+		rest = 16 - 1 + 2
+	case 3:
+		rest = int(h[4]) + 2
+	}
+	var buf [255 + 2]byte
+	_, err := io.ReadFull(c, buf[:rest])
+	return err
+}
+
+// socks5Code checks VER, REP and ATYP of a reply.
+func socks5Code(h []byte) error {
 	if h[0] != 5 {
 		return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad reply version %d", h[0])}
 	}
@@ -273,18 +345,8 @@ func socks5Reply(c net.Conn, h []byte) error {
 		}
 		return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad reply code %d", rep)}
 	}
-	var rest int // bytes of BND.ADDR+PORT left after the 5 read
-	switch h[3] {
-	case 1:
-		rest = 4 - 1 + 2
-	case 4:
-		rest = 16 - 1 + 2
-	case 3:
-		rest = int(h[4]) + 2
-	default:
-		return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad address type %d", h[3])}
+	if a := h[3]; a != 1 && a != 3 && a != 4 {
+		return &causeError{HandshakeCause, fmt.Sprintf("socks5: bad address type %d", a)}
 	}
-	var buf [255 + 2]byte
-	_, err := io.ReadFull(c, buf[:rest])
-	return err
+	return nil
 }
