@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/dbustest"
 	"github.com/proxypool/proxypool/internal/fleet"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/torctl"
 	"github.com/proxypool/proxypool/internal/tornet"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -56,6 +59,13 @@ func TestTorGatewayE2E(t *testing.T) {
 		exitCountry[e.Name] = e.Country
 	}
 	judge := fleet.StartJudgeT(t)
+	// A private session bus lets the test drive `run` the way proxypoolctl
+	// --user does (tor status, NEWNYM); without dbus-daemon that step is skipped.
+	busAddr := ""
+	if _, err := exec.LookPath("dbus-daemon"); err == nil {
+		busAddr = dbustest.StartSession(t).Addr
+		t.Setenv("DBUS_SESSION_BUS_ADDRESS", busAddr)
+	}
 
 	dir := t.TempDir()
 	torrcDir := filepath.Join(dir, "etc")
@@ -133,6 +143,9 @@ slo: {min-healthy: 0}
 	defer logf.Close()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestTorE2EHelper$", "-test.count=1")
 	cmd.Env = append(withoutBus(os.Environ()), helperEnv+"=1", helperArgsEnv+"=--config\n"+cfgPath+"\nrun")
+	if busAddr != "" {
+		cmd.Env = append(cmd.Env, "DBUS_SESSION_BUS_ADDRESS="+busAddr)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	started := time.Now()
@@ -212,7 +225,16 @@ slo: {min-healthy: 0}
 		t.Logf("upstream %s (tor port %d) over HTTP: %v", id, portOf[id], m)
 	}
 
-	// 4. Kill one tor child of the us group: no request fails, the
+	// 4. Over D-Bus, as proxypoolctl --user tor status / tor newnym: the
+	// status names each instance's current exit, and NEWNYM moves new
+	// streams to a new circuit (through the same exit: tor.mode single).
+	if busAddr == "" {
+		t.Log("dbus-daemon not installed: tor status and NEWNYM over D-Bus not tested")
+	} else {
+		newnymOverDBus(ctx, t, n, recs, filepath.Join(dir, "tor"))
+	}
+
+	// 5. Kill one tor child of the us group: no request fails, the
 	// supervisor restarts it and the gateway uses it again.
 	var victim upstream.Record
 	for _, r := range recs {
@@ -276,7 +298,7 @@ slo: {min-healthy: 0}
 	t.Logf("tor on port %d restarted as pid %d after %v; served through the gateway again after %v",
 		victim.Port, newPID, restarted.Round(time.Millisecond), back.Round(time.Millisecond))
 
-	// 5. SIGTERM: the daemon exits 0 and takes its tor children with it.
+	// 6. SIGTERM: the daemon exits 0 and takes its tor children with it.
 	stopAt := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -485,4 +507,95 @@ func contains(l []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// newnymOverDBus checks `tor status` and `tor newnym` through the daemon's
+// D-Bus control plane, and reads circuits from the instance's own control
+// socket (tor.data-dir/<port>/control).
+func newnymOverDBus(ctx context.Context, t *testing.T, n *tornet.Network, recs []upstream.Record, dataDir string) {
+	t.Helper()
+	var cl *control.Client
+	for cl == nil {
+		c, err := control.Dial(ctx, false)
+		if err == nil {
+			if _, err = c.TorStatus(ctx); err == nil {
+				cl = c
+				break
+			}
+			c.Close()
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("D-Bus control of proxypoold run: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	defer cl.Close()
+	st, err := cl.TorStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupOf := map[int]string{}
+	for _, r := range recs {
+		groupOf[r.Port] = r.Group
+	}
+	for _, in := range st {
+		want := map[string][]string{"us": {"US"}, "nonus": {"DE", "NL"}}[groupOf[in.Port]]
+		if !contains(want, in.Country) {
+			t.Errorf("tor status: port %d (group %s) current exit %s country %q, want one of %v", in.Port, groupOf[in.Port], in.ExitIP, in.Country, want)
+		}
+	}
+	if len(st) != len(recs) {
+		t.Errorf("tor status lists %d instances, want %d: %+v", len(st), len(recs), st)
+	}
+	t.Logf("tor status over D-Bus: %+v", st)
+
+	r := recs[len(recs)-1]
+	ctl, err := torctl.Dial(ctx, "unix:"+filepath.Join(dataDir, strconv.Itoa(r.Port), "control"))
+	if err != nil {
+		t.Fatalf("control socket of tor on port %d: %v", r.Port, err)
+	}
+	defer ctl.Close()
+	socks := fmt.Sprintf("127.0.0.1:%d", r.Port)
+	a, exitA := streamCircuit(ctx, t, n, ctl, socks)
+	b, exitB := streamCircuit(ctx, t, n, ctl, socks)
+	if err := cl.TorNewnym(ctx, r.Port); err != nil {
+		t.Fatalf("tor newnym %d over D-Bus: %v", r.Port, err)
+	}
+	c, exitC := streamCircuit(ctx, t, n, ctl, socks)
+	if c == b {
+		t.Errorf("after NEWNYM a new stream still used circuit %s", c)
+	}
+	if exitA != exitB || exitB != exitC {
+		t.Errorf("single-mode instance on port %d changed exit: %s, %s, after NEWNYM %s", r.Port, exitA, exitB, exitC)
+	}
+	t.Logf("port %d circuits: %s, %s; after NEWNYM over D-Bus %s (exit %s throughout)", r.Port, a, b, c, exitC)
+}
+
+// streamCircuit opens a stream to the target through the tor at socks,
+// keeps it open while it asks tor which circuit carries it, and returns that
+// circuit and the exit the target saw.
+func streamCircuit(ctx context.Context, t *testing.T, n *tornet.Network, c *torctl.Conn, socks string) (string, string) {
+	t.Helper()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := tornet.DialSOCKS(rctx, socks, n.TargetAddr(), "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	seen, err := tornet.Ask(rctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := c.Streams(rctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ss {
+		if s.Target == n.TargetAddr() && s.Status == "SUCCEEDED" {
+			return s.CircuitID, seen.Exit
+		}
+	}
+	t.Fatalf("no open stream to %s in %+v", n.TargetAddr(), ss)
+	return "", ""
 }
