@@ -10,6 +10,7 @@ import (
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/sd"
+	"github.com/proxypool/proxypool/internal/torctl"
 	"github.com/proxypool/proxypool/internal/torgen"
 )
 
@@ -109,9 +110,32 @@ func torLoop(ctx context.Context, e *env, st *storeT) error {
 	defer runner.Wait()
 	t := time.NewTicker(e.cfg.Tor.Refresh)
 	defer t.Stop()
+	newnym := map[int]context.CancelFunc{} // tor.newnym-period rotation per instance
+	defer func() {
+		for _, c := range newnym {
+			c()
+		}
+	}()
 	for {
-		if _, err := generateTor(ctx, e, st, runner, false); err != nil && ctx.Err() == nil {
+		plan, err := generateTor(ctx, e, st, runner, false)
+		if err != nil && ctx.Err() == nil {
 			log.WithError(err).Warn("tor generation failed; keeping the instances that run")
+		} else if err == nil && e.cfg.Tor.NewnymPeriod > 0 {
+			want := map[int]bool{}
+			for _, in := range plan.Instances {
+				want[in.Port] = true
+				if _, ok := newnym[in.Port]; !ok {
+					nctx, c := context.WithCancel(ctx)
+					newnym[in.Port] = c
+					go torctl.NewNymEvery(nctx, torgen.ControlAddr(in), e.cfg.Tor.NewnymPeriod, log)
+				}
+			}
+			for port, c := range newnym {
+				if !want[port] {
+					c()
+					delete(newnym, port)
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():
