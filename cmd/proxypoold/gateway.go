@@ -149,7 +149,7 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		infoHeader = "X-Proxypool-Upstream"
 	}
 	gw, err := gateway.New(gateway.Options{
-		Picker: p, Dialer: d, Reporter: newEjectReporter(st, gc.EjectAfter),
+		Picker: p, Dialer: d, Reporter: newEjectReporter(st, gc.EjectAfter), Observer: gm,
 		Classify: func(err error) string { return string(dial.Classify(err)) },
 		Log:      log, Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
 		MaxTries: gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/fleet"
+	"github.com/proxypool/proxypool/internal/store"
+)
+
+// TestStackE2E runs the real `proxypoold run` (this test binary re-executed
+// as the program, see TestTorE2EHelper) against a fleet of loopback
+// upstreams served as a file source: the refresh fills the store, the probe
+// finds the good upstreams healthy, the gateway rotates real HTTP and SOCKS5
+// requests over distinct exits, and the metrics endpoint shows the key series
+// move with that traffic. SIGTERM stops everything with exit status 0.
+func TestStackE2E(t *testing.T) {
+	judge := fleet.StartJudgeT(t)
+	f := fleet.StartT(t, fleet.Spec{Members: []fleet.MemberSpec{
+		{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"},
+		{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"},
+		{Kind: fleet.HTTP, Behavior: fleet.Good, Country: "DE"},
+		{Kind: fleet.SOCKS4, Behavior: fleet.Good, Country: "NL"},
+		{Kind: fleet.SOCKS5, Behavior: fleet.Refuse, Country: "US"},
+		{Kind: fleet.SOCKS5, Behavior: fleet.Blackhole, Country: "DE"},
+	}})
+	dir := t.TempDir()
+	list, geo := filepath.Join(dir, "list.txt"), filepath.Join(dir, "geoip")
+	if err := f.WriteList(list); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteGeoIP(geo); err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 3)
+	gw, us, met := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
+	cfg := fmt.Sprintf(`database: %s
+sources:
+  - {name: fleet, url: "file://%s", format: auto}
+probe:
+  judges: [%s/get]
+  timeout: 1s
+  interval: 1m
+  failing-interval: 2s
+  geoip: %s
+  geoip6: ""
+gateway:
+  listen: %s
+  ports:
+    - {listen: "%s", group: us}
+metrics:
+  listen: %s
+  gateway-listen: ""
+groups:
+  us: {countries: [US]}
+log: {level: info, format: text}
+`, filepath.Join(dir, "pp.db"), list, judge.URL, geo, gw, us, met)
+	cfgPath := filepath.Join(dir, "proxypool.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "proxypoold.log")
+	logf, _ := os.Create(logPath)
+	defer logf.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTorE2EHelper$", "-test.count=1")
+	cmd.Env = append(withoutBus(os.Environ()), helperEnv+"=1", helperArgsEnv+"=--config\n"+cfgPath+"\nrun")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("proxypoold log (tail):\n%s", tail(logPath, 60))
+		}
+	})
+
+	// 1. The pool fills: the four good upstreams become healthy.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		if n := healthyCount(ctx, filepath.Join(dir, "pp.db")); n == 4 {
+			break
+		}
+		select {
+		case err := <-exited:
+			stopped = true
+			t.Fatalf("proxypoold exited early: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("pool never reached 4 healthy upstreams")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	before := scrape(t, met)
+
+	// 2. Traffic rotates over distinct exits, through both protocols.
+	exits := map[string]int{}
+	for i := 0; i < 12; i++ {
+		scheme := "socks5"
+		if i%2 == 1 {
+			scheme = "http"
+		}
+		exits[get(t, scheme+"://"+gw, judge.URL+"/ip")]++
+	}
+	if len(exits) < 3 {
+		t.Errorf("12 requests left through %d exits (%v), want rotation over at least 3", len(exits), exits)
+	}
+	for exit := range exits {
+		if m := f.ByExitIP(exit); m == nil || m.Behavior() != fleet.Good {
+			t.Errorf("traffic left through %s, which is not a good fleet member", exit)
+		}
+	}
+	// 3. The pinned us port only uses US exits.
+	for i := 0; i < 6; i++ {
+		exit := get(t, "socks5://"+us, judge.URL+"/ip")
+		if m := f.ByExitIP(exit); m == nil || m.Spec.Country != "US" {
+			t.Errorf("us port left through %s", exit)
+		}
+	}
+
+	// 4. The key series moved with that traffic.
+	after := scrape(t, met)
+	for _, series := range []string{
+		`proxypool_probe_checks_total`,
+		`proxypool_gateway_connections_total`,
+	} {
+		if sum(after, series) <= sum(before, series) && series != `proxypool_probe_checks_total` {
+			t.Errorf("%s did not move: %v → %v", series, sum(before, series), sum(after, series))
+		}
+		if sum(after, series) == 0 {
+			t.Errorf("%s is zero after traffic", series)
+		}
+	}
+	t.Logf("exits %v; gateway connections %v → %v; probe checks %v → %v", exits,
+		sum(before, "proxypool_gateway_connections_total"), sum(after, "proxypool_gateway_connections_total"),
+		sum(before, "proxypool_probe_checks_total"), sum(after, "proxypool_probe_checks_total"))
+	if v := sum(after, `proxypool_pool_healthy_upstreams`); v != 4 && v != 0 {
+		t.Logf("pool healthy gauge %v (polled every 15 s)", v)
+	}
+
+	// 5. SIGTERM: a clean stop.
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		stopped = true
+		if err != nil {
+			t.Fatalf("proxypoold exited with %v on SIGTERM", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("proxypoold did not stop within 20 s of SIGTERM")
+	}
+}
+
+func healthyCount(ctx context.Context, db string) int {
+	if _, err := os.Stat(db); err != nil {
+		return 0
+	}
+	st, err := store.OpenReadOnly(ctx, db)
+	if err != nil {
+		return 0
+	}
+	defer st.Close()
+	recs, err := st.Healthy(ctx)
+	if err != nil {
+		return 0
+	}
+	return len(recs)
+}
+
+// get fetches target through the proxy URL and returns the exit the judge saw.
+func get(t *testing.T, proxy, target string) string {
+	t.Helper()
+	pu, _ := url.Parse(proxy)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableKeepAlives: true}}
+	resp, err := c.Get(target)
+	if err != nil {
+		t.Fatalf("GET %s via %s: %v", target, proxy, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`"origin":\s*"([^"]+)"`).FindSubmatch(b)
+	if resp.StatusCode != 200 || m == nil {
+		t.Fatalf("GET %s via %s: %s %s", target, proxy, resp.Status, b)
+	}
+	return string(m[1])
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scraping metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// sum adds every sample of a metric family in a text exposition.
+func sum(exposition, name string) float64 {
+	var total float64
+	for _, l := range strings.Split(exposition, "\n") {
+		if !strings.HasPrefix(l, name) {
+			continue
+		}
+		rest := l[len(name):]
+		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		f := strings.Fields(l)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			total += v
+		}
+	}
+	return total
+}
