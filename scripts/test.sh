@@ -24,7 +24,7 @@ go test -count=1 -timeout 25m ./... 2>&1 | tee /tmp/proxypool-gotest.log
 step "fuzz (${FUZZTIME:-10s} per target)"
 FUZZTIME=${FUZZTIME:-10s} scripts/fuzz.sh
 
-if [ -x scripts/deb.sh ] && [ -f nfpm.yaml ]; then
+if [ -f nfpm.yaml ]; then
   step "package: build .deb, lintian, systemd-analyze verify/security"
   make --no-print-directory deb
   if [ -x test/e2e/verify.sh ]; then test/e2e/verify.sh dist/proxypool_*.deb; fi
