@@ -13,9 +13,9 @@
 #   E2E_CACHE   dir caching the base rootfs between runs ("" disables;
 #               default /var/cache/proxypool-e2e)
 #   E2E_FLEET   the fleet binary (cmd/fleet: a local judge on 127.0.0.1:18080
-#               and good SOCKS5/SOCKS4/HTTP upstreams); default: built from
-#               this checkout. A test tool: copied into the rootfs, never
-#               packaged.
+#               and good SOCKS5/SOCKS4/HTTP upstreams); default bin/fleet
+#               (make build), built when missing. A test tool: copied into
+#               the rootfs, never packaged.
 set -euo pipefail
 DEB=$(readlink -f "${1:?usage: nspawn.sh proxypool_*.deb}")
 TARGET=proxypool.target
@@ -63,10 +63,9 @@ cp "$HERE/checks.sh" "$W/root/root/checks.sh"
 
 # The fleet runs as its own unit, enabled, so it is back after the reboot
 # with the same addresses (127.10.<i>.1:10800) and the pool stays valid.
-FLEET=${E2E_FLEET:-}
-if [ -z "$FLEET" ]; then
-	FLEET=$W/fleet
-	(cd "$HERE/../.." && CGO_ENABLED=0 go build -trimpath -o "$FLEET" ./cmd/fleet)
+FLEET=${E2E_FLEET:-$HERE/../../bin/fleet}
+if [ ! -x "$FLEET" ]; then
+	(cd "$HERE/../.." && go build -trimpath -o bin/fleet ./cmd/fleet)
 fi
 install -D -m755 "$FLEET" "$W/root/usr/local/lib/proxypool-e2e/fleet"
 cat >"$W/root/etc/systemd/system/e2e-fleet.service" <<'EOF'

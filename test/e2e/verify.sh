@@ -25,7 +25,7 @@ if (cd "$W" && apt-get download tor >/dev/null 2>&1); then
 	tor_units=(tor@9060.service)
 fi
 # Stubs for binaries of OTHER packages the units reference.
-for b in /usr/bin/tor /bin/kill /usr/bin/install /bin/mkdir; do
+for b in /usr/bin/tor /bin/kill /usr/bin/install; do
 	[ -e "$V$b" ] || install -D -m755 /dev/null "$V$b"
 done
 
