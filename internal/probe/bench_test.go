@@ -162,10 +162,15 @@ func BenchmarkProbePass(b *testing.B) {
 		b.StopTimer()
 		close(stop)
 		wrong := 0
+		causes := map[string]int{}
 		for _, m := range members {
 			if got, ok := r.got[m.Upstream.ID]; !ok || got.OK != m.Good {
 				wrong++
+				causes[got.Err]++
 			}
+		}
+		if wrong > 0 {
+			b.Logf("wrong verdicts by cause: %v", causes)
 		}
 		floor := r.dsum / conc
 		b.ReportMetric(elapsed.Seconds(), "verdict_s")
