@@ -61,6 +61,7 @@ func pollPool(ctx context.Context, m *metrics.Metrics, st *store.Store, guard *s
 			ByCountry: c.ByCountry, ByAnonymity: c.ByAnonymity, ByGroup: c.ByGroup,
 			DistinctExits: c.DistinctExits, HealthyExits: c.HealthyExits, Sources: srcs,
 		}
+		torSeries(ctx, m, st)
 		if guard != nil {
 			snap.Groups = map[string]metrics.GroupHealth{}
 			for _, gs := range guard.Status() {
@@ -207,4 +208,40 @@ func startObservers(ctx context.Context, e *env, st *store.Store, pl *probeLoop,
 	serveMetrics(ctx, e, m, e.cfg.Metrics.Listen, func() error { return pl.healthy(ctx) })
 	_ = sd.Statusf
 	return guard
+}
+
+// torSeries sets the Tor gauges from the store, which holds one upstream
+// per tor instance (source "tor", its group): instances per group, those
+// the probe found working (bootstrapped and carrying traffic), and the
+// distinct exits they currently leave through. It works the same for
+// supervised children (`run`) and tor@ units (torgen + probe).
+func torSeries(ctx context.Context, m *metrics.Metrics, st *store.Store) {
+	recs, err := st.List(ctx, store.Filter{Source: "tor"})
+	if err != nil {
+		return
+	}
+	type agg struct {
+		active, ok int
+		exits      map[string]bool
+	}
+	by := map[string]*agg{}
+	for _, r := range recs {
+		a := by[r.Group]
+		if a == nil {
+			a = &agg{exits: map[string]bool{}}
+			by[r.Group] = a
+		}
+		a.active++
+		if r.Servable() {
+			a.ok++
+			if r.ExitIP != "" {
+				a.exits[r.ExitIP] = true
+			}
+		}
+	}
+	tm := m.Tor()
+	for g, a := range by {
+		tm.Instances(g, a.active, a.ok)
+		tm.Exits(g, len(a.exits))
+	}
 }
