@@ -189,6 +189,7 @@ func startObservers(ctx context.Context, e *env, st *store.Store, pl *probeLoop,
 	prev := pl.OnProgress
 	pl.OnProgress = func(p probe.Progress) {
 		pm.Pass(p.Done, p.Total, p.Healthy)
+		pm.Backlog(p.Total - p.Done)
 		if prev != nil {
 			prev(p)
 		}
