@@ -38,8 +38,12 @@ type Config struct {
 	PortBase     int        // default 9060
 	PortMax      int        // default PortBase+999
 	MaxInstances int        // 0 = no cap beyond the range
-	Reserved     []int      // ports proxypool itself uses (config.UsedPorts): never given out
-	TorrcDir     string     // where torrc.<port> go (/etc/tor)
+	// GroupMax caps single groups' instances under MaxInstances (the SLO
+	// guard raises a group's budget to bring up more); missing or 0 = no
+	// per-group cap. Slots over it are listed in Plan.Dropped.
+	GroupMax map[string]int
+	Reserved []int  // ports proxypool itself uses (config.UsedPorts): never given out
+	TorrcDir string // where torrc.<port> go (/etc/tor)
 	// DataDir, when set, gives each instance DataDirectory DataDir/<port>
 	// and ControlSocket DataDir/<port>/control (process runner). Empty:
 	// both are left to the defaults torrc (Debian's tor@ instances).
@@ -64,7 +68,7 @@ type Plan struct {
 	Instances   []Instance       // by port
 	Relays      []upstream.Relay // everything discovered (for the store)
 	Usable      int              // usable exits among Relays
-	Dropped     []exits.Slot     // slots over the port range or max-instances
+	Dropped     []exits.Slot     // slots over the port range, max-instances or GroupMax
 	EmptyGroups []string         // groups no usable exit matched
 	Changed     []int            // torrc files written
 	Removed     []int            // stale torrc files removed
@@ -135,7 +139,7 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 	for port, key := range have {
 		prev[key] = port
 	}
-	kept, dropped, err := exits.AssignPorts(slots, prev, exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances, Reserved: cfg.Reserved})
+	kept, dropped, err := exits.AssignPorts(slots, prev, exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances, Reserved: cfg.Reserved, GroupMax: cfg.GroupMax})
 	if err != nil {
 		return plan, err
 	}

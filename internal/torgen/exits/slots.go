@@ -172,6 +172,11 @@ type Ports struct {
 	Base, Max    int   // inclusive range
 	MaxInstances int   // 0: no cap beyond the range
 	Reserved     []int // ports in the range something else listens on (gateway, metrics)
+	// GroupMax caps the instances of single groups (the SLO guard's
+	// per-group budget); a group missing from it, or at 0, has no cap of
+	// its own. Slots over it are dropped like those over MaxInstances:
+	// slots that held a port keep it first, then the highest bandwidth.
+	GroupMax map[string]int
 }
 
 // AssignPorts gives every slot a port. prev maps keys to the ports they held
@@ -187,15 +192,21 @@ func AssignPorts(slots []Slot, prev map[string]int, p Ports) (kept, dropped []Sl
 	if p.MaxInstances > 0 && p.MaxInstances < limit {
 		limit = p.MaxInstances
 	}
+	perGroup := map[string]int{}
+	full := func(s Slot) bool {
+		c, ok := p.GroupMax[s.Group]
+		return ok && c > 0 && perGroup[s.Group] >= c
+	}
 	used := map[int]bool{}
 	for _, r := range p.Reserved {
 		used[r] = true
 	}
 	var fresh []Slot
 	for _, s := range slots {
-		if port, ok := prev[s.Key]; ok && port >= p.Base && port <= p.Max && !used[port] && len(kept) < limit {
+		if port, ok := prev[s.Key]; ok && port >= p.Base && port <= p.Max && !used[port] && len(kept) < limit && !full(s) {
 			s.Port = port
 			used[port] = true
+			perGroup[s.Group]++
 			kept = append(kept, s)
 			continue
 		}
@@ -207,12 +218,13 @@ func AssignPorts(slots []Slot, prev map[string]int, p Ports) (kept, dropped []Sl
 		for next <= p.Max && used[next] {
 			next++
 		}
-		if next > p.Max || len(kept) >= limit {
+		if next > p.Max || len(kept) >= limit || full(s) {
 			dropped = append(dropped, s)
 			continue
 		}
 		s.Port = next
 		used[next] = true
+		perGroup[s.Group]++
 		kept = append(kept, s)
 	}
 	sort.Slice(kept, func(i, j int) bool { return kept[i].Port < kept[j].Port })
