@@ -91,6 +91,12 @@ func Classify(err error) Cause {
 	// mihomo's adapters return plain-text errors; match the ones it has.
 	msg := err.Error()
 	for _, m := range mihomoMessages {
+		if m.text[0] >= '0' && m.text[0] <= '9' {
+			if strings.HasPrefix(msg, m.text) || strings.Contains(msg, ": "+m.text) {
+				return m.cause
+			}
+			continue
+		}
 		if strings.Contains(msg, m.text) {
 			return m.cause
 		}
@@ -112,7 +118,10 @@ var mihomoMessages = []struct {
 	{"malformed HTTP", HandshakeCause}, // net/http ReadResponse
 	{"CONNECT method not allowed", HandshakeCause},
 	{"can not connect remote err code", RefusedCause}, // http 4xx other than 405/407
-	{"502 ", TargetUnreachableCause},                  // http CONNECT answered by the upstream
+	// http CONNECT answered by the upstream with resp.Status: matched
+	// only at the start of the message or after ": ", so a port ending in
+	// 502/503 ("1.2.3.4:38503 connect error") does not count.
+	{"502 ", TargetUnreachableCause},
 	{"503 ", TargetUnreachableCause},
 	{"504 ", TargetTimeoutCause},
 	{"500 ", OtherCause},

@@ -240,6 +240,8 @@ func TestClassifyPlainErrors(t *testing.T) {
 		{errors.New("HTTP need auth"), AuthCause},
 		{errors.New("502 Bad Gateway"), TargetUnreachableCause},
 		{errors.New("504 Gateway Timeout"), TargetTimeoutCause},
+		{errors.New("dialing 1.2.3.4:80 via http 5.6.7.8:3128: 502 Bad Gateway"), TargetUnreachableCause},
+		{errors.New("127.10.17.1:38503 connect error: tls: oversized record received with length 24946"), HandshakeCause},
 		{errors.New("something else"), OtherCause},
 	}
 	for _, tt := range tests {
