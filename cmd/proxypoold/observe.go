@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
@@ -132,14 +133,15 @@ func (r *sloRefresher) Refresh(ctx context.Context, group string) (bool, error) 
 }
 
 // newGuard builds the SLO guard from groups.<name>.min-healthy/min-exits
-// and slo.*; its Tor steps are not wired in the daemon yet (see the issue
-// note), so Tor groups get the re-check and refresh steps only.
-func newGuard(e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics) (*slo.Guard, error) {
+// and slo.*. The groups in tor.groups (tor enabled) are Tor groups; tor
+// (nil: none) takes their newnym and instance steps: `run` passes its
+// torManager (slotor.go), the probe of the systemd units passes nil.
+func newGuard(e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics, tor slo.TorScaler) (*slo.Guard, error) {
 	var groups []slo.Group
 	for _, pg := range poolGroups(e) {
 		gc := e.cfg.Groups[pg.Name]
 		groups = append(groups, slo.Group{Name: pg.Name, Floor: slo.Floor{MinHealthy: gc.MinHealthy, MinExits: gc.MinExits},
-			Member: slo.Member(pg)})
+			Member: slo.Member(pg), Tor: e.cfg.Tor.Enabled && slices.Contains(e.cfg.Tor.Groups, pg.Name)})
 	}
 	sm := m.SLO()
 	return slo.New(slo.Options{
@@ -155,6 +157,7 @@ func newGuard(e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics) (*slo.
 			Reschedule: st.Reschedule, Groups: groups,
 		},
 		Refresher: &sloRefresher{e: e, st: st, added: pl.Trigger},
+		Tor:       tor,
 		OnFloor:   sm.Floor,
 		OnAction: func(group, kind string) {
 			sm.Action(group, kind)
@@ -181,8 +184,9 @@ func floorsOf(g *slo.Guard) func() []control.GroupFloor {
 }
 
 // startObservers wires metrics and the SLO guard around a probe loop. It
-// returns the guard (nil when it could not be built).
-func startObservers(ctx context.Context, e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics) *slo.Guard {
+// returns the guard (nil when it could not be built); tor is the guard's
+// TorScaler (nil: no tor steps).
+func startObservers(ctx context.Context, e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics, tor slo.TorScaler) *slo.Guard {
 	log := e.log.WithField(logging.FieldComponent, "slo")
 	pm := m.Probe()
 	pl.sink = probeSink{st: st, m: pm}
@@ -194,7 +198,7 @@ func startObservers(ctx context.Context, e *env, st *store.Store, pl *probeLoop,
 			prev(p)
 		}
 	}
-	guard, err := newGuard(e, st, pl, m)
+	guard, err := newGuard(e, st, pl, m, tor)
 	if err != nil {
 		log.WithError(err).Warn("pool floors are not watched")
 	} else {

@@ -46,7 +46,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 		tor = &daemonTor{e: e, st: st, systemd: true}
 	}
 	m := e.newMetrics()
-	if guard := startObservers(ctx, e, st, pl, m); guard != nil {
+	if guard := startObservers(ctx, e, st, pl, m, nil); guard != nil { // tor@ units: torgen runs them, no scaler here
 		cp.floors = floorsOf(guard)
 	}
 	cp.start(ctx, e, st, pl, !user, tor)

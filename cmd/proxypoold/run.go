@@ -10,8 +10,6 @@ import (
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/sd"
-	"github.com/proxypool/proxypool/internal/torctl"
-	"github.com/proxypool/proxypool/internal/torgen"
 )
 
 // runAll is `proxypoold run`: refresh, probe, gateway (and tor instances as
@@ -60,7 +58,11 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	defer d.Close()
 	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: cp.onProgress}
 	m := e.newMetrics() // one endpoint for everything in this process
-	if guard := startObservers(ctx, e, st, pl, m); guard != nil {
+	var tm *torManager  // the tor children, shared by torLoop and the SLO guard (slotor.go)
+	if e.cfg.Tor.Enabled {
+		tm = newTorManager(ctx, e, st)
+	}
+	if guard := startObservers(ctx, e, st, pl, m, tm.scaler()); guard != nil {
 		cp.floors = floorsOf(guard)
 	}
 	if sessionBusConfigured() { // proxypoolctl --user reaches `run` when a session bus exists; never fatal
@@ -75,7 +77,7 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	start("refresh", func() error { refreshLoop(ctx, e, st, pl.Trigger); return nil })
 	start("probe", func() error { return pl.run(ctx) })
 	if e.cfg.Tor.Enabled {
-		start("tor", func() error { return torLoop(ctx, e, st) })
+		start("tor", func() error { return torLoop(ctx, e, tm) })
 	}
 	wg.Wait()
 	return firstErr
@@ -102,40 +104,16 @@ func refreshLoop(ctx context.Context, e *env, st sinkStore, added func()) {
 	}
 }
 
-// torLoop generates the tor instances as supervised children and
-// re-discovers exits every tor.refresh.
-func torLoop(ctx context.Context, e *env, st *storeT) error {
-	log := e.log.WithField(logging.FieldComponent, "torgen")
-	runner := torgen.NewProcessRunner(ctx, e.cfg.Tor.Binary, e.cfg.Tor.TorrcDir, log)
-	defer runner.Wait()
+// torLoop generates the tor instances as supervised children (through
+// tm, which the SLO guard scales up between runs) and re-discovers exits
+// every tor.refresh.
+func torLoop(ctx context.Context, e *env, tm *torManager) error {
+	defer tm.stop()
 	t := time.NewTicker(e.cfg.Tor.Refresh)
 	defer t.Stop()
-	newnym := map[int]context.CancelFunc{} // tor.newnym-period rotation per instance
-	defer func() {
-		for _, c := range newnym {
-			c()
-		}
-	}()
 	for {
-		plan, err := generateTor(ctx, e, st, runner, false)
-		if err != nil && ctx.Err() == nil {
-			log.WithError(err).Warn("tor generation failed; keeping the instances that run")
-		} else if err == nil && e.cfg.Tor.NewnymPeriod > 0 {
-			want := map[int]bool{}
-			for _, in := range plan.Instances {
-				want[in.Port] = true
-				if _, ok := newnym[in.Port]; !ok {
-					nctx, c := context.WithCancel(ctx)
-					newnym[in.Port] = c
-					go torctl.NewNymEvery(nctx, torgen.ControlAddr(in), e.cfg.Tor.NewnymPeriod, log)
-				}
-			}
-			for port, c := range newnym {
-				if !want[port] {
-					c()
-					delete(newnym, port)
-				}
-			}
+		if _, err := tm.generate(ctx); err != nil && ctx.Err() == nil {
+			tm.log.WithError(err).Warn("tor generation failed; keeping the instances that run")
 		}
 		select {
 		case <-ctx.Done():

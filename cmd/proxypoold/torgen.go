@@ -106,10 +106,17 @@ func relaySource(e *env) exits.Source {
 
 // generateTor runs one discovery+generation and records the result.
 func generateTor(ctx context.Context, e *env, st *store.Store, run torgen.Runner, systemd bool) (torgen.Plan, error) {
+	return generateTorBudget(ctx, e, st, run, systemd, nil)
+}
+
+// generateTorBudget is generateTor with per-group instance caps
+// (torgen.Config.GroupMax): the SLO guard's budget in `run` (slotor.go).
+func generateTorBudget(ctx context.Context, e *env, st *store.Store, run torgen.Runner, systemd bool, groupMax map[string]int) (torgen.Plan, error) {
 	cfg, err := torConfig(e, systemd)
 	if err != nil {
 		return torgen.Plan{}, err
 	}
+	cfg.GroupMax = groupMax
 	if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
 		return torgen.Plan{}, fmt.Errorf("%s: creating torrc dir: %w", e.cfg.Pos("tor.torrc-dir"), err)
 	}
