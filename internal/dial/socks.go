@@ -26,13 +26,24 @@ var aLongTimeAgo = time.Unix(1, 0)
 // cancel) unblocks the handshake run by hs; the conn is returned with no
 // deadline. ctx's own timer does the work: no deadline is set on the conn
 // unless ctx ends during the handshake.
-func connectWithin(ctx context.Context, server string, hs func(c net.Conn) error) (net.Conn, error) {
-	c, err := netDialer.DialContext(ctx, "tcp", server)
-	if err != nil {
-		return nil, err
+func connectWithin(ctx context.Context, server serverAddr, hs func(c net.Conn) error) (net.Conn, error) {
+	var c net.Conn
+	if server.ap.IsValid() {
+		// an IP literal (the usual case): skip the resolver's parsing
+		// and address-list allocations on every dial
+		tc, err := netDialer.DialTCP(ctx, "tcp", netip.AddrPort{}, server.ap)
+		if err != nil {
+			return nil, err
+		}
+		c = tc
+	} else {
+		var err error
+		if c, err = netDialer.DialContext(ctx, "tcp", server.s); err != nil {
+			return nil, err
+		}
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
-	err = hs(c)
+	err := hs(c)
 	if !stop() {
 		// ctx ended during the handshake: report that, not the I/O error.
 		if err == nil {
@@ -48,6 +59,21 @@ func connectWithin(ctx context.Context, server string, hs func(c net.Conn) error
 	return c, nil
 }
 
+// serverAddr is an upstream's "host:port", parsed once when it is an IP
+// literal.
+type serverAddr struct {
+	s  string
+	ap netip.AddrPort
+}
+
+func newServerAddr(s string) serverAddr {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return serverAddr{s: s}
+	}
+	return serverAddr{s: s, ap: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
+}
+
 func splitTarget(addr string) (host string, port uint16, err error) {
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -60,7 +86,10 @@ func splitTarget(addr string) (host string, port uint16, err error) {
 	return h, uint16(n), nil
 }
 
-type socks4Dialer struct{ server, user string }
+type socks4Dialer struct {
+	server serverAddr
+	user   string
+}
 
 func (d *socks4Dialer) close() error { return nil }
 
@@ -115,7 +144,10 @@ func (d *socks4Dialer) dial(ctx context.Context, addr string) (net.Conn, error) 
 	})
 }
 
-type socks5Dialer struct{ server, user, pass string }
+type socks5Dialer struct {
+	server     serverAddr
+	user, pass string
+}
 
 func (d *socks5Dialer) close() error { return nil }
 
