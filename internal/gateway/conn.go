@@ -211,14 +211,16 @@ func (cc *conn) tunnel(up net.Conn) {
 		}
 	}
 	cc.releaseReader()
-	cc.c.SetReadDeadline(time.Time{})
+	// the handshake deadline becomes the tunnel's idle deadline: one
+	// timer change instead of a reset and a set
+	cc.c.SetReadDeadline(time.Now().Add(cc.g.opts.IdleTimeout))
 	obs := cc.g.obs
 	if obs == nil {
-		relay(cc.c, up, cc.g.opts.IdleTimeout)
+		relay(cc.g.work, cc.c, up, cc.g.opts.IdleTimeout)
 		return
 	}
 	obs.ActiveTunnels(1)
-	nUp, nDown := relay(cc.c, up, cc.g.opts.IdleTimeout)
+	nUp, nDown := relay(cc.g.work, cc.c, up, cc.g.opts.IdleTimeout)
 	obs.ActiveTunnels(-1)
 	obs.Bytes(nUp, nDown)
 }

@@ -92,6 +92,7 @@ type Gateway struct {
 	wg       sync.WaitGroup
 
 	stats Stats
+	work  *workers // connection and relay goroutines, reused
 }
 
 // Stats are running counters, safe to read concurrently.
@@ -140,12 +141,16 @@ func New(o Options) (*Gateway, error) {
 		l.Out = discard{}
 		o.Log = l
 	}
-	g := &Gateway{opts: o, log: o.Log, classify: o.Classify, obs: o.Observer, sem: make(chan struct{}, o.MaxConns), conns: map[*conn]struct{}{}}
+	g := &Gateway{opts: o, log: o.Log, classify: o.Classify, obs: o.Observer, sem: make(chan struct{}, o.MaxConns), conns: map[*conn]struct{}{}, work: newWorkers(maxIdleWorkers)}
 	if g.classify == nil {
 		g.classify = classifyErr
 	}
 	return g, nil
 }
+
+// maxIdleWorkers bounds the goroutines kept waiting for the next
+// connection or relay direction (a few KiB of stack each).
+const maxIdleWorkers = 512
 
 type discard struct{}
 
@@ -231,6 +236,7 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	}
 	accept.Wait()
 	g.drain()
+	g.work.stop()
 	return err
 }
 
@@ -277,7 +283,7 @@ func (g *Gateway) serve(ctx context.Context, ln net.Listener, name, group string
 			continue
 		}
 		g.wg.Add(1)
-		go cc.serve(ctx)
+		g.work.run(func() { cc.serve(ctx) })
 	}
 }
 

@@ -26,22 +26,42 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 // write side when its source reaches EOF, and closing both on an error or
 // when neither direction moved for idle. It returns the bytes copied up
 // (client → upstream) and down.
-func relay(client, up net.Conn, idle time.Duration) (nUp, nDown int64) {
-	var last atomic.Int64
-	last.Store(time.Now().UnixNano())
-	done := make(chan struct{})
-	go func() {
-		nDown = copyHalf(client, up, &last, idle)
-		close(done)
-	}()
-	nUp = copyHalf(up, client, &last, idle)
-	<-done
-	return nUp, nDown
+//
+// The client's read deadline must already be set to now+idle (tunnel does
+// it in the same call that clears the handshake deadline); the caller
+// closes both conns after relay returns.
+func relay(w *workers, client, up net.Conn, idle time.Duration) (nUp, nDown int64) {
+	t := &tunnelState{}
+	t.last.Store(time.Now().UnixNano())
+	t.done = make(chan struct{})
+	t.client, t.up, t.idle = client, up, idle
+	w.run(t.down)
+	nUp = t.copyHalf(up, client)
+	<-t.done
+	return nUp, t.nDown
+}
+
+// tunnelState is what both directions of one tunnel share (one
+// allocation instead of a closure and its captured variables).
+type tunnelState struct {
+	last   atomic.Int64 // UnixNano of the last read, either direction
+	ended  atomic.Int32 // directions that reached EOF
+	done   chan struct{}
+	client net.Conn
+	up     net.Conn
+	idle   time.Duration
+	nDown  int64
+}
+
+func (t *tunnelState) down() {
+	t.up.SetReadDeadline(time.Now().Add(t.idle))
+	t.nDown = t.copyHalf(t.client, t.up)
+	close(t.done)
 }
 
 // copyHalf copies src → dst and returns the bytes written.
-func copyHalf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) int64 {
-	src.SetReadDeadline(time.Now().Add(idle))
+func (t *tunnelState) copyHalf(dst, src net.Conn) int64 {
+	last, idle := &t.last, t.idle
 	var err error
 	var n int64
 	if rc := rawConn(src); rc != nil {
@@ -50,6 +70,12 @@ func copyHalf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) int64 {
 		n, err = copyBuf(dst, src, last, idle)
 	}
 	if err == nil || errors.Is(err, io.EOF) {
+		if t.ended.Add(1) == 2 {
+			// the other direction already ended cleanly, so dst has
+			// sent its FIN and was read to EOF: the caller's Close
+			// sends our FIN, no separate shutdown needed.
+			return n
+		}
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			if cw.CloseWrite() == nil {
 				return n
