@@ -167,7 +167,7 @@ func runGateway(args []string) error {
 		return err
 	}
 	if path := os.Getenv("GATEWAY_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
+		f, err := os.Create(path + "." + dialer) // one file per gateway child
 		if err != nil {
 			return err
 		}

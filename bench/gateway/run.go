@@ -177,7 +177,7 @@ func runBench(args []string) error {
 	dur := fs.Duration("d", 5*time.Second, "duration of each cell")
 	concs := fs.String("c", "64,256", "newconn concurrencies")
 	kaConc := fs.Int("kc", 64, "keep-alive concurrency")
-	failDur := fs.Duration("fd", 15*time.Second, "failure scenario duration")
+	failDur := fs.Duration("fd", 15*time.Second, "failure scenario duration (0: skip it)")
 	reps := fs.Int("r", 1, "repeats of every cell, interleaved (cell order rotates); means of rps and CPU, medians of p50/p99")
 	loadgen := fs.String("loadgen", "bin/loadgen", "loadgen binary")
 	haproxy := fs.String("haproxy", "haproxy", "haproxy binary (skipped if missing)")
@@ -336,6 +336,9 @@ func runBench(args []string) error {
 		fmt.Println()
 	}
 
+	if *failDur <= 0 { // -fd 0: skip the failure scenario
+		return nil
+	}
 	// Failure: 30 % of the upstreams die after their last check, a quarter
 	// of them as black holes, 3 s into a newconn c=64 run.
 	dead := *n * 30 / 100
