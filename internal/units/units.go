@@ -30,9 +30,11 @@ type Manager interface {
 	ReloadOrRestartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
 }
 
-// Users makes the per-instance system user and its home.
+// Users makes (and, when its port is gone, removes) the per-instance
+// system user and its home.
 type Users interface {
 	Ensure(ctx context.Context, name, home string) error
+	Remove(ctx context.Context, name, home string) error
 }
 
 // Marker starts the instance torrc files this package owns.
@@ -199,10 +201,18 @@ func (r *Runner) Apply(ctx context.Context, want, changed []int) error {
 	for _, p := range d.Remove {
 		name := UnitName(p)
 		if err := r.job(ctx, "stop", name, r.M.StopUnitContext); err != nil {
+			// Still running as its user: keep the instance for the next run.
 			errs = append(errs, err)
+			continue
 		}
 		if _, err := r.M.DisableUnitFilesContext(ctx, []string{name}, false); err != nil {
 			errs = append(errs, fmt.Errorf("disabling %s: %w", name, err))
+		}
+		// User and home first: once the stub is gone nothing marks them
+		// as ours (the purge finds instances by their stub).
+		if err := r.users().Remove(ctx, userName(p), r.path(homeDir(p))); err != nil {
+			errs = append(errs, fmt.Errorf("removing instance %d: %w", p, err))
+			continue
 		}
 		if err := os.RemoveAll(r.path(filepath.Join("/etc/tor/instances", strconv.Itoa(p)))); err != nil {
 			errs = append(errs, fmt.Errorf("removing instance %d: %w", p, err))
@@ -269,15 +279,22 @@ func (r *Runner) job(ctx context.Context, verb, name string, f jobFunc) error {
 	}
 }
 
+func (r *Runner) users() Users {
+	if r.Users == nil {
+		return AddUser{}
+	}
+	return r.Users
+}
+
+// userName is the instance's system user, as tor@.service runs it.
+func userName(port int) string { return "_tor-" + strconv.Itoa(port) }
+
+// homeDir is the instance's DataDirectory (Debian's instance defaults).
+func homeDir(port int) string { return filepath.Join("/var/lib/tor-instances", strconv.Itoa(port)) }
+
 // create makes the instance like tor-instance-create: user, home, stub.
 func (r *Runner) create(ctx context.Context, port int) error {
-	name := "_tor-" + strconv.Itoa(port)
-	home := filepath.Join("/var/lib/tor-instances", strconv.Itoa(port))
-	users := r.Users
-	if users == nil {
-		users = AddUser{}
-	}
-	if err := users.Ensure(ctx, name, r.path(home)); err != nil {
+	if err := r.users().Ensure(ctx, userName(port), r.path(homeDir(port))); err != nil {
 		return fmt.Errorf("creating instance %d: %w", port, err)
 	}
 	etc := r.path(filepath.Join("/etc/tor/instances", strconv.Itoa(port)))
@@ -325,6 +342,21 @@ func (AddUser) Ensure(ctx context.Context, name, home string) error {
 		return err
 	}
 	return os.Chmod(home, 0o700|os.ModeSetgid)
+}
+
+// Remove deletes name (if it exists) with deluser, then home. Only called
+// for instances whose stub is ours, after their unit stopped.
+func (AddUser) Remove(ctx context.Context, name, home string) error {
+	if _, err := user.Lookup(name); err == nil {
+		out, err := exec.CommandContext(ctx, "deluser", "--quiet", "--system", name).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("deluser %s: %w: %s", name, err, strings.TrimSpace(string(out)))
+		}
+	}
+	if err := os.RemoveAll(home); err != nil {
+		return fmt.Errorf("removing %s: %w", home, err)
+	}
+	return nil
 }
 
 func sortedUnique(in []int) []int {

@@ -83,11 +83,16 @@ func (f *fakeSystemd) ReloadOrRestartUnitContext(_ context.Context, name, _ stri
 	return f.job("reload", name, ch, true)
 }
 
-type fakeUsers struct{ made []string }
+type fakeUsers struct{ made, removed []string }
 
 func (u *fakeUsers) Ensure(_ context.Context, name, home string) error {
 	u.made = append(u.made, name)
 	return os.MkdirAll(home, 0o700)
+}
+
+func (u *fakeUsers) Remove(_ context.Context, name, home string) error {
+	u.removed = append(u.removed, name)
+	return os.RemoveAll(home)
 }
 
 func TestApplyActsOnlyOnChanges(t *testing.T) {
@@ -127,6 +132,14 @@ func TestApplyActsOnlyOnChanges(t *testing.T) {
 	}
 	if fmt.Sprint(users.made) != "[_tor-9060 _tor-9061 _tor-9062]" {
 		t.Errorf("users made: %v", users.made)
+	}
+	// The gone port's user and home go with it: afterwards nothing would
+	// mark them as ours (the purge finds instances by their stub).
+	if fmt.Sprint(users.removed) != "[_tor-9060]" {
+		t.Errorf("users removed: %v", users.removed)
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/lib/tor-instances/9060")); !os.IsNotExist(err) {
+		t.Error("home of the gone port still there")
 	}
 	// Layout, as tor@.service reads it.
 	b, err := os.ReadFile(filepath.Join(root, "etc/tor/instances/9062/torrc"))
@@ -218,5 +231,34 @@ func TestStubIncludesGeneratedTorrc(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("effective config lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// An instance whose stop failed still runs as its user: nothing of it is
+// removed, so the next run tries again.
+func TestApplyKeepsInstanceWhoseStopFailed(t *testing.T) {
+	ctx := context.Background()
+	sd, users := newFake(), &fakeUsers{}
+	r := &Runner{M: sd, Users: users, Root: t.TempDir()}
+	if err := r.Apply(ctx, []int{9090}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sd.failJob = "tor@9090.service"
+	err := r.Apply(ctx, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "stop tor@9090.service") {
+		t.Fatalf("err = %v", err)
+	}
+	if owned, _ := r.Owned(); fmt.Sprint(owned) != "[9090]" {
+		t.Errorf("owned after a failed stop = %v", owned)
+	}
+	if len(users.removed) != 0 {
+		t.Errorf("removed the user of a running instance: %v", users.removed)
+	}
+	sd.failJob = ""
+	if err := r.Apply(ctx, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if owned, _ := r.Owned(); len(owned) != 0 || fmt.Sprint(users.removed) != "[_tor-9090]" {
+		t.Errorf("retry: owned %v, removed %v", owned, users.removed)
 	}
 }
