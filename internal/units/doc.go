@@ -4,5 +4,8 @@
 // (system user _tor-<port>, /var/lib/tor-instances/<port>), makes
 // /etc/tor/instances/<port>/torrc hold `%include /etc/tor/torrc.<port>`,
 // and enables/starts/reloads/stops/disables only the units whose state must
-// change. Debian's tor@.service itself is never replaced.
+// change; an instance whose port is gone goes entirely (unit stopped and
+// disabled, user, home and instance directory removed). Debian's
+// tor@.service itself is never replaced. Proven under a booted systemd by
+// the "tor" phase of test/e2e/checks.sh.
 package units

@@ -3,6 +3,8 @@
 # nspawn.sh, run with bash -eu). Usage: checks.sh PHASE
 #   installed  after `apt install` + `systemctl start proxypool.target`
 #   rebooted   after poweroff + boot
+#   tor        after the rebooted checks: torgen makes tor@9060 (us) and
+#              tor@9061 (de), then removes tor@9060 (tor@9061 left for purge)
 #   purged     after `apt purge proxypool`
 # E2E_SKIP: comma-separated check names to skip (e.g. while a binary is a stub).
 set -euo pipefail
@@ -148,6 +150,98 @@ installed | rebooted)
 		via http://127.0.0.1:8000
 	}
 	;;
+tor)
+	# proxy-torgen.service (the packaged unit, its sandbox) turns a recorded
+	# relay file into Debian's tor@<port>.service instances: tor.mode
+	# country, groups us and de -> ports 9060 and 9061. No network here, so
+	# tor never bootstraps; the instances are active and their SocksPort
+	# listens. Dropping us stops and removes tor@9060 and leaves de's
+	# instance alone; de's stays for the purge checks.
+	CONF=/etc/proxypool/proxypool.yaml
+	RELAYS=/srv/e2e-tor/relays.csv   # copied in by nspawn.sh (testdata/)
+	PORT=9060 UNIT=tor@9060.service DEPORT=9061 DEUNIT=tor@9061.service
+	cp $CONF /root/proxypool.yaml.orig
+	with_tor() { # $1: the tor.groups flow list
+		{ sed '/^tor:/,$d' /root/proxypool.yaml.orig
+		  cat <<-EOF
+			tor:
+			  enabled: true
+			  relays: $RELAYS
+			  relays-format: csv
+			  mode: country
+			  groups: $1
+		EOF
+		} >$CONF
+		sed -i 's/^groups: {}$/groups:\n  us:\n    countries: [US]\n  de:\n    countries: [DE]/' $CONF
+	}
+	torgen() {
+		local rc=0
+		systemctl start proxy-torgen.service || rc=$?
+		journalctl -u proxy-torgen.service --no-pager -n 12 -o cat
+		[ $rc = 0 ] || { systemctl --no-pager status proxy-torgen.service || true; echo "proxy-torgen.service failed"; exit 1; }
+	}
+	listens() { timeout 2 bash -c "</dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+	wait_listen() { # no ss/netstat in a minbase system: bash's /dev/tcp connects
+		for _ in $(seq 100); do listens "$1" && return 0; sleep 0.1; done
+		journalctl -u "tor@$1.service" --no-pager -n 30; echo "nothing listens on 127.0.0.1:$1"; return 1
+	}
+
+	check tor-instances-created
+	test -s $RELAYS
+	with_tor '[us, de]'
+	has -x '  us:' $CONF
+	torgen
+	test -f /etc/tor/torrc.$PORT || { ls -la /etc/tor; echo "no /etc/tor/torrc.$PORT"; exit 1; }
+	cat /etc/tor/torrc.$PORT
+	has -x 'ExitNodes {us}' /etc/tor/torrc.$PORT
+	has -x 'StrictNodes 1' /etc/tor/torrc.$PORT
+	has -x 'ExitNodes {de}' /etc/tor/torrc.$DEPORT
+	has -x "%include /etc/tor/torrc.$PORT" /etc/tor/instances/$PORT/torrc
+	has -x "%include /etc/tor/torrc.$DEPORT" /etc/tor/instances/$DEPORT/torrc
+	getent passwd _tor-$PORT _tor-$DEPORT
+	[ "$(stat -c %U /var/lib/tor-instances/$PORT)" = _tor-$PORT ]
+
+	check tor-instances-running
+	wait_active $UNIT $DEUNIT
+	systemctl is-enabled $UNIT $DEUNIT
+	wait_listen $PORT
+	wait_listen $DEPORT
+	# tor@ runs the instance as its own user, reading our torrc through the include.
+	[ "$(ps -o uid= -p "$(systemctl show -P MainPID $UNIT)" | tr -d ' ')" = "$(id -u _tor-$PORT)" ]
+
+	check tor-upstreams-listed
+	out=$(proxypoolctl list --source tor)
+	echo "$out"
+	has "127.0.0.1:$PORT " <<<"$out" || { echo "proxypoolctl list --source tor does not show port $PORT"; exit 1; }
+	has "127.0.0.1:$DEPORT " <<<"$out" || { echo "proxypoolctl list --source tor does not show port $DEPORT"; exit 1; }
+	proxypoolctl list --group us | has "127.0.0.1:$PORT "
+
+	check tor-rerun-unchanged
+	pid=$(systemctl show -P MainPID $UNIT)
+	torgen
+	[ "$(systemctl show -P MainPID $UNIT)" = "$pid" ] || { echo "$UNIT restarted though nothing changed"; exit 1; }
+
+	check tor-instance-removed
+	depid=$(systemctl show -P MainPID $DEUNIT)
+	with_tor '[de]'
+	torgen
+	for _ in $(seq 100); do systemctl is-active --quiet $UNIT || break; sleep 0.1; done
+	! systemctl is-active --quiet $UNIT || { echo "$UNIT still active"; exit 1; }
+	[ "$(systemctl is-enabled $UNIT 2>/dev/null || true)" != enabled ] || { echo "$UNIT still enabled"; exit 1; }
+	[ ! -e /etc/tor/torrc.$PORT ] || { echo "/etc/tor/torrc.$PORT left behind"; exit 1; }
+	[ ! -e /etc/tor/instances/$PORT ] || { echo "/etc/tor/instances/$PORT left behind"; exit 1; }
+	! listens $PORT || { echo "127.0.0.1:$PORT still listens"; exit 1; }
+	out=$(proxypoolctl list --source tor)
+	echo "$out"
+	! has "127.0.0.1:$PORT " <<<"$out" || { echo "port $PORT still listed as a tor upstream"; exit 1; }
+	# de keeps its port and its process.
+	has -x 'ExitNodes {de}' /etc/tor/torrc.$DEPORT
+	[ "$(systemctl show -P MainPID $DEUNIT)" = "$depid" ] || { echo "$DEUNIT restarted by an unrelated change"; exit 1; }
+	has "127.0.0.1:$DEPORT " <<<"$out"
+
+	# tor.groups [] is refused (torgen.ErrNoExits) rather than removing
+	# every instance, so de's instance stays: the purge must clean it up.
+	;;
 purged)
 	check nothing-left
 	left=""
@@ -165,6 +259,11 @@ purged)
 	! systemctl list-units --all --no-legend --plain 'proxy*' | grep -v ' not-found inactive ' | has . ||
 		{ systemctl list-units --all 'proxy*'; exit 1; }
 	! dpkg -s proxypool >/dev/null 2>&1 || { echo "dpkg still knows proxypool"; exit 1; }
+	# The tor@<port> instances torgen made (the "tor" phase leaves one).
+	! pgrep -x tor >/dev/null || { ps -o user,pid,args -C tor; echo "a tor process still runs"; exit 1; }
+	! getent passwd | has '^_tor-' || { getent passwd | grep '^_tor-'; echo "instance users left"; exit 1; }
+	left=$(find /etc/systemd/system -name 'tor@[0-9]*.service' -printf '%p ' 2>/dev/null || true)
+	[ -z "$left" ] || { echo "tor@ links left: $left"; exit 1; }
 	;;
 esac
 echo "=== checks $PHASE ok"

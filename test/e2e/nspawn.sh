@@ -5,6 +5,9 @@
 #   installed  units active, proxypoolctl as root and as nobody, bus policy, logs
 #   restart    `systemctl restart proxy-gateway` under a request loop refuses nothing
 #   rebooted   poweroff + boot brings the target back with the state intact
+#   tor        proxy-torgen.service makes tor@<port>.service instances from
+#              a recorded relay list (test/e2e/testdata), then removes one;
+#              the other must go with the purge
 #   purged     `apt purge` leaves nothing behind
 # Usage (root): test/e2e/nspawn.sh dist/proxypool_*.deb
 #   E2E_CHECKS  extra bash run inside the container after the "installed" checks
@@ -60,6 +63,8 @@ fi
 systemctl --root="$W/root" mask tor@default.service >/dev/null 2>&1 || true
 cp "$DEB" "$W/root/root/proxypool.deb"
 cp "$HERE/checks.sh" "$W/root/root/checks.sh"
+# The recorded relay list the "tor" checks give proxy-torgen.service.
+install -D -m644 "$HERE/testdata/relays-torstatus-2017-04.csv" "$W/root/srv/e2e-tor/relays.csv"
 
 # The fleet runs as its own unit, enabled, so it is back after the reboot
 # with the same addresses (127.10.<i>.1:10800) and the pool stays valid.
@@ -170,6 +175,10 @@ phase "powered off"
 boot
 ct bash /root/checks.sh rebooted
 phase "rebooted checks ok"
+
+# torgen under the real unit: groups us, de become tor@9060/9061.service.
+ct bash /root/checks.sh tor
+phase "tor checks ok"
 
 ct apt-get purge -y -q proxypool
 ct bash /root/checks.sh purged
