@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -89,36 +88,14 @@ slo: {min-healthy: 0, check-interval: 1s, min-action-interval: 2s}
 		t.Fatal(err)
 	}
 
-	logPath := filepath.Join(dir, "proxypoold.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTorE2EHelper$", "-test.count=1")
-	cmd.Env = append(withoutBus(os.Environ()), helperEnv+"=1", helperArgsEnv+"=--config\n"+cfgPath+"\nrun")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
+	d := startDaemon(t, dir, cfgPath)
+	exited, started, logPath := d.exited, d.started, d.logPath
 	var ports []int
 	t.Cleanup(func() {
-		if !stopped {
-			cmd.Process.Kill()
-			<-exited
-		}
 		for _, p := range ports {
 			if pid := torPID(torrcDir, p); pid != 0 {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
-		}
-		if t.Failed() {
-			t.Logf("proxypoold log (tail):\n%s", tail(logPath, 80))
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
@@ -229,16 +206,7 @@ slo: {min-healthy: 0, check-interval: 1s, min-action-interval: 2s}
 	}
 
 	// 4. SIGTERM: clean exit, no tor child left.
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		stopped = true
-		if err != nil {
-			t.Errorf("proxypoold run after SIGTERM: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("proxypoold run did not stop within 30s of SIGTERM")
-	}
+	d.stop(t, 30*time.Second)
 	for _, p := range ports {
 		if pid := torPID(torrcDir, p); pid != 0 {
 			t.Errorf("tor pid %d (port %d) still runs after proxypoold stopped", pid, p)

@@ -7,12 +7,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -71,28 +69,8 @@ log: {level: info, format: text}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "proxypoold.log")
-	logf, _ := os.Create(logPath)
-	defer logf.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTorE2EHelper$", "-test.count=1")
-	cmd.Env = append(withoutBus(os.Environ()), helperEnv+"=1", helperArgsEnv+"=--config\n"+cfgPath+"\nrun")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("proxypoold log (tail):\n%s", tail(logPath, 60))
-		}
-	})
+	d := startDaemon(t, dir, cfgPath)
+	exited := d.exited
 
 	// 1. The pool fills: the four good upstreams become healthy.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -103,7 +81,7 @@ log: {level: info, format: text}
 		}
 		select {
 		case err := <-exited:
-			stopped = true
+			d.stopped = true
 			t.Fatalf("proxypoold exited early: %v", err)
 		case <-ctx.Done():
 			t.Fatalf("pool never reached 4 healthy upstreams")
@@ -158,16 +136,7 @@ log: {level: info, format: text}
 	}
 
 	// 5. SIGTERM: a clean stop.
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		stopped = true
-		if err != nil {
-			t.Fatalf("proxypoold exited with %v on SIGTERM", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("proxypoold did not stop within 20 s of SIGTERM")
-	}
+	d.stop(t, 20*time.Second)
 }
 
 func healthyCount(ctx context.Context, db string) int {

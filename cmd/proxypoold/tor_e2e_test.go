@@ -135,35 +135,12 @@ slo: {min-healthy: 0}
 	}
 
 	// The product, as its own process.
-	logPath := filepath.Join(dir, "proxypoold.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTorE2EHelper$", "-test.count=1")
-	cmd.Env = append(withoutBus(os.Environ()), helperEnv+"=1", helperArgsEnv+"=--config\n"+cfgPath+"\nrun")
+	var busEnv []string
 	if busAddr != "" {
-		cmd.Env = append(cmd.Env, "DBUS_SESSION_BUS_ADDRESS="+busAddr)
+		busEnv = []string{"DBUS_SESSION_BUS_ADDRESS=" + busAddr}
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("proxypoold log (tail):\n%s", tail(logPath, 60))
-		}
-	})
+	d := startDaemon(t, dir, cfgPath, busEnv...)
+	exited, started := d.exited, d.started
 
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
@@ -300,16 +277,7 @@ slo: {min-healthy: 0}
 
 	// 6. SIGTERM: the daemon exits 0 and takes its tor children with it.
 	stopAt := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		stopped = true
-		if err != nil {
-			t.Errorf("proxypoold run after SIGTERM: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("proxypoold run did not stop within 30s of SIGTERM")
-	}
+	d.stop(t, 30*time.Second)
 	for _, r := range recs {
 		if pid := torPID(torrcDir, r.Port); pid != 0 {
 			t.Errorf("tor pid %d (port %d) still runs after proxypoold stopped", pid, r.Port)

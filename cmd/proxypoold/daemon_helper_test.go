@@ -1,0 +1,68 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// daemonProc is `proxypoold --config X run` running as a child process: this
+// test binary re-executed as the program (TestTorE2EHelper), so the
+// end-to-end tests exercise the real main without a second build.
+type daemonProc struct {
+	cmd     *exec.Cmd
+	exited  chan error
+	stopped bool
+	logPath string
+	started time.Time
+}
+
+// startDaemon starts it with extra environment, logging to
+// dir/proxypoold.log. Cleanup kills it if the test did not stop it and
+// prints the log's tail when the test failed.
+func startDaemon(t *testing.T, dir, cfgPath string, env ...string) *daemonProc {
+	t.Helper()
+	p := &daemonProc{logPath: filepath.Join(dir, "proxypoold.log"), exited: make(chan error, 1)}
+	logf, err := os.Create(p.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	p.cmd = exec.Command(os.Args[0], "-test.run=^TestTorE2EHelper$", "-test.count=1")
+	p.cmd.Env = append(append(withoutBus(os.Environ()), helperEnv+"=1", helperArgsEnv+"=--config\n"+cfgPath+"\nrun"), env...)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.started = time.Now()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if !p.stopped {
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("proxypoold log (tail):\n%s", tail(p.logPath, 80))
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and fails the test unless the daemon exits 0 within d.
+func (p *daemonProc) stop(t *testing.T, d time.Duration) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		p.stopped = true
+		if err != nil {
+			t.Errorf("proxypoold run after SIGTERM: %v", err)
+		}
+	case <-time.After(d):
+		t.Fatalf("proxypoold run did not stop within %v of SIGTERM", d)
+	}
+}
