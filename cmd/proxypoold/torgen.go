@@ -32,8 +32,7 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	if !e.cfg.Tor.Enabled {
-		e.log.Infof("%s: tor.enabled is false: nothing to do", e.cfg.Pos("tor.enabled"))
-		return nil
+		return disableTor(ctx, e, dry)
 	}
 	var run torgen.Runner
 	switch {
@@ -146,4 +145,38 @@ func generateTorBudget(ctx context.Context, e *env, st *store.Store, run torgen.
 	log.Infof("tor: %d relays, %d usable exits, %d instances (%d changed, %d removed); store: %d new, %d gone",
 		len(plan.Relays), plan.Usable, len(plan.Instances), len(plan.Changed), len(plan.Removed), sum.New, sum.Gone)
 	return plan, nil
+}
+
+// disableTor stops and removes the tor@ instances an earlier torgen made
+// once tor.enabled is false, and takes them out of the store.
+func disableTor(ctx context.Context, e *env, dry bool) error {
+	log := e.log.WithField(logging.FieldComponent, "torgen")
+	r := &units.Runner{TorrcDir: e.cfg.Tor.TorrcDir, Log: log}
+	owned, err := r.Owned()
+	if err != nil || len(owned) == 0 || dry {
+		log.Infof("%s: tor.enabled is false: no instance of ours to stop", e.cfg.Pos("tor.enabled"))
+		return nil
+	}
+	conn, err := units.Dial(ctx)
+	if err != nil {
+		return fmt.Errorf("tor.enabled is false but %d instances of ours exist; connecting to systemd to stop them: %w", len(owned), err)
+	}
+	defer conn.Close()
+	r.M = conn
+	if err := r.Apply(ctx, nil, nil); err != nil {
+		return fmt.Errorf("stopping tor instances %v: %w", owned, err)
+	}
+	if _, err := torrc.RemoveStale(e.cfg.Tor.TorrcDir, nil); err != nil {
+		log.WithError(err).Warn("removing generated torrc files")
+	}
+	st, err := e.openStore(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := st.UpsertSource(ctx, upstream.SourceMeta{Name: "tor", Format: "tor"}, nil); err != nil {
+		return fmt.Errorf("removing tor instances from the store: %w", err)
+	}
+	log.Infof("tor.enabled is false: stopped and removed tor instances %v", owned)
+	return nil
 }

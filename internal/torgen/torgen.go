@@ -121,7 +121,10 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 	for _, g := range empty {
 		log.WithField("GROUP", g).Warn("tor group has no usable exit; no instance for it")
 	}
-	if len(slots) == 0 {
+	// No slot although groups are configured: a broken or empty relay list
+	// must not tear every running instance down. No group configured at all
+	// is an operator's decision: fall through and stop what runs.
+	if len(slots) == 0 && len(cfg.Groups) > 0 {
 		hint := ""
 		if noFlags(relays) {
 			hint = "; the relay list carries no flags (an Onionoo query needs fields flags and running)"

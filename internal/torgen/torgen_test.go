@@ -178,3 +178,30 @@ func waitFor(t *testing.T, what string, f func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestGenerateNoGroupsStopsEverything: an operator who removes every tor
+// group (tor.groups: []) gets every instance stopped and its torrc removed,
+// unlike a relay list that merely matches nothing.
+func TestGenerateNoGroupsStopsEverything(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := Config{Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, TorrcDir: dir, PortBase: 9060}
+	run := &recordingRunner{}
+	if _, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Groups = nil
+	p, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run)
+	if err != nil {
+		t.Fatalf("generate with no groups: %v", err)
+	}
+	if len(p.Instances) != 0 || fmt.Sprint(p.Removed) != "[9060]" {
+		t.Errorf("instances %v removed %v, want none and [9060]", p.Instances, p.Removed)
+	}
+	if _, err := os.Stat(torrc.Path(dir, 9060)); !os.IsNotExist(err) {
+		t.Errorf("torrc.9060 still there: %v", err)
+	}
+	if last := run.calls[len(run.calls)-1]; last != "want=[] changed=[]" {
+		t.Errorf("runner last told %q, want no instance", last)
+	}
+}
