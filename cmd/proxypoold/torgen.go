@@ -154,7 +154,7 @@ func disableTor(ctx context.Context, e *env, dry bool) error {
 	r := &units.Runner{TorrcDir: e.cfg.Tor.TorrcDir, Log: log}
 	owned, err := r.Owned()
 	if err != nil || len(owned) == 0 || dry {
-		log.Infof("%s: tor.enabled is false: no instance of ours to stop", e.cfg.Pos("tor.enabled"))
+		log.Infof("%s: tor.enabled is false: nothing to do (no instance of ours runs)", e.cfg.Pos("tor.enabled"))
 		return nil
 	}
 	conn, err := units.Dial(ctx)
