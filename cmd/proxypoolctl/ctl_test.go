@@ -368,7 +368,7 @@ func TestPagingTenThousand(t *testing.T) {
 		t.Fatalf("list --limit: exit %d, %d lines, %s", code, strings.Count(tab, "\n"), errOut)
 	}
 	t.Logf("list --json of 10000 upstreams over the bus: %s", took)
-	if took > 5*time.Second {
+	if took > 15*time.Second { // 2.8 s measured on a loaded 2-core machine; catches a hang, not noise
 		t.Errorf("listing 10000 upstreams took %s", took)
 	}
 }

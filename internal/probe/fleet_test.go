@@ -99,7 +99,7 @@ func TestVerdicts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pass: %v", err)
 	}
-	if el := time.Since(start); el > 3*time.Second {
+	if el := time.Since(start); el > 6*time.Second { // ≈1 s: bounded by the 1 s timeout, with room for a loaded machine
 		t.Errorf("pass over %d upstreams took %v with a 1s check timeout", len(ups), el)
 	}
 	if prog.Done != len(ups) {
