@@ -119,8 +119,3 @@ func (e *env) prober(d *dial.Pool, progress func(probe.Progress)) (*probe.Prober
 	}
 	return pr, nil
 }
-
-type storeT = store.Store
-
-// sinkStore is what refresh writes to.
-type sinkStore = source.Sink

@@ -79,13 +79,13 @@ func poolGroups(e *env) []pool.Group {
 	}
 	for i, p := range e.cfg.Gateway.Ports {
 		if p.Upstream != "" {
-			out = append(out, pool.Group{Name: pinnedName(i, p.Upstream), IDs: []string{p.Upstream}})
+			out = append(out, pool.Group{Name: pinnedName(i), IDs: []string{p.Upstream}})
 		}
 	}
 	return out
 }
 
-func pinnedName(i int, id string) string { return "pinned" + strconv.Itoa(i) }
+func pinnedName(i int) string { return "pinned" + strconv.Itoa(i) }
 
 // listenerPlan names every listener: the mixed port and each pinned port.
 func listenerPlan(e *env) (want map[string]string, ports map[string]string) {
@@ -95,7 +95,7 @@ func listenerPlan(e *env) (want map[string]string, ports map[string]string) {
 		name := "port-" + p.Group
 		group := p.Group
 		if p.Upstream != "" {
-			group = pinnedName(i, p.Upstream)
+			group = pinnedName(i)
 			name = "port-" + group
 		}
 		if _, dup := want[name]; dup {

@@ -10,6 +10,7 @@ import (
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/sd"
+	"github.com/proxypool/proxypool/internal/source"
 )
 
 // runAll is `proxypoold run`: refresh, probe, gateway (and tor instances as
@@ -85,7 +86,7 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 
 // refreshLoop refreshes at start and then every refresh.interval; each
 // source's own min-interval still applies.
-func refreshLoop(ctx context.Context, e *env, st sinkStore, added func()) {
+func refreshLoop(ctx context.Context, e *env, st source.Sink, added func()) {
 	t := time.NewTicker(e.cfg.Refresh.Interval)
 	defer t.Stop()
 	for {

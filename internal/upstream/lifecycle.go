@@ -15,7 +15,6 @@ type Policy struct {
 	DeadBackoffMax  time.Duration // cap of the exponential backoff (default 6h)
 	Jitter          float64       // ± fraction applied to every period (default 0.2)
 	EWMAAlpha       float64       // weight of the newest latency sample (default 0.3)
-	PassiveEject    int           // passive failures in a row that count as one active failure (default 1)
 }
 
 // WithDefaults fills zero fields.
@@ -40,9 +39,6 @@ func (p Policy) WithDefaults() Policy {
 	}
 	if p.EWMAAlpha <= 0 || p.EWMAAlpha > 1 {
 		p.EWMAAlpha = 0.3
-	}
-	if p.PassiveEject <= 0 {
-		p.PassiveEject = 1
 	}
 	return p
 }
