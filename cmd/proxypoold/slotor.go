@@ -201,7 +201,8 @@ func (m *torManager) NewNym(ctx context.Context, group string) (int, error) {
 // an exit no instance uses, room under tor.max-instances and no instance
 // still in its torBootstrapGrace. It returns how
 // many of the group's instances are new (on a port the group did not run);
-// 0 and no error when there is nothing to add.
+// 0 and no error when there is nothing to add, slo.ErrNotYet while an
+// instance is in its grace.
 func (m *torManager) ScaleUp(ctx context.Context, group string) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -217,9 +218,7 @@ func (m *torManager) ScaleUp(ctx context.Context, group string) (int, error) {
 	for _, in := range m.instances(group) {
 		before[in.Port] = true
 		if age := m.now().Sub(m.since[in.Port]); age < torBootstrapGrace {
-			m.log.WithFields(logrus.Fields{logging.FieldGroup: group, "port": in.Port}).
-				Debugf("tor group %s: %s started %v ago may still bootstrap; no new instance yet", group, in.Name, age.Round(time.Second))
-			return 0, nil
+			return 0, fmt.Errorf("%s started %v ago may still bootstrap: %w", in.Name, age.Round(time.Second), slo.ErrNotYet)
 		}
 	}
 	m.budget[group] = len(before) + 1

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/slo"
 	"github.com/proxypool/proxypool/internal/store"
 )
 
@@ -114,8 +116,11 @@ log: {level: warn}
 			if len(start) != tc.wantStart {
 				t.Fatalf("started %v, want %d instances", start, tc.wantStart)
 			}
-			if n, err := m.ScaleUp(ctx, "us"); n != 0 || err != nil {
-				t.Errorf("ScaleUp within the bootstrap grace: %d, %v; want 0", n, err)
+			// Within the bootstrap grace: "not yet" when there is
+			// something to add, "nothing" (0, nil) otherwise.
+			n, err := m.ScaleUp(ctx, "us")
+			if canAdd := tc.wantAdds[0] > 0; n != 0 || canAdd != errors.Is(err, slo.ErrNotYet) || (!canAdd && err != nil) {
+				t.Errorf("ScaleUp within the bootstrap grace: %d, %v; want 0 and ErrNotYet %v", n, err, canAdd)
 			}
 			for i, want := range tc.wantAdds {
 				now = now.Add(torBootstrapGrace + time.Second)

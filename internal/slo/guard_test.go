@@ -3,6 +3,7 @@ package slo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ type world struct {
 	calls    []string                          // "kind group"
 	effect   map[string]func(group string) int // kind → what it did (0: nothing)
 	countErr error
+	notYet   int // ScaleUp calls still to answer ErrNotYet
 }
 
 func (w *world) Count(context.Context) (map[string]Count, error) {
@@ -53,8 +55,18 @@ func (w *world) Recheck(_ context.Context, g string) (int, error) { return w.do(
 func (w *world) Refresh(_ context.Context, g string) (bool, error) {
 	return w.do(KindRefresh, g) > 0, nil
 }
-func (w *world) NewNym(_ context.Context, g string) (int, error)  { return w.do(KindNewNym, g), nil }
-func (w *world) ScaleUp(_ context.Context, g string) (int, error) { return w.do(KindInstance, g), nil }
+func (w *world) NewNym(_ context.Context, g string) (int, error) { return w.do(KindNewNym, g), nil }
+func (w *world) ScaleUp(_ context.Context, g string) (int, error) {
+	w.mu.Lock()
+	if w.notYet > 0 {
+		w.notYet--
+		w.calls = append(w.calls, KindInstance+" "+g)
+		w.mu.Unlock()
+		return 0, fmt.Errorf("tor@9062 started 20s ago may still bootstrap: %w", ErrNotYet)
+	}
+	w.mu.Unlock()
+	return w.do(KindInstance, g), nil
+}
 
 func (w *world) set(group string, c Count) {
 	w.mu.Lock()
@@ -179,6 +191,48 @@ func TestLadder(t *testing.T) {
 		if strings.HasPrefix(e.Message, "group us") && e.Data["group"] != "us" {
 			t.Errorf("log line %q lacks the GROUP field: %v", e.Message, e.Data)
 		}
+	}
+}
+
+// TestInstanceNotYet: while one of the group's tor instances may still
+// bootstrap, the instance step waits (one try per evaluation, shown in
+// Status) instead of ending the round as "did not help"; once ScaleUp can
+// act the round ends normally and the next one is not delayed by a backoff.
+func TestInstanceNotYet(t *testing.T) {
+	w := &world{counts: map[string]Count{"us": {Healthy: 1, Exits: 1}}, notYet: 2}
+	clk := newClock()
+	g, hook, actions := newGuard(t, w, clk, Options{
+		Groups:            []Group{{Name: "us", Floor: Floor{MinHealthy: 4}, Tor: true}},
+		MinActionInterval: 2 * time.Minute,
+	})
+	ctx := context.Background()
+	// check 6, 3 min after the round began: it helped, so the next round
+	// starts one min-action-interval after the first began, not after a
+	// doubled backoff.
+	want := []string{"recheck us", "refresh us", "newnym us", "instance us", "instance us", "instance us", "recheck us"}
+	for i, w2 := range want {
+		g.Check(ctx)
+		got := strings.Join(w.takeCalls(), ",")
+		if got != w2 {
+			t.Fatalf("check %d: calls %q, want %q", i, got, w2)
+		}
+		st := statusOf(g, "us")
+		if waiting := i == 3 || i == 4; waiting != (st.Waiting != "") {
+			t.Errorf("check %d: Waiting %q", i, st.Waiting)
+		}
+		if st.Exhausted || st.LastError != "" {
+			t.Errorf("check %d: a wait is neither a failure nor a round that did not help: %+v", i, st)
+		}
+		if i == 5 {
+			w.set("us", Count{Healthy: 2, Exits: 2}) // the new instance helped
+		}
+		clk.add(30 * time.Second)
+	}
+	if got := strings.Join(*actions, ","); got != "recheck us,refresh us,newnym us,instance us,recheck us" {
+		t.Errorf("actions %q: a wait is not an action", got)
+	}
+	if n := countEntries(hook, "waiting before another tor instance"); n != 1 {
+		t.Errorf("the wait was logged at info %d times, want once", n)
 	}
 }
 

@@ -27,6 +27,10 @@ const (
 	KindInstance = "instance"
 )
 
+// ErrNotYet is what a TorScaler's ScaleUp wraps when it is too early to
+// add an instance (one of the group's instances is still bootstrapping).
+var ErrNotYet = errors.New("not yet")
+
 // Defaults for Options left zero (the config's slo section defaults).
 const (
 	DefaultCheckInterval     = 30 * time.Second
@@ -91,8 +95,11 @@ type Refresher interface {
 // TorScaler acts on the tor instances serving a group. NewNym asks each for
 // new circuits and returns how many it reached; ScaleUp brings up more
 // instances from exits no instance uses yet, within tor.max-instances, and
-// returns how many it added (0: none left). The Guard never calls it
-// concurrently.
+// returns how many it added or asked for (0: none left). ScaleUp returns an
+// error wrapping ErrNotYet when one of the group's instances is still
+// young enough to fill the floor once bootstrapped: the Guard then retries
+// the instance step at the next evaluation instead of counting the round
+// as one that did not help. The Guard never calls it concurrently.
 type TorScaler interface {
 	NewNym(ctx context.Context, group string) (int, error)
 	ScaleUp(ctx context.Context, group string) (added int, err error)
@@ -136,6 +143,9 @@ type GroupStatus struct {
 	LastAction       string    `json:"last_action,omitempty"`
 	LastActionAt     time.Time `json:"last_action_at,omitzero"`
 	LastActionDetail string    `json:"last_action_detail,omitempty"`
+	// Waiting says why the instance step waits ("tor@9062 started 20s
+	// ago may still bootstrap"); the step is retried at the next check.
+	Waiting string `json:"waiting,omitempty"`
 	// Exhausted: a whole round of actions did not help; the group waits
 	// until NextRound before trying again.
 	Exhausted bool      `json:"exhausted,omitempty"`
@@ -281,7 +291,7 @@ func (g *Guard) Check(ctx context.Context) error {
 		switch {
 		case !below && s.status.Below:
 			log.WithField(logging.FieldDuration, roundDur(now.Sub(s.status.BelowSince))).Info(what(s.name) + " is back at its floor")
-			s.status.Below, s.status.BelowSince, s.status.Exhausted = false, time.Time{}, false
+			s.status.Below, s.status.BelowSince, s.status.Exhausted, s.status.Waiting = false, time.Time{}, false, ""
 			// nextRound stays: a group that flaps around its floor
 			// still gets at most one round per min-action-interval.
 			s.inRound, s.rung, s.backoff = false, 0, g.o.MinActionInterval
@@ -386,6 +396,21 @@ func (g *Guard) step(ctx context.Context, s *state, now time.Time) {
 		did, detail, err := g.act(ctx, s.name, kind)
 		l := log.WithField("action", kind)
 		g.mu.Lock()
+		if errors.Is(err, ErrNotYet) {
+			// Not a failure and not "nothing to do": stay on this
+			// step and try it again at the next evaluation.
+			s.rung--
+			first := s.status.Waiting == ""
+			s.status.Waiting, s.status.LastError = err.Error(), ""
+			g.mu.Unlock()
+			if first {
+				l.WithError(err).Info(what(s.name) + " is below its floor; waiting before another tor instance")
+			} else {
+				l.WithError(err).Debug(what(s.name) + " is below its floor; the tor instance step still waits")
+			}
+			return
+		}
+		s.status.Waiting = ""
 		if err != nil {
 			s.status.LastError = kind + ": " + err.Error()
 			g.mu.Unlock()
@@ -440,6 +465,9 @@ func (g *Guard) act(ctx context.Context, group, kind string) (did bool, detail s
 		g.torMu.Lock()
 		defer g.torMu.Unlock()
 		n, err := g.o.Tor.ScaleUp(ctx, group)
+		if errors.Is(err, ErrNotYet) {
+			return false, "", err
+		}
 		if err != nil || n == 0 {
 			return false, "no unused exit or no room under tor.max-instances for another tor instance", err
 		}
