@@ -117,6 +117,16 @@ CREATE TABLE relays (
 	updated     INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 `,
+	// 2: settings the processes share (Setting, SetSetting): the tor
+	// instance budget the SLO guard raises, torgen's unused slots, the
+	// tor control password.
+	`
+CREATE TABLE settings (
+	key     TEXT PRIMARY KEY,
+	value   TEXT NOT NULL,
+	updated INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.
