@@ -27,6 +27,15 @@ type Conn struct {
 // Dial connects to addr ("host:port", or "unix:/path" for a control
 // socket) and authenticates (SAFECOOKIE/cookie, or NULL).
 func Dial(ctx context.Context, addr string) (*Conn, error) {
+	return DialPassword(ctx, addr, "")
+}
+
+// DialPassword is Dial with password authentication when password is not
+// empty (a ControlPort with HashedControlPassword; HashPassword makes the
+// hash). The password is used even when the instance also offers cookie
+// authentication: the cookie file of a Debian tor@ instance is readable
+// only by its own group.
+func DialPassword(ctx context.Context, addr, password string) (*Conn, error) {
 	network, a := "tcp", addr
 	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
 		network, a = "unix", p
@@ -39,7 +48,17 @@ func Dial(ctx context.Context, addr string) (*Conn, error) {
 		return nil, fmt.Errorf("dialing tor control %s: %w", addr, err)
 	}
 	c := &Conn{nc: nc, c: control.NewConn(textproto.NewConn(nc))}
-	if err := c.do(ctx, func() error { return c.c.Authenticate("") }); err != nil {
+	auth := func() error { return c.c.Authenticate("") }
+	if password != "" {
+		auth = func() error {
+			if _, err := c.c.SendRequest("AUTHENTICATE %s", quote(password)); err != nil {
+				return err
+			}
+			c.c.Authenticated = true
+			return nil
+		}
+	}
+	if err := c.do(ctx, auth); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("authenticating to tor control %s: %w", addr, err)
 	}
