@@ -17,6 +17,11 @@ func HashPassword(password string) string {
 	return hashPassword(salt, password)
 }
 
+// HashPasswordSalt is HashPassword with a given salt: the same password
+// and salt always give the same line (a generated torrc that must not
+// change on every run).
+func HashPasswordSalt(password string, salt [8]byte) string { return hashPassword(salt, password) }
+
 func hashPassword(salt [8]byte, password string) string {
 	const indicator = 0x60
 	count := (16 + (indicator & 15)) << ((indicator >> 4) + 6)

@@ -47,7 +47,14 @@ type Config struct {
 	// DataDir, when set, gives each instance DataDirectory DataDir/<port>
 	// and ControlSocket DataDir/<port>/control (process runner). Empty:
 	// both are left to the defaults torrc (Debian's tor@ instances).
-	DataDir             string
+	DataDir string
+	// ControlPortOffset, when DataDir is empty, gives each instance a
+	// loopback ControlPort at its SOCKS port + the offset, authenticated by
+	// ControlPasswordHash (HashedControlPassword): how proxypool's probe
+	// reaches Debian's tor@ instances (NEWNYM) without their cookie. 0: no
+	// control port of ours.
+	ControlPortOffset   int
+	ControlPasswordHash string
 	MaxCircuitDirtiness time.Duration
 	NewCircuitPeriod    time.Duration
 	Extra               []string       // tor.extra-config, appended verbatim
@@ -169,6 +176,9 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 			}
 			in.DataDir = dd
 			in.ControlSocket = filepath.Join(dd, "control")
+		} else if cfg.ControlPortOffset > 0 && s.Port+cfg.ControlPortOffset <= 65535 {
+			in.ControlPort = s.Port + cfg.ControlPortOffset
+			in.HashedControlPassword = cfg.ControlPasswordHash
 		}
 		plan.Instances = append(plan.Instances, in)
 	}

@@ -205,3 +205,34 @@ func TestGenerateNoGroupsStopsEverything(t *testing.T) {
 		t.Errorf("runner last told %q, want no instance", last)
 	}
 }
+
+// TestControlPortOffset: for systemd instances (no DataDir) each torrc gets
+// a loopback ControlPort at SOCKS port + offset with the password hash, so
+// the probe can NEWNYM them; the control address follows; a port whose
+// offset would pass 65535 gets none.
+func TestControlPortOffset(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	const hash = "16:0011223344556677605B1F2D4E6A8C0E1F2A3B4C5D6E7F8091A2B3C4D5"
+	cfg := Config{
+		Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, Mode: exits.ModeSingle,
+		PortBase: 9060, TorrcDir: dir, ControlPortOffset: 10000, ControlPasswordHash: hash,
+		Verify: torrc.FindVerifier(),
+	}
+	p, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, &recordingRunner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(torrc.Path(dir, 9060))
+	if !strings.Contains(string(b), "ControlPort 127.0.0.1:19060\nHashedControlPassword "+hash+"\n") || strings.Contains(string(b), "Cookie") {
+		t.Errorf("torrc.9060:\n%s", b)
+	}
+	if a := ControlAddr(p.Instances[0]); a != "127.0.0.1:19060" {
+		t.Errorf("control address %q", a)
+	}
+	cfg.PortBase, cfg.TorrcDir = 60000, t.TempDir()
+	p, err = Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, &recordingRunner{})
+	if err != nil || p.Instances[0].ControlPort != 0 {
+		t.Errorf("port 60000 + 10000: control port %d, %v; want none", p.Instances[0].ControlPort, err)
+	}
+}

@@ -30,8 +30,12 @@ type Instance struct {
 	// ControlSocket is a unix control socket path; ControlPort a loopback
 	// TCP control port. Either one gets CookieAuthentication 1. Both empty:
 	// leave control to the defaults (Debian's instance defaults set one).
-	ControlSocket    string
-	ControlPort      int
+	ControlSocket string
+	ControlPort   int
+	// HashedControlPassword, with ControlPort, authenticates the port by
+	// password instead of a cookie (a Debian tor@ instance's cookie file is
+	// readable only by its own group, not by proxypool's probe).
+	HashedControlPassword string
 	ExitNodes        []string // one element per entry: "{us}", "$FP", "1.2.3.4/32"
 	ExcludeExitNodes []string
 	// Circuit rotation; zero values are left out (tor's defaults).
@@ -65,7 +69,7 @@ func Render(in Instance) ([]byte, error) {
 			}
 		}
 	}
-	for _, p := range []string{in.DataDir, in.ControlSocket, in.SocksAddr} {
+	for _, p := range []string{in.DataDir, in.ControlSocket, in.SocksAddr, in.HashedControlPassword} {
 		if strings.ContainsAny(p, "\r\n\"") {
 			return nil, fmt.Errorf("torrc.%d: bad path or address %q", in.Port, p)
 		}
@@ -95,7 +99,10 @@ func Render(in Instance) ([]byte, error) {
 	if in.ControlPort != 0 {
 		fmt.Fprintf(&b, "ControlPort 127.0.0.1:%d\n", in.ControlPort)
 	}
-	if in.ControlSocket != "" || in.ControlPort != 0 {
+	switch {
+	case in.ControlPort != 0 && in.HashedControlPassword != "":
+		fmt.Fprintf(&b, "HashedControlPassword %s\n", in.HashedControlPassword)
+	case in.ControlSocket != "" || in.ControlPort != 0:
 		b.WriteString("CookieAuthentication 1\n")
 	}
 	fmt.Fprintf(&b, "ExitNodes %s\n", strings.Join(in.ExitNodes, ","))

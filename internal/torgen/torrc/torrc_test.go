@@ -27,6 +27,9 @@ func TestRenderGolden(t *testing.T) {
 		{"grouped-extra", Instance{Key: "grouped/us/104.53.0.0/16", Group: "us", Port: 9062, DataDir: "/d/9062", ControlPort: 19062,
 			ExitNodes: []string{"104.53.0.7/32", "104.53.221.159/32"},
 			Extra:     []string{"TestingTorNetwork 1", "DirAuthority auth1 orport=25011 v3ident=AA 127.0.1.11:25111 BB", "GeoIPFile /tmp/net/geoip"}}},
+		{"grouped-systemd-controlport", Instance{Key: "grouped/us/104.53.0.0/16", Group: "us", Port: 9064, ControlPort: 19064,
+			HashedControlPassword: "16:0011223344556677605B1F2D4E6A8C0E1F2A3B4C5D6E7F8091A2B3C4D5",
+			ExitNodes:             []string{"104.53.0.7/32"}}},
 		{"single", Instance{Key: "single/us/0008D9640FE4947F73E355F67E20C2D290BBC72C", Group: "us", Port: 9063,
 			DataDir: "/d/9063", ControlSocket: "/d/9063/control", ExitNodes: []string{fp}, MaxCircuitDirtiness: 1500 * time.Millisecond}},
 	}
