@@ -36,8 +36,8 @@ type Instance struct {
 	// password instead of a cookie (a Debian tor@ instance's cookie file is
 	// readable only by its own group, not by proxypool's probe).
 	HashedControlPassword string
-	ExitNodes        []string // one element per entry: "{us}", "$FP", "1.2.3.4/32"
-	ExcludeExitNodes []string
+	ExitNodes             []string // one element per entry: "{us}", "$FP", "1.2.3.4/32"
+	ExcludeExitNodes      []string
 	// Circuit rotation; zero values are left out (tor's defaults).
 	MaxCircuitDirtiness time.Duration
 	NewCircuitPeriod    time.Duration
