@@ -18,9 +18,10 @@ import (
 )
 
 // TestSLOTorScaleUpE2E proves issue 8's Tor step through the whole product:
-// `proxypoold run` with tor.mode single and a US group whose floor is one
-// healthy upstream starts one tor instance (the floor's budget) of the two
-// US exits of the private network. When that instance's exit dies, the
+// `proxypoold run` with tor.mode grouped and a US group whose floor is one
+// healthy upstream starts one tor instance (the floor's budget) for one of
+// the two /16 slots of the private network's US exits (each slot holds one
+// exit). When that instance's exit dies, the
 // group falls below its floor and the SLO guard, after re-checking it and
 // sending NEWNYM, brings up another instance on the unused US exit; the
 // group is back at its floor through it, within a bounded time.
@@ -71,7 +72,7 @@ tor:
   runner: process
   relays: control://%[6]s
   relays-format: control
-  mode: single
+  mode: grouped
   groups: [us]
   port-base: %[7]d
   port-max: %[8]d
@@ -112,8 +113,11 @@ slo: {min-healthy: 0, check-interval: 1s, min-action-interval: 2s}
 		t.Fatal(err)
 	}
 	var victim tornet.Exit
-	for fp, e := range usExits {
-		if strings.Contains(strings.ToUpper(string(torrc)), "$"+fp) {
+	for _, e := range usExits { // grouped: ExitNodes lists the slot's addresses
+		if strings.Contains(string(torrc), e.Address+"/32") {
+			if victim.Name != "" {
+				t.Fatalf("torrc.%d pins both US exits; want one /16 slot each:\n%s", first.Port, torrc)
+			}
 			victim = e
 		}
 	}
@@ -192,7 +196,7 @@ slo: {min-healthy: 0, check-interval: 1s, min-action-interval: 2s}
 		t.Errorf("no tor process runs torrc.%d", fresh.Port)
 	}
 	torrc2, _ := os.ReadFile(filepath.Join(torrcDir, fmt.Sprintf("torrc.%d", fresh.Port)))
-	if strings.Contains(strings.ToUpper(string(torrc2)), "$"+strings.ToUpper(victim.Fingerprint)) {
+	if strings.Contains(string(torrc2), victim.Address+"/32") {
 		t.Errorf("the new instance is pinned to the dead exit %s", victim.Name)
 	}
 	if fresh.Country != "US" {

@@ -123,7 +123,6 @@ func Start(ctx context.Context, dir string, logf func(string, ...any)) (*Network
 		{"middle1", "middle", "SE"}, {"middle2", "middle", "SE"},
 		{"exit1", "exit", "US"}, {"exit2", "exit", "US"}, {"exit3", "exit", "DE"}, {"exit4", "exit", "NL"},
 	}
-	hosts := map[string]int{"auth1": 11, "auth2": 12, "auth3": 13, "middle1": 14, "middle2": 15, "exit1": 21, "exit2": 22, "exit3": 23, "exit4": 24}
 	tag := filepath.Base(dir)
 	tag = strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
@@ -136,7 +135,7 @@ func Start(ctx context.Context, dir string, logf func(string, ...any)) (*Network
 	}
 	for _, x := range names {
 		r := &relay{name: x.name, role: x.role, country: x.country,
-			nick: "tn" + x.name + tag, addr: fmt.Sprintf("%s.%d", n.Subnet, hosts[x.name]),
+			nick: "tn" + x.name + tag, addr: relayAddr(n.Subnet, x.name),
 			dir: filepath.Join(dir, x.name)}
 		if err := os.MkdirAll(filepath.Join(r.dir, "keys"), 0o700); err != nil {
 			return nil, err
@@ -173,14 +172,25 @@ func Start(ctx context.Context, dir string, logf func(string, ...any)) (*Network
 	return n, nil
 }
 
+// relayAddr is a relay's advertised address: sub.<host>, except exit2,
+// which lives in 127.1.N.0/24 so that the two US exits fall in two /16s
+// (tor.mode grouped gives each a slot of its own); DE and NL share one.
+func relayAddr(sub, name string) string {
+	hosts := map[string]int{"auth1": 11, "auth2": 12, "auth3": 13, "middle1": 14, "middle2": 15, "exit1": 21, "exit2": 22, "exit3": 23, "exit4": 24}
+	if name == "exit2" {
+		return fmt.Sprintf("127.1.%s.%d", strings.TrimPrefix(sub, "127.0."), hosts[name])
+	}
+	return fmt.Sprintf("%s.%d", sub, hosts[name])
+}
+
 func (n *Network) pickAddresses() error {
 	for try := 0; try < 50; try++ {
 		sub := fmt.Sprintf("127.0.%d", 1+rand.IntN(200))
 		base := 20000 + rand.IntN(30000)
 		ok := true
-		for _, h := range []int{11, 12, 13, 14, 15, 21, 22, 23, 24} {
+		for _, name := range []string{"auth1", "auth2", "auth3", "middle1", "middle2", "exit1", "exit2", "exit3", "exit4"} {
 			for _, p := range []int{base, base + 1, base + 2} {
-				ln, err := net.Listen("tcp", fmt.Sprintf("%s.%d:%d", sub, h, p))
+				ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", relayAddr(sub, name), p))
 				if err != nil {
 					ok = false
 					break
