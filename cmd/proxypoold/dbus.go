@@ -211,11 +211,27 @@ func (t *daemonTor) instances(ctx context.Context) ([]upstream.Record, error) {
 }
 
 func (t *daemonTor) controlAddr(port int) string {
+	if t.systemd {
+		return sysControlAddr(port) // torsys.go
+	}
 	in := torgen.Instance{Instance: torrc.Instance{Port: port}}
 	if t.dataDir != "" {
 		in.ControlSocket = t.dataDir + "/" + strconv.Itoa(port) + "/control"
 	}
 	return torgen.ControlAddr(in)
+}
+
+// dial reaches one instance's control: under systemd through its control
+// port and the shared password, in run mode through its socket's cookie.
+func (t *daemonTor) dial(ctx context.Context, port int) (*torctl.Conn, error) {
+	pw := ""
+	if t.systemd {
+		var err error
+		if pw, err = torControlPassword(ctx, t.st); err != nil {
+			return nil, err
+		}
+	}
+	return torctl.DialPassword(ctx, t.controlAddr(port), pw)
 }
 
 func (t *daemonTor) Status(ctx context.Context) ([]control.TorInstance, error) {
@@ -250,7 +266,7 @@ func (t *daemonTor) Status(ctx context.Context) ([]control.TorInstance, error) {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
-			c, err := torctl.Dial(cctx, t.controlAddr(in.Port))
+			c, err := t.dial(cctx, in.Port)
 			if err != nil {
 				if in.State == "" {
 					in.State = "unreachable"
@@ -282,7 +298,7 @@ func (t *daemonTor) Newnym(ctx context.Context, port int) error {
 			continue
 		}
 		n++
-		c, err := torctl.Dial(ctx, t.controlAddr(r.Port))
+		c, err := t.dial(ctx, r.Port)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("tor on port %d: %w", r.Port, err))
 			continue

@@ -12,6 +12,7 @@ import (
 	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/probe"
 	"github.com/proxypool/proxypool/internal/sd"
+	"github.com/proxypool/proxypool/internal/slo"
 	"github.com/proxypool/proxypool/internal/store"
 )
 
@@ -42,11 +43,14 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	// Serve proxypoolctl on the system bus (--user: session bus); a bus
 	// that cannot be reached is logged and probing goes on.
 	var tor manager.Tor
+	var scaler slo.TorScaler
 	if e.cfg.Tor.Enabled {
 		tor = &daemonTor{e: e, st: st, systemd: true}
+		scaler = newSysTor(e, st) // tor@ units: proxy-torgen runs them on request (torsys.go)
+		go sysRotate(ctx, e, st)
 	}
 	m := e.newMetrics()
-	if guard := startObservers(ctx, e, st, pl, m, nil); guard != nil { // tor@ units: torgen runs them, no scaler here
+	if guard := startObservers(ctx, e, st, pl, m, scaler); guard != nil {
 		cp.floors = floorsOf(guard)
 	}
 	cp.start(ctx, e, st, pl, !user, tor)

@@ -16,7 +16,7 @@ package main
 // group in country mode (one instance per group anyway), is capped only by
 // tor.max-instances, as before. A scale-up raises the group's budget to one
 // more than it runs, within tor.max-instances, but not while one of the
-// group's instances is younger than torBootstrapGrace: a tor that is still
+// group's instances is younger than tor.bootstrap-grace: a tor that is still
 // bootstrapping may yet fill the floor. Budgets only grow while the
 // daemon runs; a restart starts from the floors again. `proxypoold torgen`
 // (systemd) keeps no budget: no scaler runs beside it.
@@ -39,9 +39,6 @@ import (
 	"github.com/proxypool/proxypool/internal/torgen/exits"
 )
 
-// torBootstrapGrace is how long a new instance has to bootstrap and pass
-// the probe before the guard may start another one for its group.
-const torBootstrapGrace = time.Minute
 
 type torManager struct {
 	ctx    context.Context // the children's and rotations' lifetime
@@ -199,7 +196,7 @@ func (m *torManager) NewNym(ctx context.Context, group string) (int, error) {
 // ScaleUp raises the group's budget to one more instance than it runs and
 // regenerates, when the group has a budget (grouped/single mode, a floor),
 // an exit no instance uses, room under tor.max-instances and no instance
-// still in its torBootstrapGrace. It returns how
+// still in its tor.bootstrap-grace. It returns how
 // many of the group's instances are new (on a port the group did not run);
 // 0 and no error when there is nothing to add, slo.ErrNotYet while an
 // instance is in its grace.
@@ -217,7 +214,7 @@ func (m *torManager) ScaleUp(ctx context.Context, group string) (int, error) {
 	before := map[int]bool{}
 	for _, in := range m.instances(group) {
 		before[in.Port] = true
-		if age := m.now().Sub(m.since[in.Port]); age < torBootstrapGrace {
+		if age := m.now().Sub(m.since[in.Port]); age < m.e.cfg.Tor.BootstrapGrace {
 			return 0, fmt.Errorf("%s started %v ago may still bootstrap: %w", in.Name, age.Round(time.Second), slo.ErrNotYet)
 		}
 	}

@@ -123,7 +123,7 @@ log: {level: warn}
 				t.Errorf("ScaleUp within the bootstrap grace: %d, %v; want 0 and ErrNotYet %v", n, err, canAdd)
 			}
 			for i, want := range tc.wantAdds {
-				now = now.Add(torBootstrapGrace + time.Second)
+				now = now.Add(e.cfg.Tor.BootstrapGrace + time.Second)
 				n, err := m.ScaleUp(ctx, "us")
 				if err != nil || n != want {
 					t.Errorf("round %d: ScaleUp = %d, %v; want %d", i, n, err, want)

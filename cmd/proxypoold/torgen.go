@@ -53,7 +53,7 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer st.Close()
-	plan, err := generateTor(ctx, e, st, run, true)
+	plan, err := generateTorBudget(ctx, e, st, run, true, systemdBudget(ctx, e, st, e.log.WithField(logging.FieldComponent, "torgen")))
 	if err != nil {
 		return err
 	}
@@ -116,6 +116,14 @@ func generateTorBudget(ctx context.Context, e *env, st *store.Store, run torgen.
 		return torgen.Plan{}, err
 	}
 	cfg.GroupMax = groupMax
+	log := e.log.WithField(logging.FieldComponent, "torgen")
+	if systemd { // a control port the probe can reach (torsys.go)
+		if pw, err := torControlPassword(ctx, st); err != nil {
+			log.WithError(err).Warn("no tor control password: the probe cannot NEWNYM the instances")
+		} else if pw != "" {
+			cfg.ControlPortOffset, cfg.ControlPasswordHash = torControlPortOffset, torControlHash(pw)
+		}
+	}
 	if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
 		return torgen.Plan{}, fmt.Errorf("%s: creating torrc dir: %w", e.cfg.Pos("tor.torrc-dir"), err)
 	}
@@ -131,7 +139,11 @@ func generateTorBudget(ctx context.Context, e *env, st *store.Store, run torgen.
 		}
 		return plan, err
 	}
-	log := e.log.WithField(logging.FieldComponent, "torgen")
+	if systemd {
+		if err := recordUnused(ctx, st, plan); err != nil {
+			log.WithError(err).Warn("recording unused tor slots for the SLO guard")
+		}
+	}
 	if err := st.ReplaceRelays(ctx, plan.Relays); err != nil {
 		log.WithError(err).Warn("storing relays")
 	}

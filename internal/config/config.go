@@ -192,8 +192,11 @@ type Tor struct {
 	// NewnymPeriod sends NEWNYM to every instance this often; 0 = never.
 	NewnymPeriod        time.Duration `yaml:"newnym-period"`
 	MaxCircuitDirtiness time.Duration `yaml:"max-circuit-dirtiness"` // 10m
-	ExtraConfig         []string      `yaml:"extra-config"`          // raw torrc lines
-	Refresh             time.Duration `yaml:"refresh"`               // relay re-discovery (6h)
+	// BootstrapGrace is how long a new instance has to bootstrap and pass
+	// the probe before the SLO guard may start another for its group (1m).
+	BootstrapGrace time.Duration `yaml:"bootstrap-grace"`
+	ExtraConfig    []string      `yaml:"extra-config"` // raw torrc lines
+	Refresh        time.Duration `yaml:"refresh"`      // relay re-discovery (6h)
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -264,6 +267,7 @@ func Default() *Config {
 			Binary:              "tor",
 			Runner:              "auto",
 			MaxCircuitDirtiness: 10 * time.Minute,
+			BootstrapGrace:      time.Minute,
 			Refresh:             6 * time.Hour,
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9464", GatewayListen: "127.0.0.1:9465", Enabled: true},

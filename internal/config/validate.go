@@ -383,6 +383,7 @@ func (v *validator) tor() {
 	v.oneOf("tor.runner", t.Runner, TorRunners)
 	v.nonNegative("tor.newnym-period", t.NewnymPeriod)
 	v.positive("tor.max-circuit-dirtiness", t.MaxCircuitDirtiness)
+	v.nonNegative("tor.bootstrap-grace", t.BootstrapGrace)
 	for i, line := range t.ExtraConfig {
 		if strings.ContainsAny(line, "\r\n") {
 			v.errf(fmt.Sprintf("tor.extra-config[%d]", i), "one torrc line per item: no line breaks")

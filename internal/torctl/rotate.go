@@ -12,6 +12,12 @@ import (
 // (tor.newnym-period). It reconnects after errors (the instance may be
 // restarting) and never returns before ctx ends; log may be nil.
 func NewNymEvery(ctx context.Context, addr string, period time.Duration, log logrus.FieldLogger) {
+	NewNymEveryPassword(ctx, addr, "", period, log)
+}
+
+// NewNymEveryPassword is NewNymEvery through a password-authenticated
+// control port (DialPassword).
+func NewNymEveryPassword(ctx context.Context, addr, password string, period time.Duration, log logrus.FieldLogger) {
 	if period <= 0 {
 		return
 	}
@@ -38,7 +44,7 @@ func NewNymEvery(ctx context.Context, addr string, period time.Duration, log log
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if c == nil {
 			var err error
-			if c, err = Dial(cctx, addr); err != nil {
+			if c, err = DialPassword(cctx, addr, password); err != nil {
 				cancel()
 				log.WithError(err).Warn("tor NEWNYM: cannot reach control")
 				c = nil

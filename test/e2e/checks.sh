@@ -14,7 +14,7 @@ check() { echo "--- check $1"; }
 # grep -q in a pipe: reads everything, so pipefail does not see the writer's
 # SIGPIPE when the match comes early.
 has() { grep -c "$@" >/dev/null; }
-UNITS="proxypool.target proxy-gateway.socket proxy-gateway.service proxy-probe.service proxy-refresh.timer proxy-torgen.timer"
+UNITS="proxypool.target proxy-gateway.socket proxy-gateway.service proxy-probe.service proxy-refresh.timer proxy-torgen.timer proxy-torgen.path"
 nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
 
 # Healthy upstreams the probe reports (states.healthy of status --json).
