@@ -39,7 +39,6 @@ import (
 	"github.com/proxypool/proxypool/internal/torgen/exits"
 )
 
-
 type torManager struct {
 	ctx    context.Context // the children's and rotations' lifetime
 	e      *env
