@@ -239,6 +239,43 @@ tor)
 	[ "$(systemctl show -P MainPID $DEUNIT)" = "$depid" ] || { echo "$DEUNIT restarted by an unrelated change"; exit 1; }
 	has "127.0.0.1:$DEPORT " <<<"$out"
 
+	check tor-control-newnym
+	# torgen gives each instance a loopback control port (SOCKS port +
+	# 10000) with a password from the store: the probe (user proxypool,
+	# which may not read tor@'s cookie) sends NEWNYM through it.
+	has -x "ControlPort 127.0.0.1:$((DEPORT + 10000))" /etc/tor/torrc.$DEPORT
+	has '^HashedControlPassword 16:' /etc/tor/torrc.$DEPORT
+	! has Cookie /etc/tor/torrc.$DEPORT
+	wait_listen $((DEPORT + 10000))
+	systemctl restart proxy-probe.service   # it reads tor.enabled at start
+	proxypoolctl tor newnym $DEPORT
+	journalctl -u tor@$DEPORT.service --no-pager -o cat -n 20 | has 'NEWNYM\|New control connection'
+
+	check tor-slo-scale-up
+	# tor.mode grouped, us with a floor of one healthy upstream. No network
+	# here: us stays below its floor, so after tor.bootstrap-grace the
+	# probe's SLO guard raises us's budget in the store and rewrites
+	# torgen.request; proxy-torgen.path starts proxy-torgen.service, which
+	# brings up a second us instance. de (a floor too) keeps one.
+	with_tor '[us, de]'
+	sed -i 's/^  mode: country$/  mode: grouped\n  max-instances: 4\n  bootstrap-grace: 3s/' $CONF
+	# types [tor]: the e2e fleet's US proxies are healthy and must not fill us's floor
+	sed -i 's/^    countries: \[US\]$/    countries: [US]\n    types: [tor]\n    min-healthy: 1/; s/^    countries: \[DE\]$/    countries: [DE]\n    min-healthy: 1/' $CONF
+	printf 'slo:\n  check-interval: 1s\n  min-action-interval: 2s\n  min-healthy: 0\n' >>$CONF
+	cat $CONF | sed -n '/^groups:/,$p'
+	torgen
+	us_instances() { proxypoolctl list --source tor --group us 2>/dev/null | grep -c '127.0.0.1:' || true; }
+	[ "$(us_instances)" = 1 ] || { proxypoolctl list --source tor; echo "grouped us starts with $(us_instances) instances, want 1 (its floor)"; exit 1; }
+	systemctl restart proxy-probe.service
+	since=$(date +%s)
+	for _ in $(seq 120); do [ "$(us_instances)" -ge 2 ] && break; sleep 0.5; done
+	journalctl -u proxy-probe.service --no-pager -o cat --since "@$since" | grep -i 'floor\|tor' | tail -n 12 || true
+	journalctl -u proxy-torgen.service --no-pager -o cat --since "@$since" | tail -n 6 || true
+	[ "$(us_instances)" = 2 ] || { proxypoolctl list --source tor; echo "us has $(us_instances) instances 60 s after falling below its floor, want 2"; exit 1; }
+	journalctl -u proxy-probe.service --no-pager -o cat --since "@$since" | has 'asked proxy-torgen for instance 2'
+	proxypoolctl status | has -i 'us'
+	echo "us scaled to 2 instances in $(( $(date +%s) - since )) s"
+
 	# tor.groups [] is refused (torgen.ErrNoExits) rather than removing
 	# every instance, so de's instance stays: the purge must clean it up.
 	;;
