@@ -78,6 +78,11 @@ func (c *Conn) Close() error {
 func (c *Conn) do(ctx context.Context, f func() error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		// AfterFunc runs on its own goroutine: a quick call could finish
+		// before a context that is already done cuts it.
+		return err
+	}
 	dl, ok := ctx.Deadline()
 	if !ok {
 		dl = time.Now().Add(DefaultTimeout)
