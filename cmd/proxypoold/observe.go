@@ -176,6 +176,9 @@ func floorsOf(g *slo.Guard) func() []control.GroupFloor {
 			if s.LastActionDetail != "" {
 				action += ": " + s.LastActionDetail
 			}
+			if s.Waiting != "" { // the tor instance step waits for a young instance
+				action = "waiting: " + s.Waiting
+			}
 			out = append(out, control.GroupFloor{Group: s.Group, Healthy: s.Healthy, Exits: s.Exits,
 				MinHealthy: s.MinHealthy, MinExits: s.MinExits, Below: s.Below, LastAction: action})
 		}
