@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -51,6 +50,14 @@ func scanRecord(v []driver.Value, decode func(id, raw string) (map[string]any, e
 }
 
 func decodeOptions(id, raw string) (map[string]any, error) {
+	if m, ok := fastOptions(raw); ok {
+		return m, nil
+	}
+	return jsonOptions(id, raw)
+}
+
+// jsonOptions is decodeOptions through encoding/json.
+func jsonOptions(id, raw string) (map[string]any, error) {
 	var m map[string]any
 	if err := json.Unmarshal([]byte(raw), &m); err != nil {
 		return nil, fmt.Errorf("upstream %s: decoding options: %w", id, err)
@@ -199,75 +206,6 @@ func (s *Store) List(ctx context.Context, f Filter) ([]upstream.Record, error) {
 		return nil, fmt.Errorf("listing upstreams: %w", err)
 	}
 	return recs, nil
-}
-
-// Healthy returns every servable upstream (upstream.Status.Servable), best
-// score first: the gateway's snapshot. Options maps are shared with the
-// previous call's records (decoded once per upstream): treat them as
-// read-only, as upstream.Upstream asks.
-func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
-	// Two flat scans (records without the per-row sources subquery, then
-	// the links) are cheaper than 100k correlated subqueries.
-	var n int
-	// capacity hint from the covering index (an upper bound of the servable count)
-	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM upstreams WHERE state = 'healthy'").Scan(&n); err != nil {
-		return nil, fmt.Errorf("counting healthy upstreams: %w", err)
-	}
-	recs := make([]upstream.Record, 0, n)
-	s.optsMu.Lock()
-	old := s.optsCache
-	s.optsMu.Unlock()
-	cache := make(map[string]cachedOptions, n)
-	decode := func(id, raw string) (map[string]any, error) {
-		if c, ok := old[id]; ok && c.raw == raw {
-			cache[id] = c
-			return c.m, nil
-		}
-		m, err := decodeOptions(id, raw)
-		if err == nil {
-			cache[id] = cachedOptions{raw: raw, m: m}
-		}
-		return m, err
-	}
-	recs, err := s.appendRecords(ctx, recs, decode, "SELECT "+recordColsNoSources+", '' FROM upstreams u WHERE "+servable)
-	if err != nil {
-		return nil, fmt.Errorf("loading healthy upstreams: %w", err)
-	}
-	s.optsMu.Lock()
-	s.optsCache = cache
-	s.optsMu.Unlock()
-	byID := make(map[string]int, len(recs))
-	for i := range recs {
-		byID[recs[i].ID] = i
-	}
-	err = s.rawQuery(ctx, "SELECT upstream_id, source FROM upstream_sources", nil,
-		func(v []driver.Value) error {
-			if i, ok := byID[vStr(v[0])]; ok {
-				recs[i].Sources = append(recs[i].Sources, vStr(v[1]))
-			}
-			return nil
-		})
-	if err != nil {
-		return nil, fmt.Errorf("loading sources of healthy upstreams: %w", err)
-	}
-	// Sort indices, then place each record once: Records are large.
-	idx := make([]int32, len(recs))
-	for i := range idx {
-		idx[i] = int32(i)
-	}
-	slices.SortFunc(idx, func(i, j int32) int {
-		a, b := &recs[i], &recs[j]
-		if c := cmp.Compare(b.Score, a.Score); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	out := make([]upstream.Record, len(recs))
-	for k, i := range idx {
-		out[k] = recs[i]
-		slices.Sort(out[k].Sources)
-	}
-	return out, nil
 }
 
 // Due returns up to limit upstreams whose next check is at or before now,

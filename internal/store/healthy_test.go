@@ -1,0 +1,96 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// healthyReference is what Healthy promises, computed the slow way: every
+// record through List, the servable ones, best score first, then by id.
+func healthyReference(t *testing.T, s *Store) []upstream.Record {
+	t.Helper()
+	all, err := s.List(context.Background(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []upstream.Record
+	for _, r := range all {
+		if r.Servable() {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b upstream.Record) int {
+		if c := cmp.Compare(b.Score, a.Score); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// TestHealthyMatchesList: the packed snapshot query returns the same
+// records as the general one, including names the packing cannot carry,
+// several sources, tied scores and options needing encoding/json.
+func TestHealthyMatchesList(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	var us []upstream.Upstream
+	for i := range 40 {
+		m := map[string]any{"type": "socks5", "server": up(i).Server, "port": 1080 + i%3}
+		switch i % 5 {
+		case 1:
+			m["name"] = "unit\x1fseparator" // cannot be packed: read through the general query
+		case 2:
+			m["name"] = `quote " & <emoji 🇩🇪>`
+			m["ws-opts"] = map[string]any{"headers": map[string]any{"Host": "h.example"}, "path": "/p", "n": 1.5}
+		case 3:
+			m["type"], m["uuid"], m["alterId"] = "vmess", "0000-1111", 0
+		}
+		us = append(us, upstream.MustNew(m))
+	}
+	if _, err := s.UpsertSource(ctx, upstream.SourceMeta{Name: "b-list"}, us[:30]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpsertSource(ctx, upstream.SourceMeta{Name: "a-list"}, us[20:]); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i, u := range us {
+		r := ok(u.ID, now, "198.51.100."+string(rune('0'+i%10)), []string{"US", "DE", "fr"}[i%3])
+		r.TotalMS = float64(100 + i%4*10) // ties in score
+		switch i % 7 {
+		case 3:
+			r.Anonymity = upstream.AnonTransparent
+		case 4:
+			r = fail(u.ID, now)
+		case 5:
+			r.Untrusted = true
+		}
+		submit(t, s, r)
+	}
+	for round := range 2 { // the second read takes options from the cache
+		got, err := s.Healthy(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := healthyReference(t, s)
+		if len(want) < 15 {
+			t.Fatalf("fixture has only %d servable upstreams", len(want))
+		}
+		if !reflect.DeepEqual(got, want) {
+			for i := range min(len(got), len(want)) {
+				if !reflect.DeepEqual(got[i], want[i]) {
+					t.Fatalf("round %d: record %d:\n got %+v\nwant %+v", round, i, got[i], want[i])
+				}
+			}
+			t.Fatalf("round %d: %d records, want %d", round, len(got), len(want))
+		}
+	}
+}
