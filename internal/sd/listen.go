@@ -1,6 +1,7 @@
 package sd
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sort"
@@ -96,7 +97,9 @@ func Listeners(want map[string]string) (map[string]net.Listener, error) {
 			closeAll(out)
 			return nil, fmt.Errorf("listener %q: systemd passed no socket of that name and no address is configured", n)
 		}
-		l, err := net.Listen(network(addr), addr)
+		// No TCP keep-alive on accepted conns (4 setsockopts each, as
+		// HAProxy's default clitcpka off): tunnels have an idle timeout.
+		l, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), network(addr), addr)
 		if err != nil {
 			closeAll(out)
 			return nil, fmt.Errorf("listener %q: %w", n, err)
