@@ -96,7 +96,7 @@ func New(o Options) (*Pool, error) {
 	}
 	p := &Pool{opts: o, health: map[string]*health{}, rebuild: make(chan struct{}, 1), log: o.Log}
 	p.sessions.max = o.MaxSessions
-	p.snap.Store(build(0, nil, o.Groups, p.healthOfLocked, func(*upstream.Record, *health) bool { return false }))
+	p.snap.Store(build(0, 0, nil, nil, o.Groups, p.healthOfLocked, func(*upstream.Record, *health) bool { return false }))
 	return p, nil
 }
 
@@ -115,19 +115,20 @@ func (p *Pool) Load(ctx context.Context) error {
 		return fmt.Errorf("loading healthy upstreams: %w", err)
 	}
 	start := time.Now()
-	s := p.swap(v, recs, true)
+	s := p.swap(v, len(recs), func(i int) *upstream.Record { return &recs[i] }, nil, true)
 	p.log.WithFields(logrus.Fields{"upstreams": len(s.entries), "version": v, "took": time.Since(start).Round(time.Millisecond)}).Debug("pool loaded")
 	return nil
 }
 
-// swap builds and publishes a snapshot. fresh is true for store data
-// (ejected upstreams come back once the probe checked them again).
-func (p *Pool) swap(version uint64, recs []upstream.Record, fresh bool) *snapshot {
+// swap builds and publishes a snapshot of rec(0) … rec(n-1). fresh is
+// true for store data (ejected upstreams come back once the probe checked
+// them again).
+func (p *Pool) swap(version uint64, n int, rec func(i int) *upstream.Record, known map[string]bool, fresh bool) *snapshot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
-	next := make(map[string]*health, len(recs))
-	s := build(version, recs, p.opts.Groups, func(id string) *health {
+	next := make(map[string]*health, n)
+	s := build(version, n, rec, known, p.opts.Groups, func(id string) *health {
 		h := p.health[id]
 		if h == nil {
 			h = &health{}
@@ -149,6 +150,21 @@ func (p *Pool) swap(version uint64, recs []upstream.Record, fresh bool) *snapsho
 	p.health = next
 	p.snap.Store(s)
 	return s
+}
+
+// rebuildSnapshot rebuilds the current snapshot from its own entries (and
+// those already ejected), leaving out the upstreams ejected since.
+func (p *Pool) rebuildSnapshot() {
+	s := p.snap.Load()
+	var r upstream.Record
+	p.swap(s.version, len(s.entries)+len(s.ejected), func(i int) *upstream.Record {
+		if i < len(s.entries) {
+			r = s.entries[i].record()
+		} else {
+			r = s.ejected[i-len(s.entries)].record()
+		}
+		return &r
+	}, s.known, false)
 }
 
 func (p *Pool) healthOfLocked(id string) *health {
@@ -180,8 +196,7 @@ func (p *Pool) Run(ctx context.Context) error {
 			}
 			reload = v != p.snap.Load().version
 		case <-p.rebuild:
-			s := p.snap.Load()
-			p.swap(s.version, s.records, false)
+			p.rebuildSnapshot()
 			continue
 		}
 		if reload {

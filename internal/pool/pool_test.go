@@ -358,3 +358,47 @@ func BenchmarkPickRoundRobin(b *testing.B) {
 		}
 	})
 }
+
+// TestRebuildsKeepGroupsAndEjections: snapshots rebuilt after ejections
+// (from the previous snapshot, not the store's records) keep group
+// membership by source, keep a group whose members are all ejected known,
+// and keep every earlier ejection until a fresh check.
+func TestRebuildsKeepGroupsAndEjections(t *testing.T) {
+	var recs []upstream.Record
+	for i := range 6 {
+		r := rec(i, "de", fmt.Sprintf("198.51.100.%d", i))
+		r.Sources = []string{"list"}
+		if i >= 4 {
+			r.Sources = []string{"subs"}
+		}
+		recs = append(recs, r)
+	}
+	recs[0].Group = "tor-a"
+	p, m := newPool(t, recs, Options{EjectAfter: 1, Groups: []Group{{Name: "subs", Sources: []string{"subs"}}}})
+	eject := func(id string) {
+		p.Observe(upstream.CheckResult{ID: id, Passive: true, Err: "refused"})
+		p.rebuildSnapshot()
+	}
+	eject(recs[0].ID)
+	eject(recs[4].ID)
+	if p.Len() != 4 {
+		t.Fatalf("%d upstreams after two ejections, want 4", p.Len())
+	}
+	if _, err := p.Pick(&upstream.Selector{Group: "tor-a"}); !errors.Is(err, upstream.ErrNoUpstream) {
+		t.Fatalf("group with its only member ejected: %v, want ErrNoUpstream", err)
+	}
+	for range 20 {
+		c, err := p.Pick(&upstream.Selector{Group: "subs", Country: "DE"})
+		if err != nil || c.ID != recs[5].ID {
+			t.Fatalf("subs group after rebuilds picked %v (%v), want %s", c.ID, err, recs[5].ID)
+		}
+	}
+	// a store reload without newer checks keeps both out
+	m.set(recs)
+	if err := p.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p.Len() != 4 {
+		t.Fatalf("reload re-admitted ejected upstreams: %d", p.Len())
+	}
+}

@@ -80,9 +80,17 @@ type health struct {
 func (h *health) latencyMS() float64 { return math.Float64frombits(h.latency.Load()) }
 
 type entry struct {
-	choice upstream.Choice
-	h      *health
-	exit   int32 // index of its distinct exit IP in the snapshot
+	choice  upstream.Choice
+	sources []string // for group matching when rebuilt after an ejection
+	h       *health
+	exit    int32 // index of its distinct exit IP in the snapshot
+}
+
+// record is the part of a loaded record a rebuild needs, back in Record
+// form: the snapshot keeps entries, not the (much larger) records.
+func (e *entry) record() upstream.Record {
+	return upstream.Record{Upstream: e.choice.Upstream, Sources: e.sources, Status: upstream.Status{
+		State: upstream.Healthy, ExitIP: e.choice.ExitIP, Country: e.choice.Country, LatencyMS: e.choice.LatencyMS}}
 }
 
 // latency is the EWMA the least-latency strategy compares: the gateway's
@@ -119,7 +127,9 @@ type snapshot struct {
 	country map[string]*view
 	combos  sync.Map // group+"\x00"+country → *view
 	known   map[string]bool
-	records []upstream.Record // what was loaded (for rebuilds after ejection)
+	// ejected are the servable upstreams left out because ejected: with
+	// entries, what a rebuild after an ejection starts from.
+	ejected []entry
 
 	mu  sync.Mutex // lazy combos: guards pos
 	pos []int32    // scratch for newView
@@ -145,26 +155,32 @@ func newView(entries []entry, idx []int32, pos []int32) *view {
 	return v
 }
 
-// build makes a snapshot of the servable records, skipping excluded IDs.
-func build(version uint64, recs []upstream.Record, groups []Group, healthOf func(id string) *health, excluded func(r *upstream.Record, h *health) bool) *snapshot {
+// build makes a snapshot of the servable records rec(0) … rec(n-1) (rec
+// may reuse one Record), skipping excluded ones. known seeds the group
+// names that exist even with no servable member.
+func build(version uint64, n int, rec func(i int) *upstream.Record, known map[string]bool, groups []Group,
+	healthOf func(id string) *health, excluded func(r *upstream.Record, h *health) bool) *snapshot {
 	s := &snapshot{
 		version: version,
-		entries: make([]entry, 0, len(recs)),
-		byID:    make(map[string]int32, len(recs)),
+		entries: make([]entry, 0, n),
+		byID:    make(map[string]int32, n),
 		groups:  make(map[string]*view, len(groups)),
 		country: map[string]*view{},
-		known:   map[string]bool{},
-		records: recs,
+		known:   make(map[string]bool, len(known)+len(groups)),
 	}
-	all := make([]int32, 0, len(recs))
+	for g := range known {
+		s.known[g] = true
+	}
+	all := make([]int32, 0, n)
 	gidx := make(map[string][]int32, len(groups))
 	cidx := map[string][]int32{}
 	for _, g := range groups {
 		s.known[g.Name] = true
 	}
-	exits := make(map[string]int32, len(recs))
-	for i := range recs {
-		r := &recs[i]
+	exits := make(map[string]int32, n)
+	var ejected map[string]bool // ids in s.ejected
+	for i := range n {
+		r := rec(i)
 		if r.Group != "" {
 			s.known[r.Group] = true
 		}
@@ -176,6 +192,14 @@ func build(version uint64, recs []upstream.Record, groups []Group, healthOf func
 		}
 		h := healthOf(r.ID)
 		if excluded(r, h) {
+			if !ejected[r.ID] {
+				if ejected == nil {
+					ejected = map[string]bool{}
+				}
+				ejected[r.ID] = true
+				s.ejected = append(s.ejected, entry{choice: upstream.Choice{Upstream: r.Upstream, ExitIP: r.ExitIP,
+					Country: r.Country, LatencyMS: r.LatencyMS}, sources: r.Sources, h: h})
+			}
 			continue
 		}
 		n := int32(len(s.entries))
@@ -188,9 +212,10 @@ func build(version uint64, recs []upstream.Record, groups []Group, healthOf func
 			exits[r.ExitIP] = x
 		}
 		s.entries = append(s.entries, entry{
-			choice: upstream.Choice{Upstream: r.Upstream, ExitIP: r.ExitIP, Country: strings.ToUpper(r.Country), LatencyMS: r.LatencyMS},
-			h:      h,
-			exit:   x,
+			choice:  upstream.Choice{Upstream: r.Upstream, ExitIP: r.ExitIP, Country: strings.ToUpper(r.Country), LatencyMS: r.LatencyMS},
+			sources: r.Sources,
+			h:       h,
+			exit:    x,
 		})
 		s.byID[r.ID] = n
 		all = append(all, n)
