@@ -98,6 +98,13 @@ func BenchmarkSubmitRatio(b *testing.B) {
 // upstreams (healthyFixture). ns/op is a reload (options already decoded
 // once); first-load-ms is the first call in a fresh Store. CPU times are
 // reported too: on a shared machine they are steadier than wall time.
+//
+// go test -run '^$' -bench Healthy100k -benchtime 3x -benchmem ./internal/store/
+// on the shared 2-core build machine: before the packed query (same
+// fixture) 1.87 s/op, 1.82 s CPU, first load 3.8 s, 132 MB and 3.0 M
+// allocs/op; after, 0.98–1.27 s/op, 1.07–1.39 s CPU, first load
+// 1.15–1.5 s, 87 MB and 1.78 M allocs/op. Of a reload, SQLite's own
+// stepping is ~0.4 s, the driver's per-column conversion ~0.15 s.
 func BenchmarkHealthy100k(b *testing.B) {
 	const n = 100_000
 	path := healthyFixture(b, n)
