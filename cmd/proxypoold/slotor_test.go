@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -89,20 +88,7 @@ tor:
   data-dir: %[1]s/tor
 log: {level: warn}
 `, dir, floor, relays, tc.mode)
-			for p, s := range map[string]string{relays: csv, cfgPath: cfg} {
-				if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			e, err := load(&globals{config: cfgPath})
-			if err != nil {
-				t.Fatal(err)
-			}
-			st, err := e.openStore(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			e, st := loadWith(ctx, t, cfgPath, map[string]string{relays: csv, cfgPath: cfg})
 			m := newTorManager(ctx, e, st)
 			run := &wantRunner{}
 			m.runner, m.wait = run, func() {}

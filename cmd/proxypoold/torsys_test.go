@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/proxypool/proxypool/internal/slo"
+	"github.com/proxypool/proxypool/internal/store"
 	"github.com/proxypool/proxypool/internal/torgen/torrc"
 )
 
@@ -55,20 +56,7 @@ tor:
   torrc-dir: %[1]s/etc
 log: {level: warn}
 `, dir, relays, base, base+2)
-	for p, s := range map[string]string{relays: csv, cfgPath: cfg} {
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e, err := load(&globals{config: cfgPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := e.openStore(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	e, st := loadWith(ctx, t, cfgPath, map[string]string{relays: csv, cfgPath: cfg})
 	run := &wantRunner{}
 	gen := func() []int {
 		t.Helper()
@@ -151,4 +139,25 @@ log: {level: warn}
 	if n, err := sys.ScaleUp(ctx, "us"); n != 0 || err != nil {
 		t.Errorf("ScaleUp with no unused slot: %d, %v; want 0, nil", n, err)
 	}
+}
+
+// loadWith writes files (path → content), loads the config at cfgPath and
+// opens its store, closed at the end of the test.
+func loadWith(ctx context.Context, t *testing.T, cfgPath string, files map[string]string) (*env, *store.Store) {
+	t.Helper()
+	for p, s := range files {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := load(&globals{config: cfgPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.openStore(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return e, st
 }
