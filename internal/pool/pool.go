@@ -28,6 +28,15 @@ type Options struct {
 	// still polled every PollInterval.
 	Notify       <-chan struct{}
 	PollInterval time.Duration // default 1s
+	// MinReloadGap spaces store reloads asked for by Notify or a polled
+	// version: the next one starts no sooner than the larger of
+	// MinReloadGap (default 250ms) and ReloadDuty × the last reload's
+	// duration (default 4: reloads take at most ~20 % of a core while
+	// the store keeps changing; 100k upstreams load in ~1 s, so such a
+	// pool follows the store every ~5 s). A request in the gap is kept
+	// and served at its end; picks never wait.
+	MinReloadGap time.Duration
+	ReloadDuty   float64
 	Groups       []Group
 	Strategy     string // round-robin (default), random, least-latency, sticky
 	RotateEvery  int    // round-robin moves on every N picks (default 1)
@@ -76,6 +85,12 @@ func New(o Options) (*Pool, error) {
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
+	}
+	if o.MinReloadGap <= 0 {
+		o.MinReloadGap = 250 * time.Millisecond
+	}
+	if o.ReloadDuty <= 0 {
+		o.ReloadDuty = 4
 	}
 	if o.EjectAfter <= 0 {
 		o.EjectAfter = 3
@@ -181,6 +196,13 @@ func (p *Pool) healthOfLocked(id string) *health {
 func (p *Pool) Run(ctx context.Context) error {
 	t := time.NewTicker(p.opts.PollInterval)
 	defer t.Stop()
+	var (
+		pending bool      // a reload was asked for within the gap
+		next    time.Time // no reload before this
+		gap     = time.NewTimer(time.Hour)
+	)
+	gap.Stop()
+	defer gap.Stop()
 	for {
 		reload := false
 		select {
@@ -189,21 +211,38 @@ func (p *Pool) Run(ctx context.Context) error {
 		case <-p.opts.Notify:
 			reload = true
 		case <-t.C:
+			if pending {
+				continue // known to be stale; the gap timer reloads
+			}
 			v, err := p.opts.Loader.Version(ctx)
 			if err != nil {
 				p.log.WithError(err).Warn("reading pool version")
 				continue
 			}
 			reload = v != p.snap.Load().version
+		case <-gap.C:
+			reload = pending
 		case <-p.rebuild:
 			p.rebuildSnapshot()
 			continue
 		}
-		if reload {
-			if err := p.Load(ctx); err != nil && ctx.Err() == nil {
-				p.log.WithError(err).Warn("reloading pool")
-			}
+		if !reload {
+			continue
 		}
+		if wait := time.Until(next); wait > 0 {
+			if !pending {
+				pending = true
+				gap.Reset(wait)
+			}
+			continue
+		}
+		pending = false
+		start := time.Now()
+		if err := p.Load(ctx); err != nil && ctx.Err() == nil {
+			p.log.WithError(err).Warn("reloading pool")
+		}
+		took := time.Since(start)
+		next = start.Add(max(p.opts.MinReloadGap, time.Duration(p.opts.ReloadDuty*float64(took))))
 	}
 }
 
