@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Assertions run INSIDE the booted container (copied to /root/checks.sh by
 # nspawn.sh, run with bash -eu). Usage: checks.sh PHASE
-#   installed  after `apt install` + `systemctl start proxypool.target`
+#   installed  after `apt install` + `systemctl start proxypool.target` (ends
+#              with a reinstall: the postinst's upgrade branch)
 #   rebooted   after poweroff + boot
 #   tor        after the rebooted checks: torgen makes tor@9060 (us) and
 #              tor@9061 (de), then removes tor@9060 (tor@9061 left for purge)
@@ -148,6 +149,17 @@ installed | rebooted)
 		check traffic
 		via socks5h://127.0.0.1:8000
 		via http://127.0.0.1:8000
+		if [ "$PHASE" = installed ]; then
+			check upgrade
+			# Reinstalling runs the upgrade branch of the postinst: what ran
+			# keeps running (probe restarted), and a unit the target wants
+			# but that was not running (as proxy-torgen.path after an upgrade
+			# from a version without it) is started.
+			systemctl stop proxy-torgen.path
+			apt-get install -y -q --reinstall /root/proxypool.deb >/dev/null
+			wait_active $UNITS
+			wait_healthy "$MIN_HEALTHY"
+		fi
 	}
 	;;
 tor)
