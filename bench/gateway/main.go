@@ -31,6 +31,7 @@ import (
 	"github.com/proxypool/proxypool/internal/fleet"
 	"github.com/proxypool/proxypool/internal/gateway"
 	"github.com/proxypool/proxypool/internal/pool"
+	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/socks"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -208,10 +209,11 @@ func runGateway(args []string) error {
 	}
 	// no TCP keep-alive on accepted conns: four setsockopts fewer per
 	// request (tunnels have the gateway's own idle timeout)
-	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(ctx, "tcp", listen)
+	lns, err := sd.Listeners(map[string]string{"main": listen}) // as proxypoold gateway listens
 	if err != nil {
 		return err
 	}
+	ln := lns["main"]
 	opts.OnReady = func() { fmt.Println("ready") }
 	gw, err := gateway.New(opts)
 	if err != nil {

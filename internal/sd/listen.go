@@ -6,9 +6,39 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/coreos/go-systemd/v22/activation"
 )
+
+// gatewayListenConfig opens the listeners systemd did not pass the way
+// proxy-gateway.socket does:
+//   - no TCP keep-alive on accepted conns (4 setsockopts each; HAProxy's
+//     default clitcpka is off too): tunnels have an idle timeout;
+//   - TCP_DEFER_ACCEPT (DeferAcceptSec=1s): every protocol on the port has
+//     the client speak first, so a connection is accepted with its
+//     greeting already readable, saving a wakeup and an empty read per
+//     connection (4–6 % of the gateway's CPU per request in
+//     bench/gateway). A client silent for longer is accepted anyway.
+var gatewayListenConfig = net.ListenConfig{
+	KeepAlive: -1,
+	Control: func(network, _ string, c syscall.RawConn) error {
+		if !strings.HasPrefix(network, "tcp") {
+			return nil
+		}
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, 1)
+		})
+		if err == nil {
+			err = serr
+		}
+		if err != nil {
+			return fmt.Errorf("setting TCP_DEFER_ACCEPT: %w", err)
+		}
+		return nil
+	},
+}
 
 type passed struct {
 	name string
@@ -97,9 +127,7 @@ func Listeners(want map[string]string) (map[string]net.Listener, error) {
 			closeAll(out)
 			return nil, fmt.Errorf("listener %q: systemd passed no socket of that name and no address is configured", n)
 		}
-		// No TCP keep-alive on accepted conns (4 setsockopts each, as
-		// HAProxy's default clitcpka off): tunnels have an idle timeout.
-		l, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), network(addr), addr)
+		l, err := gatewayListenConfig.Listen(context.Background(), network(addr), addr)
 		if err != nil {
 			closeAll(out)
 			return nil, fmt.Errorf("listener %q: %w", n, err)
