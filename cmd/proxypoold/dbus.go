@@ -202,8 +202,10 @@ type daemonTor struct {
 	dataDir string // run mode: instance control sockets live under it
 }
 
-func (t *daemonTor) instances(ctx context.Context) ([]upstream.Record, error) {
-	recs, err := t.st.List(ctx, store.Filter{Type: string(upstream.Tor), OrderBy: "id"})
+// instances lists the tor instances (of group; "" every group) from the
+// store's tor upstreams.
+func (t *daemonTor) instances(ctx context.Context, group string) ([]upstream.Record, error) {
+	recs, err := t.st.List(ctx, store.Filter{Type: string(upstream.Tor), Group: group, OrderBy: "id"})
 	if err != nil {
 		return nil, fmt.Errorf("listing tor instances: %w", err)
 	}
@@ -221,21 +223,26 @@ func (t *daemonTor) controlAddr(port int) string {
 	return torgen.ControlAddr(in)
 }
 
-// dial reaches one instance's control: under systemd through its control
-// port and the shared password, in run mode through its socket's cookie.
+// password authenticates the control ports of systemd instances
+// (torsys.go); "" in run mode, whose children's sockets take the cookie.
+func (t *daemonTor) password(ctx context.Context) (string, error) {
+	if !t.systemd {
+		return "", nil
+	}
+	return torControlPassword(ctx, t.st)
+}
+
+// dial reaches one instance's control.
 func (t *daemonTor) dial(ctx context.Context, port int) (*torctl.Conn, error) {
-	pw := ""
-	if t.systemd {
-		var err error
-		if pw, err = torControlPassword(ctx, t.st); err != nil {
-			return nil, err
-		}
+	pw, err := t.password(ctx)
+	if err != nil {
+		return nil, err
 	}
 	return torctl.DialPassword(ctx, t.controlAddr(port), pw)
 }
 
 func (t *daemonTor) Status(ctx context.Context) ([]control.TorInstance, error) {
-	recs, err := t.instances(ctx)
+	recs, err := t.instances(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +294,11 @@ func (t *daemonTor) Status(ctx context.Context) ([]control.TorInstance, error) {
 }
 
 func (t *daemonTor) Newnym(ctx context.Context, port int) error {
-	recs, err := t.instances(ctx)
+	recs, err := t.instances(ctx, "")
+	if err != nil {
+		return err
+	}
+	pw, err := t.password(ctx)
 	if err != nil {
 		return err
 	}
@@ -298,15 +309,9 @@ func (t *daemonTor) Newnym(ctx context.Context, port int) error {
 			continue
 		}
 		n++
-		c, err := t.dial(ctx, r.Port)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("tor on port %d: %w", r.Port, err))
-			continue
-		}
-		if err := c.NewNym(ctx); err != nil {
+		if err := torctl.NewNym(ctx, t.controlAddr(r.Port), pw); err != nil {
 			errs = append(errs, fmt.Errorf("tor on port %d: %w", r.Port, err))
 		}
-		c.Close()
 	}
 	if n == 0 {
 		if port != 0 {

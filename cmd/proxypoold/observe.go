@@ -134,8 +134,7 @@ func (r *sloRefresher) Refresh(ctx context.Context, group string) (bool, error) 
 
 // newGuard builds the SLO guard from groups.<name>.min-healthy/min-exits
 // and slo.*. The groups in tor.groups (tor enabled) are Tor groups; tor
-// (nil: none) takes their newnym and instance steps: `run` passes its
-// torManager (slotor.go), the probe of the systemd units passes nil.
+// (nil: none) takes their newnym and instance steps (torScaler, torsys.go).
 func newGuard(e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics, tor slo.TorScaler) (*slo.Guard, error) {
 	var groups []slo.Group
 	for _, pg := range poolGroups(e) {

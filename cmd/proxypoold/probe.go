@@ -45,9 +45,10 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	var tor manager.Tor
 	var scaler slo.TorScaler
 	if e.cfg.Tor.Enabled {
-		tor = &daemonTor{e: e, st: st, systemd: true}
-		scaler = newSysTor(e, st) // tor@ units: proxy-torgen runs them on request (torsys.go)
-		go sysRotate(ctx, e, st)
+		ctl := &daemonTor{e: e, st: st, systemd: true}
+		tor = ctl
+		scaler = newTorScaler(ctl, requestTorgen(e)) // tor@ units: proxy-torgen runs them on request (torsys.go)
+		go rotateTor(ctx, ctl)
 	}
 	m := e.newMetrics()
 	if guard := startObservers(ctx, e, st, pl, m, scaler); guard != nil {

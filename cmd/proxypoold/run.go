@@ -10,6 +10,7 @@ import (
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/sd"
+	"github.com/proxypool/proxypool/internal/slo"
 	"github.com/proxypool/proxypool/internal/source"
 )
 
@@ -60,17 +61,18 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: cp.onProgress}
 	m := e.newMetrics() // one endpoint for everything in this process
 	var tm *torManager  // the tor children, shared by torLoop and the SLO guard (slotor.go)
+	var tor manager.Tor // proxypoolctl tor …, when a session bus exists
+	var scaler slo.TorScaler
 	if e.cfg.Tor.Enabled {
 		tm = newTorManager(ctx, e, st)
+		ctl := &daemonTor{e: e, st: st, dataDir: e.cfg.Tor.DataDir}
+		tor, scaler = ctl, newTorScaler(ctl, tm.regenerate) // torsys.go
+		go rotateTor(ctx, ctl)
 	}
-	if guard := startObservers(ctx, e, st, pl, m, tm.scaler()); guard != nil {
+	if guard := startObservers(ctx, e, st, pl, m, scaler); guard != nil {
 		cp.floors = floorsOf(guard)
 	}
 	if sessionBusConfigured() { // proxypoolctl --user reaches `run` when a session bus exists; never fatal
-		var tor manager.Tor
-		if e.cfg.Tor.Enabled {
-			tor = &daemonTor{e: e, st: st, dataDir: e.cfg.Tor.DataDir}
-		}
 		cp.start(ctx, e, st, pl, false, tor)
 	}
 

@@ -92,8 +92,9 @@ log: {level: warn}
 			m := newTorManager(ctx, e, st)
 			run := &wantRunner{}
 			m.runner, m.wait = run, func() {}
+			sc := newTorScaler(&daemonTor{e: e, st: st, dataDir: e.cfg.Tor.DataDir}, m.regenerate)
 			now := time.Now()
-			m.now = func() time.Time { return now }
+			sc.now = func() time.Time { return now }
 
 			if _, err := m.generate(ctx); err != nil {
 				t.Fatal(err)
@@ -104,13 +105,13 @@ log: {level: warn}
 			}
 			// Within the bootstrap grace: "not yet" when there is
 			// something to add, "nothing" (0, nil) otherwise.
-			n, err := m.ScaleUp(ctx, "us")
+			n, err := sc.ScaleUp(ctx, "us")
 			if canAdd := tc.wantAdds[0] > 0; n != 0 || canAdd != errors.Is(err, slo.ErrNotYet) || (!canAdd && err != nil) {
 				t.Errorf("ScaleUp within the bootstrap grace: %d, %v; want 0 and ErrNotYet %v", n, err, canAdd)
 			}
 			for i, want := range tc.wantAdds {
 				now = now.Add(e.cfg.Tor.BootstrapGrace + time.Second)
-				n, err := m.ScaleUp(ctx, "us")
+				n, err := sc.ScaleUp(ctx, "us")
 				if err != nil || n != want {
 					t.Errorf("round %d: ScaleUp = %d, %v; want %d", i, n, err, want)
 				}

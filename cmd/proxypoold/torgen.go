@@ -53,7 +53,7 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer st.Close()
-	plan, err := generateTorBudget(ctx, e, st, run, true, systemdBudget(ctx, e, st, e.log.WithField(logging.FieldComponent, "torgen")))
+	plan, err := generateTor(ctx, e, st, run, true)
 	if err != nil {
 		return err
 	}
@@ -103,20 +103,17 @@ func relaySource(e *env) exits.Source {
 	}
 }
 
-// generateTor runs one discovery+generation and records the result.
+// generateTor runs one discovery+generation within each tor group's
+// instance budget (torBudget, torsys.go) and records the result: relays,
+// the instances as upstreams of source "tor", and each group's unused
+// slots for the SLO guard's scale-up.
 func generateTor(ctx context.Context, e *env, st *store.Store, run torgen.Runner, systemd bool) (torgen.Plan, error) {
-	return generateTorBudget(ctx, e, st, run, systemd, nil)
-}
-
-// generateTorBudget is generateTor with per-group instance caps
-// (torgen.Config.GroupMax): the SLO guard's budget in `run` (slotor.go).
-func generateTorBudget(ctx context.Context, e *env, st *store.Store, run torgen.Runner, systemd bool, groupMax map[string]int) (torgen.Plan, error) {
 	cfg, err := torConfig(e, systemd)
 	if err != nil {
 		return torgen.Plan{}, err
 	}
-	cfg.GroupMax = groupMax
 	log := e.log.WithField(logging.FieldComponent, "torgen")
+	cfg.GroupMax = torBudget(ctx, e, st, log)
 	if systemd { // a control port the probe can reach (torsys.go)
 		if pw, err := torControlPassword(ctx, st); err != nil {
 			log.WithError(err).Warn("no tor control password: the probe cannot NEWNYM the instances")
@@ -139,10 +136,8 @@ func generateTorBudget(ctx context.Context, e *env, st *store.Store, run torgen.
 		}
 		return plan, err
 	}
-	if systemd {
-		if err := recordUnused(ctx, st, plan); err != nil {
-			log.WithError(err).Warn("recording unused tor slots for the SLO guard")
-		}
+	if err := recordUnused(ctx, st, plan); err != nil {
+		log.WithError(err).Warn("recording unused tor slots for the SLO guard")
 	}
 	if err := st.ReplaceRelays(ctx, plan.Relays); err != nil {
 		log.WithError(err).Warn("storing relays")

@@ -1,28 +1,33 @@
 package main
 
-// The SLO guard's tor steps under systemd.
+// The SLO guard's tor steps, for both runners.
 //
-// Under systemd three processes share the tor instances: proxy-torgen
-// (root, a oneshot on a timer) writes /etc/tor/torrc.<port> and runs
-// tor@<port>.service; proxy-probe (user proxypool) runs the SLO guard;
-// proxypoolctl asks the probe over D-Bus. They meet in the store's settings:
+// The guard (in proxy-probe under systemd, in `proxypoold run` otherwise)
+// NEWNYMs a tor group's instances and asks for one more. The pieces meet in
+// the store, so they work the same across processes:
 //
-//   - tor.control-password: made once (by whichever comes first). torgen
-//     gives every instance a loopback ControlPort at its SOCKS port +
-//     torControlPortOffset with the matching HashedControlPassword, so the
-//     probe can NEWNYM Debian's instances, whose own control socket and
-//     cookie only their _tor-<port> group may read.
-//   - tor.budget: per tor group with a floor (tor.mode grouped/single), how
-//     many instances it may run. torgen starts from the floor (as
-//     `proxypoold run` does) and takes the larger stored value; the guard's
-//     ScaleUp raises it to one more than the group runs.
-//   - tor.unused: per group, the slots torgen's last plan left without an
-//     instance (exits nobody uses yet): ScaleUp's "is there anything to add".
+//   - the instances are the upstreams of source "tor" (their group, their
+//     age as first_seen); their control addresses come from daemonTor
+//     (dbus.go): under systemd a loopback ControlPort at the SOCKS port +
+//     torControlPortOffset with a password, in `run` the children's cookie
+//     sockets;
+//   - settings tor.control-password: made once (by whichever comes
+//     first). torgen writes the matching HashedControlPassword into every
+//     systemd instance's torrc, because the probe may not read a Debian
+//     tor@ instance's cookie (only its _tor-<port> group may);
+//   - settings tor.budget: per tor group with a floor (tor.mode grouped or
+//     single), how many instances it may run. generateTor starts from the
+//     floor (max of min-healthy and min-exits) and takes the larger stored
+//     value; ScaleUp raises it to one more than the group runs. It persists
+//     until the floors change;
+//   - settings tor.unused: per group, the slots the last plan left without
+//     an instance (exits nobody uses yet): ScaleUp's "anything to add?".
 //
-// ScaleUp then writes torgen.request beside the database; proxy-torgen.path
-// watches that file and starts proxy-torgen.service (the probe has no
-// right to start units itself, and needs none). The budget persists until
-// the floors change: a restart does not forget instances the floor needed.
+// After raising the budget, ScaleUp applies it: in `run` by regenerating
+// at once (torManager), under systemd by rewriting torgen.request beside
+// the database, which proxy-torgen.path watches to start
+// proxy-torgen.service (the probe has no right to start units, and needs
+// none).
 
 import (
 	"context"
@@ -44,7 +49,7 @@ import (
 	"github.com/proxypool/proxypool/internal/store"
 	"github.com/proxypool/proxypool/internal/torctl"
 	"github.com/proxypool/proxypool/internal/torgen"
-	"github.com/proxypool/proxypool/internal/upstream"
+	"github.com/proxypool/proxypool/internal/torgen/exits"
 )
 
 const (
@@ -107,10 +112,26 @@ func writeGroupInts(ctx context.Context, st *store.Store, key string, m map[stri
 	return st.SetSetting(ctx, key, string(b))
 }
 
-// systemdBudget is torgen's per-group cap under systemd: the floors'
-// budget (initialBudget), raised to what the guard stored. nil in country
-// mode.
-func systemdBudget(ctx context.Context, e *env, st *store.Store, log logrus.FieldLogger) map[string]int {
+// initialBudget is the per-group instance cap each tor group with a floor
+// starts with; nil in country mode (one instance per group anyway).
+func initialBudget(e *env) map[string]int {
+	mode, err := exits.ParseMode(e.cfg.Tor.Mode)
+	if err != nil || (mode != exits.ModeGrouped && mode != exits.ModeSingle) {
+		return nil
+	}
+	b := map[string]int{}
+	for _, name := range e.cfg.Tor.Groups {
+		gc := e.cfg.Groups[name]
+		if need := max(gc.MinHealthy, gc.MinExits); need > 0 {
+			b[name] = need
+		}
+	}
+	return b
+}
+
+// torBudget is generateTor's per-group cap (torgen.Config.GroupMax): the
+// floors' budget raised to what the guard stored. nil in country mode.
+func torBudget(ctx context.Context, e *env, st *store.Store, log logrus.FieldLogger) map[string]int {
 	b := initialBudget(e)
 	if b == nil {
 		return nil
@@ -137,44 +158,36 @@ func recordUnused(ctx context.Context, st *store.Store, plan torgen.Plan) error 
 	return writeGroupInts(ctx, st, settingUnused, unused)
 }
 
-// sysTor is the guard's slo.TorScaler in the systemd probe.
-type sysTor struct {
-	e       *env
-	st      *store.Store
-	request string // torgen.request beside the database
-	now     func() time.Time
-	log     logrus.FieldLogger
+// torScaler is the guard's slo.TorScaler.
+type torScaler struct {
+	ctl *daemonTor // the instances and their control
+	// apply makes a raised budget take effect and returns how many
+	// instances the group gained or was promised.
+	apply func(ctx context.Context, group string, runs int) (int, error)
+	now   func() time.Time
+	log   logrus.FieldLogger
 }
 
-func newSysTor(e *env, st *store.Store) *sysTor {
-	return &sysTor{e: e, st: st, request: filepath.Join(filepath.Dir(e.cfg.Database), torgenRequest), now: time.Now,
-		log: e.log.WithField(logging.FieldComponent, "slo")}
+func newTorScaler(ctl *daemonTor, apply func(ctx context.Context, group string, runs int) (int, error)) *torScaler {
+	return &torScaler{ctl: ctl, apply: apply, now: time.Now, log: ctl.e.log.WithField(logging.FieldComponent, "slo")}
 }
 
-func (t *sysTor) instances(ctx context.Context, group string) ([]upstream.Record, error) {
-	recs, err := t.st.List(ctx, store.Filter{Source: "tor", Group: group})
-	if err != nil {
-		return nil, fmt.Errorf("listing tor instances: %w", err)
-	}
-	return recs, nil
-}
-
-// NewNym sends NEWNYM to each of the group's instances through its control
-// port.
-func (t *sysTor) NewNym(ctx context.Context, group string) (int, error) {
-	recs, err := t.instances(ctx, group)
+// NewNym sends NEWNYM to each of the group's instances and returns how
+// many it reached.
+func (t *torScaler) NewNym(ctx context.Context, group string) (int, error) {
+	recs, err := t.ctl.instances(ctx, group)
 	if err != nil || len(recs) == 0 {
 		return 0, err
 	}
-	pw, err := torControlPassword(ctx, t.st)
+	pw, err := t.ctl.password(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	var errs []error
 	for _, r := range recs {
-		if err := newnymOnce(ctx, sysControlAddr(r.Port), pw); err != nil {
-			errs = append(errs, fmt.Errorf("NEWNYM to tor@%d: %w", r.Port, err))
+		if err := torctl.NewNym(ctx, t.ctl.controlAddr(r.Port), pw); err != nil {
+			errs = append(errs, fmt.Errorf("NEWNYM to %s: %w", r.Name, err))
 			continue
 		}
 		n++
@@ -182,71 +195,92 @@ func (t *sysTor) NewNym(ctx context.Context, group string) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-func newnymOnce(ctx context.Context, addr, pw string) error {
-	c, err := torctl.DialPassword(ctx, addr, pw)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return c.NewNym(ctx)
-}
-
 // ScaleUp raises the group's stored budget to one more instance than it
-// runs and asks for a torgen run, when the group has a budget, torgen's last
-// plan left one of its slots unused, tor.max-instances has room and none of
-// its instances is younger than tor.bootstrap-grace (then slo.ErrNotYet).
-func (t *sysTor) ScaleUp(ctx context.Context, group string) (int, error) {
-	if _, ok := initialBudget(t.e)[group]; !ok {
-		return 0, nil // country mode or no floor
+// runs and applies it, when the group has a budget, the last plan left one
+// of its slots unused, tor.max-instances has room and none of its
+// instances is younger than tor.bootstrap-grace (then slo.ErrNotYet).
+func (t *torScaler) ScaleUp(ctx context.Context, group string) (int, error) {
+	e, st := t.ctl.e, t.ctl.st
+	if _, ok := initialBudget(e)[group]; !ok {
+		return 0, nil // country mode or no floor: every slot already runs, up to tor.max-instances
 	}
-	unused, err := readGroupInts(ctx, t.st, settingUnused)
+	unused, err := readGroupInts(ctx, st, settingUnused)
 	if err != nil || unused[group] == 0 {
 		return 0, err
 	}
-	all, err := t.instances(ctx, "")
-	if err != nil || len(all) >= t.e.cfg.Tor.MaxInstances {
+	all, err := t.ctl.instances(ctx, "")
+	if err != nil || len(all) >= e.cfg.Tor.MaxInstances {
 		return 0, err
 	}
-	mine := 0
+	runs := 0
 	for _, r := range all {
 		if r.Group != group {
 			continue
 		}
-		mine++
-		if age := t.now().Sub(r.FirstSeen); age < t.e.cfg.Tor.BootstrapGrace {
-			return 0, fmt.Errorf("tor@%d started %v ago may still bootstrap: %w", r.Port, age.Round(time.Second), slo.ErrNotYet)
+		runs++
+		if age := t.now().Sub(r.FirstSeen); age < e.cfg.Tor.BootstrapGrace {
+			return 0, fmt.Errorf("%s started %v ago may still bootstrap: %w", r.Name, age.Round(time.Second), slo.ErrNotYet)
 		}
 	}
-	budget, err := readGroupInts(ctx, t.st, settingBudget)
+	budget, err := readGroupInts(ctx, st, settingBudget)
 	if err != nil {
 		t.log.WithError(err).Warn("replacing an unreadable tor budget")
 	}
-	budget[group] = mine + 1
-	if err := writeGroupInts(ctx, t.st, settingBudget, budget); err != nil {
+	budget[group] = runs + 1
+	if err := writeGroupInts(ctx, st, settingBudget, budget); err != nil {
 		return 0, fmt.Errorf("raising tor group %s's budget: %w", group, err)
 	}
-	stamp := t.now().UTC().Format(time.RFC3339Nano) + " " + group + "\n"
-	if err := os.WriteFile(t.request, []byte(stamp), 0o640); err != nil {
-		return 0, fmt.Errorf("asking proxy-torgen for another instance (%s): %w", t.request, err)
-	}
-	t.log.WithField(logging.FieldGroup, group).Infof("tor group %s: asked proxy-torgen for instance %d (budget %d)", group, mine+1, mine+1)
-	return 1, nil
+	return t.apply(ctx, group, runs)
 }
 
-// sysRotate keeps one tor.newnym-period rotation per systemd instance
-// listed in the store, following the list every minute.
-func sysRotate(ctx context.Context, e *env, st *store.Store) {
-	period := e.cfg.Tor.NewnymPeriod
+// requestTorgen is the systemd scaler's apply: rewrite torgen.request
+// beside the database for proxy-torgen.path.
+func requestTorgen(e *env) func(ctx context.Context, group string, runs int) (int, error) {
+	path := filepath.Join(filepath.Dir(e.cfg.Database), torgenRequest)
+	log := e.log.WithField(logging.FieldComponent, "slo")
+	return func(_ context.Context, group string, runs int) (int, error) {
+		stamp := time.Now().UTC().Format(time.RFC3339Nano) + " " + group + "\n"
+		if err := os.WriteFile(path, []byte(stamp), 0o640); err != nil {
+			return 0, fmt.Errorf("asking proxy-torgen for another instance (%s): %w", path, err)
+		}
+		log.WithField(logging.FieldGroup, group).Infof("tor group %s: asked proxy-torgen for instance %d (budget %d)", group, runs+1, runs+1)
+		return 1, nil
+	}
+}
+
+// regenerate is the run scaler's apply: generate now and count the
+// group's new instances.
+func (m *torManager) regenerate(ctx context.Context, group string, runs int) (int, error) {
+	plan, err := m.generate(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("bringing up another tor instance: %w", err)
+	}
+	n := 0
+	for _, in := range plan.Instances {
+		if in.Group == group {
+			n++
+		}
+	}
+	if n > runs {
+		m.log.WithField(logging.FieldGroup, group).Infof("tor group %s: started %d instance(s) for the SLO floor (budget %d)", group, n-runs, runs+1)
+	}
+	return max(n-runs, 0), nil
+}
+
+// rotateTor keeps one tor.newnym-period rotation per instance listed in
+// the store, following the list every minute, until ctx ends.
+func rotateTor(ctx context.Context, ctl *daemonTor) {
+	period := ctl.e.cfg.Tor.NewnymPeriod
 	if period <= 0 {
 		return
 	}
-	log := e.log.WithField(logging.FieldComponent, "torgen")
+	log := ctl.e.log.WithField(logging.FieldComponent, "torgen")
 	running := map[int]context.CancelFunc{}
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
-		recs, err := st.List(ctx, store.Filter{Source: "tor"})
-		pw, perr := torControlPassword(ctx, st)
+		recs, err := ctl.instances(ctx, "")
+		pw, perr := ctl.password(ctx)
 		if err == nil && perr == nil {
 			want := map[int]bool{}
 			for _, r := range recs {
@@ -254,7 +288,7 @@ func sysRotate(ctx context.Context, e *env, st *store.Store) {
 				if _, ok := running[r.Port]; !ok {
 					rctx, cancel := context.WithCancel(ctx)
 					running[r.Port] = cancel
-					go torctl.NewNymEveryPassword(rctx, sysControlAddr(r.Port), pw, period, log)
+					go torctl.NewNymEvery(rctx, ctl.controlAddr(r.Port), pw, period, log)
 				}
 			}
 			for port, cancel := range running {

@@ -60,7 +60,7 @@ log: {level: warn}
 	run := &wantRunner{}
 	gen := func() []int {
 		t.Helper()
-		plan, err := generateTorBudget(ctx, e, st, run, true, systemdBudget(ctx, e, st, e.log))
+		plan, err := generateTor(ctx, e, st, run, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ log: {level: warn}
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	sys := newSysTor(e, st)
+	sys := newTorScaler(&daemonTor{e: e, st: st, systemd: true}, requestTorgen(e))
 	for {
 		n, err := sys.NewNym(ctx, "us")
 		if n == 1 && err == nil {

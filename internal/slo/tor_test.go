@@ -73,12 +73,7 @@ func (s *torScaler) NewNym(ctx context.Context, group string) (int, error) {
 	n := 0
 	var errs []error
 	for _, in := range ins {
-		c, err := torctl.Dial(ctx, torgen.ControlAddr(in))
-		if err == nil {
-			err = c.NewNym(ctx)
-			c.Close()
-		}
-		if err != nil {
+		if err := torctl.NewNym(ctx, torgen.ControlAddr(in), ""); err != nil {
 			errs = append(errs, fmt.Errorf("NEWNYM to %s: %w", in.Name, err))
 			continue
 		}

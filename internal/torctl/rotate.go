@@ -8,16 +8,22 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// NewNymEvery sends NEWNYM to the tor at addr every period until ctx ends
-// (tor.newnym-period). It reconnects after errors (the instance may be
-// restarting) and never returns before ctx ends; log may be nil.
-func NewNymEvery(ctx context.Context, addr string, period time.Duration, log logrus.FieldLogger) {
-	NewNymEveryPassword(ctx, addr, "", period, log)
+// NewNym connects to the tor at addr (DialPassword: password "" for
+// cookie or no authentication), asks it for new circuits and disconnects.
+func NewNym(ctx context.Context, addr, password string) error {
+	c, err := DialPassword(ctx, addr, password)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.NewNym(ctx)
 }
 
-// NewNymEveryPassword is NewNymEvery through a password-authenticated
-// control port (DialPassword).
-func NewNymEveryPassword(ctx context.Context, addr, password string, period time.Duration, log logrus.FieldLogger) {
+// NewNymEvery sends NEWNYM to the tor at addr every period until ctx ends
+// (tor.newnym-period), authenticating as DialPassword does. It reconnects
+// after errors (the instance may be restarting) and never returns before
+// ctx ends; log may be nil.
+func NewNymEvery(ctx context.Context, addr, password string, period time.Duration, log logrus.FieldLogger) {
 	if period <= 0 {
 		return
 	}

@@ -130,7 +130,7 @@ func TestNewNymEveryStopsWithContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	NewNymEvery(ctx, addr, 200*time.Millisecond, nil) // returns when ctx ends
+	NewNymEvery(ctx, addr, "", 200*time.Millisecond, nil) // returns when ctx ends
 	if d := time.Since(start); d < 600*time.Millisecond || d > 5*time.Second {
 		t.Errorf("returned after %v", d)
 	}
