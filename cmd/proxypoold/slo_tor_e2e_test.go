@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,15 +41,7 @@ func TestSLOTorScaleUpE2E(t *testing.T) {
 	torrcDir := filepath.Join(dir, "etc")
 	mainAddr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
 	torBase := freeRange(t, 4)
-	realIP := `""`
-	if !n.Shim {
-		realIP = "192.0.2.1" // see TestTorGatewayE2E
-	}
-	var extra []string
-	for _, l := range n.ClientConfig() {
-		q, _ := json.Marshal(l)
-		extra = append(extra, "    - "+string(q))
-	}
+	realIP, extra := tornetYAML(t, n)
 	cfgPath := filepath.Join(dir, "proxypool.yaml")
 	cfg := fmt.Sprintf(`database: %[1]s/proxypool.db
 sources: []
@@ -84,7 +75,7 @@ tor:
 metrics: {enabled: false}
 log: {level: info, format: text}
 slo: {min-healthy: 0, check-interval: 1s, min-action-interval: 2s}
-`, dir, judge.URL, n.GeoIPFile(), realIP, mainAddr, n.ControlAddr(), torBase, torBase+3, torrcDir, strings.Join(extra, "\n"))
+`, dir, judge.URL, n.GeoIPFile(), realIP, mainAddr, n.ControlAddr(), torBase, torBase+3, torrcDir, extra)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

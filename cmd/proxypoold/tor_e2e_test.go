@@ -73,19 +73,7 @@ func TestTorGatewayE2E(t *testing.T) {
 	mainAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	portAddr := map[string]string{"us": fmt.Sprintf("127.0.0.1:%d", ports[1]), "nonus": fmt.Sprintf("127.0.0.1:%d", ports[2])}
 	torBase := freeRange(t, 8)
-	realIP := `""` // learned from the judge: 127.0.0.1, whose /24 the exits (127.0.N.x, N≠0) are outside of
-	if !n.Shim {
-		// Without the bind shim every exit reaches the judge from 127.0.0.1,
-		// which the probe rightly calls "routes locally"; pretend a public
-		// address so the upstreams can still be judged.
-		realIP = "192.0.2.1"
-		t.Log("tornet without the bind shim: probe.real-ip set to 192.0.2.1")
-	}
-	var extra []string
-	for _, l := range n.ClientConfig() {
-		q, _ := json.Marshal(l)
-		extra = append(extra, "    - "+string(q))
-	}
+	realIP, extra := tornetYAML(t, n)
 	cfgPath := filepath.Join(dir, "proxypool.yaml")
 	cfg := fmt.Sprintf(`database: %[1]s/proxypool.db
 sources: []
@@ -129,7 +117,7 @@ metrics: {enabled: false}
 log: {level: info, format: text}
 slo: {min-healthy: 0}
 `, dir, judge.URL, n.GeoIPFile(), realIP, mainAddr, portAddr["us"], portAddr["nonus"],
-		n.ControlAddr(), torBase, torBase+7, torrcDir, strings.Join(extra, "\n"))
+		n.ControlAddr(), torBase, torBase+7, torrcDir, extra)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -417,6 +405,25 @@ func withoutBus(env []string) []string {
 		out = append(out, kv)
 	}
 	return out
+}
+
+// tornetYAML returns the probe.real-ip value and the tor.extra-config
+// items (YAML list lines) that make proxypool's tor instances join n.
+func tornetYAML(t *testing.T, n *tornet.Network) (realIP, extraConfig string) {
+	realIP = `""` // learned from the judge: 127.0.0.1, whose /24 the exits (127.0.N.x, N≠0) are outside of
+	if !n.Shim {
+		// Without the bind shim every exit reaches the judge from 127.0.0.1,
+		// which the probe rightly calls "routes locally"; pretend a public
+		// address so the upstreams can still be judged.
+		realIP = "192.0.2.1"
+		t.Log("tornet without the bind shim: probe.real-ip set to 192.0.2.1")
+	}
+	var extra []string
+	for _, l := range n.ClientConfig() {
+		q, _ := json.Marshal(l)
+		extra = append(extra, "    - "+string(q))
+	}
+	return realIP, strings.Join(extra, "\n")
 }
 
 func freePorts(t *testing.T, k int) []int {
