@@ -63,6 +63,14 @@ func (cc *conn) releaseReader() {
 	}
 }
 
+// buffered is how many bytes the client sent past its request.
+func (cc *conn) buffered() int {
+	if cc.br == nil {
+		return 0
+	}
+	return cc.br.Buffered()
+}
+
 func (cc *conn) serve(ctx context.Context) {
 	g := cc.g
 	defer g.untrack(cc)
@@ -183,18 +191,40 @@ func (cc *conn) serveSOCKS(ctx context.Context) {
 	if req.User == "" {
 		cc.selector(Params{})
 	}
-	up, ch, err := g.connect(ctx, &cc.sel, req.Addr)
+	cc.finishSOCKS(ctx, req.Version, req.Addr)
+}
+
+// connectSOCKS serves a SOCKS5 client whose handshake the event loop
+// already did (its selection is in cc.sel): dial, answer, relay.
+func (cc *conn) connectSOCKS(ctx context.Context, target string, start time.Time) {
+	g := cc.g
+	defer g.untrack(cc)
+	defer cc.c.Close()
+	if g.obs != nil {
+		defer func() {
+			if cc.outcome == "" {
+				cc.outcome = outcomeClientClosed
+			}
+			g.obs.ConnDone(cc.listener, "socks5", cc.outcome, time.Since(start))
+		}()
+	}
+	cc.finishSOCKS(ctx, socks.Version5, target)
+}
+
+// finishSOCKS dials target, answers the client and relays.
+func (cc *conn) finishSOCKS(ctx context.Context, version byte, target string) {
+	g := cc.g
+	up, _, err := g.connect(ctx, &cc.sel, target)
 	if err != nil {
 		g.stats.Failed.Add(1)
 		cc.dialFailed(err)
-		socks.Reply(cc.c, req.Version, socksCode(err))
-		g.log.WithError(err).WithField("target", req.Addr).Debug("socks request failed")
+		socks.Reply(cc.c, version, socksCode(err))
+		g.log.WithError(err).WithField("target", target).Debug("socks request failed")
 		return
 	}
-	_ = ch
 	defer up.Close()
 	cc.outcome = outcomeOK
-	if err := socks.Reply(cc.c, req.Version, socks.Succeeded); err != nil {
+	if err := socks.Reply(cc.c, version, socks.Succeeded); err != nil {
 		cc.outcome = outcomeClientClosed
 		return
 	}
@@ -204,7 +234,7 @@ func (cc *conn) serveSOCKS(ctx context.Context) {
 // tunnel forwards bytes the client sent early, then relays both ways.
 func (cc *conn) tunnel(up net.Conn) {
 	cc.setUp(up)
-	if n := cc.br.Buffered(); n > 0 {
+	if n := cc.buffered(); n > 0 {
 		b, _ := cc.br.Peek(n)
 		if _, err := up.Write(b); err != nil {
 			return

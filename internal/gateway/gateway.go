@@ -74,6 +74,9 @@ type Options struct {
 	// "X-Proxypool-Upstream") carrying the upstream id, exit IP and
 	// country; on CONNECT it is on the 200 response.
 	InfoHeader string
+	// GoroutinesOnly serves every connection on goroutines, never on the
+	// event loops (engine.go); for tests and comparison.
+	GoroutinesOnly bool
 	// OnReady is called once every listener is being served.
 	OnReady func()
 }
@@ -93,6 +96,7 @@ type Gateway struct {
 
 	stats Stats
 	work  *workers // connection and relay goroutines, reused
+	eng   *engine  // nil: no listener is served by event loops
 }
 
 // Stats are running counters, safe to read concurrently.
@@ -208,9 +212,15 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	}
 	var accept sync.WaitGroup
 	errc := make(chan error, n)
+	var loopLns []elistener
 	for name, list := range lns {
 		group := g.opts.Ports[name]
 		for _, ln := range list {
+			g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String(), "GROUP": group}).Info("gateway listening")
+			if fd, ok := g.loopFD(ln); ok {
+				loopLns = append(loopLns, elistener{fd: fd, name: name, group: group})
+				continue
+			}
 			accept.Add(1)
 			go func() {
 				defer accept.Done()
@@ -218,8 +228,15 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 					errc <- fmt.Errorf("listener %q on %s: %w", name, ln.Addr(), err)
 				}
 			}()
-			g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String(), "GROUP": group}).Info("gateway listening")
 		}
+	}
+	if len(loopLns) > 0 {
+		e, err := newEngine(ctx, g, loopLns)
+		if err != nil {
+			return fmt.Errorf("starting the event loops: %w", err)
+		}
+		g.eng = e
+		e.start()
 	}
 	if g.opts.OnReady != nil {
 		g.opts.OnReady()
@@ -229,6 +246,9 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	if g.eng != nil {
+		g.eng.stopAccepting() // before the listeners close: no loop touches their fds again
+	}
 	for _, list := range lns {
 		for _, ln := range list {
 			ln.Close()
@@ -236,8 +256,31 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	}
 	accept.Wait()
 	g.drain()
+	if g.eng != nil {
+		g.eng.stop()
+	}
 	g.work.stop()
 	return err
+}
+
+// loopFD returns the fd of a TCP listener the event loops can serve.
+func (g *Gateway) loopFD(ln net.Listener) (int, bool) {
+	if g.opts.GoroutinesOnly {
+		return 0, false
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return 0, false
+	}
+	rc, err := tl.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	fd := -1
+	if rc.Control(func(f uintptr) { fd = int(f) }) != nil || fd < 0 {
+		return 0, false
+	}
+	return fd, true
 }
 
 func isLoopback(a net.Addr) bool {
@@ -298,6 +341,14 @@ func (g *Gateway) track(c *conn) bool {
 	return true
 }
 
+// adopt tracks a connection the event loop accepted (and counted) and
+// handed to the goroutine path.
+func (g *Gateway) adopt(c *conn) {
+	g.mu.Lock()
+	g.conns[c] = struct{}{}
+	g.mu.Unlock()
+}
+
 func (g *Gateway) untrack(c *conn) {
 	g.mu.Lock()
 	delete(g.conns, c)
@@ -333,6 +384,10 @@ func (g *Gateway) drain() {
 		c.closeAll()
 	}
 	g.mu.Unlock()
+	if g.eng != nil {
+		left = int(g.stats.Active.Load())
+		g.eng.closeAll()
+	}
 	g.log.WithField("connections", left).Warn("drain timeout: closed open tunnels")
 	<-done
 }

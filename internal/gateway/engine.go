@@ -1,0 +1,516 @@
+package gateway
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// The event-loop engine serves SOCKS5 clients whose upstream is a plain
+// SOCKS5 server (the common case: free-list SOCKS5 proxies and tor) the way
+// HAProxy serves TCP: a few loops, each one goroutine around its own epoll
+// set, drive every such connection with nonblocking syscalls and a shared
+// buffer: accept, greeting, auth, request, nonblocking connect to the
+// upstream, pipelined SOCKS5 to it, failover to the next upstream, then
+// the relay. It reads a socket only after epoll said it became readable
+// (never a read that ends in EAGAIN just to find out), and no goroutine,
+// netFD, timer or finalizer exists per connection. What it does not
+// speak (HTTP, SOCKS4, upstreams of other kinds or with credentials) it
+// hands to the goroutine path: the client socket becomes a net.Conn with
+// the bytes read so far put back in front.
+
+// PlainSOCKS5 is optionally implemented by Options.Dialer: it names the
+// upstreams that are SOCKS5 servers without TLS or credentials at an IP
+// address. Only with it does the event loop dial upstreams itself.
+type PlainSOCKS5 interface {
+	PlainSOCKS5(u upstream.Upstream) (netip.AddrPort, bool)
+}
+
+const (
+	loopBufSize = 64 << 10
+	maxEvents   = 256
+	// evWake is the epoll data of a loop's eventfd.
+	evWake = -1
+)
+
+type engine struct {
+	g       *Gateway
+	ctx     context.Context
+	plain   PlainSOCKS5
+	loops   []*loop
+	reports chan upstream.CheckResult
+	wg      sync.WaitGroup // loops and the report forwarder
+}
+
+// elistener is one listening socket served by the loops.
+type elistener struct {
+	fd          int
+	name, group string
+}
+
+func newEngine(ctx context.Context, g *Gateway, lns []elistener) (*engine, error) {
+	e := &engine{g: g, ctx: ctx}
+	e.plain, _ = g.opts.Dialer.(PlainSOCKS5)
+	// one loop per P: on a machine shared with other busy processes the
+	// kernel shares CPU time by runnable thread, and one loop on two
+	// CPUs got measurably less than HAProxy's two threads
+	n := min(max(runtime.GOMAXPROCS(0), 1), 16)
+	for range n {
+		l, err := newLoop(e, lns)
+		if err != nil {
+			for _, l := range e.loops {
+				l.closeFDs()
+			}
+			return nil, err
+		}
+		e.loops = append(e.loops, l)
+	}
+	if g.opts.Reporter != nil {
+		e.reports = make(chan upstream.CheckResult, 4096)
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			for r := range e.reports {
+				g.opts.Reporter.Submit(r)
+			}
+		}()
+	}
+	return e, nil
+}
+
+// start runs the loops.
+func (e *engine) start() {
+	var loops sync.WaitGroup
+	for _, l := range e.loops {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			l.run()
+		}()
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		loops.Wait()
+		if e.reports != nil {
+			close(e.reports)
+		}
+	}()
+}
+
+// call runs f on every loop and waits until all ran it.
+func (e *engine) call(f func(l *loop)) {
+	var wg sync.WaitGroup
+	for _, l := range e.loops {
+		wg.Add(1)
+		l.send(func() { f(l); wg.Done() })
+	}
+	wg.Wait()
+}
+
+// stopAccepting takes the listeners out of every loop; after it returns
+// no loop touches a listener fd again, so the caller may close them.
+func (e *engine) stopAccepting() { e.call(func(l *loop) { l.stopAccepting() }) }
+
+// closeAll ends every connection the loops hold (drain timeout).
+func (e *engine) closeAll() { e.call(func(l *loop) { l.closeAll() }) }
+
+// stop makes the loops exit once they hold no connection, and waits.
+func (e *engine) stop() {
+	for _, l := range e.loops {
+		l.send(func() { l.quitting = true })
+	}
+	e.wg.Wait()
+}
+
+// report feeds a dial outcome back like Gateway.report, without ever
+// blocking the loop on the reporter.
+func (e *engine) report(id string, at time.Time, took time.Duration, cause string) {
+	ms := float64(took) / float64(time.Millisecond)
+	r := upstream.CheckResult{ID: id, At: at, OK: cause == "", Passive: true, Err: cause, ConnectMS: ms, TotalMS: ms}
+	e.g.opts.Picker.Observe(r)
+	if e.reports != nil {
+		select {
+		case e.reports <- r:
+		default: // reporter behind: the picker already knows
+		}
+	}
+}
+
+// loop is one epoll set and everything registered in it.
+type loop struct {
+	e      *engine
+	epfd   int
+	wakefd int // eventfd: other goroutines' send
+	lns    []elistener
+	accept bool // listeners are in the epoll set
+
+	mu   sync.Mutex
+	cmds []func()
+
+	conns    map[int]*econn // by fd, both sides
+	timers   timerHeap
+	nconns   int
+	paused   bool  // at MaxConns: listeners taken out until resumeAt
+	resumeAt int64 // unix nanos
+	quitting bool
+
+	buf    []byte
+	events [maxEvents]syscall.EpollEvent
+}
+
+func newLoop(e *engine, lns []elistener) (*loop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("creating epoll set: %w", err)
+	}
+	r1, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errno != 0 {
+		syscall.Close(epfd)
+		return nil, fmt.Errorf("creating eventfd: %w", errno)
+	}
+	l := &loop{e: e, epfd: epfd, wakefd: int(r1), lns: lns, conns: map[int]*econn{}, buf: make([]byte, loopBufSize)}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: evWake}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.wakefd, &ev); err != nil {
+		l.closeFDs()
+		return nil, fmt.Errorf("adding eventfd to epoll: %w", err)
+	}
+	if err := l.addListeners(); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *loop) closeFDs() {
+	if l.wakefd >= 0 {
+		syscall.Close(l.wakefd)
+		l.wakefd = -1
+	}
+	if l.epfd >= 0 {
+		syscall.Close(l.epfd)
+		l.epfd = -1
+	}
+}
+
+const (
+	epollExclusive = 1 << 28 // EPOLLEXCLUSIVE: wake one loop per new connection
+	// connEvents: edge-triggered readability, writability and peer
+	// half-close of a connection's sockets
+	connEvents = syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | 1<<31
+)
+
+func (l *loop) addListeners() error {
+	for _, ln := range l.lns {
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollExclusive, Fd: int32(ln.fd)}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, ln.fd, &ev); err != nil {
+			return fmt.Errorf("adding listener %q to epoll: %w", ln.name, err)
+		}
+	}
+	l.accept = true
+	return nil
+}
+
+func (l *loop) removeListeners() {
+	if !l.accept {
+		return
+	}
+	for _, ln := range l.lns {
+		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, ln.fd, nil)
+	}
+	l.accept = false
+}
+
+func (l *loop) stopAccepting() {
+	l.removeListeners()
+	l.lns = nil
+	l.paused = false
+}
+
+// send queues f for the loop goroutine and wakes it.
+func (l *loop) send(f func()) {
+	l.mu.Lock()
+	l.cmds = append(l.cmds, f)
+	l.mu.Unlock()
+	one := uint64(1)
+	syscall.Write(l.wakefd, (*[8]byte)(unsafe.Pointer(&one))[:])
+}
+
+func (l *loop) runCmds() {
+	var b [8]byte
+	syscall.Read(l.wakefd, b[:])
+	l.mu.Lock()
+	cmds := l.cmds
+	l.cmds = nil
+	l.mu.Unlock()
+	for _, f := range cmds {
+		f()
+	}
+}
+
+// run serves the loop's epoll set until it quits. The goroutine never
+// blocks in epoll_wait: the epoll fd itself is registered with Go's
+// netpoller (an epoll set is readable while it has events), so between
+// bursts the loop parks like any goroutine and no OS thread sits in a
+// blocking syscall (which would have the scheduler hand its P to another
+// thread and take it back on every wake-up).
+func (l *loop) run() {
+	syscall.SetNonblock(l.epfd, true)
+	f := os.NewFile(uintptr(l.epfd), "epoll")
+	defer func() {
+		syscall.Close(l.wakefd)
+		l.wakefd, l.epfd = -1, -1
+		f.Close() // the epoll set
+	}()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		l.e.g.log.WithError(err).Error("event loop cannot wait on its epoll set")
+		return
+	}
+	var armed int64 // deadline set on f; 0 none
+	for !(l.quitting && l.nconns == 0) {
+		err := rc.Read(func(uintptr) bool {
+			for {
+				n := l.poll()
+				if n > 0 {
+					l.dispatch(n)
+				}
+				l.expire()
+				if l.quitting && l.nconns == 0 {
+					return true
+				}
+				if n < maxEvents {
+					break
+				}
+			}
+			// arm the wake-up for the next timer (or the end of a pause)
+			next := int64(0)
+			if len(l.timers) > 0 {
+				next = l.timers[0].deadline
+			}
+			if l.paused && (next == 0 || l.resumeAt < next) {
+				next = l.resumeAt
+			}
+			// Only ever move the wake-up earlier: a later one would
+			// re-arm a runtime timer (and may interrupt the netpoller)
+			// on nearly every request; a wake-up with nothing due costs
+			// one turn and re-arms.
+			if next != 0 && (armed == 0 || next < armed) {
+				armed = next
+				f.SetReadDeadline(time.Unix(0, next))
+			}
+			return false // park until the set has events or the deadline
+		})
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			l.e.g.log.WithError(err).Error("event loop stopped")
+			return
+		}
+		if armed != 0 {
+			// a deadline that fired keeps failing every wait until reset
+			f.SetReadDeadline(time.Time{})
+			armed = 0
+		}
+	}
+}
+
+// poll takes the ready events without blocking.
+func (l *loop) poll() int {
+	r, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.events[0])), maxEvents, 0, 0, 0)
+	if errno != 0 {
+		return 0
+	}
+	return int(r)
+}
+
+func (l *loop) dispatch(n int) {
+	now := time.Now()
+	for i := range n {
+		ev := &l.events[i]
+		fd := int(ev.Fd)
+		if fd == evWake {
+			l.runCmds()
+			continue
+		}
+		if c := l.conns[fd]; c != nil {
+			c.event(fd, ev.Events, now)
+			continue
+		}
+		if l.accept {
+			for k := range l.lns {
+				if l.lns[k].fd == fd {
+					l.acceptFrom(&l.lns[k], now)
+					break
+				}
+			}
+		}
+	}
+}
+
+// expire runs the timers that are due and resumes accepting after a pause.
+func (l *loop) expire() {
+	now := time.Now()
+	ns := now.UnixNano()
+	for len(l.timers) > 0 && l.timers[0].deadline <= ns {
+		c := l.timers[0]
+		heap.Pop(&l.timers)
+		c.timeout(now)
+	}
+	if l.paused && ns >= l.resumeAt {
+		l.paused = false
+		if l.lns != nil && !l.accept {
+			l.addListeners()
+		}
+	}
+}
+
+// acceptFrom accepts what is pending on ln, a bounded number at a time so
+// that one loop does not take every connection of a burst.
+func (l *loop) acceptFrom(ln *elistener, now time.Time) {
+	g := l.e.g
+	for range 16 {
+		select {
+		case g.sem <- struct{}{}:
+		default:
+			// MaxConns reached: stop listening for a moment
+			l.pause(now, 20*time.Millisecond)
+			return
+		}
+		fd, peer, err := sysAccept(ln.fd)
+		if err != nil {
+			<-g.sem
+			switch {
+			case err == syscall.EAGAIN, err == syscall.EINTR, err == syscall.ECONNABORTED:
+			case err == syscall.EMFILE, err == syscall.ENFILE, err == syscall.ENOBUFS, err == syscall.ENOMEM:
+				g.log.WithError(err).Warn("accept failed; backing off")
+				l.pause(now, 100*time.Millisecond)
+			default:
+				g.log.WithError(err).WithField("listener", ln.name).Error("accept failed")
+				l.pause(now, time.Second)
+			}
+			return
+		}
+		if g.draining.Load() {
+			sysClose(fd)
+			<-g.sem
+			return
+		}
+		g.stats.Accepted.Add(1)
+		g.stats.Active.Add(1)
+		g.wg.Add(1)
+		l.nconns++
+		c := &econn{l: l, cfd: fd, ufd: -1, ti: -1, listener: ln.name, group: ln.group, start: now, crd: true, cwr: true}
+		if peer.IsValid() {
+			c.sel.Client = peer.String()
+		}
+		sysNoDelay(fd)
+		if err := sysEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, connEvents); err != nil {
+			c.finish(outcomeClientError)
+			continue
+		}
+		l.conns[fd] = c
+		c.setTimer(now.Add(g.opts.HandshakeTimeout))
+		// TCP_DEFER_ACCEPT on the gateway's sockets: the greeting is
+		// usually there already
+		c.step(now)
+	}
+}
+
+func (l *loop) pause(now time.Time, d time.Duration) {
+	l.removeListeners()
+	l.paused = true
+	l.resumeAt = now.Add(d).UnixNano()
+}
+
+// closeAll ends every connection (drain timeout).
+func (l *loop) closeAll() {
+	seen := map[*econn]bool{}
+	for _, c := range l.conns {
+		if !seen[c] {
+			seen[c] = true
+			c.finish(c.outcomeOr(outcomeClientClosed))
+		}
+	}
+}
+
+// timerHeap orders connections by their one deadline.
+type timerHeap []*econn
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].ti, h[j].ti = i, j
+}
+func (h *timerHeap) Push(x any) {
+	c := x.(*econn)
+	c.ti = len(*h)
+	*h = append(*h, c)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	c.ti = -1
+	return c
+}
+
+// fdConn turns a socket the loop owns into a net.Conn for the goroutine
+// path (the net package dups it; the loop's fd is closed).
+func fdConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("handing the client socket to the goroutine path: %w", err)
+	}
+	return c, nil
+}
+
+// prefixConn gives back bytes the loop already read before reading on.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+func (p *prefixConn) CloseWrite() error {
+	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return p.Conn.Close()
+}
+
+var errPrefixPending = errors.New("bytes read ahead are still buffered")
+
+// SyscallConn lets the relay read the socket directly once the bytes read
+// ahead are gone.
+func (p *prefixConn) SyscallConn() (syscall.RawConn, error) {
+	if len(p.pre) > 0 {
+		return nil, errPrefixPending
+	}
+	sc, ok := p.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("not a socket")
+	}
+	return sc.SyscallConn()
+}
