@@ -201,7 +201,8 @@ func runGateway(args []string) error {
 		opts.Dialer = socksDialer{}
 	case "socks-pipeline":
 		opts.Dialer = socksDialer{pipeline: true}
-	default:
+	default: // "dial" (event loops) or "goroutines"
+		opts.GoroutinesOnly = dialer == "goroutines"
 		d := dial.New(dial.Options{})
 		defer d.Close()
 		opts.Dialer = d

@@ -242,7 +242,7 @@ func runBench(args []string) error {
 	if err != nil {
 		return err
 	}
-	gwSocks, err := startGW("127.0.0.1:18002", "socks")
+	gwGo, err := startGW("127.0.0.1:18002", "goroutines")
 	if err != nil {
 		return err
 	}
@@ -288,8 +288,8 @@ func runBench(args []string) error {
 			{name: "direct", proxy: "", pid: 0},
 			{name: "one upstream", proxy: one, pid: 0},
 			{name: "haproxy", proxy: "127.0.0.1:18001", pid: pidOf(hap)},
-			{name: "proxypool (dial pkg)", proxy: "127.0.0.1:18000", pid: pidOf(gwDial)},
-			{name: "proxypool (own socks5 dialer)", proxy: "127.0.0.1:18002", pid: pidOf(gwSocks)},
+			{name: "proxypool (event loops)", proxy: "127.0.0.1:18000", pid: pidOf(gwDial)},
+			{name: "proxypool (goroutines)", proxy: "127.0.0.1:18002", pid: pidOf(gwGo)},
 		}
 		if hap == nil {
 			cells = append(cells[:2], cells[3:]...)
@@ -388,12 +388,13 @@ func runBench(args []string) error {
 		}
 	}
 	// fresh gateways: nothing ejected yet, all 200 believed healthy
-	for _, d := range []string{"dial", "socks"} {
+	for _, d := range []string{"dial", "goroutines"} {
 		g, err := startGW("127.0.0.1:18003", d)
 		if err != nil {
 			return err
 		}
-		if err := failure("proxypool ("+d+")", "127.0.0.1:18003"); err != nil {
+		label := map[string]string{"dial": "event loops", "goroutines": "goroutines"}[d]
+		if err := failure("proxypool ("+label+")", "127.0.0.1:18003"); err != nil {
 			return err
 		}
 		g.stop()
