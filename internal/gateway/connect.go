@@ -43,8 +43,9 @@ func plural(n int, one, many string) string {
 
 // connect picks upstreams and dials addr through them until one CONNECT
 // succeeds, MaxTries were used or the total deadline passed. Each outcome
-// is reported.
-func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr string) (net.Conn, upstream.Choice, error) {
+// is reported. first, when set, is the first try's upstream, already
+// picked (by an event loop that handed the request over).
+func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr string, first *upstream.Choice) (net.Conn, upstream.Choice, error) {
 	deadline := time.Now().Add(g.opts.TotalTimeout)
 	var triedBuf [16]string
 	var (
@@ -54,7 +55,13 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 	)
 	for attempt := 0; attempt < g.opts.MaxTries; attempt++ {
 		sel.Attempt, sel.Tried = attempt, triedBuf[:attempt]
-		ch, err := g.opts.Picker.Pick(sel)
+		var ch upstream.Choice
+		var err error
+		if attempt == 0 && first != nil {
+			ch = *first
+		} else {
+			ch, err = g.opts.Picker.Pick(sel)
+		}
 		if err != nil {
 			if attempt == 0 {
 				return nil, ch, &dialError{pickErr: err, addr: addr}

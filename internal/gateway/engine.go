@@ -406,6 +406,7 @@ func (l *loop) acceptFrom(ln *elistener, now time.Time) {
 			return
 		}
 		g.stats.Accepted.Add(1)
+		g.stats.LoopConns.Add(1)
 		g.stats.Active.Add(1)
 		g.wg.Add(1)
 		l.nconns++

@@ -32,6 +32,7 @@ type econn struct {
 	state               uint8
 	crd, cwr, urd, uwr  bool // readiness seen from epoll, cleared by EAGAIN or a short read
 	cEOF, uEOF          bool // that side sent FIN (its direction has ended)
+	cHup, uHup          bool // epoll saw that side's FIN or an error: read on to the end, no edge will follow
 	upShut, downShut    bool // write side of ufd / cfd shut down
 	listener, group     string
 	start               time.Time
@@ -82,12 +83,15 @@ func (c *econn) clearTimer() {
 func (c *econn) event(fd int, ev uint32, now time.Time) {
 	r := ev&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
 	w := ev&(syscall.EPOLLOUT|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
+	hup := ev&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
 	if fd == c.cfd {
 		c.crd = c.crd || r
 		c.cwr = c.cwr || w
+		c.cHup = c.cHup || hup
 	} else if fd == c.ufd {
 		c.urd = c.urd || r
 		c.uwr = c.uwr || w
+		c.uHup = c.uHup || hup
 	}
 	c.step(now)
 }
@@ -142,7 +146,7 @@ func (c *econn) readHandshake(now time.Time) bool {
 		c.clientGone(io.EOF)
 		return false
 	}
-	if n < len(b) {
+	if n < len(b) && !c.cHup {
 		c.crd = false
 	}
 	in := b[:n]
@@ -401,8 +405,9 @@ func (c *econn) tryNext(now time.Time) {
 			ap, ok = c.l.e.plain.PlainSOCKS5(ch.Upstream)
 		}
 		if !ok {
-			// not ours to dial: the goroutine path picks and dials
-			c.handoffConnect()
+			// not ours to dial: the goroutine path dials it (and
+			// fails over from there)
+			c.handoffConnect(ch)
 			return
 		}
 		c.tried[c.attempt] = ch.ID
@@ -514,7 +519,7 @@ func (c *econn) readUpReply(now time.Time) {
 		c.tryFailed(now, "closed", io.EOF)
 		return
 	}
-	if n < len(tmp) {
+	if n < len(tmp) && !c.uHup {
 		c.urd = false
 	}
 	in := tmp[:n]
@@ -674,14 +679,14 @@ func (c *econn) relay(now time.Time) {
 	for range 4 {
 		moved := false
 		if c.state == stRelay && c.ufd >= 0 {
-			m, done := c.copy(now, c.cfd, c.ufd, &c.crd, &c.uwr, &c.cEOF, &c.upShut, &c.pendUp, &c.nUp)
+			m, done := c.copy(now, c.cfd, c.ufd, &c.crd, &c.uwr, &c.cEOF, c.cHup, &c.upShut, &c.pendUp, &c.nUp)
 			moved = moved || m
 			if done {
 				return
 			}
 		}
 		if c.state == stRelay && c.ufd >= 0 {
-			m, done := c.copy(now, c.ufd, c.cfd, &c.urd, &c.cwr, &c.uEOF, &c.downShut, &c.pendDown, &c.nDown)
+			m, done := c.copy(now, c.ufd, c.cfd, &c.urd, &c.cwr, &c.uEOF, c.uHup, &c.downShut, &c.pendDown, &c.nDown)
 			moved = moved || m
 			if done {
 				return
@@ -695,7 +700,7 @@ func (c *econn) relay(now time.Time) {
 
 // copy moves src → dst: first what is pending for dst, then what src has.
 // It returns whether anything moved and whether the connection ended.
-func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF, dstShut *bool, pend *[]byte, count *int64) (moved, ended bool) {
+func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF *bool, srcHup bool, dstShut *bool, pend *[]byte, count *int64) (moved, ended bool) {
 	if len(*pend) > 0 {
 		if !*dstWr {
 			return false, false
@@ -737,7 +742,7 @@ func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF, dstShut 
 			*srcEOF = true
 			return c.shut(dst, dstShut, true)
 		}
-		if n < len(buf) {
+		if n < len(buf) && !srcHup {
 			*srcRd = false // drained: the next bytes bring a new edge
 		}
 		c.lastActive = now.UnixNano()
@@ -845,6 +850,7 @@ func (c *econn) handoff(read []byte) {
 		return
 	}
 	cc.c = &prefixConn{Conn: nc, pre: pre}
+	g.stats.Handoffs.Add(1)
 	g.adopt(cc)
 	ctx := c.l.e.ctx
 	g.work.run(func() { cc.serve(ctx) })
@@ -852,7 +858,7 @@ func (c *econn) handoff(read []byte) {
 
 // handoffConnect gives a SOCKS5 client whose handshake is done, and whose
 // upstream the loop does not dial itself, to the goroutine path.
-func (c *econn) handoffConnect() {
+func (c *econn) handoffConnect(first upstream.Choice) {
 	g := c.l.e.g
 	target, sel, pend, start := c.target, c.sel, c.pendUp, c.start
 	sel.Attempt, sel.Tried = 0, nil
@@ -873,7 +879,8 @@ func (c *econn) handoffConnect() {
 		cl = &prefixConn{Conn: nc, pre: pend}
 	}
 	cc := &conn{g: g, c: cl, listener: c.listener, group: c.group, sel: sel, proto: "socks5"}
+	g.stats.Handoffs.Add(1)
 	g.adopt(cc)
 	ctx := c.l.e.ctx
-	g.work.run(func() { cc.connectSOCKS(ctx, target, start) })
+	g.work.run(func() { cc.connectSOCKS(ctx, target, first, start) })
 }

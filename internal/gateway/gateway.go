@@ -107,6 +107,11 @@ type Stats struct {
 	Failed    atomic.Uint64 // requests answered with an error
 	Retries   atomic.Uint64 // extra dials after a failed one
 	AuthFails atomic.Uint64
+	// LoopConns counts connections accepted by the event loops; Handoffs
+	// those of them passed on to the goroutine path (HTTP, SOCKS4, or an
+	// upstream the loops do not dial).
+	LoopConns atomic.Uint64
+	Handoffs  atomic.Uint64
 }
 
 // New checks options and returns a Gateway.
@@ -216,8 +221,13 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	for name, list := range lns {
 		group := g.opts.Ports[name]
 		for _, ln := range list {
-			g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String(), "GROUP": group}).Info("gateway listening")
-			if fd, ok := g.loopFD(ln); ok {
+			fd, loop := g.loopFD(ln)
+			mode := "goroutines"
+			if loop {
+				mode = "event loops"
+			}
+			g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String(), "GROUP": group, "engine": mode}).Info("gateway listening")
+			if loop {
 				loopLns = append(loopLns, elistener{fd: fd, name: name, group: group})
 				continue
 			}

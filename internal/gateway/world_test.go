@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -61,10 +62,27 @@ func records(members []*fleet.Member) []upstream.Record {
 	return out
 }
 
+// goroutinesEnv, when set, makes every test world serve its clients on
+// goroutines only. TestGoroutinePath re-runs the package so, and every
+// test covers both the event loops and the goroutine path.
+const goroutinesEnv = "PROXYPOOL_TEST_GOROUTINES"
+
+func TestGoroutinePath(t *testing.T) {
+	if os.Getenv(goroutinesEnv) != "" {
+		t.Skip("this is the goroutine-path run")
+	}
+	cmd := exec.Command(os.Args[0], "-test.count=1", "-test.skip=^(TestGoroutinePath|Fuzz.*)$")
+	cmd.Env = append(os.Environ(), goroutinesEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the package's tests on the goroutine path: %v\n%s", err, out)
+	}
+}
+
 // world is a fleet, a judge that echoes the exit address, a pool and a
 // gateway with a mixed port plus pinned ports.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	fleet  *fleet.Fleet
 	store  *memStore
 	pool   *pool.Pool
@@ -83,7 +101,7 @@ type worldOpts struct {
 	pinned map[string]string // listener name → group
 }
 
-func newWorld(t *testing.T, o worldOpts) *world {
+func newWorld(t testing.TB, o worldOpts) *world {
 	t.Helper()
 	w := &world{t: t, store: &memStore{}, pinned: map[string]string{}, done: make(chan error, 1)}
 	w.fleet = fleet.StartT(t, o.spec)
@@ -108,6 +126,9 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	t.Cleanup(func() { d.Close() })
 	o.gw.Picker, o.gw.Dialer, o.gw.Reporter = p, d, w.store
 	o.gw.Classify = func(err error) string { return string(dial.Classify(err)) }
+	if os.Getenv(goroutinesEnv) != "" {
+		o.gw.GoroutinesOnly = true
+	}
 	if o.gw.MinDialTimeout == 0 {
 		o.gw.MinDialTimeout = 300 * time.Millisecond
 	}
