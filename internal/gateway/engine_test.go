@@ -306,4 +306,3 @@ func FuzzLoopHandshake(f *testing.F) {
 		h.Close()
 	})
 }
-
