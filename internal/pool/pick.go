@@ -34,8 +34,10 @@ func usable(s *snapshot, i int32, sel *upstream.Selector) bool {
 // at maps a rotation counter to an entry: distinct exits first, then the
 // records sharing an exit in turn.
 func (v *view) at(k uint64) int32 {
-	e := v.exits[k%uint64(len(v.exits))]
-	return e[(k/uint64(len(v.exits)))%uint64(len(e))]
+	nb := uint64(v.buckets())
+	b := k % nb
+	lo, hi := v.starts[b], v.starts[b+1]
+	return v.members[uint64(lo)+(k/nb)%uint64(hi-lo)]
 }
 
 func (p *Pool) pickRR(s *snapshot, v *view, sel *upstream.Selector) int32 {
@@ -90,12 +92,10 @@ func (v *view) ringPoints(s *snapshot) []ringPoint {
 			vn = max(1, min(40, 400_000/v.n))
 		}
 		pts := make([]ringPoint, 0, v.n*vn)
-		for _, e := range v.exits {
-			for _, i := range e {
-				id := s.entries[i].choice.ID
-				for r := range vn {
-					pts = append(pts, ringPoint{hash64(id + "#" + strconv.Itoa(r)), i})
-				}
+		for _, i := range v.members {
+			id := s.entries[i].choice.ID
+			for r := range vn {
+				pts = append(pts, ringPoint{hash64(id + "#" + strconv.Itoa(r)), i})
 			}
 		}
 		sort.Slice(pts, func(a, b int) bool { return pts[a].h < pts[b].h })

@@ -21,6 +21,15 @@ type Loader interface {
 	Version(ctx context.Context) (uint64, error)
 }
 
+// streamLoader is a Loader that can also hand the healthy upstreams over
+// one at a time, in Healthy's order, so that a load holds no slice of
+// them (the store: 100k records are ~37 MB). fn gets n, the number of
+// records the call passes in all, and a Record it may reuse between
+// calls; fn copies what it keeps. An error from fn stops the call.
+type streamLoader interface {
+	EachHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error
+}
+
 // Options configure a Pool. Zero values take the documented defaults.
 type Options struct {
 	Loader Loader
@@ -54,8 +63,7 @@ type Options struct {
 type Pool struct {
 	opts     Options
 	snap     atomic.Pointer[snapshot]
-	mu       sync.Mutex // health map and rebuilds
-	health   map[string]*health
+	mu       sync.Mutex // loads and rebuilds
 	rebuild  chan struct{}
 	sessions sessions
 	log      logrus.FieldLogger
@@ -109,9 +117,9 @@ func New(o Options) (*Pool, error) {
 		l.Out = discard{}
 		o.Log = l
 	}
-	p := &Pool{opts: o, health: map[string]*health{}, rebuild: make(chan struct{}, 1), log: o.Log}
+	p := &Pool{opts: o, rebuild: make(chan struct{}, 1), log: o.Log}
 	p.sessions.max = o.MaxSessions
-	p.snap.Store(build(0, 0, nil, nil, o.Groups, p.healthOfLocked, func(*upstream.Record, *health) bool { return false }))
+	p.snap.Store(newBuilder(0, 0, nil, nil, o.Groups, func(*upstream.Record, *health) bool { return false }).finish())
 	return p, nil
 }
 
@@ -119,38 +127,54 @@ type discard struct{}
 
 func (discard) Write(b []byte) (int, error) { return len(b), nil }
 
-// Load reads the store now and swaps the snapshot in.
+// Load reads the store now and swaps the snapshot in. The current
+// snapshot keeps serving until then; on error it stays.
 func (p *Pool) Load(ctx context.Context) error {
 	v, err := p.opts.Loader.Version(ctx)
 	if err != nil {
 		return fmt.Errorf("reading pool version: %w", err)
 	}
-	recs, err := p.opts.Loader.Healthy(ctx)
+	start := time.Now()
+	var s *snapshot
+	if sl, ok := p.opts.Loader.(streamLoader); ok {
+		// Records go straight into the new snapshot.
+		p.mu.Lock()
+		var b *builder
+		err = sl.EachHealthy(ctx, func(n int, r *upstream.Record) error {
+			if b == nil {
+				b = p.builder(v, n, nil, true)
+			}
+			b.add(r)
+			return nil
+		})
+		if err == nil {
+			if b == nil {
+				b = p.builder(v, 0, nil, true)
+			}
+			s = b.finish()
+			p.snap.Store(s)
+		}
+		p.mu.Unlock()
+	} else {
+		var recs []upstream.Record
+		if recs, err = p.opts.Loader.Healthy(ctx); err == nil {
+			s = p.swap(v, len(recs), func(i int) *upstream.Record { return &recs[i] }, nil, true)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("loading healthy upstreams: %w", err)
 	}
-	start := time.Now()
-	s := p.swap(v, len(recs), func(i int) *upstream.Record { return &recs[i] }, nil, true)
 	p.log.WithFields(logrus.Fields{"upstreams": len(s.entries), "version": v, "took": time.Since(start).Round(time.Millisecond)}).Debug("pool loaded")
 	return nil
 }
 
-// swap builds and publishes a snapshot of rec(0) … rec(n-1). fresh is
-// true for store data (ejected upstreams come back once the probe checked
-// them again).
-func (p *Pool) swap(version uint64, n int, rec func(i int) *upstream.Record, known map[string]bool, fresh bool) *snapshot {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// builder starts the next snapshot of about n records, with health and
+// unchanged items carried over from the current one. fresh is true for
+// store data (ejected upstreams come back once the probe checked them
+// again). Call with p.mu held.
+func (p *Pool) builder(version uint64, n int, known map[string]bool, fresh bool) *builder {
 	now := time.Now()
-	next := make(map[string]*health, n)
-	s := build(version, n, rec, known, p.opts.Groups, func(id string) *health {
-		h := p.health[id]
-		if h == nil {
-			h = &health{}
-		}
-		next[id] = h
-		return h
-	}, func(r *upstream.Record, h *health) bool {
+	return newBuilder(version, n, p.snap.Load(), known, p.opts.Groups, func(r *upstream.Record, h *health) bool {
 		at := h.ejectedAt.Load()
 		if at == 0 {
 			return false
@@ -162,7 +186,17 @@ func (p *Pool) swap(version uint64, n int, rec func(i int) *upstream.Record, kno
 		}
 		return true
 	})
-	p.health = next
+}
+
+// swap builds and publishes a snapshot of rec(0) … rec(n-1).
+func (p *Pool) swap(version uint64, n int, rec func(i int) *upstream.Record, known map[string]bool, fresh bool) *snapshot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.builder(version, n, known, fresh)
+	for i := range n {
+		b.add(rec(i))
+	}
+	s := b.finish()
 	p.snap.Store(s)
 	return s
 }
@@ -180,15 +214,6 @@ func (p *Pool) rebuildSnapshot() {
 		}
 		return &r
 	}, s.known, false)
-}
-
-func (p *Pool) healthOfLocked(id string) *health {
-	h := p.health[id]
-	if h == nil {
-		h = &health{}
-		p.health[id] = h
-	}
-	return h
 }
 
 // Run reloads on Notify, on a changed Version (polled), and after

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -79,11 +80,32 @@ type health struct {
 
 func (h *health) latencyMS() float64 { return math.Float64frombits(h.latency.Load()) }
 
-type entry struct {
+// item is one upstream as served. It is immutable once built, so a
+// reload shares it with the previous snapshot while the loader hands over
+// the same upstream unchanged (no new strings, options or copies).
+type item struct {
 	choice  upstream.Choice
 	sources []string // for group matching when rebuilt after an ejection
-	h       *health
-	exit    int32 // index of its distinct exit IP in the snapshot
+}
+
+// same reports whether r (whose country upper-cased is country) would
+// build this item: equal fields, the same Options map (loaders hand over
+// an unchanged upstream's decoded options again, read-only) and sources.
+func (it *item) same(r *upstream.Record, country string) bool {
+	c := &it.choice
+	return c.ID == r.ID && c.Type == r.Type && c.Server == r.Server && c.Port == r.Port && c.Name == r.Name &&
+		c.Group == r.Group && c.ExitIP == r.ExitIP && c.Country == country && c.LatencyMS == r.LatencyMS &&
+		sameMap(c.Options, r.Options) && slices.Equal(it.sources, r.Sources)
+}
+
+func sameMap(a, b map[string]any) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+type entry struct {
+	*item
+	h    *health
+	exit int32 // index of its distinct exit IP in the snapshot
 }
 
 // record is the part of a loaded record a rebuild needs, back in Record
@@ -106,15 +128,20 @@ func (e *entry) latency() float64 {
 }
 
 // view is one selectable subset (all, a group, a country, or both), its
-// entries bucketed by distinct exit IP so that rotation spreads over exits.
+// entries bucketed by distinct exit IP so that rotation spreads over exits:
+// bucket b is members[starts[b]:starts[b+1]], buckets in order of first
+// appearance, entries in snapshot order within one.
 type view struct {
-	exits [][]int32
-	n     int
-	rr    atomic.Uint64
+	members []int32
+	starts  []int32
+	n       int
+	rr      atomic.Uint64
 
 	ringOnce sync.Once
 	ring     []ringPoint
 }
+
+func (v *view) buckets() int { return len(v.starts) - 1 }
 
 // snapshot is immutable once published, except for the round-robin
 // counters and lazily built views/rings.
@@ -139,15 +166,25 @@ type snapshot struct {
 // distinct exit in the snapshot, all -1; it is left that way.
 func newView(entries []entry, idx []int32, pos []int32) *view {
 	v := &view{n: len(idx)}
+	var count []int32 // members per bucket, then the next free slot of each
 	for _, i := range idx {
 		x := entries[i].exit
-		p := pos[x]
-		if p < 0 {
-			p = int32(len(v.exits))
-			pos[x] = p
-			v.exits = append(v.exits, nil)
+		if pos[x] < 0 {
+			pos[x] = int32(len(count))
+			count = append(count, 0)
 		}
-		v.exits[p] = append(v.exits[p], i)
+		count[pos[x]]++
+	}
+	v.starts = make([]int32, len(count)+1)
+	for b, c := range count {
+		v.starts[b+1] = v.starts[b] + c
+	}
+	copy(count, v.starts)
+	v.members = make([]int32, len(idx))
+	for _, i := range idx {
+		b := pos[entries[i].exit]
+		v.members[count[b]] = i
+		count[b]++
 	}
 	for _, i := range idx {
 		pos[entries[i].exit] = -1
@@ -155,11 +192,26 @@ func newView(entries []entry, idx []int32, pos []int32) *view {
 	return v
 }
 
-// build makes a snapshot of the servable records rec(0) … rec(n-1) (rec
-// may reuse one Record), skipping excluded ones. known seeds the group
+// builder makes a snapshot of servable records added one at a time
+// (add may be handed one Record reused between calls), skipping excluded
+// ones. Health and unchanged items carry over from the previous snapshot.
+type builder struct {
+	s        *snapshot
+	old      *snapshot
+	oldEj    map[string]int32 // old.ejected by id, built when first needed
+	groups   []Group
+	excluded func(r *upstream.Record, h *health) bool
+	all      []int32
+	gidx     map[string][]int32
+	cidx     map[string][]int32
+	exits    map[string]int32
+	ejected  map[string]bool // ids in s.ejected
+}
+
+// newBuilder starts a snapshot of about n records. known seeds the group
 // names that exist even with no servable member.
-func build(version uint64, n int, rec func(i int) *upstream.Record, known map[string]bool, groups []Group,
-	healthOf func(id string) *health, excluded func(r *upstream.Record, h *health) bool) *snapshot {
+func newBuilder(version uint64, n int, old *snapshot, known map[string]bool, groups []Group,
+	excluded func(r *upstream.Record, h *health) bool) *builder {
 	s := &snapshot{
 		version: version,
 		entries: make([]entry, 0, n),
@@ -171,77 +223,107 @@ func build(version uint64, n int, rec func(i int) *upstream.Record, known map[st
 	for g := range known {
 		s.known[g] = true
 	}
-	all := make([]int32, 0, n)
-	gidx := make(map[string][]int32, len(groups))
-	cidx := map[string][]int32{}
 	for _, g := range groups {
 		s.known[g.Name] = true
 	}
-	exits := make(map[string]int32, n)
-	var ejected map[string]bool // ids in s.ejected
-	for i := range n {
-		r := rec(i)
-		if r.Group != "" {
-			s.known[r.Group] = true
-		}
-		if !r.Status.Servable() {
-			continue
-		}
-		if _, dup := s.byID[r.ID]; dup {
-			continue
-		}
-		h := healthOf(r.ID)
-		if excluded(r, h) {
-			if !ejected[r.ID] {
-				if ejected == nil {
-					ejected = map[string]bool{}
-				}
-				ejected[r.ID] = true
-				s.ejected = append(s.ejected, entry{choice: upstream.Choice{Upstream: r.Upstream, ExitIP: r.ExitIP,
-					Country: r.Country, LatencyMS: r.LatencyMS}, sources: r.Sources, h: h})
-			}
-			continue
-		}
-		n := int32(len(s.entries))
-		x := int32(len(exits))
-		if r.ExitIP == "" {
-			exits["id:"+r.ID] = x
-		} else if old, ok := exits[r.ExitIP]; ok {
-			x = old
-		} else {
-			exits[r.ExitIP] = x
-		}
-		s.entries = append(s.entries, entry{
-			choice:  upstream.Choice{Upstream: r.Upstream, ExitIP: r.ExitIP, Country: strings.ToUpper(r.Country), LatencyMS: r.LatencyMS},
-			sources: r.Sources,
-			h:       h,
-			exit:    x,
-		})
-		s.byID[r.ID] = n
-		all = append(all, n)
-		if r.Country != "" {
-			c := strings.ToUpper(r.Country)
-			cidx[c] = append(cidx[c], n)
-		}
-		if r.Group != "" {
-			gidx[r.Group] = append(gidx[r.Group], n)
-		}
-		for gi := range groups {
-			g := &groups[gi]
-			if g.Name != r.Group && g.matches(r) {
-				gidx[g.Name] = append(gidx[g.Name], n)
-			}
+	return &builder{s: s, old: old, groups: groups, excluded: excluded, all: make([]int32, 0, n),
+		gidx: make(map[string][]int32, len(groups)), cidx: map[string][]int32{}, exits: make(map[string]int32, n)}
+}
+
+// previous returns the previous snapshot's entry for id, if any.
+func (b *builder) previous(id string) *entry {
+	if b.old == nil {
+		return nil
+	}
+	if i, ok := b.old.byID[id]; ok {
+		return &b.old.entries[i]
+	}
+	if len(b.old.ejected) == 0 {
+		return nil
+	}
+	if b.oldEj == nil {
+		b.oldEj = make(map[string]int32, len(b.old.ejected))
+		for i := range b.old.ejected {
+			b.oldEj[b.old.ejected[i].choice.ID] = int32(i)
 		}
 	}
-	s.pos = make([]int32, len(exits))
+	if i, ok := b.oldEj[id]; ok {
+		return &b.old.ejected[i]
+	}
+	return nil
+}
+
+func (b *builder) add(r *upstream.Record) {
+	s := b.s
+	if r.Group != "" {
+		s.known[r.Group] = true
+	}
+	if !r.Status.Servable() {
+		return
+	}
+	if _, dup := s.byID[r.ID]; dup || b.ejected[r.ID] {
+		return
+	}
+	country := strings.ToUpper(r.Country)
+	var it *item
+	h := &health{}
+	if prev := b.previous(r.ID); prev != nil {
+		h = prev.h
+		if prev.same(r, country) {
+			it = prev.item
+		}
+	}
+	if it == nil {
+		it = &item{choice: upstream.Choice{Upstream: r.Upstream, ExitIP: r.ExitIP, Country: country, LatencyMS: r.LatencyMS},
+			sources: r.Sources}
+	}
+	if b.excluded(r, h) {
+		if b.ejected == nil {
+			b.ejected = map[string]bool{}
+		}
+		b.ejected[r.ID] = true
+		s.ejected = append(s.ejected, entry{item: it, h: h})
+		return
+	}
+	n := int32(len(s.entries))
+	x := int32(len(b.exits))
+	if r.ExitIP == "" {
+		b.exits["id:"+r.ID] = x
+	} else if old, ok := b.exits[r.ExitIP]; ok {
+		x = old
+	} else {
+		b.exits[r.ExitIP] = x
+	}
+	s.entries = append(s.entries, entry{item: it, h: h, exit: x})
+	s.byID[r.ID] = n
+	b.all = append(b.all, n)
+	if country != "" {
+		b.cidx[country] = append(b.cidx[country], n)
+	}
+	if r.Group != "" {
+		b.gidx[r.Group] = append(b.gidx[r.Group], n)
+	}
+	for gi := range b.groups {
+		g := &b.groups[gi]
+		if g.Name != r.Group && g.matches(r) {
+			b.gidx[g.Name] = append(b.gidx[g.Name], n)
+		}
+	}
+}
+
+// finish builds the views; the builder is done with.
+func (b *builder) finish() *snapshot {
+	s := b.s
+	s.pos = make([]int32, len(b.exits))
 	for i := range s.pos {
 		s.pos[i] = -1
 	}
-	s.all = newView(s.entries, all, s.pos)
-	for name, idx := range gidx {
+	b.exits = nil
+	s.all = newView(s.entries, b.all, s.pos)
+	for name, idx := range b.gidx {
 		s.groups[name] = newView(s.entries, idx, s.pos)
 	}
-	for c, idx := range cidx {
+	for c, idx := range b.cidx {
 		s.country[c] = newView(s.entries, idx, s.pos)
 	}
 	return s
@@ -277,11 +359,9 @@ func (s *snapshot) viewFor(group, country string) (*view, bool) {
 		return v.(*view), true
 	}
 	var idx []int32
-	for _, e := range g.exits {
-		for _, i := range e {
-			if s.entries[i].choice.Country == country {
-				idx = append(idx, i)
-			}
+	for _, i := range g.members {
+		if s.entries[i].choice.Country == country {
+			idx = append(idx, i)
 		}
 	}
 	s.mu.Lock()

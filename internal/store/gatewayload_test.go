@@ -96,6 +96,18 @@ func (l *timedLoader) Healthy(ctx context.Context) ([]upstream.Record, error) {
 	return recs, err
 }
 
+// EachHealthy times the scan and sort, up to the first record handed over
+// (the rest of the call is the pool's snapshot build).
+func (l *timedLoader) EachHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error {
+	start, first := time.Now(), true
+	return l.Store.EachHealthy(ctx, func(n int, r *upstream.Record) error {
+		if first {
+			l.took, first = time.Since(start), false
+		}
+		return fn(n, r)
+	})
+}
+
 // TestGatewayLoadHelper is BenchmarkGatewayLoad100k's child process.
 func TestGatewayLoadHelper(t *testing.T) {
 	path := os.Getenv(gatewayLoadEnv)

@@ -14,12 +14,12 @@ import (
 
 // healthyCols select a servable upstream in few columns, so that a row
 // costs the driver few allocations: the text fields joined by \x1f (one
-// string, which the record's fields then slice), the integers, the
+// string, which the record's fields then slice; concat_ws builds it in
+// one piece, a chain of || copies it at every step), the integers, the
 // options text, latency and score. State and Untrusted are implied by
 // servable.
-const healthyCols = `u.id || char(31) || u.type || char(31) || u.server || char(31) || u.name
-	|| char(31) || u.grp || char(31) || u.exit_ip || char(31) || u.country || char(31) || u.anonymity
-	|| char(31) || u.last_error,
+const healthyCols = `concat_ws(char(31), u.id, u.type, u.server, u.name, u.grp, u.exit_ip, u.country, u.anonymity,
+	u.last_error),
 	u.port, u.failures, u.checks, u.oks, u.last_check, u.last_ok, u.next_check, u.first_seen, u.last_seen,
 	u.options, u.latency_ms, u.score`
 
@@ -31,71 +31,178 @@ const healthyTexts = 9 // \x1f-separated fields of the first column
 // records (decoded once per upstream): treat them as read-only, as
 // upstream.Upstream asks.
 func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
+	var recs []upstream.Record
+	err := s.EachHealthy(ctx, func(n int, r *upstream.Record) error {
+		if recs == nil {
+			recs = make([]upstream.Record, 0, n)
+		}
+		recs = append(recs, *r)
+		return nil
+	})
+	return recs, err
+}
+
+// EachHealthy passes what Healthy returns to fn one record at a time, in
+// the same order, without a slice of them: n is the number of records
+// the call passes in all, r is reused between calls (its strings,
+// Options and Sources are not: fn may keep them). A 100k-upstream pool
+// is ~37 MB of Records; what this holds meanwhile is a third of that.
+// An error from fn stops the call and is returned.
+func (s *Store) EachHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error {
+	rows, odd, err := s.scanHealthy(ctx)
+	if err != nil {
+		return err
+	}
+	// Order small keys, then hand the rows over in that order.
+	type key struct {
+		score float64
+		id    string
+		i     int32 // rows[i], or odd[i-len(rows)]
+	}
+	keys := make([]key, 0, len(rows)+len(odd))
+	for i := range rows {
+		id, _, _ := strings.Cut(rows[i].texts, "\x1f")
+		keys = append(keys, key{rows[i].score, id, int32(i)})
+	}
+	for i := range odd {
+		keys = append(keys, key{odd[i].Score, odd[i].ID, int32(len(rows) + i)})
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := cmp.Compare(b.score, a.score); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	var r upstream.Record
+	for _, k := range keys {
+		if int(k.i) < len(rows) {
+			rows[k.i].record(&r)
+			rows[k.i] = healthyRow{} // fn may keep what it points to; the rows need not
+		} else {
+			r = odd[int(k.i)-len(rows)]
+		}
+		if err := fn(len(keys), &r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// healthyRow is one servable upstream between the scan and the sorted
+// hand-over: healthyCols' packed text fields, the decoded options, the
+// numbers (~120 bytes; a Record is ~370).
+type healthyRow struct {
+	texts                       string
+	opts                        map[string]any
+	sources                     []string
+	latency, score              float64
+	port, failures, checks, oks int32
+	times                       [5]int64 // last_check, last_ok, next_check, first_seen, last_seen (ms)
+}
+
+// record fills r from h.
+func (h *healthyRow) record(r *upstream.Record) {
+	var f [healthyTexts]string
+	texts := h.texts
+	for k := range healthyTexts - 1 {
+		i := strings.IndexByte(texts, '\x1f')
+		f[k], texts = texts[:i], texts[i+1:]
+	}
+	f[healthyTexts-1] = texts
+	*r = upstream.Record{
+		Upstream: upstream.Upstream{ID: f[0], Type: upstream.Kind(f[1]), Server: f[2], Port: int(h.port),
+			Name: f[3], Group: f[4], Options: h.opts},
+		Status: upstream.Status{State: upstream.Healthy, LatencyMS: h.latency, ExitIP: f[5], Country: f[6],
+			Anonymity: upstream.Anonymity(f[7]), Failures: int(h.failures), Checks: int(h.checks), OKs: int(h.oks),
+			Score: h.score, LastCheck: fromMS(h.times[0]), LastOK: fromMS(h.times[1]), NextCheck: fromMS(h.times[2]),
+			FirstSeen: fromMS(h.times[3]), LastSeen: fromMS(h.times[4]), LastError: f[8]},
+		Sources: h.sources,
+	}
+}
+
+// scanHealthy reads the servable upstreams in table order, with their
+// sorted sources: those healthyCols carries as rows, the few it cannot
+// (a \x1f in a text field, a count beyond 32 bits) as records.
+func (s *Store) scanHealthy(ctx context.Context) ([]healthyRow, []upstream.Record, error) {
 	// Two flat scans (records, then the source links) are cheaper than
 	// 100k correlated subqueries.
+	//
+	// The options cache is updated in place, so calls take turns.
 	s.optsMu.Lock()
-	old := s.optsCache
-	s.optsMu.Unlock()
+	defer s.optsMu.Unlock()
 	// The index on state finds the healthy rows, but reading each through
 	// it costs a random table lookup: when they are most of the table, a
 	// plain scan is cheaper.
 	var n, total int
 	if err := s.rdb.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM upstreams WHERE state = 'healthy'),
 		(SELECT count(*) FROM upstreams)`).Scan(&n, &total); err != nil {
-		return nil, fmt.Errorf("counting healthy upstreams: %w", err)
+		return nil, nil, fmt.Errorf("counting healthy upstreams: %w", err)
 	}
 	from := "upstreams u"
 	if 3*n >= total {
 		from += " NOT INDEXED"
 	}
-	cache := make(map[string]cachedOptions, n)
+	cache := s.optsCache
+	if cache == nil {
+		cache = make(map[string]cachedOptions, n)
+		s.optsCache = cache
+	}
 	decode := func(id, raw string) (map[string]any, error) {
-		if c, ok := old[id]; ok && c.raw == raw {
-			cache[id] = c
+		if c, ok := cache[id]; ok && c.raw == raw {
 			return c.m, nil
 		}
 		m, err := decodeOptions(id, raw)
 		if err == nil {
-			cache[id] = cachedOptions{raw: raw, m: m}
+			cache[strings.Clone(id)] = cachedOptions{raw: raw, m: m} // the key pins no row text
 		}
 		return m, err
 	}
-	recs := make([]upstream.Record, 0, n)
-	var odd []string // rows the packed form cannot carry (a \x1f in a name, a non-integer count)
+	rows := make([]healthyRow, 0, n)
+	var oddIDs []string // rows the packed form cannot carry
 	err := s.rawQuery(ctx, "SELECT "+healthyCols+" FROM "+from+" WHERE "+servable, nil, func(v []driver.Value) error {
-		var r upstream.Record
-		if !unpackHealthy(&r, vStr(v[0]), v[1:10]) {
-			if id, _, _ := strings.Cut(vStr(v[0]), "\x1f"); id != "" {
-				odd = append(odd, id)
+		texts := vStr(v[0])
+		id, _, _ := strings.Cut(texts, "\x1f")
+		var h healthyRow
+		if !h.fill(texts, v[1:]) {
+			if id != "" {
+				oddIDs = append(oddIDs, id)
 			}
 			return nil
 		}
-		r.LatencyMS, r.Score = vFloat(v[11]), vFloat(v[12])
 		var err error
-		if r.Options, err = decode(r.ID, vStr(v[10])); err != nil {
+		if h.opts, err = decode(id, vStr(v[10])); err != nil {
 			return err
 		}
-		recs = append(recs, r)
+		rows = append(rows, h)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("loading healthy upstreams: %w", err)
+		return nil, nil, fmt.Errorf("loading healthy upstreams: %w", err)
 	}
-	if len(odd) > 0 {
-		ids, _ := json.Marshal(odd)
-		recs, err = s.appendRecords(ctx, recs, decode, "SELECT "+recordColsNoSources+", '' FROM upstreams u WHERE "+
+	var odd []upstream.Record
+	if len(oddIDs) > 0 {
+		ids, _ := json.Marshal(oddIDs)
+		odd, err = s.appendRecords(ctx, nil, decode, "SELECT "+recordColsNoSources+", '' FROM upstreams u WHERE "+
 			servable+" AND u.id IN (SELECT value FROM json_each(?))", string(ids))
 		if err != nil {
-			return nil, fmt.Errorf("loading healthy upstreams: %w", err)
+			return nil, nil, fmt.Errorf("loading healthy upstreams: %w", err)
 		}
 	}
-	s.optsMu.Lock()
-	s.optsCache = cache
-	s.optsMu.Unlock()
 
-	byID := make(map[string]int32, len(recs))
-	for i := range recs {
-		byID[recs[i].ID] = int32(i)
+	byID := make(map[string]int32, len(rows)+len(odd)) // rows[i], or odd[i-len(rows)]
+	for i := range rows {
+		id, _, _ := strings.Cut(rows[i].texts, "\x1f")
+		byID[id] = int32(i)
+	}
+	for i := range odd {
+		byID[odd[i].ID] = int32(len(rows) + i)
+	}
+	if len(cache) > len(byID) { // upstreams gone since the last call
+		for id := range cache {
+			if _, ok := byID[id]; !ok {
+				delete(cache, id)
+			}
+		}
 	}
 	names := map[string]string{} // few distinct source names: one string each
 	err = s.rawQuery(ctx, "SELECT upstream_id, source FROM upstream_sources", nil, func(v []driver.Value) error {
@@ -109,77 +216,49 @@ func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
 		} else {
 			names[src] = src
 		}
-		recs[i].Sources = append(recs[i].Sources, src)
+		if int(i) < len(rows) {
+			rows[i].sources = append(rows[i].sources, src)
+		} else {
+			odd[int(i)-len(rows)].Sources = append(odd[int(i)-len(rows)].Sources, src)
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("loading sources of healthy upstreams: %w", err)
+		return nil, nil, fmt.Errorf("loading sources of healthy upstreams: %w", err)
 	}
-	sortHealthy(recs)
-	return recs, nil
+	for i := range rows {
+		if len(rows[i].sources) > 1 {
+			slices.Sort(rows[i].sources)
+		}
+	}
+	for i := range odd {
+		if len(odd[i].Sources) > 1 {
+			slices.Sort(odd[i].Sources)
+		}
+	}
+	return rows, odd, nil
 }
 
-// unpackHealthy fills r from healthyCols' first ten columns; false when
-// the first does not hold exactly healthyTexts fields.
-func unpackHealthy(r *upstream.Record, texts string, n []driver.Value) bool {
-	var f [healthyTexts]string
-	for k := range healthyTexts - 1 {
-		i := strings.IndexByte(texts, '\x1f')
-		if i < 0 {
-			return false
-		}
-		f[k], texts = texts[:i], texts[i+1:]
-	}
-	if strings.IndexByte(texts, '\x1f') >= 0 {
+// fill sets h from healthyCols but the options; false when the first
+// column does not hold exactly healthyTexts fields or a count does not
+// fit in 32 bits.
+func (h *healthyRow) fill(texts string, n []driver.Value) bool {
+	if strings.Count(texts, "\x1f") != healthyTexts-1 {
 		return false
 	}
-	f[healthyTexts-1] = texts
-	r.ID, r.Type, r.Server, r.Name, r.Group = f[0], upstream.Kind(f[1]), f[2], f[3], f[4]
-	r.State, r.ExitIP, r.Country, r.Anonymity, r.LastError = upstream.Healthy, f[5], f[6], upstream.Anonymity(f[7]), f[8]
-	r.Port, r.Failures, r.Checks, r.OKs = int(vInt(n[0])), int(vInt(n[1])), int(vInt(n[2])), int(vInt(n[3]))
-	r.LastCheck, r.LastOK, r.NextCheck = fromMS(vInt(n[4])), fromMS(vInt(n[5])), fromMS(vInt(n[6]))
-	r.FirstSeen, r.LastSeen = fromMS(vInt(n[7])), fromMS(vInt(n[8]))
+	h.texts = texts
+	var c [4]int32 // port, failures, checks, oks
+	for k := range c {
+		x := vInt(n[k])
+		if int64(int32(x)) != x {
+			return false
+		}
+		c[k] = int32(x)
+	}
+	h.port, h.failures, h.checks, h.oks = c[0], c[1], c[2], c[3]
+	for k := range h.times {
+		h.times[k] = vInt(n[4+k])
+	}
+	h.latency, h.score = vFloat(n[10]), vFloat(n[11])
 	return true
-}
-
-// sortHealthy orders recs best score first, then by id, and sorts each
-// record's sources. It sorts small keys, then moves each record once into
-// place (records are large; no second slice of them).
-func sortHealthy(recs []upstream.Record) {
-	type key struct {
-		score float64
-		id    string
-		i     int32
-	}
-	keys := make([]key, len(recs))
-	for i := range recs {
-		keys[i] = key{recs[i].Score, recs[i].ID, int32(i)}
-		if len(recs[i].Sources) > 1 {
-			slices.Sort(recs[i].Sources)
-		}
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if c := cmp.Compare(b.score, a.score); c != 0 {
-			return c
-		}
-		return strings.Compare(a.id, b.id)
-	})
-	// Position p takes the record at keys[p].i: follow each cycle once.
-	for start := range keys {
-		if keys[start].i < 0 || int(keys[start].i) == start {
-			continue
-		}
-		tmp := recs[start]
-		p := start
-		for {
-			from := int(keys[p].i)
-			keys[p].i = -1
-			if from == start {
-				recs[p] = tmp
-				break
-			}
-			recs[p] = recs[from]
-			p = from
-		}
-	}
 }
