@@ -23,11 +23,13 @@ type Loader interface {
 
 // streamLoader is a Loader that can also hand the healthy upstreams over
 // one at a time, in Healthy's order, so that a load holds no slice of
-// them (the store: 100k records are ~37 MB). fn gets n, the number of
-// records the call passes in all, and a Record it may reuse between
-// calls; fn copies what it keeps. An error from fn stops the call.
+// them (the store: 100k records are ~37 MB). The records need carry only
+// what a pool uses: the Upstream, Sources, State, ExitIP, Country,
+// LatencyMS and LastCheck. fn gets n, the number of records the call
+// passes in all, and a Record the loader may reuse between calls (not
+// what it points to). An error from fn stops the call.
 type streamLoader interface {
-	EachHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error
+	GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error
 }
 
 // Options configure a Pool. Zero values take the documented defaults.
@@ -140,7 +142,7 @@ func (p *Pool) Load(ctx context.Context) error {
 		// Records go straight into the new snapshot.
 		p.mu.Lock()
 		var b *builder
-		err = sl.EachHealthy(ctx, func(n int, r *upstream.Record) error {
+		err = sl.GatewayHealthy(ctx, func(n int, r *upstream.Record) error {
 			if b == nil {
 				b = p.builder(v, n, nil, true)
 			}

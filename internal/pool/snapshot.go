@@ -198,6 +198,7 @@ func newView(entries []entry, idx []int32, pos []int32) *view {
 type builder struct {
 	s        *snapshot
 	old      *snapshot
+	next     int              // old.entries[next] is likely the next record's previous entry
 	oldEj    map[string]int32 // old.ejected by id, built when first needed
 	groups   []Group
 	excluded func(r *upstream.Record, h *health) bool
@@ -235,7 +236,15 @@ func (b *builder) previous(id string) *entry {
 	if b.old == nil {
 		return nil
 	}
+	// Loads come in the same order (best first) and most upstreams keep
+	// their place between two: try the one after the last found before
+	// the map.
+	if b.next < len(b.old.entries) && b.old.entries[b.next].choice.ID == id {
+		b.next++
+		return &b.old.entries[b.next-1]
+	}
 	if i, ok := b.old.byID[id]; ok {
+		b.next = int(i) + 1
 		return &b.old.entries[i]
 	}
 	if len(b.old.ejected) == 0 {

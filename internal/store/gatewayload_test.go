@@ -96,11 +96,11 @@ func (l *timedLoader) Healthy(ctx context.Context) ([]upstream.Record, error) {
 	return recs, err
 }
 
-// EachHealthy times the scan and sort, up to the first record handed over
-// (the rest of the call is the pool's snapshot build).
-func (l *timedLoader) EachHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error {
+// GatewayHealthy times the scan and sort, up to the first record handed
+// over (the rest of the call is the pool's snapshot build).
+func (l *timedLoader) GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error {
 	start, first := time.Now(), true
-	return l.Store.EachHealthy(ctx, func(n int, r *upstream.Record) error {
+	return l.Store.GatewayHealthy(ctx, func(n int, r *upstream.Record) error {
 		if first {
 			l.took, first = time.Since(start), false
 		}

@@ -25,14 +25,20 @@ const healthyCols = `concat_ws(char(31), u.id, u.type, u.server, u.name, u.grp, 
 
 const healthyTexts = 9 // \x1f-separated fields of the first column
 
+// gatewayCols are healthyCols cut to what a gateway serves by (a third
+// less for SQLite to read and the driver to convert).
+const gatewayCols = `concat_ws(char(31), u.id, u.type, u.server, u.name, u.grp, u.exit_ip, u.country),
+	u.port, u.last_check, u.options, u.latency_ms, u.score`
+
+const gatewayTexts = 7
+
 // Healthy returns every servable upstream (upstream.Status.Servable), best
-// score first, ties by id; each record's Sources are sorted. It is the
-// gateway's snapshot. Options maps are shared with the previous call's
-// records (decoded once per upstream): treat them as read-only, as
-// upstream.Upstream asks.
+// score first, ties by id; each record's Sources are sorted. Options maps
+// are shared with the previous call's records (decoded once per
+// upstream): treat them as read-only, as upstream.Upstream asks.
 func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
 	var recs []upstream.Record
-	err := s.EachHealthy(ctx, func(n int, r *upstream.Record) error {
+	err := s.eachHealthy(ctx, false, func(n int, r *upstream.Record) error {
 		if recs == nil {
 			recs = make([]upstream.Record, 0, n)
 		}
@@ -42,14 +48,21 @@ func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
 	return recs, err
 }
 
-// EachHealthy passes what Healthy returns to fn one record at a time, in
-// the same order, without a slice of them: n is the number of records
-// the call passes in all, r is reused between calls (its strings,
-// Options and Sources are not: fn may keep them). A 100k-upstream pool
-// is ~37 MB of Records; what this holds meanwhile is a third of that.
-// An error from fn stops the call and is returned.
-func (s *Store) EachHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error {
-	rows, odd, err := s.scanHealthy(ctx)
+// GatewayHealthy is the gateway's snapshot: the upstreams Healthy returns,
+// in the same order, passed to fn one at a time instead of as a slice (a
+// 100k-upstream pool is ~37 MB of Records; what this holds meanwhile is a
+// third of that), and with only the fields a gateway serves by: the
+// Upstream, Sources, State, ExitIP, Country, LatencyMS, Score and
+// LastCheck; the other Status fields are zero. n is the number of
+// records the call passes in all; r is reused between calls (its
+// strings, Options and Sources are not: fn may keep them). An error from
+// fn stops the call and is returned.
+func (s *Store) GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error {
+	return s.eachHealthy(ctx, true, fn)
+}
+
+func (s *Store) eachHealthy(ctx context.Context, gateway bool, fn func(n int, r *upstream.Record) error) error {
+	rows, odd, err := s.scanHealthy(ctx, gateway)
 	if err != nil {
 		return err
 	}
@@ -76,7 +89,7 @@ func (s *Store) EachHealthy(ctx context.Context, fn func(n int, r *upstream.Reco
 	var r upstream.Record
 	for _, k := range keys {
 		if int(k.i) < len(rows) {
-			rows[k.i].record(&r)
+			rows[k.i].record(&r, gateway)
 			rows[k.i] = healthyRow{} // fn may keep what it points to; the rows need not
 		} else {
 			r = odd[int(k.i)-len(rows)]
@@ -100,15 +113,18 @@ type healthyRow struct {
 	times                       [5]int64 // last_check, last_ok, next_check, first_seen, last_seen (ms)
 }
 
-// record fills r from h.
-func (h *healthyRow) record(r *upstream.Record) {
+// record fills r from h, read with gatewayCols or healthyCols.
+func (h *healthyRow) record(r *upstream.Record, gateway bool) {
 	var f [healthyTexts]string
-	texts := h.texts
-	for k := range healthyTexts - 1 {
+	texts, nf := h.texts, healthyTexts
+	if gateway {
+		nf = gatewayTexts
+	}
+	for k := range nf - 1 {
 		i := strings.IndexByte(texts, '\x1f')
 		f[k], texts = texts[:i], texts[i+1:]
 	}
-	f[healthyTexts-1] = texts
+	f[nf-1] = texts
 	*r = upstream.Record{
 		Upstream: upstream.Upstream{ID: f[0], Type: upstream.Kind(f[1]), Server: f[2], Port: int(h.port),
 			Name: f[3], Group: f[4], Options: h.opts},
@@ -121,9 +137,10 @@ func (h *healthyRow) record(r *upstream.Record) {
 }
 
 // scanHealthy reads the servable upstreams in table order, with their
-// sorted sources: those healthyCols carries as rows, the few it cannot
-// (a \x1f in a text field, a count beyond 32 bits) as records.
-func (s *Store) scanHealthy(ctx context.Context) ([]healthyRow, []upstream.Record, error) {
+// sorted sources: those healthyCols (gatewayCols) carries as rows, the
+// few it cannot (a \x1f in a text field, a count beyond 32 bits) as
+// records.
+func (s *Store) scanHealthy(ctx context.Context, gateway bool) ([]healthyRow, []upstream.Record, error) {
 	// Two flat scans (records, then the source links) are cheaper than
 	// 100k correlated subqueries.
 	//
@@ -159,18 +176,22 @@ func (s *Store) scanHealthy(ctx context.Context) ([]healthyRow, []upstream.Recor
 	}
 	rows := make([]healthyRow, 0, n)
 	var oddIDs []string // rows the packed form cannot carry
-	err := s.rawQuery(ctx, "SELECT "+healthyCols+" FROM "+from+" WHERE "+servable, nil, func(v []driver.Value) error {
+	cols, opts := healthyCols, 10
+	if gateway {
+		cols, opts = gatewayCols, 3
+	}
+	err := s.rawQuery(ctx, "SELECT "+cols+" FROM "+from+" WHERE "+servable, nil, func(v []driver.Value) error {
 		texts := vStr(v[0])
 		id, _, _ := strings.Cut(texts, "\x1f")
 		var h healthyRow
-		if !h.fill(texts, v[1:]) {
+		if ok := gateway && h.fillGateway(texts, v[1:]) || !gateway && h.fill(texts, v[1:]); !ok {
 			if id != "" {
 				oddIDs = append(oddIDs, id)
 			}
 			return nil
 		}
 		var err error
-		if h.opts, err = decode(id, vStr(v[10])); err != nil {
+		if h.opts, err = decode(id, vStr(v[opts])); err != nil {
 			return err
 		}
 		rows = append(rows, h)
@@ -204,22 +225,27 @@ func (s *Store) scanHealthy(ctx context.Context) ([]healthyRow, []upstream.Recor
 			}
 		}
 	}
-	names := map[string]string{} // few distinct source names: one string each
-	err = s.rawQuery(ctx, "SELECT upstream_id, source FROM upstream_sources", nil, func(v []driver.Value) error {
-		i, ok := byID[vStr(v[0])]
-		if !ok {
-			return nil
-		}
-		src := vStr(v[1])
-		if n, ok := names[src]; ok {
-			src = n
-		} else {
-			names[src] = src
-		}
-		if int(i) < len(rows) {
-			rows[i].sources = append(rows[i].sources, src)
-		} else {
-			odd[int(i)-len(rows)].Sources = append(odd[int(i)-len(rows)].Sources, src)
+	// One row per source with the ids it lists: a handful of rows and
+	// strings instead of one of each per link. (Ids hold no \x1f: the
+	// packed scan above relies on that too.)
+	err = s.rawQuery(ctx, "SELECT source, group_concat(upstream_id, char(31)) FROM upstream_sources GROUP BY source", nil, func(v []driver.Value) error {
+		src, ids := vStr(v[0]), vStr(v[1])
+		for ids != "" {
+			id := ids
+			if j := strings.IndexByte(ids, '\x1f'); j >= 0 {
+				id, ids = ids[:j], ids[j+1:]
+			} else {
+				ids = ""
+			}
+			i, ok := byID[id]
+			if !ok {
+				continue
+			}
+			if int(i) < len(rows) {
+				rows[i].sources = append(rows[i].sources, src)
+			} else {
+				odd[int(i)-len(rows)].Sources = append(odd[int(i)-len(rows)].Sources, src)
+			}
 		}
 		return nil
 	})
@@ -260,5 +286,19 @@ func (h *healthyRow) fill(texts string, n []driver.Value) bool {
 		h.times[k] = vInt(n[4+k])
 	}
 	h.latency, h.score = vFloat(n[10]), vFloat(n[11])
+	return true
+}
+
+// fillGateway is fill for gatewayCols.
+func (h *healthyRow) fillGateway(texts string, n []driver.Value) bool {
+	if strings.Count(texts, "\x1f") != gatewayTexts-1 {
+		return false
+	}
+	port := vInt(n[0])
+	if int64(int32(port)) != port {
+		return false
+	}
+	h.texts, h.port, h.times[0] = texts, int32(port), vInt(n[1])
+	h.latency, h.score = vFloat(n[3]), vFloat(n[4])
 	return true
 }
