@@ -270,8 +270,21 @@ func (b *builder) add(r *upstream.Record) {
 	if !r.Status.Servable() {
 		return
 	}
-	if _, dup := s.byID[r.ID]; dup || b.ejected[r.ID] {
-		return
+	if b.ejected[r.ID] {
+		return // a duplicate
+	}
+	n := int32(len(s.entries))
+	l := len(s.byID)
+	s.byID[r.ID] = n
+	if len(s.byID) == l {
+		// A duplicate (loaders have none: one map operation, not two,
+		// for the rest). Keep the first.
+		for i := range s.entries {
+			if s.entries[i].choice.ID == r.ID {
+				s.byID[r.ID] = int32(i)
+				return
+			}
+		}
 	}
 	country := strings.ToUpper(r.Country)
 	var it *item
@@ -287,6 +300,7 @@ func (b *builder) add(r *upstream.Record) {
 			sources: r.Sources}
 	}
 	if b.excluded(r, h) {
+		delete(s.byID, r.ID)
 		if b.ejected == nil {
 			b.ejected = map[string]bool{}
 		}
@@ -294,7 +308,6 @@ func (b *builder) add(r *upstream.Record) {
 		s.ejected = append(s.ejected, entry{item: it, h: h})
 		return
 	}
-	n := int32(len(s.entries))
 	x := int32(len(b.exits))
 	if r.ExitIP == "" {
 		b.exits["id:"+r.ID] = x
@@ -304,7 +317,6 @@ func (b *builder) add(r *upstream.Record) {
 		b.exits[r.ExitIP] = x
 	}
 	s.entries = append(s.entries, entry{item: it, h: h, exit: x})
-	s.byID[r.ID] = n
 	b.all = append(b.all, n)
 	if country != "" {
 		b.cidx[country] = append(b.cidx[country], n)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,22 +70,27 @@ func (s *Store) eachHealthy(ctx context.Context, gateway bool, fn func(n int, r 
 	if err != nil {
 		return err
 	}
-	// Order small keys, then hand the rows over in that order.
+	// Order small keys, then hand the rows over in that order. Most ties
+	// on score are settled by the ids' first 8 bytes, held in the key.
 	type key struct {
 		score float64
+		pfx   uint64
 		id    string
 		i     int32 // rows[i], or odd[i-len(rows)]
 	}
 	keys := make([]key, 0, len(rows)+len(odd))
 	for i := range rows {
 		id, _, _ := strings.Cut(rows[i].texts, "\x1f")
-		keys = append(keys, key{rows[i].score, id, int32(i)})
+		keys = append(keys, key{rows[i].score, idPrefix(id), id, int32(i)})
 	}
 	for i := range odd {
-		keys = append(keys, key{odd[i].Score, odd[i].ID, int32(len(rows) + i)})
+		keys = append(keys, key{odd[i].Score, idPrefix(odd[i].ID), odd[i].ID, int32(len(rows) + i)})
 	}
 	slices.SortFunc(keys, func(a, b key) int {
 		if c := cmp.Compare(b.score, a.score); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.pfx, b.pfx); c != 0 {
 			return c
 		}
 		return strings.Compare(a.id, b.id)
@@ -96,12 +102,24 @@ func (s *Store) eachHealthy(ctx context.Context, gateway bool, fn func(n int, r 
 			rows[k.i] = healthyRow{} // fn may keep what it points to; the rows need not
 		} else {
 			r = odd[int(k.i)-len(rows)]
+			if gateway { // as the rows
+				r.Status = upstream.Status{State: r.State, ExitIP: r.ExitIP, Country: r.Country,
+					LatencyMS: r.LatencyMS, Score: r.Score, LastCheck: r.LastCheck}
+			}
 		}
 		if err := fn(len(keys), &r); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// idPrefix is the first 8 bytes of id, big-endian (zero-padded): ordered
+// as the strings are, when it differs.
+func idPrefix(id string) uint64 {
+	var b [8]byte
+	copy(b[:], id)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // healthyRow is one servable upstream between the scan and the sorted

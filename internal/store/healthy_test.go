@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"errors"
 	"reflect"
 	"slices"
 	"strings"
@@ -35,10 +36,11 @@ func healthyReference(t *testing.T, s *Store) []upstream.Record {
 	return out
 }
 
-// TestHealthyMatchesList: the packed snapshot query returns the same
-// records as the general one, including names the packing cannot carry,
-// several sources, tied scores and options needing encoding/json.
-func TestHealthyMatchesList(t *testing.T) {
+// healthyListStore is a store of 40 upstreams, most servable: names the
+// packing cannot carry, several sources, tied scores, options needing
+// encoding/json, and unservable ones of every kind.
+func healthyListStore(t *testing.T) *Store {
+	t.Helper()
 	ctx := context.Background()
 	s, _ := openT(t, Options{})
 	var us []upstream.Upstream
@@ -75,6 +77,14 @@ func TestHealthyMatchesList(t *testing.T) {
 		}
 		submit(t, s, r)
 	}
+	return s
+}
+
+// TestHealthyMatchesList: the packed snapshot query returns the same
+// records as the general one.
+func TestHealthyMatchesList(t *testing.T) {
+	ctx := context.Background()
+	s := healthyListStore(t)
 	for round := range 2 { // the second read takes options from the cache
 		got, err := s.Healthy(ctx)
 		if err != nil {
@@ -91,6 +101,59 @@ func TestHealthyMatchesList(t *testing.T) {
 				}
 			}
 			t.Fatalf("round %d: %d records, want %d", round, len(got), len(want))
+		}
+	}
+}
+
+// gatewayFields is r with only what GatewayHealthy promises.
+func gatewayFields(r upstream.Record) upstream.Record {
+	return upstream.Record{Upstream: r.Upstream, Sources: r.Sources, Status: upstream.Status{State: r.State,
+		ExitIP: r.ExitIP, Country: r.Country, LatencyMS: r.LatencyMS, Score: r.Score, LastCheck: r.LastCheck}}
+}
+
+// TestGatewayHealthy: the gateway's stream is Healthy, in the same order,
+// cut to the gateway's fields (records the packing cannot carry too),
+// with the same options maps (decoded once), and stops on fn's error;
+// the connection it read through serves the next reads as before.
+func TestGatewayHealthy(t *testing.T) {
+	ctx := context.Background()
+	s := healthyListStore(t)
+	for round := range 2 {
+		want, err := s.Healthy(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []upstream.Record
+		err = s.GatewayHealthy(ctx, func(n int, r *upstream.Record) error {
+			if n != len(want) {
+				t.Fatalf("n = %d, want %d", n, len(want))
+			}
+			got = append(got, *r)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("round %d: %d records, want %d", round, len(got), len(want))
+		}
+		for i := range want {
+			if g, w := got[i], gatewayFields(want[i]); !reflect.DeepEqual(g, w) {
+				t.Fatalf("round %d: record %d:\n got %+v\nwant %+v", round, i, g, w)
+			}
+			if reflect.ValueOf(got[i].Options).UnsafePointer() != reflect.ValueOf(want[i].Options).UnsafePointer() {
+				t.Errorf("round %d: record %d: options decoded again", round, i)
+			}
+		}
+	}
+	stop := errors.New("enough")
+	calls := 0
+	if err := s.GatewayHealthy(ctx, func(int, *upstream.Record) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("GatewayHealthy = %v after %d calls, want %v after 1", err, calls, stop)
+	}
+	for range 8 { // every pooled connection
+		if _, err := s.Healthy(ctx); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
