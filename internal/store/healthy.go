@@ -39,7 +39,8 @@ const gatewayTexts = 7
 // Healthy returns every servable upstream (upstream.Status.Servable), best
 // score first, ties by id; each record's Sources are sorted. Options maps
 // are shared with the previous call's records (decoded once per
-// upstream): treat them as read-only, as upstream.Upstream asks.
+// upstream), Sources slices between records listed by the same sources:
+// treat both as read-only, as upstream.Upstream asks.
 func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
 	var recs []upstream.Record
 	err := s.eachHealthy(ctx, false, func(n int, r *upstream.Record) error {
@@ -129,6 +130,7 @@ type healthyRow struct {
 	texts                       string
 	opts                        map[string]any
 	sources                     []string
+	srcBits                     uint64 // sources by their index in sorted order, while being read
 	latency, score              float64
 	port, failures, checks, oks int32
 	times                       [5]int64 // last_check, last_ok, next_check, first_seen, last_seen (ms)
@@ -260,10 +262,22 @@ func (s *Store) scanHealthy(ctx context.Context, gateway bool) ([]healthyRow, []
 	}
 	// One row per source with the ids it lists: a handful of rows and
 	// strings instead of one of each per link. (Ids hold no \x1f: the
-	// packed scan above relies on that too.)
+	// packed scan above relies on that too.) While there are at most 64
+	// sources a row notes its own as a bit set, and the rows listed by
+	// the same sources share one slice of them.
+	type listing struct{ src, ids string }
+	var lists []listing
 	err = query("SELECT source, group_concat(upstream_id, char(31)) FROM upstream_sources GROUP BY source", func(v []driver.Value) error {
-		src, ids := vStr(v[0]), vStr(v[1])
-		for ids != "" {
+		lists = append(lists, listing{vStr(v[0]), vStr(v[1])})
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading sources of healthy upstreams: %w", err)
+	}
+	slices.SortFunc(lists, func(a, b listing) int { return strings.Compare(a.src, b.src) }) // sources come out sorted
+	bits := len(lists) <= 64
+	for k, l := range lists {
+		for ids := l.ids; ids != ""; {
 			id := ids
 			if j := strings.IndexByte(ids, '\x1f'); j >= 0 {
 				id, ids = ids[:j], ids[j+1:]
@@ -271,28 +285,35 @@ func (s *Store) scanHealthy(ctx context.Context, gateway bool) ([]healthyRow, []
 				ids = ""
 			}
 			i, ok := byID[id]
-			if !ok {
+			switch {
+			case !ok:
+			case int(i) >= len(rows):
+				odd[int(i)-len(rows)].Sources = append(odd[int(i)-len(rows)].Sources, l.src)
+			case bits:
+				rows[i].srcBits |= 1 << k
+			default:
+				rows[i].sources = append(rows[i].sources, l.src)
+			}
+		}
+	}
+	if bits {
+		sets := map[uint64][]string{}
+		for i := range rows {
+			b := rows[i].srcBits
+			if b == 0 {
 				continue
 			}
-			if int(i) < len(rows) {
-				rows[i].sources = append(rows[i].sources, src)
-			} else {
-				odd[int(i)-len(rows)].Sources = append(odd[int(i)-len(rows)].Sources, src)
+			set, ok := sets[b]
+			if !ok {
+				for k := range lists {
+					if b&(1<<k) != 0 {
+						set = append(set, lists[k].src)
+					}
+				}
+				set = slices.Clip(set)
+				sets[b] = set
 			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("loading sources of healthy upstreams: %w", err)
-	}
-	for i := range rows {
-		if len(rows[i].sources) > 1 {
-			slices.Sort(rows[i].sources)
-		}
-	}
-	for i := range odd {
-		if len(odd[i].Sources) > 1 {
-			slices.Sort(odd[i].Sources)
+			rows[i].sources = set
 		}
 	}
 	return rows, odd, nil

@@ -157,3 +157,44 @@ func TestGatewayHealthy(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthyManySources: past 64 sources (where rows stop noting theirs
+// as a bit set) records still carry every source, sorted, in both reads.
+func TestHealthyManySources(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	var us []upstream.Upstream
+	for i := range 10 {
+		us = append(us, up(i))
+	}
+	for k := range 70 {
+		name := "src-" + string(rune('a'+k%26)) + string(rune('a'+k/26))
+		if _, err := s.UpsertSource(ctx, upstream.SourceMeta{Name: name}, []upstream.Upstream{us[k%10], us[(k*3)%10]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	for i, u := range us {
+		submit(t, s, ok(u.ID, now, "198.51.100.1", []string{"US", "DE"}[i%2]))
+	}
+	want := healthyReference(t, s)
+	if len(want) != 10 || len(want[0].Sources) < 7 {
+		t.Fatalf("fixture: %d servable, first with %d sources", len(want), len(want[0].Sources))
+	}
+	got, err := s.Healthy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Healthy:\n got %+v\nwant %+v", got, want)
+	}
+	var streamed []upstream.Record
+	if err := s.GatewayHealthy(ctx, func(_ int, r *upstream.Record) error { streamed = append(streamed, *r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if !reflect.DeepEqual(streamed[i].Sources, want[i].Sources) {
+			t.Fatalf("GatewayHealthy record %d sources %v, want %v", i, streamed[i].Sources, want[i].Sources)
+		}
+	}
+}
