@@ -43,7 +43,7 @@ type Options struct {
 	// version: the next one starts no sooner than the larger of
 	// MinReloadGap (default 250ms) and ReloadDuty × the last reload's
 	// duration (default 4: reloads take at most ~20 % of a core while
-	// the store keeps changing; 100k upstreams load in ~1 s, so such a
+	// the store keeps changing; 100k upstreams load in ~0.5–1 s, so such a
 	// pool follows the store every ~5 s). A request in the gap is kept
 	// and served at its end; picks never wait.
 	MinReloadGap time.Duration

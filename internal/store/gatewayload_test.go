@@ -22,21 +22,28 @@ const gatewayLoadEnv = "PROXYPOOL_GATEWAY_LOAD_DB"
 
 // BenchmarkGatewayLoad100k measures what the gateway process pays for a
 // 100k-upstream pool, in a fresh child process per iteration (peak RSS is
-// per process): open the store, load the pool (store.Healthy + snapshot
-// build) as serveGateway does, then reload twice (the old snapshot stays
-// published while the new one is built, as in Pool.Run). It reports the
-// cold first load and a reload (wall and CPU, and the part spent in
-// Healthy), the peak RSS (VmHWM; rss-file-MiB of it is the database's
-// memory map, file-backed), the Go heap live after a GC, and the peak RSS
-// again with GOMEMLIMIT=250MiB (the Go heap otherwise grows to twice what
-// was live at the last GC, and old and new snapshot are both live during
-// a reload).
+// per process): open the store, load the pool (the store streams
+// GatewayHealthy into the snapshot build) as serveGateway does, then
+// reload twice (the old snapshot stays published while the new one is
+// built, as in Pool.Run). It reports the cold first load and a reload
+// (wall and CPU, and the part spent in the store before the first record
+// reaches the pool), the peak RSS (VmHWM; rss-file-MiB of it is
+// file-backed: the binary, and the database's memory map if a scan used
+// it), the Go heap live after a GC, and the peak RSS again with
+// GOMEMLIMIT=250MiB (the Go heap otherwise grows to twice what was live at
+// the last GC, and old and new snapshot are both live during a reload).
 //
-// Measured on the shared 2-core build machine (noisy; CPU steadier), with
-// go test -run '^$' -bench GatewayLoad100k -benchtime 2x ./internal/store/:
-// first load 1.1–1.6 s wall (Healthy 0.8–1.3 s), reload 1.0–1.3 s wall,
-// 1.3–1.6 s CPU (Healthy 0.65–0.85 s); heap live 121 MiB; peak RSS 413 MiB
-// (56 MiB of it file-backed), 306 MiB with GOMEMLIMIT=250MiB.
+// Measured on the shared 2-core build machine (noisy: load average 0.6–1.4
+// during the runs; CPU steadier), with
+// go test -run '^$' -bench GatewayLoad100k -benchtime 2x ./internal/store/,
+// three runs each, before → after streaming the snapshot (no 100k-record
+// slice, unchanged upstreams shared with the previous snapshot, only the
+// columns a gateway serves by, no memory map for the scan):
+// first load 1.25–1.69 → 1.04–1.30 s wall, 1.49–1.95 → 1.19–1.48 s CPU;
+// reload 1.04–1.75 → 0.75–1.10 s wall, 1.24–1.85 → 0.89–1.15 s CPU;
+// heap live 121 → 116 MiB; peak RSS 414–437 → 259 MiB (file-backed 55 →
+// 7.5 MiB); with GOMEMLIMIT=250MiB 301 → 225–232 MiB, reload CPU
+// 2.2–2.7 → 0.8–1.25 s. On the idle machine before, a reload took 0.7 s.
 func BenchmarkGatewayLoad100k(b *testing.B) {
 	path := healthyFixture(b, 100_000)
 	run := func(env ...string) map[string]float64 {
