@@ -447,16 +447,23 @@ func freePorts(t *testing.T, k int) []int {
 // freeRange finds k consecutive free ports for the tor instances.
 func freeRange(t *testing.T, k int) int {
 	t.Helper()
+	// Below the kernel's ephemeral range (32768 up): outgoing connections
+	// of tests running alongside never take one of these ports between
+	// this check and tor's bind. The control ports torgen derives
+	// (SOCKS port + torControlPortOffset) must be free as well.
+	free := func(p int) bool {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return false
+		}
+		ln.Close()
+		return true
+	}
 	for try := 0; try < 50; try++ {
-		base := 30000 + (os.Getpid()*13+try*157)%20000
+		base := 12000 + (os.Getpid()*13+try*157)%(32768-torControlPortOffset-k-12000)
 		ok := true
 		for p := base; p < base+k && ok; p++ {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
+			ok = free(p) && free(p+torControlPortOffset)
 		}
 		if ok {
 			return base

@@ -91,17 +91,23 @@ log: {level: warn}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { cmd.Process.Kill(); <-exited }()
 	sys := newTorScaler(&daemonTor{e: e, st: st, systemd: true}, requestTorgen(e))
 	for {
 		n, err := sys.NewNym(ctx, "us")
 		if n == 1 && err == nil {
 			break
 		}
-		if ctx.Err() != nil {
+		select {
+		case werr := <-exited:
+			exited <- werr // for the deferred wait
+			t.Fatalf("tor from torrc.%d exited (%v) before it took NEWNYM (last try: %d, %v):\n%s", base, werr, n, err, out)
+		case <-ctx.Done():
 			t.Fatalf("NEWNYM through the generated control port: %d, %v\n%s", n, err, out)
+		case <-time.After(100 * time.Millisecond):
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 
 	// 3. ScaleUp: not yet while the instance is young; then the budget and

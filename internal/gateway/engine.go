@@ -50,7 +50,10 @@ type engine struct {
 	plain   PlainSOCKS5
 	loops   []*loop
 	reports chan upstream.CheckResult
-	wg      sync.WaitGroup // loops and the report forwarder
+	// a tunnel's budget per turn: rounds over both directions of at
+	// most reads reads each
+	rounds, reads int
+	wg            sync.WaitGroup // loops and the report forwarder
 }
 
 // elistener is one listening socket served by the loops.
@@ -60,7 +63,13 @@ type elistener struct {
 }
 
 func newEngine(ctx context.Context, g *Gateway, lns []elistener) (*engine, error) {
-	e := &engine{g: g, ctx: ctx}
+	e := &engine{g: g, ctx: ctx, rounds: g.opts.relayRounds, reads: g.opts.relayReads}
+	if e.rounds <= 0 {
+		e.rounds = 4
+	}
+	if e.reads <= 0 {
+		e.reads = 8
+	}
 	e.plain, _ = g.opts.Dialer.(PlainSOCKS5)
 	// one loop per P: on a machine shared with other busy processes the
 	// kernel shares CPU time by runnable thread, and one loop on two
@@ -168,6 +177,8 @@ type loop struct {
 
 	buf    []byte
 	events [maxEvents]syscall.EpollEvent
+	queue  []*econn // relays that used their turn's budget with bytes left
+	spare  []*econn
 }
 
 func newLoop(e *engine, lns []elistener) (*loop, error) {
@@ -287,10 +298,11 @@ func (l *loop) run() {
 					l.dispatch(n)
 				}
 				l.expire()
+				l.runQueued()
 				if l.quitting && l.nconns == 0 {
 					return true
 				}
-				if n < maxEvents {
+				if n < maxEvents && len(l.queue) == 0 {
 					break
 				}
 			}
@@ -355,6 +367,33 @@ func (l *loop) dispatch(n int) {
 			}
 		}
 	}
+}
+
+// again queues c for another turn before the loop parks.
+func (l *loop) again(c *econn) {
+	if !c.queued {
+		c.queued = true
+		l.queue = append(l.queue, c)
+	}
+}
+
+// runQueued gives every queued relay its next turn (a relay that uses
+// that one up too queues itself again, after the next poll).
+func (l *loop) runQueued() {
+	if len(l.queue) == 0 {
+		return
+	}
+	q := l.queue
+	l.queue = l.spare[:0]
+	now := time.Now()
+	for i, c := range q {
+		q[i] = nil
+		c.queued = false
+		if c.state == stRelay {
+			c.step(now)
+		}
+	}
+	l.spare = q[:0]
 }
 
 // expire runs the timers that are due and resumes accepting after a pause.

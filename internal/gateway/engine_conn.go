@@ -54,6 +54,7 @@ type econn struct {
 	nUp, nDown          int64
 	outcome             string
 	observed, tunnelled bool
+	queued              bool // in the loop's list for another turn
 }
 
 func (c *econn) outcomeOr(def string) string {
@@ -674,9 +675,13 @@ func (c *econn) established(now time.Time) {
 	c.cwr, c.uwr = true, true
 }
 
-// relay moves bytes both ways as far as readiness allows.
+// relay moves bytes both ways as far as readiness allows, within a
+// budget per turn so that one busy tunnel does not hold the loop; one that
+// used its budget with bytes still readable is queued for another turn
+// (edge-triggered epoll says nothing more about bytes already there, and
+// a peer blocked on a full buffer sends no new ones).
 func (c *econn) relay(now time.Time) {
-	for range 4 {
+	for range c.l.e.rounds {
 		moved := false
 		if c.state == stRelay && c.ufd >= 0 {
 			m, done := c.copy(now, c.cfd, c.ufd, &c.crd, &c.uwr, &c.cEOF, c.cHup, &c.upShut, &c.pendUp, &c.nUp)
@@ -695,6 +700,9 @@ func (c *econn) relay(now time.Time) {
 		if !moved {
 			return
 		}
+	}
+	if c.state == stRelay {
+		c.l.again(c)
 	}
 }
 
@@ -724,7 +732,7 @@ func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF *bool, sr
 	if *srcEOF {
 		return c.shut(dst, dstShut, moved)
 	}
-	for range 8 {
+	for range c.l.e.reads {
 		if !*srcRd {
 			return moved, false
 		}

@@ -160,7 +160,24 @@ func TestLoopSplitAndPipelinedMessages(t *testing.T) {
 // fills, then half-closes; the target answers the digest of what it got
 // only after that EOF.
 func TestLoopBulkBothWays(t *testing.T) {
-	w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good)})
+	tests := []struct {
+		name          string
+		rounds, reads int
+	}{
+		{"default budget", 0, 0},
+		// one 64 KiB read per turn: a tunnel that still has bytes
+		// must get the next turn without a new epoll edge
+		{"budget of one read", 1, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { bulkBothWays(t, tc.rounds, tc.reads) })
+	}
+}
+
+func bulkBothWays(t *testing.T, rounds, reads int) {
+	var o gateway.Options
+	gateway.SetRelayBudget(&o, rounds, reads)
+	w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good), gw: o})
 	const size = 8 << 20
 	down := make([]byte, size)
 	up := make([]byte, size)

@@ -79,6 +79,10 @@ type Options struct {
 	GoroutinesOnly bool
 	// OnReady is called once every listener is being served.
 	OnReady func()
+
+	// relayRounds × relayReads bound what one event-loop turn relays for
+	// a tunnel (defaults 4 and 8 reads of 64 KiB); tests shrink them.
+	relayRounds, relayReads int
 }
 
 // Gateway serves clients through the pool. Create it with New.

@@ -1,0 +1,5 @@
+package gateway
+
+// SetRelayBudget sets how much one event-loop turn relays for a tunnel:
+// rounds over both directions of at most reads reads each.
+func SetRelayBudget(o *Options, rounds, reads int) { o.relayRounds, o.relayReads = rounds, reads }
