@@ -177,6 +177,7 @@ type loop struct {
 
 	buf    []byte
 	events [maxEvents]syscall.EpollEvent
+	tag    int32    // the last socket tag handed out (nextTag)
 	queue  []*econn // relays that used their turn's budget with bytes left
 	spare  []*econn
 }
@@ -355,7 +356,12 @@ func (l *loop) dispatch(n int) {
 			continue
 		}
 		if c := l.conns[fd]; c != nil {
-			c.event(fd, ev.Events, now)
+			// An event taken in this batch for a socket that was
+			// closed since, its number already reused by a newer
+			// one, is not the newer one's: tags tell them apart.
+			if (fd == c.cfd && ev.Pad == c.ctag) || (fd == c.ufd && ev.Pad == c.utag) {
+				c.event(fd, ev.Events, now)
+			}
 			continue
 		}
 		if l.accept {
@@ -367,6 +373,12 @@ func (l *loop) dispatch(n int) {
 			}
 		}
 	}
+}
+
+// nextTag numbers the sockets the loop adds to its epoll set.
+func (l *loop) nextTag() int32 {
+	l.tag++
+	return l.tag
 }
 
 // again queues c for another turn before the loop parks.
@@ -454,7 +466,8 @@ func (l *loop) acceptFrom(ln *elistener, now time.Time) {
 			c.sel.Client = peer.String()
 		}
 		sysNoDelay(fd)
-		if err := sysEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, connEvents); err != nil {
+		c.ctag = l.nextTag()
+		if err := sysEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, connEvents, c.ctag); err != nil {
 			c.finish(outcomeClientError)
 			continue
 		}

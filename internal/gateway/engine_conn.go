@@ -29,6 +29,7 @@ const (
 type econn struct {
 	l                   *loop
 	cfd, ufd            int
+	ctag, utag          int32 // their tags in the epoll set (stale events carry others)
 	state               uint8
 	crd, cwr, urd, uwr  bool // readiness seen from epoll, cleared by EAGAIN or a short read
 	cEOF, uEOF          bool // that side sent FIN (its direction has ended)
@@ -441,10 +442,12 @@ func (c *econn) dial(ap netip.AddrPort) error {
 	if err != nil {
 		return err
 	}
-	if err := sysEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, connEvents); err != nil {
+	tag := l.nextTag()
+	if err := sysEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, connEvents, tag); err != nil {
 		sysClose(fd)
 		return err
 	}
+	c.utag = tag
 	c.ufd, c.urd, c.uwr = fd, false, false
 	l.conns[fd] = c
 	return nil
@@ -480,6 +483,12 @@ func (c *econn) connected(now time.Time) {
 	}
 	b = append(b, byte(port>>8), byte(port))
 	n, err := sysWrite(c.ufd, b)
+	if err == syscall.EAGAIN {
+		// not connected yet after all (SO_ERROR is 0 while the
+		// connect is in progress): wait for its EPOLLOUT
+		c.uwr = false
+		return
+	}
 	if err != nil || n != len(b) {
 		if err == nil {
 			err = syscall.EAGAIN
@@ -835,7 +844,7 @@ func (c *econn) detach() (int, bool) {
 	c.closeUp()
 	fd := c.cfd
 	delete(l.conns, fd)
-	sysEpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, 0)
+	sysEpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, 0, 0)
 	c.cfd = -1
 	c.state = stDone
 	l.nconns--

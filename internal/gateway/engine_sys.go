@@ -66,8 +66,10 @@ func sysSoError(fd int) error {
 	return errnoErr(syscall.Errno(v))
 }
 
-func sysEpollCtl(epfd, op, fd int, events uint32) error {
-	ev := syscall.EpollEvent{Events: events, Fd: int32(fd)}
+// sysEpollCtl adds, changes or removes fd; its events carry fd and tag
+// (epoll_event's 64 bits of data).
+func sysEpollCtl(epfd, op, fd int, events uint32, tag int32) error {
+	ev := syscall.EpollEvent{Events: events, Fd: int32(fd), Pad: tag}
 	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
 	return errnoErr(e)
 }
