@@ -15,11 +15,12 @@ import (
 type adapterDialer struct{ p C.Proxy }
 
 func newAdapter(u upstream.Upstream) (*adapterDialer, error) {
-	if len(u.Options) == 0 {
-		return nil, fmt.Errorf("upstream has no options")
+	opts, err := u.Opts() // the gateway's snapshot may hold them undecoded
+	if err != nil {
+		return nil, err
 	}
-	m := make(map[string]any, len(u.Options)+1)
-	for k, v := range u.Options {
+	m := make(map[string]any, len(opts)+1)
+	for k, v := range opts {
 		m[k] = v
 	}
 	m["type"] = string(u.Type)

@@ -58,17 +58,37 @@ func TestEveryKindReachesJudgeFromMemberAddress(t *testing.T) {
 	}})
 	p := New(Options{})
 	defer p.Close()
+	// the same upstreams as the gateway's snapshot holds them (options as
+	// JSON, or none for bare plain ones), on a pool of their own (dialers
+	// are cached by id)
+	pg := New(Options{})
+	defer pg.Close()
 	_, port, _ := net.SplitHostPort(j.Addr)
 	type tc struct {
 		name string
 		u    upstream.Upstream
 		m    *fleet.Member
+		p    *Pool
 	}
 	var cases []tc
 	for _, m := range f.Members() {
-		cases = append(cases, tc{m.Name() + fmt.Sprintf("/auth=%v", m.Spec.Username != ""), m.Upstream, m})
+		name := m.Name() + fmt.Sprintf("/auth=%v", m.Spec.Username != "")
+		cases = append(cases, tc{name, m.Upstream, m, p})
+		held := m.Upstream
+		switch {
+		case !held.Type.Plain():
+			b, err := json.Marshal(held.Options)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held.Options, held.RawOptions = nil, string(b)
+			cases = append(cases, tc{name + "/options-as-json", held, m, pg})
+		case upstream.BareOptions(held.Options):
+			held.Options = nil
+			cases = append(cases, tc{name + "/no-options", held, m, pg})
+		}
 		if m.Spec.Kind == fleet.SOCKS5 {
-			cases = append(cases, tc{m.Name() + "/as-tor", torOf(m), m})
+			cases = append(cases, tc{m.Name() + "/as-tor", torOf(m), m, p})
 		}
 	}
 	for _, c := range cases {
@@ -76,7 +96,7 @@ func TestEveryKindReachesJudgeFromMemberAddress(t *testing.T) {
 			t.Run(c.name+"/"+target, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				defer cancel()
-				conn, err := p.DialContext(ctx, c.u, net.JoinHostPort(target, port))
+				conn, err := c.p.DialContext(ctx, c.u, net.JoinHostPort(target, port))
 				if err != nil {
 					t.Fatalf("dial: %v (cause %s)", err, Classify(err))
 				}

@@ -90,12 +90,13 @@ type item struct {
 
 // same reports whether r (whose country upper-cased is country) would
 // build this item: equal fields, the same Options map (loaders hand over
-// an unchanged upstream's decoded options again, read-only) and sources.
+// an unchanged upstream's decoded options again, read-only), the same
+// undecoded options and sources.
 func (it *item) same(r *upstream.Record, country string) bool {
 	c := &it.choice
 	return c.ID == r.ID && c.Type == r.Type && c.Server == r.Server && c.Port == r.Port && c.Name == r.Name &&
 		c.Group == r.Group && c.ExitIP == r.ExitIP && c.Country == country && c.LatencyMS == r.LatencyMS &&
-		sameMap(c.Options, r.Options) && slices.Equal(it.sources, r.Sources)
+		sameMap(c.Options, r.Options) && c.RawOptions == r.RawOptions && slices.Equal(it.sources, r.Sources)
 }
 
 func sameMap(a, b map[string]any) bool {

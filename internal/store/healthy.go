@@ -58,7 +58,9 @@ func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
 // 100k-upstream pool is ~37 MB of Records; what this holds meanwhile is a
 // third of that), and with only the fields a gateway serves by: the
 // Upstream, Sources, State, ExitIP, Country, LatencyMS, Score and
-// LastCheck; the other Status fields are zero. n is the number of
+// LastCheck; the other Status fields are zero; options as the gateway
+// holds them (see upstream.Upstream: share-link options as RawOptions,
+// none for plain upstreams with nothing beyond type/server/port/name). n is the number of
 // records the call passes in all; r is reused between calls (its
 // strings, Options and Sources are not: fn may keep them). An error from
 // fn stops the call and is returned.
@@ -106,6 +108,16 @@ func (s *Store) eachHealthy(ctx context.Context, gateway bool, fn func(n int, r 
 			if gateway { // as the rows
 				r.Status = upstream.Status{State: r.State, ExitIP: r.ExitIP, Country: r.Country,
 					LatencyMS: r.LatencyMS, Score: r.Score, LastCheck: r.LastCheck}
+				switch {
+				case !r.Type.Plain():
+					b, err := json.Marshal(r.Options)
+					if err != nil {
+						return fmt.Errorf("upstream %s: encoding options: %w", r.ID, err)
+					}
+					r.Options, r.RawOptions = nil, string(b)
+				case upstream.BareOptions(r.Options):
+					r.Options = nil
+				}
 			}
 		}
 		if err := fn(len(keys), &r); err != nil {
@@ -113,6 +125,13 @@ func (s *Store) eachHealthy(ctx context.Context, gateway bool, fn func(n int, r 
 		}
 	}
 	return nil
+}
+
+// kindOf is the type field of packed texts (id, type, …).
+func kindOf(texts string) string {
+	_, rest, _ := strings.Cut(texts, "\x1f")
+	typ, _, _ := strings.Cut(rest, "\x1f")
+	return typ
 }
 
 // idPrefix is the first 8 bytes of id, big-endian (zero-padded): ordered
@@ -129,6 +148,7 @@ func idPrefix(id string) uint64 {
 type healthyRow struct {
 	texts                       string
 	opts                        map[string]any
+	raw                         string // the options' JSON, for the gateway's share-link upstreams
 	sources                     []string
 	srcBits                     uint64 // sources by their index in sorted order, while being read
 	latency, score              float64
@@ -150,7 +170,7 @@ func (h *healthyRow) record(r *upstream.Record, gateway bool) {
 	f[nf-1] = texts
 	*r = upstream.Record{
 		Upstream: upstream.Upstream{ID: f[0], Type: upstream.Kind(f[1]), Server: f[2], Port: int(h.port),
-			Name: f[3], Group: f[4], Options: h.opts},
+			Name: f[3], Group: f[4], Options: h.opts, RawOptions: h.raw},
 		Status: upstream.Status{State: upstream.Healthy, LatencyMS: h.latency, ExitIP: f[5], Country: f[6],
 			Anonymity: upstream.Anonymity(f[7]), Failures: int(h.failures), Checks: int(h.checks), OKs: int(h.oks),
 			Score: h.score, LastCheck: fromMS(h.times[0]), LastOK: fromMS(h.times[1]), NextCheck: fromMS(h.times[2]),
@@ -209,6 +229,22 @@ func (s *Store) scanHealthy(ctx context.Context, gateway bool) ([]healthyRow, []
 		}
 		return m, err
 	}
+	// The gateway's cut (see upstream.Upstream): share-link options stay
+	// JSON; bare plain ones are dropped, and not cached either.
+	gatewayDecode := func(id, raw string) (map[string]any, error) {
+		if c, ok := cache[id]; ok && c.raw == raw {
+			if upstream.BareOptions(c.m) {
+				return nil, nil
+			}
+			return c.m, nil
+		}
+		m, err := decodeOptions(id, raw)
+		if err != nil || upstream.BareOptions(m) {
+			return nil, err
+		}
+		cache[strings.Clone(id)] = cachedOptions{raw: raw, m: m}
+		return m, nil
+	}
 	rows := make([]healthyRow, 0, n)
 	var oddIDs []string // rows the packed form cannot carry
 	cols, opts := healthyCols, 10
@@ -226,7 +262,16 @@ func (s *Store) scanHealthy(ctx context.Context, gateway bool) ([]healthyRow, []
 			return nil
 		}
 		var err error
-		if h.opts, err = decode(id, vStr(v[opts])); err != nil {
+		raw := vStr(v[opts])
+		switch {
+		case !gateway:
+			h.opts, err = decode(id, raw)
+		case !upstream.Kind(kindOf(texts)).Plain():
+			h.raw = raw
+		default:
+			h.opts, err = gatewayDecode(id, raw)
+		}
+		if err != nil {
 			return err
 		}
 		rows = append(rows, h)

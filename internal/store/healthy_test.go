@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"slices"
@@ -49,6 +50,9 @@ func healthyListStore(t *testing.T) *Store {
 		switch i % 5 {
 		case 1:
 			m["name"] = "unit\x1fseparator" // cannot be packed: read through the general query
+			if i%10 == 1 {
+				m["type"], m["uuid"] = "vmess", "2222-3333"
+			}
 		case 2:
 			m["name"] = `quote " & <emoji 🇩🇪>`
 			m["ws-opts"] = map[string]any{"headers": map[string]any{"Host": "h.example"}, "path": "/p", "n": 1.5}
@@ -105,9 +109,23 @@ func TestHealthyMatchesList(t *testing.T) {
 	}
 }
 
-// gatewayFields is r with only what GatewayHealthy promises.
-func gatewayFields(r upstream.Record) upstream.Record {
-	return upstream.Record{Upstream: r.Upstream, Sources: r.Sources, Status: upstream.Status{State: r.State,
+// gatewayFields is r with only what GatewayHealthy promises, options as
+// the gateway holds them: a vmess upstream's as their JSON, none for a
+// socks5 one whose options are only type, server, port (and name), the
+// others' map as it is.
+func gatewayFields(t *testing.T, r upstream.Record) upstream.Record {
+	u := r.Upstream
+	switch _, wsOpts := u.Options["ws-opts"]; {
+	case u.Type == "vmess":
+		b, err := json.Marshal(u.Options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Options, u.RawOptions = nil, string(b)
+	case u.Type == upstream.SOCKS5 && !wsOpts:
+		u.Options = nil
+	}
+	return upstream.Record{Upstream: u, Sources: r.Sources, Status: upstream.Status{State: r.State,
 		ExitIP: r.ExitIP, Country: r.Country, LatencyMS: r.LatencyMS, Score: r.Score, LastCheck: r.LastCheck}}
 }
 
@@ -137,13 +155,30 @@ func TestGatewayHealthy(t *testing.T) {
 		if len(got) != len(want) {
 			t.Fatalf("round %d: %d records, want %d", round, len(got), len(want))
 		}
+		kinds := map[string]int{}
 		for i := range want {
-			if g, w := got[i], gatewayFields(want[i]); !reflect.DeepEqual(g, w) {
-				t.Fatalf("round %d: record %d:\n got %+v\nwant %+v", round, i, g, w)
+			g, w := got[i], gatewayFields(t, want[i])
+			if !reflect.DeepEqual(g, w) {
+				t.Fatalf("round %d: record %d:\n got %+v %q\nwant %+v %q", round, i, g, g.RawOptions, w, w.RawOptions)
 			}
-			if reflect.ValueOf(got[i].Options).UnsafePointer() != reflect.ValueOf(want[i].Options).UnsafePointer() {
+			if g.Options != nil && reflect.ValueOf(g.Options).UnsafePointer() != reflect.ValueOf(want[i].Options).UnsafePointer() {
 				t.Errorf("round %d: record %d: options decoded again", round, i)
 			}
+			// what the dialer builds from: the full mapping in every case
+			if o, err := g.Opts(); err != nil || !reflect.DeepEqual(o, want[i].Options) {
+				t.Errorf("round %d: record %d: Opts() = %v, %v; want %v", round, i, o, err, want[i].Options)
+			}
+			switch {
+			case g.RawOptions != "":
+				kinds["json"]++
+			case g.Options == nil:
+				kinds["none"]++
+			default:
+				kinds["map"]++
+			}
+		}
+		if kinds["json"] == 0 || kinds["none"] == 0 || kinds["map"] == 0 {
+			t.Errorf("round %d: options held as %v; the fixture should have each kind", round, kinds)
 		}
 	}
 	stop := errors.New("enough")

@@ -49,43 +49,13 @@ func scanRecord(v []driver.Value, decode func(id, raw string) (map[string]any, e
 	return r, nil
 }
 
+// decodeOptions is upstream.DecodeOptions naming the upstream in errors.
 func decodeOptions(id, raw string) (map[string]any, error) {
-	if m, ok := fastOptions(raw); ok {
-		return m, nil
-	}
-	return jsonOptions(id, raw)
-}
-
-// jsonOptions is decodeOptions through encoding/json.
-func jsonOptions(id, raw string) (map[string]any, error) {
-	var m map[string]any
-	if err := json.Unmarshal([]byte(raw), &m); err != nil {
-		return nil, fmt.Errorf("upstream %s: decoding options: %w", id, err)
-	}
-	for k, o := range m {
-		m[k] = wholeNumbers(o)
+	m, err := upstream.DecodeOptions(raw)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", id, err)
 	}
 	return m, nil
-}
-
-// wholeNumbers undoes JSON's float64-for-everything the way upstream.New
-// normalizes, so a stored upstream reads back equal to the one written.
-func wholeNumbers(v any) any {
-	switch t := v.(type) {
-	case float64:
-		if t == float64(int64(t)) {
-			return int(t)
-		}
-	case map[string]any:
-		for k, e := range t {
-			t[k] = wholeNumbers(e)
-		}
-	case []any:
-		for i, e := range t {
-			t[i] = wholeNumbers(e)
-		}
-	}
-	return v
 }
 
 func (s *Store) queryRecords(ctx context.Context, query string, args ...any) ([]upstream.Record, error) {

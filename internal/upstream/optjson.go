@@ -1,16 +1,41 @@
-package store
+package upstream
 
 import (
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"unicode/utf8"
 )
 
-// fastOptions decodes the JSON object raw exactly as decodeOptions does
+// DecodeOptions decodes stored options (the JSON json.Marshal writes for
+// Upstream.Options) into the map New would have made: encoding/json into
+// map[string]any with whole numbers as int. The common shapes take a fast
+// path whose strings are substrings of raw.
+func DecodeOptions(raw string) (map[string]any, error) {
+	if m, ok := fastOptions(raw); ok {
+		return m, nil
+	}
+	return jsonOptions(raw)
+}
+
+// jsonOptions is DecodeOptions through encoding/json.
+func jsonOptions(raw string) (map[string]any, error) {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		return nil, fmt.Errorf("decoding options: %w", err)
+	}
+	for k, o := range m {
+		m[k] = wholeNumbers(o)
+	}
+	return m, nil
+}
+
+// fastOptions decodes the JSON object raw exactly as jsonOptions does
 // (encoding/json into map[string]any, whole numbers as int) for the text
 // json.Marshal writes for upstream options, several times faster and with
 // no string allocations: keys and string values are substrings of raw. It
 // reports false for anything it does not handle (escapes, invalid UTF-8,
-// deep nesting, malformed or unusual input); decodeOptions then decides.
+// deep nesting, malformed or unusual input); jsonOptions then decides.
 func fastOptions(raw string) (map[string]any, bool) {
 	p := optParser{s: raw}
 	p.space()

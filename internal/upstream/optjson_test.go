@@ -1,4 +1,4 @@
-package store
+package upstream
 
 import (
 	"encoding/json"
@@ -46,7 +46,7 @@ func FuzzFastOptions(f *testing.F) {
 
 func checkFastOptions(t *testing.T, raw string) {
 	t.Helper()
-	want, werr := jsonOptions("x", raw)
+	want, werr := jsonOptions(raw)
 	got, ok := fastOptions(raw)
 	if !ok {
 		return
