@@ -40,8 +40,9 @@ fuzz:
 
 bench: bench-store bench-probe bench-gateway
 
-bench-store:
-	$(GO) test -run '^$$' -bench . -benchtime 2x ./internal/store/
+# BenchmarkGatewayProcess100k runs the real gateway binary on a 100k store.
+bench-store: build
+	PROXYPOOL_GATEWAY_BIN=$(CURDIR)/$(BIN)/proxypoold $(GO) test -run '^$$' -bench . -benchtime 2x ./internal/store/
 
 bench-probe:
 	@scripts/bench-probe.sh

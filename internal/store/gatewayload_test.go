@@ -162,8 +162,11 @@ func TestGatewayLoadHelper(t *testing.T) {
 }
 
 // procStatusKiB reads a "kB" field of /proc/self/status.
-func procStatusKiB(t *testing.T, field string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
+func procStatusKiB(t testing.TB, field string) int64 { return pidStatusKiB(t, "self", field) }
+
+// pidStatusKiB reads a "kB" field of /proc/PID/status.
+func pidStatusKiB(t testing.TB, pid, field string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +179,6 @@ func procStatusKiB(t *testing.T, field string) int64 {
 			return n
 		}
 	}
-	t.Fatalf("no %s in /proc/self/status", field)
+	t.Fatalf("no %s in /proc/%s/status", field, pid)
 	return 0
 }
