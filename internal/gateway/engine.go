@@ -74,6 +74,13 @@ func newEngine(ctx context.Context, g *Gateway, lns []elistener) (*engine, error
 	// one loop per P: on a machine shared with other busy processes the
 	// kernel shares CPU time by runnable thread, and one loop on two
 	// CPUs got measurably less than HAProxy's two threads
+	// Accepted sockets inherit TCP_NODELAY from their listener (Linux
+	// copies the listening socket's TCP options to each child): set once
+	// here (proxy-gateway.socket's NoDelay= does the same), it saves a
+	// setsockopt per connection.
+	for _, ln := range lns {
+		sysNoDelay(ln.fd)
+	}
 	n := min(max(runtime.GOMAXPROCS(0), 1), 16)
 	for range n {
 		l, err := newLoop(e, lns)
@@ -465,7 +472,6 @@ func (l *loop) acceptFrom(ln *elistener, now time.Time) {
 		if peer.IsValid() {
 			c.sel.Client = peer.String()
 		}
-		sysNoDelay(fd)
 		c.ctag = l.nextTag()
 		if err := sysEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, connEvents, c.ctag); err != nil {
 			c.finish(outcomeClientError)

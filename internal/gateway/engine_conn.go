@@ -448,7 +448,7 @@ func (c *econn) dial(ap netip.AddrPort) error {
 		return err
 	}
 	c.utag = tag
-	c.ufd, c.urd, c.uwr = fd, false, false
+	c.ufd, c.urd, c.uwr, c.uHup = fd, false, false, false
 	l.conns[fd] = c
 	return nil
 }
@@ -463,9 +463,14 @@ func (c *econn) closeUp() {
 
 // connected: the connect finished one way or the other.
 func (c *econn) connected(now time.Time) {
-	if err := sysSoError(c.ufd); err != nil {
-		c.tryFailed(now, dialCause(err), err)
-		return
+	// EPOLLOUT alone means the connect succeeded; only an error or hang-up
+	// seen on the socket needs SO_ERROR to tell which (one syscall fewer
+	// per connection)
+	if c.uHup {
+		if err := sysSoError(c.ufd); err != nil {
+			c.tryFailed(now, dialCause(err), err)
+			return
+		}
 	}
 	// greeting (no auth) and CONNECT in one write
 	b := append(c.l.buf[:0], socks.Version5, 1, 0, socks.Version5, 1, 0)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -322,4 +323,40 @@ func FuzzLoopHandshake(f *testing.F) {
 		}
 		h.Close()
 	})
+}
+
+// TestLoopSmallWritesNotDelayed: a target answering each request in two
+// small writes reaches the client without Nagle's wait for an ACK (the
+// client's delayed ACK is 40 ms or more): the client-facing sockets the
+// loops accept have TCP_NODELAY, from their listener.
+func TestLoopSmallWritesNotDelayed(t *testing.T) {
+	w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good)})
+	target := tcpServer(t, func(c net.Conn) {
+		b := make([]byte, 1)
+		for {
+			if _, err := io.ReadFull(c, b); err != nil {
+				return
+			}
+			c.Write([]byte("ab"))
+			time.Sleep(time.Millisecond)
+			c.Write([]byte("cd"))
+		}
+	})
+	c := dialGW(t, w.addr)
+	c.Write(socks5Msgs(t, target))
+	readReplies(t, c)
+	var took []time.Duration
+	b := make([]byte, 4)
+	for range 15 {
+		start := time.Now()
+		c.Write([]byte{'?'})
+		if _, err := io.ReadFull(c, b); err != nil || string(b) != "abcd" {
+			t.Fatalf("answer %q, %v", b, err)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	if med := took[len(took)/2]; med > 25*time.Millisecond {
+		t.Errorf("median round trip %v (all %v): small writes wait for ACKs", med, took)
+	}
 }
