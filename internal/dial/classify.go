@@ -26,6 +26,10 @@ const (
 	DNSCause         Cause = "dns"         // the upstream's own server name did not resolve
 	ClosedCause      Cause = "closed"      // EOF mid-handshake, cancelled, or the pool is closed
 	OtherCause       Cause = "other"
+	// LocalCause: this host ran short of something (file descriptors,
+	// local ports, buffers, memory). It says nothing against the
+	// upstream: the gateway tries another but neither reports nor ejects.
+	LocalCause Cause = "local"
 
 	// Target causes: the upstream worked and answered that it could not
 	// reach the target (SOCKS5 replies 3-6, HTTP 502/503/504 to CONNECT).
@@ -74,8 +78,11 @@ func Classify(err error) Cause {
 			return RefusedCause
 		case syscall.ECONNRESET, syscall.EPIPE, syscall.ECONNABORTED:
 			return ResetCause
-		case syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.ENETDOWN, syscall.EADDRNOTAVAIL:
+		case syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.ENETDOWN:
 			return UnreachableCause
+		case syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRINUSE, syscall.EADDRNOTAVAIL:
+			// EADDRNOTAVAIL on connect: no local port left
+			return LocalCause
 		case syscall.ETIMEDOUT:
 			return TimeoutCause
 		}

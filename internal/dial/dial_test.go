@@ -10,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -263,6 +265,11 @@ func TestClassifyPlainErrors(t *testing.T) {
 		{errors.New("dialing 1.2.3.4:80 via http 5.6.7.8:3128: 502 Bad Gateway"), TargetUnreachableCause},
 		{errors.New("127.10.17.1:38503 connect error: tls: oversized record received with length 24946"), HandshakeCause},
 		{errors.New("something else"), OtherCause},
+		// this host short of fds or ports: nothing against the upstream
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("socket", syscall.EMFILE)}, LocalCause},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}, LocalCause},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}, LocalCause},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, UnreachableCause},
 	}
 	for _, tt := range tests {
 		if got := Classify(tt.err); got != tt.want {
@@ -416,5 +423,32 @@ func BenchmarkDialHTTP(b *testing.B) {
 			b.Fatal(err)
 		}
 		c.Close()
+	}
+}
+
+// TestPlainDialsBindNoLocalAddress: proxypool's own SOCKS clients connect
+// without binding a local address first. A socket bound to 0.0.0.0:0
+// before connect holds its ephemeral port for every destination, and a
+// gateway relaying thousands of short tunnels ran out of ports
+// (EADDRINUSE on bind) while the kernel had plenty per destination.
+func TestPlainDialsBindNoLocalAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	ln.Close() // nothing listens: refused
+	p := New(Options{})
+	defer p.Close()
+	for _, typ := range []string{"socks5", "socks4", "tor"} {
+		u := upstream.MustNew(map[string]any{"type": typ, "server": "127.0.0.1", "port": addr.Port})
+		_, err := p.DialContext(context.Background(), u, "127.0.0.1:80")
+		var oe *net.OpError
+		if !errors.As(err, &oe) || Classify(err) != RefusedCause {
+			t.Fatalf("%s to a closed port: %v (cause %s), want refused", typ, err, Classify(err))
+		}
+		if oe.Source != nil {
+			t.Errorf("%s: dialled from a bound local address %v", typ, oe.Source)
+		}
 	}
 }

@@ -27,23 +27,16 @@ var aLongTimeAgo = time.Unix(1, 0)
 // deadline. ctx's own timer does the work: no deadline is set on the conn
 // unless ctx ends during the handshake.
 func connectWithin(ctx context.Context, server serverAddr, hs func(c net.Conn) error) (net.Conn, error) {
-	var c net.Conn
-	if server.ap.IsValid() {
-		// an IP literal (the usual case): skip the resolver's parsing
-		// and address-list allocations on every dial
-		tc, err := netDialer.DialTCP(ctx, "tcp", netip.AddrPort{}, server.ap)
-		if err != nil {
-			return nil, err
-		}
-		c = tc
-	} else {
-		var err error
-		if c, err = netDialer.DialContext(ctx, "tcp", server.s); err != nil {
-			return nil, err
-		}
+	// DialContext, not DialTCP with a zero local address: that binds
+	// 0.0.0.0:0 before connecting, and a bound socket holds its ephemeral
+	// port exclusively (not per destination), so a gateway relaying many
+	// short tunnels ran out of ports (EADDRINUSE) within seconds.
+	c, err := netDialer.DialContext(ctx, "tcp", server.s)
+	if err != nil {
+		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
-	err := hs(c)
+	err = hs(c)
 	if !stop() {
 		// ctx ended during the handshake: report that, not the I/O error.
 		if err == nil {
@@ -59,20 +52,10 @@ func connectWithin(ctx context.Context, server serverAddr, hs func(c net.Conn) e
 	return c, nil
 }
 
-// serverAddr is an upstream's "host:port", parsed once when it is an IP
-// literal.
-type serverAddr struct {
-	s  string
-	ap netip.AddrPort
-}
+// serverAddr is an upstream's "host:port".
+type serverAddr struct{ s string }
 
-func newServerAddr(s string) serverAddr {
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return serverAddr{s: s}
-	}
-	return serverAddr{s: s, ap: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
-}
+func newServerAddr(s string) serverAddr { return serverAddr{s: s} }
 
 func splitTarget(addr string) (host string, port uint16, err error) {
 	h, p, err := net.SplitHostPort(addr)

@@ -106,7 +106,9 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 			// not spend other upstreams on a dead target.
 			break
 		}
-		g.report(ch.ID, start, took, cause)
+		if cause != causeLocal { // out of fds or ports here: not the upstream's fault
+			g.report(ch.ID, start, took, cause)
+		}
 	}
 	if tries == 0 {
 		cause, lastErr = "timeout", context.DeadlineExceeded
@@ -117,6 +119,22 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 // isTarget reports whether a cause blames the target, not the upstream
 // (the dial package's target_* causes).
 func isTarget(cause string) bool { return strings.HasPrefix(cause, "target_") }
+
+// causeLocal is the dial package's "local": this host ran short of file
+// descriptors, ports or buffers. Tries fail over but report nothing
+// against the upstream (a gateway under fd pressure must not eject its
+// whole pool); the client gets 503.
+const causeLocal = "local"
+
+// isLocalErrno reports whether errno is this host running short.
+func isLocalErrno(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRINUSE, syscall.EADDRNOTAVAIL} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
 
 // tryTimeout gives one try 3× the upstream's known latency, within
 // [MinDialTimeout, DialTimeout].
@@ -151,6 +169,8 @@ func classifyErr(err error) string {
 		return "reset"
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
 		return "unreachable"
+	case isLocalErrno(err):
+		return causeLocal
 	case errors.As(err, &dnsErr):
 		return "dns"
 	case errors.Is(err, socks.ErrAuth):
@@ -220,6 +240,8 @@ func httpError(err error) (int, string, string) {
 		typ = "connection_terminated"
 	case "dns":
 		typ = "dns_error"
+	case causeLocal:
+		status, typ = http.StatusServiceUnavailable, "proxy_internal_error"
 	}
 	details := fmt.Sprintf("%s after %d %s", de.cause, de.tries, plural(de.tries, "try", "tries"))
 	return status, httpproxy.ProxyStatus(typ, details, de.last), "proxypool: " + de.Error()

@@ -620,10 +620,13 @@ func dialCause(err error) string {
 		return "refused"
 	case syscall.ECONNRESET, syscall.EPIPE, syscall.ECONNABORTED:
 		return "reset"
-	case syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.ENETDOWN, syscall.EADDRNOTAVAIL:
+	case syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.ENETDOWN:
 		return "unreachable"
 	case syscall.ETIMEDOUT:
 		return "timeout"
+	}
+	if isLocalErrno(err) {
+		return causeLocal
 	}
 	return "other"
 }
@@ -646,7 +649,9 @@ func (c *econn) tryFailed(now time.Time, cause string, err error, text ...string
 		c.dialFailed(&dialError{cause: cause, err: err, tries: c.tries, last: c.lastID, addr: c.target})
 		return
 	}
-	c.l.e.report(c.choice.ID, c.tryStart, took, cause)
+	if cause != causeLocal {
+		c.l.e.report(c.choice.ID, c.tryStart, took, cause)
+	}
 	c.hs = c.hs[:0]
 	c.state = stRequest // between tries
 	c.tryNext(now)

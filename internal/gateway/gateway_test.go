@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/proxypool/proxypool/internal/gateway"
 	"github.com/proxypool/proxypool/internal/pool"
 	"github.com/proxypool/proxypool/internal/socks"
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 func exitsOf(f *fleet.Fleet) map[string]bool {
@@ -425,5 +428,57 @@ func TestOpenListenerNeedsAllowOpen(t *testing.T) {
 	err = gw.Run(context.Background(), map[string][]net.Listener{"gateway": {ln}})
 	if err == nil || !strings.Contains(err.Error(), "allow-open") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// localShort fails every dial as a host out of file descriptors would,
+// while out is set.
+type localShort struct {
+	d   gateway.Dialer
+	out atomic.Bool
+}
+
+func (l *localShort) DialContext(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, error) {
+	if l.out.Load() {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)}
+	}
+	return l.d.DialContext(ctx, u, addr)
+}
+
+// TestLocalShortageIsNotTheUpstreams: while this host is out of file
+// descriptors every request fails with a 503 naming an internal error
+// (SOCKS: general failure), yet no upstream is reported or ejected, so
+// the pool serves again the moment descriptors are back.
+func TestLocalShortageIsNotTheUpstreams(t *testing.T) {
+	short := &localShort{}
+	w := newWorld(t, worldOpts{spec: fleet.Uniform(3, fleet.SOCKS5, fleet.Good), gw: gateway.Options{MaxTries: 3},
+		dialer: func(d *dial.Pool) gateway.Dialer { short.d = d; return short }})
+	short.out.Store(true)
+	for range 8 { // well past eject-after for every upstream
+		_, err := get(client("http://"+w.addr, false), w.judge)
+		if err == nil || !strings.HasPrefix(err.Error(), "503 proxypool; error=proxy_internal_error") {
+			t.Fatalf("HTTP while out of fds: %v", err)
+		}
+	}
+	c := dialGW(t, w.addr)
+	err := socks.Client{}.Connect(c, "127.0.0.1:80")
+	if re, ok := err.(*socks.ReplyError); !ok || re.Code != socks.GeneralFailure {
+		t.Fatalf("SOCKS5 while out of fds: %v", err)
+	}
+	if n := w.pool.Len(); n != 3 {
+		t.Errorf("%d of 3 upstreams left in the pool after local failures", n)
+	}
+	w.store.mu.Lock()
+	reported := len(w.store.passes)
+	w.store.mu.Unlock()
+	if reported != 0 {
+		t.Errorf("%d passive failures reported against upstreams for local shortage", reported)
+	}
+	short.out.Store(false)
+	exits := exitsOf(w.fleet)
+	for range 3 {
+		if ip, err := get(client("http://"+w.addr, false), w.judge); err != nil || !exits[ip] {
+			t.Fatalf("after the shortage: %q, %v", ip, err)
+		}
 	}
 }

@@ -14,7 +14,7 @@ import "time"
 // "no_upstream", "unknown_group", "upstream_failed" (a forwarded response
 // broke before it started), or the dial cause of the last try ("refused",
 // "timeout", "reset", "handshake", "auth", "unreachable", "dns",
-// "closed", "other", or a target cause "target_refused",
+// "closed", "local", "other", or a target cause "target_refused",
 // "target_unreachable", "target_timeout").
 type Observer interface {
 	ConnOpened(listener, proto string)

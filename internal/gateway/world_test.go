@@ -99,6 +99,10 @@ type worldOpts struct {
 	gw     gateway.Options
 	pool   pool.Options
 	pinned map[string]string // listener name → group
+	// dialer, when set, wraps the dial package's pool as the gateway's
+	// Dialer (the wrapper has no PlainSOCKS5: the loops hand every
+	// connection to the goroutine path, which dials through it)
+	dialer func(*dial.Pool) gateway.Dialer
 }
 
 func newWorld(t testing.TB, o worldOpts) *world {
@@ -125,6 +129,9 @@ func newWorld(t testing.TB, o worldOpts) *world {
 	d := dial.New(dial.Options{})
 	t.Cleanup(func() { d.Close() })
 	o.gw.Picker, o.gw.Dialer, o.gw.Reporter = p, d, w.store
+	if o.dialer != nil {
+		o.gw.Dialer = o.dialer(d)
+	}
 	o.gw.Classify = func(err error) string { return string(dial.Classify(err)) }
 	if os.Getenv(goroutinesEnv) != "" {
 		o.gw.GoroutinesOnly = true
