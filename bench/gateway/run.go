@@ -178,6 +178,7 @@ func runBench(args []string) error {
 	concs := fs.String("c", "64,256", "newconn concurrencies")
 	kaConc := fs.Int("kc", 64, "keep-alive concurrency")
 	failDur := fs.Duration("fd", 15*time.Second, "failure scenario duration (0: skip it)")
+	tunnels := fs.Int("tunnels", 10000, "tunnels each proxy holds open at once in the memory cell (0: skip it)")
 	reps := fs.Int("r", 1, "repeats of every cell, interleaved (cell order rotates); means of rps and CPU, medians of p50/p99")
 	loadgen := fs.String("loadgen", "bin/loadgen", "loadgen binary")
 	haproxy := fs.String("haproxy", "haproxy", "haproxy binary (skipped if missing)")
@@ -249,7 +250,9 @@ func runBench(args []string) error {
 	var hap *proc
 	if path, err := exec.LookPath(*haproxy); err == nil {
 		var cfg strings.Builder
-		cfg.WriteString("global\n  maxconn 9000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\nfrontend fe\n  bind 127.0.0.1:18001\n  default_backend be\n\nbackend be\n  balance roundrobin\n")
+		// maxconn: what the fd limit affords (HAProxy wants two fds a connection)
+		fmt.Fprintf(&cfg, "global\n  maxconn %d\n", max(1000, fdBudget()+400))
+		cfg.WriteString("\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\nfrontend fe\n  bind 127.0.0.1:18001\n  default_backend be\n\nbackend be\n  balance roundrobin\n")
 		for i, r := range recs {
 			fmt.Fprintf(&cfg, "  server s%d %s:%d\n", i, r.Server, r.Port)
 		}
@@ -332,6 +335,34 @@ func runBench(args []string) error {
 				xh = fmt.Sprintf("%.2f", c.res.RPS/hapRPS)
 			}
 			fmt.Printf("| %s | %.0f | %.2f | %s | %.2f | %.2f | %d | %d | %s | %.0f | %s |\n", c.name, c.res.RPS, c.res.RPS/direct, xh, c.res.P50MS, c.res.P99MS, c.res.Errors, c.res.Exits, cpu, c.fleet, fds)
+		}
+		fmt.Println()
+	}
+
+	if *tunnels > 0 {
+		n := *tunnels
+		if b := fdBudget(); n > b {
+			fmt.Fprintf(os.Stderr, "the fd limit allows %d tunnels, not %d (as root, run.sh raises it)\n", b, n)
+			n = b
+		}
+		fmt.Printf("## %d tunnels held open at once (SOCKS5 CONNECT + one GET each, then idle)\n\n", n)
+		fmt.Println("| cell | tunnels open | failed | RSS idle MiB | RSS with tunnels MiB | KiB per tunnel | proxy fds | opened in | closed in |")
+		fmt.Println("|---|---|---|---|---|---|---|---|---|")
+		holds := []struct {
+			name, addr string
+			p          *proc
+		}{{"haproxy", "127.0.0.1:18001", hap}, {"proxypool (event loops)", "127.0.0.1:18000", gwDial}, {"proxypool (goroutines)", "127.0.0.1:18002", gwGo}}
+		for _, h := range holds {
+			if h.p == nil {
+				continue
+			}
+			r, err := holdTunnels(h.addr, target, pidOf(h.p), n)
+			if err != nil {
+				return err
+			}
+			per := float64(r.with-r.before) / float64(max(r.opened, 1))
+			fmt.Printf("| %s | %d | %d | %.1f | %.1f | %.2f | %d | %.1f s | %.1f s |\n", h.name, r.opened, r.failed,
+				float64(r.before)/1024, float64(r.with)/1024, per, r.fdsWith, r.openFor.Seconds(), r.closeIn.Seconds())
 		}
 		fmt.Println()
 	}
