@@ -191,12 +191,12 @@ func (cc *conn) serveSOCKS(ctx context.Context) {
 	if req.User == "" {
 		cc.selector(Params{})
 	}
-	cc.finishSOCKS(ctx, req.Version, req.Addr, nil)
+	cc.finishSOCKS(ctx, req.Version, req.Addr, nil, time.Time{})
 }
 
 // connectSOCKS serves a SOCKS5 client whose handshake the event loop
 // already did (its selection is in cc.sel): dial, answer, relay.
-func (cc *conn) connectSOCKS(ctx context.Context, target string, first upstream.Choice, start time.Time) {
+func (cc *conn) connectSOCKS(ctx context.Context, target string, first upstream.Choice, start, deadline time.Time) {
 	g := cc.g
 	defer g.untrack(cc)
 	defer cc.c.Close()
@@ -208,13 +208,13 @@ func (cc *conn) connectSOCKS(ctx context.Context, target string, first upstream.
 			g.obs.ConnDone(cc.listener, "socks5", cc.outcome, time.Since(start))
 		}()
 	}
-	cc.finishSOCKS(ctx, socks.Version5, target, &first)
+	cc.finishSOCKS(ctx, socks.Version5, target, &first, deadline)
 }
 
 // finishSOCKS dials target, answers the client and relays.
-func (cc *conn) finishSOCKS(ctx context.Context, version byte, target string, first *upstream.Choice) {
+func (cc *conn) finishSOCKS(ctx context.Context, version byte, target string, first *upstream.Choice, deadline time.Time) {
 	g := cc.g
-	up, _, err := g.connect(ctx, &cc.sel, target, first)
+	up, _, err := g.connect(ctx, &cc.sel, target, first, deadline)
 	if err != nil {
 		g.stats.Failed.Add(1)
 		cc.dialFailed(err)
@@ -288,7 +288,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 			httpproxy.WriteError(cc.c, http.StatusProxyAuthRequired, "", "proxypool: "+err.Error(), nil)
 			return
 		}
-		up, ch, err := g.connect(ctx, &cc.sel, target, nil)
+		up, ch, err := g.connect(ctx, &cc.sel, target, nil, time.Time{})
 		if err != nil {
 			g.stats.Failed.Add(1)
 			cc.dialFailed(err)

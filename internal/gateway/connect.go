@@ -45,19 +45,27 @@ func plural(n int, one, many string) string {
 // succeeds, MaxTries were used or the total deadline passed. Each outcome
 // is reported. first, when set, is the first try's upstream, already
 // picked (by an event loop that handed the request over).
-func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr string, first *upstream.Choice) (net.Conn, upstream.Choice, error) {
-	deadline := time.Now().Add(g.opts.TotalTimeout)
+func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr string, first *upstream.Choice, deadline time.Time) (net.Conn, upstream.Choice, error) {
+	if deadline.IsZero() {
+		deadline = time.Now().Add(g.opts.TotalTimeout)
+	}
 	var triedBuf [16]string
 	var (
 		cause, last string
 		lastErr     error
 		tries       int
 	)
-	for attempt := 0; attempt < g.opts.MaxTries; attempt++ {
+	// a request an event loop hands over goes on with its tries: sel.Tried
+	// are the upstreams the loop tried, first is the next one
+	from := 0
+	if first != nil {
+		from = copy(triedBuf[:], sel.Tried)
+	}
+	for attempt := from; attempt < g.opts.MaxTries; attempt++ {
 		sel.Attempt, sel.Tried = attempt, triedBuf[:attempt]
 		var ch upstream.Choice
 		var err error
-		if attempt == 0 && first != nil {
+		if attempt == from && first != nil {
 			ch = *first
 		} else {
 			ch, err = g.opts.Picker.Pick(sel)

@@ -843,7 +843,12 @@ func (c *econn) release() {
 	<-g.sem
 	g.wg.Done()
 	if l.paused && l.lns != nil {
-		l.resumeAt = 0 // a slot is free: accept again at the next turn
+		// a slot is free: accept again now (not resumeAt = 0: when the
+		// slot frees in a queued turn the loop parks without a wake-up)
+		l.paused = false
+		if !l.accept {
+			l.addListeners()
+		}
 	}
 }
 
@@ -887,8 +892,8 @@ func (c *econn) handoff(read []byte) {
 // upstream the loop does not dial itself, to the goroutine path.
 func (c *econn) handoffConnect(first upstream.Choice) {
 	g := c.l.e.g
-	target, sel, pend, start := c.target, c.sel, c.pendUp, c.start
-	sel.Attempt, sel.Tried = 0, nil
+	target, sel, pend, start, deadline := c.target, c.sel, c.pendUp, c.start, c.totalEnd
+	sel.Attempt, sel.Tried = c.attempt, append([]string(nil), c.tried[:c.attempt]...)
 	fd, _ := c.detach()
 	nc, err := fdConn(fd)
 	if err != nil {
@@ -909,5 +914,5 @@ func (c *econn) handoffConnect(first upstream.Choice) {
 	g.stats.Handoffs.Add(1)
 	g.adopt(cc)
 	ctx := c.l.e.ctx
-	g.work.run(func() { cc.connectSOCKS(ctx, target, first, start) })
+	g.work.run(func() { cc.connectSOCKS(ctx, target, first, start, deadline) })
 }
