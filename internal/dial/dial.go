@@ -170,12 +170,12 @@ func (p *Pool) Close() error {
 func build(u upstream.Upstream) (dialer, error) {
 	switch u.Type {
 	case upstream.SOCKS4:
-		return &socks4Dialer{server: newServerAddr(u.Addr()), user: u.Str("username")}, nil
+		return &socks4Dialer{server: u.Addr(), user: u.Str("username")}, nil
 	case upstream.Tor:
-		return &socks5Dialer{server: newServerAddr(u.Addr()), user: u.Str("username"), pass: u.Str("password")}, nil
+		return &socks5Dialer{server: u.Addr(), user: u.Str("username"), pass: u.Str("password")}, nil
 	case upstream.SOCKS5:
 		if !truthy(u.Options["tls"]) {
-			return &socks5Dialer{server: newServerAddr(u.Addr()), user: u.Str("username"), pass: u.Str("password")}, nil
+			return &socks5Dialer{server: u.Addr(), user: u.Str("username"), pass: u.Str("password")}, nil
 		}
 	}
 	d, err := newAdapter(u)

@@ -26,12 +26,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 // cancel) unblocks the handshake run by hs; the conn is returned with no
 // deadline. ctx's own timer does the work: no deadline is set on the conn
 // unless ctx ends during the handshake.
-func connectWithin(ctx context.Context, server serverAddr, hs func(c net.Conn) error) (net.Conn, error) {
+func connectWithin(ctx context.Context, server string, hs func(c net.Conn) error) (net.Conn, error) {
 	// DialContext, not DialTCP with a zero local address: that binds
 	// 0.0.0.0:0 before connecting, and a bound socket holds its ephemeral
 	// port exclusively (not per destination), so a gateway relaying many
 	// short tunnels ran out of ports (EADDRINUSE) within seconds.
-	c, err := netDialer.DialContext(ctx, "tcp", server.s)
+	c, err := netDialer.DialContext(ctx, "tcp", server)
 	if err != nil {
 		return nil, err
 	}
@@ -52,11 +52,6 @@ func connectWithin(ctx context.Context, server serverAddr, hs func(c net.Conn) e
 	return c, nil
 }
 
-// serverAddr is an upstream's "host:port".
-type serverAddr struct{ s string }
-
-func newServerAddr(s string) serverAddr { return serverAddr{s: s} }
-
 func splitTarget(addr string) (host string, port uint16, err error) {
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -70,7 +65,7 @@ func splitTarget(addr string) (host string, port uint16, err error) {
 }
 
 type socks4Dialer struct {
-	server serverAddr
+	server string // "host:port"
 	user   string
 }
 
@@ -128,7 +123,7 @@ func (d *socks4Dialer) dial(ctx context.Context, addr string) (net.Conn, error) 
 }
 
 type socks5Dialer struct {
-	server     serverAddr
+	server     string // "host:port"
 	user, pass string
 }
 

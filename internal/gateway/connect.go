@@ -114,9 +114,7 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 			// not spend other upstreams on a dead target.
 			break
 		}
-		if cause != causeLocal { // out of fds or ports here: not the upstream's fault
-			g.report(ch.ID, start, took, cause)
-		}
+		g.report(ch.ID, start, took, cause)
 	}
 	if tries == 0 {
 		cause, lastErr = "timeout", context.DeadlineExceeded
@@ -151,7 +149,12 @@ func (g *Gateway) tryTimeout(latencyMS float64) time.Duration {
 	return min(max(d, g.opts.MinDialTimeout), g.opts.DialTimeout)
 }
 
+// report feeds one dial outcome back to the picker and the reporter; a
+// local shortage is no outcome of the upstream's and is not fed back.
 func (g *Gateway) report(id string, at time.Time, took time.Duration, cause string) {
+	if cause == causeLocal {
+		return
+	}
 	ms := float64(took) / float64(time.Millisecond)
 	r := upstream.CheckResult{ID: id, At: at, OK: cause == "", Passive: true, Err: cause, ConnectMS: ms, TotalMS: ms}
 	g.opts.Picker.Observe(r)
@@ -173,9 +176,10 @@ func classifyErr(err error) string {
 		return "closed"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "refused"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
 		return "reset"
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
+		errors.Is(err, syscall.EHOSTDOWN), errors.Is(err, syscall.ENETDOWN):
 		return "unreachable"
 	case isLocalErrno(err):
 		return causeLocal

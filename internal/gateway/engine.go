@@ -50,10 +50,7 @@ type engine struct {
 	plain   PlainSOCKS5
 	loops   []*loop
 	reports chan upstream.CheckResult
-	// a tunnel's budget per turn: rounds over both directions of at
-	// most reads reads each
-	rounds, reads int
-	wg            sync.WaitGroup // loops and the report forwarder
+	wg      sync.WaitGroup // loops and the report forwarder
 }
 
 // elistener is one listening socket served by the loops.
@@ -63,17 +60,8 @@ type elistener struct {
 }
 
 func newEngine(ctx context.Context, g *Gateway, lns []elistener) (*engine, error) {
-	e := &engine{g: g, ctx: ctx, rounds: g.opts.relayRounds, reads: g.opts.relayReads}
-	if e.rounds <= 0 {
-		e.rounds = 4
-	}
-	if e.reads <= 0 {
-		e.reads = 8
-	}
+	e := &engine{g: g, ctx: ctx}
 	e.plain, _ = g.opts.Dialer.(PlainSOCKS5)
-	// one loop per P: on a machine shared with other busy processes the
-	// kernel shares CPU time by runnable thread, and one loop on two
-	// CPUs got measurably less than HAProxy's two threads
 	// Accepted sockets inherit TCP_NODELAY from their listener (Linux
 	// copies the listening socket's TCP options to each child): set once
 	// here (proxy-gateway.socket's NoDelay= does the same), it saves a
@@ -81,6 +69,9 @@ func newEngine(ctx context.Context, g *Gateway, lns []elistener) (*engine, error
 	for _, ln := range lns {
 		sysNoDelay(ln.fd)
 	}
+	// one loop per P: on a machine shared with other busy processes the
+	// kernel shares CPU time by runnable thread, and one loop on two
+	// CPUs got measurably less than HAProxy's two threads
 	n := min(max(runtime.GOMAXPROCS(0), 1), 16)
 	for range n {
 		l, err := newLoop(e, lns)
@@ -153,6 +144,9 @@ func (e *engine) stop() {
 // report feeds a dial outcome back like Gateway.report, without ever
 // blocking the loop on the reporter.
 func (e *engine) report(id string, at time.Time, took time.Duration, cause string) {
+	if cause == causeLocal { // as Gateway.report
+		return
+	}
 	ms := float64(took) / float64(time.Millisecond)
 	r := upstream.CheckResult{ID: id, At: at, OK: cause == "", Passive: true, Err: cause, ConnectMS: ms, TotalMS: ms}
 	e.g.opts.Picker.Observe(r)

@@ -423,7 +423,7 @@ func (c *econn) tryNext(now time.Time) {
 		c.tryStart = now
 		c.setTimer(now.Add(min(left, g.tryTimeout(ch.LatencyMS))))
 		if err := c.dial(ap); err != nil {
-			c.tryFailed(now, dialCause(err), err)
+			c.tryFailed(now, c.l.e.g.classify(err), err)
 			return
 		}
 		c.state = stConnecting
@@ -468,7 +468,7 @@ func (c *econn) connected(now time.Time) {
 	// per connection)
 	if c.uHup {
 		if err := sysSoError(c.ufd); err != nil {
-			c.tryFailed(now, dialCause(err), err)
+			c.tryFailed(now, c.l.e.g.classify(err), err)
 			return
 		}
 	}
@@ -498,7 +498,7 @@ func (c *econn) connected(now time.Time) {
 		if err == nil {
 			err = syscall.EAGAIN
 		}
-		c.tryFailed(now, dialCause(err), err)
+		c.tryFailed(now, c.l.e.g.classify(err), err)
 		return
 	}
 	c.hs = c.hs[:0]
@@ -528,7 +528,7 @@ func (c *econn) readUpReply(now time.Time) {
 		c.urd = false
 		return
 	case err != nil:
-		c.tryFailed(now, dialCause(err), err)
+		c.tryFailed(now, c.l.e.g.classify(err), err)
 		return
 	case n == 0:
 		c.tryFailed(now, "closed", io.EOF)
@@ -612,25 +612,6 @@ var replyCauses = [...]struct{ cause, text string }{
 	8: {"handshake", "address type not supported"},
 }
 
-// dialCause names an OS error of a connect or handshake like
-// dial.Classify does.
-func dialCause(err error) string {
-	switch err {
-	case syscall.ECONNREFUSED:
-		return "refused"
-	case syscall.ECONNRESET, syscall.EPIPE, syscall.ECONNABORTED:
-		return "reset"
-	case syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.ENETDOWN:
-		return "unreachable"
-	case syscall.ETIMEDOUT:
-		return "timeout"
-	}
-	if isLocalErrno(err) {
-		return causeLocal
-	}
-	return "other"
-}
-
 // tryFailed ends the current try and fails over.
 func (c *econn) tryFailed(now time.Time, cause string, err error, text ...string) {
 	g := c.l.e.g
@@ -649,9 +630,7 @@ func (c *econn) tryFailed(now time.Time, cause string, err error, text ...string
 		c.dialFailed(&dialError{cause: cause, err: err, tries: c.tries, last: c.lastID, addr: c.target})
 		return
 	}
-	if cause != causeLocal {
-		c.l.e.report(c.choice.ID, c.tryStart, took, cause)
-	}
+	c.l.e.report(c.choice.ID, c.tryStart, took, cause)
 	c.hs = c.hs[:0]
 	c.state = stRequest // between tries
 	c.tryNext(now)
@@ -700,7 +679,7 @@ func (c *econn) established(now time.Time) {
 // (edge-triggered epoll says nothing more about bytes already there, and
 // a peer blocked on a full buffer sends no new ones).
 func (c *econn) relay(now time.Time) {
-	for range c.l.e.rounds {
+	for range c.l.e.g.opts.relayRounds {
 		moved := false
 		if c.state == stRelay && c.ufd >= 0 {
 			m, done := c.copy(now, c.cfd, c.ufd, &c.crd, &c.uwr, &c.cEOF, c.cHup, &c.upShut, &c.pendUp, &c.nUp)
@@ -751,7 +730,7 @@ func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF *bool, sr
 	if *srcEOF {
 		return c.shut(dst, dstShut, moved)
 	}
-	for range c.l.e.reads {
+	for range c.l.e.g.opts.relayReads {
 		if !*srcRd {
 			return moved, false
 		}
@@ -893,7 +872,7 @@ func (c *econn) handoff(read []byte) {
 func (c *econn) handoffConnect(first upstream.Choice) {
 	g := c.l.e.g
 	target, sel, pend, start, deadline := c.target, c.sel, c.pendUp, c.start, c.totalEnd
-	sel.Attempt, sel.Tried = c.attempt, append([]string(nil), c.tried[:c.attempt]...)
+	sel.Attempt, sel.Tried = c.attempt, c.tried[:c.attempt] // connect copies them
 	fd, _ := c.detach()
 	nc, err := fdConn(fd)
 	if err != nil {

@@ -146,6 +146,12 @@ func New(o Options) (*Gateway, error) {
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = 64 << 10
 	}
+	if o.relayRounds <= 0 {
+		o.relayRounds = 4
+	}
+	if o.relayReads <= 0 {
+		o.relayReads = 8
+	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = defaultMaxConns()
 	}

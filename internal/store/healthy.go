@@ -108,15 +108,12 @@ func (s *Store) eachHealthy(ctx context.Context, gateway bool, fn func(n int, r 
 			if gateway { // as the rows
 				r.Status = upstream.Status{State: r.State, ExitIP: r.ExitIP, Country: r.Country,
 					LatencyMS: r.LatencyMS, Score: r.Score, LastCheck: r.LastCheck}
-				switch {
-				case !r.Type.Plain():
+				if !r.Type.Plain() { // share-link options as JSON, as the rows (bare ones decode to nil)
 					b, err := json.Marshal(r.Options)
 					if err != nil {
 						return fmt.Errorf("upstream %s: encoding options: %w", r.ID, err)
 					}
 					r.Options, r.RawOptions = nil, string(b)
-				case upstream.BareOptions(r.Options):
-					r.Options = nil
 				}
 			}
 		}
@@ -219,31 +216,24 @@ func (s *Store) scanHealthy(ctx context.Context, gateway bool) ([]healthyRow, []
 		cache = make(map[string]cachedOptions, n)
 		s.optsCache = cache
 	}
+	// For the gateway (see upstream.Upstream) bare options are dropped,
+	// and not cached either: the gateway never needs the map.
 	decode := func(id, raw string) (map[string]any, error) {
-		if c, ok := cache[id]; ok && c.raw == raw {
-			return c.m, nil
-		}
-		m, err := decodeOptions(id, raw)
-		if err == nil {
-			cache[strings.Clone(id)] = cachedOptions{raw: raw, m: m} // the key pins no row text
-		}
-		return m, err
-	}
-	// The gateway's cut (see upstream.Upstream): share-link options stay
-	// JSON; bare plain ones are dropped, and not cached either.
-	gatewayDecode := func(id, raw string) (map[string]any, error) {
-		if c, ok := cache[id]; ok && c.raw == raw {
-			if upstream.BareOptions(c.m) {
-				return nil, nil
+		c, ok := cache[id]
+		if !ok || c.raw != raw {
+			m, err := decodeOptions(id, raw)
+			if err != nil {
+				return nil, err
 			}
-			return c.m, nil
+			c = cachedOptions{raw: raw, m: m}
+			if !gateway || !upstream.BareOptions(m) {
+				cache[strings.Clone(id)] = c // the key pins no row text
+			}
 		}
-		m, err := decodeOptions(id, raw)
-		if err != nil || upstream.BareOptions(m) {
-			return nil, err
+		if gateway && upstream.BareOptions(c.m) {
+			return nil, nil
 		}
-		cache[strings.Clone(id)] = cachedOptions{raw: raw, m: m}
-		return m, nil
+		return c.m, nil
 	}
 	rows := make([]healthyRow, 0, n)
 	var oddIDs []string // rows the packed form cannot carry
@@ -262,16 +252,9 @@ func (s *Store) scanHealthy(ctx context.Context, gateway bool) ([]healthyRow, []
 			return nil
 		}
 		var err error
-		raw := vStr(v[opts])
-		switch {
-		case !gateway:
-			h.opts, err = decode(id, raw)
-		case !upstream.Kind(kindOf(texts)).Plain():
-			h.raw = raw
-		default:
-			h.opts, err = gatewayDecode(id, raw)
-		}
-		if err != nil {
+		if raw := vStr(v[opts]); gateway && !upstream.Kind(kindOf(texts)).Plain() {
+			h.raw = raw // share-link options stay JSON for the gateway
+		} else if h.opts, err = decode(id, raw); err != nil {
 			return err
 		}
 		rows = append(rows, h)
