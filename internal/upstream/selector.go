@@ -26,6 +26,7 @@ type Choice struct {
 	ExitIP    string
 	Country   string
 	LatencyMS float64
+	Caps      Caps // what the probe proved; the gateway uses the upstream only for that
 }
 
 // ErrNoUpstream is returned (wrapped) by pickers when the pool, or the

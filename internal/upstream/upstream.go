@@ -347,6 +347,7 @@ type Status struct {
 	FirstSeen time.Time `json:"first_seen,omitempty"`
 	LastSeen  time.Time `json:"last_seen,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
+	Caps      Caps      `json:"caps,omitempty"` // what the last OK check proved (CapConnect, CapForward, CapPipeline)
 }
 
 // Servable reports whether the gateway may send traffic through it.
@@ -377,6 +378,7 @@ type CheckResult struct {
 	Anonymity Anonymity
 	Untrusted bool
 	Headers   map[string]string // echoed request headers, when the judge returns them
+	Caps      Caps              // what this check proved; kept on the upstream when OK
 }
 
 // SourceMeta is the fetch bookkeeping of one source.
