@@ -42,8 +42,9 @@ summary() {
     read -r name version _ <<<"$line"
     out+=("$name $version")
   done
-  local IFS=,
-  echo "interop-tools: ${out[*]} present in $T/bin"
+  local joined
+  joined=$(printf ', %s' "${out[@]}")
+  echo "interop-tools: ${joined#, } present in $T/bin"
 }
 
 build_one() { # name version pkg tags ldflags gobin-name

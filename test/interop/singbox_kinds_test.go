@@ -2,7 +2,6 @@ package interop
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
@@ -299,8 +298,7 @@ func keyLines(s string) map[string]string {
 
 // realityDest starts the TLS 1.3 server a reality inbound forwards
 // handshakes to (a real one would be a public site; here it is loopback,
-// with the Env's certificate) and returns its address. It lives until the
-// test ends.
+// with the Env's certificate) and returns its address.
 func realityDest(t testing.TB, e *Env) string {
 	t.Helper()
 	certFile, keyFile := e.Cert()
@@ -317,8 +315,10 @@ func realityDest(t testing.TB, e *Env) string {
 	if err != nil {
 		t.Fatalf("reality dest: listen: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); ln.Close() })
+	// It serves until the world ends, not the Setup subtest: the reality
+	// server forwards every unauthenticated handshake to it, probes included.
+	ctx := e.ctx
+	go func() { <-ctx.Done(); ln.Close() }()
 	go func() {
 		for {
 			c, err := ln.Accept()
