@@ -98,7 +98,7 @@ type Env struct {
 	closing  bool
 	ctx      context.Context
 	cancel   context.CancelFunc
-	failures []string
+	atClose  []func()
 }
 
 type proc struct {
@@ -122,6 +122,13 @@ func newEnv(t *testing.T) *Env {
 		t.Fatalf("PROXYPOOL_INTEROP_NET=%q: want 127.N", block)
 	}
 	e.net = [2]byte{byte(a), byte(b)}
+	// Servers that drop privileges (squid, tinyproxy, dante's children)
+	// read their configs from here.
+	for _, d := range []string{e.dir, filepath.Dir(e.dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := 0; i < ipPool; i++ {
 		e.ips = append(e.ips, fmt.Sprintf("127.%d.%d.%d", b, i/250, i%250+2))
 	}
@@ -392,11 +399,24 @@ func (e *Env) logsOf(t testing.TB) string {
 	return b.String()
 }
 
+// onClose runs f when the world ends, after its processes stopped.
+func (e *Env) onClose(f func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.atClose = append(e.atClose, f)
+}
+
 func (e *Env) close() {
 	e.cancel()
 	e.mu.Lock()
 	ps := append([]*proc(nil), e.all...)
+	fs := e.atClose
 	e.mu.Unlock()
+	defer func() {
+		for _, f := range fs {
+			f()
+		}
+	}()
 	for _, p := range ps {
 		p.cmd.Process.Signal(syscall.SIGTERM)
 	}
@@ -524,6 +544,11 @@ func TestInterop(t *testing.T) {
 				if r.line == "" {
 					t.Fatalf("setup returned no line")
 				}
+				// The exit must tell this server apart from the daemon's
+				// own address, or the exit check proves nothing.
+				if ip := net.ParseIP(r.exitIP); ip == nil || ip.Equal(net.IPv4(127, 0, 0, 1)) {
+					t.Fatalf("setup returned exit %q: want the server's own IP()", r.exitIP)
+				}
 				r.skipped = ""
 			})
 		}
@@ -573,7 +598,7 @@ func TestInterop(t *testing.T) {
 sources:
 %sprobe:
   judges: [%s/get]
-  timeout: 15s
+  timeout: 10s
   interval: 10m
   failing-interval: 2s
   max-failures: 100
@@ -797,10 +822,30 @@ func startDaemon(t *testing.T, e *Env, b binaries, cfgPath string) *daemonProc {
 			<-d.done
 		}
 		if t.Failed() {
-			t.Logf("proxypoold log (tail):\n%s", tailFile(d.log, 60))
+			t.Logf("proxypoold log (warnings, errors and the last lines):\n%s", daemonLog(d.log))
 		}
 	})
 	return d
+}
+
+// daemonLog keeps what explains a failure out of a log that is mostly one
+// "listening" line per pinned port: warnings, errors and the tail.
+func daemonLog(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(reading %s: %v)", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	var keep []string
+	for i, l := range lines {
+		if i >= len(lines)-15 || strings.Contains(l, "level=warn") || strings.Contains(l, "level=error") || strings.Contains(l, "level=fatal") || strings.Contains(l, "panic") {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) > 120 {
+		keep = keep[len(keep)-120:]
+	}
+	return strings.Join(keep, "\n")
 }
 
 // stop sends SIGTERM: the daemon must exit 0 within 20 s.
