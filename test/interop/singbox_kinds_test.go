@@ -96,21 +96,17 @@ func init() {
 		Kind{
 			Name: "singbox-ss2022-blake3-aes-128-gcm",
 			Impl: singboxImpl,
-			Form: "ss:// SIP002 link, base64url(method:password) userinfo, 2022-blake3-aes-128-gcm",
+			Form: "ss:// SIP002 link, base64url(method:password) userinfo (v2rayN), 2022-blake3-aes-128-gcm",
 			Setup: func(t testing.TB, e *Env) (string, string) {
-				// 2022 ciphers take a base64 key of exactly the cipher's key size.
-				key := make([]byte, 16)
-				if _, err := rand.Read(key); err != nil {
-					t.Fatalf("ss2022 key: %v", err)
-				}
-				pass := base64.StdEncoding.EncodeToString(key)
-				const method = "2022-blake3-aes-128-gcm"
-				ip, port := e.IP(), e.Port()
-				singboxStart(t, e, "sb-ss2022", ip, port, "tcp", map[string]any{
-					"type": "shadowsocks", "method": method, "password": pass,
-				})
-				user := base64.RawURLEncoding.EncodeToString([]byte(method + ":" + pass))
-				return fmt.Sprintf("ss://%s@%s#sb-ss2022", user, hostPort(ip, port)), ip
+				return singboxSS2022(t, e, true)
+			},
+		},
+		Kind{
+			Name: "singbox-ss2022-blake3-aes-128-gcm-plain",
+			Impl: singboxImpl,
+			Form: "ss:// SIP022 link, percent-encoded method:password userinfo (sing-box, Shadowrocket), 2022-blake3-aes-128-gcm",
+			Setup: func(t testing.TB, e *Env) (string, string) {
+				return singboxSS2022(t, e, false)
 			},
 		},
 		Kind{
@@ -235,6 +231,29 @@ func singboxVLESSReality(t testing.TB, e *Env, network string) (string, string) 
 	return fmt.Sprintf("vless://%s@%s?%s#sb-vless-reality-%s", id, hostPort(ip, port), q.Encode(), network), ip
 }
 
+// singboxSS2022 starts a 2022-blake3-aes-128-gcm server and writes its link
+// either way subscriptions do: the userinfo base64url-encoded (SIP002, what
+// v2rayN exports) or percent-encoded plain text (SIP022, which asks for it
+// because the 2022 key is base64 already).
+func singboxSS2022(t testing.TB, e *Env, b64 bool) (string, string) {
+	// 2022 ciphers take a base64 key of exactly the cipher's key size.
+	key := make([]byte, 16)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatalf("ss2022 key: %v", err)
+	}
+	pass := base64.StdEncoding.EncodeToString(key)
+	const method = "2022-blake3-aes-128-gcm"
+	ip, port := e.IP(), e.Port()
+	singboxStart(t, e, "sb-ss2022", ip, port, "tcp", map[string]any{
+		"type": "shadowsocks", "method": method, "password": pass,
+	})
+	user := url.UserPassword(method, pass).String()
+	if b64 {
+		user = base64.RawURLEncoding.EncodeToString([]byte(method + ":" + pass))
+	}
+	return fmt.Sprintf("ss://%s@%s#sb-ss2022", user, hostPort(ip, port)), ip
+}
+
 // singboxStart writes a one-inbound config listening on ip:port whose only
 // outbound is direct, bound to ip, and starts sing-box with it.
 func singboxStart(t testing.TB, e *Env, name, ip string, port int, proto string, inbound map[string]any) {
@@ -249,7 +268,8 @@ func singboxStart(t testing.TB, e *Env, name, ip string, port int, proto string,
 		"outbounds": []any{map[string]any{"type": "direct", "tag": "direct", "inet4_bind_address": ip}},
 		"route":     map[string]any{"final": "direct"},
 	}
-	path := writeJSON(t, e, name+".json", cfg)
+	// The port makes the file unique: Setups run in parallel.
+	path := writeJSON(t, e, fmt.Sprintf("%s-%d.json", name, port), cfg)
 	if out, err := exec.Command(bin, "check", "-c", path).CombinedOutput(); err != nil {
 		t.Fatalf("sing-box check %s: %v\n%s", path, err, out)
 	}

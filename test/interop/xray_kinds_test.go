@@ -137,7 +137,8 @@ func xrayStart(t testing.TB, e *Env, name, ip string, port int, inbound map[stri
 		"inbounds":  []any{inbound},
 		"outbounds": []any{map[string]any{"protocol": "freedom", "tag": "direct", "sendThrough": ip}},
 	}
-	path := writeJSON(t, e, name+".json", cfg)
+	// The port makes the file unique: Setups run in parallel.
+	path := writeJSON(t, e, fmt.Sprintf("%s-%d.json", name, port), cfg)
 	if out, err := exec.Command(bin, "run", "-test", "-c", path).CombinedOutput(); err != nil {
 		t.Fatalf("xray -test %s: %v\n%s", path, err, out)
 	}
