@@ -19,6 +19,20 @@ if [ "${PROXYPOOL_E2E:-1}" != 0 ]; then
   have systemd-nspawn || need+=(systemd-container)
   have mmdebstrap     || need+=(mmdebstrap)
 fi
+# The interop level (test/interop): independent servers of every upstream
+# kind, from Debian. Their packages would start a service on a default port
+# at install time, so the install below runs under a policy-rc.d that
+# forbids it.
+interop=()
+have ss-server      || interop+=(shadowsocks-libev)
+have trojan         || interop+=(trojan)
+have v2ray          || interop+=(v2ray)
+[ -x /usr/sbin/danted ] || interop+=(dante-server)
+have microsocks     || interop+=(microsocks)
+[ -x /usr/sbin/squid ]  || interop+=(squid)
+have tinyproxy      || interop+=(tinyproxy)
+have openssl        || interop+=(openssl)   # squid's htpasswd line (openssl passwd -apr1)
+need+=("${interop[@]}")
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]} and not root: install them, or run as root" >&2
@@ -27,7 +41,14 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  policy=/usr/sbin/policy-rc.d made_policy=
+  if [ ${#interop[@]} -gt 0 ] && [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# proxypool deps.sh: no service starts during the install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    made_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ -z "$made_policy" ] || rm -f "$policy"
 fi
 # nfpm builds the .deb; pinned (newer versions pull modules the proxy refuses).
 if ! have nfpm && [ ! -x "$(go env GOPATH)/bin/nfpm" ]; then

@@ -18,6 +18,7 @@ go vet ./...
 
 step "go test"
 export PROXYPOOL_TORNET=${PROXYPOOL_TORNET:-1}
+export PROXYPOOL_INTEROP=${PROXYPOOL_INTEROP:-1}   # test/interop: independent servers (deps.sh)
 go test -count=1 -timeout 25m ./... 2>&1 | tee /tmp/proxypool-gotest.log
 [ "${PIPESTATUS[0]}" = 0 ] || exit 1
 
