@@ -3,6 +3,7 @@ package dial
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ const (
 	TimeoutCause     Cause = "timeout"     // deadline hit in connect or handshake (black hole)
 	ResetCause       Cause = "reset"       // connection reset mid-handshake
 	HandshakeCause   Cause = "handshake"   // the upstream answered something that is not its protocol
+	CertificateCause Cause = "certificate" // its TLS certificate did not verify (unknown authority, name, expiry, pin)
 	AuthCause        Cause = "auth"        // credentials wanted or rejected
 	UnreachableCause Cause = "unreachable" // no route, or the upstream cannot reach the target
 	DNSCause         Cause = "dns"         // the upstream's own server name did not resolve
@@ -66,6 +68,8 @@ func Classify(err error) Cause {
 	var tlsRec tls.RecordHeaderError
 	var errno syscall.Errno
 	switch {
+	case isCertificate(err):
+		return CertificateCause
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return TimeoutCause
 	case errors.Is(err, context.Canceled), errors.Is(err, ErrClosed), errors.Is(err, net.ErrClosed):
@@ -132,9 +136,24 @@ var mihomoMessages = []struct {
 	{"503 ", TargetUnreachableCause},
 	{"504 ", TargetTimeoutCause},
 	{"500 ", OtherCause},
+	// certificate errors that reach us as text (QUIC's CRYPTO_ERROR,
+	// mihomo's pin check); before "tls: ", which the first also holds
+	{"tls: failed to verify certificate", CertificateCause},
+	{"x509: ", CertificateCause},
+	{"certificate fingerprints do not match", CertificateCause},
 	{"tls: ", HandshakeCause},
-	{"x509: ", HandshakeCause},
 	{"connection reset", ResetCause},
 	{"connection refused", RefusedCause},
 	{"use of closed network connection", ClosedCause},
+}
+
+// isCertificate reports a certificate verification failure by type: Go's,
+// and mihomo's forks of crypto/tls, whose CertificateVerificationError
+// unwraps to the same crypto/x509 errors.
+func isCertificate(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
 }

@@ -150,14 +150,21 @@ func (t tunnel) NatTable() C.NatTable                         { return nil }
 
 // selfSigned makes a throwaway ECDSA certificate for trojan members.
 func selfSigned() (certPEM, keyPEM string, cert tls.Certificate, err error) {
+	return selfSignedFor(trojanSNI, nil)
+}
+
+// selfSignedFor makes a throwaway ECDSA certificate, signed by nobody, for
+// name and ips.
+func selfSignedFor(name string, ips []net.IP) (certPEM, keyPEM string, cert tls.Certificate, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return "", "", cert, fmt.Errorf("generating trojan key: %w", err)
+		return "", "", cert, fmt.Errorf("generating %s key: %w", name, err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: trojanSNI},
-		DNSNames:     []string{trojanSNI},
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		IPAddresses:  ips,
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * 365 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -165,7 +172,7 @@ func selfSigned() (certPEM, keyPEM string, cert tls.Certificate, err error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return "", "", cert, fmt.Errorf("making trojan certificate: %w", err)
+		return "", "", cert, fmt.Errorf("making %s certificate: %w", name, err)
 	}
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {

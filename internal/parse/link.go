@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,8 +27,9 @@ var schemes = []string{
 }
 
 // leadOnly are recognised only at the very start of a line: "https://" in
-// the middle of chatter is a web link, not a proxy.
-var leadOnly = []string{"https", "http"}
+// the middle of chatter is a web link, not a proxy. socks5+tls (gost's
+// name for SOCKS5 inside TLS) is here because its '+' would cut it short.
+var leadOnly = []string{"https", "http", "socks5+tls", "socks+tls"}
 
 var leadingRE = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.\-]*)://`)
 
@@ -63,11 +65,9 @@ func splitLinks(s string) []string {
 				break
 			}
 		}
-		if found < 0 && len(starts) == 0 && j == 0 {
-			for _, sch := range leadOnly {
-				if tok == sch {
-					found = 0
-				}
+		if found < 0 && len(starts) == 0 {
+			if sch, ok := leadingScheme(s); ok && len(sch) == at && slices.Contains(leadOnly, sch) {
+				found = 0
 			}
 		}
 		if found >= 0 {
@@ -109,22 +109,23 @@ func safeLink(l string) (u upstream.Upstream, err error) {
 
 func link(scheme, l string) (upstream.Upstream, error) {
 	switch scheme {
-	case "socks", "socks5", "socks5h", "socks4", "socks4a", "http", "https":
+	case "socks", "socks5", "socks5h", "socks4", "socks4a", "http", "https", "socks5+tls", "socks+tls":
 		return plainURI(scheme, l)
 	case "wireguard", "wg":
 		return wireguardURI(l)
 	}
 	l = strings.ReplaceAll(l, "&amp;", "&")
+	var hints *tlsHints // read from the link's query unless set here
 	switch scheme {
 	case "vmess":
-		fixed, m, err := vmessPrep(l)
+		fixed, m, h, err := vmessPrep(l)
 		if err != nil {
 			return upstream.Upstream{}, err
 		}
 		if m != nil {
 			return build(m)
 		}
-		l = fixed
+		l, hints = fixed, h
 	case "ssr":
 		body := l[len("ssr://"):]
 		if body == "" {
@@ -153,6 +154,14 @@ func link(scheme, l string) (upstream.Upstream, error) {
 	if err != nil {
 		return upstream.Upstream{}, diagnose(scheme, l)
 	}
+	if hints == nil {
+		h := tlsHints{}
+		if u, err := url.Parse(l); err == nil {
+			h = queryHints(u.Query())
+		}
+		hints = &h
+	}
+	hints.apply(m)
 	dropRandomUA(m)
 	fixHTTPOpts(m)
 	if aid, ok := m["alterId"].(string); ok {
@@ -301,14 +310,14 @@ var shadowrocketVMess = regexp.MustCompile(`^([A-Za-z0-9-]+):([0-9A-Fa-f-]{36})@
 // returned as a clean link for the converter; the Shadowrocket form
 // base64(cipher:uuid@host:port)?remarks=… is built here. The URI form
 // vmess://uuid@host:port?… is returned unchanged.
-func vmessPrep(l string) (string, map[string]any, error) {
+func vmessPrep(l string) (string, map[string]any, *tlsHints, error) {
 	body := l[len("vmess://"):]
 	run := base64Run(body)
 	if len(run) < len(body) && body[len(run)] == '@' {
-		return l, nil, nil // vmess://uuid@host:port
+		return l, nil, nil, nil // vmess://uuid@host:port
 	}
 	if run == "" {
-		return "", nil, errors.New("vmess: body is neither base64 nor uuid@host:port")
+		return "", nil, nil, errors.New("vmess: body is neither base64 nor uuid@host:port")
 	}
 	dec, err := decodeB64(run)
 	var v map[string]any
@@ -321,17 +330,17 @@ func vmessPrep(l string) (string, map[string]any, error) {
 		}
 	}
 	if err != nil {
-		return "", nil, errors.New("vmess: body is not valid base64")
+		return "", nil, nil, errors.New("vmess: body is not valid base64")
 	}
 	if v != nil || jsonFirst(dec, &v) == nil {
 		if v["add"] == nil || v["add"] == "" {
-			return "", nil, errors.New("vmess: missing server (\"add\")")
+			return "", nil, nil, errors.New("vmess: missing server (\"add\")")
 		}
 		if v["port"] == nil || v["port"] == "" {
-			return "", nil, errors.New("vmess: missing port")
+			return "", nil, nil, errors.New("vmess: missing port")
 		}
 		if id, _ := v["id"].(string); id == "" {
-			return "", nil, errors.New("vmess: missing uuid (\"id\")")
+			return "", nil, nil, errors.New("vmess: missing uuid (\"id\")")
 		}
 		if _, ok := v["ps"].(string); !ok {
 			if v["ps"] == nil {
@@ -340,15 +349,16 @@ func vmessPrep(l string) (string, map[string]any, error) {
 				v["ps"] = fmt.Sprint(v["ps"])
 			}
 		}
+		h := vmessJSONHints(v)
 		b, _ := json.Marshal(v)
-		return "vmess://" + base64.StdEncoding.EncodeToString(b), nil, nil
+		return "vmess://" + base64.StdEncoding.EncodeToString(b), nil, &h, nil
 	}
 	sm := shadowrocketVMess.FindStringSubmatch(string(dec))
 	if sm == nil {
 		if len(dec) > 0 && dec[0] == '{' {
-			return "", nil, errors.New("vmess: base64 JSON is truncated or invalid")
+			return "", nil, nil, errors.New("vmess: base64 JSON is truncated or invalid")
 		}
-		return "", nil, errors.New("vmess: base64 body is neither JSON nor cipher:uuid@host:port")
+		return "", nil, nil, errors.New("vmess: base64 body is neither JSON nor cipher:uuid@host:port")
 	}
 	q := url.Values{}
 	if rest := body[len(run):]; strings.HasPrefix(rest, "?") {
@@ -375,7 +385,8 @@ func vmessPrep(l string) (string, map[string]any, error) {
 		}
 		m["ws-opts"] = ws
 	}
-	return "", m, nil
+	queryHints(q).apply(m)
+	return "", m, nil, nil
 }
 
 // jsonFirst decodes the first JSON value in b, ignoring what follows (as
@@ -502,6 +513,7 @@ func plainURI(scheme, l string) (upstream.Upstream, error) {
 	if u.Fragment != "" {
 		m["name"] = u.Fragment
 	}
+	queryHints(u.Query()).apply(m) // https and socks5+tls only: apply skips plain kinds
 	return build(m)
 }
 
@@ -509,7 +521,7 @@ func plainURI(scheme, l string) (upstream.Upstream, error) {
 func plainMapping(scheme, host, port, user, pass string) map[string]any {
 	typ := scheme
 	switch scheme {
-	case "socks", "socks5", "socks5h":
+	case "socks", "socks5", "socks5h", "socks5+tls", "socks+tls":
 		typ = "socks5"
 	case "socks4", "socks4a":
 		typ = "socks4"
@@ -523,7 +535,7 @@ func plainMapping(scheme, host, port, user, pass string) map[string]any {
 	if pass != "" && typ != "socks4" {
 		m["password"] = pass
 	}
-	if scheme == "https" {
+	if scheme == "https" || strings.HasSuffix(scheme, "+tls") {
 		m["tls"] = true
 	}
 	return m
