@@ -24,8 +24,9 @@ type Client struct {
 	// the client wait for each reply, and some servers drop the rest.
 	Pipeline bool
 	// Stall bounds the wait for the second reply of a pipelined handshake
-	// (default 1s) when rw has read deadlines; Deadline is the one to put
-	// back afterwards (zero: none).
+	// when rw has read deadlines (default: half the time left before
+	// Deadline, at most 1s, so a sequential retry still fits); Deadline is
+	// the one to put back afterwards (zero: none).
 	Stall    time.Duration
 	Deadline time.Time
 }
@@ -81,6 +82,9 @@ func (cl Client) Connect(rw io.ReadWriter, addr string) error {
 			stall := cl.Stall
 			if stall <= 0 {
 				stall = time.Second
+				if !cl.Deadline.IsZero() {
+					stall = min(stall, time.Until(cl.Deadline)/2)
+				}
 			}
 			t := time.Now().Add(stall)
 			if !cl.Deadline.IsZero() && cl.Deadline.Before(t) {
