@@ -54,7 +54,7 @@ var mayImport = map[string][]string{
 	"config":  {vocab},
 	"parse":   {vocab},
 	"store":   {vocab},
-	"dial":    {vocab},
+	"dial":    {vocab, "socks"},
 	"control": {vocab},
 	"metrics": {vocab},
 	// layer 2: logic packages never import each other

@@ -79,9 +79,34 @@ func runFleet(args []string) error {
 		return err
 	}
 	defer f.Close()
+	// Caps as production gets them: the probe's pipelined dial (the same
+	// dial.Pool.DialCaps) of each member, to a sink here.
+	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	go func() {
+		for {
+			c, err := sink.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	d := dial.New(dial.Options{})
+	defer d.Close()
 	var recs []upstream.Record
 	for _, m := range f.Members() {
-		recs = append(recs, upstream.Record{Upstream: m.Upstream, Status: upstream.Status{State: upstream.Healthy, ExitIP: m.ExitIP, Country: "US", LatencyMS: 2, OKs: 1, Checks: 1, LastCheck: time.Now()}})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, caps, err := d.DialCaps(ctx, m.Upstream, sink.Addr().String(), upstream.CapPipeline)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("checking fleet member %s: %w", m.Upstream.Addr(), err)
+		}
+		c.Close()
+		recs = append(recs, upstream.Record{Upstream: m.Upstream, Status: upstream.Status{State: upstream.Healthy, ExitIP: m.ExitIP, Country: "US", LatencyMS: 2, OKs: 1, Checks: 1, LastCheck: time.Now(), Caps: caps}})
 	}
 	b, _ := json.Marshal(recs)
 	if err := os.WriteFile(out, b, 0o644); err != nil {

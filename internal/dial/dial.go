@@ -88,6 +88,36 @@ func (p *Pool) DialContext(ctx context.Context, u upstream.Upstream, addr string
 	return c, nil
 }
 
+// DialCaps dials like DialContext, asking u for what try says it proved.
+// Only upstream.CapPipeline is used (socks5 without TLS, and tor): the
+// handshake is pipelined, and redialled once with each message after the
+// previous reply if the upstream stalls or closes after its first reply.
+// The Caps returned are what this dial proved: CapPipeline only when a
+// pipelined handshake worked, so a caller that asked for it and did not
+// get it back has learnt the upstream does not pipeline.
+func (p *Pool) DialCaps(ctx context.Context, u upstream.Upstream, addr string, try upstream.Caps) (net.Conn, upstream.Caps, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.timeout)
+		defer cancel()
+	}
+	d, err := p.get(ctx, u)
+	if err != nil {
+		return nil, 0, err
+	}
+	var c net.Conn
+	var got upstream.Caps
+	if cd, ok := d.(*socks5Dialer); ok && try.Has(upstream.CapPipeline) {
+		c, got, err = cd.dialCaps(ctx, addr, try)
+	} else {
+		c, err = d.dial(ctx, addr)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("dialing %s via %s: %w", addr, u, err)
+	}
+	return c, got, nil
+}
+
 func key(u upstream.Upstream) string {
 	if u.ID != "" {
 		return u.ID

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/socks/sockstest"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -152,40 +153,122 @@ func TestSOCKS5ReplyCodes(t *testing.T) {
 	}
 }
 
-// TestSOCKS5OneWrite: without a password the greeting and the CONNECT
-// request reach the upstream in one segment.
-func TestSOCKS5OneWrite(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// TestSOCKS5FirstSegment: by default the upstream gets the greeting alone
+// (RFC 1928: the request follows the method reply); asked to pipeline, it
+// gets greeting and request in one segment, and the dial reports that it
+// worked.
+func TestSOCKS5FirstSegment(t *testing.T) {
+	tests := []struct {
+		name     string
+		try      upstream.Caps
+		want     []byte
+		wantCaps upstream.Caps
+	}{
+		{"sequential", 0, []byte{5, 1, 0}, 0},
+		{"pipelined", upstream.CapPipeline, []byte{5, 1, 0, 5, 1, 0, 1, 10, 1, 2, 3, 0, 80}, upstream.CapPipeline},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			got := make(chan []byte, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(2 * time.Second))
+				time.Sleep(50 * time.Millisecond) // let everything the client wrote arrive
+				b := make([]byte, 64)
+				n, _ := c.Read(b)
+				got <- b[:n]
+				c.Write([]byte{5, 0})
+				if n == 3 {
+					io.ReadFull(c, b[:10])
+				}
+				c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+			}()
+			host, port, _ := net.SplitHostPort(ln.Addr().String())
+			p := New(Options{})
+			defer p.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			c, caps, err := p.DialCaps(ctx, upstream.MustNew(map[string]any{"type": "socks5", "server": host, "port": port}), "10.1.2.3:80", tt.try)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			if b := <-got; string(b) != string(tt.want) {
+				t.Errorf("first read at the upstream: % x, want % x", b, tt.want)
+			}
+			if caps != tt.wantCaps {
+				t.Errorf("caps %q, want %q", caps, tt.wantCaps)
+			}
+		})
+	}
+}
+
+// TestMicrosocks: the dial client reaches a target through microsocks,
+// which drops whatever follows the message it asked for; asked to
+// pipeline, the dial falls back to the sequential handshake and reports
+// that the upstream does not pipeline.
+func TestMicrosocks(t *testing.T) {
+	target, err := net.Listen("tcp", "127.64.1.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	got := make(chan []byte, 1)
+	defer target.Close()
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
+		for {
+			c, err := target.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
 		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		time.Sleep(50 * time.Millisecond) // let everything the client wrote arrive
-		b := make([]byte, 64)
-		n, _ := c.Read(b)
-		got <- b[:n]
-		c.Write([]byte{5, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
 	}()
-	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	p := New(Options{})
-	defer p.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	c, err := p.DialContext(ctx, upstream.MustNew(map[string]any{"type": "socks5", "server": host, "port": port}), "10.1.2.3:80")
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, user, pass string
+		port             int
+		try              upstream.Caps
+	}{
+		{"no auth", "", "", 24001, 0},
+		{"auth", "alice", "s3cret", 24002, 0},
+		{"no auth, pipelining asked", "", "", 24003, upstream.CapPipeline},
+		{"auth, pipelining asked", "alice", "s3cret", 24004, upstream.CapPipeline},
 	}
-	c.Close()
-	want := []byte{5, 1, 0, 5, 1, 0, 1, 10, 1, 2, 3, 0, 80}
-	if b := <-got; string(b) != string(want) {
-		t.Errorf("first read at the upstream: % x, want % x (greeting+request pipelined)", b, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := sockstest.Microsocks(t, "127.64.1.2", tt.port, tt.user, tt.pass)
+			host, port, _ := net.SplitHostPort(addr)
+			m := map[string]any{"type": "socks5", "server": host, "port": port}
+			if tt.user != "" {
+				m["username"], m["password"] = tt.user, tt.pass
+			}
+			p := New(Options{})
+			defer p.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, caps, err := p.DialCaps(ctx, upstream.MustNew(m), target.Addr().String(), tt.try)
+			if err != nil {
+				t.Fatalf("dial through microsocks: %v", err)
+			}
+			defer c.Close()
+			if caps.Has(upstream.CapPipeline) {
+				t.Errorf("caps %q: microsocks does not pipeline", caps)
+			}
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			if _, err := io.WriteString(c, "ping"); err != nil {
+				t.Fatal(err)
+			}
+			b := make([]byte, 4)
+			if _, err := io.ReadFull(c, b); err != nil || string(b) != "ping" {
+				t.Fatalf("echo through microsocks: %q, %v", b, err)
+			}
+		})
 	}
 }

@@ -90,7 +90,7 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 		}
 		dctx, cancel := context.WithTimeout(ctx, to)
 		start := time.Now()
-		c, err := g.opts.Dialer.DialContext(dctx, ch.Upstream, addr)
+		c, err := g.dial(dctx, ch, addr)
 		cancel()
 		took := time.Since(start)
 		if err == nil {

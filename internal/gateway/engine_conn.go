@@ -20,7 +20,7 @@ const (
 	stAuth              // username/password subnegotiation
 	stRequest           // SOCKS5 request
 	stConnecting        // nonblocking connect to an upstream
-	stUpReply           // greeting+CONNECT sent upstream, waiting for its answers
+	stUpReply           // greeting (and CONNECT, pipelined) sent upstream, waiting for its answers
 	stRelay
 	stDone
 )
@@ -56,6 +56,11 @@ type econn struct {
 	outcome             string
 	observed, tunnelled bool
 	queued              bool // in the loop's list for another turn
+	upAP                netip.AddrPort
+	upMethod            bool      // the upstream's method choice has arrived
+	pipelined           bool      // this try sent greeting and CONNECT in one write
+	stalling            bool      // pipelined, method choice in, timer is the stall bound
+	tryEnd              time.Time // the try's own deadline (the stall bound is shorter)
 }
 
 func (c *econn) outcomeOr(def string) string {
@@ -371,6 +376,10 @@ func (c *econn) timeout(now time.Time) {
 	case stGreeting, stAuth, stRequest:
 		c.finish(outcomeClientTimout)
 	case stConnecting, stUpReply:
+		if c.stalling {
+			c.pipelineFailed(now)
+			return
+		}
 		c.tryFailed(now, "timeout", os.ErrDeadlineExceeded)
 	case stRelay:
 		idle := c.l.e.g.opts.IdleTimeout
@@ -421,7 +430,10 @@ func (c *econn) tryNext(now time.Time) {
 		}
 		c.choice = ch
 		c.tryStart = now
-		c.setTimer(now.Add(min(left, g.tryTimeout(ch.LatencyMS))))
+		c.tryEnd = now.Add(min(left, g.tryTimeout(ch.LatencyMS)))
+		c.setTimer(c.tryEnd)
+		c.upAP = ap
+		c.pipelined = ch.Caps.Has(upstream.CapPipeline) && !g.nopipe.has(ch.ID, now)
 		if err := c.dial(ap); err != nil {
 			c.tryFailed(now, c.l.e.g.classify(err), err)
 			return
@@ -472,21 +484,12 @@ func (c *econn) connected(now time.Time) {
 			return
 		}
 	}
-	// greeting (no auth) and CONNECT in one write
-	b := append(c.l.buf[:0], socks.Version5, 1, 0, socks.Version5, 1, 0)
-	host, port := splitTarget(c.target)
-	if a, err := netip.ParseAddr(host); err == nil {
-		if a.Is4() {
-			v := a.As4()
-			b = append(append(b, 1), v[:]...)
-		} else {
-			v := a.As16()
-			b = append(append(b, 4), v[:]...)
-		}
-	} else {
-		b = append(append(b, 3, byte(len(host))), host...)
+	// the greeting (no auth), and the CONNECT in the same write only
+	// when the upstream's probe proved it reads both
+	b := socks.AppendGreeting(c.l.buf[:0], socks.MethodNone)
+	if c.pipelined {
+		b = c.appendRequest(b)
 	}
-	b = append(b, byte(port>>8), byte(port))
 	n, err := sysWrite(c.ufd, b)
 	if err == syscall.EAGAIN {
 		// not connected yet after all (SO_ERROR is 0 while the
@@ -502,7 +505,36 @@ func (c *econn) connected(now time.Time) {
 		return
 	}
 	c.hs = c.hs[:0]
+	c.upMethod, c.stalling = false, false
 	c.state = stUpReply
+}
+
+func (c *econn) appendRequest(b []byte) []byte {
+	host, port := splitTarget(c.target)
+	b, _ = socks.AppendRequest(b, socks.CmdConnect, host, uint16(port)) // host came from a parsed request
+	return b
+}
+
+// pipelineStall bounds the wait for the CONNECT reply of a pipelined
+// handshake once the method choice came, before the loop decides the
+// upstream dropped the request (microsocks does): half the try's time
+// left, at most 1s, so the sequential retry fits in the same try.
+func pipelineStall(left time.Duration) time.Duration { return min(time.Second, left/2) }
+
+// pipelineFailed: the upstream answered the greeting of a pipelined
+// handshake and then stalled or closed. Remember that it does not
+// pipeline and redial it once, sequentially, within the same try.
+func (c *econn) pipelineFailed(now time.Time) {
+	g := c.l.e.g
+	g.nopipe.add(c.choice.ID, now)
+	c.closeUp()
+	c.pipelined, c.stalling = false, false
+	c.setTimer(c.tryEnd)
+	if err := c.dial(c.upAP); err != nil {
+		c.tryFailed(now, g.classify(err), err)
+		return
+	}
+	c.state = stConnecting
 }
 
 // splitTarget splits the "host:port" built from the request.
@@ -521,16 +553,24 @@ func splitTarget(t string) (string, int) {
 
 // readUpReply reads the upstream's method answer and CONNECT reply.
 func (c *econn) readUpReply(now time.Time) {
+	g := c.l.e.g
 	var tmp [512]byte
 	n, err := sysRead(c.ufd, tmp[:])
 	switch {
 	case err == syscall.EAGAIN:
 		c.urd = false
 		return
+	case err != nil && c.pipelined && c.upMethod:
+		c.pipelineFailed(now) // reset after the method choice
+		return
 	case err != nil:
 		c.tryFailed(now, c.l.e.g.classify(err), err)
 		return
 	case n == 0:
+		if c.pipelined && c.upMethod && len(c.hs) == 0 {
+			c.pipelineFailed(now) // closed after the method choice
+			return
+		}
 		c.tryFailed(now, "closed", io.EOF)
 		return
 	}
@@ -542,74 +582,67 @@ func (c *econn) readUpReply(now time.Time) {
 		c.hs = append(c.hs, in...)
 		in = c.hs
 	}
-	if len(in) >= 2 {
-		if in[0] != socks.Version5 {
-			c.tryFailed(now, "handshake", errors.New("socks5: bad version "+strconv.Itoa(int(in[0]))))
+	if !c.upMethod {
+		m, used, err := socks.ParseMethod(in)
+		switch {
+		case errors.Is(err, socks.ErrShort):
+			c.hs = append(c.hs[:0], in...)
 			return
-		}
-		switch in[1] {
-		case 0:
-		case 2:
+		case err != nil:
+			c.tryFailed(now, "handshake", err)
+			return
+		case m == socks.MethodUserPass:
 			c.tryFailed(now, "auth", errors.New("socks5: server wants a password"))
 			return
-		case 0xff:
+		case m == socks.MethodNoGood:
 			c.tryFailed(now, "auth", errors.New("socks5: no acceptable auth method"))
 			return
-		default:
-			c.tryFailed(now, "handshake", errors.New("socks5: unexpected method "+strconv.Itoa(int(in[1]))))
+		case m != socks.MethodNone:
+			c.tryFailed(now, "handshake", errors.New("socks5: unexpected method "+strconv.Itoa(int(m))))
+			return
+		}
+		c.upMethod = true
+		in = in[used:]
+		if !c.pipelined {
+			b := c.appendRequest(c.l.buf[:0])
+			if n, err := sysWrite(c.ufd, b); err != nil || n != len(b) {
+				if err == nil {
+					err = syscall.EAGAIN
+				}
+				c.tryFailed(now, g.classify(err), err)
+				return
+			}
+		} else if len(in) == 0 {
+			c.stalling = true
+			c.setTimer(now.Add(pipelineStall(c.tryEnd.Sub(now))))
+		}
+		if len(in) == 0 {
+			c.hs = c.hs[:0]
 			return
 		}
 	}
-	if len(in) < 2+5 {
+	if c.stalling {
+		c.stalling = false
+		c.setTimer(c.tryEnd)
+	}
+	code, used, err := socks.ParseReply(in)
+	switch {
+	case errors.Is(err, socks.ErrShort):
 		c.hs = append(c.hs[:0], in...)
 		return
-	}
-	r := in[2:]
-	if r[0] != socks.Version5 {
-		c.tryFailed(now, "handshake", errors.New("socks5: bad reply version "+strconv.Itoa(int(r[0]))))
+	case err != nil:
+		c.tryFailed(now, "handshake", err)
+		return
+	case code != socks.Succeeded:
+		r := socks.ReplyCode(code)
+		c.tryFailed(now, r.Cause, &socks.ReplyError{Code: code}, r.Text)
 		return
 	}
-	if r[1] != 0 {
-		cause, text := "handshake", "bad reply code "+strconv.Itoa(int(r[1]))
-		if int(r[1]) < len(replyCauses) && replyCauses[r[1]].cause != "" {
-			cause, text = replyCauses[r[1]].cause, replyCauses[r[1]].text
-		}
-		c.tryFailed(now, cause, &socks.ReplyError{Code: r[1]}, text)
-		return
-	}
-	total := 4 + 2
-	switch r[3] {
-	case 1:
-		total += 4
-	case 4:
-		total += 16
-	case 3:
-		total += 1 + int(r[4])
-	default:
-		c.tryFailed(now, "handshake", errors.New("socks5: bad address type "+strconv.Itoa(int(r[3]))))
-		return
-	}
-	if len(r) < total {
-		c.hs = append(c.hs[:0], in...)
-		return
-	}
-	if extra := r[total:]; len(extra) > 0 { // the target spoke first
+	if extra := in[used:]; len(extra) > 0 { // the target spoke first
 		c.pendDown = append([]byte(nil), extra...)
 	}
 	c.hs = nil
 	c.established(now)
-}
-
-// replyCauses maps SOCKS5 reply codes to the dial package's causes.
-var replyCauses = [...]struct{ cause, text string }{
-	1: {"other", "general failure"},
-	2: {"refused", "connection not allowed by ruleset"},
-	3: {"target_unreachable", "network unreachable"},
-	4: {"target_unreachable", "host unreachable"},
-	5: {"target_refused", "connection refused"},
-	6: {"target_timeout", "TTL expired"},
-	7: {"handshake", "command not supported"},
-	8: {"handshake", "address type not supported"},
 }
 
 // tryFailed ends the current try and fails over.

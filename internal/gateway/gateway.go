@@ -98,9 +98,10 @@ type Gateway struct {
 	draining atomic.Bool
 	wg       sync.WaitGroup
 
-	stats Stats
-	work  *workers // connection and relay goroutines, reused
-	eng   *engine  // nil: no listener is served by event loops
+	stats  Stats
+	nopipe noPipeline // upstreams that stalled on a pipelined handshake
+	work   *workers   // connection and relay goroutines, reused
+	eng    *engine    // nil: no listener is served by event loops
 }
 
 // Stats are running counters, safe to read concurrently.

@@ -95,7 +95,7 @@ type item struct {
 func (it *item) same(r *upstream.Record, country string) bool {
 	c := &it.choice
 	return c.ID == r.ID && c.Type == r.Type && c.Server == r.Server && c.Port == r.Port && c.Name == r.Name &&
-		c.Group == r.Group && c.ExitIP == r.ExitIP && c.Country == country && c.LatencyMS == r.LatencyMS &&
+		c.Group == r.Group && c.ExitIP == r.ExitIP && c.Country == country && c.LatencyMS == r.LatencyMS && c.Caps == r.Caps &&
 		sameMap(c.Options, r.Options) && c.RawOptions == r.RawOptions && slices.Equal(it.sources, r.Sources)
 }
 
@@ -297,7 +297,7 @@ func (b *builder) add(r *upstream.Record) {
 		}
 	}
 	if it == nil {
-		it = &item{choice: upstream.Choice{Upstream: r.Upstream, ExitIP: r.ExitIP, Country: country, LatencyMS: r.LatencyMS},
+		it = &item{choice: upstream.Choice{Upstream: r.Upstream, ExitIP: r.ExitIP, Country: country, LatencyMS: r.LatencyMS, Caps: r.Caps},
 			sources: r.Sources}
 	}
 	if b.excluded(r, h) {

@@ -46,6 +46,7 @@ func (p *Prober) Check(ctx context.Context, u upstream.Upstream) upstream.CheckR
 		if err == nil {
 			res.ConnectMS, res.TTFBMS, res.TotalMS = r.connectMS, r.ttfbMS, ms(p.now().Sub(start))
 			res.ExitIP, res.Headers = r.echo.IP, r.echo.Headers
+			res.Caps |= r.caps
 			if r.tamper != nil {
 				res.Untrusted, res.Err = true, r.tamper.Error()
 				return res
@@ -118,6 +119,7 @@ func (e *dialError) Unwrap() error { return e.err }
 
 type fetched struct {
 	echo              echo
+	caps              upstream.Caps // what the dial proved (CapPipeline)
 	tamper            error
 	connectMS, ttfbMS float64
 	status            int
@@ -138,7 +140,7 @@ func (p *Prober) fetch(ctx context.Context, u upstream.Upstream, judge *url.URL,
 	case forward:
 		conn, err = p.direct(ctx, "tcp", u.Addr())
 	case viaUpstream:
-		conn, err = p.dialer.DialContext(ctx, u, host)
+		conn, f.caps, err = p.dialUpstream(ctx, u, host)
 	default:
 		conn, err = p.direct(ctx, "tcp", host)
 	}
@@ -219,6 +221,27 @@ func (p *Prober) fetch(ctx context.Context, u upstream.Upstream, judge *url.URL,
 		}
 	}
 	return f, nil
+}
+
+// capsDialer is implemented by dial.Pool: a dial that asks for what the
+// upstream may do and returns what it proved.
+type capsDialer interface {
+	DialCaps(ctx context.Context, u upstream.Upstream, addr string, try upstream.Caps) (net.Conn, upstream.Caps, error)
+}
+
+// dialUpstream dials through u. For SOCKS5 kinds it tries the pipelined
+// handshake (greeting and CONNECT in one write), which the dialer redoes
+// sequentially within the same dial if u stalls after its first reply:
+// the check learns whether the gateway may pipeline to u, and u is not
+// failed for not pipelining.
+func (p *Prober) dialUpstream(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, upstream.Caps, error) {
+	cd, ok := p.dialer.(capsDialer)
+	if !ok || !(u.Type == upstream.SOCKS5 || u.Type == upstream.Tor) {
+		c, err := p.dialer.DialContext(ctx, u, addr)
+		return c, 0, err
+	}
+	c, caps, err := cd.DialCaps(ctx, u, addr, upstream.CapPipeline)
+	return c, caps & upstream.CapPipeline, err
 }
 
 func (p *Prober) checkTarget(ctx context.Context, u upstream.Upstream) error {

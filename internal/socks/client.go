@@ -5,160 +5,197 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"strconv"
+	"time"
 )
+
+// ErrPipelineStalled: the server answered the first message of a
+// pipelined handshake and then went quiet or closed. Servers that read one
+// message per read (microsocks) drop what they did not ask for yet; the
+// caller redials with Pipeline off.
+var ErrPipelineStalled = errors.New("socks5: server stalled after the first reply to a pipelined handshake")
 
 // Client is the client side of SOCKS5 CONNECT.
 type Client struct {
 	User, Password string
 	// Pipeline sends greeting, credentials and request in one write
 	// instead of waiting for each answer (one round trip instead of two or
-	// three). Servers that read with a buffer accept it; a few embedded
-	// ones do not.
+	// three). Set it only for a server known to accept it: RFC 1928 has
+	// the client wait for each reply, and some servers drop the rest.
 	Pipeline bool
+	// Stall bounds the wait for the second reply of a pipelined handshake
+	// when rw has read deadlines (default: half the time left before
+	// Deadline, at most 1s, so a sequential retry still fits); Deadline is
+	// the one to put back afterwards (zero: none).
+	Stall    time.Duration
+	Deadline time.Time
 }
 
 // Connect asks the SOCKS5 server at the other end of rw to CONNECT to addr
 // ("host:port"; host names are sent unresolved). It reads exactly the
 // server's answers, so rw carries the tunnel when it returns nil. A refusal
-// is a *ReplyError.
+// is a *ReplyError; refused credentials wrap ErrAuth; a pipelined
+// handshake the server did not follow wraps ErrPipelineStalled.
 func (cl Client) Connect(rw io.ReadWriter, addr string) error {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("socks5: bad target %q: %w", addr, err)
 	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 0 || port > 65535 {
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
 		return fmt.Errorf("socks5: bad port in %q", addr)
 	}
-	var b [600]byte
-	buf := b[:0]
-	method := byte(methodNone)
-	if cl.User != "" || cl.Password != "" {
-		method = methodUser
-		if len(cl.User) > 255 || len(cl.Password) > 255 {
-			return errors.New("socks5: username or password longer than 255 bytes")
+	auth := cl.User != "" || cl.Password != ""
+	var b [3 + 3 + 255 + 255 + 6 + 255 + 2]byte
+	out := b[:0]
+	if auth {
+		out = AppendGreeting(out, MethodUserPass)
+	} else {
+		out = AppendGreeting(out, MethodNone)
+	}
+	greet := len(out)
+	if auth {
+		if out, err = AppendUserPass(out, cl.User, cl.Password); err != nil {
+			return err
 		}
 	}
-	buf = append(buf, Version5, 1, method)
-	flush := func() error {
-		if len(buf) == 0 {
-			return nil
-		}
-		_, err := rw.Write(buf)
-		buf = buf[:0]
+	creds := len(out)
+	if out, err = AppendRequest(out, CmdConnect, host, uint16(port)); err != nil {
 		return err
 	}
-	if !cl.Pipeline {
-		if err := flush(); err != nil {
-			return fmt.Errorf("socks5: writing greeting: %w", err)
+	want := MethodNone
+	if auth {
+		want = MethodUserPass
+	}
+	var in [4 + 255 + 2]byte
+	if cl.Pipeline {
+		if _, err := rw.Write(out); err != nil {
+			return fmt.Errorf("socks5: writing handshake: %w", err)
 		}
-		if err := readMethod(rw, method); err != nil {
+		if err := readMethod(rw, in[:], want); err != nil {
+			return err
+		}
+		// The first reply came: a server that dropped the rest
+		// answers nothing more, or closes.
+		dl, hasDL := rw.(interface{ SetReadDeadline(time.Time) error })
+		if hasDL {
+			stall := cl.Stall
+			if stall <= 0 {
+				stall = time.Second
+				if !cl.Deadline.IsZero() {
+					stall = min(stall, time.Until(cl.Deadline)/2)
+				}
+			}
+			t := time.Now().Add(stall)
+			if !cl.Deadline.IsZero() && cl.Deadline.Before(t) {
+				t = cl.Deadline
+			}
+			dl.SetReadDeadline(t)
+		}
+		if _, err := io.ReadFull(rw, in[:1]); err != nil {
+			var ne net.Error
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || (errors.As(err, &ne) && ne.Timeout() && (cl.Deadline.IsZero() || time.Now().Before(cl.Deadline))) {
+				return fmt.Errorf("%w (%v)", ErrPipelineStalled, err)
+			}
+			return fmt.Errorf("socks5: reading second reply: %w", err)
+		}
+		if hasDL {
+			dl.SetReadDeadline(cl.Deadline)
+		}
+		got := 1
+		if auth {
+			if err := readAuth(rw, in[:], got); err != nil {
+				return err
+			}
+			got = 0
+		}
+		return readReply(rw, in[:], got)
+	}
+	if _, err := rw.Write(out[:greet]); err != nil {
+		return fmt.Errorf("socks5: writing greeting: %w", err)
+	}
+	if err := readMethod(rw, in[:], want); err != nil {
+		return err
+	}
+	if auth {
+		if _, err := rw.Write(out[greet:creds]); err != nil {
+			return fmt.Errorf("socks5: writing credentials: %w", err)
+		}
+		if err := readAuth(rw, in[:], 0); err != nil {
 			return err
 		}
 	}
-	if method == methodUser {
-		buf = append(buf, 1, byte(len(cl.User)))
-		buf = append(buf, cl.User...)
-		buf = append(buf, byte(len(cl.Password)))
-		buf = append(buf, cl.Password...)
-		if !cl.Pipeline {
-			if err := flush(); err != nil {
-				return fmt.Errorf("socks5: writing credentials: %w", err)
-			}
-			if err := readAuthStatus(rw); err != nil {
-				return err
-			}
-		}
-	}
-	buf = append(buf, Version5, cmdConnect, 0)
-	if ip, err := netip.ParseAddr(host); err == nil {
-		if ip.Is4() {
-			a := ip.As4()
-			buf = append(buf, atypIPv4)
-			buf = append(buf, a[:]...)
-		} else {
-			a := ip.As16()
-			buf = append(buf, atypIPv6)
-			buf = append(buf, a[:]...)
-		}
-	} else {
-		if len(host) > 255 {
-			return fmt.Errorf("socks5: host name longer than 255 bytes")
-		}
-		buf = append(buf, atypDomain, byte(len(host)))
-		buf = append(buf, host...)
-	}
-	buf = append(buf, byte(port>>8), byte(port))
-	if err := flush(); err != nil {
+	if _, err := rw.Write(out[creds:]); err != nil {
 		return fmt.Errorf("socks5: writing request: %w", err)
 	}
-	if cl.Pipeline {
-		if err := readMethod(rw, method); err != nil {
-			return err
-		}
-		if method == methodUser {
-			if err := readAuthStatus(rw); err != nil {
-				return err
-			}
-		}
-	}
-	return readReply(rw)
+	return readReply(rw, in[:], 0)
 }
 
-func readMethod(r io.Reader, want byte) error {
-	var m [2]byte
-	if _, err := io.ReadFull(r, m[:]); err != nil {
-		return fmt.Errorf("socks5: reading method: %w", err)
+func readMethod(r io.Reader, in []byte, want byte) error {
+	if _, err := io.ReadFull(r, in[:2]); err != nil {
+		return fmt.Errorf("socks5: reading method choice: %w", err)
 	}
-	if m[0] != Version5 {
-		return fmt.Errorf("socks5: server answered version %d", m[0])
+	m, _, err := ParseMethod(in[:2])
+	switch {
+	case err != nil:
+		return err
+	case m == want:
+		return nil
+	case m == MethodNoGood:
+		return fmt.Errorf("%w: server accepts none of our methods", ErrAuth)
+	case m == MethodUserPass:
+		return fmt.Errorf("%w: server wants a password", ErrAuth)
 	}
-	if m[1] != want {
-		if m[1] == methodNoGood {
-			return fmt.Errorf("%w: server accepts none of our methods", ErrAuth)
-		}
-		return fmt.Errorf("socks5: server chose method %d", m[1])
-	}
-	return nil
+	return &ProtocolError{What: "method choice", Msg: "server chose method " + strconv.Itoa(int(m))}
 }
 
-func readAuthStatus(r io.Reader) error {
-	var s [2]byte
-	if _, err := io.ReadFull(r, s[:]); err != nil {
+// readAuth reads the auth status; the first got bytes are in in already.
+func readAuth(r io.Reader, in []byte, got int) error {
+	if _, err := io.ReadFull(r, in[got:2]); err != nil {
 		return fmt.Errorf("socks5: reading auth status: %w", err)
 	}
-	if s[1] != 0 {
+	ok, _, err := ParseAuthReply(in[:2])
+	if err != nil {
+		return err
+	}
+	if !ok {
 		return fmt.Errorf("%w: credentials refused", ErrAuth)
 	}
 	return nil
 }
 
-func readReply(r io.Reader) error {
-	var b [262]byte
-	if _, err := io.ReadFull(r, b[:5]); err != nil {
+// readReply reads the reply exactly (never a byte of the tunnel); the
+// first got bytes are in in already.
+func readReply(r io.Reader, in []byte, got int) error {
+	if _, err := io.ReadFull(r, in[got:5]); err != nil {
 		return fmt.Errorf("socks5: reading reply: %w", err)
 	}
-	if b[0] != Version5 {
-		return fmt.Errorf("socks5: reply version %d", b[0])
+	n := replyLen(in[:5])
+	if n > 5 {
+		if _, err := io.ReadFull(r, in[5:n]); err != nil {
+			return fmt.Errorf("socks5: reading reply address: %w", err)
+		}
 	}
-	var rest int
-	switch b[3] {
-	case atypIPv4:
-		rest = 4 - 1 + 2
-	case atypIPv6:
-		rest = 16 - 1 + 2
-	case atypDomain:
-		rest = int(b[4]) + 2
-	default:
-		return fmt.Errorf("socks5: reply address type %d", b[3])
+	code, _, err := ParseReply(in[:max(n, 5)])
+	if err != nil {
+		return err
 	}
-	if _, err := io.ReadFull(r, b[5:5+rest]); err != nil {
-		return fmt.Errorf("socks5: reading reply address: %w", err)
-	}
-	if b[1] != Succeeded {
-		return &ReplyError{Code: b[1]}
+	if code != Succeeded {
+		return &ReplyError{Code: code}
 	}
 	return nil
+}
+
+// replyLen is the length of the reply whose first 5 bytes are h (0 for an
+// unknown address type, which ParseReply reports).
+func replyLen(h []byte) int {
+	switch h[3] {
+	case atypIPv4:
+		return 4 + 4 + 2
+	case atypIPv6:
+		return 4 + 16 + 2
+	case atypDomain:
+		return 5 + int(h[4]) + 2
+	}
+	return 0
 }

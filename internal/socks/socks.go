@@ -30,13 +30,10 @@ const (
 )
 
 const (
-	cmdConnect   = 0x01
-	methodNone   = 0x00
-	methodUser   = 0x02
-	methodNoGood = 0xff
-	atypIPv4     = 0x01
-	atypDomain   = 0x03
-	atypIPv6     = 0x04
+	cmdConnect = CmdConnect
+	atypIPv4   = 0x01
+	atypDomain = 0x03
+	atypIPv6   = 0x04
 )
 
 // ErrAuth is wrapped by ServerHandshake when the client's credentials are
@@ -53,29 +50,7 @@ type ReplyError struct {
 func (e *ReplyError) Error() string { return "socks5: " + CodeText(e.Code) }
 
 // CodeText names a SOCKS5 reply code.
-func CodeText(code byte) string {
-	switch code {
-	case Succeeded:
-		return "succeeded"
-	case GeneralFailure:
-		return "general failure"
-	case NotAllowed:
-		return "connection not allowed by ruleset"
-	case NetworkUnreachable:
-		return "network unreachable"
-	case HostUnreachable:
-		return "host unreachable"
-	case ConnectionRefused:
-		return "connection refused"
-	case TTLExpired:
-		return "TTL expired"
-	case CommandUnsupported:
-		return "command not supported"
-	case AddressUnsupported:
-		return "address type not supported"
-	}
-	return "unknown reply code " + strconv.Itoa(int(code))
-}
+func CodeText(code byte) string { return ReplyCode(code).Text }
 
 // Request is one client CONNECT request as read by ServerHandshake.
 type Request struct {
@@ -109,137 +84,94 @@ func ServerHandshake(r *bufio.Reader, w io.Writer, auth AuthFunc, requireAuth bo
 	return Request{}, fmt.Errorf("socks: bad version %d", ver)
 }
 
+// readMsg feeds r's bytes to parse until it holds a whole message, then
+// consumes it. Peek blocks only for bytes the message still needs, so a
+// pipelined client's next message stays buffered for the next call.
+func readMsg(r *bufio.Reader, parse func(b []byte) (int, error)) error {
+	for want := 1; ; {
+		b, perr := r.Peek(max(want, r.Buffered()))
+		n, err := parse(b)
+		switch {
+		case err == nil:
+			r.Discard(n)
+			return nil
+		case !errors.Is(err, ErrShort):
+			return err
+		case perr != nil:
+			return perr
+		}
+		want = len(b) + 1
+	}
+}
+
 func handshake5(r *bufio.Reader, w io.Writer, auth AuthFunc, requireAuth bool) (Request, error) {
 	req := Request{Version: Version5}
-	n, err := r.ReadByte()
-	if err != nil {
-		return req, fmt.Errorf("reading methods: %w", err)
-	}
-	methods, err := r.Peek(int(n))
-	if err != nil {
-		return req, fmt.Errorf("reading methods: %w", err)
-	}
+	r.UnreadByte() // the version, read by ServerHandshake: the greeting starts with it
 	var hasNone, hasUser bool
-	for _, m := range methods {
-		hasNone = hasNone || m == methodNone
-		hasUser = hasUser || m == methodUser
+	err := readMsg(r, func(b []byte) (int, error) {
+		methods, n, err := ParseGreeting(b)
+		for _, m := range methods {
+			hasNone = hasNone || m == MethodNone
+			hasUser = hasUser || m == MethodUserPass
+		}
+		return n, err
+	})
+	if err != nil {
+		return req, fmt.Errorf("reading greeting: %w", err)
 	}
-	r.Discard(int(n))
+	var out [10]byte
 	// Prefer user/pass when offered: the username carries parameters
 	// (session, country) even when no password is checked.
 	switch {
 	case hasUser:
-		if _, err := w.Write([]byte{Version5, methodUser}); err != nil {
+		if _, err := w.Write(AppendMethod(out[:0], MethodUserPass)); err != nil {
 			return req, err
 		}
-		user, pass, err := readUserPass(r)
+		err := readMsg(r, func(b []byte) (n int, err error) {
+			req.User, req.Password, n, err = ParseUserPass(b)
+			return n, err
+		})
 		if err != nil {
-			return req, err
+			return req, fmt.Errorf("reading credentials: %w", err)
 		}
-		req.User, req.Password = user, pass
 		var aerr error
 		if auth != nil {
-			aerr = auth(user, pass)
+			aerr = auth(req.User, req.Password)
 		}
-		status := byte(0)
-		if aerr != nil {
-			status = 1
-		}
-		if _, err := w.Write([]byte{1, status}); err != nil {
+		if _, err := w.Write(AppendAuthReply(out[:0], aerr == nil)); err != nil {
 			return req, err
 		}
 		if aerr != nil {
 			return req, fmt.Errorf("%w: %w", ErrAuth, aerr)
 		}
 	case hasNone && !requireAuth:
-		if _, err := w.Write([]byte{Version5, methodNone}); err != nil {
+		if _, err := w.Write(AppendMethod(out[:0], MethodNone)); err != nil {
 			return req, err
 		}
 	default:
-		w.Write([]byte{Version5, methodNoGood})
+		w.Write(AppendMethod(out[:0], MethodNoGood))
 		return req, fmt.Errorf("%w: client offered no acceptable method", ErrAuth)
 	}
-	// request: VER CMD RSV ATYP ADDR PORT
-	h, err := r.Peek(4)
-	if err != nil {
-		return req, fmt.Errorf("reading request: %w", err)
-	}
-	if h[0] != Version5 {
-		return req, fmt.Errorf("socks5: bad request version %d", h[0])
-	}
-	cmd, atyp := h[1], h[3]
-	r.Discard(4)
+	var cmd byte
 	var host string
-	switch atyp {
-	case atypIPv4, atypIPv6:
-		l := 4
-		if atyp == atypIPv6 {
-			l = 16
-		}
-		b, err := r.Peek(l)
-		if err != nil {
-			return req, fmt.Errorf("reading address: %w", err)
-		}
-		a, _ := netip.AddrFromSlice(b)
-		host = a.String()
-		r.Discard(l)
-	case atypDomain:
-		l, err := r.ReadByte()
-		if err != nil {
-			return req, fmt.Errorf("reading address: %w", err)
-		}
-		b, err := r.Peek(int(l))
-		if err != nil {
-			return req, fmt.Errorf("reading address: %w", err)
-		}
-		host = string(b)
-		r.Discard(int(l))
-	default:
+	var port uint16
+	err = readMsg(r, func(b []byte) (n int, err error) {
+		cmd, host, port, n, err = ParseRequest(b)
+		return n, err
+	})
+	var ate *AddrTypeError
+	switch {
+	case errors.As(err, &ate):
 		Reply(w, Version5, AddressUnsupported)
 		return req, &ReplyError{AddressUnsupported}
-	}
-	p, err := r.Peek(2)
-	if err != nil {
-		return req, fmt.Errorf("reading port: %w", err)
-	}
-	port := int(p[0])<<8 | int(p[1])
-	r.Discard(2)
-	if cmd != cmdConnect {
+	case err != nil:
+		return req, fmt.Errorf("reading request: %w", err)
+	case cmd != CmdConnect:
 		Reply(w, Version5, CommandUnsupported)
 		return req, &ReplyError{CommandUnsupported}
 	}
-	req.Addr = joinHostPort(host, port)
+	req.Addr = joinHostPort(host, int(port))
 	return req, nil
-}
-
-func readUserPass(r *bufio.Reader) (string, string, error) {
-	ver, err := r.ReadByte()
-	if err != nil || ver != 1 {
-		return "", "", fmt.Errorf("socks5: bad user/pass version %d: %v", ver, err)
-	}
-	user, err := readLenString(r)
-	if err != nil {
-		return "", "", fmt.Errorf("reading username: %w", err)
-	}
-	pass, err := readLenString(r)
-	if err != nil {
-		return "", "", fmt.Errorf("reading password: %w", err)
-	}
-	return user, pass, nil
-}
-
-func readLenString(r *bufio.Reader) (string, error) {
-	l, err := r.ReadByte()
-	if err != nil {
-		return "", err
-	}
-	b, err := r.Peek(int(l))
-	if err != nil {
-		return "", err
-	}
-	s := string(b)
-	r.Discard(int(l))
-	return s, nil
 }
 
 func handshake4(r *bufio.Reader, w io.Writer, auth AuthFunc, requireAuth bool) (Request, error) {
@@ -304,10 +236,6 @@ func joinHostPort(host string, port int) string {
 	return host + ":" + strconv.Itoa(port)
 }
 
-// reply5OK is the success reply with an all-zero bound address: clients
-// (curl, Go's x/net/proxy) ignore it, and it saves a getsockname.
-var reply5OK = []byte{Version5, Succeeded, 0, atypIPv4, 0, 0, 0, 0, 0, 0}
-
 // Reply writes the final reply to a request of the given version. code is a
 // SOCKS5 code; for SOCKS4 any failure becomes 91 (rejected or failed).
 func Reply(w io.Writer, version byte, code byte) error {
@@ -319,10 +247,7 @@ func Reply(w io.Writer, version byte, code byte) error {
 		_, err := w.Write([]byte{0, cd, 0, 0, 0, 0, 0, 0})
 		return err
 	}
-	if code == Succeeded {
-		_, err := w.Write(reply5OK)
-		return err
-	}
-	_, err := w.Write([]byte{Version5, code, 0, atypIPv4, 0, 0, 0, 0, 0, 0})
+	var b [10]byte
+	_, err := w.Write(AppendReply(b[:0], code))
 	return err
 }
