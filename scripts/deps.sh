@@ -19,6 +19,12 @@ if [ "${PROXYPOOL_E2E:-1}" != 0 ]; then
   have systemd-nspawn || need+=(systemd-container)
   have mmdebstrap     || need+=(mmdebstrap)
 fi
+# Real clients through the mixed port (test/clients): headless Chromium,
+# proxychains4, and Debian's python3 with requests + PySocks (socks5h://).
+have chromium       || need+=(chromium)
+have proxychains4   || need+=(proxychains4)
+/usr/bin/python3 -c 'import requests' 2>/dev/null || need+=(python3-requests)
+/usr/bin/python3 -c 'import socks' 2>/dev/null    || need+=(python3-socks)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]} and not root: install them, or run as root" >&2
