@@ -70,6 +70,17 @@ func origin(t *testing.T) *httptest.Server {
 				brw.WriteString("echo " + line)
 				brw.Flush()
 			}
+		case "/early":
+			// answers before the body, as an origin refusing an upload does
+			http.Error(rw, "too large", http.StatusRequestEntityTooLarge)
+		case "/bad101":
+			c, brw, err := rw.(http.Hijacker).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\r\n")
+			brw.Flush()
 		default:
 			http.NotFound(rw, r)
 		}
@@ -201,5 +212,37 @@ func TestStreamingOutlivesIdleTimeout(t *testing.T) {
 		if err != nil || got+"\n" != want.String() {
 			t.Fatalf("curl %v: %v: got %q (1.2 s of stream, idle timeout 0.4 s)", args, err, got)
 		}
+	}
+}
+
+// An origin that misbehaves or answers early gets the client a clear
+// answer and a closed connection, never a hang.
+func TestHTTPForwardOriginAnswersOddly(t *testing.T) {
+	w := newWorld(t, worldOpts{spec: fleet.Uniform(2, fleet.SOCKS5, fleet.Good)})
+	o := origin(t)
+	tests := []struct {
+		name, head string
+		status     int
+	}{
+		// the client announced 10 MB and sent none of it
+		{"final answer before the body", "POST " + o.URL + "/early HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n", http.StatusRequestEntityTooLarge},
+		{"101 to a request without Upgrade", "GET " + o.URL + "/bad101 HTTP/1.1\r\nHost: x\r\n\r\n", http.StatusBadGateway},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, br := rawRequest(t, w.addr, tt.head)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no response: %v", err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, resp.Header.Get("Proxy-Status"), tt.status)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Fatalf("after the answer: %v, want the gateway to close the connection", err)
+			}
+		})
 	}
 }
