@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/proxypool/proxypool/internal/fleet"
+	"github.com/proxypool/proxypool/internal/store"
 )
 
 // The gateway and metrics listen on this helper's fixed loopback block so
@@ -285,7 +286,7 @@ log: {level: info, format: text}
 		resp, err := c.Get(judge + "/ip")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 && healthy(t) >= len(f.Members()) {
+			if resp.StatusCode == 200 && healthy(filepath.Join(dir, "pp.db")) == len(f.Members()) {
 				return
 			}
 		}
@@ -301,24 +302,24 @@ log: {level: info, format: text}
 	}
 }
 
-// healthy is the pool's healthy gauge from the metrics endpoint.
-func healthy(t *testing.T) int {
-	resp, err := http.Get("http://" + metricAddr + "/metrics")
+// healthy is how many upstreams the store holds healthy (read-only, as
+// proxypoolctl --db reads it).
+func healthy(db string) int {
+	if _, err := os.Stat(db); err != nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	st, err := store.OpenReadOnly(ctx, db)
 	if err != nil {
 		return 0
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	n := 0
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "proxypool_pool_healthy_upstreams") {
-			var v float64
-			f := strings.Fields(l)
-			fmt.Sscan(f[len(f)-1], &v)
-			n += int(v)
-		}
+	defer st.Close()
+	recs, err := st.Healthy(ctx)
+	if err != nil {
+		return 0
 	}
-	return n
+	return len(recs)
 }
 
 func mustURL(s string) *url.URL {
