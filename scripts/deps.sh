@@ -33,6 +33,12 @@ have microsocks     || interop+=(microsocks)
 have tinyproxy      || interop+=(tinyproxy)
 have openssl        || interop+=(openssl)   # squid's htpasswd line (openssl passwd -apr1)
 need+=("${interop[@]}")
+# Real clients through the mixed port (test/clients): headless Chromium,
+# proxychains4, and Debian's python3 with requests + PySocks (socks5h://).
+have chromium       || need+=(chromium)
+have proxychains4   || need+=(proxychains4)
+/usr/bin/python3 -c 'import requests' 2>/dev/null || need+=(python3-requests)
+/usr/bin/python3 -c 'import socks' 2>/dev/null    || need+=(python3-socks)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]} and not root: install them, or run as root" >&2

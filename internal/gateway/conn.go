@@ -310,20 +310,37 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		cc.setUp(up)
 		cc.c.SetReadDeadline(time.Time{})
 		upBr := readerPool.Get().(*bufio.Reader)
-		upBr.Reset(up)
-		up.SetDeadline(time.Now().Add(g.opts.IdleTimeout))
-		keep, started, err := httpproxy.Forward(req, up, upBr, cc.c, extra)
+		res, err := httpproxy.Forward(req, httpproxy.Exchange{
+			Client: cc.c, ClientBr: cc.br, Up: up, UpBr: upBr,
+			Extra: extra, Idle: g.opts.IdleTimeout,
+		})
+		if err == nil && res.Upgraded {
+			// 101 Switching Protocols: the origin's first bytes of the
+			// new protocol may sit in upBr; then a tunnel like CONNECT's
+			defer up.Close()
+			if n := upBr.Buffered(); n > 0 {
+				b, _ := upBr.Peek(n)
+				_, err = cc.c.Write(b)
+			}
+			upBr.Reset(nil)
+			readerPool.Put(upBr)
+			if err == nil {
+				cc.tunnel(up)
+			}
+			return
+		}
 		upBr.Reset(nil)
 		readerPool.Put(upBr)
 		up.Close()
 		cc.setUp(nil)
-		if err != nil && !started {
+		if err != nil && !res.Started {
 			cc.outcome = outcomeUpstream
 			status := http.StatusBadGateway
 			ps := httpproxy.ProxyStatus("http_response_incomplete", err.Error(), ch.ID)
 			httpproxy.WriteError(cc.c, status, ps, "proxypool: "+err.Error(), nil)
 			return
 		}
+		keep := res.KeepAlive
 		if err != nil || !keep || g.draining.Load() {
 			return
 		}

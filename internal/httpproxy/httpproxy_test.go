@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os/exec"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +116,79 @@ func TestCredentials(t *testing.T) {
 	u, p, ok := Credentials(req)
 	if !ok || u != "user-country-us" || p != "pw" {
 		t.Fatalf("%q %q %v", u, p, ok)
+	}
+}
+
+// The fleet's HTTP proxies forward with the same Forward as the gateway:
+// what a client sends is what the origin sees, interim responses pass, an
+// Upgrade becomes a tunnel.
+func TestServerForwardsAsTheClientWrote(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/upgrade":
+			c, brw, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+			brw.Flush()
+			line, _ := brw.ReadString('\n')
+			brw.WriteString("echo " + line)
+			brw.Flush()
+		default:
+			b, _ := io.ReadAll(r.Body)
+			var names []string
+			for k := range r.Header {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			fmt.Fprintf(w, "%s %s", strings.Join(names, ","), b)
+		}
+	}))
+	defer origin.Close()
+	addr := startProxy(t, &Server{})
+	tests := []struct {
+		name, head, send string
+		statuses         []int  // responses in order, interim ones first
+		want             string // the final body, or the echo after 101
+	}{
+		{"no header added", "GET " + origin.URL + "/ HTTP/1.1\r\nHost: x\r\n\r\n", "",
+			[]int{200}, "Connection "},
+		{"expect: 100 first, then the answer", "POST " + origin.URL + "/ HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", "hi",
+			[]int{100, 200}, "Connection,Content-Length,Expect hi"},
+		{"upgrade", "GET " + origin.URL + "/upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", "ping\n",
+			[]int{101}, "echo ping\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, tt.head)
+			br := bufio.NewReader(c)
+			var got string
+			for i, want := range tt.statuses {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil || resp.StatusCode != want {
+					t.Fatalf("response %d: %v %v, want %d", i, resp, err, want)
+				}
+				if want < 200 && tt.send != "" {
+					io.WriteString(c, tt.send)
+				}
+				if want == 101 {
+					got, err = br.ReadString('\n')
+				} else if want >= 200 {
+					b, _ := io.ReadAll(resp.Body)
+					got = string(b)
+				}
+			}
+			if got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -97,9 +97,23 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 			pipe(c, t)
 			return
 		}
-		keep, _, err := Forward(req, t, bufio.NewReader(t), c, nil)
+		tBr := bufio.NewReader(t)
+		res, err := Forward(req, Exchange{Client: c, ClientBr: br, Up: t, UpBr: tBr})
+		if err == nil && res.Upgraded {
+			defer t.Close()
+			if n := br.Buffered(); n > 0 {
+				b, _ := br.Peek(n)
+				t.Write(b)
+			}
+			if n := tBr.Buffered(); n > 0 {
+				b, _ := tBr.Peek(n)
+				c.Write(b)
+			}
+			pipe(c, t)
+			return
+		}
 		t.Close()
-		if err != nil || !keep {
+		if err != nil || !res.KeepAlive {
 			return
 		}
 	}
