@@ -11,6 +11,9 @@ step() { echo; echo "=== [$((SECONDS-start))s] $*"; }
 step "dependencies"
 scripts/deps.sh
 
+step "interop tools: sing-box, xray (built in the background, cached by version)"
+scripts/interop-tools.sh --background
+
 step "gofmt + go vet"
 bad=$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)
 if [ -n "$bad" ]; then echo "gofmt needed: $bad"; exit 1; fi
@@ -19,8 +22,16 @@ go vet ./...
 step "go test"
 export PROXYPOOL_TORNET=${PROXYPOOL_TORNET:-1}
 export PROXYPOOL_INTEROP=${PROXYPOOL_INTEROP:-1}   # test/interop: independent servers (deps.sh)
-go test -count=1 -timeout 25m ./... 2>&1 | tee /tmp/proxypool-gotest.log
+# The interop level waits for sing-box/xray; everything else runs while they build.
+go test -count=1 -timeout 25m $(go list ./... | grep -v /test/interop) 2>&1 | tee /tmp/proxypool-gotest.log
 [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+step "go test: interop level (independent servers of every kind)"
+scripts/interop-tools.sh --wait
+rc=0; go test -count=1 -timeout 10m -v ./test/interop/ >/tmp/proxypool-interop.log 2>&1 || rc=$?
+grep -E '^(ok|FAIL)' /tmp/proxypool-interop.log >>/tmp/proxypool-gotest.log || true
+if [ "$rc" != 0 ]; then tail -n 200 /tmp/proxypool-interop.log; exit 1; fi
+grep -A60 -E '^\s*kind +\|' /tmp/proxypool-interop.log | head -n 60 || true
+tail -n 1 /tmp/proxypool-interop.log
 
 step "fuzz (${FUZZTIME:-10s} per target)"
 FUZZTIME=${FUZZTIME:-10s} scripts/fuzz.sh

@@ -25,14 +25,14 @@ import (
 const healthyCols = `concat_ws(char(31), u.id, u.type, u.server, u.name, u.grp, u.exit_ip, u.country, u.anonymity,
 	u.last_error),
 	u.port, u.failures, u.checks, u.oks, u.last_check, u.last_ok, u.next_check, u.first_seen, u.last_seen,
-	u.options, u.latency_ms, u.score`
+	u.options, u.latency_ms, u.score, u.caps`
 
 const healthyTexts = 9 // \x1f-separated fields of the first column
 
 // gatewayCols are healthyCols cut to what a gateway serves by (a third
 // less for SQLite to read and the driver to convert).
 const gatewayCols = `concat_ws(char(31), u.id, u.type, u.server, u.name, u.grp, u.exit_ip, u.country),
-	u.port, u.last_check, u.options, u.latency_ms, u.score`
+	u.port, u.last_check, u.options, u.latency_ms, u.score, u.caps`
 
 const gatewayTexts = 7
 
@@ -107,7 +107,7 @@ func (s *Store) eachHealthy(ctx context.Context, gateway bool, fn func(n int, r 
 			r = odd[int(k.i)-len(rows)]
 			if gateway { // as the rows
 				r.Status = upstream.Status{State: r.State, ExitIP: r.ExitIP, Country: r.Country,
-					LatencyMS: r.LatencyMS, Score: r.Score, LastCheck: r.LastCheck}
+					LatencyMS: r.LatencyMS, Score: r.Score, LastCheck: r.LastCheck, Caps: r.Caps}
 				if !r.Type.Plain() { // share-link options as JSON, as the rows (bare ones decode to nil)
 					b, err := json.Marshal(r.Options)
 					if err != nil {
@@ -150,6 +150,7 @@ type healthyRow struct {
 	srcBits                     uint64 // sources by their index in sorted order, while being read
 	latency, score              float64
 	port, failures, checks, oks int32
+	caps                        upstream.Caps
 	times                       [5]int64 // last_check, last_ok, next_check, first_seen, last_seen (ms)
 }
 
@@ -171,7 +172,7 @@ func (h *healthyRow) record(r *upstream.Record, gateway bool) {
 		Status: upstream.Status{State: upstream.Healthy, LatencyMS: h.latency, ExitIP: f[5], Country: f[6],
 			Anonymity: upstream.Anonymity(f[7]), Failures: int(h.failures), Checks: int(h.checks), OKs: int(h.oks),
 			Score: h.score, LastCheck: fromMS(h.times[0]), LastOK: fromMS(h.times[1]), NextCheck: fromMS(h.times[2]),
-			FirstSeen: fromMS(h.times[3]), LastSeen: fromMS(h.times[4]), LastError: f[8]},
+			FirstSeen: fromMS(h.times[3]), LastSeen: fromMS(h.times[4]), LastError: f[8], Caps: h.caps},
 		Sources: h.sources,
 	}
 }
@@ -367,7 +368,7 @@ func (h *healthyRow) fill(texts string, n []driver.Value) bool {
 	for k := range h.times {
 		h.times[k] = vInt(n[4+k])
 	}
-	h.latency, h.score = vFloat(n[10]), vFloat(n[11])
+	h.latency, h.score, h.caps = vFloat(n[10]), vFloat(n[11]), upstream.Caps(vInt(n[12]))
 	return true
 }
 
@@ -381,7 +382,7 @@ func (h *healthyRow) fillGateway(texts string, n []driver.Value) bool {
 		return false
 	}
 	h.texts, h.port, h.times[0] = texts, int32(port), vInt(n[1])
-	h.latency, h.score = vFloat(n[3]), vFloat(n[4])
+	h.latency, h.score, h.caps = vFloat(n[3]), vFloat(n[4]), upstream.Caps(vInt(n[5]))
 	return true
 }
 

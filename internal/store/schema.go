@@ -127,6 +127,9 @@ CREATE TABLE settings (
 	updated INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 `,
+	// 3: what the last OK active check proved the upstream can do
+	// (upstream.Caps: CONNECT, forwarding, a pipelined SOCKS5 handshake).
+	`ALTER TABLE upstreams ADD COLUMN caps INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.

@@ -23,7 +23,7 @@ const recordCols = recordColsNoSources + `,
 
 const recordColsNoSources = `u.id, u.type, u.server, u.port, u.name, u.grp, u.options, u.state, u.latency_ms,
 	u.exit_ip, u.country, u.anonymity, u.untrusted, u.failures, u.checks, u.oks, u.score, u.last_check, u.last_ok,
-	u.next_check, u.first_seen, u.last_seen, u.last_error`
+	u.next_check, u.first_seen, u.last_seen, u.last_error, u.caps`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -38,11 +38,12 @@ func scanRecord(v []driver.Value, decode func(id, raw string) (map[string]any, e
 	r.Failures, r.Checks, r.OKs, r.Score = int(vInt(v[13])), int(vInt(v[14])), int(vInt(v[15])), vFloat(v[16])
 	r.LastCheck, r.LastOK, r.NextCheck = fromMS(vInt(v[17])), fromMS(vInt(v[18])), fromMS(vInt(v[19]))
 	r.FirstSeen, r.LastSeen, r.LastError = fromMS(vInt(v[20])), fromMS(vInt(v[21])), vStr(v[22])
+	r.Caps = upstream.Caps(vInt(v[23]))
 	var err error
 	if r.Options, err = decode(r.ID, vStr(v[6])); err != nil {
 		return r, err
 	}
-	if sources := vStr(v[23]); sources != "" {
+	if sources := vStr(v[24]); sources != "" {
 		r.Sources = strings.Split(sources, "\x1f")
 		slices.Sort(r.Sources)
 	}

@@ -296,11 +296,11 @@ func bumpVersion(ctx context.Context, tx *sql.Tx) (uint64, error) {
 
 const (
 	sqlGetStatuses = `SELECT id, state, latency_ms, exit_ip, country, anonymity, untrusted, failures, checks, oks, score,
-	last_check, last_ok, next_check, first_seen, last_seen, last_error, healthy_since, hist_seq
+	last_check, last_ok, next_check, first_seen, last_seen, last_error, healthy_since, hist_seq, caps
 	FROM upstreams WHERE id IN (SELECT value FROM json_each(?))`
 	sqlPutStatus = `UPDATE upstreams SET state = ?, latency_ms = ?, exit_ip = ?, country = ?, anonymity = ?, untrusted = ?,
 	failures = ?, checks = ?, oks = ?, score = ?, last_check = ?, last_ok = ?, next_check = ?, first_seen = ?,
-	last_error = ?, healthy_since = ?, hist_seq = ? WHERE id = ?`
+	last_error = ?, healthy_since = ?, hist_seq = ?, caps = ? WHERE id = ?`
 	sqlPutChecks = `INSERT OR REPLACE INTO checks (upstream_id, slot, seq, at, ok, passive, err, connect_ms, ttfb_ms, total_ms,
 	exit_ip, country, anonymity, untrusted, headers) VALUES `
 	checkCols        = 15
@@ -363,7 +363,7 @@ func (w *writer) commitResults(batch []upstream.CheckResult) error {
 			nu := c.st
 			if _, err := put.ExecContext(ctx, string(nu.State), nu.LatencyMS, nu.ExitIP, nu.Country, string(nu.Anonymity),
 				b2i(nu.Untrusted), nu.Failures, nu.Checks, nu.OKs, nu.Score, ms(nu.LastCheck), ms(nu.LastOK), ms(nu.NextCheck),
-				ms(nu.FirstSeen), nu.LastError, c.healthySince, c.histSeq, c.id); err != nil {
+				ms(nu.FirstSeen), nu.LastError, c.healthySince, c.histSeq, int64(nu.Caps), c.id); err != nil {
 				return fmt.Errorf("updating status of %s: %w", c.id, err)
 			}
 			bump = bump || servedChange(c.orig, nu)
@@ -416,13 +416,14 @@ func loadStatuses(ctx context.Context, tx *sql.Tx, batch []upstream.CheckResult)
 			st                                                = &c.orig
 			state, anon                                       string
 			lastCheck, lastOK, nextCheck, firstSeen, lastSeen int64
+			caps                                              int64
 		)
 		if err := rows.Scan(&c.id, &state, &st.LatencyMS, &st.ExitIP, &st.Country, &anon, &st.Untrusted,
 			&st.Failures, &st.Checks, &st.OKs, &st.Score, &lastCheck, &lastOK, &nextCheck, &firstSeen, &lastSeen,
-			&st.LastError, &c.healthySince, &c.histSeq); err != nil {
+			&st.LastError, &c.healthySince, &c.histSeq, &caps); err != nil {
 			return nil, nil, err
 		}
-		st.State, st.Anonymity = upstream.State(state), upstream.Anonymity(anon)
+		st.State, st.Anonymity, st.Caps = upstream.State(state), upstream.Anonymity(anon), upstream.Caps(caps)
 		st.LastCheck, st.LastOK, st.NextCheck = fromMS(lastCheck), fromMS(lastOK), fromMS(nextCheck)
 		st.FirstSeen, st.LastSeen = fromMS(firstSeen), fromMS(lastSeen)
 		c.st = c.orig
@@ -522,5 +523,5 @@ func servedChange(a, b upstream.Status) bool {
 	if !b.Servable() {
 		return false
 	}
-	return a.ExitIP != b.ExitIP || a.Country != b.Country || a.Anonymity != b.Anonymity
+	return a.ExitIP != b.ExitIP || a.Country != b.Country || a.Anonymity != b.Anonymity || a.Caps != b.Caps
 }

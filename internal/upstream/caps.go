@@ -1,6 +1,9 @@
 package upstream
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Caps are what an active check proved an upstream can do, beyond carrying
 // a tunnel at all. The gateway asks an upstream only for what it proved:
@@ -39,4 +42,27 @@ func (c Caps) String() string {
 		parts = append(parts, "pipeline")
 	}
 	return strings.Join(parts, ",")
+}
+
+// MarshalText writes the String form, so list --json reads "connect,pipeline".
+func (c Caps) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText reads the String form back; an unknown name is an error.
+func (c *Caps) UnmarshalText(b []byte) error {
+	var v Caps
+	for _, name := range strings.Split(string(b), ",") {
+		switch strings.TrimSpace(name) {
+		case "":
+		case "connect":
+			v |= CapConnect
+		case "forward":
+			v |= CapForward
+		case "pipeline":
+			v |= CapPipeline
+		default:
+			return fmt.Errorf("caps: unknown capability %q (known: connect, forward, pipeline)", name)
+		}
+	}
+	*c = v
+	return nil
 }

@@ -75,6 +75,7 @@ func (p Policy) Apply(id string, s Status, r CheckResult) Status {
 		if !r.Passive {
 			// Only an active check learns the exit, country and anonymity.
 			s.ExitIP, s.Country, s.Anonymity, s.Untrusted = r.ExitIP, r.Country, r.Anonymity, r.Untrusted
+			s.Caps = r.Caps
 		}
 		s.State = Healthy
 		if !r.Passive || s.NextCheck.IsZero() {

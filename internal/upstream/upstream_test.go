@@ -61,3 +61,23 @@ func TestURI(t *testing.T) {
 		t.Fatalf("vmess URI should be empty")
 	}
 }
+
+func TestCapsText(t *testing.T) {
+	for _, tc := range []struct {
+		c    Caps
+		text string
+	}{{0, ""}, {CapConnect, "connect"}, {CapConnect | CapPipeline, "connect,pipeline"}, {CapConnect | CapForward | CapPipeline, "connect,forward,pipeline"}} {
+		b, err := tc.c.MarshalText()
+		if err != nil || string(b) != tc.text {
+			t.Errorf("%d: MarshalText = %q, %v; want %q", tc.c, b, err, tc.text)
+		}
+		var back Caps
+		if err := back.UnmarshalText(b); err != nil || back != tc.c {
+			t.Errorf("%q: UnmarshalText = %d, %v; want %d", b, back, err, tc.c)
+		}
+	}
+	var c Caps
+	if err := c.UnmarshalText([]byte("connect,teleport")); err == nil {
+		t.Error("UnmarshalText accepted an unknown capability")
+	}
+}

@@ -1,0 +1,63 @@
+package store
+
+import (
+	"context"
+	"testing"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// What a check proved reaches every read the daemon and the gateway use,
+// a passive result leaves it alone, and a change of it reloads gateways.
+func TestCapsRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	if _, err := s.Add(ctx, "manual", ups(1)...); err != nil {
+		t.Fatal(err)
+	}
+	id := up(1).ID
+	r := ok(id, t0, "1.1.1.1", "US")
+	r.Caps = upstream.CapConnect | upstream.CapPipeline
+	submit(t, s, r)
+	v1, err := s.Version(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	passive := ok(id, t0.Add(1e9), "1.1.1.1", "US")
+	passive.Passive = true // carries no caps: must not clear them
+	submit(t, s, passive)
+
+	want := upstream.CapConnect | upstream.CapPipeline
+	got, err := s.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Caps != want {
+		t.Errorf("Get: caps %q, want %q", got.Caps, want)
+	}
+	hs, err := s.Healthy(ctx)
+	if err != nil || len(hs) != 1 || hs[0].Caps != want {
+		t.Errorf("Healthy: %+v, %v; want one record with caps %q", hs, err, want)
+	}
+	var gw []upstream.Caps
+	if err := s.GatewayHealthy(ctx, func(_ int, r *upstream.Record) error { gw = append(gw, r.Caps); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(gw) != 1 || gw[0] != want {
+		t.Errorf("GatewayHealthy: caps %v, want [%q]", gw, want)
+	}
+
+	r = ok(id, t0.Add(2e9), "1.1.1.1", "US")
+	r.Caps = upstream.CapConnect // the upstream stopped taking pipelined handshakes
+	submit(t, s, r)
+	v2, err := s.Version(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v2 == v1 {
+		t.Errorf("version stayed %d when the caps changed: gateways would keep pipelining", v1)
+	}
+	if got, _ := s.Get(ctx, id); got.Caps != upstream.CapConnect {
+		t.Errorf("after the second check: caps %q, want connect", got.Caps)
+	}
+}
