@@ -96,6 +96,10 @@ func (p *Prober) cause(ctx context.Context, err error) string {
 		if c == "" || c == "other" {
 			return "dial: " + de.err.Error()
 		}
+		if c == "certificate" {
+			// the one word would not say which check failed
+			return c + ": " + certDetail(de.err)
+		}
 		if ctx.Err() != nil && c == "closed" {
 			c = "timeout"
 		}
@@ -105,6 +109,16 @@ func (p *Prober) cause(ctx context.Context, err error) string {
 		return "timeout"
 	}
 	return err.Error()
+}
+
+// certDetail is the x509 part of a certificate failure ("x509: certificate
+// signed by unknown authority"), whatever the dialer wrapped around it.
+func certDetail(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "x509: "); i >= 0 {
+		return msg[i:]
+	}
+	return msg
 }
 
 func isTimeout(err error) bool {
