@@ -113,7 +113,8 @@ type entry struct {
 // form: the snapshot keeps entries, not the (much larger) records.
 func (e *entry) record() upstream.Record {
 	return upstream.Record{Upstream: e.choice.Upstream, Sources: e.sources, Status: upstream.Status{
-		State: upstream.Healthy, ExitIP: e.choice.ExitIP, Country: e.choice.Country, LatencyMS: e.choice.LatencyMS}}
+		State: upstream.Healthy, ExitIP: e.choice.ExitIP, Country: e.choice.Country, LatencyMS: e.choice.LatencyMS,
+		Caps: e.choice.Caps}}
 }
 
 // latency is the EWMA the least-latency strategy compares: the gateway's
