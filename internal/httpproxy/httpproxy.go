@@ -336,6 +336,9 @@ func Forward(req *http.Request, x Exchange) (Result, error) {
 			continue
 		}
 		defer resp.Body.Close()
+		if err := x.Proxy.refused(resp); err != nil {
+			return res, err
+		}
 		RemoveHopHeaders(resp.Header)
 		for k, vs := range x.Extra {
 			resp.Header[k] = vs

@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"encoding/base64"
+	"errors"
 	"net/http"
 )
 
@@ -26,4 +27,17 @@ func (p *UpstreamProxy) authorization() string {
 		return ""
 	}
 	return "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(p.User+":"+p.Pass)) + "\r\n"
+}
+
+// errUpstreamAuth: the upstream proxy answered 407. Relayed, the client
+// would take it for the gateway asking for its own credentials.
+var errUpstreamAuth = errors.New("upstream proxy refused its credentials (407)")
+
+// refused is errUpstreamAuth for an upstream proxy's 407; nil otherwise
+// (and for a tunnel, p nil, where a 407 is the origin's own answer).
+func (p *UpstreamProxy) refused(resp *http.Response) error {
+	if p != nil && resp.StatusCode == http.StatusProxyAuthRequired {
+		return errUpstreamAuth
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"bufio"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -87,5 +88,42 @@ func TestForwardToUpstreamProxy(t *testing.T) {
 				t.Errorf("client got %q", a)
 			}
 		})
+	}
+}
+
+// TestUpstreamProxy407IsAnError: an upstream proxy's 407 is not relayed
+// (the client would take it for the gateway's own challenge): Forward
+// fails before any byte reached the client, so the gateway answers 502.
+func TestUpstreamProxy407IsAnError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		http.ReadRequest(bufio.NewReader(conn))
+		io.WriteString(conn, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"x\"\r\nContent-Length: 0\r\n\r\n")
+	}()
+	up, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	client, us := net.Pipe()
+	defer client.Close()
+	defer us.Close()
+	req, _, err := ReadRequest(bufio.NewReader(strings.NewReader("GET http://origin.test/ HTTP/1.1\r\nHost: origin.test\r\n\r\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Forward(req, Exchange{Client: us, ClientBr: bufio.NewReader(us), Up: up, UpBr: bufio.NewReader(nil),
+		Idle: 5 * time.Second, Proxy: &UpstreamProxy{User: "old", Pass: "creds"}})
+	if !errors.Is(err, errUpstreamAuth) || res.Started {
+		t.Fatalf("Forward = %+v, %v; want %v before anything reached the client", res, err, errUpstreamAuth)
 	}
 }
