@@ -170,8 +170,15 @@ func resultFor(u upstream.Upstream) upstream.CheckResult {
 	for _, c := range u.ID {
 		n += int(c)
 	}
+	// caps as the probe gives them: a tunnel for every kind but http,
+	// which may have proved either use or both
+	caps := upstream.CapConnect
+	if u.Type == upstream.HTTP {
+		caps = []upstream.Caps{upstream.CapForward, upstream.CapConnect, upstream.CapConnect | upstream.CapForward}[n%3]
+	}
 	return upstream.CheckResult{ID: u.ID, At: time.Now(), OK: true, TotalMS: float64(20 + n%80),
-		ExitIP: fmt.Sprintf("198.51.100.%d", n%250), Country: []string{"US", "DE", "NL"}[n%3], Anonymity: upstream.AnonElite}
+		ExitIP: fmt.Sprintf("198.51.100.%d", n%250), Country: []string{"US", "DE", "NL"}[n%3], Anonymity: upstream.AnonElite,
+		Caps: caps}
 }
 
 // fileRefresher is the daemon's refresh over the real source fetcher.

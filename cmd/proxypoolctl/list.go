@@ -64,7 +64,7 @@ func runList(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 	enc.SetEscapeHTML(false)
 	if !g.JSON {
 		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCOUNTRY\tLATENCY\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES")
+		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCAPS\tCOUNTRY\tLATENCY\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES")
 	}
 	printed, total := 0, 0
 	now := time.Now()
@@ -81,8 +81,8 @@ func runList(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 				}
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
-				dash(r.Country), latency(r), strconv.FormatFloat(r.Score, 'f', 0, 64), dash(r.ExitIP),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
+				dash(r.Caps.String()), dash(r.Country), latency(r), strconv.FormatFloat(r.Score, 'f', 0, 64), dash(r.ExitIP),
 				ago(now, r.LastCheck), dash(strings.Join(r.Sources, ",")))
 		}
 		if tw != nil {

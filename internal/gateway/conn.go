@@ -288,6 +288,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 			httpproxy.WriteError(cc.c, http.StatusProxyAuthRequired, "", "proxypool: "+err.Error(), nil)
 			return
 		}
+		cc.sel.Need = needOf(req) // forward.go
 		up, ch, err := g.connect(ctx, &cc.sel, target, nil, time.Time{})
 		if err != nil {
 			g.stats.Failed.Add(1)
@@ -312,7 +313,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		upBr := readerPool.Get().(*bufio.Reader)
 		res, err := httpproxy.Forward(req, httpproxy.Exchange{
 			Client: cc.c, ClientBr: cc.br, Up: up, UpBr: upBr,
-			Extra: extra, Idle: g.opts.IdleTimeout,
+			Extra: extra, Idle: g.opts.IdleTimeout, Proxy: upstreamProxy(ch),
 		})
 		if err == nil && res.Upgraded {
 			// 101 Switching Protocols: the origin's first bytes of the

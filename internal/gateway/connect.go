@@ -90,7 +90,7 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 		}
 		dctx, cancel := context.WithTimeout(ctx, to)
 		start := time.Now()
-		c, err := g.dial(dctx, ch, addr)
+		c, err := g.dialFor(dctx, ch, addr) // a tunnel, or a forward proxy (forward.go)
 		cancel()
 		took := time.Since(start)
 		if err == nil {

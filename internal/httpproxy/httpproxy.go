@@ -203,6 +203,10 @@ type Exchange struct {
 	// (default 5m). Every read and write pushes it: a download or an
 	// upload longer than Idle goes on while it moves.
 	Idle time.Duration
+	// Proxy, when set, says Up is a forward proxy, not a tunnel: the
+	// request goes to it in absolute form with its credentials
+	// (upstream.go).
+	Proxy *UpstreamProxy
 }
 
 // Result is what a forwarded exchange left the client connection in.
@@ -247,7 +251,11 @@ func Forward(req *http.Request, x Exchange) (Result, error) {
 		upgrade = req.Header.Get("Upgrade")
 	}
 	RemoveHopHeaders(req.Header)
-	if err := writeHead(up, req, upgrade); err != nil {
+	target, auth := req.URL.RequestURI(), ""
+	if x.Proxy != nil {
+		target, auth = x.Proxy.target(req), x.Proxy.authorization()
+	}
+	if err := writeHead(up, req, target, auth, upgrade); err != nil {
 		return res, fmt.Errorf("writing request to origin: %w", err)
 	}
 
@@ -328,6 +336,9 @@ func Forward(req *http.Request, x Exchange) (Result, error) {
 			continue
 		}
 		defer resp.Body.Close()
+		if err := x.Proxy.refused(resp); err != nil {
+			return res, err
+		}
 		RemoveHopHeaders(resp.Header)
 		for k, vs := range x.Extra {
 			resp.Header[k] = vs
@@ -362,15 +373,17 @@ func Forward(req *http.Request, x Exchange) (Result, error) {
 
 var errBodyCut = errors.New("request body cut: the origin answered first")
 
-// writeHead writes the request line and headers in origin form. Go's
+// writeHead writes the request line (with target: the origin form, or
+// the absolute form for an upstream proxy), the headers and auth (a
+// Proxy-Authorization line for an upstream proxy, or ""). Go's
 // Request.Write would add a User-Agent the client never sent.
-func writeHead(w io.Writer, req *http.Request, upgrade string) error {
+func writeHead(w io.Writer, req *http.Request, target, auth, upgrade string) error {
 	var b strings.Builder
 	host := req.Host
 	if req.URL.Host != "" {
 		host = req.URL.Host // RFC 9112 §3.2.2: the URI's authority wins
 	}
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", req.Method, req.URL.RequestURI(), host)
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", req.Method, target, host)
 	h := req.Header
 	delete(h, "Host")
 	// ReadRequest keeps the client's Content-Length and drops it for a
@@ -381,6 +394,7 @@ func writeHead(w io.Writer, req *http.Request, upgrade string) error {
 	if isChunked(req) {
 		b.WriteString("Transfer-Encoding: chunked\r\n")
 	}
+	b.WriteString(auth)
 	if upgrade != "" {
 		b.WriteString("Connection: Upgrade\r\nUpgrade: " + upgrade + "\r\n\r\n")
 	} else {

@@ -25,10 +25,47 @@ const maxProbe = 32
 
 func usable(s *snapshot, i int32, sel *upstream.Selector) bool {
 	e := &s.entries[i]
-	if e.h.ejectedAt.Load() != 0 {
+	if e.h.ejectedAt.Load() != 0 || !fits(&e.choice, sel.Need) {
 		return false
 	}
 	return len(sel.Tried) == 0 || !slices.Contains(sel.Tried, e.choice.ID)
+}
+
+// fits reports whether c can serve a request that needs any one of need
+// (upstream.Selector.Need; 0 is a tunnel). An upstream that does not is
+// skipped, not failed: a GET-only HTTP proxy is a fine upstream for
+// plain http:// requests.
+func fits(c *upstream.Choice, need upstream.Caps) bool {
+	if need == 0 {
+		need = upstream.CapConnect
+	}
+	return upstream.Usable(c.Type, c.Caps)&need != 0
+}
+
+// fitting is how many members of v fit need: all of them, none, or
+// some (-1 when v does not count that need).
+func (v *view) fitting(need upstream.Caps) int {
+	switch need &^ upstream.CapPipeline {
+	case 0, upstream.CapConnect:
+		return int(v.tunnels)
+	case upstream.CapConnect | upstream.CapForward:
+		return int(v.either)
+	}
+	return -1
+}
+
+// scan looks at every member of v from a random place on for one that is
+// usable: the fallback of a pick whose bounded probing met only members
+// unfit for what the request needs (a pool mostly of GET-only proxies
+// asked for a tunnel), which must still find the few that fit.
+func scan(s *snapshot, v *view, sel *upstream.Selector) int32 {
+	start := rand.IntN(v.n)
+	for j := range v.n {
+		if i := v.members[(start+j)%v.n]; usable(s, i, sel) {
+			return i
+		}
+	}
+	return -1
 }
 
 // at maps a rotation counter to an entry: distinct exits first, then the

@@ -288,7 +288,8 @@ func (p *Pool) Pick(sel *upstream.Selector) (upstream.Choice, error) {
 		return upstream.Choice{}, fmt.Errorf("%w %q", upstream.ErrUnknownGroup, sel.Group)
 	}
 	i := int32(-1)
-	if v.n > 0 {
+	fit := v.fitting(sel.Need)
+	if v.n > 0 && fit != 0 {
 		switch {
 		case sel.Session != "":
 			i = p.pickSession(s, v, sel)
@@ -301,20 +302,27 @@ func (p *Pool) Pick(sel *upstream.Selector) (upstream.Choice, error) {
 		default:
 			i = p.pickRR(s, v, sel)
 		}
+		if i < 0 && fit != v.n {
+			i = scan(s, v, sel)
+		}
 	}
 	if i < 0 {
-		return upstream.Choice{}, noUpstream(sel, v.n)
+		return upstream.Choice{}, noUpstream(sel, v.n, fit)
 	}
 	return s.entries[i].choice, nil
 }
 
-func noUpstream(sel *upstream.Selector, n int) error {
+func noUpstream(sel *upstream.Selector, n, fit int) error {
 	where := ""
 	if sel.Group != "" {
 		where += " in group " + strconv.Quote(sel.Group)
 	}
 	if sel.Country != "" {
 		where += " in country " + sel.Country
+	}
+	if n > 0 && fit == 0 {
+		// e.g. only GET-only HTTP proxies for a CONNECT or SOCKS client
+		return fmt.Errorf("%w%s that can tunnel: all %d proved only forwarding of http:// requests", upstream.ErrNoUpstream, where, n)
 	}
 	if n > 0 {
 		return fmt.Errorf("%w%s: all %d tried or ejected", upstream.ErrNoUpstream, where, n)
@@ -327,8 +335,15 @@ func (p *Pool) pickSession(s *snapshot, v *view, sel *upstream.Selector) int32 {
 	key := sel.Group + "\x00" + sel.Country + "\x00" + sel.Session
 	id, gen := p.sessions.get(key, now)
 	if id != "" {
-		if i, ok := s.byID[id]; ok && usable(s, i, sel) {
-			return i
+		if i, ok := s.byID[id]; ok {
+			if usable(s, i, sel) {
+				return i
+			}
+			if !fits(&s.entries[i].choice, sel.Need) {
+				// a CONNECT in a session held by a forward-only upstream:
+				// another serves this request, the session keeps its own
+				return pickRing(s, v, sel, sel.Session+"/"+strconv.Itoa(gen))
+			}
 		}
 	}
 	i := pickRing(s, v, sel, sel.Session+"/"+strconv.Itoa(gen))

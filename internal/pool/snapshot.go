@@ -113,7 +113,8 @@ type entry struct {
 // form: the snapshot keeps entries, not the (much larger) records.
 func (e *entry) record() upstream.Record {
 	return upstream.Record{Upstream: e.choice.Upstream, Sources: e.sources, Status: upstream.Status{
-		State: upstream.Healthy, ExitIP: e.choice.ExitIP, Country: e.choice.Country, LatencyMS: e.choice.LatencyMS}}
+		State: upstream.Healthy, ExitIP: e.choice.ExitIP, Country: e.choice.Country, LatencyMS: e.choice.LatencyMS,
+		Caps: e.choice.Caps}}
 }
 
 // latency is the EWMA the least-latency strategy compares: the gateway's
@@ -137,6 +138,10 @@ type view struct {
 	starts  []int32
 	n       int
 	rr      atomic.Uint64
+	// tunnels and either count the members that can tunnel, and that can
+	// tunnel or forward (upstream.Usable): a pick for a need no member
+	// fits answers at once, one that few fit scans for them.
+	tunnels, either int32
 
 	ringOnce sync.Once
 	ring     []ringPoint
@@ -189,6 +194,14 @@ func newView(entries []entry, idx []int32, pos []int32) *view {
 	}
 	for _, i := range idx {
 		pos[entries[i].exit] = -1
+		switch c := &entries[i].choice; upstream.Usable(c.Type, c.Caps) & (upstream.CapConnect | upstream.CapForward) {
+		case 0:
+		case upstream.CapForward:
+			v.either++
+		default:
+			v.tunnels++
+			v.either++
+		}
 	}
 	return v
 }

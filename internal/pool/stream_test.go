@@ -111,7 +111,7 @@ func TestStreamedLoadIsTheSlicedOne(t *testing.T) {
 }
 
 // TestReloadSharesUnchangedUpstreams: a reload serves what changed (a new
-// server, latency, exit, options, sources) and shares every unchanged
+// server, latency, exit, caps, options, sources) and shares every unchanged
 // upstream with the previous snapshot instead of copying it; a failed
 // streamed load keeps the snapshot serving.
 func TestReloadSharesUnchangedUpstreams(t *testing.T) {
@@ -124,12 +124,13 @@ func TestReloadSharesUnchangedUpstreams(t *testing.T) {
 	next[3].ExitIP = "203.0.113.3"
 	next[4].Options = map[string]any{"type": "socks5", "server": next[4].Server, "port": next[4].Port, "udp": true}
 	next[6].Sources = []string{"subs"}
+	next[7].Caps = upstream.CapConnect | upstream.CapPipeline
 	sl.set(next)
 	if err := p.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	after := p.snap.Load()
-	changed := map[int]bool{1: true, 2: true, 3: true, 4: true, 6: true}
+	changed := map[int]bool{1: true, 2: true, 3: true, 4: true, 6: true, 7: true}
 	for i, r := range next {
 		old, cur := before.entries[before.byID[r.ID]], after.entries[after.byID[r.ID]]
 		if shared := old.item == cur.item; shared == changed[i] {
@@ -139,7 +140,7 @@ func TestReloadSharesUnchangedUpstreams(t *testing.T) {
 			t.Errorf("record %d: passive health not carried over", i)
 		}
 		c := cur.choice
-		if c.Server != r.Server || c.LatencyMS != r.LatencyMS || c.ExitIP != r.ExitIP || !reflect.DeepEqual(c.Options, r.Options) ||
+		if c.Server != r.Server || c.LatencyMS != r.LatencyMS || c.ExitIP != r.ExitIP || c.Caps != r.Caps || !reflect.DeepEqual(c.Options, r.Options) ||
 			!reflect.DeepEqual(cur.sources, r.Sources) {
 			t.Errorf("record %d serves %+v %v, want %+v %v", i, c, cur.sources, r.Upstream, r.Sources)
 		}

@@ -34,15 +34,84 @@ const maxJudgeBody = 64 << 10
 
 // Check runs one active check of u and returns its result. It never returns
 // an error: failures are results with OK false and a short cause in Err.
+//
+// The check asks of u what the gateway will: a tunnel (CONNECT, for HTTPS
+// and SOCKS clients) and, for a plain HTTP upstream, forwarding of
+// absolute-URI requests (plain http:// clients), both against the judge
+// and at once. An HTTP upstream is OK if either works and its Caps say
+// which; the exit, anonymity and headers are those of the tunnel when it
+// works (the gateway then tunnels every request), else of forwarding.
+// Every other kind tunnels by construction and gets CapConnect when OK.
 func (p *Prober) Check(ctx context.Context, u upstream.Upstream) upstream.CheckResult {
 	start := p.now()
-	res := upstream.CheckResult{ID: u.ID, At: start}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
+	if u.Type != upstream.HTTP || boolOpt(u, "tls") || !p.anyHTTPJudge() {
+		// An https upstream is checked for CONNECT only: the gateway
+		// forwards only over plain connections to an upstream.
+		res := p.checkVia(ctx, u, start, routeTunnel)
+		if res.OK {
+			res.Caps |= upstream.CapConnect
+		}
+		return res
+	}
+	fwd := make(chan upstream.CheckResult, 1)
+	go func() { fwd <- p.checkVia(ctx, u, start, routeForward) }()
+	res := p.checkVia(ctx, u, start, routeTunnel)
+	f := <-fwd
+	switch {
+	case res.Untrusted || f.Untrusted:
+		// something on one path rewrote the judge's answer or our
+		// request: the upstream is not to be trusted on either
+		if !res.Untrusted {
+			res = f
+		}
+		res.OK = false
+	case res.OK:
+		res.Caps |= upstream.CapConnect
+		if f.OK {
+			res.Caps |= upstream.CapForward
+		}
+	case f.OK:
+		res = f
+		res.Caps |= upstream.CapForward
+	case f.Err != res.Err:
+		// the tunnel's cause leads: it is the class the metrics count
+		res.Err += "; forward: " + f.Err
+	}
+	return res
+}
 
+// route is how a check reaches the judge.
+type route uint8
+
+const (
+	routeDirect  route = iota // no upstream: our own address (Uplink)
+	routeTunnel               // through the Dialer (CONNECT for an HTTP upstream)
+	routeForward              // an absolute-URI request sent to an HTTP upstream itself
+)
+
+func (p *Prober) anyHTTPJudge() bool {
+	for _, j := range p.judges {
+		if j.Scheme == "http" {
+			return true
+		}
+	}
+	return false
+}
+
+// checkVia is one check of u over one route: the judge chain in order
+// (a forward check skips https judges, which only a tunnel reaches), the
+// echo judged for tampering, local routing and anonymity, then the
+// target, when configured.
+func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.Time, via route) upstream.CheckResult {
+	res := upstream.CheckResult{ID: u.ID, At: start}
 	var lastErr error
 	for i, judge := range p.judges {
-		r, err := p.fetch(ctx, u, judge, true)
+		if via == routeForward && judge.Scheme != "http" {
+			continue
+		}
+		r, err := p.fetch(ctx, u, judge, via)
 		if err == nil {
 			res.ConnectMS, res.TTFBMS, res.TotalMS = r.connectMS, r.ttfbMS, ms(p.now().Sub(start))
 			res.ExitIP, res.Headers = r.echo.IP, r.echo.Headers
@@ -64,7 +133,7 @@ func (p *Prober) Check(ctx context.Context, u upstream.Upstream) upstream.CheckR
 				res.Country = p.opts.Country(res.ExitIP)
 			}
 			if p.target != nil {
-				if err := p.checkTarget(ctx, u); err != nil {
+				if err := p.checkTarget(ctx, u, via); err != nil {
 					res.Err = "target: " + err.Error()
 					return res
 				}
@@ -139,15 +208,16 @@ type fetched struct {
 	status            int
 }
 
-// fetch GETs judge through u (or directly when viaUpstream is false and u is
-// zero). HTTP upstreams fetch plain-http judges as a forward proxy (absolute
-// URI), the way a browser would use them, so header injection is visible;
-// everything else tunnels through the Dialer.
-func (p *Prober) fetch(ctx context.Context, u upstream.Upstream, judge *url.URL, viaUpstream bool) (fetched, error) {
+// fetch GETs judge over a route: directly (u is zero), through u's
+// tunnel, or (routeForward, an http judge) from u as a forward proxy
+// with an absolute URI, the way a browser configured with it asks, so
+// header injection is visible.
+func (p *Prober) fetch(ctx context.Context, u upstream.Upstream, judge *url.URL, via route) (fetched, error) {
 	var f fetched
 	t0 := p.now()
 	host := hostPort(judge)
-	forward := viaUpstream && u.Type == upstream.HTTP && judge.Scheme == "http" && !boolOpt(u, "tls")
+	viaUpstream := via != routeDirect
+	forward := via == routeForward && judge.Scheme == "http"
 	var conn net.Conn
 	var err error
 	switch {
@@ -186,9 +256,7 @@ func (p *Prober) fetch(ctx context.Context, u upstream.Upstream, judge *url.URL,
 	}
 	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: */*\r\n%s: %s\r\nConnection: close\r\n", target, judge.Host, p.opts.UserAgent, nonceHeader, nonce)
 	if forward {
-		if user := u.Str("username"); user != "" {
-			fmt.Fprintf(&b, "Proxy-Authorization: Basic %s\r\n", base64.StdEncoding.EncodeToString([]byte(user+":"+u.Str("password"))))
-		}
+		b.WriteString(proxyAuth(u))
 	}
 	b.WriteString("\r\n")
 	if _, err := io.WriteString(conn, b.String()); err != nil {
@@ -258,8 +326,20 @@ func (p *Prober) dialUpstream(ctx context.Context, u upstream.Upstream, addr str
 	return c, caps & upstream.CapPipeline, err
 }
 
-func (p *Prober) checkTarget(ctx context.Context, u upstream.Upstream) error {
-	conn, err := p.dialer.DialContext(ctx, u, hostPort(p.target))
+// checkTarget fetches the target through u over the route the judge
+// answered on; forwarding reaches only an http target.
+func (p *Prober) checkTarget(ctx context.Context, u upstream.Upstream, via route) error {
+	forward := via == routeForward
+	if forward && p.target.Scheme != "http" {
+		return fmt.Errorf("%s is https: only a CONNECT tunnel reaches it, and this upstream forwards only", p.target.Host)
+	}
+	var conn net.Conn
+	var err error
+	if forward {
+		conn, err = p.direct(ctx, "tcp", u.Addr())
+	} else {
+		conn, err = p.dialer.DialContext(ctx, u, hostPort(p.target))
+	}
 	if err != nil {
 		return err
 	}
@@ -274,7 +354,11 @@ func (p *Prober) checkTarget(ctx context.Context, u upstream.Upstream) error {
 		}
 		conn = tc
 	}
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nConnection: close\r\n\r\n", p.target.RequestURI(), p.target.Host, p.opts.UserAgent)
+	target, auth := p.target.RequestURI(), ""
+	if forward {
+		target, auth = p.target.String(), proxyAuth(u)
+	}
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n%sConnection: close\r\n\r\n", target, p.target.Host, p.opts.UserAgent, auth)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		return err
@@ -284,6 +368,16 @@ func (p *Prober) checkTarget(ctx context.Context, u upstream.Upstream) error {
 		return fmt.Errorf("answered %d, want %d", resp.StatusCode, p.opts.TargetStatus)
 	}
 	return nil
+}
+
+// proxyAuth is u's Proxy-Authorization header line, or "" without
+// credentials.
+func proxyAuth(u upstream.Upstream) string {
+	user := u.Str("username")
+	if user == "" {
+		return ""
+	}
+	return "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+u.Str("password"))) + "\r\n"
 }
 
 func hostPort(u *url.URL) string {

@@ -136,6 +136,14 @@ func TestVerdicts(t *testing.T) {
 			if r.TotalMS <= 0 || r.ConnectMS <= 0 || r.TTFBMS < r.ConnectMS {
 				t.Errorf("%s: timings connect=%v ttfb=%v total=%v", name, r.ConnectMS, r.TTFBMS, r.TotalMS)
 			}
+			// the fleet's HTTP proxies do both; every other kind tunnels
+			want := upstream.CapConnect
+			if tt.spec.Kind == fleet.HTTP {
+				want |= upstream.CapForward
+			}
+			if got := r.Caps &^ upstream.CapPipeline; got != want {
+				t.Errorf("%s: caps %q, want %q", name, r.Caps, want)
+			}
 		}
 	}
 }

@@ -130,7 +130,7 @@ func (p *Prober) Uplink(ctx context.Context) error {
 	defer cancel()
 	var errs []error
 	for _, j := range p.judges {
-		f, err := p.fetch(ctx, upstream.Upstream{}, j, false)
+		f, err := p.fetch(ctx, upstream.Upstream{}, j, routeDirect)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", j, err))
 			continue

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -59,5 +62,50 @@ func TestCapsRoundTrip(t *testing.T) {
 	}
 	if got, _ := s.Get(ctx, id); got.Caps != upstream.CapConnect {
 		t.Errorf("after the second check: caps %q, want connect", got.Caps)
+	}
+}
+
+// TestCapsMigration: a database from before the caps column opens,
+// migrates, and reads its upstreams with no caps (the pool takes 0 as
+// "not checked for it yet"); the next check stores them.
+func TestCapsMigration(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Add(ctx, "manual", up(1)); err != nil {
+		t.Fatal(err)
+	}
+	submit(t, s, ok(up(1).ID, t0, "1.1.1.1", "US"))
+	s.Close()
+	// Make it the version-2 file an older proxypool wrote.
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("ALTER TABLE upstreams DROP COLUMN caps; PRAGMA user_version = 2"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := OpenReadOnly(ctx, path); err == nil {
+		t.Fatal("OpenReadOnly read a file older than its schema")
+	}
+
+	s, err = Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatalf("migrating: %v", err)
+	}
+	defer s.Close()
+	recs, err := s.Healthy(ctx)
+	if err != nil || len(recs) != 1 || recs[0].Caps != 0 {
+		t.Fatalf("after migration: %+v %v", recs, err)
+	}
+	r := ok(up(1).ID, t0.Add(time.Minute), "1.1.1.1", "US")
+	r.Caps = upstream.CapConnect | upstream.CapForward
+	submit(t, s, r)
+	if got, err := s.Get(ctx, up(1).ID); err != nil || got.Caps != r.Caps {
+		t.Fatalf("after a check: caps %q %v, want %q", got.Caps, err, r.Caps)
 	}
 }

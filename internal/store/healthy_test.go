@@ -71,6 +71,7 @@ func healthyListStore(t *testing.T) *Store {
 	for i, u := range us {
 		r := ok(u.ID, now, "198.51.100."+string(rune('0'+i%10)), []string{"US", "DE", "fr"}[i%3])
 		r.TotalMS = float64(100 + i%4*10) // ties in score
+		r.Caps = upstream.Caps(i % 8)     // every combination, none included
 		switch i % 7 {
 		case 3:
 			r.Anonymity = upstream.AnonTransparent
@@ -126,7 +127,8 @@ func gatewayFields(t *testing.T, r upstream.Record) upstream.Record {
 		u.Options = nil
 	}
 	return upstream.Record{Upstream: u, Sources: r.Sources, Status: upstream.Status{State: r.State,
-		ExitIP: r.ExitIP, Country: r.Country, LatencyMS: r.LatencyMS, Score: r.Score, LastCheck: r.LastCheck}}
+		ExitIP: r.ExitIP, Country: r.Country, LatencyMS: r.LatencyMS, Score: r.Score, LastCheck: r.LastCheck,
+		Caps: r.Caps}}
 }
 
 // TestGatewayHealthy: the gateway's stream is Healthy, in the same order,

@@ -29,6 +29,21 @@ const (
 // Has reports whether every bit of want is set.
 func (c Caps) Has(want Caps) bool { return c&want == want }
 
+// Usable is what the gateway may ask of an upstream of kind k whose last
+// check proved c. Every kind but http tunnels by construction, whatever
+// its record says. An http upstream whose record proves neither connect
+// nor forward was stored before checks recorded them (schema 3): unknown,
+// so usable for both until its next check says which.
+func Usable(k Kind, c Caps) Caps {
+	if k != HTTP {
+		return c | CapConnect
+	}
+	if c&(CapConnect|CapForward) == 0 {
+		return c | CapConnect | CapForward
+	}
+	return c
+}
+
 // String lists the set bits: "connect,forward".
 func (c Caps) String() string {
 	var parts []string

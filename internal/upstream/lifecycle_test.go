@@ -62,3 +62,30 @@ func TestScoreOrdersByLatency(t *testing.T) {
 		t.Fatalf("fast %v slow %v flaky %v", fast, slow, flaky)
 	}
 }
+
+// TestApplyKeepsCapsOfActiveChecks: caps come from OK active checks only;
+// a passive result or a failed check keeps the last proof.
+func TestApplyKeepsCapsOfActiveChecks(t *testing.T) {
+	p := Policy{}
+	at := time.Unix(1_700_000_000, 0)
+	steps := []struct {
+		name string
+		r    CheckResult
+		want Caps
+	}{
+		{"ok: forward only", CheckResult{OK: true, Caps: CapForward}, CapForward},
+		{"passive ok", CheckResult{OK: true, Passive: true, Caps: CapConnect}, CapForward},
+		{"passive failure", CheckResult{Passive: true, Err: "refused"}, CapForward},
+		{"active failure", CheckResult{Err: "refused"}, CapForward},
+		{"ok: both", CheckResult{OK: true, Caps: CapConnect | CapForward}, CapConnect | CapForward},
+		{"ok: connect only", CheckResult{OK: true, Caps: CapConnect}, CapConnect},
+	}
+	var s Status
+	for i, st := range steps {
+		st.r.At = at.Add(time.Duration(i) * time.Minute)
+		s = p.Apply("x", s, st.r)
+		if s.Caps != st.want {
+			t.Fatalf("%s: caps %q, want %q", st.name, s.Caps, st.want)
+		}
+	}
+}

@@ -17,6 +17,12 @@ type Selector struct {
 	Client     string        // client IP, the sticky key when Session is empty
 	Attempt    int           // 0 for the first try, 1.. for failover
 	Tried      []string      // IDs already tried for this request (skipped)
+	// Need is what the request asks of its upstream: any one of these
+	// bits will do (see Usable). Zero is CapConnect, a tunnel: what every
+	// SOCKS client and CONNECT request needs, and what a Selector that
+	// never set it (the event loop's) means. A plain http:// request sets
+	// CapConnect|CapForward: it can be tunnelled or forwarded.
+	Need Caps
 }
 
 // Choice is one upstream picked for a request, with what the gateway may
