@@ -118,8 +118,8 @@ CREATE TABLE relays (
 ) WITHOUT ROWID;
 `,
 	// 2: settings the processes share (Setting, SetSetting): the tor
-	// instance budget the SLO guard raises, torgen's unused slots, the
-	// tor control password.
+	// control password (and, until 4, the tor groups' budget and unused
+	// slots).
 	`
 CREATE TABLE settings (
 	key     TEXT PRIMARY KEY,
@@ -130,6 +130,26 @@ CREATE TABLE settings (
 	// 3: what the last OK active check proved the upstream can do
 	// (upstream.Caps: CONNECT, forwarding, a pipelined SOCKS5 handshake).
 	`ALTER TABLE upstreams ADD COLUMN caps INTEGER NOT NULL DEFAULT 0;`,
+	// 4: the tor groups' state (TorGroups), moved out of the JSON blobs
+	// settings tor.budget and tor.unused so an upgrade keeps what the SLO
+	// guard raised. A blob that is not a JSON object of integers is
+	// dropped, not fatal: the budget restarts from the floors.
+	`
+CREATE TABLE tor_groups (
+	grp     TEXT PRIMARY KEY,
+	budget  INTEGER NOT NULL DEFAULT 0,
+	unused  INTEGER NOT NULL DEFAULT 0,
+	updated INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+INSERT INTO tor_groups (grp, budget)
+	SELECT key, value FROM json_each((SELECT value FROM settings WHERE key = 'tor.budget' AND json_valid(value) AND json_type(value) = 'object'))
+	WHERE type = 'integer';
+INSERT INTO tor_groups (grp, unused)
+	SELECT key, value FROM json_each((SELECT value FROM settings WHERE key = 'tor.unused' AND json_valid(value) AND json_type(value) = 'object'))
+	WHERE type = 'integer'
+	ON CONFLICT (grp) DO UPDATE SET unused = excluded.unused;
+DELETE FROM settings WHERE key IN ('tor.budget', 'tor.unused');
+`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.

@@ -1,0 +1,92 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// settingTorPassword holds the control password torgen hashes into every
+// systemd tor instance's torrc and the probe authenticates with.
+const settingTorPassword = "tor.control-password"
+
+// TorGroup is the SLO guard's state of one tor group, shared by the probe
+// (which raises the budget) and torgen (which plans within it).
+type TorGroup struct {
+	// Budget is how many instances the group may run; 0: the floors'.
+	Budget int
+	// Unused is how many of the group's slots the last plan left without
+	// an instance (exits nobody uses yet): "anything to add?".
+	Unused int
+}
+
+// TorGroups returns every tor group's stored state (none: empty).
+func (s *Store) TorGroups(ctx context.Context) (map[string]TorGroup, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT grp, budget, unused FROM tor_groups")
+	if err != nil {
+		return nil, fmt.Errorf("reading tor groups: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]TorGroup{}
+	for rows.Next() {
+		var g string
+		var t TorGroup
+		if err := rows.Scan(&g, &t.Budget, &t.Unused); err != nil {
+			return nil, fmt.Errorf("reading tor groups: %w", err)
+		}
+		out[g] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading tor groups: %w", err)
+	}
+	return out, nil
+}
+
+// SetTorBudget stores how many instances group may run.
+func (s *Store) SetTorBudget(ctx context.Context, group string, n int) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		_, err := tx.ExecContext(ctx, `INSERT INTO tor_groups (grp, budget, updated) VALUES (?, ?, ?)
+			ON CONFLICT (grp) DO UPDATE SET budget = excluded.budget, updated = excluded.updated`, group, n, ms(time.Now()))
+		return false, err
+	})
+	if err != nil {
+		return fmt.Errorf("storing tor group %s's budget: %w", group, err)
+	}
+	return nil
+}
+
+// SetTorUnused records the last plan's unused slots per group; a group
+// not in unused has none left.
+func (s *Store) SetTorUnused(ctx context.Context, unused map[string]int) error {
+	now := ms(time.Now())
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		if _, err := tx.ExecContext(ctx, "UPDATE tor_groups SET unused = 0, updated = ? WHERE unused != 0", now); err != nil {
+			return false, err
+		}
+		for g, n := range unused {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO tor_groups (grp, unused, updated) VALUES (?, ?, ?)
+				ON CONFLICT (grp) DO UPDATE SET unused = excluded.unused, updated = excluded.updated`, g, n, now); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("storing unused tor slots: %w", err)
+	}
+	return nil
+}
+
+// TorControlPassword returns the tor control password, storing
+// newPassword() first when there is none; two processes racing agree on
+// one. A read-only store without one returns "".
+func (s *Store) TorControlPassword(ctx context.Context, newPassword func() string) (string, error) {
+	if pw, ok, err := s.Setting(ctx, settingTorPassword); err != nil || ok {
+		return pw, err
+	}
+	if s.ReadOnly() {
+		return "", nil
+	}
+	return s.SetSettingIfAbsent(ctx, settingTorPassword, newPassword())
+}

@@ -1,0 +1,151 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"maps"
+	"path/filepath"
+	"testing"
+)
+
+// TestTorGroups: the budget the probe raises and the unused slots torgen
+// records are read back by another process (a read-only open), survive a
+// reopen, never bump the pool version, and a new plan's unused slots
+// replace the last one's.
+func TestTorGroups(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "pp.db")
+	st, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v0, _ := st.Version(ctx)
+	if got, err := st.TorGroups(ctx); len(got) != 0 || err != nil {
+		t.Fatalf("new store: %v, %v; want no tor groups", got, err)
+	}
+	if err := st.SetTorUnused(ctx, map[string]int{"us": 2, "de": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetTorBudget(ctx, "us", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetTorBudget(ctx, "us", 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetTorUnused(ctx, map[string]int{"us": 1}); err != nil { // the next plan: de has none left
+		t.Fatal(err)
+	}
+	want := map[string]TorGroup{"us": {Budget: 3, Unused: 1}, "de": {}}
+	if got, err := st.TorGroups(ctx); !maps.Equal(got, want) || err != nil {
+		t.Errorf("TorGroups = %v, %v; want %v", got, err, want)
+	}
+	if v1, _ := st.Version(ctx); v1 != v0 {
+		t.Errorf("tor state bumped the pool version %d → %d", v0, v1)
+	}
+	ro, err := OpenReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ro.TorGroups(ctx); !maps.Equal(got, want) || err != nil {
+		t.Errorf("read-only open reads %v, %v; want %v", got, err, want)
+	}
+	if err := ro.SetTorBudget(ctx, "us", 4); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("SetTorBudget on a read-only store: %v, want ErrReadOnly", err)
+	}
+	if pw, err := ro.TorControlPassword(ctx, func() string { return "ro" }); pw != "" || err != nil {
+		t.Errorf("read-only store without a password made one: %q, %v", pw, err)
+	}
+	ro.Close()
+	st.Close()
+	st, err = Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got, _ := st.TorGroups(ctx); !maps.Equal(got, want) {
+		t.Errorf("after reopen: %v, want %v", got, want)
+	}
+}
+
+// TestTorControlPassword: the first caller's password is kept; later
+// callers (another process) get it back instead of theirs.
+func TestTorControlPassword(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), "pp.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i, offer := range []string{"first", "second"} {
+		if pw, err := st.TorControlPassword(ctx, func() string { return offer }); pw != "first" || err != nil {
+			t.Errorf("call %d offering %q: %q, %v; want first", i, offer, pw, err)
+		}
+	}
+}
+
+// TestTorStateMigration: a version-3 database keeps its tor state as JSON
+// blobs in settings; opening it moves them into tor groups (a user who
+// upgrades keeps the budget the SLO guard raised), keeps the control
+// password, and drops a blob it cannot read instead of refusing to open.
+func TestTorStateMigration(t *testing.T) {
+	tests := []struct {
+		name     string
+		settings map[string]string
+		want     map[string]TorGroup
+	}{
+		{"budget and unused", map[string]string{
+			"tor.budget": `{"us":3,"de":2}`, "tor.unused": `{"us":1,"nl":4}`,
+		}, map[string]TorGroup{"us": {Budget: 3, Unused: 1}, "de": {Budget: 2}, "nl": {Unused: 4}}},
+		{"only unused", map[string]string{"tor.unused": `{"us":2}`}, map[string]TorGroup{"us": {Unused: 2}}},
+		{"unreadable blobs", map[string]string{
+			"tor.budget": `{"us":`, "tor.unused": `[1,2]`,
+		}, map[string]TorGroup{}},
+		{"not integers", map[string]string{"tor.budget": `{"us":"3","de":2}`}, map[string]TorGroup{"de": {Budget: 2}}},
+		{"no tor state", nil, map[string]TorGroup{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "v3.db")
+			st, err := Open(ctx, path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			// Make it the version-3 file an older proxypool wrote.
+			db, err := sql.Open("sqlite3", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec("DROP TABLE tor_groups; PRAGMA user_version = 3"); err != nil {
+				t.Fatal(err)
+			}
+			settings := map[string]string{"tor.control-password": "kept"}
+			maps.Copy(settings, tt.settings)
+			for k, v := range settings {
+				if _, err := db.Exec("INSERT INTO settings (key, value) VALUES (?, ?)", k, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db.Close()
+
+			st, err = Open(ctx, path, Options{})
+			if err != nil {
+				t.Fatalf("migrating: %v", err)
+			}
+			defer st.Close()
+			if got, err := st.TorGroups(ctx); !maps.Equal(got, tt.want) || err != nil {
+				t.Errorf("TorGroups after migration = %v, %v; want %v", got, err, tt.want)
+			}
+			for _, k := range []string{"tor.budget", "tor.unused"} {
+				if v, ok, _ := st.Setting(ctx, k); ok {
+					t.Errorf("setting %s = %q left behind after migration", k, v)
+				}
+			}
+			if pw, err := st.TorControlPassword(ctx, func() string { return "new" }); pw != "kept" || err != nil {
+				t.Errorf("control password after migration: %q, %v; want kept", pw, err)
+			}
+		})
+	}
+}
