@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
 
 	"github.com/proxypool/proxypool/internal/control"
 	"github.com/proxypool/proxypool/internal/dial"
@@ -16,7 +15,6 @@ import (
 	"github.com/proxypool/proxypool/internal/pool"
 	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/store"
-	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // mainListener is the FileDescriptorName of the mixed port in
@@ -118,7 +116,10 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	p, err := pool.New(pool.Options{
 		Loader: st, Notify: notify, Groups: poolGroups(e), Strategy: gc.Strategy,
 		EjectAfter: gc.EjectAfter, SessionTTL: gc.SessionTTL,
-		Log: e.log.WithField(logging.FieldComponent, "pool"),
+		// Only an ejected upstream reaches the store (its probe re-checks
+		// it now): a single failed request does not demote an upstream.
+		OnEject: st.Submit,
+		Log:     e.log.WithField(logging.FieldComponent, "pool"),
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.cfg.Pos("gateway"), err)
@@ -149,7 +150,7 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		infoHeader = "X-Proxypool-Upstream"
 	}
 	gw, err := gateway.New(gateway.Options{
-		Picker: p, Dialer: d, Reporter: newEjectReporter(st, gc.EjectAfter), Observer: gm,
+		Picker: p, Dialer: d, Observer: gm,
 		Classify: func(err error) string { return string(dial.Classify(err)) },
 		Log:      log, Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
 		MaxTries: gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
@@ -170,41 +171,4 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	}
 	defer sd.Stopping()
 	return gw.Run(ctx, grouped)
-}
-
-// ejectReporter forwards a passive failure to the store only once an
-// upstream failed eject-after times in a row for real traffic (the pool has
-// just ejected it), so the probe re-checks it now; a single failed request
-// does not demote an upstream.
-type ejectReporter struct {
-	sink  gateway.Reporter
-	after int
-	mu    sync.Mutex
-	fails map[string]int
-}
-
-func newEjectReporter(sink gateway.Reporter, after int) *ejectReporter {
-	if after <= 0 {
-		after = 3
-	}
-	return &ejectReporter{sink: sink, after: after, fails: map[string]int{}}
-}
-
-func (r *ejectReporter) Submit(res upstream.CheckResult) {
-	r.mu.Lock()
-	if res.OK {
-		delete(r.fails, res.ID)
-		r.mu.Unlock()
-		return
-	}
-	r.fails[res.ID]++
-	n := r.fails[res.ID]
-	if n >= r.after {
-		delete(r.fails, res.ID)
-	}
-	r.mu.Unlock()
-	if n >= r.after {
-		res.Passive = true
-		r.sink.Submit(res)
-	}
 }

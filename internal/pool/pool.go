@@ -54,7 +54,12 @@ type Options struct {
 	EjectAfter   int    // consecutive passive failures that eject (default 3)
 	// EjectFor caps how long an ejected upstream stays out when the store
 	// keeps calling it healthy without a newer check (default 5m).
-	EjectFor    time.Duration
+	EjectFor time.Duration
+	// OnEject, if set, hears of each upstream this pool ejects, with the
+	// failure that ejected it (the gateway tells the store, so the probe
+	// re-checks it now). It runs on Run's goroutine, never on a pick's or
+	// an Observe's; ejections while it lags behind are dropped.
+	OnEject     func(last upstream.CheckResult)
 	SessionTTL  time.Duration // default for "-session-" without "-ttl-" (10m)
 	MaxSessions int           // remembered sessions (default 100000)
 	Log         logrus.FieldLogger
@@ -67,6 +72,7 @@ type Pool struct {
 	snap     atomic.Pointer[snapshot]
 	mu       sync.Mutex // loads and rebuilds
 	rebuild  chan struct{}
+	ejected  chan upstream.CheckResult // for OnEject
 	sessions sessions
 	log      logrus.FieldLogger
 }
@@ -119,7 +125,7 @@ func New(o Options) (*Pool, error) {
 		l.Out = discard{}
 		o.Log = l
 	}
-	p := &Pool{opts: o, rebuild: make(chan struct{}, 1), log: o.Log}
+	p := &Pool{opts: o, rebuild: make(chan struct{}, 1), ejected: make(chan upstream.CheckResult, 1024), log: o.Log}
 	p.sessions.max = o.MaxSessions
 	p.snap.Store(newBuilder(0, 0, nil, nil, o.Groups, func(*upstream.Record, *health) bool { return false }).finish())
 	return p, nil
@@ -221,6 +227,9 @@ func (p *Pool) rebuildSnapshot() {
 // Run reloads on Notify, on a changed Version (polled), and after
 // ejections, until ctx is done.
 func (p *Pool) Run(ctx context.Context) error {
+	if p.opts.OnEject != nil {
+		go p.reportEjections(ctx)
+	}
 	t := time.NewTicker(p.opts.PollInterval)
 	defer t.Stop()
 	var (
@@ -389,6 +398,25 @@ func (p *Pool) Observe(r upstream.CheckResult) {
 		select {
 		case p.rebuild <- struct{}{}:
 		default:
+		}
+		if p.opts.OnEject != nil {
+			select {
+			case p.ejected <- r:
+			default: // OnEject behind: the upstream is out of this pool anyway
+			}
+		}
+	}
+}
+
+// reportEjections hands ejections to OnEject until ctx ends, off the
+// gateway's paths, which must never wait for the store.
+func (p *Pool) reportEjections(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-p.ejected:
+			p.opts.OnEject(r)
 		}
 	}
 }
