@@ -1,8 +1,9 @@
 package internal_test
 
 // This file enforces the import rules of docs/STYLE.md §2.2, tailscale
-// deptest-style, over the packages that exist: a package not written yet is
-// skipped, so the test passes today and bites as soon as a rule is broken.
+// deptest-style, over every package of ours: each one under internal/ and
+// each program under cmd/ must be listed, so a new package states its
+// place before it can be imported.
 
 import (
 	"bytes"
@@ -36,7 +37,7 @@ const (
 // imports, relative to internal/. Every package except the leaves may also
 // import internal/upstream. A package under a listed one (internal/torgen/exits)
 // follows its parent's rule and may import its parent's other subpackages.
-// Packages not listed here (cmd wiring, test helpers like tornet) are free.
+// A package not listed here breaks the rules.
 var mayImport = map[string][]string{
 	// layer 0: leaves import nothing of ours, not even upstream
 	"upstream":   nil,
@@ -49,7 +50,6 @@ var mayImport = map[string][]string{
 	"units":      nil,
 	"sd":         nil,
 	"torctl":     nil,
-	"dbustest":   nil,
 	// layer 1: adapters
 	"config":  {vocab},
 	"parse":   {vocab},
@@ -58,13 +58,34 @@ var mayImport = map[string][]string{
 	"control": {vocab},
 	"metrics": {vocab},
 	// layer 2: logic packages never import each other
-	"source":  {vocab, "parse"},
+	"source":  {vocab, "parse", "logging"},
 	"probe":   {vocab, "geoip"},
 	"pool":    {vocab},
 	"gateway": {vocab, "socks", "httpproxy", "proxymux"},
 	"torgen":  {vocab, "atomicfile"},
+	// layer 3: daemon services over the store and the logic packages,
+	// each wired by cmd/proxypoold
+	"manager": {vocab, "control", "parse", "store"},
+	"slo":     {vocab, "logging", "pool"},
+	"torops":  {vocab, "control", "logging", "slo", "store", "torctl", "torgen", "units"},
 	// test helpers
-	"fleet": {vocab, "socks", "httpproxy"},
+	"fleet":    {vocab, "socks", "httpproxy"},
+	"dbustest": nil,
+	"tornet":   nil,
+}
+
+// cmdMayImport is, for each program under cmd/, the internal packages it
+// may import (a package's subpackages included). A program not listed
+// here breaks the rules.
+var cmdMayImport = map[string][]string{
+	// the daemon wires everything but the protocol servers and the test helpers
+	"proxypoold": {vocab, "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
+		"pool", "probe", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
+	// the operator's CLI: D-Bus, or the store read-only, and offline parse
+	"proxypoolctl": {vocab, "config", "control", "manager", "parse", "store"},
+	// test and benchmark programs
+	"fleet":   {"fleet"},
+	"loadgen": {"socks"},
 }
 
 // mihomoImporters may import mihomo directly; everything else reaches it, if
@@ -96,13 +117,13 @@ func goList(t *testing.T) (root string, pkgs []pkg) {
 		t.Fatalf("go env GOMOD: %v", err)
 	}
 	root = filepath.Dir(strings.TrimSpace(string(out)))
-	cmd := exec.Command(gobin, "list", "-e", "-json=ImportPath,Dir,Imports,Deps,Error", "./internal/...")
+	cmd := exec.Command(gobin, "list", "-e", "-json=ImportPath,Dir,Imports,Deps,Error", "./internal/...", "./cmd/...")
 	cmd.Dir = root
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err = cmd.Output()
 	if err != nil {
-		t.Fatalf("go list ./internal/...: %v\n%s", err, stderr.String())
+		t.Fatalf("go list ./internal/... ./cmd/...: %v\n%s", err, stderr.String())
 	}
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
@@ -119,7 +140,7 @@ func goList(t *testing.T) (root string, pkgs []pkg) {
 		pkgs = append(pkgs, p)
 	}
 	if len(pkgs) == 0 {
-		t.Fatal("go list found no packages under ./internal")
+		t.Fatal("go list found no packages under ./internal or ./cmd")
 	}
 	return root, pkgs
 }
@@ -128,6 +149,16 @@ func goList(t *testing.T) (root string, pkgs []pkg) {
 // anything outside internal/.
 func rel(importPath string) string {
 	s, ok := strings.CutPrefix(importPath, module+"/internal/")
+	if !ok {
+		return ""
+	}
+	return s
+}
+
+// program is "proxypoold" for github.com/proxypool/proxypool/cmd/proxypoold,
+// "" for anything else.
+func program(importPath string) string {
+	s, ok := strings.CutPrefix(importPath, module+"/cmd/")
 	if !ok {
 		return ""
 	}
@@ -173,12 +204,28 @@ func TestImportRules(t *testing.T) {
 func checkImports(pkgs []pkg) []string {
 	var bad []string
 	for _, p := range pkgs {
+		if prog := program(p.ImportPath); prog != "" {
+			allowed, ok := cmdMayImport[prog]
+			if !ok {
+				bad = append(bad, fmt.Sprintf("%s is not listed in cmdMayImport: name the internal packages it may import", p.ImportPath))
+				continue
+			}
+			for _, imp := range p.Imports {
+				if ir := rel(imp); ir != "" && !underAny(ir, allowed) {
+					bad = append(bad, fmt.Sprintf("%s imports internal/%s; cmdMayImport allows it only %s", p.ImportPath, ir, describe(allowed)))
+				}
+			}
+			continue
+		}
 		r := rel(p.ImportPath)
 		if r == "" {
 			continue
 		}
 		// internal → internal, from the §2.2 table.
-		if rule, ok := ruleFor(r); ok {
+		rule, ok := ruleFor(r)
+		if !ok {
+			bad = append(bad, fmt.Sprintf("%s is not listed in mayImport: give it a layer and the packages it may import (STYLE.md §2.2)", p.ImportPath))
+		} else {
 			allowed := mayImport[rule]
 			for _, imp := range p.Imports {
 				ir := rel(imp)
@@ -231,9 +278,19 @@ func TestImportRuleChecker(t *testing.T) {
 			{ImportPath: in("parse"), Imports: []string{mihomo + "/common/convert", in("upstream")}},
 			{ImportPath: in("torgen"), Imports: []string{in("torgen/exits"), in("atomicfile")}},
 			{ImportPath: in("torgen/exits"), Imports: []string{in("upstream")}},
-			{ImportPath: module + "/cmd/proxypoold", Imports: []string{mihomo + "/log", in("store")}},
-			{ImportPath: in("tornet"), Imports: []string{in("store")}}, // unlisted helper: free
+			{ImportPath: module + "/cmd/proxypoold", Imports: []string{mihomo + "/log", in("store"), in("torgen/exits")}},
+			{ImportPath: module + "/cmd/proxypoolctl", Imports: []string{in("control"), in("upstream")}},
 		}, nil},
+		{"unlisted package", []pkg{{ImportPath: in("newpkg"), Imports: []string{in("upstream")}}},
+			[]string{"internal/newpkg is not listed in mayImport"}},
+		{"unlisted program", []pkg{{ImportPath: module + "/cmd/newtool", Imports: []string{in("store")}}},
+			[]string{"cmd/newtool is not listed in cmdMayImport"}},
+		{"program imports outside its list", []pkg{{ImportPath: module + "/cmd/proxypoolctl", Imports: []string{in("control"), in("gateway"), in("fleet")}}},
+			[]string{"cmd/proxypoolctl imports internal/gateway; cmdMayImport allows it only", "cmd/proxypoolctl imports internal/fleet"}},
+		{"daemon imports a test helper", []pkg{{ImportPath: module + "/cmd/proxypoold", Imports: []string{in("tornet")}}},
+			[]string{"cmd/proxypoold imports internal/tornet"}},
+		{"service imports the gateway", []pkg{{ImportPath: in("torops"), Imports: []string{in("store"), in("gateway")}}},
+			[]string{"internal/torops imports internal/gateway"}},
 		{"logic imports logic", []pkg{{ImportPath: in("probe"), Imports: []string{in("pool")}}},
 			[]string{"internal/probe imports internal/pool; STYLE.md §2.2 allows it only internal/upstream, internal/geoip"}},
 		{"leaf imports upstream", []pkg{{ImportPath: in("socks"), Imports: []string{in("upstream")}}},
