@@ -110,6 +110,12 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // cases the store is untouched). Cancelling ctx ends the refresh; sources
 // not done report the cancellation as their error.
 func (f *Fetcher) Refresh(ctx context.Context, sink Sink, sources []Source, force bool) []upstream.SourceSummary {
+	return f.refresh(ctx, sink, sources, force, f.Progress)
+}
+
+// refresh is Refresh reporting to progress (nil: nothing), so callers
+// sharing a Fetcher each see their own.
+func (f *Fetcher) refresh(ctx context.Context, sink Sink, sources []Source, force bool, progress func(done, total int)) []upstream.SourceSummary {
 	out := make([]upstream.SourceSummary, len(sources))
 	n := f.Concurrency
 	if n <= 0 {
@@ -135,8 +141,8 @@ func (f *Fetcher) Refresh(ctx context.Context, sink Sink, sources []Source, forc
 			}
 			mu.Lock()
 			done++
-			if f.Progress != nil {
-				f.Progress(done, len(sources))
+			if progress != nil {
+				progress(done, len(sources))
 			}
 			mu.Unlock()
 		}()

@@ -1,0 +1,65 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+)
+
+// TestRefresher: one line per source in the log, Added once per refresh
+// that brought new upstreams (not for an unchanged or failed source), and
+// the operator's refresh fails only when every source did or none is
+// configured.
+func TestRefresher(t *testing.T) {
+	srv := newListServer(t)
+	srv.set("/a.txt", []byte("socks5://127.1.0.1:1080\nsocks5://127.1.0.2:1080\n"))
+	var logged bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logged)
+	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true, DisableColors: true})
+	added := 0
+	r := &Refresher{
+		Sources: []Source{{Name: "a", URL: srv.URL + "/a.txt"}, {Name: "broken", URL: srv.URL + "/nope"}},
+		Sink:    newMemSink(), Log: log, Added: func() { added++ },
+	}
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		run       func() error
+		wantAdded int
+		wantLog   []string
+		wantErr   string
+	}{
+		{"first refresh", func() error { r.Once(ctx, false); return nil }, 1,
+			[]string{"source a: 2 new, 0 seen again, 0 gone, 0 failed lines", "source broken failed: ", "404 Not Found", "(its upstreams are kept)"}, ""},
+		{"unchanged", func() error { r.Once(ctx, false); return nil }, 1, []string{"source a not modified"}, ""},
+		{"operator, one source fails", func() error { return r.Refresh(ctx, nil) }, 1, []string{"source a not modified"}, ""},
+		{"operator, every source fails", func() error {
+			srv.fail("/a.txt", 500)
+			return r.Refresh(ctx, func(done, total int) {})
+		}, 1, []string{"source a failed: ", "500 Internal Server Error"}, "every source failed (2)"},
+		{"operator, nothing configured", func() error {
+			return (&Refresher{Sink: newMemSink()}).Refresh(ctx, nil)
+		}, 1, nil, "no sources configured"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logged.Reset()
+			err := tt.run()
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("error %v, want %q", err, tt.wantErr)
+			}
+			if added != tt.wantAdded {
+				t.Errorf("Added called %d times in all, want %d", added, tt.wantAdded)
+			}
+			for _, w := range tt.wantLog {
+				if !strings.Contains(logged.String(), w) {
+					t.Errorf("log does not say %q:\n%s", w, logged.String())
+				}
+			}
+		})
+	}
+}
