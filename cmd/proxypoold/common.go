@@ -63,10 +63,13 @@ func (e *env) sources() []source.Source {
 	return out
 }
 
-func (e *env) fetcher() *source.Fetcher {
-	return &source.Fetcher{
-		Logger:      e.log.WithField(logging.FieldComponent, "refresh"),
-		Concurrency: e.cfg.Refresh.Concurrency,
+// refresher refreshes the configured sources into sink; added (nil:
+// nobody) hears of a refresh that brought new upstreams.
+func (e *env) refresher(sink source.Sink, added func()) *source.Refresher {
+	log := e.log.WithField(logging.FieldComponent, "refresh")
+	return &source.Refresher{
+		Fetcher: &source.Fetcher{Logger: log, Concurrency: e.cfg.Refresh.Concurrency},
+		Sources: e.sources(), Sink: sink, Log: log, Added: added,
 	}
 }
 

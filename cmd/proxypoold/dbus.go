@@ -8,12 +8,8 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,11 +21,6 @@ import (
 	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/probe"
 	"github.com/proxypool/proxypool/internal/store"
-	"github.com/proxypool/proxypool/internal/torctl"
-	"github.com/proxypool/proxypool/internal/torgen"
-	"github.com/proxypool/proxypool/internal/torgen/torrc"
-	"github.com/proxypool/proxypool/internal/units"
-	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // controlPlane joins the store's change hook, the probe's progress and the
@@ -85,7 +76,7 @@ func (cp *controlPlane) start(ctx context.Context, e *env, st *store.Store, pl *
 	m := manager.New(manager.Options{
 		Store:     st,
 		Checker:   pl,
-		Refresher: &daemonRefresher{e: e, st: st, added: pl.Trigger},
+		Refresher: e.refresher(st, pl.Trigger),
 		Tor:       tor,
 		Floors:    cp.floors,
 		Emit: func(p control.Progress) {
@@ -145,205 +136,4 @@ func sessionBusConfigured() bool {
 		}
 	}
 	return false
-}
-
-// daemonRefresher is proxypoolctl refresh: every configured source, now
-// (an operator asked; min-interval is for the timers), then a probe pass
-// when something new came in.
-type daemonRefresher struct {
-	e     *env
-	st    *store.Store
-	added func()
-	mu    sync.Mutex
-}
-
-func (r *daemonRefresher) Refresh(ctx context.Context, progress func(done, total int)) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	srcs := r.e.sources()
-	if len(srcs) == 0 {
-		return errors.New("no sources configured (sources: in the config): nothing to refresh")
-	}
-	f := r.e.fetcher()
-	f.Progress = progress
-	sums := f.Refresh(ctx, r.st, srcs, true)
-	log := r.e.log.WithField(logging.FieldComponent, "refresh")
-	failed, added := 0, false
-	for _, s := range sums {
-		l := log.WithField(logging.FieldSource, s.Source)
-		switch {
-		case s.Err != "":
-			failed++
-			l.WithField("error", s.Err).Warnf("source %s failed: %s (its upstreams are kept)", s.Source, s.Err)
-		case s.NotModified:
-			l.Infof("source %s not modified", s.Source)
-		default:
-			added = added || s.New > 0
-			l.Infof("source %s: %d new, %d seen again, %d gone, %d failed lines", s.Source, s.New, s.Seen, s.Gone, s.Failed)
-		}
-	}
-	if added {
-		r.added()
-	}
-	if failed == len(sums) {
-		return fmt.Errorf("every source failed (%d)", failed)
-	}
-	return nil
-}
-
-// daemonTor answers the tor methods from the store's tor upstreams and the
-// instances' control sockets. With systemd the unit states come from
-// systemd and generate starts proxy-torgen.service (the probe may not write
-// /etc/tor itself); dataDir is where `proxypoold run` keeps its instances.
-type daemonTor struct {
-	e       *env
-	st      *store.Store
-	systemd bool
-	dataDir string // run mode: instance control sockets live under it
-}
-
-// instances lists the tor instances (of group; "" every group) from the
-// store's tor upstreams.
-func (t *daemonTor) instances(ctx context.Context, group string) ([]upstream.Record, error) {
-	recs, err := t.st.List(ctx, store.Filter{Type: string(upstream.Tor), Group: group, OrderBy: "id"})
-	if err != nil {
-		return nil, fmt.Errorf("listing tor instances: %w", err)
-	}
-	return recs, nil
-}
-
-func (t *daemonTor) controlAddr(port int) string {
-	if t.systemd {
-		return sysControlAddr(port) // torsys.go
-	}
-	in := torgen.Instance{Instance: torrc.Instance{Port: port}}
-	if t.dataDir != "" {
-		in.ControlSocket = t.dataDir + "/" + strconv.Itoa(port) + "/control"
-	}
-	return torgen.ControlAddr(in)
-}
-
-// password authenticates the control ports of systemd instances
-// (torsys.go); "" in run mode, whose children's sockets take the cookie.
-func (t *daemonTor) password(ctx context.Context) (string, error) {
-	if !t.systemd {
-		return "", nil
-	}
-	return torControlPassword(ctx, t.st)
-}
-
-// dial reaches one instance's control.
-func (t *daemonTor) dial(ctx context.Context, port int) (*torctl.Conn, error) {
-	pw, err := t.password(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return torctl.DialPassword(ctx, t.controlAddr(port), pw)
-}
-
-func (t *daemonTor) Status(ctx context.Context) ([]control.TorInstance, error) {
-	recs, err := t.instances(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	states := map[string]string{}
-	if t.systemd && len(recs) > 0 {
-		var names []string
-		for _, r := range recs {
-			names = append(names, units.UnitName(r.Port))
-		}
-		if conn, err := units.Dial(ctx); err == nil {
-			if us, err := conn.ListUnitsByNamesContext(ctx, names); err == nil {
-				for _, u := range us {
-					states[u.Name] = u.ActiveState
-				}
-			}
-			conn.Close()
-		}
-	}
-	out := make([]control.TorInstance, len(recs))
-	var wg sync.WaitGroup
-	for i, r := range recs {
-		out[i] = control.TorInstance{Port: r.Port, Group: r.Group, Unit: units.UnitName(r.Port), Country: r.Country, ExitIP: r.ExitIP}
-		if s, ok := states[out[i].Unit]; ok {
-			out[i].State = s
-		}
-		wg.Add(1)
-		go func(in *control.TorInstance) { // the exit tor uses now, when its control answers
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			defer cancel()
-			c, err := t.dial(cctx, in.Port)
-			if err != nil {
-				if in.State == "" {
-					in.State = "unreachable"
-				}
-				return
-			}
-			defer c.Close()
-			if in.State == "" {
-				in.State = "running"
-			}
-			if relay, _, err := c.CurrentExit(cctx); err == nil {
-				in.ExitIP, in.Country = relay.Address, relay.Country
-			}
-		}(&out[i])
-	}
-	wg.Wait()
-	return out, nil
-}
-
-func (t *daemonTor) Newnym(ctx context.Context, port int) error {
-	recs, err := t.instances(ctx, "")
-	if err != nil {
-		return err
-	}
-	pw, err := t.password(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	n := 0
-	for _, r := range recs {
-		if port != 0 && r.Port != port {
-			continue
-		}
-		n++
-		if err := torctl.NewNym(ctx, t.controlAddr(r.Port), pw); err != nil {
-			errs = append(errs, fmt.Errorf("tor on port %d: %w", r.Port, err))
-		}
-	}
-	if n == 0 {
-		if port != 0 {
-			return fmt.Errorf("no tor instance on port %d (proxypoolctl tor status): %w", port, control.ErrNotFound)
-		}
-		return fmt.Errorf("no tor instances (proxypoolctl tor generate): %w", control.ErrNotFound)
-	}
-	return errors.Join(errs...)
-}
-
-func (t *daemonTor) Generate(ctx context.Context, progress func(done, total int)) error {
-	if !t.systemd {
-		return errors.New("tor generate needs systemd (proxy-torgen.service); proxypoold run regenerates every tor.refresh")
-	}
-	progress(0, 1)
-	conn, err := units.Dial(ctx)
-	if err != nil {
-		return fmt.Errorf("connecting to systemd: %w", err)
-	}
-	defer conn.Close()
-	ch := make(chan string, 1)
-	if _, err := conn.StartUnitContext(ctx, "proxy-torgen.service", "replace", ch); err != nil {
-		return fmt.Errorf("starting proxy-torgen.service: %w (or run: systemctl start proxy-torgen.service)", err)
-	}
-	select {
-	case res := <-ch:
-		if res != "done" {
-			return fmt.Errorf("proxy-torgen.service: %s (journalctl -u proxy-torgen)", res)
-		}
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	progress(1, 1)
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/slo"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/torops"
 )
 
 func runProbe(ctx context.Context, g *globals, args []string) error {
@@ -45,10 +47,14 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	var tor manager.Tor
 	var scaler slo.TorScaler
 	if e.cfg.Tor.Enabled {
-		ctl := &daemonTor{e: e, st: st, systemd: true}
-		tor = ctl
-		scaler = newTorScaler(ctl, requestTorgen(e)) // tor@ units: proxy-torgen runs them on request (torsys.go)
-		go rotateTor(ctx, ctl)
+		ops, err := torOps(e, st, true)
+		if err != nil {
+			return err
+		}
+		tor = ops
+		// tor@ units: proxy-torgen runs them on request
+		scaler = ops.RequestScaler(filepath.Join(filepath.Dir(e.cfg.Database), torops.RequestFile))
+		go ops.Rotate(ctx)
 	}
 	m := e.newMetrics()
 	if guard := startObservers(ctx, e, st, pl, m, scaler); guard != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/source"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -27,41 +26,14 @@ func runRefresh(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer st.Close()
-	sums := refreshOnce(ctx, e, st, force)
+	sums := e.refresher(st, nil).Once(ctx, force)
 	printSummaries(g.stdout, sums)
-	failed := 0
-	for _, s := range sums {
-		if s.Err != "" {
-			failed++
-		}
-	}
-	if failed > 0 && failed == len(sums) {
-		return fmt.Errorf("every source failed (%d)", failed)
-	}
-	return nil
+	return source.AllFailed(sums)
 }
 
-// refreshOnce fetches every configured source and logs one line per source.
+// refreshOnce is one refresh of every configured source (the SLO guard's).
 func refreshOnce(ctx context.Context, e *env, sink source.Sink, force bool) []upstream.SourceSummary {
-	srcs := e.sources()
-	if len(srcs) == 0 {
-		e.log.Warn("no sources configured (sources: in the config): nothing to refresh")
-		return nil
-	}
-	sums := e.fetcher().Refresh(ctx, sink, srcs, force)
-	log := e.log.WithField(logging.FieldComponent, "refresh")
-	for _, s := range sums {
-		l := log.WithField(logging.FieldSource, s.Source)
-		switch {
-		case s.Err != "":
-			l.WithField("error", s.Err).Warnf("source %s failed: %s (its upstreams are kept)", s.Source, s.Err)
-		case s.NotModified:
-			l.Infof("source %s not modified", s.Source)
-		default:
-			l.Infof("source %s: %d new, %d seen again, %d gone, %d failed lines", s.Source, s.New, s.Seen, s.Gone, s.Failed)
-		}
-	}
-	return sums
+	return e.refresher(sink, nil).Once(ctx, force)
 }
 
 func printSummaries(w io.Writer, sums []upstream.SourceSummary) {

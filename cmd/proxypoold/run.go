@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"time"
 
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/slo"
-	"github.com/proxypool/proxypool/internal/source"
+	"github.com/proxypool/proxypool/internal/torops"
 )
 
 // runAll is `proxypoold run`: refresh, probe, gateway (and tor instances as
@@ -59,15 +58,18 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
 	defer d.Close()
 	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: cp.onProgress}
-	m := e.newMetrics() // one endpoint for everything in this process
-	var tm *torManager  // the tor children, shared by torLoop and the SLO guard (slotor.go)
-	var tor manager.Tor // proxypoolctl tor …, when a session bus exists
+	m := e.newMetrics()        // one endpoint for everything in this process
+	var sup *torops.Supervisor // the tor children, shared by their loop and the SLO guard
+	var tor manager.Tor        // proxypoolctl tor …, when a session bus exists
 	var scaler slo.TorScaler
 	if e.cfg.Tor.Enabled {
-		tm = newTorManager(ctx, e, st)
-		ctl := &daemonTor{e: e, st: st, dataDir: e.cfg.Tor.DataDir}
-		tor, scaler = ctl, newTorScaler(ctl, tm.regenerate) // torsys.go
-		go rotateTor(ctx, ctl)
+		ops, err := torOps(e, st, false)
+		if err != nil {
+			return err
+		}
+		sup = ops.Supervise(ctx, e.cfg.Tor.Binary)
+		tor, scaler = ops, sup.Scaler()
+		go ops.Rotate(ctx)
 	}
 	if guard := startObservers(ctx, e, st, pl, m, scaler); guard != nil {
 		cp.floors = floorsOf(guard)
@@ -77,51 +79,11 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	}
 
 	start("gateway", func() error { return serveGateway(ctx, e, st, notify, m.Gateway(), sd.Ready) })
-	start("refresh", func() error { refreshLoop(ctx, e, st, pl.Trigger); return nil })
+	start("refresh", func() error { e.refresher(st, pl.Trigger).Loop(ctx, e.cfg.Refresh.Interval); return nil })
 	start("probe", func() error { return pl.run(ctx) })
-	if e.cfg.Tor.Enabled {
-		start("tor", func() error { return torLoop(ctx, e, tm) })
+	if sup != nil {
+		start("tor", func() error { return sup.Run(ctx, e.cfg.Tor.Refresh) })
 	}
 	wg.Wait()
 	return firstErr
-}
-
-// refreshLoop refreshes at start and then every refresh.interval; each
-// source's own min-interval still applies.
-func refreshLoop(ctx context.Context, e *env, st source.Sink, added func()) {
-	t := time.NewTicker(e.cfg.Refresh.Interval)
-	defer t.Stop()
-	for {
-		sums := refreshOnce(ctx, e, st, false)
-		for _, s := range sums {
-			if s.New > 0 {
-				added()
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// torLoop generates the tor instances as supervised children (through
-// tm, which the SLO guard scales up between runs) and re-discovers exits
-// every tor.refresh.
-func torLoop(ctx context.Context, e *env, tm *torManager) error {
-	defer tm.stop()
-	t := time.NewTicker(e.cfg.Tor.Refresh)
-	defer t.Stop()
-	for {
-		if _, err := tm.generate(ctx); err != nil && ctx.Err() == nil {
-			tm.log.WithError(err).Warn("tor generation failed; keeping the instances that run")
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/proxypool/proxypool/internal/store"
 	"github.com/proxypool/proxypool/internal/torctl"
 	"github.com/proxypool/proxypool/internal/tornet"
+	"github.com/proxypool/proxypool/internal/torops"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -450,7 +451,7 @@ func freeRange(t *testing.T, k int) int {
 	// Below the kernel's ephemeral range (32768 up): outgoing connections
 	// of tests running alongside never take one of these ports between
 	// this check and tor's bind. The control ports torgen derives
-	// (SOCKS port + torControlPortOffset) must be free as well.
+	// (SOCKS port + torops.ControlPortOffset) must be free as well.
 	free := func(p int) bool {
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
@@ -460,10 +461,10 @@ func freeRange(t *testing.T, k int) int {
 		return true
 	}
 	for try := 0; try < 50; try++ {
-		base := 12000 + (os.Getpid()*13+try*157)%(32768-torControlPortOffset-k-12000)
+		base := 12000 + (os.Getpid()*13+try*157)%(32768-torops.ControlPortOffset-k-12000)
 		ok := true
 		for p := base; p < base+k && ok; p++ {
-			ok = free(p) && free(p+torControlPortOffset)
+			ok = free(p) && free(p+torops.ControlPortOffset)
 		}
 		if ok {
 			return base

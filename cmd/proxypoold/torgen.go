@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/store"
@@ -13,6 +12,7 @@ import (
 	"github.com/proxypool/proxypool/internal/torgen"
 	"github.com/proxypool/proxypool/internal/torgen/exits"
 	"github.com/proxypool/proxypool/internal/torgen/torrc"
+	"github.com/proxypool/proxypool/internal/torops"
 	"github.com/proxypool/proxypool/internal/units"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -53,7 +53,11 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer st.Close()
-	plan, err := generateTor(ctx, e, st, run, true)
+	tor, err := torOps(e, st, true)
+	if err != nil {
+		return err
+	}
+	plan, err := applyTor(ctx, e, tor, run)
 	if err != nil {
 		return err
 	}
@@ -67,91 +71,49 @@ type noRunner struct{}
 
 func (noRunner) Apply(context.Context, []int, []int) error { return nil }
 
-// torConfig maps config.Tor onto torgen.Config. systemd instances keep
-// Debian's data directory and control socket (DataDir empty).
-func torConfig(e *env, systemd bool) (torgen.Config, error) {
+// torOps maps config.Tor onto torops; systemd: Debian's tor@ instances
+// (proxy-torgen, the probe), otherwise `proxypoold run`'s children.
+func torOps(e *env, st *store.Store, systemd bool) (*torops.Tor, error) {
 	t := e.cfg.Tor
 	mode, err := exits.ParseMode(t.Mode)
 	if err != nil {
-		return torgen.Config{}, fmt.Errorf("%s: %w", e.cfg.Pos("tor.mode"), err)
+		return nil, fmt.Errorf("%s: %w", e.cfg.Pos("tor.mode"), err)
 	}
 	var groups []exits.Group
+	floors := map[string]int{}
 	for _, name := range t.Groups {
 		gr := e.cfg.Groups[name]
 		groups = append(groups, exits.Group{Name: name, Countries: gr.Countries, ExcludeCountries: gr.ExcludeCountries})
-	}
-	c := torgen.Config{
-		Groups: groups, Mode: mode, PortBase: t.PortBase, PortMax: t.PortMax, MaxInstances: t.MaxInstances,
-		Reserved: e.cfg.UsedPorts(), TorrcDir: t.TorrcDir, DataDir: t.DataDir,
-		MaxCircuitDirtiness: t.MaxCircuitDirtiness, Extra: t.ExtraConfig,
-		Verify: torrc.FindVerifier(), Log: e.log.WithField(logging.FieldComponent, "torgen"),
-	}
-	if systemd {
-		c.DataDir = ""
-	}
-	return c, nil
-}
-
-func relaySource(e *env) exits.Source {
-	return exits.Source{
-		URL:    e.cfg.Tor.Relays,
-		Format: exits.Format(e.cfg.Tor.RelaysFormat),
-		DialControl: func(ctx context.Context, addr string) (exits.Controller, error) {
-			return torctl.Dial(ctx, addr)
-		},
-		Country: e.countryFunc(),
-	}
-}
-
-// generateTor runs one discovery+generation within each tor group's
-// instance budget (torBudget, torsys.go) and records the result: relays,
-// the instances as upstreams of source "tor", and each group's unused
-// slots for the SLO guard's scale-up.
-func generateTor(ctx context.Context, e *env, st *store.Store, run torgen.Runner, systemd bool) (torgen.Plan, error) {
-	cfg, err := torConfig(e, systemd)
-	if err != nil {
-		return torgen.Plan{}, err
+		floors[name] = max(gr.MinHealthy, gr.MinExits)
 	}
 	log := e.log.WithField(logging.FieldComponent, "torgen")
-	cfg.GroupMax = torBudget(ctx, e, st, log)
-	if systemd { // a control port the probe can reach (torsys.go)
-		if pw, err := torControlPassword(ctx, st); err != nil {
-			log.WithError(err).Warn("no tor control password: the probe cannot NEWNYM the instances")
-		} else if pw != "" {
-			cfg.ControlPortOffset, cfg.ControlPasswordHash = torControlPortOffset, torControlHash(pw)
-		}
+	return torops.New(torops.Options{
+		Store: st,
+		Gen: torgen.Config{
+			Groups: groups, Mode: mode, PortBase: t.PortBase, PortMax: t.PortMax, MaxInstances: t.MaxInstances,
+			Reserved: e.cfg.UsedPorts(), TorrcDir: t.TorrcDir, DataDir: t.DataDir,
+			MaxCircuitDirtiness: t.MaxCircuitDirtiness, Extra: t.ExtraConfig,
+			Verify: torrc.FindVerifier(), Log: log,
+		},
+		Relays: exits.Source{
+			URL: t.Relays, Format: exits.Format(t.RelaysFormat), Country: e.countryFunc(),
+			DialControl: func(ctx context.Context, addr string) (exits.Controller, error) {
+				return torctl.Dial(ctx, addr)
+			},
+		},
+		RelaysURL: t.Relays, Floors: floors, BootstrapGrace: t.BootstrapGrace, NewnymPeriod: t.NewnymPeriod,
+		Systemd: systemd, Log: log,
+	})
+}
+
+// applyTor runs one generation and names the config key of a relay list
+// without a usable exit.
+func applyTor(ctx context.Context, e *env, tor *torops.Tor, run torgen.Runner) (torgen.Plan, error) {
+	plan, err := tor.Apply(ctx, run)
+	if errors.Is(err, torgen.ErrNoExits) {
+		return plan, fmt.Errorf("%s: %w", e.cfg.Pos("tor.relays"), err)
 	}
-	if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
-		return torgen.Plan{}, fmt.Errorf("%s: creating torrc dir: %w", e.cfg.Pos("tor.torrc-dir"), err)
-	}
-	if cfg.DataDir != "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return torgen.Plan{}, fmt.Errorf("%s: creating data dir: %w", e.cfg.Pos("tor.data-dir"), err)
-		}
-	}
-	plan, err := torgen.Generate(ctx, cfg, relaySource(e), run)
-	if err != nil {
-		if errors.Is(err, torgen.ErrNoExits) {
-			return plan, fmt.Errorf("%s: %w", e.cfg.Pos("tor.relays"), err)
-		}
-		return plan, err
-	}
-	if err := recordUnused(ctx, st, plan); err != nil {
-		log.WithError(err).Warn("recording unused tor slots for the SLO guard")
-	}
-	if err := st.ReplaceRelays(ctx, plan.Relays); err != nil {
-		log.WithError(err).Warn("storing relays")
-	}
-	sum, err := st.UpsertSource(ctx, upstream.SourceMeta{Name: "tor", URL: e.cfg.Tor.Relays, Format: "tor"}, torgen.Upstreams(plan))
-	if err != nil {
-		return plan, fmt.Errorf("recording tor instances in the store: %w", err)
-	}
-	for _, g := range plan.EmptyGroups {
-		log.WithField(logging.FieldGroup, g).Warnf("tor group %s: no usable exit matches it", g)
-	}
-	log.Infof("tor: %d relays, %d usable exits, %d instances (%d changed, %d removed); store: %d new, %d gone",
-		len(plan.Relays), plan.Usable, len(plan.Instances), len(plan.Changed), len(plan.Removed), sum.New, sum.Gone)
-	return plan, nil
+	return plan, err
 }
 
 // disableTor stops and removes the tor@ instances an earlier torgen made
@@ -181,7 +143,7 @@ func disableTor(ctx context.Context, e *env, dry bool) error {
 		return err
 	}
 	defer st.Close()
-	if _, err := st.UpsertSource(ctx, upstream.SourceMeta{Name: "tor", Format: "tor"}, nil); err != nil {
+	if _, err := st.UpsertSource(ctx, upstream.SourceMeta{Name: torops.SourceName, Format: torops.SourceName}, nil); err != nil {
 		return fmt.Errorf("removing tor instances from the store: %w", err)
 	}
 	log.Infof("tor.enabled is false: stopped and removed tor instances %v", owned)

@@ -1,9 +1,10 @@
-package main
+package torops
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,46 @@ import (
 	"github.com/proxypool/proxypool/internal/torgen/torrc"
 )
 
+// needTor finds the tor binary; in CI a missing one fails the test.
+func needTor(t *testing.T) string {
+	t.Helper()
+	tor, err := exec.LookPath("tor")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("tor not installed (apt-get install -y tor): %v", err)
+		}
+		t.Skip("tor not installed (apt-get install -y tor)")
+	}
+	return tor
+}
+
+// socksAndControlPorts finds k consecutive SOCKS ports whose control
+// ports (+ControlPortOffset) are free too, all below the ephemeral range
+// (32768 up) so no outgoing connection of a test running alongside takes
+// one between this check and tor's bind.
+func socksAndControlPorts(t *testing.T, k int) int {
+	t.Helper()
+	const lo, hi = 21000, 32768 - ControlPortOffset
+	for base := lo + os.Getpid()%500; base+k <= hi; base += k {
+		var held []net.Listener
+		for p := base; p < base+k; p++ {
+			for _, port := range []int{p, p + ControlPortOffset} {
+				if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+					held = append(held, ln)
+				}
+			}
+		}
+		for _, ln := range held {
+			ln.Close()
+		}
+		if len(held) == 2*k {
+			return base
+		}
+	}
+	t.Fatal("no free port range for the tor instances")
+	return 0
+}
+
 // TestSystemdTorSteps proves the SLO guard's tor steps under systemd
 // without systemd: torgen's systemd generation (what proxy-torgen.service
 // runs) writes a torrc with a password control port and records the
@@ -26,45 +67,36 @@ import (
 // the next generation brings up a second instance without touching the
 // first one's torrc.
 func TestSystemdTorSteps(t *testing.T) {
-	tor, err := exec.LookPath("tor")
-	if err != nil {
-		t.Skip("tor not installed (apt-get install -y tor)")
-	}
+	tor := needTor(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	base := freeRange(t, 3)
-	csv := "Router Name,Country Code,Bandwidth (KB/s),IP Address,ORPort,Flag - Exit,Flag - Running,Flag - Valid,Flag - Fast\n"
-	for i, bw := range []int{400, 300, 200} { // three US /16s: three grouped slots
-		csv += fmt.Sprintf("us%d,US,%d,%d.1.0.1,9001,1,1,1,1\n", i, bw, 20+i)
+	base := socksAndControlPorts(t, 3)
+	var later time.Time // zero: the clock runs
+	clock := func() time.Time {
+		if later.IsZero() {
+			return time.Now()
+		}
+		return later
 	}
-	relays := filepath.Join(dir, "relays.csv")
-	cfgPath := filepath.Join(dir, "proxypool.yaml")
-	cfg := fmt.Sprintf(`database: %[1]s/pp.db
-sources: []
-groups:
-  us: {countries: [US], min-healthy: 1}
-tor:
-  enabled: true
-  relays: %[2]s
-  relays-format: csv
-  mode: grouped
-  groups: [us]
-  port-base: %[3]d
-  port-max: %[4]d
-  max-instances: 3
-  torrc-dir: %[1]s/etc
-log: {level: warn}
-`, dir, relays, base, base+2)
-	e, st := loadWith(ctx, t, cfgPath, map[string]string{relays: csv, cfgPath: cfg})
+	// three US /16s: three grouped slots within max-instances 3
+	ops, st := testTor(t, dir, "grouped", 1, 3, base, true, clock)
 	run := &wantRunner{}
 	gen := func() []int {
 		t.Helper()
-		plan, err := generateTor(ctx, e, st, run, true)
+		plan, err := ops.Apply(ctx, run)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return plan.Changed
+	}
+	unused := func() int {
+		t.Helper()
+		g, err := st.TorGroups(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g["us"].Unused
 	}
 
 	// 1. The floor's budget: one instance, a control port with a password.
@@ -73,11 +105,11 @@ log: {level: warn}
 		t.Fatalf("first plan runs %v, want [%d] (the floor's budget)", w, base)
 	}
 	b, _ := os.ReadFile(torrc.Path(filepath.Join(dir, "etc"), base))
-	if !strings.Contains(string(b), fmt.Sprintf("ControlPort 127.0.0.1:%d\nHashedControlPassword 16:", base+torControlPortOffset)) {
+	if !strings.Contains(string(b), fmt.Sprintf("ControlPort 127.0.0.1:%d\nHashedControlPassword 16:", base+ControlPortOffset)) {
 		t.Fatalf("torrc.%d has no password control port:\n%s", base, b)
 	}
-	if u, _ := readGroupInts(ctx, st, settingUnused); u["us"] != 2 {
-		t.Errorf("unused slots recorded %v, want us: 2", u)
+	if u := unused(); u != 2 {
+		t.Errorf("unused slots recorded %d, want us: 2", u)
 	}
 
 	// 2. A real tor from that torrc (its data dir and no network added on
@@ -94,7 +126,8 @@ log: {level: warn}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	defer func() { cmd.Process.Kill(); <-exited }()
-	sys := newTorScaler(&daemonTor{e: e, st: st, systemd: true}, requestTorgen(e))
+	request := filepath.Join(dir, RequestFile)
+	sys := ops.RequestScaler(request)
 	for {
 		n, err := sys.NewNym(ctx, "us")
 		if n == 1 && err == nil {
@@ -109,22 +142,29 @@ log: {level: warn}
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	// The operator's NEWNYM reaches the same instance, and names a port
+	// that has none.
+	if err := ops.Newnym(ctx, base); err != nil {
+		t.Errorf("proxypoolctl tor newnym %d: %v", base, err)
+	}
+	if err := ops.Newnym(ctx, base+1); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("no tor instance on port %d", base+1)) {
+		t.Errorf("proxypoolctl tor newnym on a port without an instance: %v", err)
+	}
 
 	// 3. ScaleUp: not yet while the instance is young; then the budget and
 	// the request for proxy-torgen.path.
 	if n, err := sys.ScaleUp(ctx, "us"); n != 0 || !errors.Is(err, slo.ErrNotYet) {
 		t.Fatalf("ScaleUp right after the instance appeared: %d, %v; want slo.ErrNotYet", n, err)
 	}
-	later := time.Now().Add(e.cfg.Tor.BootstrapGrace + time.Second)
-	sys.now = func() time.Time { return later }
+	later = time.Now().Add(time.Minute + time.Second)
 	if n, err := sys.ScaleUp(ctx, "us"); n != 1 || err != nil {
 		t.Fatalf("ScaleUp past the grace: %d, %v; want 1", n, err)
 	}
-	if req, err := os.ReadFile(filepath.Join(dir, torgenRequest)); err != nil || !strings.Contains(string(req), " us") {
+	if req, err := os.ReadFile(request); err != nil || !strings.Contains(string(req), " us") {
 		t.Errorf("request for proxy-torgen.path: %q, %v", req, err)
 	}
-	if bud, _ := readGroupInts(ctx, st, settingBudget); bud["us"] != 2 {
-		t.Errorf("budget %v, want us: 2", bud)
+	if g, _ := st.TorGroups(ctx); g["us"].Budget != 2 {
+		t.Errorf("budget %+v, want us: 2", g)
 	}
 
 	// 4. proxy-torgen's next run: a second instance; the first one's torrc
@@ -136,34 +176,17 @@ log: {level: warn}
 	if slices.Contains(changed, base) {
 		t.Errorf("torrc.%d rewritten by the scale-up (changed %v): its tor would restart", base, changed)
 	}
-	if u, _ := readGroupInts(ctx, st, settingUnused); u["us"] != 1 {
-		t.Errorf("unused slots after the scale-up %v, want us: 1", u)
+	if u := unused(); u != 1 {
+		t.Errorf("unused slots after the scale-up %d, want us: 1", u)
 	}
-	// A group at its max (one unused slot left but max-instances reached
-	// in another run) or without unused slots adds nothing.
-	writeGroupInts(ctx, st, settingUnused, map[string]int{"us": 0})
+	// A group without unused slots adds nothing.
+	if err := st.SetTorUnused(ctx, map[string]int{"us": 0}); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := sys.ScaleUp(ctx, "us"); n != 0 || err != nil {
 		t.Errorf("ScaleUp with no unused slot: %d, %v; want 0, nil", n, err)
 	}
-}
-
-// loadWith writes files (path → content), loads the config at cfgPath and
-// opens its store, closed at the end of the test.
-func loadWith(ctx context.Context, t *testing.T, cfgPath string, files map[string]string) (*env, *store.Store) {
-	t.Helper()
-	for p, s := range files {
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if recs, err := st.List(ctx, store.Filter{Source: SourceName}); err != nil || len(recs) != 2 {
+		t.Errorf("tor upstreams in the store: %d, %v; want 2", len(recs), err)
 	}
-	e, err := load(&globals{config: cfgPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := e.openStore(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return e, st
 }
