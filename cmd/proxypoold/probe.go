@@ -30,15 +30,15 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	cp := newControlPlane(e) // D-Bus control (dbus.go): PoolChanged on every store change
-	st, err := e.openStore(ctx, cp.onChange)
+	cp := manager.NewPlane(e.log.WithField(logging.FieldComponent, "control")) // PoolChanged on every store change
+	st, err := e.openStore(ctx, cp.OnChange)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
 	defer d.Close()
-	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: cp.onProgress}
+	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: func(p probe.Progress) { cp.ProbeProgress(p.Done, p.Total, p.Finished) }}
 	if once {
 		return pl.once(ctx)
 	}
@@ -57,10 +57,11 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 		go ops.Rotate(ctx)
 	}
 	m := e.newMetrics()
+	mo := manager.Options{Store: st, Checker: pl, Refresher: e.refresher(st, pl.Trigger), Tor: tor}
 	if guard := startObservers(ctx, e, st, pl, m, scaler); guard != nil {
-		cp.floors = floorsOf(guard)
+		mo.Floors = floorsOf(guard)
 	}
-	cp.start(ctx, e, st, pl, !user, tor)
+	cp.Start(ctx, mo, !user)
 	sd.Ready()
 	defer sd.Stopping()
 	go sd.Watchdog(ctx, pl.healthy)

@@ -8,6 +8,7 @@ import (
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/manager"
+	"github.com/proxypool/proxypool/internal/probe"
 	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/slo"
 	"github.com/proxypool/proxypool/internal/torops"
@@ -26,13 +27,13 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	}
 	log := e.log.WithField(logging.FieldComponent, "run")
 	notify := make(chan struct{}, 1)
-	cp := newControlPlane(e) // optional D-Bus control on the session bus (dbus.go)
+	cp := manager.NewPlane(e.log.WithField(logging.FieldComponent, "control")) // optional D-Bus control on the session bus
 	st, err := e.openStore(ctx, func(v uint64) {
 		select {
 		case notify <- struct{}{}:
 		default:
 		}
-		cp.onChange(v)
+		cp.OnChange(v)
 	})
 	if err != nil {
 		return err
@@ -57,7 +58,7 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
 	defer d.Close()
-	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: cp.onProgress}
+	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: func(p probe.Progress) { cp.ProbeProgress(p.Done, p.Total, p.Finished) }}
 	m := e.newMetrics()        // one endpoint for everything in this process
 	var sup *torops.Supervisor // the tor children, shared by their loop and the SLO guard
 	var tor manager.Tor        // proxypoolctl tor …, when a session bus exists
@@ -71,11 +72,12 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 		tor, scaler = ops, sup.Scaler()
 		go ops.Rotate(ctx)
 	}
+	mo := manager.Options{Store: st, Checker: pl, Refresher: e.refresher(st, pl.Trigger), Tor: tor}
 	if guard := startObservers(ctx, e, st, pl, m, scaler); guard != nil {
-		cp.floors = floorsOf(guard)
+		mo.Floors = floorsOf(guard)
 	}
-	if sessionBusConfigured() { // proxypoolctl --user reaches `run` when a session bus exists; never fatal
-		cp.start(ctx, e, st, pl, false, tor)
+	if manager.SessionBusConfigured() { // proxypoolctl --user reaches `run` when a session bus exists; never fatal
+		cp.Start(ctx, mo, false)
 	}
 
 	start("gateway", func() error { return serveGateway(ctx, e, st, notify, m.Gateway(), sd.Ready) })
