@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
@@ -81,14 +80,7 @@ func TestCapsMigration(t *testing.T) {
 	submit(t, s, ok(up(1).ID, t0, "1.1.1.1", "US"))
 	s.Close()
 	// Make it the version-2 file an older proxypool wrote.
-	db, err := sql.Open("sqlite3", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec("ALTER TABLE upstreams DROP COLUMN caps; DROP TABLE tor_groups; PRAGMA user_version = 2"); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	asOlder(t, path, "ALTER TABLE upstreams DROP COLUMN caps; DROP TABLE tor_groups; PRAGMA user_version = 2").Close()
 	if _, err := OpenReadOnly(ctx, path); err == nil {
 		t.Fatal("OpenReadOnly read a file older than its schema")
 	}

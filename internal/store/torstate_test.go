@@ -113,14 +113,7 @@ func TestTorStateMigration(t *testing.T) {
 				t.Fatal(err)
 			}
 			st.Close()
-			// Make it the version-3 file an older proxypool wrote.
-			db, err := sql.Open("sqlite3", path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := db.Exec("DROP TABLE tor_groups; PRAGMA user_version = 3"); err != nil {
-				t.Fatal(err)
-			}
+			db := asOlder(t, path, "DROP TABLE tor_groups; PRAGMA user_version = 3")
 			settings := map[string]string{"tor.control-password": "kept"}
 			maps.Copy(settings, tt.settings)
 			for k, v := range settings {
@@ -148,4 +141,18 @@ func TestTorStateMigration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// asOlder makes the database at path the file an older proxypool wrote by
+// running undo on it, and returns it open for more.
+func asOlder(t *testing.T, path, undo string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(undo); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
