@@ -50,6 +50,7 @@ var mayImport = map[string][]string{
 	"sd":         nil,
 	"torctl":     nil,
 	"dbustest":   nil,
+	"top":        nil, // proxypoolctl top: scrape, view model, render
 	// layer 1: adapters
 	"config":  {vocab},
 	"parse":   {vocab},
