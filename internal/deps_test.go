@@ -51,6 +51,7 @@ var mayImport = map[string][]string{
 	"torctl":     nil,
 	"dbustest":   nil,
 	"top":        nil, // proxypoolctl top: scrape, view model, render
+	"testtool":   nil, // test helper: external programs a test needs
 	// layer 1: adapters
 	"config":  {vocab},
 	"parse":   {vocab},

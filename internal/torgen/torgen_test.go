@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/testtool"
 	"github.com/proxypool/proxypool/internal/torgen/exits"
 	"github.com/proxypool/proxypool/internal/torgen/torrc"
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -123,10 +123,7 @@ func TestGenerateRefusesToWipe(t *testing.T) {
 // (DisableNetwork 1): restart after a kill, reload on change, stop when
 // unwanted, everything gone when the context ends.
 func TestProcessRunnerSupervises(t *testing.T) {
-	tor, err := exec.LookPath("tor")
-	if err != nil {
-		t.Skip("tor not installed (apt-get install -y tor)")
-	}
+	tor := testtool.Need(t, "tor", "apt-get install -y tor")
 	dir := t.TempDir()
 	ports := []int{freePortRange(t, 2)}
 	ports = append(ports, ports[0]+1)

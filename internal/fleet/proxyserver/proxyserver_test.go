@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/proxypool/proxypool/internal/socks"
+	"github.com/proxypool/proxypool/internal/testtool"
 )
 
 // start serves srv on a fresh loopback port until the test ends.
@@ -35,20 +35,6 @@ func start(t *testing.T, srv interface {
 	go func() { srv.Serve(ctx, ln); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return ln.Addr().String()
-}
-
-// lookCurl finds curl; without it the test skips, except in CI
-// (CI=true), where a missing tool is a failure.
-func lookCurl(t *testing.T) string {
-	t.Helper()
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("curl not installed: %v", err)
-		}
-		t.Skip("curl not installed")
-	}
-	return curl
 }
 
 // dialT connects to addr with a deadline that ends a stuck test; the
@@ -138,7 +124,7 @@ func TestSOCKSClientServer(t *testing.T) {
 }
 
 func TestSOCKSCurl(t *testing.T) {
-	curl := lookCurl(t)
+	curl := testtool.Need(t, "curl", "apt-get install -y curl")
 	ts := target(t)
 	addr := start(t, &SOCKS{})
 	for _, flag := range []string{"--socks4a", "--socks4", "--socks5-hostname", "--socks5"} {
@@ -185,7 +171,7 @@ func TestHTTPGoClient(t *testing.T) {
 }
 
 func TestHTTPCurl(t *testing.T) {
-	curl := lookCurl(t)
+	curl := testtool.Need(t, "curl", "apt-get install -y curl")
 	plain := httptest.NewServer(http.HandlerFunc(handler))
 	defer plain.Close()
 	addr := start(t, &HTTP{})
