@@ -83,14 +83,22 @@ func TestGenerateFilesAndRunner(t *testing.T) {
 	}
 }
 
-func TestGenerateRefusesToWipe(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	cfg := Config{Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, TorrcDir: dir, PortBase: 9060}
+// generatedUS is a torrc dir after one Generate of a single "us" group with
+// one US exit: the starting point for what a later Generate may change.
+func generatedUS(t *testing.T) (Config, *recordingRunner) {
+	t.Helper()
+	cfg := Config{Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, TorrcDir: t.TempDir(), PortBase: 9060}
 	run := &recordingRunner{}
-	if _, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run); err != nil {
+	if _, err := Generate(context.Background(), cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run); err != nil {
 		t.Fatal(err)
 	}
+	return cfg, run
+}
+
+func TestGenerateRefusesToWipe(t *testing.T) {
+	ctx := context.Background()
+	cfg, run := generatedUS(t)
+	dir := cfg.TorrcDir
 	// A source that returns no usable exits changes nothing.
 	_, err := Generate(ctx, cfg, exits.Static{relay("B", "DE", "10.1.0.1")}, run)
 	if !errors.Is(err, ErrNoExits) {
@@ -181,12 +189,8 @@ func waitFor(t *testing.T, what string, f func() bool) {
 // unlike a relay list that merely matches nothing.
 func TestGenerateNoGroupsStopsEverything(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	cfg := Config{Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, TorrcDir: dir, PortBase: 9060}
-	run := &recordingRunner{}
-	if _, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run); err != nil {
-		t.Fatal(err)
-	}
+	cfg, run := generatedUS(t)
+	dir := cfg.TorrcDir
 	cfg.Groups = nil
 	p, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run)
 	if err != nil {
