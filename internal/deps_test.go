@@ -50,6 +50,8 @@ var mayImport = map[string][]string{
 	"units":      nil,
 	"sd":         nil,
 	"torctl":     nil,
+	"top":        nil, // proxypoolctl top: scrape, view model, render
+	"testtool":   nil, // test helper: external programs a test needs
 	// layer 1: adapters
 	"config":  {vocab},
 	"parse":   {vocab},
@@ -82,7 +84,7 @@ var cmdMayImport = map[string][]string{
 	"proxypoold": {vocab, "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
 		"pool", "probe", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
 	// the operator's CLI: D-Bus, or the store read-only, and offline parse
-	"proxypoolctl": {vocab, "config", "control", "manager", "parse", "store"},
+	"proxypoolctl": {vocab, "config", "control", "manager", "parse", "store", "top"},
 	// test and benchmark programs
 	"fleet":   {"fleet"},
 	"loadgen": {"socks"},

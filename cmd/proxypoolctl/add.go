@@ -15,23 +15,17 @@ func init() {
 // afterwards (new or already there), 2 when URI does not parse.
 func runAdd(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
 	fs := g.verbFlags("add", "URI", stderr)
-	pos, code, ok := parseVerbFlags(fs, args)
+	pos, code, ok := parseArgs(fs, args, stderr, "add", "exactly one URI (a share link or scheme://host:port)")
 	if !ok {
 		return code
 	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "proxypoolctl add: want exactly one URI (a share link or scheme://host:port)")
-		fs.Usage()
-		return exitUsage
-	}
-	b, err := connect(ctx, g, "add", false)
-	if err != nil {
-		return fail(stderr, "add", err)
-	}
-	defer b.close()
-	id, created, err := b.Add(ctx, pos[0])
-	if err != nil {
-		return fail(stderr, "add", err)
+	var id string
+	var created bool
+	if code := call(ctx, g, "add", false, stderr, func(b *backend) (err error) {
+		id, created, err = b.Add(ctx, pos[0])
+		return err
+	}); code != exitOK {
+		return code
 	}
 	switch {
 	case g.JSON:
@@ -50,23 +44,16 @@ func runAdd(ctx context.Context, g *globals, args []string, stdout, stderr io.Wr
 // runRemove is "proxypoolctl remove ID|URI": exit 5 when no such upstream.
 func runRemove(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
 	fs := g.verbFlags("remove", "ID|URI", stderr)
-	pos, code, ok := parseVerbFlags(fs, args)
+	pos, code, ok := parseArgs(fs, args, stderr, "remove", "exactly one ID or URI (see proxypoolctl list)")
 	if !ok {
 		return code
 	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "proxypoolctl remove: want exactly one ID or URI (see proxypoolctl list)")
-		fs.Usage()
-		return exitUsage
-	}
-	b, err := connect(ctx, g, "remove", false)
-	if err != nil {
-		return fail(stderr, "remove", err)
-	}
-	defer b.close()
-	n, err := b.Remove(ctx, pos[0])
-	if err != nil {
-		return fail(stderr, "remove", err)
+	var n int
+	if code := call(ctx, g, "remove", false, stderr, func(b *backend) (err error) {
+		n, err = b.Remove(ctx, pos[0])
+		return err
+	}); code != exitOK {
+		return code
 	}
 	if g.JSON {
 		printJSON(stdout, struct {

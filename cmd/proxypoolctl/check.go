@@ -38,12 +38,8 @@ func runCheck(ctx context.Context, g *globals, args []string, stdout, stderr io.
 func runRefresh(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
 	fs := g.verbFlags("refresh", "", stderr)
 	wait, timeout := jobFlags(fs)
-	pos, code, ok := parseVerbFlags(fs, args)
-	if !ok {
+	if _, code, ok := parseArgs(fs, args, stderr, "refresh", ""); !ok {
 		return code
-	}
-	if !noArgs(stderr, "refresh", pos) {
-		return exitUsage
 	}
 	return runJob(ctx, g, "refresh", *wait, *timeout, stdout, stderr, func(ctx context.Context, b *backend) (string, error) {
 		return b.Refresh(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -86,6 +87,42 @@ func printJSON(w io.Writer, v any) {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// parseArgs parses a verb's flags and holds it to its positional arguments:
+// none when one is "", else exactly one, which one describes for the error
+// ("exactly one URI"). ok=false means: return code.
+func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer, verb, one string) (pos []string, code int, ok bool) {
+	if pos, code, ok = parseVerbFlags(fs, args); !ok {
+		return nil, code, false
+	}
+	if one == "" {
+		if !noArgs(stderr, verb, pos) {
+			return nil, exitUsage, false
+		}
+		return pos, 0, true
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(stderr, "proxypoolctl %s: want %s\n", verb, one)
+		fs.Usage()
+		return nil, exitUsage, false
+	}
+	return pos, 0, true
+}
+
+// call is a verb's request to the backend: connect (through --db when the
+// verb is readOnly), hand the backend to fn, close it. An error from either
+// step is printed for verb and becomes the exit code.
+func call(ctx context.Context, g *globals, verb string, readOnly bool, stderr io.Writer, fn func(*backend) error) int {
+	b, err := connect(ctx, g, verb, readOnly)
+	if err != nil {
+		return fail(stderr, verb, err)
+	}
+	defer b.close()
+	if err := fn(b); err != nil {
+		return fail(stderr, verb, err)
+	}
+	return exitOK
 }
 
 // noArgs complains about positional arguments a verb does not take.

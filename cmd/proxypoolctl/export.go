@@ -19,12 +19,8 @@ func runExport(ctx context.Context, g *globals, args []string, stdout, stderr io
 	fs := g.verbFlags("export", "--format json|txt|clash", stderr)
 	format := fs.String("format", "", "`FORMAT`: json (live_proxies.json), txt (one proxy URI a line) or clash (mihomo proxies: YAML)")
 	output := fs.String("output", "", "write to `FILE` instead of standard output")
-	pos, code, ok := parseVerbFlags(fs, args)
-	if !ok {
+	if _, code, ok := parseArgs(fs, args, stderr, "export", ""); !ok {
 		return code
-	}
-	if !noArgs(stderr, "export", pos) {
-		return exitUsage
 	}
 	if *format == "" {
 		*format = control.FormatTXT
@@ -38,14 +34,12 @@ func runExport(ctx context.Context, g *globals, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "proxypoolctl export: unknown --format %q (want json, txt or clash)\n", *format)
 		return exitUsage
 	}
-	b, err := connect(ctx, g, "export", true)
-	if err != nil {
-		return fail(stderr, "export", err)
-	}
-	defer b.close()
-	data, err := b.Export(ctx, *format)
-	if err != nil {
-		return fail(stderr, "export", err)
+	var data []byte
+	if code := call(ctx, g, "export", true, stderr, func(b *backend) (err error) {
+		data, err = b.Export(ctx, *format)
+		return err
+	}); code != exitOK {
+		return code
 	}
 	if *output != "" {
 		if err := os.WriteFile(*output, data, 0o644); err != nil {

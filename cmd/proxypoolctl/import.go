@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/control"
 	"github.com/proxypool/proxypool/internal/parse"
 )
 
@@ -22,14 +23,9 @@ func init() {
 func runImport(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
 	fs := g.verbFlags("import", "FILE|URL|-", stderr)
 	maxBytes := fs.Int64("max-bytes", 16<<20, "refuse input larger than `N` bytes")
-	pos, code, ok := parseVerbFlags(fs, args)
+	pos, code, ok := parseArgs(fs, args, stderr, "import", "one FILE, URL or - (standard input)")
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "proxypoolctl import: want one FILE, URL or - (standard input)")
-		fs.Usage()
-		return exitUsage
 	}
 	var data []byte
 	var err error
@@ -42,14 +38,12 @@ func runImport(ctx context.Context, g *globals, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "proxypoolctl import: %v\n", err)
 		return exitFail
 	}
-	b, err := connect(ctx, g, "import", false)
-	if err != nil {
-		return fail(stderr, "import", err)
-	}
-	defer b.close()
-	rep, err := b.Import(ctx, string(data))
-	if err != nil {
-		return fail(stderr, "import", err)
+	var rep control.ImportReport
+	if code := call(ctx, g, "import", false, stderr, func(b *backend) (err error) {
+		rep, err = b.Import(ctx, string(data))
+		return err
+	}); code != exitOK {
+		return code
 	}
 	if g.JSON {
 		printJSON(stdout, rep)

@@ -31,12 +31,8 @@ func runList(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 	fs.StringVar(&q.Source, "source", "", "only upstreams listed by source `S` (manual: added by hand)")
 	limit := fs.Int("limit", 0, "print at most `N` records (0: all)")
 	offset := fs.Int("offset", 0, "skip the first `N` records")
-	pos, code, ok := parseVerbFlags(fs, args)
-	if !ok {
+	if _, code, ok := parseArgs(fs, args, stderr, "list", ""); !ok {
 		return code
-	}
-	if !noArgs(stderr, "list", pos) {
-		return exitUsage
 	}
 	q.State = upstream.State(strings.ToLower(*state))
 	switch q.State {

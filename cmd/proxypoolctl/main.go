@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/proxypool/proxypool/internal/config"
 )
 
 // Exit codes shared by every verb; scripts may rely on them (see the
@@ -76,11 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.BoolVar(&g.JSON, "json", false, "machine-readable output")
 	fs.BoolVar(&g.User, "user", false, "talk to the daemon on the session bus (like systemctl --user)")
 	fs.StringVar(&g.DB, "db", "", "read the store at `PATH` directly, read-only, no daemon (list, status, export)")
-	def := os.Getenv("PROXYPOOL_CONFIG")
-	if def == "" {
-		def = "/etc/proxypool/proxypool.yaml"
-	}
-	fs.StringVar(&g.Config, "config", def, "config file `PATH` (env PROXYPOOL_CONFIG)")
+	fs.StringVar(&g.Config, "config", config.Path(""), "config file `PATH` (env "+config.EnvVar+")")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK

@@ -22,21 +22,15 @@ func init() {
 func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
 	fs := g.verbFlags("status", "", stderr)
 	topN := fs.Int("countries", 15, "show the `N` countries with most healthy upstreams (0: all)")
-	pos, code, ok := parseVerbFlags(fs, args)
-	if !ok {
+	if _, code, ok := parseArgs(fs, args, stderr, "status", ""); !ok {
 		return code
 	}
-	if !noArgs(stderr, "status", pos) {
-		return exitUsage
-	}
-	b, err := connect(ctx, g, "status", true)
-	if err != nil {
-		return fail(stderr, "status", err)
-	}
-	defer b.close()
-	st, err := b.Status(ctx)
-	if err != nil {
-		return fail(stderr, "status", err)
+	var st control.Status
+	if code := call(ctx, g, "status", true, stderr, func(b *backend) (err error) {
+		st, err = b.Status(ctx)
+		return err
+	}); code != exitOK {
+		return code
 	}
 	if g.JSON {
 		printJSON(stdout, st)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/proxypool/proxypool/internal/metrics"
+	"github.com/proxypool/proxypool/internal/top"
 )
 
 // metricsServer runs a real metrics endpoint with a small pool recorded
@@ -85,7 +86,7 @@ func TestTopOnce(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("top --once: exit %d\n%s", code, stderr)
 	}
-	if strings.Contains(out, clearScreen) {
+	if strings.Contains(out, top.ClearScreen) {
 		t.Error("--once output clears the screen")
 	}
 	for _, want := range []string{
@@ -151,9 +152,9 @@ func TestTopJSONRates(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("top --json: exit %d\n%s", code, stderr)
 	}
-	var frames []frame
+	var frames []top.Frame
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var f frame
+		var f top.Frame
 		if err := json.Unmarshal([]byte(line), &f); err != nil {
 			t.Fatalf("line %q: %v", line, err)
 		}
@@ -189,7 +190,7 @@ func TestTopJSONRates(t *testing.T) {
 	if last.Process.CPU == nil || last.Process.RSS <= 0 {
 		t.Errorf("process cpu %v rss %v: want both", last.Process.CPU, last.Process.RSS)
 	}
-	var us *groupView
+	var us *top.GroupView
 	for i := range last.Groups {
 		if last.Groups[i].Name == "us" {
 			us = &last.Groups[i]
@@ -206,7 +207,7 @@ func TestTopLiveRedraws(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if n := strings.Count(out, clearScreen); n != 2 {
+	if n := strings.Count(out, top.ClearScreen); n != 2 {
 		t.Errorf("%d screen clears for 2 frames, want 2", n)
 	}
 	if n := strings.Count(out, "POOL "); n != 2 {
@@ -283,16 +284,4 @@ func newTextServer(t *testing.T, body string) string {
 	}()
 	t.Cleanup(func() { ln.Close() })
 	return "http://" + ln.Addr().String() + "/metrics"
-}
-
-func TestHistQuantile(t *testing.T) {
-	h := &hist{bounds: []float64{0.1, 0.5, 1}, counts: []float64{50, 90, 100}, total: 100}
-	for _, tt := range []struct{ q, want float64 }{{0.5, 0.1}, {0.25, 0.05}, {0.7, 0.3}, {0.95, 0.75}, {1, 1}} {
-		if got := h.quantile(tt.q); got == nil || *got < tt.want-1e-9 || *got > tt.want+1e-9 {
-			t.Errorf("quantile(%v) = %v, want %v", tt.q, got, tt.want)
-		}
-	}
-	if (&hist{}).quantile(0.5) != nil {
-		t.Error("empty histogram has a quantile")
-	}
 }

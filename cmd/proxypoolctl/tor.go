@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"text/tabwriter"
+
+	"github.com/proxypool/proxypool/internal/control"
 )
 
 func init() {
@@ -31,14 +33,12 @@ func runTor(ctx context.Context, g *globals, args []string, stdout, stderr io.Wr
 		if !noArgs(stderr, "tor status", rest) {
 			return exitUsage
 		}
-		b, err := connect(ctx, g, "tor status", false)
-		if err != nil {
-			return fail(stderr, "tor status", err)
-		}
-		defer b.close()
-		in, err := b.TorStatus(ctx)
-		if err != nil {
-			return fail(stderr, "tor status", err)
+		var in []control.TorInstance
+		if code := call(ctx, g, "tor status", false, stderr, func(b *backend) (err error) {
+			in, err = b.TorStatus(ctx)
+			return err
+		}); code != exitOK {
+			return code
 		}
 		if g.JSON {
 			printJSON(stdout, in)
@@ -75,13 +75,10 @@ func runTor(ctx context.Context, g *globals, args []string, stdout, stderr io.Wr
 			}
 			port = p
 		}
-		b, err := connect(ctx, g, "tor newnym", false)
-		if err != nil {
-			return fail(stderr, "tor newnym", err)
-		}
-		defer b.close()
-		if err := b.TorNewnym(ctx, port); err != nil {
-			return fail(stderr, "tor newnym", err)
+		if code := call(ctx, g, "tor newnym", false, stderr, func(b *backend) error {
+			return b.TorNewnym(ctx, port)
+		}); code != exitOK {
+			return code
 		}
 		if g.JSON {
 			printJSON(stdout, struct {

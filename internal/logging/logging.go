@@ -102,7 +102,7 @@ func New(opts Options) *logrus.Logger {
 			ident = filepath.Base(os.Args[0])
 		}
 		l.SetOutput(io.Discard)
-		l.SetFormatter(discard{})
+		l.SetFormatter(noFormat{})
 		l.AddHook(&journalHook{send: e.send, ident: ident, fallback: out, text: journalText})
 	case e.stream:
 		l.SetFormatter(journalText)
@@ -198,8 +198,9 @@ func priority(l logrus.Level) journal.Priority {
 	return journal.PriDebug
 }
 
-// discard formats nothing: with the journal hook, the entry has already
-// gone out natively and the stream must stay silent.
-type discard struct{}
+// noFormat formats nothing: with the journal hook, the entry has already
+// gone out natively and the stream must stay silent. io.Discard as the
+// output alone would still pay for formatting every entry.
+type noFormat struct{}
 
-func (discard) Format(*logrus.Entry) ([]byte, error) { return nil, nil }
+func (noFormat) Format(*logrus.Entry) ([]byte, error) { return nil, nil }

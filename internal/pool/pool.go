@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"sync"
@@ -122,7 +123,7 @@ func New(o Options) (*Pool, error) {
 	}
 	if o.Log == nil {
 		l := logrus.New()
-		l.Out = discard{}
+		l.Out = io.Discard
 		o.Log = l
 	}
 	p := &Pool{opts: o, rebuild: make(chan struct{}, 1), ejected: make(chan upstream.CheckResult, 1024), log: o.Log}
@@ -130,10 +131,6 @@ func New(o Options) (*Pool, error) {
 	p.snap.Store(newBuilder(0, 0, nil, nil, o.Groups, func(*upstream.Record, *health) bool { return false }).finish())
 	return p, nil
 }
-
-type discard struct{}
-
-func (discard) Write(b []byte) (int, error) { return len(b), nil }
 
 // Load reads the store now and swaps the snapshot in. The current
 // snapshot keeps serving until then; on error it stays.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -200,7 +201,7 @@ func New(o Options) (*Guard, error) {
 	o.MaxBackoff = max(o.MaxBackoff, o.MinActionInterval)
 	if o.Logger == nil {
 		l := logrus.New()
-		l.Out = discard{}
+		l.Out = io.Discard
 		o.Logger = l
 	}
 	if o.Now == nil {
@@ -243,10 +244,6 @@ func New(o Options) (*Guard, error) {
 	}
 	return g, nil
 }
-
-type discard struct{}
-
-func (discard) Write(b []byte) (int, error) { return len(b), nil }
 
 // Run evaluates the floors now and then every CheckInterval until ctx is
 // done; it returns nil then.

@@ -1,7 +1,7 @@
 // Package socks speaks the SOCKS4, SOCKS4a and SOCKS5 protocols (CONNECT
-// only): the server side (ServerHandshake + Reply, and a small Server that
-// dials targets itself, used by test fleets) and the client side (Connect,
-// a SOCKS5 CONNECT over an existing connection).
+// only): the server side (ServerHandshake + Reply; internal/fleet/proxyserver
+// builds a small server for tests on them) and the client side (Connect, a
+// SOCKS5 CONNECT over an existing connection).
 //
 // It only handles protocol details. It knows nothing of upstream pools,
 // failover or relaying policy: the gateway decides what to dial and what to

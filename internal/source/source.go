@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -92,13 +93,9 @@ func (f *Fetcher) log() logrus.FieldLogger {
 		return f.Logger
 	}
 	l := logrus.New()
-	l.Out = discard{}
+	l.Out = io.Discard
 	return l
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // Refresh fetches every source (at most Concurrency at once), parses what
 // changed and writes each source to sink with one UpsertSource call. It

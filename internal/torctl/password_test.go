@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/testtool"
 )
 
 // TestPasswordAgainstRealTor: a tor whose ControlPort has both cookie
@@ -17,10 +19,7 @@ import (
 // HashedControlPassword from HashPassword takes DialPassword with the right
 // password (NEWNYM works) and refuses a wrong one with a clear error.
 func TestPasswordAgainstRealTor(t *testing.T) {
-	tor, err := exec.LookPath("tor")
-	if err != nil {
-		t.Skip("tor not installed (apt-get install -y tor)")
-	}
+	tor := testtool.Need(t, "tor", "apt-get install -y tor")
 	dir := t.TempDir()
 	dd := filepath.Join(dir, "d")
 	os.MkdirAll(dd, 0o700)
@@ -48,6 +47,7 @@ func TestPasswordAgainstRealTor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var c *Conn
+	var err error
 	for c == nil {
 		if c, err = DialPassword(ctx, addr, pw); err == nil {
 			break

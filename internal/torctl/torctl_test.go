@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/testtool"
 )
 
 // startTor runs a real tor that never touches the network (DisableNetwork
@@ -19,10 +21,7 @@ import (
 // Tor network in internal/torgen.
 func startTor(t *testing.T) string {
 	t.Helper()
-	tor, err := exec.LookPath("tor")
-	if err != nil {
-		t.Skip("tor not installed (apt-get install -y tor)")
-	}
+	tor := testtool.Need(t, "tor", "apt-get install -y tor")
 	dir := t.TempDir()
 	dd := filepath.Join(dir, "d")
 	os.MkdirAll(dd, 0o700)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -101,7 +102,7 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 	log := cfg.Log
 	if log == nil {
 		l := logrus.New()
-		l.SetOutput(discard{})
+		l.SetOutput(io.Discard)
 		log = l
 	}
 	if cfg.TorrcDir == "" {
@@ -245,10 +246,6 @@ func noFlags(rs []upstream.Relay) bool {
 	}
 	return len(rs) > 0
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // ControlAddr is where torctl.Dial reaches an instance: its own control
 // socket, or the one Debian's instance defaults give tor@<port>.

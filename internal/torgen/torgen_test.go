@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/testtool"
 	"github.com/proxypool/proxypool/internal/torgen/exits"
 	"github.com/proxypool/proxypool/internal/torgen/torrc"
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -83,14 +83,22 @@ func TestGenerateFilesAndRunner(t *testing.T) {
 	}
 }
 
-func TestGenerateRefusesToWipe(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	cfg := Config{Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, TorrcDir: dir, PortBase: 9060}
+// generatedUS is a torrc dir after one Generate of a single "us" group with
+// one US exit: the starting point for what a later Generate may change.
+func generatedUS(t *testing.T) (Config, *recordingRunner) {
+	t.Helper()
+	cfg := Config{Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, TorrcDir: t.TempDir(), PortBase: 9060}
 	run := &recordingRunner{}
-	if _, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run); err != nil {
+	if _, err := Generate(context.Background(), cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run); err != nil {
 		t.Fatal(err)
 	}
+	return cfg, run
+}
+
+func TestGenerateRefusesToWipe(t *testing.T) {
+	ctx := context.Background()
+	cfg, run := generatedUS(t)
+	dir := cfg.TorrcDir
 	// A source that returns no usable exits changes nothing.
 	_, err := Generate(ctx, cfg, exits.Static{relay("B", "DE", "10.1.0.1")}, run)
 	if !errors.Is(err, ErrNoExits) {
@@ -123,10 +131,7 @@ func TestGenerateRefusesToWipe(t *testing.T) {
 // (DisableNetwork 1): restart after a kill, reload on change, stop when
 // unwanted, everything gone when the context ends.
 func TestProcessRunnerSupervises(t *testing.T) {
-	tor, err := exec.LookPath("tor")
-	if err != nil {
-		t.Skip("tor not installed (apt-get install -y tor)")
-	}
+	tor := testtool.Need(t, "tor", "apt-get install -y tor")
 	dir := t.TempDir()
 	ports := []int{freePortRange(t, 2)}
 	ports = append(ports, ports[0]+1)
@@ -184,12 +189,8 @@ func waitFor(t *testing.T, what string, f func() bool) {
 // unlike a relay list that merely matches nothing.
 func TestGenerateNoGroupsStopsEverything(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	cfg := Config{Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, TorrcDir: dir, PortBase: 9060}
-	run := &recordingRunner{}
-	if _, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run); err != nil {
-		t.Fatal(err)
-	}
+	cfg, run := generatedUS(t)
+	dir := cfg.TorrcDir
 	cfg.Groups = nil
 	p, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/proxypool/proxypool/internal/testtool"
 )
 
 // fakeSystemd keeps unit states in memory and records calls. systemd as PID
@@ -203,10 +204,7 @@ func TestStubIncludesGeneratedTorrc(t *testing.T) {
 	if err != nil {
 		t.Skipf("Debian tor package not installed (%v)", err)
 	}
-	tor, err := exec.LookPath("tor")
-	if err != nil {
-		t.Skip("tor not installed")
-	}
+	tor := testtool.Need(t, "tor", "apt-get install -y tor")
 	dir := t.TempDir()
 	torrcDir := filepath.Join(dir, "etc")
 	os.MkdirAll(torrcDir, 0o755)

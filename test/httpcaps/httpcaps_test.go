@@ -32,6 +32,7 @@ import (
 	"github.com/proxypool/proxypool/internal/socks"
 	"github.com/proxypool/proxypool/internal/store"
 	"github.com/proxypool/proxypool/internal/upstream"
+	"github.com/proxypool/proxypool/test/squidtest"
 )
 
 // This helper's loopback block and ports: the judge and the gateway on
@@ -167,26 +168,7 @@ func squid(rule string) func(t *testing.T, dir string, p *proxy) {
 			t.Fatal(err)
 		}
 		os.Chmod(sd, 0o777) // squid writes its logs as the proxy user
-		conf := writeConf(t, filepath.Join(sd, "squid.conf"), fmt.Sprintf(`http_port %[1]s:%[2]d
-tcp_outgoing_address %[1]s
-acl CONNECT method CONNECT
-http_access %[3]s
-http_access allow all
-cache deny all
-cache_mem 8 MB
-forwarded_for delete
-via off
-cache_effective_user proxy
-pid_filename %[4]s/squid.pid
-cache_log %[4]s/cache.log
-access_log stdio:%[4]s/access.log
-coredump_dir %[4]s
-netdb_filename none
-pinger_enable off
-shutdown_lifetime 1 seconds
-max_filedescriptors 1024
-dns_nameservers 127.0.0.1
-`, p.ip, p.port, rule, sd))
+		conf := writeConf(t, filepath.Join(sd, "squid.conf"), squidtest.Conf(p.ip, p.port, "acl CONNECT method CONNECT\nhttp_access "+rule+"\nhttp_access allow all\n", sd))
 		run(t, p.name, fmt.Sprintf("%s:%d", p.ip, p.port), filepath.Join(sd, "stdout.log"), bin, "-N", "-d", "1", "-f", conf)
 	}
 }

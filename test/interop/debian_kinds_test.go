@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/proxypool/proxypool/test/squidtest"
 )
 
 // The Debian kinds: servers from Debian 12 packages (scripts/deps.sh
@@ -341,29 +343,9 @@ func setupSquid(t testing.TB, e *Env) (string, string) {
 		t.Fatalf("openssl passwd: %v", err)
 	}
 	writeConf(t, e, filepath.Join(filepath.Base(dir), "passwd"), user+":"+strings.TrimSpace(string(hash))+"\n")
-	conf := writeConf(t, e, filepath.Join(filepath.Base(dir), "squid.conf"), fmt.Sprintf(`http_port %[1]s:%[2]d
-tcp_outgoing_address %[1]s
-auth_param basic program /usr/lib/squid/basic_ncsa_auth %[3]s/passwd
-auth_param basic realm interop
-auth_param basic children 2
-acl authed proxy_auth REQUIRED
-http_access allow authed
-http_access deny all
-cache deny all
-cache_mem 8 MB
-forwarded_for delete
-via off
-cache_effective_user proxy
-pid_filename %[3]s/squid.pid
-cache_log %[3]s/cache.log
-access_log stdio:%[3]s/access.log
-coredump_dir %[3]s
-netdb_filename none
-pinger_enable off
-shutdown_lifetime 1 seconds
-max_filedescriptors 1024
-dns_nameservers 127.0.0.1
-`, ip, port, dir))
+	conf := writeConf(t, e, filepath.Join(filepath.Base(dir), "squid.conf"), squidtest.Conf(ip, port, "auth_param basic program /usr/lib/squid/basic_ncsa_auth "+dir+"/passwd\n"+
+		"auth_param basic realm interop\nauth_param basic children 2\nacl authed proxy_auth REQUIRED\n"+
+		"http_access allow authed\nhttp_access deny all\n", dir))
 	e.Start(t, "squid", []string{bin, "-N", "-d", "1", "-f", conf}, fmt.Sprintf("tcp:%s:%d", ip, port))
 	return fmt.Sprintf("http://%s:%s@%s:%d", user, pass, ip, port), ip
 }

@@ -1,0 +1,26 @@
+// Package testtool holds what tests in several packages need from the host:
+// an external program (tor, curl) that a test drives for real.
+package testtool
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Need returns the path of the program name. Without it the test skips,
+// saying how to install it (hint), except in CI (CI=true), where a missing
+// tool is a failure: a skip there would hide that the test never ran.
+func Need(t testing.TB, name, hint string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not installed (%s): %v", name, hint, err)
+	} else {
+		t.Skipf("%s not installed (%s)", name, hint)
+	}
+	return ""
+}
