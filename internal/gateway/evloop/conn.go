@@ -531,13 +531,10 @@ func (c *econn) readUpReply(now time.Time) {
 	}
 	if !c.upMethod {
 		m, used, err := socks.ParseMethod(in)
+		if c.upParseFailed(now, in, err) {
+			return
+		}
 		switch {
-		case errors.Is(err, socks.ErrShort):
-			c.hs = append(c.hs[:0], in...)
-			return
-		case err != nil:
-			c.tryFailedAs(now, "handshake", err)
-			return
 		case m == socks.MethodUserPass:
 			c.tryFailedAs(now, "auth", errors.New("socks5: server wants a password"))
 			return
@@ -573,14 +570,10 @@ func (c *econn) readUpReply(now time.Time) {
 		c.setTimer(c.tryEnd)
 	}
 	code, used, err := socks.ParseReply(in)
-	switch {
-	case errors.Is(err, socks.ErrShort):
-		c.hs = append(c.hs[:0], in...)
+	if c.upParseFailed(now, in, err) {
 		return
-	case err != nil:
-		c.tryFailedAs(now, "handshake", err)
-		return
-	case code != socks.Succeeded:
+	}
+	if code != socks.Succeeded {
 		r := socks.ReplyCode(code)
 		c.tryFailedAs(now, r.Cause, errors.New("socks5: "+r.Text))
 		return
@@ -590,6 +583,20 @@ func (c *econn) readUpReply(now time.Time) {
 	}
 	c.hs = nil
 	c.established(now)
+}
+
+// upParseFailed handles an upstream answer that is incomplete (kept for
+// the next read) or malformed (the try fails); false when err is nil.
+func (c *econn) upParseFailed(now time.Time, in []byte, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, socks.ErrShort):
+		c.hs = append(c.hs[:0], in...)
+	default:
+		c.tryFailedAs(now, "handshake", err)
+	}
+	return true
 }
 
 // tryFailed ends the current try with err and fails over.
