@@ -151,6 +151,14 @@ func (cc *conn) authRejected() {
 	cc.g.authRejected(cc.listener)
 }
 
+// authRejected counts a client whose auth was refused.
+func (g *Gateway) authRejected(listener string) {
+	g.stats.AuthFails.Add(1)
+	if g.obs != nil {
+		g.obs.AuthRejected(listener)
+	}
+}
+
 // selector fills the request's selection from the port and the username.
 func (cc *conn) selector(p Params) error { return fillSelector(&cc.sel, cc.group, p) }
 

@@ -43,6 +43,26 @@ func (g *Gateway) connect(ctx context.Context, f *failover.Failover) (net.Conn, 
 	}
 }
 
+// reportLoop feeds a loop's dial outcome back like report, without ever
+// blocking the loop on the reporter.
+func (g *Gateway) reportLoop(r upstream.CheckResult) {
+	g.opts.Picker.Observe(r)
+	if g.reports != nil {
+		select {
+		case g.reports <- r:
+		default: // reporter behind: the picker already knows
+		}
+	}
+}
+
+// report feeds one dial outcome back to the picker and the reporter.
+func (g *Gateway) report(r upstream.CheckResult) {
+	g.opts.Picker.Observe(r)
+	if g.opts.Reporter != nil {
+		g.opts.Reporter.Submit(r)
+	}
+}
+
 // isLocalErrno reports whether errno is this host running short.
 func isLocalErrno(err error) bool {
 	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRINUSE, syscall.EADDRNOTAVAIL} {

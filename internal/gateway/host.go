@@ -58,26 +58,6 @@ func (h loopHost) Handoff(ctx context.Context, c net.Conn, listener, group strin
 	g.work.run(func() { cc.connectSOCKS(ctx, f, start) })
 }
 
-// reportLoop feeds a loop's dial outcome back like report, without ever
-// blocking the loop on the reporter.
-func (g *Gateway) reportLoop(r upstream.CheckResult) {
-	g.opts.Picker.Observe(r)
-	if g.reports != nil {
-		select {
-		case g.reports <- r:
-		default: // reporter behind: the picker already knows
-		}
-	}
-}
-
-// report feeds one dial outcome back to the picker and the reporter.
-func (g *Gateway) report(r upstream.CheckResult) {
-	g.opts.Picker.Observe(r)
-	if g.opts.Reporter != nil {
-		g.opts.Reporter.Submit(r)
-	}
-}
-
 // startLoops serves lns on event loops, with a forwarder that hands their
 // outcomes to the reporter.
 func (g *Gateway) startLoops(ctx context.Context, lns []evloop.Listener) error {
@@ -121,13 +101,5 @@ func (g *Gateway) stopLoops() {
 		close(g.reports)
 		<-g.forwarded
 		g.reports = nil
-	}
-}
-
-// authRejected counts a client whose auth was refused.
-func (g *Gateway) authRejected(listener string) {
-	g.stats.AuthFails.Add(1)
-	if g.obs != nil {
-		g.obs.AuthRejected(listener)
 	}
 }
