@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/gateway/failover"
 	"github.com/proxypool/proxypool/internal/httpproxy"
 	"github.com/proxypool/proxypool/internal/proxymux"
 	"github.com/proxypool/proxypool/internal/socks"
@@ -81,7 +82,7 @@ func (cc *conn) serve(ctx context.Context) {
 		cc.proto = "unknown"
 		defer func() {
 			if cc.outcome == "" {
-				cc.outcome = outcomeClientClosed
+				cc.outcome = failover.OutcomeClientClosed
 			}
 			g.obs.ConnDone(cc.listener, cc.proto, cc.outcome, time.Since(start))
 		}()
@@ -123,47 +124,55 @@ func (cc *conn) clientFailed(err error) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
-		cc.outcome = outcomeClientClosed
+		cc.outcome = failover.OutcomeClientClosed
 	case errors.As(err, &ne) && ne.Timeout():
-		cc.outcome = outcomeClientTimout
+		cc.outcome = failover.OutcomeClientTimout
 	default:
-		cc.outcome = outcomeClientError
+		cc.outcome = failover.OutcomeClientError
 	}
 }
 
-// dialFailed names the outcome of a connect that gave no tunnel.
-func (cc *conn) dialFailed(err error) {
-	var de *dialError
+// dialOutcome names the outcome of a connect that gave no tunnel.
+func dialOutcome(err error) string {
+	var de *failover.Error
 	switch {
 	case !errors.As(err, &de):
-		cc.outcome = "other"
-	case errors.Is(de.pickErr, upstream.ErrUnknownGroup):
-		cc.outcome = outcomeUnknownGroup
-	case de.pickErr != nil:
-		cc.outcome = outcomeNoUpstream
-	default:
-		cc.outcome = de.cause
+		return "other"
+	case errors.Is(de.PickErr, upstream.ErrUnknownGroup):
+		return failover.OutcomeUnknownGroup
+	case de.PickErr != nil:
+		return failover.OutcomeNoUpstream
 	}
+	return de.Cause
 }
 
 func (cc *conn) authRejected() {
-	cc.g.stats.AuthFails.Add(1)
-	cc.outcome = outcomeAuth
-	if cc.g.obs != nil {
-		cc.g.obs.AuthRejected(cc.listener)
+	cc.outcome = failover.OutcomeAuth
+	cc.g.authRejected(cc.listener)
+}
+
+// authRejected counts a client whose auth was refused.
+func (g *Gateway) authRejected(listener string) {
+	g.stats.AuthFails.Add(1)
+	if g.obs != nil {
+		g.obs.AuthRejected(listener)
 	}
 }
 
 // selector fills the request's selection from the port and the username.
-func (cc *conn) selector(p Params) error {
-	cc.sel.Group = cc.group
+func (cc *conn) selector(p Params) error { return fillSelector(&cc.sel, cc.group, p) }
+
+// fillSelector fills sel from the listener's group and the username's
+// parameters (both paths).
+func fillSelector(sel *upstream.Selector, group string, p Params) error {
+	sel.Group = group
 	if p.Group != "" {
-		if cc.group != "" && !strings.EqualFold(p.Group, cc.group) {
-			return errors.New("this port is pinned to group " + cc.group + "; username asks for group " + p.Group)
+		if group != "" && !strings.EqualFold(p.Group, group) {
+			return errors.New("this port is pinned to group " + group + "; username asks for group " + p.Group)
 		}
-		cc.sel.Group = p.Group
+		sel.Group = p.Group
 	}
-	cc.sel.Country, cc.sel.Session, cc.sel.SessionTTL = p.Country, p.Session, p.TTL
+	sel.Country, sel.Session, sel.SessionTTL = p.Country, p.Session, p.TTL
 	return nil
 }
 
@@ -191,41 +200,43 @@ func (cc *conn) serveSOCKS(ctx context.Context) {
 	if req.User == "" {
 		cc.selector(Params{})
 	}
-	cc.finishSOCKS(ctx, req.Version, req.Addr, nil, time.Time{})
+	var f failover.Failover
+	g.tries.Start(&f, &cc.sel, req.Addr, time.Now(), time.Time{})
+	cc.finishSOCKS(ctx, req.Version, &f)
 }
 
 // connectSOCKS serves a SOCKS5 client whose handshake the event loop
-// already did (its selection is in cc.sel): dial, answer, relay.
-func (cc *conn) connectSOCKS(ctx context.Context, target string, first upstream.Choice, start, deadline time.Time) {
+// already did, going on with f's tries: dial, answer, relay.
+func (cc *conn) connectSOCKS(ctx context.Context, f *failover.Failover, start time.Time) {
 	g := cc.g
 	defer g.untrack(cc)
 	defer cc.c.Close()
 	if g.obs != nil {
 		defer func() {
 			if cc.outcome == "" {
-				cc.outcome = outcomeClientClosed
+				cc.outcome = failover.OutcomeClientClosed
 			}
 			g.obs.ConnDone(cc.listener, "socks5", cc.outcome, time.Since(start))
 		}()
 	}
-	cc.finishSOCKS(ctx, socks.Version5, target, &first, deadline)
+	cc.finishSOCKS(ctx, socks.Version5, f)
 }
 
-// finishSOCKS dials target, answers the client and relays.
-func (cc *conn) finishSOCKS(ctx context.Context, version byte, target string, first *upstream.Choice, deadline time.Time) {
+// finishSOCKS dials f's target, answers the client and relays.
+func (cc *conn) finishSOCKS(ctx context.Context, version byte, f *failover.Failover) {
 	g := cc.g
-	up, _, err := g.connect(ctx, &cc.sel, target, first, deadline)
+	up, _, err := g.connect(ctx, f)
 	if err != nil {
 		g.stats.Failed.Add(1)
-		cc.dialFailed(err)
+		cc.outcome = dialOutcome(err)
 		socks.Reply(cc.c, version, socksCode(err))
-		g.log.WithError(err).WithField("target", target).Debug("socks request failed")
+		g.log.WithError(err).WithField("target", f.Addr()).Debug("socks request failed")
 		return
 	}
 	defer up.Close()
-	cc.outcome = outcomeOK
+	cc.outcome = failover.OutcomeOK
 	if err := socks.Reply(cc.c, version, socks.Succeeded); err != nil {
-		cc.outcome = outcomeClientClosed
+		cc.outcome = failover.OutcomeClientClosed
 		return
 	}
 	cc.tunnel(up)
@@ -261,7 +272,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		req, target, err := httpproxy.ReadRequest(cc.br)
 		cc.cr.Unlimit()
 		if err != nil {
-			if cc.outcome != outcomeOK || !errors.Is(err, io.EOF) {
+			if cc.outcome != failover.OutcomeOK || !errors.Is(err, io.EOF) {
 				cc.clientFailed(err)
 			}
 			switch {
@@ -289,17 +300,19 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 			return
 		}
 		cc.sel.Need = needOf(req) // forward.go
-		up, ch, err := g.connect(ctx, &cc.sel, target, nil, time.Time{})
+		var f failover.Failover
+		g.tries.Start(&f, &cc.sel, target, time.Now(), time.Time{})
+		up, ch, err := g.connect(ctx, &f)
 		if err != nil {
 			g.stats.Failed.Add(1)
-			cc.dialFailed(err)
+			cc.outcome = dialOutcome(err)
 			status, ps, body := httpError(err)
 			httpproxy.WriteError(cc.c, status, ps, body, nil)
 			g.log.WithError(err).WithField("target", target).Debug("http request failed")
 			return
 		}
 		extra := cc.infoHeader(ch)
-		cc.outcome = outcomeOK
+		cc.outcome = failover.OutcomeOK
 		if req.Method == http.MethodConnect {
 			defer up.Close()
 			if httpproxy.WriteConnectOK(cc.c, extra) != nil {
@@ -335,14 +348,14 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		up.Close()
 		cc.setUp(nil)
 		if err != nil && !res.Started {
-			cc.outcome = outcomeUpstream
+			cc.outcome = failover.OutcomeUpstream
 			status := http.StatusBadGateway
 			ps := httpproxy.ProxyStatus("http_response_incomplete", err.Error(), ch.ID)
 			httpproxy.WriteError(cc.c, status, ps, "proxypool: "+err.Error(), nil)
 			return
 		}
 		keep := res.KeepAlive
-		if err != nil || !keep || g.draining.Load() {
+		if err != nil || !keep || g.adm.draining.Load() {
 			return
 		}
 		// keep-alive: wait (idle) for the next request's first byte, then
@@ -352,7 +365,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		cc.cr.Limit(int64(g.opts.MaxHeaderBytes))
 		_, err = cc.br.Peek(1)
 		cc.idle.Store(false)
-		if err != nil || g.draining.Load() {
+		if err != nil || g.adm.draining.Load() {
 			return
 		}
 		cc.c.SetReadDeadline(time.Now().Add(g.opts.HandshakeTimeout))

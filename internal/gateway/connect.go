@@ -7,130 +7,61 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/gateway/failover"
 	"github.com/proxypool/proxypool/internal/httpproxy"
 	"github.com/proxypool/proxypool/internal/socks"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
-// dialError is why a request got no tunnel: no upstream at all (pickErr),
-// or the last of its tries failed.
-type dialError struct {
-	pickErr error
-	cause   string
-	err     error
-	tries   int
-	last    string // upstream id of the last try
-	addr    string
-}
-
-func (e *dialError) Error() string {
-	if e.pickErr != nil {
-		return e.pickErr.Error()
-	}
-	return fmt.Sprintf("dialing %s failed after %d %s: %s (last upstream %s: %v)", e.addr, e.tries, plural(e.tries, "try", "tries"), e.cause, e.last, e.err)
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
-// connect picks upstreams and dials addr through them until one CONNECT
-// succeeds, MaxTries were used or the total deadline passed. Each outcome
-// is reported. first, when set, is the first try's upstream, already
-// picked (by an event loop that handed the request over).
-func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr string, first *upstream.Choice, deadline time.Time) (net.Conn, upstream.Choice, error) {
-	if deadline.IsZero() {
-		deadline = time.Now().Add(g.opts.TotalTimeout)
-	}
-	var triedBuf [16]string
-	var (
-		cause, last string
-		lastErr     error
-		tries       int
-	)
-	// a request an event loop hands over goes on with its tries: sel.Tried
-	// are the upstreams the loop tried, first is the next one
-	from := 0
-	if first != nil {
-		from = copy(triedBuf[:], sel.Tried)
-	}
-	for attempt := from; attempt < g.opts.MaxTries; attempt++ {
-		sel.Attempt, sel.Tried = attempt, triedBuf[:attempt]
-		var ch upstream.Choice
-		var err error
-		if attempt == from && first != nil {
-			ch = *first
-		} else {
-			ch, err = g.opts.Picker.Pick(sel)
+// connect dials f's target through the upstreams f gives until one
+// CONNECT succeeds, the tries are used or the deadline passed. A request an
+// event loop handed over goes on with the tries the loop made.
+func (g *Gateway) connect(ctx context.Context, f *failover.Failover) (net.Conn, upstream.Choice, error) {
+	for {
+		ch, ok := f.Next(time.Now())
+		if !ok {
+			return nil, upstream.Choice{}, f.Err()
 		}
-		if err != nil {
-			if attempt == 0 {
-				return nil, ch, &dialError{pickErr: err, addr: addr}
-			}
-			break // nothing left to fail over to
-		}
-		triedBuf[attempt] = ch.ID
-		left := time.Until(deadline)
-		if left <= 0 {
-			break
-		}
-		to := min(left, g.tryTimeout(ch.LatencyMS))
-		if attempt > 0 {
-			g.stats.Retries.Add(1)
-			if g.obs != nil {
-				g.obs.Retry()
-			}
-		}
-		dctx, cancel := context.WithTimeout(ctx, to)
 		start := time.Now()
-		c, err := g.dialFor(dctx, ch, addr) // a tunnel, or a forward proxy (forward.go)
+		dctx, cancel := context.WithTimeout(ctx, f.Begin(start))
+		c, err := g.dialFor(dctx, f, ch) // a tunnel, or a forward proxy (forward.go)
 		cancel()
-		took := time.Since(start)
 		if err == nil {
-			if g.obs != nil {
-				g.obs.DialLatency(outcomeOK, took)
-			}
-			g.report(ch.ID, start, took, "")
-			g.stats.Tunnels.Add(1)
+			f.Succeeded(time.Now())
 			return c, ch, nil
 		}
-		cause, lastErr, tries, last = g.classify(err), err, attempt+1, ch.ID
-		if g.obs != nil {
-			g.obs.DialLatency(cause, took)
-		}
 		if ctx.Err() != nil { // the client left: not the upstream's fault
-			break
+			f.Abandoned(time.Now(), err)
+			return nil, upstream.Choice{}, f.Err()
 		}
-		if isTarget(cause) {
-			// the upstream works and says the target cannot be reached:
-			// answer that, count nothing against the upstream, and do
-			// not spend other upstreams on a dead target.
-			break
+		if !f.Failed(time.Now(), err) {
+			return nil, upstream.Choice{}, f.Err()
 		}
-		g.report(ch.ID, start, took, cause)
 	}
-	if tries == 0 {
-		cause, lastErr = "timeout", context.DeadlineExceeded
-	}
-	return nil, upstream.Choice{}, &dialError{cause: cause, err: lastErr, tries: tries, last: last, addr: addr}
 }
 
-// isTarget reports whether a cause blames the target, not the upstream
-// (the dial package's target_* causes).
-func isTarget(cause string) bool { return strings.HasPrefix(cause, "target_") }
+// reportLoop feeds a loop's dial outcome back like report, without ever
+// blocking the loop on the reporter.
+func (g *Gateway) reportLoop(r upstream.CheckResult) {
+	g.opts.Picker.Observe(r)
+	if g.reports != nil {
+		select {
+		case g.reports <- r:
+		default: // reporter behind: the picker already knows
+		}
+	}
+}
 
-// causeLocal is the dial package's "local": this host ran short of file
-// descriptors, ports or buffers. Tries fail over but report nothing
-// against the upstream (a gateway under fd pressure must not eject its
-// whole pool); the client gets 503.
-const causeLocal = "local"
+// report feeds one dial outcome back to the picker and the reporter.
+func (g *Gateway) report(r upstream.CheckResult) {
+	g.opts.Picker.Observe(r)
+	if g.opts.Reporter != nil {
+		g.opts.Reporter.Submit(r)
+	}
+}
 
 // isLocalErrno reports whether errno is this host running short.
 func isLocalErrno(err error) bool {
@@ -140,27 +71,6 @@ func isLocalErrno(err error) bool {
 		}
 	}
 	return false
-}
-
-// tryTimeout gives one try 3× the upstream's known latency, within
-// [MinDialTimeout, DialTimeout].
-func (g *Gateway) tryTimeout(latencyMS float64) time.Duration {
-	d := time.Duration(3 * latencyMS * float64(time.Millisecond))
-	return min(max(d, g.opts.MinDialTimeout), g.opts.DialTimeout)
-}
-
-// report feeds one dial outcome back to the picker and the reporter; a
-// local shortage is no outcome of the upstream's and is not fed back.
-func (g *Gateway) report(id string, at time.Time, took time.Duration, cause string) {
-	if cause == causeLocal {
-		return
-	}
-	ms := float64(took) / float64(time.Millisecond)
-	r := upstream.CheckResult{ID: id, At: at, OK: cause == "", Passive: true, Err: cause, ConnectMS: ms, TotalMS: ms}
-	g.opts.Picker.Observe(r)
-	if g.opts.Reporter != nil {
-		g.opts.Reporter.Submit(r)
-	}
 }
 
 // classifyErr is the fallback cause classification (cmd wires the
@@ -182,7 +92,7 @@ func classifyErr(err error) string {
 		errors.Is(err, syscall.EHOSTDOWN), errors.Is(err, syscall.ENETDOWN):
 		return "unreachable"
 	case isLocalErrno(err):
-		return causeLocal
+		return failover.CauseLocal
 	case errors.As(err, &dnsErr):
 		return "dns"
 	case errors.Is(err, socks.ErrAuth):
@@ -207,17 +117,17 @@ func classifyErr(err error) string {
 
 // socksCode is the SOCKS5 reply for a failed connect.
 func socksCode(err error) byte {
-	var de *dialError
+	var de *failover.Error
 	if !errors.As(err, &de) {
 		return socks.GeneralFailure
 	}
 	switch {
-	case errors.Is(de.pickErr, upstream.ErrUnknownGroup):
+	case errors.Is(de.PickErr, upstream.ErrUnknownGroup):
 		return socks.NotAllowed
-	case de.pickErr != nil:
+	case de.PickErr != nil:
 		return socks.NetworkUnreachable
 	}
-	switch de.cause {
+	switch de.Cause {
 	case "refused", "target_refused":
 		return socks.ConnectionRefused
 	case "timeout", "target_timeout":
@@ -231,19 +141,19 @@ func socksCode(err error) byte {
 // httpError is the status, RFC 9209 Proxy-Status and one-line body for a
 // failed connect.
 func httpError(err error) (int, string, string) {
-	var de *dialError
+	var de *failover.Error
 	if !errors.As(err, &de) {
 		return http.StatusBadGateway, httpproxy.ProxyStatus("proxy_internal_error", err.Error(), ""), "proxypool: " + err.Error()
 	}
-	if de.pickErr != nil {
+	if de.PickErr != nil {
 		typ := "destination_unavailable"
-		if errors.Is(de.pickErr, upstream.ErrUnknownGroup) {
+		if errors.Is(de.PickErr, upstream.ErrUnknownGroup) {
 			typ = "proxy_configuration_error"
 		}
-		return http.StatusServiceUnavailable, httpproxy.ProxyStatus(typ, de.pickErr.Error(), ""), "proxypool: " + de.pickErr.Error()
+		return http.StatusServiceUnavailable, httpproxy.ProxyStatus(typ, de.PickErr.Error(), ""), "proxypool: " + de.PickErr.Error()
 	}
 	status, typ := http.StatusBadGateway, "destination_unavailable"
-	switch de.cause {
+	switch de.Cause {
 	case "timeout", "target_timeout":
 		status, typ = http.StatusGatewayTimeout, "connection_timeout"
 	case "refused", "target_refused":
@@ -252,9 +162,9 @@ func httpError(err error) (int, string, string) {
 		typ = "connection_terminated"
 	case "dns":
 		typ = "dns_error"
-	case causeLocal:
+	case failover.CauseLocal:
 		status, typ = http.StatusServiceUnavailable, "proxy_internal_error"
 	}
-	details := fmt.Sprintf("%s after %d %s", de.cause, de.tries, plural(de.tries, "try", "tries"))
-	return status, httpproxy.ProxyStatus(typ, details, de.last), "proxypool: " + de.Error()
+	details := fmt.Sprintf("%s after %d %s", de.Cause, de.Tries, failover.Plural(de.Tries, "try", "tries"))
+	return status, httpproxy.ProxyStatus(typ, details, de.Last), "proxypool: " + de.Error()
 }

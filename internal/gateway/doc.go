@@ -9,4 +9,9 @@
 // health (Reporter): those are consumer-side interfaces wired in cmd.
 // Socket activation and sd_notify also live in cmd; Run takes listeners
 // and calls OnReady.
+//
+// Both ways of serving a connection, goroutines (conn.go) and the event
+// loops (package evloop, for SOCKS5 over plain SOCKS5 upstreams), admit it
+// through one admission (admission.go) and drive one failover.Failover per
+// request; the loops see the gateway only as an evloop.Host (host.go).
 package gateway

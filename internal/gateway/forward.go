@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/proxypool/proxypool/internal/gateway/failover"
 	"github.com/proxypool/proxypool/internal/httpproxy"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -34,9 +35,9 @@ func forwards(ch upstream.Choice) bool {
 
 // dialFor opens what a request through ch goes over: a tunnel to addr, or
 // for a forward-only upstream a connection to the upstream itself.
-func (g *Gateway) dialFor(ctx context.Context, ch upstream.Choice, addr string) (net.Conn, error) {
+func (g *Gateway) dialFor(ctx context.Context, f *failover.Failover, ch upstream.Choice) (net.Conn, error) {
 	if !forwards(ch) {
-		return g.dial(ctx, ch, addr)
+		return g.dial(ctx, f, ch)
 	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", ch.Addr())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/proxypool/proxypool/internal/gateway/evloop"
+	"github.com/proxypool/proxypool/internal/gateway/failover"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -75,7 +78,7 @@ type Options struct {
 	// country; on CONNECT it is on the 200 response.
 	InfoHeader string
 	// GoroutinesOnly serves every connection on goroutines, never on the
-	// event loops (engine.go); for tests and comparison.
+	// event loops (package evloop); for tests and comparison.
 	GoroutinesOnly bool
 	// OnReady is called once every listener is being served.
 	OnReady func()
@@ -85,23 +88,30 @@ type Options struct {
 	relayRounds, relayReads int
 }
 
+// PlainSOCKS5 is optionally implemented by Options.Dialer: it names the
+// upstreams that are SOCKS5 servers without TLS or credentials at an IP
+// address. Only with it do the event loops dial upstreams themselves.
+type PlainSOCKS5 = evloop.PlainSOCKS5
+
 // Gateway serves clients through the pool. Create it with New.
 type Gateway struct {
-	opts     Options
-	log      logrus.FieldLogger
-	classify func(error) string
-	obs      Observer // nil: no observer
-	sem      chan struct{}
+	opts Options
+	log  logrus.FieldLogger
+	obs  Observer // nil: no observer
+	adm  *admission
 
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	draining atomic.Bool
-	wg       sync.WaitGroup
+	mu    sync.Mutex
+	conns map[*conn]struct{} // the goroutine path's, for the drain
 
-	stats  Stats
-	nopipe noPipeline // upstreams that stalled on a pipelined handshake
-	work   *workers   // connection and relay goroutines, reused
-	eng    *engine    // nil: no listener is served by event loops
+	stats Stats
+	// tries and loopTries are how requests fail over, reporting
+	// outcomes on the goroutine path and without blocking on the loops
+	tries, loopTries failover.Env
+	nopipe           failover.NoPipeline // upstreams that stalled on a pipelined handshake
+	work             *workers            // connection and relay goroutines, reused
+	eng              *evloop.Engine      // nil: no listener is served by event loops
+	reports          chan upstream.CheckResult
+	forwarded        chan struct{} // closed when reports is drained
 }
 
 // Stats are running counters, safe to read concurrently.
@@ -127,8 +137,8 @@ func New(o Options) (*Gateway, error) {
 	if o.MaxTries <= 0 {
 		o.MaxTries = 3
 	}
-	if o.MaxTries > 16 {
-		o.MaxTries = 16
+	if o.MaxTries > failover.MaxTries {
+		o.MaxTries = failover.MaxTries
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -158,23 +168,30 @@ func New(o Options) (*Gateway, error) {
 	}
 	if o.Log == nil {
 		l := logrus.New()
-		l.Out = discard{}
+		l.Out = io.Discard
 		o.Log = l
 	}
-	g := &Gateway{opts: o, log: o.Log, classify: o.Classify, obs: o.Observer, sem: make(chan struct{}, o.MaxConns), conns: map[*conn]struct{}{}, work: newWorkers(maxIdleWorkers)}
-	if g.classify == nil {
-		g.classify = classifyErr
+	if o.Classify == nil {
+		o.Classify = classifyErr
 	}
+	g := &Gateway{opts: o, log: o.Log, obs: o.Observer, conns: map[*conn]struct{}{}, work: newWorkers(maxIdleWorkers)}
+	g.adm = newAdmission(o.MaxConns, &g.stats.Active)
+	g.tries = failover.Env{
+		Picker: o.Picker, Report: g.report, Classify: o.Classify,
+		Retries: &g.stats.Retries, Tunnels: &g.stats.Tunnels, NoPipe: &g.nopipe,
+		MaxTries: o.MaxTries, Total: o.TotalTimeout, MinTry: o.MinDialTimeout, MaxTry: o.DialTimeout,
+	}
+	if o.Observer != nil {
+		g.tries.Observer = o.Observer
+	}
+	g.loopTries = g.tries
+	g.loopTries.Report = g.reportLoop
 	return g, nil
 }
 
 // maxIdleWorkers bounds the goroutines kept waiting for the next
 // connection or relay direction (a few KiB of stack each).
 const maxIdleWorkers = 512
-
-type discard struct{}
-
-func (discard) Write(b []byte) (int, error) { return len(b), nil }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() *Stats { return &g.stats }
@@ -228,7 +245,7 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	}
 	var accept sync.WaitGroup
 	errc := make(chan error, n)
-	var loopLns []elistener
+	var loopLns []evloop.Listener
 	for name, list := range lns {
 		group := g.opts.Ports[name]
 		for _, ln := range list {
@@ -239,7 +256,7 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 			}
 			g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String(), "GROUP": group, "engine": mode}).Info("gateway listening")
 			if loop {
-				loopLns = append(loopLns, elistener{fd: fd, name: name, group: group})
+				loopLns = append(loopLns, evloop.Listener{FD: fd, Name: name, Group: group})
 				continue
 			}
 			accept.Add(1)
@@ -252,12 +269,9 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 		}
 	}
 	if len(loopLns) > 0 {
-		e, err := newEngine(ctx, g, loopLns)
-		if err != nil {
+		if err := g.startLoops(ctx, loopLns); err != nil {
 			return fmt.Errorf("starting the event loops: %w", err)
 		}
-		g.eng = e
-		e.start()
 	}
 	if g.opts.OnReady != nil {
 		g.opts.OnReady()
@@ -268,7 +282,7 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	case err = <-errc:
 	}
 	if g.eng != nil {
-		g.eng.stopAccepting() // before the listeners close: no loop touches their fds again
+		g.eng.StopAccepting() // before the listeners close: no loop touches their fds again
 	}
 	for _, list := range lns {
 		for _, ln := range list {
@@ -277,9 +291,7 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	}
 	accept.Wait()
 	g.drain()
-	if g.eng != nil {
-		g.eng.stop()
-	}
+	g.stopLoops()
 	g.work.stop()
 	return err
 }
@@ -317,14 +329,12 @@ func isLoopback(a net.Addr) bool {
 func (g *Gateway) serve(ctx context.Context, ln net.Listener, name, group string) error {
 	var delay time.Duration
 	for {
-		select {
-		case g.sem <- struct{}{}:
-		case <-ctx.Done():
+		if !g.adm.wait(ctx) {
 			return nil
 		}
 		c, err := ln.Accept()
 		if err != nil {
-			<-g.sem
+			g.adm.unadmit()
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
@@ -343,10 +353,8 @@ func (g *Gateway) serve(ctx context.Context, ln net.Listener, name, group string
 		cc := &conn{g: g, c: c, listener: name, group: group}
 		if !g.track(cc) {
 			c.Close()
-			<-g.sem
 			continue
 		}
-		g.wg.Add(1)
 		g.work.run(func() { cc.serve(ctx) })
 	}
 }
@@ -354,11 +362,10 @@ func (g *Gateway) serve(ctx context.Context, ln net.Listener, name, group string
 func (g *Gateway) track(c *conn) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.draining.Load() {
+	if !g.adm.open() {
 		return false
 	}
 	g.conns[c] = struct{}{}
-	g.stats.Active.Add(1)
 	return true
 }
 
@@ -374,16 +381,14 @@ func (g *Gateway) untrack(c *conn) {
 	g.mu.Lock()
 	delete(g.conns, c)
 	g.mu.Unlock()
-	g.stats.Active.Add(-1)
-	<-g.sem
-	g.wg.Done()
+	g.adm.done()
 }
 
 // drain closes idle keep-alive connections now, waits for tunnels up to
 // DrainTimeout, then closes whatever is left.
 func (g *Gateway) drain() {
 	g.mu.Lock()
-	g.draining.Store(true)
+	g.adm.draining.Store(true)
 	for c := range g.conns {
 		if c.idle.Load() {
 			c.c.Close()
@@ -391,7 +396,7 @@ func (g *Gateway) drain() {
 	}
 	g.mu.Unlock()
 	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
+	go func() { g.adm.wg.Wait(); close(done) }()
 	t := time.NewTimer(g.opts.DrainTimeout)
 	defer t.Stop()
 	select {
@@ -407,7 +412,7 @@ func (g *Gateway) drain() {
 	g.mu.Unlock()
 	if g.eng != nil {
 		left = int(g.stats.Active.Load())
-		g.eng.closeAll()
+		g.eng.CloseAll()
 	}
 	g.log.WithField("connections", left).Warn("drain timeout: closed open tunnels")
 	<-done

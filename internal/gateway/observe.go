@@ -27,15 +27,3 @@ type Observer interface {
 	Bytes(up, down int64)
 	AuthRejected(listener string)
 }
-
-// Outcomes that are not dial causes.
-const (
-	outcomeOK           = "ok"
-	outcomeClientClosed = "client_closed"
-	outcomeClientTimout = "client_timeout"
-	outcomeClientError  = "client_error"
-	outcomeAuth         = "auth_rejected"
-	outcomeNoUpstream   = "no_upstream"
-	outcomeUnknownGroup = "unknown_group"
-	outcomeUpstream     = "upstream_failed"
-)

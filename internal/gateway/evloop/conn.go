@@ -1,15 +1,18 @@
-package gateway
+package evloop
 
 import (
 	"container/heap"
 	"errors"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/proxypool/proxypool/internal/gateway/failover"
 	"github.com/proxypool/proxypool/internal/socks"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -43,15 +46,9 @@ type econn struct {
 	lastActive          int64
 	sel                 upstream.Selector
 	hs                  []byte // partial handshake bytes (client, then upstream reply)
-	user                bool   // the client authenticated with a username
 	target              string
-	attempt, tries      int
-	tried               [16]string
-	tryStart, totalEnd  time.Time
-	choice              upstream.Choice
-	cause, lastID       string
-	lastErr             error
-	pendUp, pendDown    []byte // bytes waiting for the other side to become writable
+	f                   failover.Failover // the request's tries
+	pendUp, pendDown    []byte            // bytes waiting for the other side to become writable
 	nUp, nDown          int64
 	outcome             string
 	observed, tunnelled bool
@@ -88,9 +85,9 @@ func (c *econn) clearTimer() {
 
 // event records what epoll said about fd and moves the connection on.
 func (c *econn) event(fd int, ev uint32, now time.Time) {
-	r := ev&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
-	w := ev&(syscall.EPOLLOUT|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
-	hup := ev&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
+	r := ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	w := ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	hup := ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	if fd == c.cfd {
 		c.crd = c.crd || r
 		c.cwr = c.cwr || w
@@ -143,7 +140,7 @@ func (c *econn) readHandshake(now time.Time) bool {
 	b := c.l.buf[:4096]
 	n, err := sysRead(c.cfd, b)
 	switch {
-	case err == syscall.EAGAIN:
+	case err == unix.EAGAIN:
 		c.crd = false
 		return false
 	case err != nil:
@@ -167,7 +164,7 @@ func (c *econn) readHandshake(now time.Time) bool {
 	}
 	rest := in[used:]
 	if len(rest) > 512 {
-		c.fail(outcomeClientError)
+		c.fail(failover.OutcomeClientError)
 		return false
 	}
 	c.hs = append(c.hs[:0:0], rest...)
@@ -205,7 +202,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 					return used, false
 				}
 				c.state = stAuth
-			case hasNone && len(c.l.e.g.opts.Users) == 0:
+			case hasNone && !c.l.e.o.NeedAuth:
 				if !c.write([]byte{socks.Version5, 0}) {
 					return used, false
 				}
@@ -220,7 +217,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				return used, true
 			}
 			if b[0] != 1 {
-				c.fail(outcomeClientError)
+				c.fail(failover.OutcomeClientError)
 				return used, false
 			}
 			ul := int(b[1])
@@ -233,18 +230,12 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 			}
 			user, pass := string(b[2:2+ul]), string(b[3+ul:3+ul+pl])
 			used += 3 + ul + pl
-			g := c.l.e.g
-			p, err := g.authenticate(user, pass)
-			if err == nil {
-				err = c.selector(p)
-			}
-			if err != nil {
+			if err := c.l.e.o.Host.Authorize(&c.sel, c.group, user, pass); err != nil {
 				c.write([]byte{1, 1})
 				c.authRejected()
-				g.log.WithError(err).Debug("socks auth refused")
+				c.l.e.o.Log.WithError(err).Debug("socks auth refused")
 				return used, false
 			}
-			c.user = true
 			if !c.write([]byte{1, 0}) {
 				return used, false
 			}
@@ -254,7 +245,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				return used, true
 			}
 			if b[0] != socks.Version5 {
-				c.fail(outcomeClientError)
+				c.fail(failover.OutcomeClientError)
 				return used, false
 			}
 			var alen int
@@ -267,7 +258,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				alen = 1 + int(b[4])
 			default:
 				c.reply(socks.AddressUnsupported)
-				c.fail(outcomeClientError)
+				c.fail(failover.OutcomeClientError)
 				return used, false
 			}
 			if len(b) < 4+alen+2 {
@@ -275,7 +266,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 			}
 			if b[1] != 1 { // CONNECT only
 				c.reply(socks.CommandUnsupported)
-				c.fail(outcomeClientError)
+				c.fail(failover.OutcomeClientError)
 				return used, false
 			}
 			var host string
@@ -299,10 +290,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				used = len(in)
 			}
 			c.hs = nil
-			if !c.user {
-				c.selector(Params{})
-			}
-			c.totalEnd = now.Add(c.l.e.g.opts.TotalTimeout)
+			c.l.e.o.Tries.Start(&c.f, &c.sel, c.target, now, time.Time{})
 			c.tryNext(now)
 			return used, false
 		default:
@@ -311,33 +299,19 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 	}
 }
 
-// selector mirrors conn.selector.
-func (c *econn) selector(p Params) error {
-	cc := conn{group: c.group}
-	err := cc.selector(p)
-	if err == nil {
-		c.sel.Group, c.sel.Country, c.sel.Session, c.sel.SessionTTL = cc.sel.Group, cc.sel.Country, cc.sel.Session, cc.sel.SessionTTL
-	}
-	return err
-}
-
 func (c *econn) observe() {
 	if c.observed {
 		return
 	}
 	c.observed = true
-	if obs := c.l.e.g.obs; obs != nil {
+	if obs := c.l.e.o.Observer; obs != nil {
 		obs.ConnOpened(c.listener, "socks5")
 	}
 }
 
 func (c *econn) authRejected() {
-	g := c.l.e.g
-	g.stats.AuthFails.Add(1)
-	if g.obs != nil {
-		g.obs.AuthRejected(c.listener)
-	}
-	c.finish(outcomeAuth)
+	c.l.e.o.Host.AuthRejected(c.listener)
+	c.finish(failover.OutcomeAuth)
 }
 
 // write sends a short handshake answer; false (and the connection ended)
@@ -345,7 +319,7 @@ func (c *econn) authRejected() {
 func (c *econn) write(b []byte) bool {
 	n, err := sysWrite(c.cfd, b)
 	if err != nil || n != len(b) {
-		c.finish(outcomeClientClosed)
+		c.finish(failover.OutcomeClientClosed)
 		return false
 	}
 	return true
@@ -363,10 +337,10 @@ func (c *econn) fail(outcome string) { c.finish(outcome) }
 // clientGone ends a connection whose client read failed.
 func (c *econn) clientGone(err error) {
 	switch {
-	case errors.Is(err, io.EOF), err == syscall.ECONNRESET:
-		c.finish(c.outcomeOr(outcomeClientClosed))
+	case errors.Is(err, io.EOF), err == unix.ECONNRESET:
+		c.finish(c.outcomeOr(failover.OutcomeClientClosed))
 	default:
-		c.finish(outcomeClientError)
+		c.finish(failover.OutcomeClientError)
 	}
 }
 
@@ -374,18 +348,18 @@ func (c *econn) clientGone(err error) {
 func (c *econn) timeout(now time.Time) {
 	switch c.state {
 	case stGreeting, stAuth, stRequest:
-		c.finish(outcomeClientTimout)
+		c.finish(failover.OutcomeClientTimout)
 	case stConnecting, stUpReply:
 		if c.stalling {
 			c.pipelineFailed(now)
 			return
 		}
-		c.tryFailed(now, "timeout", os.ErrDeadlineExceeded)
+		c.tryFailedAs(now, "timeout", os.ErrDeadlineExceeded)
 	case stRelay:
-		idle := c.l.e.g.opts.IdleTimeout
+		idle := c.l.e.o.IdleTimeout
 		last := time.Unix(0, c.lastActive)
 		if now.Sub(last) >= idle {
-			c.finish(outcomeOK)
+			c.finish(failover.OutcomeOK)
 			return
 		}
 		c.setTimer(last.Add(idle))
@@ -395,56 +369,31 @@ func (c *econn) timeout(now time.Time) {
 // tryNext picks the next upstream and starts dialing it, or answers the
 // client when there is none left.
 func (c *econn) tryNext(now time.Time) {
-	g := c.l.e.g
-	for c.attempt < g.opts.MaxTries {
-		c.sel.Attempt, c.sel.Tried = c.attempt, c.tried[:c.attempt]
-		ch, err := g.opts.Picker.Pick(&c.sel)
-		if err != nil {
-			if c.attempt == 0 {
-				c.dialFailed(&dialError{pickErr: err, addr: c.target})
-				return
-			}
-			break
-		}
-		left := c.totalEnd.Sub(now)
-		if left <= 0 {
-			break
-		}
-		var ap netip.AddrPort
-		ok := false
-		if c.l.e.plain != nil {
-			ap, ok = c.l.e.plain.PlainSOCKS5(ch.Upstream)
-		}
-		if !ok {
-			// not ours to dial: the goroutine path dials it (and
-			// fails over from there)
-			c.handoffConnect(ch)
-			return
-		}
-		c.tried[c.attempt] = ch.ID
-		if c.attempt > 0 {
-			g.stats.Retries.Add(1)
-			if g.obs != nil {
-				g.obs.Retry()
-			}
-		}
-		c.choice = ch
-		c.tryStart = now
-		c.tryEnd = now.Add(min(left, g.tryTimeout(ch.LatencyMS)))
-		c.setTimer(c.tryEnd)
-		c.upAP = ap
-		c.pipelined = ch.Caps.Has(upstream.CapPipeline) && !g.nopipe.has(ch.ID, now)
-		if err := c.dial(ap); err != nil {
-			c.tryFailed(now, c.l.e.g.classify(err), err)
-			return
-		}
-		c.state = stConnecting
+	ch, ok := c.f.Next(now)
+	if !ok {
+		c.dialFailed()
 		return
 	}
-	if c.tries == 0 {
-		c.cause, c.lastErr = "timeout", errors.New("total timeout before any try")
+	var ap netip.AddrPort
+	plain := false
+	if c.l.e.o.Plain != nil {
+		ap, plain = c.l.e.o.Plain.PlainSOCKS5(ch.Upstream)
 	}
-	c.dialFailed(&dialError{cause: c.cause, err: c.lastErr, tries: c.tries, last: c.lastID, addr: c.target})
+	if !plain {
+		// not ours to dial: the goroutine path dials it (and fails
+		// over from there)
+		c.handoffConnect()
+		return
+	}
+	c.tryEnd = now.Add(c.f.Begin(now))
+	c.setTimer(c.tryEnd)
+	c.upAP = ap
+	c.pipelined = c.f.Pipeline(now)
+	if err := c.dial(ap); err != nil {
+		c.tryFailed(now, err)
+		return
+	}
+	c.state = stConnecting
 }
 
 // dial starts a nonblocking connect to ap.
@@ -455,7 +404,7 @@ func (c *econn) dial(ap netip.AddrPort) error {
 		return err
 	}
 	tag := l.nextTag()
-	if err := sysEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, connEvents, tag); err != nil {
+	if err := sysEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, connEvents, tag); err != nil {
 		sysClose(fd)
 		return err
 	}
@@ -480,7 +429,7 @@ func (c *econn) connected(now time.Time) {
 	// per connection)
 	if c.uHup {
 		if err := sysSoError(c.ufd); err != nil {
-			c.tryFailed(now, c.l.e.g.classify(err), err)
+			c.tryFailed(now, err)
 			return
 		}
 	}
@@ -491,7 +440,7 @@ func (c *econn) connected(now time.Time) {
 		b = c.appendRequest(b)
 	}
 	n, err := sysWrite(c.ufd, b)
-	if err == syscall.EAGAIN {
+	if err == unix.EAGAIN {
 		// not connected yet after all (SO_ERROR is 0 while the
 		// connect is in progress): wait for its EPOLLOUT
 		c.uwr = false
@@ -499,9 +448,9 @@ func (c *econn) connected(now time.Time) {
 	}
 	if err != nil || n != len(b) {
 		if err == nil {
-			err = syscall.EAGAIN
+			err = unix.EAGAIN
 		}
-		c.tryFailed(now, c.l.e.g.classify(err), err)
+		c.tryFailed(now, err)
 		return
 	}
 	c.hs = c.hs[:0]
@@ -525,13 +474,12 @@ func pipelineStall(left time.Duration) time.Duration { return min(time.Second, l
 // handshake and then stalled or closed. Remember that it does not
 // pipeline and redial it once, sequentially, within the same try.
 func (c *econn) pipelineFailed(now time.Time) {
-	g := c.l.e.g
-	g.nopipe.add(c.choice.ID, now)
+	c.f.Stalled(now)
 	c.closeUp()
 	c.pipelined, c.stalling = false, false
 	c.setTimer(c.tryEnd)
 	if err := c.dial(c.upAP); err != nil {
-		c.tryFailed(now, g.classify(err), err)
+		c.tryFailed(now, err)
 		return
 	}
 	c.state = stConnecting
@@ -553,25 +501,24 @@ func splitTarget(t string) (string, int) {
 
 // readUpReply reads the upstream's method answer and CONNECT reply.
 func (c *econn) readUpReply(now time.Time) {
-	g := c.l.e.g
 	var tmp [512]byte
 	n, err := sysRead(c.ufd, tmp[:])
 	switch {
-	case err == syscall.EAGAIN:
+	case err == unix.EAGAIN:
 		c.urd = false
 		return
 	case err != nil && c.pipelined && c.upMethod:
 		c.pipelineFailed(now) // reset after the method choice
 		return
 	case err != nil:
-		c.tryFailed(now, c.l.e.g.classify(err), err)
+		c.tryFailed(now, err)
 		return
 	case n == 0:
 		if c.pipelined && c.upMethod && len(c.hs) == 0 {
 			c.pipelineFailed(now) // closed after the method choice
 			return
 		}
-		c.tryFailed(now, "closed", io.EOF)
+		c.tryFailedAs(now, "closed", io.EOF)
 		return
 	}
 	if n < len(tmp) && !c.uHup {
@@ -584,21 +531,18 @@ func (c *econn) readUpReply(now time.Time) {
 	}
 	if !c.upMethod {
 		m, used, err := socks.ParseMethod(in)
+		if c.upParseFailed(now, in, err) {
+			return
+		}
 		switch {
-		case errors.Is(err, socks.ErrShort):
-			c.hs = append(c.hs[:0], in...)
-			return
-		case err != nil:
-			c.tryFailed(now, "handshake", err)
-			return
 		case m == socks.MethodUserPass:
-			c.tryFailed(now, "auth", errors.New("socks5: server wants a password"))
+			c.tryFailedAs(now, "auth", errors.New("socks5: server wants a password"))
 			return
 		case m == socks.MethodNoGood:
-			c.tryFailed(now, "auth", errors.New("socks5: no acceptable auth method"))
+			c.tryFailedAs(now, "auth", errors.New("socks5: no acceptable auth method"))
 			return
 		case m != socks.MethodNone:
-			c.tryFailed(now, "handshake", errors.New("socks5: unexpected method "+strconv.Itoa(int(m))))
+			c.tryFailedAs(now, "handshake", errors.New("socks5: unexpected method "+strconv.Itoa(int(m))))
 			return
 		}
 		c.upMethod = true
@@ -607,9 +551,9 @@ func (c *econn) readUpReply(now time.Time) {
 			b := c.appendRequest(c.l.buf[:0])
 			if n, err := sysWrite(c.ufd, b); err != nil || n != len(b) {
 				if err == nil {
-					err = syscall.EAGAIN
+					err = unix.EAGAIN
 				}
-				c.tryFailed(now, g.classify(err), err)
+				c.tryFailed(now, err)
 				return
 			}
 		} else if len(in) == 0 {
@@ -626,16 +570,12 @@ func (c *econn) readUpReply(now time.Time) {
 		c.setTimer(c.tryEnd)
 	}
 	code, used, err := socks.ParseReply(in)
-	switch {
-	case errors.Is(err, socks.ErrShort):
-		c.hs = append(c.hs[:0], in...)
+	if c.upParseFailed(now, in, err) {
 		return
-	case err != nil:
-		c.tryFailed(now, "handshake", err)
-		return
-	case code != socks.Succeeded:
+	}
+	if code != socks.Succeeded {
 		r := socks.ReplyCode(code)
-		c.tryFailed(now, r.Cause, &socks.ReplyError{Code: code}, r.Text)
+		c.tryFailedAs(now, r.Cause, errors.New("socks5: "+r.Text))
 		return
 	}
 	if extra := in[used:]; len(extra) > 0 { // the target spoke first
@@ -645,64 +585,66 @@ func (c *econn) readUpReply(now time.Time) {
 	c.established(now)
 }
 
-// tryFailed ends the current try and fails over.
-func (c *econn) tryFailed(now time.Time, cause string, err error, text ...string) {
-	g := c.l.e.g
+// upParseFailed handles an upstream answer that is incomplete (kept for
+// the next read) or malformed (the try fails); false when err is nil.
+func (c *econn) upParseFailed(now time.Time, in []byte, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, socks.ErrShort):
+		c.hs = append(c.hs[:0], in...)
+	default:
+		c.tryFailedAs(now, "handshake", err)
+	}
+	return true
+}
+
+// tryFailed ends the current try with err and fails over.
+func (c *econn) tryFailed(now time.Time, err error) {
 	c.closeUp()
-	took := now.Sub(c.tryStart)
-	if g.obs != nil {
-		g.obs.DialLatency(cause, took)
-	}
-	if len(text) > 0 {
-		err = errors.New("socks5: " + text[0])
-	}
-	c.cause, c.lastErr, c.lastID = cause, err, c.choice.ID
-	c.attempt++
-	c.tries = c.attempt
-	if isTarget(cause) {
-		c.dialFailed(&dialError{cause: cause, err: err, tries: c.tries, last: c.lastID, addr: c.target})
+	c.next(now, c.f.Failed(now, err))
+}
+
+// tryFailedAs is tryFailed for a cause the loop read off the handshake.
+func (c *econn) tryFailedAs(now time.Time, cause string, err error) {
+	c.closeUp()
+	c.next(now, c.f.FailedAs(now, cause, err))
+}
+
+func (c *econn) next(now time.Time, again bool) {
+	if !again {
+		c.dialFailed()
 		return
 	}
-	c.l.e.report(c.choice.ID, c.tryStart, took, cause)
 	c.hs = c.hs[:0]
 	c.state = stRequest // between tries
 	c.tryNext(now)
 }
 
-// dialFailed answers the client with the SOCKS code for err and ends.
-func (c *econn) dialFailed(err *dialError) {
-	g := c.l.e.g
-	g.stats.Failed.Add(1)
-	cc := conn{}
-	cc.dialFailed(err)
-	c.reply(socksCode(err))
-	g.log.WithError(err).WithField("target", c.target).Debug("socks request failed")
+// dialFailed answers the client that the request got no tunnel, and ends.
+func (c *econn) dialFailed() {
+	code, outcome := c.l.e.o.Host.Refused(&c.f)
+	c.reply(code)
 	if c.state != stDone {
-		c.finish(cc.outcome)
+		c.finish(outcome)
 	}
 }
 
 // established: the upstream said yes. Answer the client and relay.
 func (c *econn) established(now time.Time) {
-	g := c.l.e.g
-	took := now.Sub(c.tryStart)
-	if g.obs != nil {
-		g.obs.DialLatency(outcomeOK, took)
-	}
-	c.l.e.report(c.choice.ID, c.tryStart, took, "")
-	g.stats.Tunnels.Add(1)
-	c.outcome = outcomeOK
+	c.f.Succeeded(now)
+	c.outcome = failover.OutcomeOK
 	if !c.reply(socks.Succeeded) {
 		return
 	}
 	c.tunnelled = true
-	if g.obs != nil {
-		g.obs.ActiveTunnels(1)
+	if obs := c.l.e.o.Observer; obs != nil {
+		obs.ActiveTunnels(1)
 	}
 	c.state = stRelay
 	c.lastActive = now.UnixNano()
 	c.idle = true
-	c.setTimer(now.Add(g.opts.IdleTimeout))
+	c.setTimer(now.Add(c.l.e.o.IdleTimeout))
 	c.cwr, c.uwr = true, true
 }
 
@@ -712,7 +654,7 @@ func (c *econn) established(now time.Time) {
 // (edge-triggered epoll says nothing more about bytes already there, and
 // a peer blocked on a full buffer sends no new ones).
 func (c *econn) relay(now time.Time) {
-	for range c.l.e.g.opts.relayRounds {
+	for range c.l.e.o.RelayRounds {
 		moved := false
 		if c.state == stRelay && c.ufd >= 0 {
 			m, done := c.copy(now, c.cfd, c.ufd, &c.crd, &c.uwr, &c.cEOF, c.cHup, &c.upShut, &c.pendUp, &c.nUp)
@@ -750,8 +692,8 @@ func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF *bool, sr
 			*count += int64(n)
 			moved = true
 		}
-		if err != nil && err != syscall.EAGAIN {
-			c.finish(outcomeOK)
+		if err != nil && err != unix.EAGAIN {
+			c.finish(failover.OutcomeOK)
 			return moved, true
 		}
 		if len(*pend) > 0 {
@@ -763,18 +705,18 @@ func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF *bool, sr
 	if *srcEOF {
 		return c.shut(dst, dstShut, moved)
 	}
-	for range c.l.e.g.opts.relayReads {
+	for range c.l.e.o.RelayReads {
 		if !*srcRd {
 			return moved, false
 		}
 		buf := c.l.buf
 		n, err := sysRead(src, buf)
-		if err == syscall.EAGAIN {
+		if err == unix.EAGAIN {
 			*srcRd = false
 			return moved, false
 		}
 		if err != nil {
-			c.finish(outcomeOK)
+			c.finish(failover.OutcomeOK)
 			return moved, true
 		}
 		if n == 0 {
@@ -791,8 +733,8 @@ func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF *bool, sr
 			w = 0
 		}
 		*count += int64(w)
-		if err != nil && err != syscall.EAGAIN {
-			c.finish(outcomeOK)
+		if err != nil && err != unix.EAGAIN {
+			c.finish(failover.OutcomeOK)
 			return moved, true
 		}
 		if w < n {
@@ -808,7 +750,7 @@ func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF *bool, sr
 // both directions ended the connection is done.
 func (c *econn) shut(dst int, dstShut *bool, moved bool) (bool, bool) {
 	if c.cEOF && c.uEOF && len(c.pendUp) == 0 && len(c.pendDown) == 0 {
-		c.finish(outcomeOK)
+		c.finish(failover.OutcomeOK)
 		return moved, true
 	}
 	if !*dstShut {
@@ -824,7 +766,7 @@ func (c *econn) finish(outcome string) {
 		return
 	}
 	c.state = stDone
-	l, g := c.l, c.l.e.g
+	l := c.l
 	c.clearTimer()
 	c.closeUp()
 	if c.cfd >= 0 {
@@ -832,28 +774,26 @@ func (c *econn) finish(outcome string) {
 		sysClose(c.cfd)
 		c.cfd = -1
 	}
-	if g.obs != nil {
+	if obs := l.e.o.Observer; obs != nil {
 		if c.tunnelled {
-			g.obs.ActiveTunnels(-1)
-			g.obs.Bytes(c.nUp, c.nDown)
+			obs.ActiveTunnels(-1)
+			obs.Bytes(c.nUp, c.nDown)
 		}
 		proto := "socks5"
 		if !c.observed {
 			proto = "unknown"
-			g.obs.ConnOpened(c.listener, proto)
+			obs.ConnOpened(c.listener, proto)
 		}
-		g.obs.ConnDone(c.listener, proto, outcome, time.Since(c.start))
+		obs.ConnDone(c.listener, proto, outcome, time.Since(c.start))
 	}
 	c.release()
 }
 
 // release gives back the connection's slot (MaxConns, drain wait).
 func (c *econn) release() {
-	l, g := c.l, c.l.e.g
+	l := c.l
 	l.nconns--
-	g.stats.Active.Add(-1)
-	<-g.sem
-	g.wg.Done()
+	l.e.o.Host.Release()
 	if l.paused && l.lns != nil {
 		// a slot is free: accept again now (not resumeAt = 0: when the
 		// slot frees in a queued turn the loop parks without a wake-up)
@@ -864,67 +804,52 @@ func (c *econn) release() {
 	}
 }
 
-// detach takes the client socket out of the loop for the goroutine path.
-func (c *econn) detach() (int, bool) {
+// detach takes the client socket out of the loop for the goroutine path
+// and makes it a net.Conn; on failure the connection ends here.
+func (c *econn) detach(proto string) (net.Conn, bool) {
 	l := c.l
 	c.clearTimer()
 	c.closeUp()
 	fd := c.cfd
 	delete(l.conns, fd)
-	sysEpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, 0, 0)
+	sysEpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, 0, 0)
 	c.cfd = -1
 	c.state = stDone
 	l.nconns--
-	return fd, true
+	nc, err := fdConn(fd)
+	if err != nil {
+		l.e.o.Log.WithError(err).Warn("dropping a client connection")
+		if obs := l.e.o.Observer; obs != nil && proto != "" {
+			obs.ConnDone(c.listener, proto, "other", time.Since(c.start))
+		}
+		l.e.o.Host.Release()
+		return nil, false
+	}
+	return nc, true
 }
 
 // handoff gives a connection that is not SOCKS5 (HTTP, SOCKS4, or
 // something else) to the goroutine path, with the bytes read so far.
 func (c *econn) handoff(read []byte) {
-	g := c.l.e.g
 	pre := append([]byte(nil), read...)
-	fd, _ := c.detach()
-	nc, err := fdConn(fd)
-	cc := &conn{g: g, listener: c.listener, group: c.group}
-	if err != nil {
-		g.log.WithError(err).Warn("dropping a client connection")
-		g.stats.Active.Add(-1)
-		<-g.sem
-		g.wg.Done()
+	nc, ok := c.detach("")
+	if !ok {
 		return
 	}
-	cc.c = &prefixConn{Conn: nc, pre: pre}
-	g.stats.Handoffs.Add(1)
-	g.adopt(cc)
-	ctx := c.l.e.ctx
-	g.work.run(func() { cc.serve(ctx) })
+	c.l.e.o.Host.Handoff(c.l.e.ctx, &prefixConn{Conn: nc, pre: pre}, c.listener, c.group, nil, c.start)
 }
 
 // handoffConnect gives a SOCKS5 client whose handshake is done, and whose
-// upstream the loop does not dial itself, to the goroutine path.
-func (c *econn) handoffConnect(first upstream.Choice) {
-	g := c.l.e.g
-	target, sel, pend, start, deadline := c.target, c.sel, c.pendUp, c.start, c.totalEnd
-	sel.Attempt, sel.Tried = c.attempt, c.tried[:c.attempt] // connect copies them
-	fd, _ := c.detach()
-	nc, err := fdConn(fd)
-	if err != nil {
-		g.log.WithError(err).Warn("dropping a client connection")
-		if g.obs != nil {
-			g.obs.ConnDone(c.listener, "socks5", "other", time.Since(start))
-		}
-		g.stats.Active.Add(-1)
-		<-g.sem
-		g.wg.Done()
+// next upstream the loop does not dial itself, to the goroutine path with
+// its tries so far.
+func (c *econn) handoffConnect() {
+	pend := c.pendUp
+	nc, ok := c.detach("socks5")
+	if !ok {
 		return
 	}
-	var cl = nc
 	if len(pend) > 0 {
-		cl = &prefixConn{Conn: nc, pre: pend}
+		nc = &prefixConn{Conn: nc, pre: pend}
 	}
-	cc := &conn{g: g, c: cl, listener: c.listener, group: c.group, sel: sel, proto: "socks5"}
-	g.stats.Handoffs.Add(1)
-	g.adopt(cc)
-	ctx := c.l.e.ctx
-	g.work.run(func() { cc.connectSOCKS(ctx, target, first, start, deadline) })
+	c.l.e.o.Host.Handoff(c.l.e.ctx, nc, c.listener, c.group, &c.f, c.start)
 }

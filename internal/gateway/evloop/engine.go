@@ -1,40 +1,45 @@
-package gateway
+// Package evloop is the gateway's event-loop engine. It serves SOCKS5
+// clients whose upstream is a plain SOCKS5 server (the common case:
+// free-list SOCKS5 proxies and tor) the way HAProxy serves TCP: a few
+// loops, each one goroutine around its own epoll set, drive every such
+// connection with nonblocking syscalls and a shared buffer: accept,
+// greeting, auth, request, nonblocking connect to the upstream, pipelined
+// SOCKS5 to it, failover to the next upstream, then the relay. It reads a
+// socket only after epoll said it became readable (never a read that ends
+// in EAGAIN just to find out), and no goroutine, netFD, timer or finalizer
+// exists per connection. What it does not speak (HTTP, SOCKS4, upstreams
+// of other kinds or with credentials) it hands to the goroutine path: the
+// client socket becomes a net.Conn with the bytes read so far put back in
+// front.
+//
+// The loops know the gateway only through Host (admission, auth, the
+// answer to a failed request, hand-off) and failover.Failover (picks and
+// outcomes), so neither side reaches into the other's state.
+package evloop
 
 import (
 	"container/heap"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
-	"net/netip"
 	"os"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 	"unsafe"
 
-	"github.com/proxypool/proxypool/internal/upstream"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/proxypool/proxypool/internal/gateway/failover"
 )
 
-// The event-loop engine serves SOCKS5 clients whose upstream is a plain
-// SOCKS5 server (the common case: free-list SOCKS5 proxies and tor) the way
-// HAProxy serves TCP: a few loops, each one goroutine around its own epoll
-// set, drive every such connection with nonblocking syscalls and a shared
-// buffer: accept, greeting, auth, request, nonblocking connect to the
-// upstream, pipelined SOCKS5 to it, failover to the next upstream, then
-// the relay. It reads a socket only after epoll said it became readable
-// (never a read that ends in EAGAIN just to find out), and no goroutine,
-// netFD, timer or finalizer exists per connection. What it does not
-// speak (HTTP, SOCKS4, upstreams of other kinds or with credentials) it
-// hands to the goroutine path: the client socket becomes a net.Conn with
-// the bytes read so far put back in front.
-
-// PlainSOCKS5 is optionally implemented by Options.Dialer: it names the
-// upstreams that are SOCKS5 servers without TLS or credentials at an IP
-// address. Only with it does the event loop dial upstreams itself.
-type PlainSOCKS5 interface {
-	PlainSOCKS5(u upstream.Upstream) (netip.AddrPort, bool)
+// Listener is one listening socket served by the loops.
+type Listener struct {
+	FD          int
+	Name, Group string
 }
 
 const (
@@ -44,30 +49,29 @@ const (
 	evWake = -1
 )
 
-type engine struct {
-	g       *Gateway
-	ctx     context.Context
-	plain   PlainSOCKS5
-	loops   []*loop
-	reports chan upstream.CheckResult
-	wg      sync.WaitGroup // loops and the report forwarder
+// Engine is the set of loops serving some listeners.
+type Engine struct {
+	o     Options
+	ctx   context.Context
+	loops []*loop
+	wg    sync.WaitGroup // the loops
 }
 
-// elistener is one listening socket served by the loops.
-type elistener struct {
-	fd          int
-	name, group string
-}
-
-func newEngine(ctx context.Context, g *Gateway, lns []elistener) (*engine, error) {
-	e := &engine{g: g, ctx: ctx}
-	e.plain, _ = g.opts.Dialer.(PlainSOCKS5)
+// New makes one loop per P for lns; Start runs them. ctx is the one the
+// goroutine path serves handed-off connections under.
+func New(ctx context.Context, o Options, lns []Listener) (*Engine, error) {
+	if o.Log == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		o.Log = l
+	}
+	e := &Engine{o: o, ctx: ctx}
 	// Accepted sockets inherit TCP_NODELAY from their listener (Linux
 	// copies the listening socket's TCP options to each child): set once
 	// here (proxy-gateway.socket's NoDelay= does the same), it saves a
 	// setsockopt per connection.
 	for _, ln := range lns {
-		sysNoDelay(ln.fd)
+		sysNoDelay(ln.FD)
 	}
 	// one loop per P: on a machine shared with other busy processes the
 	// kernel shares CPU time by runnable thread, and one loop on two
@@ -83,41 +87,22 @@ func newEngine(ctx context.Context, g *Gateway, lns []elistener) (*engine, error
 		}
 		e.loops = append(e.loops, l)
 	}
-	if g.opts.Reporter != nil {
-		e.reports = make(chan upstream.CheckResult, 4096)
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			for r := range e.reports {
-				g.opts.Reporter.Submit(r)
-			}
-		}()
-	}
 	return e, nil
 }
 
-// start runs the loops.
-func (e *engine) start() {
-	var loops sync.WaitGroup
+// Start runs the loops.
+func (e *Engine) Start() {
 	for _, l := range e.loops {
-		loops.Add(1)
+		e.wg.Add(1)
 		go func() {
-			defer loops.Done()
+			defer e.wg.Done()
 			l.run()
 		}()
 	}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		loops.Wait()
-		if e.reports != nil {
-			close(e.reports)
-		}
-	}()
 }
 
 // call runs f on every loop and waits until all ran it.
-func (e *engine) call(f func(l *loop)) {
+func (e *Engine) call(f func(l *loop)) {
 	var wg sync.WaitGroup
 	for _, l := range e.loops {
 		wg.Add(1)
@@ -126,44 +111,27 @@ func (e *engine) call(f func(l *loop)) {
 	wg.Wait()
 }
 
-// stopAccepting takes the listeners out of every loop; after it returns
+// StopAccepting takes the listeners out of every loop; after it returns
 // no loop touches a listener fd again, so the caller may close them.
-func (e *engine) stopAccepting() { e.call(func(l *loop) { l.stopAccepting() }) }
+func (e *Engine) StopAccepting() { e.call(func(l *loop) { l.stopAccepting() }) }
 
-// closeAll ends every connection the loops hold (drain timeout).
-func (e *engine) closeAll() { e.call(func(l *loop) { l.closeAll() }) }
+// CloseAll ends every connection the loops hold (drain timeout).
+func (e *Engine) CloseAll() { e.call(func(l *loop) { l.closeAll() }) }
 
-// stop makes the loops exit once they hold no connection, and waits.
-func (e *engine) stop() {
+// Stop makes the loops exit once they hold no connection, and waits.
+func (e *Engine) Stop() {
 	for _, l := range e.loops {
 		l.send(func() { l.quitting = true })
 	}
 	e.wg.Wait()
 }
 
-// report feeds a dial outcome back like Gateway.report, without ever
-// blocking the loop on the reporter.
-func (e *engine) report(id string, at time.Time, took time.Duration, cause string) {
-	if cause == causeLocal { // as Gateway.report
-		return
-	}
-	ms := float64(took) / float64(time.Millisecond)
-	r := upstream.CheckResult{ID: id, At: at, OK: cause == "", Passive: true, Err: cause, ConnectMS: ms, TotalMS: ms}
-	e.g.opts.Picker.Observe(r)
-	if e.reports != nil {
-		select {
-		case e.reports <- r:
-		default: // reporter behind: the picker already knows
-		}
-	}
-}
-
 // loop is one epoll set and everything registered in it.
 type loop struct {
-	e      *engine
+	e      *Engine
 	epfd   int
 	wakefd int // eventfd: other goroutines' send
-	lns    []elistener
+	lns    []Listener
 	accept bool // listeners are in the epoll set
 
 	mu   sync.Mutex
@@ -177,25 +145,25 @@ type loop struct {
 	quitting bool
 
 	buf    []byte
-	events [maxEvents]syscall.EpollEvent
+	events [maxEvents]unix.EpollEvent
 	tag    int32    // the last socket tag handed out (nextTag)
 	queue  []*econn // relays that used their turn's budget with bytes left
 	spare  []*econn
 }
 
-func newLoop(e *engine, lns []elistener) (*loop, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+func newLoop(e *Engine, lns []Listener) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("creating epoll set: %w", err)
 	}
-	r1, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if errno != 0 {
-		syscall.Close(epfd)
-		return nil, fmt.Errorf("creating eventfd: %w", errno)
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("creating eventfd: %w", err)
 	}
-	l := &loop{e: e, epfd: epfd, wakefd: int(r1), lns: lns, conns: map[int]*econn{}, buf: make([]byte, loopBufSize)}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: evWake}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.wakefd, &ev); err != nil {
+	l := &loop{e: e, epfd: epfd, wakefd: wakefd, lns: lns, conns: map[int]*econn{}, buf: make([]byte, loopBufSize)}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: evWake}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, l.wakefd, &ev); err != nil {
 		l.closeFDs()
 		return nil, fmt.Errorf("adding eventfd to epoll: %w", err)
 	}
@@ -208,27 +176,25 @@ func newLoop(e *engine, lns []elistener) (*loop, error) {
 
 func (l *loop) closeFDs() {
 	if l.wakefd >= 0 {
-		syscall.Close(l.wakefd)
+		unix.Close(l.wakefd)
 		l.wakefd = -1
 	}
 	if l.epfd >= 0 {
-		syscall.Close(l.epfd)
+		unix.Close(l.epfd)
 		l.epfd = -1
 	}
 }
 
-const (
-	epollExclusive = 1 << 28 // EPOLLEXCLUSIVE: wake one loop per new connection
-	// connEvents: edge-triggered readability, writability and peer
-	// half-close of a connection's sockets
-	connEvents = syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | 1<<31
-)
+// connEvents: edge-triggered readability, writability and peer
+// half-close of a connection's sockets.
+const connEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 
 func (l *loop) addListeners() error {
 	for _, ln := range l.lns {
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollExclusive, Fd: int32(ln.fd)}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, ln.fd, &ev); err != nil {
-			return fmt.Errorf("adding listener %q to epoll: %w", ln.name, err)
+		// EPOLLEXCLUSIVE: wake one loop per new connection
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ln.FD)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.FD, &ev); err != nil {
+			return fmt.Errorf("adding listener %q to epoll: %w", ln.Name, err)
 		}
 	}
 	l.accept = true
@@ -240,7 +206,7 @@ func (l *loop) removeListeners() {
 		return
 	}
 	for _, ln := range l.lns {
-		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, ln.fd, nil)
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.FD, nil)
 	}
 	l.accept = false
 }
@@ -257,12 +223,12 @@ func (l *loop) send(f func()) {
 	l.cmds = append(l.cmds, f)
 	l.mu.Unlock()
 	one := uint64(1)
-	syscall.Write(l.wakefd, (*[8]byte)(unsafe.Pointer(&one))[:])
+	unix.Write(l.wakefd, (*[8]byte)(unsafe.Pointer(&one))[:])
 }
 
 func (l *loop) runCmds() {
 	var b [8]byte
-	syscall.Read(l.wakefd, b[:])
+	unix.Read(l.wakefd, b[:])
 	l.mu.Lock()
 	cmds := l.cmds
 	l.cmds = nil
@@ -279,16 +245,16 @@ func (l *loop) runCmds() {
 // blocking syscall (which would have the scheduler hand its P to another
 // thread and take it back on every wake-up).
 func (l *loop) run() {
-	syscall.SetNonblock(l.epfd, true)
+	unix.SetNonblock(l.epfd, true)
 	f := os.NewFile(uintptr(l.epfd), "epoll")
 	defer func() {
-		syscall.Close(l.wakefd)
+		unix.Close(l.wakefd)
 		l.wakefd, l.epfd = -1, -1
 		f.Close() // the epoll set
 	}()
 	rc, err := f.SyscallConn()
 	if err != nil {
-		l.e.g.log.WithError(err).Error("event loop cannot wait on its epoll set")
+		l.e.o.Log.WithError(err).Error("event loop cannot wait on its epoll set")
 		return
 	}
 	var armed int64 // deadline set on f; 0 none
@@ -327,7 +293,7 @@ func (l *loop) run() {
 			return false // park until the set has events or the deadline
 		})
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			l.e.g.log.WithError(err).Error("event loop stopped")
+			l.e.o.Log.WithError(err).Error("event loop stopped")
 			return
 		}
 		if armed != 0 {
@@ -340,7 +306,7 @@ func (l *loop) run() {
 
 // poll takes the ready events without blocking.
 func (l *loop) poll() int {
-	r, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.events[0])), maxEvents, 0, 0, 0)
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.events[0])), maxEvents, 0, 0, 0)
 	if errno != 0 {
 		return 0
 	}
@@ -367,7 +333,7 @@ func (l *loop) dispatch(n int) {
 		}
 		if l.accept {
 			for k := range l.lns {
-				if l.lns[k].fd == fd {
+				if l.lns[k].FD == fd {
 					l.acceptFrom(&l.lns[k], now)
 					break
 				}
@@ -428,51 +394,42 @@ func (l *loop) expire() {
 
 // acceptFrom accepts what is pending on ln, a bounded number at a time so
 // that one loop does not take every connection of a burst.
-func (l *loop) acceptFrom(ln *elistener, now time.Time) {
-	g := l.e.g
+func (l *loop) acceptFrom(ln *Listener, now time.Time) {
+	h, log := l.e.o.Host, l.e.o.Log
 	for range 16 {
-		select {
-		case g.sem <- struct{}{}:
-		default:
+		if !h.Admit() {
 			// MaxConns reached: stop listening for a moment
 			l.pause(now, 20*time.Millisecond)
 			return
 		}
-		fd, peer, err := sysAccept(ln.fd)
+		fd, peer, err := sysAccept(ln.FD)
 		if err != nil {
-			<-g.sem
+			h.Unadmit()
 			switch {
-			case err == syscall.EAGAIN, err == syscall.EINTR, err == syscall.ECONNABORTED:
-			case err == syscall.EMFILE, err == syscall.ENFILE, err == syscall.ENOBUFS, err == syscall.ENOMEM:
-				g.log.WithError(err).Warn("accept failed; backing off")
+			case err == unix.EAGAIN, err == unix.EINTR, err == unix.ECONNABORTED:
+			case err == unix.EMFILE, err == unix.ENFILE, err == unix.ENOBUFS, err == unix.ENOMEM:
+				log.WithError(err).Warn("accept failed; backing off")
 				l.pause(now, 100*time.Millisecond)
 			default:
-				g.log.WithError(err).WithField("listener", ln.name).Error("accept failed")
+				log.WithError(err).WithField("listener", ln.Name).Error("accept failed")
 				l.pause(now, time.Second)
 			}
 			return
 		}
-		if g.draining.Load() {
-			sysClose(fd)
-			<-g.sem
-			return
-		}
-		g.stats.Accepted.Add(1)
-		g.stats.LoopConns.Add(1)
-		g.stats.Active.Add(1)
-		g.wg.Add(1)
+		h.Opened()
 		l.nconns++
-		c := &econn{l: l, cfd: fd, ufd: -1, ti: -1, listener: ln.name, group: ln.group, start: now, crd: true, cwr: true}
+		c := &econn{l: l, cfd: fd, ufd: -1, ti: -1, listener: ln.Name, group: ln.Group, start: now, crd: true, cwr: true}
+		c.sel.Group = ln.Group
 		if peer.IsValid() {
 			c.sel.Client = peer.String()
 		}
 		c.ctag = l.nextTag()
-		if err := sysEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, connEvents, c.ctag); err != nil {
-			c.finish(outcomeClientError)
+		if err := sysEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, connEvents, c.ctag); err != nil {
+			c.finish(failover.OutcomeClientError)
 			continue
 		}
 		l.conns[fd] = c
-		c.setTimer(now.Add(g.opts.HandshakeTimeout))
+		c.setTimer(now.Add(l.e.o.HandshakeTimeout))
 		// TCP_DEFER_ACCEPT on the gateway's sockets: the greeting is
 		// usually there already
 		c.step(now)
@@ -491,7 +448,7 @@ func (l *loop) closeAll() {
 	for _, c := range l.conns {
 		if !seen[c] {
 			seen[c] = true
-			c.finish(c.outcomeOr(outcomeClientClosed))
+			c.finish(c.outcomeOr(failover.OutcomeClientClosed))
 		}
 	}
 }
@@ -529,41 +486,4 @@ func fdConn(fd int) (net.Conn, error) {
 		return nil, fmt.Errorf("handing the client socket to the goroutine path: %w", err)
 	}
 	return c, nil
-}
-
-// prefixConn gives back bytes the loop already read before reading on.
-type prefixConn struct {
-	net.Conn
-	pre []byte
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.pre) > 0 {
-		n := copy(b, p.pre)
-		p.pre = p.pre[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
-}
-
-func (p *prefixConn) CloseWrite() error {
-	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return p.Conn.Close()
-}
-
-var errPrefixPending = errors.New("bytes read ahead are still buffered")
-
-// SyscallConn lets the relay read the socket directly once the bytes read
-// ahead are gone.
-func (p *prefixConn) SyscallConn() (syscall.RawConn, error) {
-	if len(p.pre) > 0 {
-		return nil, errPrefixPending
-	}
-	sc, ok := p.Conn.(syscall.Conn)
-	if !ok {
-		return nil, errors.New("not a socket")
-	}
-	return sc.SyscallConn()
 }

@@ -1,0 +1,70 @@
+package evloop
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/proxypool/proxypool/internal/gateway/failover"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// Host is the gateway as the loops see it.
+type Host interface {
+	// Admit takes a connection slot for a socket about to be accepted,
+	// without waiting: false at MaxConns (the loop stops listening for a
+	// moment) or while draining.
+	Admit() bool
+	// Unadmit gives back the slot of an accept that failed.
+	Unadmit()
+	// Opened counts an accepted socket as a connection a drain waits for.
+	Opened()
+	// Release gives back the slot of a connection that ended in the loop.
+	Release()
+	// Authorize checks a client's username and password and fills sel
+	// from the username's parameters and the listener's group.
+	Authorize(sel *upstream.Selector, group, user, pass string) error
+	// AuthRejected counts a client whose auth was refused.
+	AuthRejected(listener string)
+	// Refused counts a request that got no tunnel and returns the SOCKS5
+	// reply and the outcome to answer it with.
+	Refused(f *failover.Failover) (code byte, outcome string)
+	// Handoff serves c on the goroutine path. With f, c is a SOCKS5 client
+	// whose handshake the loop did and f holds its tries so far and the
+	// upstream picked for the next; without, c is a connection to serve
+	// from its first byte (HTTP, SOCKS4), those read so far put back.
+	Handoff(ctx context.Context, c net.Conn, listener, group string, f *failover.Failover, start time.Time)
+}
+
+// Observer is told about connections, tunnels and bytes (the gateway's
+// Observer); nil costs nothing.
+type Observer interface {
+	ConnOpened(listener, proto string)
+	ConnDone(listener, proto, outcome string, dur time.Duration)
+	ActiveTunnels(delta int)
+	Bytes(up, down int64)
+}
+
+// PlainSOCKS5 names the upstreams that are SOCKS5 servers without TLS or
+// credentials at an IP address: the only ones a loop dials itself.
+type PlainSOCKS5 interface {
+	PlainSOCKS5(u upstream.Upstream) (netip.AddrPort, bool)
+}
+
+// Options configure an Engine.
+type Options struct {
+	Host     Host
+	Tries    *failover.Env // the loops' requests fail over through it
+	Plain    PlainSOCKS5   // nil: every request is handed off
+	Observer Observer
+	Log      logrus.FieldLogger
+
+	NeedAuth         bool // clients must authenticate (users are configured)
+	HandshakeTimeout time.Duration
+	IdleTimeout      time.Duration
+	// RelayRounds × RelayReads bound what one turn relays for a tunnel.
+	RelayRounds, RelayReads int
+}

@@ -1,0 +1,192 @@
+package failover_test
+
+import (
+	"errors"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/gateway/failover"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// listPicker picks the first upstream of ids not tried yet, as the pool
+// does for a request's failover.
+type listPicker struct{ ids []string }
+
+var errNone = errors.New("no upstream left")
+
+func (p listPicker) Pick(sel *upstream.Selector) (upstream.Choice, error) {
+	for _, id := range p.ids {
+		if !slices.Contains(sel.Tried, id) {
+			var ch upstream.Choice
+			ch.ID = id
+			return ch, nil
+		}
+	}
+	return upstream.Choice{}, errNone
+}
+
+// TestFailover drives one request through a list of try outcomes and
+// checks what a user of the gateway would see: which upstreams were
+// tried, what was reported against them and the final answer.
+func TestFailover(t *testing.T) {
+	errRefused := errors.New("refused")
+	tests := []struct {
+		name     string
+		ids      []string
+		maxTries int
+		causes   []string // per try: "" succeeds, else its cause
+		// want
+		tried     []string
+		reported  []string // "id:cause" ("id:" for success)
+		retries   uint64
+		tunnels   uint64
+		errCause  string
+		errTries  int
+		errPicked bool // the error is "no upstream at all"
+	}{
+		{name: "first works", ids: []string{"a", "b"}, maxTries: 3, causes: []string{""},
+			tried: []string{"a"}, reported: []string{"a:"}, tunnels: 1},
+		{name: "fails over to the next", ids: []string{"a", "b", "c"}, maxTries: 3, causes: []string{"refused", ""},
+			tried: []string{"a", "b"}, reported: []string{"a:refused", "b:"}, retries: 1, tunnels: 1},
+		{name: "tries used up", ids: []string{"a", "b", "c"}, maxTries: 2, causes: []string{"refused", "timeout"},
+			tried: []string{"a", "b"}, reported: []string{"a:refused", "b:timeout"}, retries: 1, errCause: "timeout", errTries: 2},
+		{name: "dead target stops at once, nothing reported", ids: []string{"a", "b"}, maxTries: 3, causes: []string{"target_refused"},
+			tried: []string{"a"}, errCause: "target_refused", errTries: 1},
+		{name: "local shortage fails over, nothing reported", ids: []string{"a", "b"}, maxTries: 3, causes: []string{"local", "local"},
+			tried: []string{"a", "b"}, retries: 1, errCause: "local", errTries: 2},
+		{name: "no upstream at all", maxTries: 3, errPicked: true},
+		{name: "pool runs out after one", ids: []string{"a"}, maxTries: 3, causes: []string{"reset"},
+			tried: []string{"a"}, reported: []string{"a:reset"}, errCause: "reset", errTries: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var reported []string
+			var retries, tunnels atomic.Uint64
+			cause := "" // what Classify names the next error
+			env := &failover.Env{
+				Picker:   listPicker{tt.ids},
+				Report:   func(r upstream.CheckResult) { reported = append(reported, r.ID+":"+r.Err) },
+				Classify: func(error) string { return cause },
+				Retries:  &retries, Tunnels: &tunnels, NoPipe: &failover.NoPipeline{},
+				MaxTries: tt.maxTries, Total: time.Minute, MinTry: time.Second, MaxTry: 5 * time.Second,
+			}
+			var sel upstream.Selector
+			var f failover.Failover
+			now := time.Now()
+			env.Start(&f, &sel, "example.org:443", now, time.Time{})
+			var tried []string
+			ok := false
+			for i := 0; ; i++ {
+				ch, more := f.Next(now)
+				if !more {
+					break
+				}
+				if d := f.Begin(now); d != time.Second {
+					t.Errorf("try %d bound %v, want the 1s floor for an upstream of unknown latency", i, d)
+				}
+				tried = append(tried, ch.ID)
+				if i >= len(tt.causes) {
+					t.Fatalf("try %d not in the table", i)
+				}
+				if tt.causes[i] == "" {
+					f.Succeeded(now)
+					ok = true
+					break
+				}
+				cause = tt.causes[i]
+				if !f.Failed(now, errRefused) {
+					break
+				}
+			}
+			if !slices.Equal(tried, tt.tried) {
+				t.Errorf("tried %q, want %q", tried, tt.tried)
+			}
+			if !slices.Equal(reported, tt.reported) {
+				t.Errorf("reported %q, want %q", reported, tt.reported)
+			}
+			if retries.Load() != tt.retries || tunnels.Load() != tt.tunnels {
+				t.Errorf("retries %d tunnels %d, want %d and %d", retries.Load(), tunnels.Load(), tt.retries, tt.tunnels)
+			}
+			if ok {
+				return
+			}
+			e := f.Err()
+			if tt.errPicked {
+				if !errors.Is(e.PickErr, errNone) {
+					t.Errorf("error %v, want the picker's", e)
+				}
+				return
+			}
+			if e.PickErr != nil || e.Cause != tt.errCause || e.Tries != tt.errTries || e.Last != tt.tried[len(tt.tried)-1] {
+				t.Errorf("error %+v, want cause %q after %d tries, last %s", e, tt.errCause, tt.errTries, tt.tried[len(tt.tried)-1])
+			}
+		})
+	}
+}
+
+// TestFailoverHandedOver: a request whose next upstream was picked (by an
+// event loop) before it was handed over tries that one next, not a new
+// pick, and its earlier tries still count against MaxTries.
+func TestFailoverHandedOver(t *testing.T) {
+	var retries, tunnels atomic.Uint64
+	var picks int
+	p := listPicker{[]string{"a", "b", "c"}}
+	env := &failover.Env{
+		Picker:   pickerFunc(func(sel *upstream.Selector) (upstream.Choice, error) { picks++; return p.Pick(sel) }),
+		Report:   func(upstream.CheckResult) {},
+		Classify: func(error) string { return "refused" },
+		Retries:  &retries, Tunnels: &tunnels, NoPipe: &failover.NoPipeline{},
+		MaxTries: 2, Total: time.Minute, MinTry: time.Second, MaxTry: 5 * time.Second,
+	}
+	var sel upstream.Selector
+	var f failover.Failover
+	now := time.Now()
+	env.Start(&f, &sel, "example.org:443", now, time.Time{})
+	f.Next(now) // the loop's first try: a
+	f.Begin(now)
+	f.Failed(now, errors.New("x"))
+	ch, _ := f.Next(now) // picked b, then handed over before dialing it
+	again, ok := f.Next(now)
+	if !ok || again.ID != ch.ID || ch.ID != "b" || picks != 2 {
+		t.Fatalf("after hand-over Next gave %q (ok %v, %d picks), want the held b without a new pick", again.ID, ok, picks)
+	}
+	f.Begin(now)
+	f.Failed(now, errors.New("x"))
+	if _, ok := f.Next(now); ok {
+		t.Errorf("a third try with MaxTries 2")
+	}
+	if e := f.Err(); e.Tries != 2 || e.Last != "b" || retries.Load() != 1 {
+		t.Errorf("error %+v, retries %d; want 2 tries, last b, 1 retry", e, retries.Load())
+	}
+}
+
+// TestFailoverDeadline: no try begins once the request's deadline passed.
+func TestFailoverDeadline(t *testing.T) {
+	var retries, tunnels atomic.Uint64
+	env := &failover.Env{
+		Picker: listPicker{[]string{"a"}}, Report: func(upstream.CheckResult) {}, Classify: func(error) string { return "x" },
+		Retries: &retries, Tunnels: &tunnels, NoPipe: &failover.NoPipeline{},
+		MaxTries: 3, Total: time.Second, MinTry: time.Second, MaxTry: 5 * time.Second,
+	}
+	var sel upstream.Selector
+	var f failover.Failover
+	now := time.Now()
+	env.Start(&f, &sel, "example.org:443", now, now.Add(300*time.Millisecond))
+	if _, ok := f.Next(now); !ok {
+		t.Fatal("no first try before the deadline")
+	}
+	if d := f.Begin(now); d != 300*time.Millisecond {
+		t.Errorf("try bound %v, want the 300ms left before the deadline", d)
+	}
+	f.Failed(now, errors.New("x"))
+	if _, ok := f.Next(now.Add(time.Second)); ok {
+		t.Error("a try began after the deadline")
+	}
+}
+
+type pickerFunc func(*upstream.Selector) (upstream.Choice, error)
+
+func (f pickerFunc) Pick(sel *upstream.Selector) (upstream.Choice, error) { return f(sel) }
