@@ -34,7 +34,7 @@ import (
 // upstreams that are SOCKS5 servers without TLS or credentials at an IP
 // address. Only with it does the event loop dial upstreams itself.
 type PlainSOCKS5 interface {
-	PlainSOCKS5(u upstream.Upstream) (netip.AddrPort, bool)
+	PlainSOCKS5(u upstream.Entry) (netip.AddrPort, bool)
 }
 
 const (

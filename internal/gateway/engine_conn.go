@@ -413,7 +413,7 @@ func (c *econn) tryNext(now time.Time) {
 		var ap netip.AddrPort
 		ok := false
 		if c.l.e.plain != nil {
-			ap, ok = c.l.e.plain.PlainSOCKS5(ch.Upstream)
+			ap, ok = c.l.e.plain.PlainSOCKS5(ch.Entry)
 		}
 		if !ok {
 			// not ours to dial: the goroutine path dials it (and

@@ -14,7 +14,7 @@ import (
 // this dial proved. The gateway uses it to pipeline the SOCKS5 handshake
 // of upstreams whose probe set upstream.CapPipeline.
 type CapsDialer interface {
-	DialCaps(ctx context.Context, u upstream.Upstream, addr string, try upstream.Caps) (net.Conn, upstream.Caps, error)
+	DialCaps(ctx context.Context, u upstream.Entry, addr string, try upstream.Caps) (net.Conn, upstream.Caps, error)
 }
 
 // noPipeline remembers upstreams that stalled on a pipelined handshake
@@ -67,9 +67,9 @@ func (n *noPipeline) has(id string, now time.Time) bool {
 func (g *Gateway) dial(ctx context.Context, ch upstream.Choice, addr string) (net.Conn, error) {
 	cd, ok := g.opts.Dialer.(CapsDialer)
 	if !ok || !ch.Caps.Has(upstream.CapPipeline) || g.nopipe.has(ch.ID, time.Now()) {
-		return g.opts.Dialer.DialContext(ctx, ch.Upstream, addr)
+		return g.opts.Dialer.DialContext(ctx, ch.Entry, addr)
 	}
-	c, got, err := cd.DialCaps(ctx, ch.Upstream, addr, upstream.CapPipeline)
+	c, got, err := cd.DialCaps(ctx, ch.Entry, addr, upstream.CapPipeline)
 	if err == nil && !got.Has(upstream.CapPipeline) {
 		g.nopipe.add(ch.ID, time.Now())
 	}
