@@ -99,8 +99,12 @@ func runFleet(args []string) error {
 	defer d.Close()
 	var recs []upstream.Record
 	for _, m := range f.Members() {
+		e, err := m.Upstream.Entry()
+		if err != nil {
+			return err
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, caps, err := d.DialCaps(ctx, m.Upstream, sink.Addr().String(), upstream.CapPipeline)
+		c, caps, err := d.DialCaps(ctx, e, sink.Addr().String(), upstream.CapPipeline)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("checking fleet member %s: %w", m.Upstream.Addr(), err)
@@ -155,7 +159,16 @@ func (s staticLoader) Version(context.Context) (uint64, error)            { retu
 // comparison row for the dial package's mihomo-based path).
 type socksDialer struct{ pipeline bool }
 
-func (d socksDialer) DialContext(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, error) {
+func (d socksDialer) DialContext(ctx context.Context, u upstream.Entry, addr string) (net.Conn, error) {
+	var user, pass string
+	if u.Options != "" { // a bare upstream (the fleet's) has no credentials to decode
+		m, err := u.Decode()
+		if err != nil {
+			return nil, err
+		}
+		user, _ = m["username"].(string)
+		pass, _ = m["password"].(string)
+	}
 	nd := net.Dialer{KeepAlive: -1} // no keep-alive setsockopts per dial
 	c, err := nd.DialContext(ctx, "tcp", u.Addr())
 	if err != nil {
@@ -165,7 +178,7 @@ func (d socksDialer) DialContext(ctx context.Context, u upstream.Upstream, addr 
 		c.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	err = socks.Client{User: u.Str("username"), Password: u.Str("password"), Pipeline: d.pipeline}.Connect(c, addr)
+	err = socks.Client{User: user, Password: pass, Pipeline: d.pipeline}.Connect(c, addr)
 	if !stop() && err == nil {
 		err = ctx.Err()
 	}

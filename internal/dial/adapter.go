@@ -14,11 +14,8 @@ import (
 // adapterDialer wraps one mihomo outbound adapter behind dialer.
 type adapterDialer struct{ p C.Proxy }
 
-func newAdapter(u upstream.Upstream) (*adapterDialer, error) {
-	opts, err := u.Opts() // the gateway's snapshot may hold them undecoded
-	if err != nil {
-		return nil, err
-	}
+// newAdapter builds u's adapter from its decoded options.
+func newAdapter(u upstream.Entry, opts map[string]any) (*adapterDialer, error) {
 	m := make(map[string]any, len(opts)+1)
 	for k, v := range opts {
 		m[k] = v

@@ -53,7 +53,7 @@ func TestCertificateFlag(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			c, err := p.DialContext(ctx, u, j.Addr)
+			c, err := p.DialContext(ctx, entry(t, u), j.Addr)
 			if tc.exit == "" {
 				if err == nil {
 					c.Close()

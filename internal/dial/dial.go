@@ -27,13 +27,13 @@ type Pool struct {
 	timeout time.Duration
 
 	mu     sync.RWMutex
-	m      map[string]*entry
+	m      map[string]*cached
 	closed bool
 }
 
-// entry is one cached adapter; done is closed once d/err are set, so
+// cached is one cached adapter; done is closed once d/err are set, so
 // concurrent first dials of one upstream build it once.
-type entry struct {
+type cached struct {
 	done chan struct{}
 	d    dialer
 	err  error
@@ -63,7 +63,7 @@ func New(opts Options) *Pool {
 	return &Pool{
 		log:     opts.Logger.WithField("component", "dial"),
 		timeout: opts.DialTimeout,
-		m:       make(map[string]*entry),
+		m:       make(map[string]*cached),
 	}
 }
 
@@ -71,7 +71,7 @@ func New(opts Options) *Pool {
 // passed to the upstream unresolved. ctx's deadline (or DialTimeout when it
 // has none) bounds the TCP connect and the whole proxy handshake; the
 // returned conn carries no deadline.
-func (p *Pool) DialContext(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, error) {
+func (p *Pool) DialContext(ctx context.Context, u upstream.Entry, addr string) (net.Conn, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.timeout)
@@ -95,7 +95,7 @@ func (p *Pool) DialContext(ctx context.Context, u upstream.Upstream, addr string
 // The Caps returned are what this dial proved: CapPipeline only when a
 // pipelined handshake worked, so a caller that asked for it and did not
 // get it back has learnt the upstream does not pipeline.
-func (p *Pool) DialCaps(ctx context.Context, u upstream.Upstream, addr string, try upstream.Caps) (net.Conn, upstream.Caps, error) {
+func (p *Pool) DialCaps(ctx context.Context, u upstream.Entry, addr string, try upstream.Caps) (net.Conn, upstream.Caps, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.timeout)
@@ -118,14 +118,14 @@ func (p *Pool) DialCaps(ctx context.Context, u upstream.Upstream, addr string, t
 	return c, got, nil
 }
 
-func key(u upstream.Upstream) string {
+func key(u upstream.Entry) string {
 	if u.ID != "" {
 		return u.ID
 	}
 	return string(u.Type) + " " + u.Addr()
 }
 
-func (p *Pool) get(ctx context.Context, u upstream.Upstream) (dialer, error) {
+func (p *Pool) get(ctx context.Context, u upstream.Entry) (dialer, error) {
 	k := key(u)
 	p.mu.RLock()
 	e, closed := p.m[k], p.closed
@@ -140,7 +140,7 @@ func (p *Pool) get(ctx context.Context, u upstream.Upstream) (dialer, error) {
 			return nil, ErrClosed
 		}
 		if e = p.m[k]; e == nil {
-			e = &entry{done: make(chan struct{})}
+			e = &cached{done: make(chan struct{})}
 			p.m[k] = e
 			p.mu.Unlock()
 			e.d, e.err = build(u)
@@ -179,7 +179,7 @@ func (p *Pool) Forget(id string) {
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	m := p.m
-	p.m = make(map[string]*entry)
+	p.m = make(map[string]*cached)
 	p.closed = true
 	p.mu.Unlock()
 	var errs []error
@@ -194,21 +194,27 @@ func (p *Pool) Close() error {
 	return errors.Join(errs...)
 }
 
-// build makes the dialer for one upstream: proxypool's own SOCKS clients
-// for socks4, tor and plain socks5, mihomo's adapters for every other kind
-// (and socks5 over TLS).
-func build(u upstream.Upstream) (dialer, error) {
+// build makes the dialer for one upstream, decoding its options (once
+// per upstream: the Pool caches what it builds): proxypool's own SOCKS
+// clients for socks4, tor and plain socks5, mihomo's adapters for every
+// other kind (and socks5 over TLS).
+func build(u upstream.Entry) (dialer, error) {
+	opts, err := u.Decode()
+	if err != nil {
+		return nil, fmt.Errorf("building %s dialer for %s: %w", u.Type, u.ID, err)
+	}
+	str := func(key string) string { s, _ := opts[key].(string); return s }
 	switch u.Type {
 	case upstream.SOCKS4:
-		return &socks4Dialer{server: u.Addr(), user: u.Str("username")}, nil
+		return &socks4Dialer{server: u.Addr(), user: str("username")}, nil
 	case upstream.Tor:
-		return &socks5Dialer{server: u.Addr(), user: u.Str("username"), pass: u.Str("password")}, nil
+		return &socks5Dialer{server: u.Addr(), user: str("username"), pass: str("password")}, nil
 	case upstream.SOCKS5:
-		if !truthy(u.Options["tls"]) {
-			return &socks5Dialer{server: u.Addr(), user: u.Str("username"), pass: u.Str("password")}, nil
+		if !truthy(opts["tls"]) {
+			return &socks5Dialer{server: u.Addr(), user: str("username"), pass: str("password")}, nil
 		}
 	}
-	d, err := newAdapter(u)
+	d, err := newAdapter(u, opts)
 	if err != nil {
 		return nil, fmt.Errorf("building %s dialer for %s: %w", u.Type, u.ID, err)
 	}

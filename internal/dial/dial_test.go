@@ -42,6 +42,16 @@ func fetchIP(t testing.TB, c net.Conn, host string) string {
 	return v.Origin
 }
 
+// entry is u as the gateway and the probe dial it.
+func entry(t testing.TB, u upstream.Upstream) upstream.Entry {
+	t.Helper()
+	e, err := u.Entry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 func torOf(m *fleet.Member) upstream.Upstream {
 	mp := map[string]any{"type": "tor", "server": m.Upstream.Server, "port": m.Upstream.Port}
 	if m.Spec.Username != "" {
@@ -60,37 +70,33 @@ func TestEveryKindReachesJudgeFromMemberAddress(t *testing.T) {
 	}})
 	p := New(Options{})
 	defer p.Close()
-	// the same upstreams as the gateway's snapshot holds them (options as
-	// JSON, or none for bare plain ones), on a pool of their own (dialers
-	// are cached by id)
+	// a bare plain upstream (its Entry holds no options) once more with
+	// its options held as JSON anyway, on a pool of its own (dialers are
+	// cached by id)
 	pg := New(Options{})
 	defer pg.Close()
 	_, port, _ := net.SplitHostPort(j.Addr)
 	type tc struct {
 		name string
-		u    upstream.Upstream
+		u    upstream.Entry
 		m    *fleet.Member
 		p    *Pool
 	}
 	var cases []tc
 	for _, m := range f.Members() {
 		name := m.Name() + fmt.Sprintf("/auth=%v", m.Spec.Username != "")
-		cases = append(cases, tc{name, m.Upstream, m, p})
-		held := m.Upstream
-		switch {
-		case !held.Type.Plain():
-			b, err := json.Marshal(held.Options)
+		e := entry(t, m.Upstream)
+		cases = append(cases, tc{name, e, m, p})
+		if e.Options == "" {
+			b, err := json.Marshal(m.Upstream.Options)
 			if err != nil {
 				t.Fatal(err)
 			}
-			held.Options, held.RawOptions = nil, string(b)
-			cases = append(cases, tc{name + "/options-as-json", held, m, pg})
-		case upstream.BareOptions(held.Options):
-			held.Options = nil
-			cases = append(cases, tc{name + "/no-options", held, m, pg})
+			e.Options = string(b)
+			cases = append(cases, tc{name + "/options-as-json", e, m, pg})
 		}
 		if m.Spec.Kind == fleet.SOCKS5 {
-			cases = append(cases, tc{m.Name() + "/as-tor", torOf(m), m, p})
+			cases = append(cases, tc{m.Name() + "/as-tor", entry(t, torOf(m)), m, p})
 		}
 	}
 	for _, c := range cases {
@@ -124,7 +130,7 @@ func TestTargetNamesAreNotResolvedLocally(t *testing.T) {
 			u = m.Upstream
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err := p.DialContext(ctx, u, "no-such-host.invalid:80")
+		_, err := p.DialContext(ctx, entry(t, u), "no-such-host.invalid:80")
 		cancel()
 		if err == nil {
 			t.Fatalf("%s: dial to a bogus name succeeded", u)
@@ -224,7 +230,7 @@ func TestClassify(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
-			conn, err := p.DialContext(ctx, c.u, j.Addr)
+			conn, err := p.DialContext(ctx, entry(t, c.u), j.Addr)
 			if err == nil {
 				conn.Close()
 				t.Fatalf("dial succeeded, want %s", c.want)
@@ -301,7 +307,7 @@ func TestBlackHoleDeadline(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
 			start := time.Now()
-			_, err := p.DialContext(ctx, u, "127.0.0.1:80")
+			_, err := p.DialContext(ctx, entry(t, u), "127.0.0.1:80")
 			d := time.Since(start)
 			if err == nil || Classify(err) != TimeoutCause {
 				t.Errorf("%s: err %v, want timeout", u, err)
@@ -319,7 +325,7 @@ func TestDialTimeoutDefault(t *testing.T) {
 	p := New(Options{DialTimeout: 200 * time.Millisecond})
 	defer p.Close()
 	start := time.Now()
-	_, err := p.DialContext(context.Background(), f.Member(0).Upstream, "127.0.0.1:80")
+	_, err := p.DialContext(context.Background(), entry(t, f.Member(0).Upstream), "127.0.0.1:80")
 	if Classify(err) != TimeoutCause || time.Since(start) > time.Second {
 		t.Errorf("got %v after %v, want timeout after 200ms", err, time.Since(start))
 	}
@@ -335,7 +341,7 @@ func TestCacheForgetClose(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := p.DialContext(context.Background(), u, j.Addr)
+			c, err := p.DialContext(context.Background(), entry(t, u), j.Addr)
 			if err != nil {
 				t.Error(err)
 				return
@@ -355,13 +361,13 @@ func TestCacheForgetClose(t *testing.T) {
 		t.Error("Forget left the adapter cached")
 	}
 	bad := upstream.MustNew(map[string]any{"type": "vmess", "server": "127.0.0.1", "port": 1})
-	if _, err := p.DialContext(context.Background(), bad, j.Addr); err == nil || !strings.Contains(err.Error(), "building vmess dialer") {
+	if _, err := p.DialContext(context.Background(), entry(t, bad), j.Addr); err == nil || !strings.Contains(err.Error(), "building vmess dialer") {
 		t.Errorf("vmess without uuid: %v", err)
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.DialContext(context.Background(), u, j.Addr); !errors.Is(err, ErrClosed) {
+	if _, err := p.DialContext(context.Background(), entry(t, u), j.Addr); !errors.Is(err, ErrClosed) {
 		t.Errorf("dial after Close: %v, want ErrClosed", err)
 	}
 }
@@ -399,9 +405,9 @@ func BenchmarkDialSOCKS5(b *testing.B) {
 	}{{"mihomo", f.Member(0).Upstream}, {"minimal", torOf(f.Member(0))}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
-			ctx := context.Background()
+			ctx, e := context.Background(), entry(b, bc.u)
 			for i := 0; i < b.N; i++ {
-				c, err := p.DialContext(ctx, bc.u, j.Addr)
+				c, err := p.DialContext(ctx, e, j.Addr)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -417,8 +423,9 @@ func BenchmarkDialHTTP(b *testing.B) {
 	p := New(Options{})
 	defer p.Close()
 	b.ReportAllocs()
+	e := entry(b, f.Member(0).Upstream)
 	for i := 0; i < b.N; i++ {
-		c, err := p.DialContext(context.Background(), f.Member(0).Upstream, j.Addr)
+		c, err := p.DialContext(context.Background(), e, j.Addr)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -442,7 +449,7 @@ func TestPlainDialsBindNoLocalAddress(t *testing.T) {
 	defer p.Close()
 	for _, typ := range []string{"socks5", "socks4", "tor"} {
 		u := upstream.MustNew(map[string]any{"type": typ, "server": "127.0.0.1", "port": addr.Port})
-		_, err := p.DialContext(context.Background(), u, "127.0.0.1:80")
+		_, err := p.DialContext(context.Background(), entry(t, u), "127.0.0.1:80")
 		var oe *net.OpError
 		if !errors.As(err, &oe) || Classify(err) != RefusedCause {
 			t.Fatalf("%s to a closed port: %v (cause %s), want refused", typ, err, Classify(err))

@@ -1,6 +1,7 @@
 package dial
 
 import (
+	"context"
 	"net/netip"
 
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -10,19 +11,18 @@ import (
 // this package would dial with its own pipelined no-auth client (kinds
 // socks5 without TLS, and tor; no username or password), and where. The
 // gateway's event loop speaks SOCKS5 to such upstreams itself; every
-// other upstream goes through DialContext.
-func (p *Pool) PlainSOCKS5(u upstream.Upstream) (netip.AddrPort, bool) {
-	switch u.Type {
-	case upstream.Tor:
-	case upstream.SOCKS5:
-		if truthy(u.Options["tls"]) {
-			return netip.AddrPort{}, false
-		}
-	default:
+// other upstream goes through DialContext. It is asked per connection,
+// so options are looked at through the dialer built (and cached) from
+// them, and not at all for an upstream that has none.
+func (p *Pool) PlainSOCKS5(u upstream.Entry) (netip.AddrPort, bool) {
+	if u.Type != upstream.Tor && u.Type != upstream.SOCKS5 {
 		return netip.AddrPort{}, false
 	}
-	if u.Str("username") != "" || u.Str("password") != "" {
-		return netip.AddrPort{}, false
+	if u.Options != "" {
+		d, err := p.get(context.Background(), u) // builds take no I/O: nothing to bound
+		if sd, ok := d.(*socks5Dialer); err != nil || !ok || sd.user != "" || sd.pass != "" {
+			return netip.AddrPort{}, false
+		}
 	}
 	a, err := netip.ParseAddr(u.Server)
 	if err != nil || a.Zone() != "" || u.Port <= 0 || u.Port > 65535 {

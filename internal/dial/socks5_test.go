@@ -133,7 +133,7 @@ func TestSOCKS5ReplyCodes(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			c, err := p.DialContext(ctx, upstream.MustNew(mp), "example.com:443")
+			c, err := p.DialContext(ctx, entry(t, upstream.MustNew(mp)), "example.com:443")
 			if got := Classify(err); got != tt.want {
 				t.Fatalf("dial: %v (cause %q), want cause %q", err, got, tt.want)
 			}
@@ -197,7 +197,7 @@ func TestSOCKS5FirstSegment(t *testing.T) {
 			defer p.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			c, caps, err := p.DialCaps(ctx, upstream.MustNew(map[string]any{"type": "socks5", "server": host, "port": port}), "10.1.2.3:80", tt.try)
+			c, caps, err := p.DialCaps(ctx, entry(t, upstream.MustNew(map[string]any{"type": "socks5", "server": host, "port": port})), "10.1.2.3:80", tt.try)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -253,7 +253,7 @@ func TestMicrosocks(t *testing.T) {
 			defer p.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			c, caps, err := p.DialCaps(ctx, upstream.MustNew(m), target.Addr().String(), tt.try)
+			c, caps, err := p.DialCaps(ctx, entry(t, upstream.MustNew(m)), target.Addr().String(), tt.try)
 			if err != nil {
 				t.Fatalf("dial through microsocks: %v", err)
 			}

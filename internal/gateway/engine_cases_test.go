@@ -43,7 +43,7 @@ func (funcPicker) Observe(upstream.CheckResult)                           {}
 // the goroutine path dials nothing.
 type plainDialer struct{}
 
-func (plainDialer) PlainSOCKS5(u upstream.Upstream) (netip.AddrPort, bool) {
+func (plainDialer) PlainSOCKS5(u upstream.Entry) (netip.AddrPort, bool) {
 	if u.Type != upstream.Kind("socks5") {
 		return netip.AddrPort{}, false
 	}
@@ -51,7 +51,7 @@ func (plainDialer) PlainSOCKS5(u upstream.Upstream) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(a, uint16(u.Port)), err == nil
 }
 
-func (plainDialer) DialContext(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, error) {
+func (plainDialer) DialContext(ctx context.Context, u upstream.Entry, addr string) (net.Conn, error) {
 	return nil, errors.New("plainDialer: the goroutine path dials nothing")
 }
 
@@ -61,7 +61,7 @@ func choiceAt(id, addr string) upstream.Choice {
 	port, _ := strconv.Atoi(ps)
 	// The fakes here read greeting and request before answering both, as
 	// an upstream whose probe proved it takes a pipelined handshake.
-	return upstream.Choice{Upstream: upstream.Upstream{ID: id, Type: upstream.Kind("socks5"), Server: host, Port: port}, LatencyMS: 5, Caps: upstream.CapPipeline}
+	return upstream.Choice{Entry: upstream.Entry{ID: id, Type: upstream.Kind("socks5"), Server: host, Port: port, Caps: upstream.CapPipeline}, LatencyMS: 5}
 }
 
 // miniGW serves one loopback listener with o (Picker set by the caller,
@@ -257,7 +257,7 @@ type countingDialer struct {
 	dials map[string]int
 }
 
-func (d *countingDialer) DialContext(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, error) {
+func (d *countingDialer) DialContext(ctx context.Context, u upstream.Entry, addr string) (net.Conn, error) {
 	d.mu.Lock()
 	d.dials[u.ID]++
 	d.mu.Unlock()

@@ -54,7 +54,7 @@ func upstreamProxy(ch upstream.Choice) *httpproxy.UpstreamProxy {
 		return nil
 	}
 	p := &httpproxy.UpstreamProxy{}
-	if m, err := ch.Opts(); err == nil {
+	if m, err := ch.Decode(); err == nil {
 		p.User, _ = m["username"].(string)
 		p.Pass, _ = m["password"].(string)
 	}

@@ -29,7 +29,7 @@ type Picker interface {
 // Dialer opens a connection to addr ("host:port", names unresolved)
 // through u. ctx's deadline bounds connect and handshake.
 type Dialer interface {
-	DialContext(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, error)
+	DialContext(ctx context.Context, u upstream.Entry, addr string) (net.Conn, error)
 }
 
 // Reporter receives each passive outcome (the store, for the probe).

@@ -438,7 +438,7 @@ type localShort struct {
 	out atomic.Bool
 }
 
-func (l *localShort) DialContext(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, error) {
+func (l *localShort) DialContext(ctx context.Context, u upstream.Entry, addr string) (net.Conn, error) {
 	if l.out.Load() {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)}
 	}

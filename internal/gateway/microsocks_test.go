@@ -65,11 +65,15 @@ func TestMicrosocksUpstream(t *testing.T) {
 			if tt.user != "" {
 				m["username"], m["password"] = tt.user, tt.pass
 			}
-			u := upstream.MustNew(m)
+			e, err := upstream.MustNew(m).Entry()
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Caps = tt.caps
 			d := dial.New(dial.Options{})
 			defer d.Close()
 			opts := gateway.Options{
-				Picker:   onePicker{upstream.Choice{Upstream: u, LatencyMS: 1, Caps: tt.caps}},
+				Picker:   onePicker{upstream.Choice{Entry: e, LatencyMS: 1}},
 				Dialer:   d,
 				Classify: func(err error) string { return string(dial.Classify(err)) },
 				MaxTries: 1,

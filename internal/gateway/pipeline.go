@@ -14,7 +14,7 @@ import (
 // this dial proved. The gateway uses it to pipeline the SOCKS5 handshake
 // of upstreams whose probe set upstream.CapPipeline.
 type CapsDialer interface {
-	DialCaps(ctx context.Context, u upstream.Upstream, addr string, try upstream.Caps) (net.Conn, upstream.Caps, error)
+	DialCaps(ctx context.Context, u upstream.Entry, addr string, try upstream.Caps) (net.Conn, upstream.Caps, error)
 }
 
 // dial dials ch for f's target, pipelining the handshake when ch's probe
@@ -22,9 +22,9 @@ type CapsDialer interface {
 func (g *Gateway) dial(ctx context.Context, f *failover.Failover, ch upstream.Choice) (net.Conn, error) {
 	cd, ok := g.opts.Dialer.(CapsDialer)
 	if !ok || !f.Pipeline(time.Now()) {
-		return g.opts.Dialer.DialContext(ctx, ch.Upstream, f.Addr())
+		return g.opts.Dialer.DialContext(ctx, ch.Entry, f.Addr())
 	}
-	c, got, err := cd.DialCaps(ctx, ch.Upstream, f.Addr(), upstream.CapPipeline)
+	c, got, err := cd.DialCaps(ctx, ch.Entry, f.Addr(), upstream.CapPipeline)
 	if err == nil && !got.Has(upstream.CapPipeline) {
 		f.Stalled(time.Now())
 	}

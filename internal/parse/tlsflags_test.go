@@ -138,7 +138,7 @@ func optsAtDial(t *testing.T, u upstream.Upstream) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := (upstream.Upstream{ID: u.ID, RawOptions: string(b)}).Opts()
+	m, err := upstream.DecodeOptions(string(b))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,14 +23,13 @@ type Loader interface {
 }
 
 // streamLoader is a Loader that can also hand the healthy upstreams over
-// one at a time, in Healthy's order, so that a load holds no slice of
-// them (the store: 100k records are ~37 MB). The records need carry only
-// what a pool uses: the Upstream, Sources, State, ExitIP, Country,
-// LatencyMS and LastCheck. fn gets n, the number of records the call
-// passes in all, and a Record the loader may reuse between calls (not
-// what it points to). An error from fn stops the call.
+// one at a time, in Healthy's order and as a gateway serves them, so that
+// a load holds no slice of them (the store: 100k records are ~37 MB). fn
+// gets n, the number of upstreams the call passes in all, and a Served
+// the loader may reuse between calls (not what it points to). An error
+// from fn stops the call.
 type streamLoader interface {
-	GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error
+	GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Served) error) error
 }
 
 // Options configure a Pool. Zero values take the documented defaults.
@@ -128,7 +127,7 @@ func New(o Options) (*Pool, error) {
 	}
 	p := &Pool{opts: o, rebuild: make(chan struct{}, 1), ejected: make(chan upstream.CheckResult, 1024), log: o.Log}
 	p.sessions.max = o.MaxSessions
-	p.snap.Store(newBuilder(0, 0, nil, nil, o.Groups, func(*upstream.Record, *health) bool { return false }).finish())
+	p.snap.Store(newBuilder(0, 0, nil, nil, o.Groups, func(*upstream.Served, *health) bool { return false }).finish())
 	return p, nil
 }
 
@@ -145,7 +144,7 @@ func (p *Pool) Load(ctx context.Context) error {
 		// Records go straight into the new snapshot.
 		p.mu.Lock()
 		var b *builder
-		err = sl.GatewayHealthy(ctx, func(n int, r *upstream.Record) error {
+		err = sl.GatewayHealthy(ctx, func(n int, r *upstream.Served) error {
 			if b == nil {
 				b = p.builder(v, n, nil, true)
 			}
@@ -163,7 +162,7 @@ func (p *Pool) Load(ctx context.Context) error {
 	} else {
 		var recs []upstream.Record
 		if recs, err = p.opts.Loader.Healthy(ctx); err == nil {
-			s = p.swap(v, len(recs), func(i int) *upstream.Record { return &recs[i] }, nil, true)
+			s, err = p.swap(v, len(recs), func(b *builder, i int) error { return b.addRecord(&recs[i]) }, nil, true)
 		}
 	}
 	if err != nil {
@@ -179,7 +178,7 @@ func (p *Pool) Load(ctx context.Context) error {
 // again). Call with p.mu held.
 func (p *Pool) builder(version uint64, n int, known map[string]bool, fresh bool) *builder {
 	now := time.Now()
-	return newBuilder(version, n, p.snap.Load(), known, p.opts.Groups, func(r *upstream.Record, h *health) bool {
+	return newBuilder(version, n, p.snap.Load(), known, p.opts.Groups, func(r *upstream.Served, h *health) bool {
 		at := h.ejectedAt.Load()
 		if at == 0 {
 			return false
@@ -193,31 +192,35 @@ func (p *Pool) builder(version uint64, n int, known map[string]bool, fresh bool)
 	})
 }
 
-// swap builds and publishes a snapshot of rec(0) … rec(n-1).
-func (p *Pool) swap(version uint64, n int, rec func(i int) *upstream.Record, known map[string]bool, fresh bool) *snapshot {
+// swap builds and publishes a snapshot of what add(b, 0) … add(b, n-1)
+// add to b; on an error from add the current snapshot stays.
+func (p *Pool) swap(version uint64, n int, add func(b *builder, i int) error, known map[string]bool, fresh bool) (*snapshot, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b := p.builder(version, n, known, fresh)
 	for i := range n {
-		b.add(rec(i))
+		if err := add(b, i); err != nil {
+			return nil, err
+		}
 	}
 	s := b.finish()
 	p.snap.Store(s)
-	return s
+	return s, nil
 }
 
 // rebuildSnapshot rebuilds the current snapshot from its own entries (and
 // those already ejected), leaving out the upstreams ejected since.
 func (p *Pool) rebuildSnapshot() {
 	s := p.snap.Load()
-	var r upstream.Record
-	p.swap(s.version, len(s.entries)+len(s.ejected), func(i int) *upstream.Record {
+	p.swap(s.version, len(s.entries)+len(s.ejected), func(b *builder, i int) error {
+		var sv upstream.Served
 		if i < len(s.entries) {
-			r = s.entries[i].record()
+			sv = s.entries[i].served()
 		} else {
-			r = s.ejected[i-len(s.entries)].record()
+			sv = s.ejected[i-len(s.entries)].served()
 		}
-		return &r
+		b.add(&sv)
+		return nil
 	}, s.known, false)
 }
 

@@ -2,7 +2,6 @@ package pool
 
 import (
 	"math"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -27,7 +26,7 @@ func (g Group) filtered() bool {
 	return len(g.Countries)+len(g.ExcludeCountries)+len(g.Types)+len(g.Sources) > 0
 }
 
-func (g Group) matches(r *upstream.Record) bool {
+func (g Group) matches(r *upstream.Served) bool {
 	if r.Group != "" && r.Group == g.Name {
 		return true
 	}
@@ -82,25 +81,18 @@ func (h *health) latencyMS() float64 { return math.Float64frombits(h.latency.Loa
 
 // item is one upstream as served. It is immutable once built, so a
 // reload shares it with the previous snapshot while the loader hands over
-// the same upstream unchanged (no new strings, options or copies).
+// the same upstream unchanged (no new strings or copies).
 type item struct {
 	choice  upstream.Choice
 	sources []string // for group matching when rebuilt after an ejection
 }
 
 // same reports whether r (whose country upper-cased is country) would
-// build this item: equal fields, the same Options map (loaders hand over
-// an unchanged upstream's decoded options again, read-only), the same
-// undecoded options and sources.
-func (it *item) same(r *upstream.Record, country string) bool {
-	c := &it.choice
-	return c.ID == r.ID && c.Type == r.Type && c.Server == r.Server && c.Port == r.Port && c.Name == r.Name &&
-		c.Group == r.Group && c.ExitIP == r.ExitIP && c.Country == country && c.LatencyMS == r.LatencyMS && c.Caps == r.Caps &&
-		sameMap(c.Options, r.Options) && c.RawOptions == r.RawOptions && slices.Equal(it.sources, r.Sources)
-}
-
-func sameMap(a, b map[string]any) bool {
-	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+// build this item.
+func (it *item) same(r *upstream.Served, country string) bool {
+	c := r.Choice
+	c.Country = country
+	return it.choice == c && slices.Equal(it.sources, r.Sources)
 }
 
 type entry struct {
@@ -109,12 +101,10 @@ type entry struct {
 	exit int32 // index of its distinct exit IP in the snapshot
 }
 
-// record is the part of a loaded record a rebuild needs, back in Record
-// form: the snapshot keeps entries, not the (much larger) records.
-func (e *entry) record() upstream.Record {
-	return upstream.Record{Upstream: e.choice.Upstream, Sources: e.sources, Status: upstream.Status{
-		State: upstream.Healthy, ExitIP: e.choice.ExitIP, Country: e.choice.Country, LatencyMS: e.choice.LatencyMS,
-		Caps: e.choice.Caps}}
+// served is what a rebuild adds again: the snapshot keeps entries, not
+// what they were loaded from.
+func (e *entry) served() upstream.Served {
+	return upstream.Served{Choice: e.choice, Sources: e.sources}
 }
 
 // latency is the EWMA the least-latency strategy compares: the gateway's
@@ -206,8 +196,8 @@ func newView(entries []entry, idx []int32, pos []int32) *view {
 	return v
 }
 
-// builder makes a snapshot of servable records added one at a time
-// (add may be handed one Record reused between calls), skipping excluded
+// builder makes a snapshot of servable upstreams added one at a time
+// (add may be handed one Served reused between calls), skipping excluded
 // ones. Health and unchanged items carry over from the previous snapshot.
 type builder struct {
 	s        *snapshot
@@ -215,7 +205,7 @@ type builder struct {
 	next     int              // old.entries[next] is likely the next record's previous entry
 	oldEj    map[string]int32 // old.ejected by id, built when first needed
 	groups   []Group
-	excluded func(r *upstream.Record, h *health) bool
+	excluded func(r *upstream.Served, h *health) bool
 	all      []int32
 	gidx     map[string][]int32
 	cidx     map[string][]int32
@@ -226,7 +216,7 @@ type builder struct {
 // newBuilder starts a snapshot of about n records. known seeds the group
 // names that exist even with no servable member.
 func newBuilder(version uint64, n int, old *snapshot, known map[string]bool, groups []Group,
-	excluded func(r *upstream.Record, h *health) bool) *builder {
+	excluded func(r *upstream.Served, h *health) bool) *builder {
 	s := &snapshot{
 		version: version,
 		entries: make([]entry, 0, n),
@@ -276,13 +266,26 @@ func (b *builder) previous(id string) *entry {
 	return nil
 }
 
-func (b *builder) add(r *upstream.Record) {
+// addRecord adds r if it is servable; its group is known either way.
+func (b *builder) addRecord(r *upstream.Record) error {
+	if !r.Status.Servable() {
+		if r.Group != "" {
+			b.s.known[r.Group] = true
+		}
+		return nil
+	}
+	sv, err := r.Served()
+	if err != nil {
+		return err
+	}
+	b.add(&sv)
+	return nil
+}
+
+func (b *builder) add(r *upstream.Served) {
 	s := b.s
 	if r.Group != "" {
 		s.known[r.Group] = true
-	}
-	if !r.Status.Servable() {
-		return
 	}
 	if b.ejected[r.ID] {
 		return // a duplicate
@@ -310,8 +313,8 @@ func (b *builder) add(r *upstream.Record) {
 		}
 	}
 	if it == nil {
-		it = &item{choice: upstream.Choice{Upstream: r.Upstream, ExitIP: r.ExitIP, Country: country, LatencyMS: r.LatencyMS, Caps: r.Caps},
-			sources: r.Sources}
+		it = &item{choice: r.Choice, sources: r.Sources}
+		it.choice.Country = country
 	}
 	if b.excluded(r, h) {
 		delete(s.byID, r.ID)

@@ -5,32 +5,36 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // streamLoaderT is a memLoader that also streams (as the store does):
-// one Record reused between calls.
+// the servable records as one upstream.Served reused between calls.
 type streamLoaderT struct {
 	*memLoader
 	streams int
 	fail    error // returned by GatewayHealthy after the first record
 }
 
-func (s *streamLoaderT) GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error {
+func (s *streamLoaderT) GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Served) error) error {
 	recs, _ := s.memLoader.Healthy(ctx)
+	recs = slices.DeleteFunc(slices.Clone(recs), func(r upstream.Record) bool { return !r.Servable() })
 	s.streams++
-	var r upstream.Record
 	for i := range recs {
 		if i == 1 && s.fail != nil {
 			return s.fail
 		}
-		r = recs[i]
+		r, err := recs[i].Served()
+		if err != nil {
+			return err
+		}
 		if err := fn(len(recs), &r); err != nil {
 			return err
 		}
-		r = upstream.Record{Status: upstream.Status{ExitIP: "poison"}} // a reused record: the pool kept nothing of it
+		r = upstream.Served{Choice: upstream.Choice{ExitIP: "poison"}} // a reused value: the pool kept nothing of it
 	}
 	return nil
 }
@@ -119,7 +123,8 @@ func TestReloadSharesUnchangedUpstreams(t *testing.T) {
 	p, sl := streamPool(t, recs, Options{Groups: []Group{{Name: "subs", Sources: []string{"subs"}}}})
 	before := p.snap.Load()
 	next := append([]upstream.Record(nil), recs...)
-	next[1].Server = "10.9.9.9"
+	next[1].Server = "10.9.9.9" // and its options, as New keeps them
+	next[1].Options = map[string]any{"type": "socks5", "server": next[1].Server, "port": next[1].Port}
 	next[2].LatencyMS = 999
 	next[3].ExitIP = "203.0.113.3"
 	next[4].Options = map[string]any{"type": "socks5", "server": next[4].Server, "port": next[4].Port, "udp": true}
@@ -140,7 +145,11 @@ func TestReloadSharesUnchangedUpstreams(t *testing.T) {
 			t.Errorf("record %d: passive health not carried over", i)
 		}
 		c := cur.choice
-		if c.Server != r.Server || c.LatencyMS != r.LatencyMS || c.ExitIP != r.ExitIP || c.Caps != r.Caps || !reflect.DeepEqual(c.Options, r.Options) ||
+		opts, err := c.Decode()
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if c.Server != r.Server || c.LatencyMS != r.LatencyMS || c.ExitIP != r.ExitIP || c.Caps != r.Caps || !reflect.DeepEqual(opts, r.Options) ||
 			!reflect.DeepEqual(cur.sources, r.Sources) {
 			t.Errorf("record %d serves %+v %v, want %+v %v", i, c, cur.sources, r.Upstream, r.Sources)
 		}

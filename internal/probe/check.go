@@ -23,7 +23,7 @@ import (
 // Dialer opens a connection to addr through an upstream. The context's
 // deadline must bound the connect and the proxy handshake.
 type Dialer interface {
-	DialContext(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, error)
+	DialContext(ctx context.Context, u upstream.Entry, addr string) (net.Conn, error)
 }
 
 // nonceHeader is sent with every judge request; a judge that echoes headers
@@ -308,7 +308,7 @@ func (p *Prober) fetch(ctx context.Context, u upstream.Upstream, judge *url.URL,
 // capsDialer is implemented by dial.Pool: a dial that asks for what the
 // upstream may do and returns what it proved.
 type capsDialer interface {
-	DialCaps(ctx context.Context, u upstream.Upstream, addr string, try upstream.Caps) (net.Conn, upstream.Caps, error)
+	DialCaps(ctx context.Context, u upstream.Entry, addr string, try upstream.Caps) (net.Conn, upstream.Caps, error)
 }
 
 // dialUpstream dials through u. For SOCKS5 kinds it tries the pipelined
@@ -317,12 +317,16 @@ type capsDialer interface {
 // the check learns whether the gateway may pipeline to u, and u is not
 // failed for not pipelining.
 func (p *Prober) dialUpstream(ctx context.Context, u upstream.Upstream, addr string) (net.Conn, upstream.Caps, error) {
+	e, err := u.Entry()
+	if err != nil {
+		return nil, 0, err
+	}
 	cd, ok := p.dialer.(capsDialer)
 	if !ok || !(u.Type == upstream.SOCKS5 || u.Type == upstream.Tor) {
-		c, err := p.dialer.DialContext(ctx, u, addr)
+		c, err := p.dialer.DialContext(ctx, e, addr)
 		return c, 0, err
 	}
-	c, caps, err := cd.DialCaps(ctx, u, addr, upstream.CapPipeline)
+	c, caps, err := cd.DialCaps(ctx, e, addr, upstream.CapPipeline)
 	return c, caps & upstream.CapPipeline, err
 }
 
@@ -338,7 +342,10 @@ func (p *Prober) checkTarget(ctx context.Context, u upstream.Upstream, via route
 	if forward {
 		conn, err = p.direct(ctx, "tcp", u.Addr())
 	} else {
-		conn, err = p.dialer.DialContext(ctx, u, hostPort(p.target))
+		var e upstream.Entry
+		if e, err = u.Entry(); err == nil {
+			conn, err = p.dialer.DialContext(ctx, e, hostPort(p.target))
+		}
 	}
 	if err != nil {
 		return err

@@ -42,7 +42,7 @@ func TestCapsRoundTrip(t *testing.T) {
 		t.Errorf("Healthy: %+v, %v; want one record with caps %q", hs, err, want)
 	}
 	var gw []upstream.Caps
-	if err := s.GatewayHealthy(ctx, func(_ int, r *upstream.Record) error { gw = append(gw, r.Caps); return nil }); err != nil {
+	if err := s.GatewayHealthy(ctx, func(_ int, r *upstream.Served) error { gw = append(gw, r.Caps); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(gw) != 1 || gw[0] != want {

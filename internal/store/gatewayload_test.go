@@ -33,20 +33,8 @@ const gatewayLoadEnv = "PROXYPOOL_GATEWAY_LOAD_DB"
 // GOMEMLIMIT=250MiB (the Go heap otherwise grows to twice what was live at
 // the last GC, and old and new snapshot are both live during a reload).
 //
-// Measured on the shared 2-core build machine (noisy: load average 0.6–1.4
-// during the runs; CPU steadier), with
-// go test -run '^$' -bench GatewayLoad100k -benchtime 2x ./internal/store/,
-// three runs each, before → after streaming the snapshot (no 100k-record
-// slice, unchanged upstreams shared with the previous snapshot, only the
-// columns a gateway serves by, no memory map for the scan):
-// first load 1.25–1.69 → 1.04–1.30 s wall, 1.49–1.95 → 1.19–1.48 s CPU;
-// reload 1.04–1.75 → 0.75–1.10 s wall, 1.24–1.85 → 0.89–1.15 s CPU;
-// heap live 121 → 116 MiB; peak RSS 414–437 → 259 MiB (file-backed 55 →
-// 7.5 MiB); with GOMEMLIMIT=250MiB 301 → 225–232 MiB, reload CPU
-// 2.2–2.7 → 0.8–1.25 s. On the idle machine before, a reload took 0.7 s.
-// Then with options left undecoded (share links as JSON, none for bare
-// plain upstreams; load average ~1): heap live 116 → 57.5 MiB, peak RSS
-// 258 → 172 MiB; first load 0.84 s, reload 0.61–0.69 s wall either way.
+// go test -run '^$' -bench GatewayLoad100k -benchtime 2x ./internal/store/
+// (figures over time are in the commits that moved them).
 // BenchmarkGatewayProcess100k measures the real gateway process.
 func BenchmarkGatewayLoad100k(b *testing.B) {
 	path := healthyFixture(b, 100_000)
@@ -109,9 +97,9 @@ func (l *timedLoader) Healthy(ctx context.Context) ([]upstream.Record, error) {
 
 // GatewayHealthy times the scan and sort, up to the first record handed
 // over (the rest of the call is the pool's snapshot build).
-func (l *timedLoader) GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error {
+func (l *timedLoader) GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Served) error) error {
 	start, first := time.Now(), true
-	return l.Store.GatewayHealthy(ctx, func(n int, r *upstream.Record) error {
+	return l.Store.GatewayHealthy(ctx, func(n int, r *upstream.Served) error {
 		if first {
 			l.took, first = time.Since(start), false
 		}

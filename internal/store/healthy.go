@@ -29,12 +29,13 @@ const healthyCols = `concat_ws(char(31), u.id, u.type, u.server, u.name, u.grp, 
 
 const healthyTexts = 9 // \x1f-separated fields of the first column
 
-// gatewayCols are healthyCols cut to what a gateway serves by (a third
-// less for SQLite to read and the driver to convert).
-const gatewayCols = `concat_ws(char(31), u.id, u.type, u.server, u.name, u.grp, u.exit_ip, u.country),
+// gatewayCols are healthyCols cut to what a gateway serves by
+// (upstream.Served: a third less for SQLite to read and the driver to
+// convert).
+const gatewayCols = `concat_ws(char(31), u.id, u.type, u.server, u.grp, u.exit_ip, u.country),
 	u.port, u.last_check, u.options, u.latency_ms, u.score, u.caps`
 
-const gatewayTexts = 7
+const gatewayTexts = 6
 
 // Healthy returns every servable upstream (upstream.Status.Servable), best
 // score first, ties by id; each record's Sources are sorted. Options maps
@@ -43,11 +44,16 @@ const gatewayTexts = 7
 // treat both as read-only, as upstream.Upstream asks.
 func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
 	var recs []upstream.Record
-	err := s.eachHealthy(ctx, false, func(n int, r *upstream.Record) error {
+	err := s.eachHealthy(ctx, false, func(n int, h *healthyRow, odd *upstream.Record) error {
 		if recs == nil {
 			recs = make([]upstream.Record, 0, n)
 		}
-		recs = append(recs, *r)
+		if odd == nil {
+			recs = append(recs, upstream.Record{})
+			h.record(&recs[len(recs)-1])
+		} else {
+			recs = append(recs, *odd)
+		}
 		return nil
 	})
 	return recs, err
@@ -56,19 +62,31 @@ func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
 // GatewayHealthy is the gateway's snapshot: the upstreams Healthy returns,
 // in the same order, passed to fn one at a time instead of as a slice (a
 // 100k-upstream pool is ~37 MB of Records; what this holds meanwhile is a
-// third of that), and with only the fields a gateway serves by: the
-// Upstream, Sources, State, ExitIP, Country, LatencyMS, Score and
-// LastCheck; the other Status fields are zero; options as the gateway
-// holds them (see upstream.Upstream: share-link options as RawOptions,
-// none for plain upstreams with nothing beyond type/server/port/name). n is the number of
-// records the call passes in all; r is reused between calls (its
-// strings, Options and Sources are not: fn may keep them). An error from
-// fn stops the call and is returned.
-func (s *Store) GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Record) error) error {
-	return s.eachHealthy(ctx, true, fn)
+// third of that), as the gateway serves them (upstream.Served: options
+// as stored JSON, none when they say nothing beyond type, server and
+// port). n is the number of upstreams the call passes in all; r is reused
+// between calls (its strings and Sources are not: fn may keep them). An
+// error from fn stops the call and is returned.
+func (s *Store) GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Served) error) error {
+	var r upstream.Served
+	return s.eachHealthy(ctx, true, func(n int, h *healthyRow, odd *upstream.Record) error {
+		if odd == nil {
+			h.served(&r)
+		} else {
+			var err error
+			if r, err = odd.Served(); err != nil {
+				return err
+			}
+		}
+		return fn(n, &r)
+	})
 }
 
-func (s *Store) eachHealthy(ctx context.Context, gateway bool, fn func(n int, r *upstream.Record) error) error {
+// eachHealthy passes the servable upstreams to fn in Healthy's order:
+// each either as a row read in the packed form (healthyCols, or
+// gatewayCols for the gateway) or, for the few that form cannot carry, as
+// a record (odd). fn may keep what the row points to.
+func (s *Store) eachHealthy(ctx context.Context, gateway bool, fn func(n int, h *healthyRow, odd *upstream.Record) error) error {
 	rows, odd, err := s.scanHealthy(ctx, gateway)
 	if err != nil {
 		return err
@@ -98,26 +116,15 @@ func (s *Store) eachHealthy(ctx context.Context, gateway bool, fn func(n int, r 
 		}
 		return strings.Compare(a.id, b.id)
 	})
-	var r upstream.Record
 	for _, k := range keys {
+		var err error
 		if int(k.i) < len(rows) {
-			rows[k.i].record(&r, gateway)
+			err = fn(len(keys), &rows[k.i], nil)
 			rows[k.i] = healthyRow{} // fn may keep what it points to; the rows need not
 		} else {
-			r = odd[int(k.i)-len(rows)]
-			if gateway { // as the rows
-				r.Status = upstream.Status{State: r.State, ExitIP: r.ExitIP, Country: r.Country,
-					LatencyMS: r.LatencyMS, Score: r.Score, LastCheck: r.LastCheck, Caps: r.Caps}
-				if !r.Type.Plain() { // share-link options as JSON, as the rows (bare ones decode to nil)
-					b, err := json.Marshal(r.Options)
-					if err != nil {
-						return fmt.Errorf("upstream %s: encoding options: %w", r.ID, err)
-					}
-					r.Options, r.RawOptions = nil, string(b)
-				}
-			}
+			err = fn(len(keys), nil, &odd[int(k.i)-len(rows)])
 		}
-		if err := fn(len(keys), &r); err != nil {
+		if err != nil {
 			return err
 		}
 	}
@@ -140,12 +147,13 @@ func idPrefix(id string) uint64 {
 }
 
 // healthyRow is one servable upstream between the scan and the sorted
-// hand-over: healthyCols' packed text fields, the decoded options, the
-// numbers (~120 bytes; a Record is ~370).
+// hand-over: healthyCols' (gatewayCols') packed text fields, the decoded
+// options (the stored ones, for the gateway), the numbers (~120 bytes; a
+// Record is ~370).
 type healthyRow struct {
 	texts                       string
 	opts                        map[string]any
-	raw                         string // the options' JSON, for the gateway's share-link upstreams
+	raw                         string // the gateway's upstream.Entry.Options
 	sources                     []string
 	srcBits                     uint64 // sources by their index in sorted order, while being read
 	latency, score              float64
@@ -154,26 +162,42 @@ type healthyRow struct {
 	times                       [5]int64 // last_check, last_ok, next_check, first_seen, last_seen (ms)
 }
 
-// record fills r from h, read with gatewayCols or healthyCols.
-func (h *healthyRow) record(r *upstream.Record, gateway bool) {
-	var f [healthyTexts]string
-	texts, nf := h.texts, healthyTexts
-	if gateway {
-		nf = gatewayTexts
-	}
-	for k := range nf - 1 {
+// fields splits h's packed texts into f.
+func (h *healthyRow) fields(f []string) {
+	texts := h.texts
+	for k := range len(f) - 1 {
 		i := strings.IndexByte(texts, '\x1f')
 		f[k], texts = texts[:i], texts[i+1:]
 	}
-	f[nf-1] = texts
+	f[len(f)-1] = texts
+}
+
+// record fills r from h, read with healthyCols.
+func (h *healthyRow) record(r *upstream.Record) {
+	var f [healthyTexts]string
+	h.fields(f[:])
 	*r = upstream.Record{
 		Upstream: upstream.Upstream{ID: f[0], Type: upstream.Kind(f[1]), Server: f[2], Port: int(h.port),
-			Name: f[3], Group: f[4], Options: h.opts, RawOptions: h.raw},
+			Name: f[3], Group: f[4], Options: h.opts},
 		Status: upstream.Status{State: upstream.Healthy, LatencyMS: h.latency, ExitIP: f[5], Country: f[6],
 			Anonymity: upstream.Anonymity(f[7]), Failures: int(h.failures), Checks: int(h.checks), OKs: int(h.oks),
 			Score: h.score, LastCheck: fromMS(h.times[0]), LastOK: fromMS(h.times[1]), NextCheck: fromMS(h.times[2]),
 			FirstSeen: fromMS(h.times[3]), LastSeen: fromMS(h.times[4]), LastError: f[8], Caps: h.caps},
 		Sources: h.sources,
+	}
+}
+
+// served fills r from h, read with gatewayCols.
+func (h *healthyRow) served(r *upstream.Served) {
+	var f [gatewayTexts]string
+	h.fields(f[:])
+	*r = upstream.Served{
+		Choice: upstream.Choice{
+			Entry: upstream.Entry{ID: f[0], Type: upstream.Kind(f[1]), Server: f[2], Port: int(h.port), Group: f[3],
+				Caps: h.caps, Options: h.raw},
+			ExitIP: f[4], Country: f[5], LatencyMS: h.latency,
+		},
+		Sources: h.sources, LastCheck: fromMS(h.times[0]),
 	}
 }
 
@@ -212,14 +236,17 @@ func (s *Store) scanHealthy(ctx context.Context, gateway bool) ([]healthyRow, []
 	if 3*n >= total {
 		from += " NOT INDEXED"
 	}
+	// The gateway keeps options as stored (upstream.Entry) and needs no
+	// cache of decoded ones.
 	cache := s.optsCache
-	if cache == nil {
+	if cache == nil && !gateway {
 		cache = make(map[string]cachedOptions, n)
 		s.optsCache = cache
 	}
-	// For the gateway (see upstream.Upstream) bare options are dropped,
-	// and not cached either: the gateway never needs the map.
 	decode := func(id, raw string) (map[string]any, error) {
+		if gateway {
+			return decodeOptions(id, raw)
+		}
 		c, ok := cache[id]
 		if !ok || c.raw != raw {
 			m, err := decodeOptions(id, raw)
@@ -227,12 +254,7 @@ func (s *Store) scanHealthy(ctx context.Context, gateway bool) ([]healthyRow, []
 				return nil, err
 			}
 			c = cachedOptions{raw: raw, m: m}
-			if !gateway || !upstream.BareOptions(m) {
-				cache[strings.Clone(id)] = c // the key pins no row text
-			}
-		}
-		if gateway && upstream.BareOptions(c.m) {
-			return nil, nil
+			cache[strings.Clone(id)] = c // the key pins no row text
 		}
 		return c.m, nil
 	}
@@ -253,9 +275,20 @@ func (s *Store) scanHealthy(ctx context.Context, gateway bool) ([]healthyRow, []
 			return nil
 		}
 		var err error
-		if raw := vStr(v[opts]); gateway && !upstream.Kind(kindOf(texts)).Plain() {
-			h.raw = raw // share-link options stay JSON for the gateway
-		} else if h.opts, err = decode(id, raw); err != nil {
+		switch raw := vStr(v[opts]); {
+		case !gateway:
+			h.opts, err = decode(id, raw)
+		case !upstream.Kind(kindOf(texts)).Plain():
+			h.raw = raw // a share link's options are never bare
+		default:
+			// A plain upstream's are decoded only to see whether they
+			// say more than its fields.
+			var m map[string]any
+			if m, err = decode(id, raw); err == nil && !upstream.BareOptions(m) {
+				h.raw = raw
+			}
+		}
+		if err != nil {
 			return err
 		}
 		rows = append(rows, h)
@@ -282,7 +315,7 @@ func (s *Store) scanHealthy(ctx context.Context, gateway bool) ([]healthyRow, []
 	for i := range odd {
 		byID[odd[i].ID] = int32(len(rows) + i)
 	}
-	if len(cache) > len(byID) { // upstreams gone since the last call
+	if !gateway && len(cache) > len(byID) { // upstreams gone since the last call
 		for id := range cache {
 			if _, ok := byID[id]; !ok {
 				delete(cache, id)

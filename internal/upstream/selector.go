@@ -28,11 +28,10 @@ type Selector struct {
 // Choice is one upstream picked for a request, with what the gateway may
 // report about it (opt-in response header).
 type Choice struct {
-	Upstream
+	Entry     // its Caps are what the probe proved; the gateway uses the upstream only for that
 	ExitIP    string
 	Country   string
 	LatencyMS float64
-	Caps      Caps // what the probe proved; the gateway uses the upstream only for that
 }
 
 // ErrNoUpstream is returned (wrapped) by pickers when the pool, or the

@@ -50,56 +50,15 @@ func (k Kind) Plain() bool {
 // Clash/mihomo-style mapping (type, server, port, name and every protocol
 // option); it is what the dialer hands to mihomo's adapter.ParseProxy.
 // Upstreams are values: build them with New, never mutate Options after.
-//
-// The gateway's snapshot (store.GatewayHealthy) holds 100k upstreams and
-// dials few of them, so it leaves options undecoded where it can: a
-// share-link upstream's Options are nil and RawOptions is their stored
-// JSON, and a plain upstream whose options say nothing beyond type, server,
-// port and name has neither. Opts gives the mapping in every case.
+// The gateway serves by the smaller Entry instead.
 type Upstream struct {
-	ID         string         `json:"id"`
-	Type       Kind           `json:"type"`
-	Server     string         `json:"server"`
-	Port       int            `json:"port"`
-	Name       string         `json:"name,omitempty"`
-	Group      string         `json:"group,omitempty"` // explicit group (tor instances); empty for list/link upstreams
-	Options    map[string]any `json:"options"`
-	RawOptions string         `json:"-"` // Options as stored JSON, when Options was left undecoded
-}
-
-// Opts returns the full mapping: Options, else RawOptions decoded, else
-// (a plain upstream read without its options) one made of type, server,
-// port and name. The caller may keep but must not modify it.
-func (u Upstream) Opts() (map[string]any, error) {
-	switch {
-	case u.Options != nil:
-		return u.Options, nil
-	case u.RawOptions != "":
-		m, err := DecodeOptions(u.RawOptions)
-		if err != nil {
-			return nil, fmt.Errorf("upstream %s: %w", u.ID, err)
-		}
-		return m, nil
-	}
-	m := map[string]any{"type": string(u.Type), "server": u.Server, "port": u.Port}
-	if u.Name != "" {
-		m["name"] = u.Name
-	}
-	return m, nil
-}
-
-// BareOptions reports whether options m say nothing beyond what an
-// Upstream's own fields carry (type, server, port, name): such an
-// upstream may be held without them (Opts rebuilds them).
-func BareOptions(m map[string]any) bool {
-	for k := range m {
-		switch k {
-		case "type", "server", "port", "name":
-		default:
-			return false
-		}
-	}
-	return true
+	ID      string         `json:"id"`
+	Type    Kind           `json:"type"`
+	Server  string         `json:"server"`
+	Port    int            `json:"port"`
+	Name    string         `json:"name,omitempty"`
+	Group   string         `json:"group,omitempty"` // explicit group (tor instances); empty for list/link upstreams
+	Options map[string]any `json:"options"`
 }
 
 // ErrInvalid is wrapped by New's errors.
@@ -408,32 +367,4 @@ type SourceSummary struct {
 	Skipped     int    `json:"skipped"`
 	NotModified bool   `json:"not_modified,omitempty"`
 	Err         string `json:"error,omitempty"`
-}
-
-// Relay is a Tor relay as discovered from Onionoo, a CSV export or a
-// control port.
-type Relay struct {
-	Fingerprint string   `json:"fingerprint"` // 40 hex, upper case
-	Nickname    string   `json:"nickname"`
-	Address     string   `json:"address"` // OR address (IP)
-	ORPort      int      `json:"or_port"`
-	ExitAddrs   []string `json:"exit_addresses,omitempty"`
-	Country     string   `json:"country"`
-	Flags       []string `json:"flags"`
-	Bandwidth   int64    `json:"bandwidth"`
-}
-
-// HasFlag reports whether the relay carries flag f (case-insensitive).
-func (r Relay) HasFlag(f string) bool {
-	for _, x := range r.Flags {
-		if strings.EqualFold(x, f) {
-			return true
-		}
-	}
-	return false
-}
-
-// UsableExit: Exit, Running, Valid and not BadExit.
-func (r Relay) UsableExit() bool {
-	return r.HasFlag("Exit") && r.HasFlag("Running") && r.HasFlag("Valid") && !r.HasFlag("BadExit")
 }

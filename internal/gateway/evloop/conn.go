@@ -377,7 +377,7 @@ func (c *econn) tryNext(now time.Time) {
 	var ap netip.AddrPort
 	plain := false
 	if c.l.e.o.Plain != nil {
-		ap, plain = c.l.e.o.Plain.PlainSOCKS5(ch.Upstream)
+		ap, plain = c.l.e.o.Plain.PlainSOCKS5(ch.Entry)
 	}
 	if !plain {
 		// not ours to dial: the goroutine path dials it (and fails

@@ -51,7 +51,7 @@ type Observer interface {
 // PlainSOCKS5 names the upstreams that are SOCKS5 servers without TLS or
 // credentials at an IP address: the only ones a loop dials itself.
 type PlainSOCKS5 interface {
-	PlainSOCKS5(u upstream.Upstream) (netip.AddrPort, bool)
+	PlainSOCKS5(u upstream.Entry) (netip.AddrPort, bool)
 }
 
 // Options configure an Engine.
