@@ -142,7 +142,7 @@ func (cc *conn) dialFailed(err error) {
 	case de.pickErr != nil:
 		cc.outcome = outcomeNoUpstream
 	default:
-		cc.outcome = de.cause
+		cc.outcome = de.cause.String()
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -20,7 +19,7 @@ import (
 // or the last of its tries failed.
 type dialError struct {
 	pickErr error
-	cause   string
+	cause   upstream.Cause
 	err     error
 	tries   int
 	last    string // upstream id of the last try
@@ -51,9 +50,10 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 	}
 	var triedBuf [16]string
 	var (
-		cause, last string
-		lastErr     error
-		tries       int
+		cause   upstream.Cause
+		last    string
+		lastErr error
+		tries   int
 	)
 	// a request an event loop hands over goes on with its tries: sel.Tried
 	// are the upstreams the loop tried, first is the next one
@@ -97,18 +97,18 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 			if g.obs != nil {
 				g.obs.DialLatency(outcomeOK, took)
 			}
-			g.report(ch.ID, start, took, "")
+			g.report(ch.ID, start, took, upstream.CauseNone)
 			g.stats.Tunnels.Add(1)
 			return c, ch, nil
 		}
 		cause, lastErr, tries, last = g.classify(err), err, attempt+1, ch.ID
 		if g.obs != nil {
-			g.obs.DialLatency(cause, took)
+			g.obs.DialLatency(cause.String(), took)
 		}
 		if ctx.Err() != nil { // the client left: not the upstream's fault
 			break
 		}
-		if isTarget(cause) {
+		if cause.IsTarget() {
 			// the upstream works and says the target cannot be reached:
 			// answer that, count nothing against the upstream, and do
 			// not spend other upstreams on a dead target.
@@ -117,20 +117,10 @@ func (g *Gateway) connect(ctx context.Context, sel *upstream.Selector, addr stri
 		g.report(ch.ID, start, took, cause)
 	}
 	if tries == 0 {
-		cause, lastErr = "timeout", context.DeadlineExceeded
+		cause, lastErr = upstream.CauseTimeout, context.DeadlineExceeded
 	}
 	return nil, upstream.Choice{}, &dialError{cause: cause, err: lastErr, tries: tries, last: last, addr: addr}
 }
-
-// isTarget reports whether a cause blames the target, not the upstream
-// (the dial package's target_* causes).
-func isTarget(cause string) bool { return strings.HasPrefix(cause, "target_") }
-
-// causeLocal is the dial package's "local": this host ran short of file
-// descriptors, ports or buffers. Tries fail over but report nothing
-// against the upstream (a gateway under fd pressure must not eject its
-// whole pool); the client gets 503.
-const causeLocal = "local"
 
 // isLocalErrno reports whether errno is this host running short.
 func isLocalErrno(err error) bool {
@@ -150,13 +140,15 @@ func (g *Gateway) tryTimeout(latencyMS float64) time.Duration {
 }
 
 // report feeds one dial outcome back to the picker and the reporter; a
-// local shortage is no outcome of the upstream's and is not fed back.
-func (g *Gateway) report(id string, at time.Time, took time.Duration, cause string) {
-	if cause == causeLocal {
+// local shortage (this host out of fds, ports or buffers) is no outcome
+// of the upstream's and is not fed back: a gateway under fd pressure must
+// not eject its whole pool.
+func (g *Gateway) report(id string, at time.Time, took time.Duration, cause upstream.Cause) {
+	if cause.IsLocal() {
 		return
 	}
 	ms := float64(took) / float64(time.Millisecond)
-	r := upstream.CheckResult{ID: id, At: at, OK: cause == "", Passive: true, Err: cause, ConnectMS: ms, TotalMS: ms}
+	r := upstream.CheckResult{ID: id, At: at, OK: cause == upstream.CauseNone, Passive: true, Cause: cause, ConnectMS: ms, TotalMS: ms}
 	g.opts.Picker.Observe(r)
 	if g.opts.Reporter != nil {
 		g.opts.Reporter.Submit(r)
@@ -165,44 +157,34 @@ func (g *Gateway) report(id string, at time.Time, took time.Duration, cause stri
 
 // classifyErr is the fallback cause classification (cmd wires the
 // dialer's own).
-func classifyErr(err error) string {
+func classifyErr(err error) upstream.Cause {
 	var re *socks.ReplyError
 	var ne net.Error
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
-		return "timeout"
+		return upstream.CauseTimeout
 	case errors.Is(err, context.Canceled), errors.Is(err, net.ErrClosed):
-		return "closed"
+		return upstream.CauseClosed
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
+		return upstream.CauseRefused
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
-		return "reset"
+		return upstream.CauseReset
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
 		errors.Is(err, syscall.EHOSTDOWN), errors.Is(err, syscall.ENETDOWN):
-		return "unreachable"
+		return upstream.CauseUnreachable
 	case isLocalErrno(err):
-		return causeLocal
+		return upstream.CauseLocal
 	case errors.As(err, &dnsErr):
-		return "dns"
+		return upstream.CauseDNS
 	case errors.Is(err, socks.ErrAuth):
-		return "auth"
+		return upstream.CauseAuth
 	case errors.As(err, &re):
-		switch re.Code {
-		case socks.ConnectionRefused:
-			return "target_refused"
-		case socks.TTLExpired:
-			return "target_timeout"
-		case socks.HostUnreachable, socks.NetworkUnreachable:
-			return "target_unreachable"
-		case socks.NotAllowed:
-			return "refused"
-		}
-		return "handshake"
+		return socks.ReplyCode(re.Code).Cause
 	case errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
+		return upstream.CauseTimeout
 	}
-	return "other"
+	return upstream.CauseOther
 }
 
 // socksCode is the SOCKS5 reply for a failed connect.
@@ -217,15 +199,7 @@ func socksCode(err error) byte {
 	case de.pickErr != nil:
 		return socks.NetworkUnreachable
 	}
-	switch de.cause {
-	case "refused", "target_refused":
-		return socks.ConnectionRefused
-	case "timeout", "target_timeout":
-		return socks.TTLExpired
-	case "unreachable", "dns", "target_unreachable":
-		return socks.HostUnreachable
-	}
-	return socks.GeneralFailure
+	return socks.ReplyFor(de.cause)
 }
 
 // httpError is the status, RFC 9209 Proxy-Status and one-line body for a
@@ -242,19 +216,7 @@ func httpError(err error) (int, string, string) {
 		}
 		return http.StatusServiceUnavailable, httpproxy.ProxyStatus(typ, de.pickErr.Error(), ""), "proxypool: " + de.pickErr.Error()
 	}
-	status, typ := http.StatusBadGateway, "destination_unavailable"
-	switch de.cause {
-	case "timeout", "target_timeout":
-		status, typ = http.StatusGatewayTimeout, "connection_timeout"
-	case "refused", "target_refused":
-		typ = "connection_refused"
-	case "reset", "closed":
-		typ = "connection_terminated"
-	case "dns":
-		typ = "dns_error"
-	case causeLocal:
-		status, typ = http.StatusServiceUnavailable, "proxy_internal_error"
-	}
+	status, typ := de.cause.HTTP()
 	details := fmt.Sprintf("%s after %d %s", de.cause, de.tries, plural(de.tries, "try", "tries"))
 	return status, httpproxy.ProxyStatus(typ, details, de.last), "proxypool: " + de.Error()
 }

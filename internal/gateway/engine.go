@@ -143,12 +143,12 @@ func (e *engine) stop() {
 
 // report feeds a dial outcome back like Gateway.report, without ever
 // blocking the loop on the reporter.
-func (e *engine) report(id string, at time.Time, took time.Duration, cause string) {
-	if cause == causeLocal { // as Gateway.report
+func (e *engine) report(id string, at time.Time, took time.Duration, cause upstream.Cause) {
+	if cause.IsLocal() { // as Gateway.report
 		return
 	}
 	ms := float64(took) / float64(time.Millisecond)
-	r := upstream.CheckResult{ID: id, At: at, OK: cause == "", Passive: true, Err: cause, ConnectMS: ms, TotalMS: ms}
+	r := upstream.CheckResult{ID: id, At: at, OK: cause == upstream.CauseNone, Passive: true, Cause: cause, ConnectMS: ms, TotalMS: ms}
 	e.g.opts.Picker.Observe(r)
 	if e.reports != nil {
 		select {

@@ -49,7 +49,8 @@ type econn struct {
 	tried               [16]string
 	tryStart, totalEnd  time.Time
 	choice              upstream.Choice
-	cause, lastID       string
+	cause               upstream.Cause
+	lastID              string
 	lastErr             error
 	pendUp, pendDown    []byte // bytes waiting for the other side to become writable
 	nUp, nDown          int64
@@ -380,7 +381,7 @@ func (c *econn) timeout(now time.Time) {
 			c.pipelineFailed(now)
 			return
 		}
-		c.tryFailed(now, "timeout", os.ErrDeadlineExceeded)
+		c.tryFailed(now, upstream.CauseTimeout, os.ErrDeadlineExceeded)
 	case stRelay:
 		idle := c.l.e.g.opts.IdleTimeout
 		last := time.Unix(0, c.lastActive)
@@ -442,7 +443,7 @@ func (c *econn) tryNext(now time.Time) {
 		return
 	}
 	if c.tries == 0 {
-		c.cause, c.lastErr = "timeout", errors.New("total timeout before any try")
+		c.cause, c.lastErr = upstream.CauseTimeout, errors.New("total timeout before any try")
 	}
 	c.dialFailed(&dialError{cause: c.cause, err: c.lastErr, tries: c.tries, last: c.lastID, addr: c.target})
 }
@@ -571,7 +572,7 @@ func (c *econn) readUpReply(now time.Time) {
 			c.pipelineFailed(now) // closed after the method choice
 			return
 		}
-		c.tryFailed(now, "closed", io.EOF)
+		c.tryFailed(now, upstream.CauseClosed, io.EOF)
 		return
 	}
 	if n < len(tmp) && !c.uHup {
@@ -589,16 +590,16 @@ func (c *econn) readUpReply(now time.Time) {
 			c.hs = append(c.hs[:0], in...)
 			return
 		case err != nil:
-			c.tryFailed(now, "handshake", err)
+			c.tryFailed(now, upstream.CauseHandshake, err)
 			return
 		case m == socks.MethodUserPass:
-			c.tryFailed(now, "auth", errors.New("socks5: server wants a password"))
+			c.tryFailed(now, upstream.CauseAuth, errors.New("socks5: server wants a password"))
 			return
 		case m == socks.MethodNoGood:
-			c.tryFailed(now, "auth", errors.New("socks5: no acceptable auth method"))
+			c.tryFailed(now, upstream.CauseAuth, errors.New("socks5: no acceptable auth method"))
 			return
 		case m != socks.MethodNone:
-			c.tryFailed(now, "handshake", errors.New("socks5: unexpected method "+strconv.Itoa(int(m))))
+			c.tryFailed(now, upstream.CauseHandshake, errors.New("socks5: unexpected method "+strconv.Itoa(int(m))))
 			return
 		}
 		c.upMethod = true
@@ -631,7 +632,7 @@ func (c *econn) readUpReply(now time.Time) {
 		c.hs = append(c.hs[:0], in...)
 		return
 	case err != nil:
-		c.tryFailed(now, "handshake", err)
+		c.tryFailed(now, upstream.CauseHandshake, err)
 		return
 	case code != socks.Succeeded:
 		r := socks.ReplyCode(code)
@@ -646,12 +647,12 @@ func (c *econn) readUpReply(now time.Time) {
 }
 
 // tryFailed ends the current try and fails over.
-func (c *econn) tryFailed(now time.Time, cause string, err error, text ...string) {
+func (c *econn) tryFailed(now time.Time, cause upstream.Cause, err error, text ...string) {
 	g := c.l.e.g
 	c.closeUp()
 	took := now.Sub(c.tryStart)
 	if g.obs != nil {
-		g.obs.DialLatency(cause, took)
+		g.obs.DialLatency(cause.String(), took)
 	}
 	if len(text) > 0 {
 		err = errors.New("socks5: " + text[0])
@@ -659,7 +660,7 @@ func (c *econn) tryFailed(now time.Time, cause string, err error, text ...string
 	c.cause, c.lastErr, c.lastID = cause, err, c.choice.ID
 	c.attempt++
 	c.tries = c.attempt
-	if isTarget(cause) {
+	if cause.IsTarget() {
 		c.dialFailed(&dialError{cause: cause, err: err, tries: c.tries, last: c.lastID, addr: c.target})
 		return
 	}
@@ -689,7 +690,7 @@ func (c *econn) established(now time.Time) {
 	if g.obs != nil {
 		g.obs.DialLatency(outcomeOK, took)
 	}
-	c.l.e.report(c.choice.ID, c.tryStart, took, "")
+	c.l.e.report(c.choice.ID, c.tryStart, took, upstream.CauseNone)
 	g.stats.Tunnels.Add(1)
 	c.outcome = outcomeOK
 	if !c.reply(socks.Succeeded) {

@@ -71,7 +71,7 @@ func TestMicrosocksUpstream(t *testing.T) {
 			opts := gateway.Options{
 				Picker:   onePicker{upstream.Choice{Upstream: u, LatencyMS: 1, Caps: tt.caps}},
 				Dialer:   d,
-				Classify: func(err error) string { return string(dial.Classify(err)) },
+				Classify: dial.Classify,
 				MaxTries: 1,
 			}
 			opts.GoroutinesOnly = os.Getenv(goroutinesEnv) != ""

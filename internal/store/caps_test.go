@@ -85,7 +85,7 @@ func TestCapsMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec("ALTER TABLE upstreams DROP COLUMN caps; PRAGMA user_version = 2"); err != nil {
+	if _, err := db.Exec("ALTER TABLE upstreams DROP COLUMN caps; ALTER TABLE upstreams DROP COLUMN last_cause; ALTER TABLE checks DROP COLUMN cause; PRAGMA user_version = 2"); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()

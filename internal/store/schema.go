@@ -130,6 +130,11 @@ CREATE TABLE settings (
 	// 3: what the last OK active check proved the upstream can do
 	// (upstream.Caps: CONNECT, forwarding, a pipelined SOCKS5 handshake).
 	`ALTER TABLE upstreams ADD COLUMN caps INTEGER NOT NULL DEFAULT 0;`,
+	// 4: the typed cause of the last failure (upstream.Cause's name),
+	// beside last_error / err, which now hold its detail. Rows from
+	// before keep '' here and their old free text there.
+	`ALTER TABLE upstreams ADD COLUMN last_cause TEXT NOT NULL DEFAULT '';
+ALTER TABLE checks ADD COLUMN cause TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.

@@ -51,7 +51,7 @@ func ok(id string, at time.Time, exit, country string) upstream.CheckResult {
 }
 
 func fail(id string, at time.Time) upstream.CheckResult {
-	return upstream.CheckResult{ID: id, At: at, Err: "refused"}
+	return upstream.CheckResult{ID: id, At: at, Cause: upstream.CauseRefused}
 }
 
 func submit(t testing.TB, s *Store, rs ...upstream.CheckResult) {
