@@ -244,7 +244,7 @@ func runGateway(args []string) error {
 		d := dial.New(dial.Options{})
 		defer d.Close()
 		opts.Dialer = d
-		opts.Classify = func(err error) string { return string(dial.Classify(err)) }
+		opts.Classify = dial.Classify
 	}
 	// no TCP keep-alive on accepted conns: four setsockopts fewer per
 	// request (tunnels have the gateway's own idle timeout)

@@ -60,7 +60,7 @@ func runList(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 	enc.SetEscapeHTML(false)
 	if !g.JSON {
 		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCAPS\tCOUNTRY\tLATENCY\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES")
+		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCAPS\tCOUNTRY\tLATENCY\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES\tLAST ERROR")
 	}
 	printed, total := 0, 0
 	now := time.Now()
@@ -77,9 +77,9 @@ func runList(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 				}
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
 				dash(r.Caps.String()), dash(r.Country), latency(r), strconv.FormatFloat(r.Score, 'f', 0, 64), dash(r.ExitIP),
-				ago(now, r.LastCheck), dash(strings.Join(r.Sources, ",")))
+				ago(now, r.LastCheck), dash(strings.Join(r.Sources, ",")), dash(oneLine(upstream.Failure(r.LastCause, r.LastError))))
 		}
 		if tw != nil {
 			return tw.Flush() // one page at a time: columns are aligned per page
@@ -115,6 +115,17 @@ func listPages(ctx context.Context, m control.Manager, q control.ListQuery, fn f
 			return nil
 		}
 	}
+}
+
+// oneLine keeps a row a row: an error text may hold anything an upstream
+// sent (newlines, tabs, escapes).
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func dash(s string) string {

@@ -109,7 +109,7 @@ func (e *env) prober(d *dial.Pool, progress func(probe.Progress)) (*probe.Prober
 		RealIP:      p.RealIP,
 		UplinkCheck: p.UplinkCheck,
 		Country:     e.countryFunc(),
-		Classify:    func(err error) string { return string(dial.Classify(err)) },
+		Classify:    dial.Classify,
 		Progress:    progress,
 		Logger:      e.log.WithField(logging.FieldComponent, "probe"),
 	}

@@ -151,7 +151,7 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	}
 	gw, err := gateway.New(gateway.Options{
 		Picker: p, Dialer: d, Observer: gm,
-		Classify: func(err error) string { return string(dial.Classify(err)) },
+		Classify: dial.Classify,
 		Log:      log, Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
 		MaxTries: gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
 		HandshakeTimeout: gc.HandshakeTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,

@@ -84,27 +84,13 @@ type probeSink struct {
 func (s probeSink) Submit(r upstream.CheckResult) {
 	outcome := "ok"
 	if !r.OK {
-		outcome = outcomeOf(r.Err)
+		outcome = r.Cause.String() // the bounded vocabulary is the label
 	}
 	s.m.CheckDone(outcome, time.Duration(r.TotalMS*float64(time.Millisecond)))
 	s.st.Submit(r)
 }
 
 func (s probeSink) Flush(ctx context.Context) error { return s.st.Flush(ctx) }
-
-// outcomeOf keeps the outcome label bounded: the leading cause word.
-func outcomeOf(err string) string {
-	for _, k := range []string{"refused", "timeout", "reset", "handshake", "auth", "unreachable", "dns", "closed",
-		"transparent", "routes locally", "tamper", "target"} {
-		if len(err) >= len(k) && err[:len(k)] == k {
-			if k == "routes locally" {
-				return "local"
-			}
-			return k
-		}
-	}
-	return "other"
-}
 
 // sloRefresher refreshes sources early for the guard, keeping every
 // source's min-interval (force false).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/proxypool/proxypool/internal/fleet"
 	"github.com/proxypool/proxypool/internal/parse"
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // TestCertificateFlag: upstreams behind a self-signed certificate, reached
@@ -59,8 +60,8 @@ func TestCertificateFlag(t *testing.T) {
 					c.Close()
 					t.Fatal("dial succeeded through an unverified certificate")
 				}
-				if got := Classify(err); got != CertificateCause {
-					t.Errorf("Classify = %q, want %q (%v)", got, CertificateCause, err)
+				if got := Classify(err); got != upstream.CauseCertificate {
+					t.Errorf("Classify = %q, want %q (%v)", got, upstream.CauseCertificate, err)
 				}
 				if !strings.Contains(err.Error(), tc.wantText) {
 					t.Errorf("error %q lacks %q", err, tc.wantText)
@@ -86,17 +87,17 @@ func TestClassifyCertificate(t *testing.T) {
 	tests := []struct {
 		name string
 		err  error
-		want Cause
+		want upstream.Cause
 	}{
-		{"x509 unknown authority", ua, CertificateCause},
-		{"x509 hostname", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "a.example"}, CertificateCause},
-		{"x509 expired", x509.CertificateInvalidError{Reason: x509.Expired}, CertificateCause},
-		{"mihomo tls fork wrapped", fmt.Errorf("1.2.3.4:443 connect error: %w", &mtls.CertificateVerificationError{Err: ua}), CertificateCause},
-		{"text: quic crypto error", errors.New("CRYPTO_ERROR 0x12a (local): tls: failed to verify certificate: x509: certificate signed by unknown authority"), CertificateCause},
-		{"text: x509 only", errors.New("dialing a:1 via tuic b:2: x509: certificate has expired or is not yet valid"), CertificateCause},
-		{"text: pin mismatch", errors.New("certificate fingerprints do not match"), CertificateCause},
-		{"tls record is a handshake", errors.New("127.10.17.1:38503 connect error: tls: oversized record received with length 24946"), HandshakeCause},
-		{"tls alert is a handshake", errors.New("remote error: tls: handshake failure"), HandshakeCause},
+		{"x509 unknown authority", ua, upstream.CauseCertificate},
+		{"x509 hostname", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "a.example"}, upstream.CauseCertificate},
+		{"x509 expired", x509.CertificateInvalidError{Reason: x509.Expired}, upstream.CauseCertificate},
+		{"mihomo tls fork wrapped", fmt.Errorf("1.2.3.4:443 connect error: %w", &mtls.CertificateVerificationError{Err: ua}), upstream.CauseCertificate},
+		{"text: quic crypto error", errors.New("CRYPTO_ERROR 0x12a (local): tls: failed to verify certificate: x509: certificate signed by unknown authority"), upstream.CauseCertificate},
+		{"text: x509 only", errors.New("dialing a:1 via tuic b:2: x509: certificate has expired or is not yet valid"), upstream.CauseCertificate},
+		{"text: pin mismatch", errors.New("certificate fingerprints do not match"), upstream.CauseCertificate},
+		{"tls record is a handshake", errors.New("127.10.17.1:38503 connect error: tls: oversized record received with length 24946"), upstream.CauseHandshake},
+		{"tls alert is a handshake", errors.New("remote error: tls: handshake failure"), upstream.CauseHandshake},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -137,11 +137,11 @@ func TestTargetNamesAreNotResolvedLocally(t *testing.T) {
 		}
 		switch c := Classify(err); u.Type {
 		case upstream.SOCKS4: // reply 91 is ambiguous: counted on the upstream
-			if c != RefusedCause {
+			if c != upstream.CauseRefused {
 				t.Errorf("%s: cause %s, want refused", u, c)
 			}
 		case upstream.SOCKS5, upstream.Tor: // the upstream's SOCKS5 reply blames the target
-			if !c.Target() {
+			if !c.IsTarget() {
 				t.Errorf("%s: cause %s, want a target cause", u, c)
 			}
 		}
@@ -187,31 +187,31 @@ func TestClassify(t *testing.T) {
 	type tc struct {
 		name string
 		u    upstream.Upstream
-		want Cause
+		want upstream.Cause
 	}
 	var cases []tc
 	for _, m := range f.Members() {
-		var c Cause
+		var c upstream.Cause
 		switch m.Spec.Behavior {
 		case fleet.Refuse:
-			c = RefusedCause
+			c = upstream.CauseRefused
 		case fleet.Blackhole:
-			c = TimeoutCause
+			c = upstream.CauseTimeout
 		case fleet.Reset:
-			c = ResetCause
+			c = upstream.CauseReset
 		case fleet.Garbage:
-			c = HandshakeCause
+			c = upstream.CauseHandshake
 		case fleet.Good:
 			user := m.Spec.Username
 			if m.Spec.Kind == fleet.SOCKS4 {
 				user = "other" // SOCKS4 has only a user id
 			}
-			cases = append(cases, tc{m.Name() + "/bad-auth", withCreds(m, user, "wrong"), AuthCause})
+			cases = append(cases, tc{m.Name() + "/bad-auth", withCreds(m, user, "wrong"), upstream.CauseAuth})
 			if m.Spec.Kind != fleet.SOCKS4 {
-				cases = append(cases, tc{m.Name() + "/no-auth", withCreds(m, "", ""), AuthCause})
+				cases = append(cases, tc{m.Name() + "/no-auth", withCreds(m, "", ""), upstream.CauseAuth})
 			}
 			if m.Spec.Kind == fleet.SOCKS5 {
-				cases = append(cases, tc{m.Name() + "/tor-bad-auth", upstream.MustNew(map[string]any{"type": "tor", "server": m.Upstream.Server, "port": m.Upstream.Port, "username": "u", "password": "x"}), AuthCause})
+				cases = append(cases, tc{m.Name() + "/tor-bad-auth", upstream.MustNew(map[string]any{"type": "tor", "server": m.Upstream.Server, "port": m.Upstream.Port, "username": "u", "password": "x"}), upstream.CauseAuth})
 			}
 			continue
 		}
@@ -221,8 +221,8 @@ func TestClassify(t *testing.T) {
 		}
 	}
 	cases = append(cases,
-		tc{"unresolvable upstream server", upstream.MustNew(map[string]any{"type": "socks5", "server": "no-such-upstream.invalid", "port": 1080}), DNSCause},
-		tc{"unresolvable tor server", upstream.MustNew(map[string]any{"type": "tor", "server": "no-such-upstream.invalid", "port": 9050}), DNSCause},
+		tc{"unresolvable upstream server", upstream.MustNew(map[string]any{"type": "socks5", "server": "no-such-upstream.invalid", "port": 1080}), upstream.CauseDNS},
+		tc{"unresolvable tor server", upstream.MustNew(map[string]any{"type": "tor", "server": "no-such-upstream.invalid", "port": 9050}), upstream.CauseDNS},
 	)
 	restore := hermeticDNS(t)
 	defer restore()
@@ -257,25 +257,25 @@ func hermeticDNS(t *testing.T) func() {
 func TestClassifyPlainErrors(t *testing.T) {
 	tests := []struct {
 		err  error
-		want Cause
+		want upstream.Cause
 	}{
-		{nil, ""},
-		{context.DeadlineExceeded, TimeoutCause},
-		{fmt.Errorf("x: %w", context.Canceled), ClosedCause},
-		{io.ErrUnexpectedEOF, ClosedCause},
-		{ErrClosed, ClosedCause},
-		{&net.DNSError{Err: "no such host", Name: "x"}, DNSCause},
-		{errors.New("HTTP need auth"), AuthCause},
-		{errors.New("502 Bad Gateway"), TargetUnreachableCause},
-		{errors.New("504 Gateway Timeout"), TargetTimeoutCause},
-		{errors.New("dialing 1.2.3.4:80 via http 5.6.7.8:3128: 502 Bad Gateway"), TargetUnreachableCause},
-		{errors.New("127.10.17.1:38503 connect error: tls: oversized record received with length 24946"), HandshakeCause},
-		{errors.New("something else"), OtherCause},
+		{nil, upstream.CauseNone},
+		{context.DeadlineExceeded, upstream.CauseTimeout},
+		{fmt.Errorf("x: %w", context.Canceled), upstream.CauseClosed},
+		{io.ErrUnexpectedEOF, upstream.CauseClosed},
+		{ErrClosed, upstream.CauseClosed},
+		{&net.DNSError{Err: "no such host", Name: "x"}, upstream.CauseDNS},
+		{errors.New("HTTP need auth"), upstream.CauseAuth},
+		{errors.New("502 Bad Gateway"), upstream.CauseTargetUnreachable},
+		{errors.New("504 Gateway Timeout"), upstream.CauseTargetTimeout},
+		{errors.New("dialing 1.2.3.4:80 via http 5.6.7.8:3128: 502 Bad Gateway"), upstream.CauseTargetUnreachable},
+		{errors.New("127.10.17.1:38503 connect error: tls: oversized record received with length 24946"), upstream.CauseHandshake},
+		{errors.New("something else"), upstream.CauseOther},
 		// this host short of fds or ports: nothing against the upstream
-		{&net.OpError{Op: "dial", Err: os.NewSyscallError("socket", syscall.EMFILE)}, LocalCause},
-		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}, LocalCause},
-		{&net.OpError{Op: "dial", Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}, LocalCause},
-		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, UnreachableCause},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("socket", syscall.EMFILE)}, upstream.CauseLocal},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}, upstream.CauseLocal},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}, upstream.CauseLocal},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, upstream.CauseUnreachable},
 	}
 	for _, tt := range tests {
 		if got := Classify(tt.err); got != tt.want {
@@ -309,7 +309,7 @@ func TestBlackHoleDeadline(t *testing.T) {
 			start := time.Now()
 			_, err := p.DialContext(ctx, entry(t, u), "127.0.0.1:80")
 			d := time.Since(start)
-			if err == nil || Classify(err) != TimeoutCause {
+			if err == nil || Classify(err) != upstream.CauseTimeout {
 				t.Errorf("%s: err %v, want timeout", u, err)
 			}
 			if d < 290*time.Millisecond || d > 600*time.Millisecond {
@@ -326,7 +326,7 @@ func TestDialTimeoutDefault(t *testing.T) {
 	defer p.Close()
 	start := time.Now()
 	_, err := p.DialContext(context.Background(), entry(t, f.Member(0).Upstream), "127.0.0.1:80")
-	if Classify(err) != TimeoutCause || time.Since(start) > time.Second {
+	if Classify(err) != upstream.CauseTimeout || time.Since(start) > time.Second {
 		t.Errorf("got %v after %v, want timeout after 200ms", err, time.Since(start))
 	}
 }
@@ -451,7 +451,7 @@ func TestPlainDialsBindNoLocalAddress(t *testing.T) {
 		u := upstream.MustNew(map[string]any{"type": typ, "server": "127.0.0.1", "port": addr.Port})
 		_, err := p.DialContext(context.Background(), entry(t, u), "127.0.0.1:80")
 		var oe *net.OpError
-		if !errors.As(err, &oe) || Classify(err) != RefusedCause {
+		if !errors.As(err, &oe) || Classify(err) != upstream.CauseRefused {
 			t.Fatalf("%s to a closed port: %v (cause %s), want refused", typ, err, Classify(err))
 		}
 		if oe.Source != nil {

@@ -9,5 +9,5 @@
 // the system resolver only (see resolve.go).
 //
 // It does not pick upstreams, retry, or record health: callers do, using
-// Classify to turn an error into a short Cause.
+// Classify to turn an error into its upstream.Cause.
 package dial

@@ -90,7 +90,7 @@ func (d *socks4Dialer) dial(ctx context.Context, addr string) (net.Conn, error) 
 		req = append(req, d.user...)
 		req = append(req, 0)
 	case perr == nil:
-		return nil, &causeError{UnreachableCause, fmt.Sprintf("socks4 cannot carry IPv6 target %s", host)}
+		return nil, &causeError{upstream.CauseUnreachable, fmt.Sprintf("socks4 cannot carry IPv6 target %s", host)}
 	default: // SOCKS4a: 0.0.0.1 then the name after the user id
 		if len(host) > 255 {
 			return nil, fmt.Errorf("parsing target %q: host name too long", addr)
@@ -110,7 +110,7 @@ func (d *socks4Dialer) dial(ctx context.Context, addr string) (net.Conn, error) 
 			return err
 		}
 		if rep[0] != 0 && rep[0] != 4 { // some servers echo version 4
-			return &causeError{HandshakeCause, fmt.Sprintf("socks4: bad reply version %d", rep[0])}
+			return &causeError{upstream.CauseHandshake, fmt.Sprintf("socks4: bad reply version %d", rep[0])}
 		}
 		switch rep[1] {
 		case 90:
@@ -118,11 +118,11 @@ func (d *socks4Dialer) dial(ctx context.Context, addr string) (net.Conn, error) 
 		case 91:
 			// ambiguous (target down, or the server refuses us): counted
 			// against the upstream.
-			return &causeError{RefusedCause, "socks4: request rejected or failed (91)"}
+			return &causeError{upstream.CauseRefused, "socks4: request rejected or failed (91)"}
 		case 92, 93:
-			return &causeError{AuthCause, fmt.Sprintf("socks4: identd check failed (%d)", rep[1])}
+			return &causeError{upstream.CauseAuth, fmt.Sprintf("socks4: identd check failed (%d)", rep[1])}
 		}
-		return &causeError{HandshakeCause, fmt.Sprintf("socks4: bad reply code %d", rep[1])}
+		return &causeError{upstream.CauseHandshake, fmt.Sprintf("socks4: bad reply code %d", rep[1])}
 	})
 }
 
@@ -174,11 +174,12 @@ func socks5Error(err error) error {
 	case err == nil, errors.Is(err, socks.ErrPipelineStalled):
 		return err
 	case errors.As(err, &re):
-		return &causeError{Cause(socks.ReplyCode(re.Code).Cause), "socks5: " + socks.ReplyCode(re.Code).Text}
+		r := socks.ReplyCode(re.Code)
+		return &causeError{r.Cause, "socks5: " + r.Text}
 	case errors.Is(err, socks.ErrAuth):
-		return &causeError{AuthCause, err.Error()}
+		return &causeError{upstream.CauseAuth, err.Error()}
 	case errors.As(err, &pe), errors.As(err, &ae):
-		return &causeError{HandshakeCause, err.Error()}
+		return &causeError{upstream.CauseHandshake, err.Error()}
 	}
 	return err
 }

@@ -100,27 +100,27 @@ func TestSOCKS5ReplyCodes(t *testing.T) {
 		name   string
 		srv    replyServer
 		user   string
-		want   Cause // "" = success
+		want   upstream.Cause // CauseNone = success
 		target bool
 	}{
-		{"succeeded", replyServer{code: 0, atyp: 1, banner: "SSH-2.0-x\r\n"}, "", "", false},
-		{"succeeded split", replyServer{code: 0, atyp: 1, split: true, banner: "hi"}, "", "", false},
-		{"succeeded ipv6 bound", replyServer{code: 0, atyp: 4, banner: "hi"}, "", "", false},
-		{"succeeded short name bound", replyServer{code: 0, atyp: 3, banner: "hi"}, "", "", false},
-		{"succeeded with password", replyServer{method: 2, code: 0, atyp: 1, banner: "hi"}, "u", "", false},
-		{"general failure", replyServer{code: 1, atyp: 1}, "", OtherCause, false},
-		{"not allowed", replyServer{code: 2, atyp: 1}, "", RefusedCause, false},
-		{"network unreachable", replyServer{code: 3, atyp: 1}, "", TargetUnreachableCause, true},
-		{"host unreachable", replyServer{code: 4, atyp: 1}, "", TargetUnreachableCause, true},
-		{"host unreachable split", replyServer{code: 4, atyp: 1, split: true}, "", TargetUnreachableCause, true},
-		{"connection refused", replyServer{code: 5, atyp: 1}, "", TargetRefusedCause, true},
-		{"ttl expired", replyServer{code: 6, atyp: 1}, "", TargetTimeoutCause, true},
-		{"command not supported", replyServer{code: 7, atyp: 1}, "", HandshakeCause, false},
-		{"address type not supported", replyServer{code: 8, atyp: 1}, "", HandshakeCause, false},
-		{"unknown code", replyServer{code: 0x42, atyp: 1}, "", HandshakeCause, false},
-		{"refused with password", replyServer{method: 2, code: 5, atyp: 1}, "u", TargetRefusedCause, true},
-		{"no acceptable method", replyServer{method: 0xff}, "", AuthCause, false},
-		{"wants password", replyServer{method: 2, code: 0, atyp: 1}, "", AuthCause, false},
+		{"succeeded", replyServer{code: 0, atyp: 1, banner: "SSH-2.0-x\r\n"}, "", upstream.CauseNone, false},
+		{"succeeded split", replyServer{code: 0, atyp: 1, split: true, banner: "hi"}, "", upstream.CauseNone, false},
+		{"succeeded ipv6 bound", replyServer{code: 0, atyp: 4, banner: "hi"}, "", upstream.CauseNone, false},
+		{"succeeded short name bound", replyServer{code: 0, atyp: 3, banner: "hi"}, "", upstream.CauseNone, false},
+		{"succeeded with password", replyServer{method: 2, code: 0, atyp: 1, banner: "hi"}, "u", upstream.CauseNone, false},
+		{"general failure", replyServer{code: 1, atyp: 1}, "", upstream.CauseOther, false},
+		{"not allowed", replyServer{code: 2, atyp: 1}, "", upstream.CauseRefused, false},
+		{"network unreachable", replyServer{code: 3, atyp: 1}, "", upstream.CauseTargetUnreachable, true},
+		{"host unreachable", replyServer{code: 4, atyp: 1}, "", upstream.CauseTargetUnreachable, true},
+		{"host unreachable split", replyServer{code: 4, atyp: 1, split: true}, "", upstream.CauseTargetUnreachable, true},
+		{"connection refused", replyServer{code: 5, atyp: 1}, "", upstream.CauseTargetRefused, true},
+		{"ttl expired", replyServer{code: 6, atyp: 1}, "", upstream.CauseTargetTimeout, true},
+		{"command not supported", replyServer{code: 7, atyp: 1}, "", upstream.CauseHandshake, false},
+		{"address type not supported", replyServer{code: 8, atyp: 1}, "", upstream.CauseHandshake, false},
+		{"unknown code", replyServer{code: 0x42, atyp: 1}, "", upstream.CauseHandshake, false},
+		{"refused with password", replyServer{method: 2, code: 5, atyp: 1}, "u", upstream.CauseTargetRefused, true},
+		{"no acceptable method", replyServer{method: 0xff}, "", upstream.CauseAuth, false},
+		{"wants password", replyServer{method: 2, code: 0, atyp: 1}, "", upstream.CauseAuth, false},
 	}
 	p := New(Options{})
 	defer p.Close()
@@ -137,7 +137,7 @@ func TestSOCKS5ReplyCodes(t *testing.T) {
 			if got := Classify(err); got != tt.want {
 				t.Fatalf("dial: %v (cause %q), want cause %q", err, got, tt.want)
 			}
-			if Classify(err).Target() != tt.target {
+			if Classify(err).IsTarget() != tt.target {
 				t.Errorf("cause %q Target() = %v, want %v", Classify(err), !tt.target, tt.target)
 			}
 			if err != nil {

@@ -143,7 +143,7 @@ func dialOutcome(err error) string {
 	case de.PickErr != nil:
 		return failover.OutcomeNoUpstream
 	}
-	return de.Cause
+	return de.Cause.String()
 }
 
 func (cc *conn) authRejected() {

@@ -75,44 +75,34 @@ func isLocalErrno(err error) bool {
 
 // classifyErr is the fallback cause classification (cmd wires the
 // dialer's own).
-func classifyErr(err error) string {
+func classifyErr(err error) upstream.Cause {
 	var re *socks.ReplyError
 	var ne net.Error
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
-		return "timeout"
+		return upstream.CauseTimeout
 	case errors.Is(err, context.Canceled), errors.Is(err, net.ErrClosed):
-		return "closed"
+		return upstream.CauseClosed
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
+		return upstream.CauseRefused
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
-		return "reset"
+		return upstream.CauseReset
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
 		errors.Is(err, syscall.EHOSTDOWN), errors.Is(err, syscall.ENETDOWN):
-		return "unreachable"
+		return upstream.CauseUnreachable
 	case isLocalErrno(err):
-		return failover.CauseLocal
+		return upstream.CauseLocal
 	case errors.As(err, &dnsErr):
-		return "dns"
+		return upstream.CauseDNS
 	case errors.Is(err, socks.ErrAuth):
-		return "auth"
+		return upstream.CauseAuth
 	case errors.As(err, &re):
-		switch re.Code {
-		case socks.ConnectionRefused:
-			return "target_refused"
-		case socks.TTLExpired:
-			return "target_timeout"
-		case socks.HostUnreachable, socks.NetworkUnreachable:
-			return "target_unreachable"
-		case socks.NotAllowed:
-			return "refused"
-		}
-		return "handshake"
+		return socks.ReplyCode(re.Code).Cause
 	case errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
+		return upstream.CauseTimeout
 	}
-	return "other"
+	return upstream.CauseOther
 }
 
 // socksCode is the SOCKS5 reply for a failed connect.
@@ -127,15 +117,7 @@ func socksCode(err error) byte {
 	case de.PickErr != nil:
 		return socks.NetworkUnreachable
 	}
-	switch de.Cause {
-	case "refused", "target_refused":
-		return socks.ConnectionRefused
-	case "timeout", "target_timeout":
-		return socks.TTLExpired
-	case "unreachable", "dns", "target_unreachable":
-		return socks.HostUnreachable
-	}
-	return socks.GeneralFailure
+	return socks.ReplyFor(de.Cause)
 }
 
 // httpError is the status, RFC 9209 Proxy-Status and one-line body for a
@@ -152,19 +134,7 @@ func httpError(err error) (int, string, string) {
 		}
 		return http.StatusServiceUnavailable, httpproxy.ProxyStatus(typ, de.PickErr.Error(), ""), "proxypool: " + de.PickErr.Error()
 	}
-	status, typ := http.StatusBadGateway, "destination_unavailable"
-	switch de.Cause {
-	case "timeout", "target_timeout":
-		status, typ = http.StatusGatewayTimeout, "connection_timeout"
-	case "refused", "target_refused":
-		typ = "connection_refused"
-	case "reset", "closed":
-		typ = "connection_terminated"
-	case "dns":
-		typ = "dns_error"
-	case failover.CauseLocal:
-		status, typ = http.StatusServiceUnavailable, "proxy_internal_error"
-	}
+	status, typ := de.Cause.HTTP()
 	details := fmt.Sprintf("%s after %d %s", de.Cause, de.Tries, failover.Plural(de.Tries, "try", "tries"))
 	return status, httpproxy.ProxyStatus(typ, details, de.Last), "proxypool: " + de.Error()
 }

@@ -42,14 +42,12 @@ type Options struct {
 	Picker   Picker
 	Dialer   Dialer
 	Reporter Reporter // optional
-	// Classify names a dial error's cause (refused, timeout, reset,
-	// handshake, auth, unreachable, dns, closed, other); nil uses a
-	// built-in classification of OS errors. Causes starting "target_"
-	// (target_refused, target_unreachable, target_timeout) mean the
-	// upstream worked but could not reach the target: the client gets that
-	// answer at once, with no retry and nothing counted against the
-	// upstream.
-	Classify func(error) string
+	// Classify names a dial error's cause; nil uses a built-in
+	// classification of OS errors and SOCKS5 replies. A target cause
+	// (Cause.IsTarget) means the upstream worked but could not reach the
+	// target: the client gets that answer at once, with no retry and
+	// nothing counted against the upstream.
+	Classify func(error) upstream.Cause
 	Log      logrus.FieldLogger
 	// Observer, when set, is told about connections, dials, tunnels and
 	// bytes (metrics). Listener names given to Run reach it as is.

@@ -75,7 +75,7 @@ func TestMicrosocksUpstream(t *testing.T) {
 			opts := gateway.Options{
 				Picker:   onePicker{upstream.Choice{Entry: e, LatencyMS: 1}},
 				Dialer:   d,
-				Classify: func(err error) string { return string(dial.Classify(err)) },
+				Classify: dial.Classify,
 				MaxTries: 1,
 			}
 			opts.GoroutinesOnly = os.Getenv(goroutinesEnv) != ""

@@ -14,6 +14,7 @@ import (
 	"github.com/proxypool/proxypool/internal/metrics"
 	"github.com/proxypool/proxypool/internal/pool"
 	"github.com/proxypool/proxypool/internal/socks"
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // The Prometheus recorder is the gateway's observer in cmd.
@@ -187,7 +188,7 @@ func TestDeadTargetKeepsUpstreams(t *testing.T) {
 	defer w.store.mu.Unlock()
 	for _, r := range w.store.passes {
 		if !r.OK {
-			t.Errorf("upstream %s reported failed (%s) for a dead target", r.ID, r.Err)
+			t.Errorf("upstream %s reported failed (%s) for a dead target", r.ID, r.Cause)
 		}
 	}
 }
@@ -201,4 +202,43 @@ func closedPort(t *testing.T) string {
 	a := ln.Addr().String()
 	ln.Close()
 	return a
+}
+
+// TestCertificateProxyStatus: an upstream whose TLS certificate does not
+// verify is answered with RFC 9209's tls_certificate_error, so a client
+// sees why, and reported against the upstream as a certificate failure.
+func TestCertificateProxyStatus(t *testing.T) {
+	px := fleet.StartTLSConnectT(t, "127.73.2.1:0")
+	host, port, _ := net.SplitHostPort(px.Addr())
+	u := upstream.MustNew(map[string]any{"type": "http", "server": host, "port": port, "tls": true})
+	w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good)})
+	recs := records(nil)
+	recs = append(recs, upstream.Record{Upstream: u, Status: upstream.Status{State: upstream.Healthy, LatencyMS: 5, OKs: 1, Checks: 1}})
+	w.store.set(recs)
+	deadline := time.Now().Add(5 * time.Second)
+	for w.pool.Len() != 1 || func() bool { ch, err := w.pool.Pick(&upstream.Selector{}); return err != nil || ch.ID != u.ID }() {
+		if time.Now().After(deadline) {
+			t.Fatal("pool did not reload to the https upstream")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := client("http://"+w.addr, false).Get(w.judge + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ps := resp.Header.Get("Proxy-Status"); resp.StatusCode != http.StatusBadGateway || !strings.Contains(ps, "error=tls_certificate_error") {
+		t.Fatalf("%d %q, want 502 with error=tls_certificate_error", resp.StatusCode, ps)
+	}
+	w.store.mu.Lock()
+	defer w.store.mu.Unlock()
+	var causes []upstream.Cause
+	for _, r := range w.store.passes {
+		if r.ID == u.ID {
+			causes = append(causes, r.Cause)
+		}
+	}
+	if len(causes) == 0 || causes[0] != upstream.CauseCertificate {
+		t.Errorf("reported for the upstream: %v, want a certificate failure", causes)
+	}
 }

@@ -132,7 +132,7 @@ func newWorld(t testing.TB, o worldOpts) *world {
 	if o.dialer != nil {
 		o.gw.Dialer = o.dialer(d)
 	}
-	o.gw.Classify = func(err error) string { return string(dial.Classify(err)) }
+	o.gw.Classify = dial.Classify
 	if os.Getenv(goroutinesEnv) != "" {
 		o.gw.GoroutinesOnly = true
 	}

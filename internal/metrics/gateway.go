@@ -35,73 +35,28 @@ type GatewayMetrics struct {
 }
 
 func newGatewayMetrics(m *Metrics) *GatewayMetrics {
+	f := family{m.reg, "gateway"}
 	n := m.opts.MaxLabelValues
 	g := &GatewayMetrics{
 		listeners: newLimiter(n, "default", nil),
 		protos:    newLimiter(16, "unknown", nil),
 		outcomes:  newLimiter(32, "unknown", nil),
 		causes:    newLimiter(32, "other", nil),
-		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "connections_opened_total",
-			Help: "Client connections accepted, by listener and protocol.",
-		}, []string{"listener", "proto"}),
-		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "connections_active",
-			Help: "Client connections open now, by listener.",
-		}, []string{"listener"}),
-		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "connections_total",
-			Help: "Client connections finished, by listener, protocol and outcome (ok, no_upstream, upstream_failed, timeout, client_error, auth_rejected, …).",
-		}, []string{"listener", "proto", "outcome"}),
-		connDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "connection_duration_seconds",
-			Help:    "Lifetime of finished client connections, by protocol.",
-			Buckets: connBuckets,
-		}, []string{"proto"}),
-		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "tunnels_active",
-			Help: "Established client-to-upstream tunnels now.",
-		}),
-		dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "dial_duration_seconds",
-			Help:    "Upstream dial (connect and handshake) latency, by cause: ok for a success, else the failure class.",
-			Buckets: latencyBuckets,
-		}, []string{"cause"}),
-		retries: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "retries_total",
-			Help: "Extra upstream dials after a failed one.",
-		}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "bytes_total",
-			Help: "Bytes relayed, by direction: up (client to upstream) or down.",
-		}, []string{"direction"}),
-		authRej: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "auth_rejected_total",
-			Help: "Client connections refused for bad or missing credentials, by listener.",
-		}, []string{"listener"}),
-		snapVer: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "snapshot_version",
-			Help: "Store version of the pool snapshot the gateway serves.",
-		}),
-		snapSize: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "snapshot_upstreams",
-			Help: "Upstreams in the pool snapshot the gateway serves.",
-		}),
-		snapTook: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "snapshot_load_seconds",
-			Help: "How long the last pool snapshot took to load.",
-		}),
-		snapAt: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "snapshot_loaded_timestamp_seconds",
-			Help: "Unix time the last pool snapshot was loaded.",
-		}),
-		snapLoads: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "gateway", Name: "snapshot_loads_total",
-			Help: "Pool snapshots loaded.",
-		}),
+		opened:    f.counterVec("connections_opened_total", "Client connections accepted, by listener and protocol.", "listener", "proto"),
+		active:    f.gaugeVec("connections_active", "Client connections open now, by listener.", "listener"),
+		conns:     f.counterVec("connections_total", "Client connections finished, by listener, protocol and outcome (ok, no_upstream, upstream_failed, timeout, client_error, auth_rejected, …).", "listener", "proto", "outcome"),
+		connDur:   f.histogramVec("connection_duration_seconds", "Lifetime of finished client connections, by protocol.", connBuckets, "proto"),
+		tunnels:   f.gauge("tunnels_active", "Established client-to-upstream tunnels now."),
+		dial:      f.histogramVec("dial_duration_seconds", "Upstream dial (connect and handshake) latency, by cause: ok for a success, else the failure class.", latencyBuckets, "cause"),
+		retries:   f.counter("retries_total", "Extra upstream dials after a failed one."),
+		bytes:     f.counterVec("bytes_total", "Bytes relayed, by direction: up (client to upstream) or down.", "direction"),
+		authRej:   f.counterVec("auth_rejected_total", "Client connections refused for bad or missing credentials, by listener.", "listener"),
+		snapVer:   f.gauge("snapshot_version", "Store version of the pool snapshot the gateway serves."),
+		snapSize:  f.gauge("snapshot_upstreams", "Upstreams in the pool snapshot the gateway serves."),
+		snapTook:  f.gauge("snapshot_load_seconds", "How long the last pool snapshot took to load."),
+		snapAt:    f.gauge("snapshot_loaded_timestamp_seconds", "Unix time the last pool snapshot was loaded."),
+		snapLoads: f.counter("snapshot_loads_total", "Pool snapshots loaded."),
 	}
-	m.reg.MustRegister(g.opened, g.active, g.conns, g.connDur, g.tunnels, g.dial, g.retries,
-		g.bytes, g.authRej, g.snapVer, g.snapSize, g.snapTook, g.snapAt, g.snapLoads)
 	// Series that should read 0 rather than be absent before traffic.
 	g.bytes.WithLabelValues("up")
 	g.bytes.WithLabelValues("down")

@@ -301,18 +301,12 @@ type SourceMetrics struct {
 }
 
 func newSourceMetrics(m *Metrics) *SourceMetrics {
+	f := family{m.reg, "source"}
 	s := &SourceMetrics{
-		m: m,
-		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "source", Name: "refreshes_total",
-			Help: "Source fetches, by source and result (ok, error).",
-		}, []string{"source", "result"}),
-		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "source", Name: "upstreams_total",
-			Help: "What refreshes changed, by source and change: new, gone, failed (lines that did not parse).",
-		}, []string{"source", "change"}),
+		m:         m,
+		refreshes: f.counterVec("refreshes_total", "Source fetches, by source and result (ok, error).", "source", "result"),
+		changes:   f.counterVec("upstreams_total", "What refreshes changed, by source and change: new, gone, failed (lines that did not parse).", "source", "change"),
 	}
-	m.reg.MustRegister(s.refreshes, s.changes)
 	return s
 }
 

@@ -20,35 +20,16 @@ type ProbeMetrics struct {
 }
 
 func newProbeMetrics(m *Metrics) *ProbeMetrics {
+	f := family{m.reg, "probe"}
 	p := &ProbeMetrics{
 		outcomes: newLimiter(32, "unknown", nil),
-		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "probe", Name: "checks_total",
-			Help: "Checks finished, by outcome: ok, or the failure class (timeout, refused, judge, transparent, …).",
-		}, []string{"outcome"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: Namespace, Subsystem: "probe", Name: "check_duration_seconds",
-			Help:    "Duration of one check, by result (ok or fail).",
-			Buckets: latencyBuckets,
-		}, []string{"result"}),
-		backlog: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "probe", Name: "backlog",
-			Help: "Upstreams due for a check and not yet started.",
-		}),
-		done: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "probe", Name: "pass_done",
-			Help: "Checks finished in the current (or last) pass.",
-		}),
-		total: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "probe", Name: "pass_size",
-			Help: "Upstreams in the current (or last) pass.",
-		}),
-		healthy: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "probe", Name: "pass_healthy",
-			Help: "Upstreams found healthy so far in the current (or last) pass.",
-		}),
+		checks:   f.counterVec("checks_total", "Checks finished, by outcome: ok, or the failure's cause (timeout, refused, certificate, routes_locally, …).", "outcome"),
+		duration: f.histogramVec("check_duration_seconds", "Duration of one check, by result (ok or fail).", latencyBuckets, "result"),
+		backlog:  f.gauge("backlog", "Upstreams due for a check and not yet started."),
+		done:     f.gauge("pass_done", "Checks finished in the current (or last) pass."),
+		total:    f.gauge("pass_size", "Upstreams in the current (or last) pass."),
+		healthy:  f.gauge("pass_healthy", "Upstreams found healthy so far in the current (or last) pass."),
 	}
-	m.reg.MustRegister(p.checks, p.duration, p.backlog, p.done, p.total, p.healthy)
 	p.checks.WithLabelValues("ok")
 	p.duration.WithLabelValues("ok")
 	p.duration.WithLabelValues("fail")

@@ -18,27 +18,15 @@ type SLOMetrics struct {
 }
 
 func newSLOMetrics(m *Metrics) *SLOMetrics {
+	f := family{m.reg, "slo"}
 	s := &SLOMetrics{
-		m:     m,
-		kinds: newLimiter(16, "other", nil),
-		minHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "slo", Name: "min_healthy",
-			Help: "Configured floor of healthy upstreams, by group (_pool: the whole pool; 0: none).",
-		}, []string{"group"}),
-		minExits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "slo", Name: "min_exits",
-			Help: "Configured floor of distinct healthy exit IPs, by group (0: none).",
-		}, []string{"group"}),
-		below: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "slo", Name: "below_floor",
-			Help: "1 while the group has fewer healthy upstreams or distinct exits than its floor, else 0.",
-		}, []string{"group"}),
-		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "slo", Name: "actions_total",
-			Help: "Actions taken for groups below their floor, by group and kind (recheck, refresh, newnym, instance).",
-		}, []string{"group", "kind"}),
+		m:          m,
+		kinds:      newLimiter(16, "other", nil),
+		minHealthy: f.gaugeVec("min_healthy", "Configured floor of healthy upstreams, by group (_pool: the whole pool; 0: none).", "group"),
+		minExits:   f.gaugeVec("min_exits", "Configured floor of distinct healthy exit IPs, by group (0: none).", "group"),
+		below:      f.gaugeVec("below_floor", "1 while the group has fewer healthy upstreams or distinct exits than its floor, else 0.", "group"),
+		actions:    f.counterVec("actions_total", "Actions taken for groups below their floor, by group and kind (recheck, refresh, newnym, instance).", "group", "kind"),
 	}
-	m.reg.MustRegister(s.minHealthy, s.minExits, s.below, s.actions)
 	return s
 }
 

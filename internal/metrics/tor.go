@@ -10,22 +10,13 @@ type TorMetrics struct {
 }
 
 func newTorMetrics(m *Metrics) *TorMetrics {
+	f := family{m.reg, "tor"}
 	t := &TorMetrics{
-		m: m,
-		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "tor", Name: "instances_active",
-			Help: "Tor instances running, by group.",
-		}, []string{"group"}),
-		boot: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "tor", Name: "instances_bootstrapped",
-			Help: "Tor instances bootstrapped to 100%, by group.",
-		}, []string{"group"}),
-		exits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "tor", Name: "exits",
-			Help: "Usable Tor exit relays known for the group.",
-		}, []string{"group"}),
+		m:      m,
+		active: f.gaugeVec("instances_active", "Tor instances running, by group.", "group"),
+		boot:   f.gaugeVec("instances_bootstrapped", "Tor instances bootstrapped to 100%, by group.", "group"),
+		exits:  f.gaugeVec("exits", "Usable Tor exit relays known for the group.", "group"),
 	}
-	m.reg.MustRegister(t.active, t.boot, t.exits)
 	return t
 }
 

@@ -38,7 +38,7 @@ func TestChoiceCarriesCaps(t *testing.T) {
 	}
 	check("sliced", sliced, len(recs))
 	check("streamed", streamed, len(recs))
-	sliced.Observe(upstream.CheckResult{ID: recs[0].ID, Passive: true, Err: "refused"})
+	sliced.Observe(upstream.CheckResult{ID: recs[0].ID, Passive: true, Cause: upstream.CauseRefused})
 	sliced.rebuildSnapshot()
 	if sliced.Len() != len(recs)-1 {
 		t.Fatalf("after the ejection %d upstreams, want %d", sliced.Len(), len(recs)-1)

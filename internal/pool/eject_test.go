@@ -40,11 +40,11 @@ func TestOnEject(t *testing.T) {
 			for i, o := range tt.outcomes {
 				r := upstream.CheckResult{ID: bad, Passive: true, OK: o == 'o'}
 				if !r.OK {
-					r.Err = fmt.Sprintf("refused %d", i+1)
+					r.Cause, r.Detail = upstream.CauseRefused, fmt.Sprintf("refused %d", i+1)
 				}
 				p.Observe(r)
 			}
-			p.Observe(upstream.CheckResult{ID: recs[0].ID, Passive: true, Err: "refused"}) // another upstream's one failure: no report
+			p.Observe(upstream.CheckResult{ID: recs[0].ID, Passive: true, Cause: upstream.CauseRefused}) // another upstream's one failure: no report
 			var reports []string
 			timeout := time.After(300 * time.Millisecond)
 		collect:
@@ -54,7 +54,7 @@ func TestOnEject(t *testing.T) {
 					if r.ID != bad || !r.Passive {
 						t.Errorf("report %+v, want a passive result of %s", r, bad)
 					}
-					reports = append(reports, r.Err)
+					reports = append(reports, r.Detail)
 				case <-timeout:
 					break collect
 				}

@@ -394,7 +394,7 @@ func (p *Pool) Observe(r upstream.CheckResult) {
 		return
 	}
 	if int(h.fails.Add(1)) >= p.opts.EjectAfter && h.ejectedAt.CompareAndSwap(0, time.Now().UnixNano()) {
-		p.log.WithFields(logrus.Fields{"UPSTREAM_ID": r.ID, "error": r.Err}).Info("ejecting upstream after consecutive failures")
+		p.log.WithFields(logrus.Fields{"UPSTREAM_ID": r.ID, "error": upstream.Failure(r.Cause, r.Detail)}).Info("ejecting upstream after consecutive failures")
 		select {
 		case p.rebuild <- struct{}{}:
 		default:

@@ -268,8 +268,8 @@ func TestEjectionAndReadmission(t *testing.T) {
 	defer cancel()
 	go p.Run(ctx)
 	bad := recs[1].ID
-	p.Observe(upstream.CheckResult{ID: bad, Passive: true, Err: "refused"})
-	p.Observe(upstream.CheckResult{ID: bad, Passive: true, Err: "refused"})
+	p.Observe(upstream.CheckResult{ID: bad, Passive: true, Cause: upstream.CauseRefused})
+	p.Observe(upstream.CheckResult{ID: bad, Passive: true, Cause: upstream.CauseRefused})
 	for range 100 {
 		if c, _ := p.Pick(&upstream.Selector{}); c.ID == bad {
 			t.Fatal("ejected upstream picked")
@@ -376,7 +376,7 @@ func TestRebuildsKeepGroupsAndEjections(t *testing.T) {
 	recs[0].Group = "tor-a"
 	p, m := newPool(t, recs, Options{EjectAfter: 1, Groups: []Group{{Name: "subs", Sources: []string{"subs"}}}})
 	eject := func(id string) {
-		p.Observe(upstream.CheckResult{ID: id, Passive: true, Err: "refused"})
+		p.Observe(upstream.CheckResult{ID: id, Passive: true, Cause: upstream.CauseRefused})
 		p.rebuildSnapshot()
 	}
 	eject(recs[0].ID)

@@ -125,7 +125,7 @@ func BenchmarkProbePass(b *testing.B) {
 		}
 		d := dial.New(dial.Options{})
 		p, err := probe.New(d, probe.Options{Judges: []string{judge + "/get"}, Timeout: timeout, Concurrency: conc,
-			Classify: func(err error) string { return string(dial.Classify(err)) }})
+			Classify: dial.Classify})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -166,7 +166,7 @@ func BenchmarkProbePass(b *testing.B) {
 		for _, m := range members {
 			if got, ok := r.got[m.Upstream.ID]; !ok || got.OK != m.Good {
 				wrong++
-				causes[got.Err]++
+				causes[got.Cause.String()]++
 			}
 		}
 		if wrong > 0 {

@@ -66,8 +66,8 @@ func TestCertificateCauseStored(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.State != tc.state || r.LastError != tc.lastErr {
-				t.Errorf("state %s, last error %q; want %s, %q", r.State, r.LastError, tc.state, tc.lastErr)
+			if got := upstream.Failure(r.LastCause, r.LastError); r.State != tc.state || got != tc.lastErr {
+				t.Errorf("state %s, last error %q; want %s, %q", r.State, got, tc.state, tc.lastErr)
 			}
 			if tc.exit != "" && r.ExitIP != tc.exit {
 				t.Errorf("exit %q, want %q", r.ExitIP, tc.exit)

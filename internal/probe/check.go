@@ -33,7 +33,7 @@ const nonceHeader = "X-Proxypool-Nonce"
 const maxJudgeBody = 64 << 10
 
 // Check runs one active check of u and returns its result. It never returns
-// an error: failures are results with OK false and a short cause in Err.
+// an error: failures are results with OK false, a Cause and its Detail.
 //
 // The check asks of u what the gateway will: a tunnel (CONNECT, for HTTPS
 // and SOCKS clients) and, for a plain HTTP upstream, forwarding of
@@ -75,9 +75,13 @@ func (p *Prober) Check(ctx context.Context, u upstream.Upstream) upstream.CheckR
 	case f.OK:
 		res = f
 		res.Caps |= upstream.CapForward
-	case f.Err != res.Err:
+	case f.Cause != res.Cause || f.Detail != res.Detail:
 		// the tunnel's cause leads: it is the class the metrics count
-		res.Err += "; forward: " + f.Err
+		fd := "forward: " + upstream.Failure(f.Cause, f.Detail)
+		if res.Detail != "" {
+			fd = res.Detail + "; " + fd
+		}
+		res.Detail = fd
 	}
 	return res
 }
@@ -117,16 +121,16 @@ func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.T
 			res.ExitIP, res.Headers = r.echo.IP, r.echo.Headers
 			res.Caps |= r.caps
 			if r.tamper != nil {
-				res.Untrusted, res.Err = true, r.tamper.Error()
+				res.Untrusted, res.Cause, res.Detail = true, upstream.CauseTamper, tamperDetail(r.tamper)
 				return res
 			}
 			if res.ExitIP != "" && p.realIP != "" && sameSlash24(res.ExitIP, p.realIP) {
-				res.Err = "routes locally: exit " + res.ExitIP + " is in our own network"
+				res.Cause, res.Detail = upstream.CauseRoutesLocally, "exit "+res.ExitIP+" is in our own network"
 				return res
 			}
 			res.Anonymity = classify(r.echo, p.realIP)
 			if res.Anonymity == upstream.AnonTransparent {
-				res.Err = "transparent: the judge saw our real address"
+				res.Cause, res.Detail = upstream.CauseTransparent, "the judge saw our real address"
 				return res
 			}
 			if p.opts.Country != nil && res.ExitIP != "" {
@@ -134,7 +138,7 @@ func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.T
 			}
 			if p.target != nil {
 				if err := p.checkTarget(ctx, u, via); err != nil {
-					res.Err = "target: " + err.Error()
+					res.Cause, res.Detail = upstream.CauseTargetCheck, err.Error()
 					return res
 				}
 			}
@@ -148,36 +152,46 @@ func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.T
 		}
 	}
 	res.TotalMS = ms(p.now().Sub(start))
-	res.Err = p.cause(ctx, lastErr)
+	res.Cause, res.Detail = p.cause(ctx, lastErr)
 	return res
 }
 
-func (p *Prober) cause(ctx context.Context, err error) string {
+// cause names why the judge chain failed: a dial error by the dialer's
+// classification, with its text as the detail.
+func (p *Prober) cause(ctx context.Context, err error) (upstream.Cause, string) {
 	if err == nil {
-		return "unknown"
+		return upstream.CauseOther, "no judge was asked"
 	}
 	var de *dialError
 	if errors.As(err, &de) {
-		c := ""
+		c := upstream.CauseOther
 		if p.opts.Classify != nil {
 			c = p.opts.Classify(de.err)
 		}
-		if c == "" || c == "other" {
-			return "dial: " + de.err.Error()
+		switch {
+		case c == upstream.CauseNone, c == upstream.CauseOther:
+			return upstream.CauseOther, de.Error()
+		case c == upstream.CauseCertificate:
+			// the x509 part says which check failed
+			return c, certDetail(de.err)
+		case ctx.Err() != nil && c == upstream.CauseClosed:
+			c = upstream.CauseTimeout
 		}
-		if c == "certificate" {
-			// the one word would not say which check failed
-			return c + ": " + certDetail(de.err)
-		}
-		if ctx.Err() != nil && c == "closed" {
-			c = "timeout"
-		}
-		return c
+		return c, de.err.Error()
+	}
+	if errors.Is(err, errTamper) {
+		return upstream.CauseTamper, tamperDetail(err)
 	}
 	if ctx.Err() != nil || isTimeout(err) {
-		return "timeout"
+		return upstream.CauseTimeout, err.Error()
 	}
-	return err.Error()
+	return upstream.CauseOther, err.Error()
+}
+
+// tamperDetail is a tamper error's text without the word the cause
+// already says.
+func tamperDetail(err error) string {
+	return strings.TrimPrefix(err.Error(), errTamper.Error()+": ")
 }
 
 // certDetail is the x509 part of a certificate failure ("x509: certificate

@@ -48,7 +48,7 @@ func newProber(t *testing.T, f *fleet.Fleet, judge *fleet.Judge, timeout time.Du
 		Concurrency: 64,
 		UplinkCheck: true,
 		Country:     country,
-		Classify:    func(err error) string { return string(dial.Classify(err)) },
+		Classify:    dial.Classify,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -64,24 +64,24 @@ func TestVerdicts(t *testing.T) {
 		spec     fleet.MemberSpec
 		ok       bool
 		anon     upstream.Anonymity
-		errHas   string
+		cause    upstream.Cause // CauseNone: not checked
 		untruste bool
 	}{
-		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"}, true, upstream.AnonElite, "", false},
-		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "DE", Username: "u", Password: "p"}, true, upstream.AnonElite, "", false},
-		{fleet.MemberSpec{Kind: fleet.SOCKS4, Behavior: fleet.Good, Country: "NL"}, true, upstream.AnonElite, "", false},
-		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Good, Country: "JP"}, true, upstream.AnonElite, "", false},
-		{fleet.MemberSpec{Kind: fleet.SS, Behavior: fleet.Good, Country: "FR"}, true, upstream.AnonElite, "", false},
-		{fleet.MemberSpec{Kind: fleet.VMess, Behavior: fleet.Good, Country: "SE"}, true, upstream.AnonElite, "", false},
-		{fleet.MemberSpec{Kind: fleet.Trojan, Behavior: fleet.Good, Country: "GB"}, true, upstream.AnonElite, "", false},
-		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Anonymous, Country: "US"}, true, upstream.AnonAnonymous, "", false},
-		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Transparent, Country: "US"}, false, upstream.AnonTransparent, "transparent", false},
-		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Refuse}, false, "", "refused", false},
-		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Blackhole}, false, "", "timeout", false},
-		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Reset}, false, "", "", false},
-		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Garbage}, false, "", "", false},
-		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Garbage}, false, "", "", false},
-		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Local}, false, "", "routes locally", false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"}, true, upstream.AnonElite, upstream.CauseNone, false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "DE", Username: "u", Password: "p"}, true, upstream.AnonElite, upstream.CauseNone, false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS4, Behavior: fleet.Good, Country: "NL"}, true, upstream.AnonElite, upstream.CauseNone, false},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Good, Country: "JP"}, true, upstream.AnonElite, upstream.CauseNone, false},
+		{fleet.MemberSpec{Kind: fleet.SS, Behavior: fleet.Good, Country: "FR"}, true, upstream.AnonElite, upstream.CauseNone, false},
+		{fleet.MemberSpec{Kind: fleet.VMess, Behavior: fleet.Good, Country: "SE"}, true, upstream.AnonElite, upstream.CauseNone, false},
+		{fleet.MemberSpec{Kind: fleet.Trojan, Behavior: fleet.Good, Country: "GB"}, true, upstream.AnonElite, upstream.CauseNone, false},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Anonymous, Country: "US"}, true, upstream.AnonAnonymous, upstream.CauseNone, false},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Transparent, Country: "US"}, false, upstream.AnonTransparent, upstream.CauseTransparent, false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Refuse}, false, "", upstream.CauseRefused, false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Blackhole}, false, "", upstream.CauseTimeout, false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Reset}, false, "", upstream.CauseNone, false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Garbage}, false, "", upstream.CauseNone, false},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Garbage}, false, "", upstream.CauseNone, false},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Local}, false, "", upstream.CauseRoutesLocally, false},
 	}
 	var spec fleet.Spec
 	for _, tt := range tests {
@@ -117,14 +117,14 @@ func TestVerdicts(t *testing.T) {
 			continue
 		}
 		if r.OK != tt.ok {
-			t.Errorf("%s: ok=%v (err %q), want %v", name, r.OK, r.Err, tt.ok)
+			t.Errorf("%s: ok=%v (err %q), want %v", name, r.OK, upstream.Failure(r.Cause, r.Detail), tt.ok)
 			continue
 		}
 		if tt.anon != "" && r.Anonymity != tt.anon {
 			t.Errorf("%s: anonymity %q, want %q", name, r.Anonymity, tt.anon)
 		}
-		if tt.errHas != "" && !strings.Contains(r.Err, tt.errHas) {
-			t.Errorf("%s: error %q, want it to mention %q", name, r.Err, tt.errHas)
+		if tt.cause != upstream.CauseNone && r.Cause != tt.cause {
+			t.Errorf("%s: failure %q, want cause %q", name, upstream.Failure(r.Cause, r.Detail), tt.cause)
 		}
 		if r.OK {
 			if r.ExitIP != m.ExitIP {

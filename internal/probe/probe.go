@@ -27,9 +27,9 @@ type Options struct {
 	UserAgent      string
 	InsecureJudges bool // accept any certificate from https judges (tests)
 
-	Country  func(ip string) string // exit IP → ISO country; nil: unknown
-	Classify func(err error) string // dial error → short cause ("refused", "timeout"…)
-	Progress func(Progress)         // called about once a second during a pass, and at its end
+	Country  func(ip string) string         // exit IP → ISO country; nil: unknown
+	Classify func(err error) upstream.Cause // dial error → its cause; nil: every dial failure is CauseOther
+	Progress func(Progress)                 // called about once a second during a pass, and at its end
 	Logger   logrus.FieldLogger
 	// DirectDial reaches judges without an upstream (real IP, uplink check)
 	// and HTTP upstreams themselves in forward mode; default net.Dialer.

@@ -177,7 +177,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 			Timeout:     time.Second,
 			Concurrency: 64,
 			Country:     db.CountryOf,
-			Classify:    func(err error) string { return string(dial.Classify(err)) },
+			Classify:    dial.Classify,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -86,7 +86,7 @@ func TestCounterAndRechecker(t *testing.T) {
 	}
 	// ups[2] fails once (failing); ups[3] and ups[4] die, ups[4] healthy more recently
 	fail := func(i int, at time.Time) {
-		st.Submit(upstream.CheckResult{ID: ups[i].ID, At: at, Err: "refused"})
+		st.Submit(upstream.CheckResult{ID: ups[i].ID, At: at, Cause: upstream.CauseRefused})
 	}
 	fail(2, t0.Add(10*time.Second))
 	fail(3, t0.Add(10*time.Second))

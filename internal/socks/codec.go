@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // The SOCKS5 codec: every SOCKS5 message of a CONNECT session, parsed from
@@ -42,34 +44,49 @@ const (
 const CmdConnect byte = 0x01
 
 // ReplyInfo is what a reply code says: its RFC 1928 text, and the cause a
-// client should blame, in the dial package's vocabulary ("target_refused"
-// and the other target_* causes do not count against the upstream).
+// client should blame (the target causes do not count against the
+// upstream).
 type ReplyInfo struct {
 	Text  string
-	Cause string
+	Cause upstream.Cause
 }
 
 // replies is the one reply-code table of the project (RFC 1928 §6).
 // Codes 3-6 say the upstream works but could not reach the target.
 var replies = [...]ReplyInfo{
-	Succeeded:          {"succeeded", ""},
-	GeneralFailure:     {"general failure", "other"},
-	NotAllowed:         {"connection not allowed by ruleset", "refused"},
-	NetworkUnreachable: {"network unreachable", "target_unreachable"},
-	HostUnreachable:    {"host unreachable", "target_unreachable"},
-	ConnectionRefused:  {"connection refused", "target_refused"},
-	TTLExpired:         {"TTL expired", "target_timeout"},
-	CommandUnsupported: {"command not supported", "handshake"},
-	AddressUnsupported: {"address type not supported", "handshake"},
+	Succeeded:          {"succeeded", upstream.CauseNone},
+	GeneralFailure:     {"general failure", upstream.CauseOther},
+	NotAllowed:         {"connection not allowed by ruleset", upstream.CauseRefused},
+	NetworkUnreachable: {"network unreachable", upstream.CauseTargetUnreachable},
+	HostUnreachable:    {"host unreachable", upstream.CauseTargetUnreachable},
+	ConnectionRefused:  {"connection refused", upstream.CauseTargetRefused},
+	TTLExpired:         {"TTL expired", upstream.CauseTargetTimeout},
+	CommandUnsupported: {"command not supported", upstream.CauseHandshake},
+	AddressUnsupported: {"address type not supported", upstream.CauseHandshake},
 }
 
-// Reply describes a reply code; unknown codes are a protocol breach
-// ("handshake").
+// ReplyCode describes a reply code; unknown codes are a protocol breach
+// (CauseHandshake).
 func ReplyCode(code byte) ReplyInfo {
 	if int(code) < len(replies) {
 		return replies[code]
 	}
-	return ReplyInfo{"unknown reply code " + strconv.Itoa(int(code)), "handshake"}
+	return ReplyInfo{"unknown reply code " + strconv.Itoa(int(code)), upstream.CauseHandshake}
+}
+
+// ReplyFor is the code a proxy answers its client with when the last try
+// failed for c: the table above read backwards, a failure of the upstream
+// itself answered like the same failure beyond it.
+func ReplyFor(c upstream.Cause) byte {
+	switch c {
+	case upstream.CauseRefused, upstream.CauseTargetRefused:
+		return ConnectionRefused
+	case upstream.CauseTimeout, upstream.CauseTargetTimeout:
+		return TTLExpired
+	case upstream.CauseUnreachable, upstream.CauseDNS, upstream.CauseTargetUnreachable:
+		return HostUnreachable
+	}
+	return GeneralFailure
 }
 
 // AppendGreeting appends a client greeting offering methods.

@@ -2,7 +2,8 @@ package store
 
 import (
 	"context"
-	"path/filepath"
+	"database/sql"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,10 +14,7 @@ import (
 // a passive result leaves it alone, and a change of it reloads gateways.
 func TestCapsRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openT(t, Options{})
-	if _, err := s.Add(ctx, "manual", ups(1)...); err != nil {
-		t.Fatal(err)
-	}
+	s, _ := openWith(t, ups(1)...)
 	id := up(1).ID
 	r := ok(id, t0, "1.1.1.1", "US")
 	r.Caps = upstream.CapConnect | upstream.CapPipeline
@@ -69,27 +67,9 @@ func TestCapsRoundTrip(t *testing.T) {
 // "not checked for it yet"); the next check stores them.
 func TestCapsMigration(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "old.db")
-	s, err := Open(ctx, path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Add(ctx, "manual", up(1)); err != nil {
-		t.Fatal(err)
-	}
+	s, path := openWith(t, up(1))
 	submit(t, s, ok(up(1).ID, t0, "1.1.1.1", "US"))
-	s.Close()
-	// Make it the version-2 file an older proxypool wrote.
-	asOlder(t, path, "ALTER TABLE upstreams DROP COLUMN caps; DROP TABLE tor_groups; PRAGMA user_version = 2").Close()
-	if _, err := OpenReadOnly(ctx, path); err == nil {
-		t.Fatal("OpenReadOnly read a file older than its schema")
-	}
-
-	s, err = Open(ctx, path, Options{})
-	if err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	defer s.Close()
+	s = asOlderBuild(t, s, path, 2, "ALTER TABLE upstreams DROP COLUMN caps; DROP TABLE tor_groups; ALTER TABLE upstreams DROP COLUMN last_cause; ALTER TABLE checks DROP COLUMN cause")
 	recs, err := s.Healthy(ctx)
 	if err != nil || len(recs) != 1 || recs[0].Caps != 0 {
 		t.Fatalf("after migration: %+v %v", recs, err)
@@ -100,4 +80,30 @@ func TestCapsMigration(t *testing.T) {
 	if got, err := s.Get(ctx, up(1).ID); err != nil || got.Caps != r.Caps {
 		t.Fatalf("after a check: caps %q %v, want %q", got.Caps, err, r.Caps)
 	}
+}
+
+// asOlderBuild closes s, rewrites its file into the one a build at schema
+// version v wrote (stmts undo the later migrations), checks that a
+// read-only open refuses it, and reopens it, which migrates it.
+func asOlderBuild(t *testing.T, s *Store, path string, v int, stmts string) *Store {
+	t.Helper()
+	s.Close()
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(stmts + "; PRAGMA user_version = " + strconv.Itoa(v)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	ctx := context.Background()
+	if _, err := OpenReadOnly(ctx, path); err == nil {
+		t.Fatalf("OpenReadOnly read a version-%d file, older than its schema", v)
+	}
+	s, err = Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatalf("migrating from version %d: %v", v, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

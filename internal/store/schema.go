@@ -150,6 +150,11 @@ INSERT INTO tor_groups (grp, unused)
 	ON CONFLICT (grp) DO UPDATE SET unused = excluded.unused;
 DELETE FROM settings WHERE key IN ('tor.budget', 'tor.unused');
 `,
+	// 5: the typed cause of the last failure (upstream.Cause's name),
+	// beside last_error / err, which now hold its detail. Rows from
+	// before keep '' here and their old free text there.
+	`ALTER TABLE upstreams ADD COLUMN last_cause TEXT NOT NULL DEFAULT '';
+ALTER TABLE checks ADD COLUMN cause TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.

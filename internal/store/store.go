@@ -303,6 +303,17 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v)
 }
 
+// causeOf reads a stored cause name. A name this build does not know (a
+// newer build wrote it) reads as CauseOther rather than failing the
+// whole read: the row's detail text still says what happened.
+func causeOf(s string) upstream.Cause {
+	c, err := upstream.ParseCause(s)
+	if err != nil {
+		return upstream.CauseOther
+	}
+	return c
+}
+
 func b2i(b bool) int {
 	if b {
 		return 1

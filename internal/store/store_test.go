@@ -31,6 +31,16 @@ func openT(t testing.TB, opts Options) (*Store, string) {
 	return s, path
 }
 
+// openWith is openT with us added from source "manual".
+func openWith(t testing.TB, us ...upstream.Upstream) (*Store, string) {
+	t.Helper()
+	s, path := openT(t, Options{})
+	if _, err := s.Add(context.Background(), "manual", us...); err != nil {
+		t.Fatal(err)
+	}
+	return s, path
+}
+
 // up returns a distinct socks5 upstream for each i.
 func up(i int) upstream.Upstream {
 	return upstream.MustNew(map[string]any{
@@ -51,7 +61,7 @@ func ok(id string, at time.Time, exit, country string) upstream.CheckResult {
 }
 
 func fail(id string, at time.Time) upstream.CheckResult {
-	return upstream.CheckResult{ID: id, At: at, Err: "refused"}
+	return upstream.CheckResult{ID: id, At: at, Cause: upstream.CauseRefused}
 }
 
 func submit(t testing.TB, s *Store, rs ...upstream.CheckResult) {
@@ -817,5 +827,59 @@ func TestTwoWritersOneFile(t *testing.T) {
 	}
 	if c, _ := a.Counts(ctx); c.BySource["s0"] != 2 || c.BySource["s1"] != 2 {
 		t.Fatalf("by source %v", c.BySource)
+	}
+}
+
+// TestCauseStored: a failure's cause and detail come back from every read
+// a user sees (Get, List, History) as they were submitted.
+func TestCauseStored(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openWith(t, ups(1)...)
+	id := up(1).ID
+	r := fail(id, t0)
+	r.Cause, r.Detail = upstream.CauseCertificate, "x509: certificate signed by unknown authority"
+	submit(t, s, r)
+	got, err := s.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LastCause != upstream.CauseCertificate || got.LastError != r.Detail {
+		t.Errorf("Get: cause %q detail %q, want certificate, %q", got.LastCause, got.LastError, r.Detail)
+	}
+	recs, err := s.List(ctx, Filter{})
+	if err != nil || len(recs) != 1 || recs[0].LastCause != upstream.CauseCertificate {
+		t.Errorf("List: %v %v, want one record with cause certificate", recs, err)
+	}
+	hist, err := s.History(ctx, id, 0)
+	if err != nil || len(hist) != 1 || hist[0].Cause != upstream.CauseCertificate || hist[0].Detail != r.Detail {
+		t.Errorf("History: %+v %v, want the certificate failure", hist, err)
+	}
+}
+
+// TestCauseMigration: a row a build before typed causes wrote (its cause
+// words inside last_error) still shows that text after the migration, and
+// a cause name no build of ours knows reads as "other", not as an error.
+func TestCauseMigration(t *testing.T) {
+	ctx := context.Background()
+	s, path := openWith(t, up(1), up(2))
+	const old = "routes locally: exit 10.0.0.1 is in our own network"
+	s = asOlderBuild(t, s, path, 4, `ALTER TABLE upstreams DROP COLUMN last_cause; ALTER TABLE checks DROP COLUMN cause;
+		UPDATE upstreams SET last_error = '`+old+`', state = 'failing' WHERE id = '`+up(1).ID+`'`)
+	got, err := s.Get(ctx, up(1).ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := upstream.Failure(got.LastCause, got.LastError); f != old {
+		t.Errorf("old row shows %q, want its text %q", f, old)
+	}
+	if _, err := s.wdb.Exec(`UPDATE upstreams SET last_cause = 'from_the_future', last_error = 'x' WHERE id = ?`, up(2).ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.Get(ctx, up(2).ID)
+	if err != nil {
+		t.Fatalf("a cause name from a newer build: %v", err)
+	}
+	if got.LastCause != upstream.CauseOther || got.LastError != "x" {
+		t.Errorf("unknown stored cause reads as %q %q, want other, x", got.LastCause, got.LastError)
 	}
 }

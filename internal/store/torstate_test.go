@@ -113,7 +113,7 @@ func TestTorStateMigration(t *testing.T) {
 				t.Fatal(err)
 			}
 			st.Close()
-			db := asOlder(t, path, "DROP TABLE tor_groups; PRAGMA user_version = 3")
+			db := asOlder(t, path, "DROP TABLE tor_groups; ALTER TABLE upstreams DROP COLUMN last_cause; ALTER TABLE checks DROP COLUMN cause; PRAGMA user_version = 3")
 			settings := map[string]string{"tor.control-password": "kept"}
 			maps.Copy(settings, tt.settings)
 			for k, v := range settings {

@@ -23,7 +23,7 @@ const recordCols = recordColsNoSources + `,
 
 const recordColsNoSources = `u.id, u.type, u.server, u.port, u.name, u.grp, u.options, u.state, u.latency_ms,
 	u.exit_ip, u.country, u.anonymity, u.untrusted, u.failures, u.checks, u.oks, u.score, u.last_check, u.last_ok,
-	u.next_check, u.first_seen, u.last_seen, u.last_error, u.caps`
+	u.next_check, u.first_seen, u.last_seen, u.last_error, u.caps, u.last_cause`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -38,12 +38,12 @@ func scanRecord(v []driver.Value, decode func(id, raw string) (map[string]any, e
 	r.Failures, r.Checks, r.OKs, r.Score = int(vInt(v[13])), int(vInt(v[14])), int(vInt(v[15])), vFloat(v[16])
 	r.LastCheck, r.LastOK, r.NextCheck = fromMS(vInt(v[17])), fromMS(vInt(v[18])), fromMS(vInt(v[19]))
 	r.FirstSeen, r.LastSeen, r.LastError = fromMS(vInt(v[20])), fromMS(vInt(v[21])), vStr(v[22])
-	r.Caps = upstream.Caps(vInt(v[23]))
+	r.Caps, r.LastCause = upstream.Caps(vInt(v[23])), causeOf(vStr(v[24]))
 	var err error
 	if r.Options, err = decode(r.ID, vStr(v[6])); err != nil {
 		return r, err
 	}
-	if sources := vStr(v[24]); sources != "" {
+	if sources := vStr(v[25]); sources != "" {
 		r.Sources = strings.Split(sources, "\x1f")
 		slices.Sort(r.Sources)
 	}
@@ -410,7 +410,7 @@ func (s *Store) History(ctx context.Context, id string, limit int) ([]upstream.C
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT at, ok, passive, err, connect_ms, ttfb_ms, total_ms, exit_ip, country,
+	rows, err := s.rdb.QueryContext(ctx, `SELECT at, ok, passive, cause, err, connect_ms, ttfb_ms, total_ms, exit_ip, country,
 		anonymity, untrusted, headers FROM checks WHERE upstream_id = ? ORDER BY seq DESC LIMIT ?`, id, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading history of %s: %w", id, err)
@@ -420,12 +420,12 @@ func (s *Store) History(ctx context.Context, id string, limit int) ([]upstream.C
 	for rows.Next() {
 		r := upstream.CheckResult{ID: id}
 		var at int64
-		var anon, headers string
-		if err := rows.Scan(&at, &r.OK, &r.Passive, &r.Err, &r.ConnectMS, &r.TTFBMS, &r.TotalMS, &r.ExitIP, &r.Country,
+		var anon, headers, cause string
+		if err := rows.Scan(&at, &r.OK, &r.Passive, &cause, &r.Detail, &r.ConnectMS, &r.TTFBMS, &r.TotalMS, &r.ExitIP, &r.Country,
 			&anon, &r.Untrusted, &headers); err != nil {
 			return nil, fmt.Errorf("reading history of %s: %w", id, err)
 		}
-		r.At, r.Anonymity = fromMS(at), upstream.Anonymity(anon)
+		r.At, r.Anonymity, r.Cause = fromMS(at), upstream.Anonymity(anon), causeOf(cause)
 		if headers != "" {
 			if err := json.Unmarshal([]byte(headers), &r.Headers); err != nil {
 				return nil, fmt.Errorf("reading history of %s: headers: %w", id, err)

@@ -296,14 +296,14 @@ func bumpVersion(ctx context.Context, tx *sql.Tx) (uint64, error) {
 
 const (
 	sqlGetStatuses = `SELECT id, state, latency_ms, exit_ip, country, anonymity, untrusted, failures, checks, oks, score,
-	last_check, last_ok, next_check, first_seen, last_seen, last_error, healthy_since, hist_seq, caps
+	last_check, last_ok, next_check, first_seen, last_seen, last_error, healthy_since, hist_seq, caps, last_cause
 	FROM upstreams WHERE id IN (SELECT value FROM json_each(?))`
 	sqlPutStatus = `UPDATE upstreams SET state = ?, latency_ms = ?, exit_ip = ?, country = ?, anonymity = ?, untrusted = ?,
 	failures = ?, checks = ?, oks = ?, score = ?, last_check = ?, last_ok = ?, next_check = ?, first_seen = ?,
-	last_error = ?, healthy_since = ?, hist_seq = ?, caps = ? WHERE id = ?`
+	last_error = ?, healthy_since = ?, hist_seq = ?, caps = ?, last_cause = ? WHERE id = ?`
 	sqlPutChecks = `INSERT OR REPLACE INTO checks (upstream_id, slot, seq, at, ok, passive, err, connect_ms, ttfb_ms, total_ms,
-	exit_ip, country, anonymity, untrusted, headers) VALUES `
-	checkCols        = 15
+	exit_ip, country, anonymity, untrusted, headers, cause) VALUES `
+	checkCols        = 16
 	checksPerInsert  = 32 // rows per multi-row history INSERT
 	sqlCreditHealthy = `INSERT INTO source_stats (source, healthy_ms) SELECT source, ? FROM upstream_sources WHERE upstream_id = ?
 	ON CONFLICT (source) DO UPDATE SET healthy_ms = healthy_ms + excluded.healthy_ms`
@@ -363,7 +363,7 @@ func (w *writer) commitResults(batch []upstream.CheckResult) error {
 			nu := c.st
 			if _, err := put.ExecContext(ctx, string(nu.State), nu.LatencyMS, nu.ExitIP, nu.Country, string(nu.Anonymity),
 				b2i(nu.Untrusted), nu.Failures, nu.Checks, nu.OKs, nu.Score, ms(nu.LastCheck), ms(nu.LastOK), ms(nu.NextCheck),
-				ms(nu.FirstSeen), nu.LastError, c.healthySince, c.histSeq, int64(nu.Caps), c.id); err != nil {
+				ms(nu.FirstSeen), nu.LastError, c.healthySince, c.histSeq, int64(nu.Caps), nu.LastCause.String(), c.id); err != nil {
 				return fmt.Errorf("updating status of %s: %w", c.id, err)
 			}
 			bump = bump || servedChange(c.orig, nu)
@@ -417,13 +417,14 @@ func loadStatuses(ctx context.Context, tx *sql.Tx, batch []upstream.CheckResult)
 			state, anon                                       string
 			lastCheck, lastOK, nextCheck, firstSeen, lastSeen int64
 			caps                                              int64
+			lastCause                                         string
 		)
 		if err := rows.Scan(&c.id, &state, &st.LatencyMS, &st.ExitIP, &st.Country, &anon, &st.Untrusted,
 			&st.Failures, &st.Checks, &st.OKs, &st.Score, &lastCheck, &lastOK, &nextCheck, &firstSeen, &lastSeen,
-			&st.LastError, &c.healthySince, &c.histSeq, &caps); err != nil {
+			&st.LastError, &c.healthySince, &c.histSeq, &caps, &lastCause); err != nil {
 			return nil, nil, err
 		}
-		st.State, st.Anonymity, st.Caps = upstream.State(state), upstream.Anonymity(anon), upstream.Caps(caps)
+		st.State, st.Anonymity, st.Caps, st.LastCause = upstream.State(state), upstream.Anonymity(anon), upstream.Caps(caps), causeOf(lastCause)
 		st.LastCheck, st.LastOK, st.NextCheck = fromMS(lastCheck), fromMS(lastOK), fromMS(nextCheck)
 		st.FirstSeen, st.LastSeen = fromMS(firstSeen), fromMS(lastSeen)
 		c.st = c.orig
@@ -467,8 +468,8 @@ func appendCheck(args []any, c *current, r upstream.CheckResult, keep int) []any
 	}
 	seq := c.histSeq
 	c.histSeq++
-	return append(args, r.ID, seq%int64(keep), seq, ms(r.At), b2i(r.OK), b2i(r.Passive), r.Err, r.ConnectMS,
-		r.TTFBMS, r.TotalMS, r.ExitIP, r.Country, string(r.Anonymity), b2i(r.Untrusted), headers)
+	return append(args, r.ID, seq%int64(keep), seq, ms(r.At), b2i(r.OK), b2i(r.Passive), r.Detail, r.ConnectMS,
+		r.TTFBMS, r.TotalMS, r.ExitIP, r.Country, string(r.Anonymity), b2i(r.Untrusted), headers, r.Cause.String())
 }
 
 // insertChecks writes history rows checksPerInsert at a time. Rows for

@@ -64,7 +64,7 @@ func (p Policy) Apply(id string, s Status, r CheckResult) Status {
 		s.OKs++
 		s.Failures = 0
 		s.LastOK = at
-		s.LastError = ""
+		s.LastCause, s.LastError = CauseNone, ""
 		if r.TotalMS > 0 {
 			if s.LatencyMS == 0 {
 				s.LatencyMS = r.TotalMS
@@ -83,7 +83,7 @@ func (p Policy) Apply(id string, s Status, r CheckResult) Status {
 		}
 	} else {
 		s.Failures++
-		s.LastError = r.Err
+		s.LastCause, s.LastError = r.Cause, r.Detail
 		if r.Untrusted {
 			s.Untrusted = true
 		}

@@ -25,7 +25,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	for i, st := range steps {
 		at := t0.Add(time.Duration(i) * time.Hour)
-		s = p.Apply("x", s, CheckResult{At: at, OK: st.ok, TotalMS: 100, Err: "refused"})
+		s = p.Apply("x", s, CheckResult{At: at, OK: st.ok, TotalMS: 100, Cause: CauseRefused})
 		if s.State != st.wantState {
 			t.Fatalf("step %d: state %s, want %s", i, s.State, st.wantState)
 		}
@@ -42,7 +42,7 @@ func TestPassiveFailureSchedulesImmediateCheck(t *testing.T) {
 	p := Policy{}
 	at := time.Unix(1_700_000_000, 0)
 	s := p.Apply("x", Status{}, CheckResult{At: at, OK: true, TotalMS: 50})
-	s = p.Apply("x", s, CheckResult{At: at.Add(time.Second), Passive: true, Err: "refused"})
+	s = p.Apply("x", s, CheckResult{At: at.Add(time.Second), Passive: true, Cause: CauseRefused})
 	if s.State != Failing || !s.NextCheck.Equal(at.Add(time.Second)) {
 		t.Fatalf("passive failure: %+v", s)
 	}
@@ -75,8 +75,8 @@ func TestApplyKeepsCapsOfActiveChecks(t *testing.T) {
 	}{
 		{"ok: forward only", CheckResult{OK: true, Caps: CapForward}, CapForward},
 		{"passive ok", CheckResult{OK: true, Passive: true, Caps: CapConnect}, CapForward},
-		{"passive failure", CheckResult{Passive: true, Err: "refused"}, CapForward},
-		{"active failure", CheckResult{Err: "refused"}, CapForward},
+		{"passive failure", CheckResult{Passive: true, Cause: CauseRefused}, CapForward},
+		{"active failure", CheckResult{Cause: CauseRefused}, CapForward},
 		{"ok: both", CheckResult{OK: true, Caps: CapConnect | CapForward}, CapConnect | CapForward},
 		{"ok: connect only", CheckResult{OK: true, Caps: CapConnect}, CapConnect},
 	}

@@ -305,8 +305,9 @@ type Status struct {
 	NextCheck time.Time `json:"next_check,omitempty"`
 	FirstSeen time.Time `json:"first_seen,omitempty"`
 	LastSeen  time.Time `json:"last_seen,omitempty"`
-	LastError string    `json:"last_error,omitempty"`
-	Caps      Caps      `json:"caps,omitempty"` // what the last OK check proved (CapConnect, CapForward, CapPipeline)
+	LastCause Cause     `json:"last_cause,omitempty"` // why the last check failed (CauseNone: it passed, or a row stored before causes)
+	LastError string    `json:"last_error,omitempty"` // its detail in words; a row stored before causes holds its old free text
+	Caps      Caps      `json:"caps,omitempty"`       // what the last OK check proved (CapConnect, CapForward, CapPipeline)
 }
 
 // Servable reports whether the gateway may send traffic through it.
@@ -328,7 +329,8 @@ type CheckResult struct {
 	At        time.Time
 	OK        bool
 	Passive   bool
-	Err       string // short cause when !OK: "refused", "timeout", "handshake: …"
+	Cause     Cause  // why it failed, when !OK
+	Detail    string // what happened, in words, for users: "x509: certificate signed by unknown authority"
 	ConnectMS float64
 	TTFBMS    float64
 	TotalMS   float64

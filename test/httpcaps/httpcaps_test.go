@@ -230,7 +230,7 @@ func (w *world) probeAll(t *testing.T) {
 	pr, err := probe.New(d, probe.Options{
 		Judges:   []string{w.judge.URL + "/get"},
 		Timeout:  10 * time.Second,
-		Classify: func(err error) string { return string(dial.Classify(err)) },
+		Classify: dial.Classify,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +275,7 @@ func (w *world) serve(t *testing.T, groups map[string][]string) {
 	ready := make(chan struct{})
 	gw, err := gateway.New(gateway.Options{
 		Picker: p, Dialer: d, Users: map[string]string{gwUser: gwPass},
-		Classify: func(err error) string { return string(dial.Classify(err)) },
+		Classify: dial.Classify,
 		MaxTries: 3, TotalTimeout: 10 * time.Second, OnReady: func() { close(ready) },
 	})
 	if err != nil {

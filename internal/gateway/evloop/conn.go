@@ -354,7 +354,7 @@ func (c *econn) timeout(now time.Time) {
 			c.pipelineFailed(now)
 			return
 		}
-		c.tryFailedAs(now, "timeout", os.ErrDeadlineExceeded)
+		c.tryFailedAs(now, upstream.CauseTimeout, os.ErrDeadlineExceeded)
 	case stRelay:
 		idle := c.l.e.o.IdleTimeout
 		last := time.Unix(0, c.lastActive)
@@ -518,7 +518,7 @@ func (c *econn) readUpReply(now time.Time) {
 			c.pipelineFailed(now) // closed after the method choice
 			return
 		}
-		c.tryFailedAs(now, "closed", io.EOF)
+		c.tryFailedAs(now, upstream.CauseClosed, io.EOF)
 		return
 	}
 	if n < len(tmp) && !c.uHup {
@@ -536,13 +536,13 @@ func (c *econn) readUpReply(now time.Time) {
 		}
 		switch {
 		case m == socks.MethodUserPass:
-			c.tryFailedAs(now, "auth", errors.New("socks5: server wants a password"))
+			c.tryFailedAs(now, upstream.CauseAuth, errors.New("socks5: server wants a password"))
 			return
 		case m == socks.MethodNoGood:
-			c.tryFailedAs(now, "auth", errors.New("socks5: no acceptable auth method"))
+			c.tryFailedAs(now, upstream.CauseAuth, errors.New("socks5: no acceptable auth method"))
 			return
 		case m != socks.MethodNone:
-			c.tryFailedAs(now, "handshake", errors.New("socks5: unexpected method "+strconv.Itoa(int(m))))
+			c.tryFailedAs(now, upstream.CauseHandshake, errors.New("socks5: unexpected method "+strconv.Itoa(int(m))))
 			return
 		}
 		c.upMethod = true
@@ -594,7 +594,7 @@ func (c *econn) upParseFailed(now time.Time, in []byte, err error) bool {
 	case errors.Is(err, socks.ErrShort):
 		c.hs = append(c.hs[:0], in...)
 	default:
-		c.tryFailedAs(now, "handshake", err)
+		c.tryFailedAs(now, upstream.CauseHandshake, err)
 	}
 	return true
 }
@@ -606,7 +606,7 @@ func (c *econn) tryFailed(now time.Time, err error) {
 }
 
 // tryFailedAs is tryFailed for a cause the loop read off the handshake.
-func (c *econn) tryFailedAs(now time.Time, cause string, err error) {
+func (c *econn) tryFailedAs(now time.Time, cause upstream.Cause, err error) {
 	c.closeUp()
 	c.next(now, c.f.FailedAs(now, cause, err))
 }

@@ -9,7 +9,6 @@ package failover
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -38,7 +37,7 @@ type Env struct {
 	// credit for (not a local shortage, not a dead target).
 	Report func(upstream.CheckResult)
 	// Classify names a failed try's cause.
-	Classify func(error) string
+	Classify func(error) upstream.Cause
 	Observer Observer // nil: none
 	// Retries and Tunnels are the gateway's counters of extra tries and
 	// tunnels established.
@@ -63,7 +62,7 @@ type Failover struct {
 	held     bool // cur is picked and its try not begun yet
 	start    time.Time
 	pickErr  error
-	cause    string
+	cause    upstream.Cause
 	err      error
 	last     string // upstream id of the last failed try
 }
@@ -151,7 +150,7 @@ func (f *Failover) Succeeded(now time.Time) {
 	if e.Observer != nil {
 		e.Observer.DialLatency(OutcomeOK, took)
 	}
-	f.report(took, "")
+	f.report(took, upstream.CauseNone)
 	e.Tunnels.Add(1)
 }
 
@@ -166,9 +165,9 @@ func (f *Failover) Failed(now time.Time, err error) bool {
 
 // FailedAs is Failed for a cause the caller already knows (a handshake
 // answer an event loop parsed itself).
-func (f *Failover) FailedAs(now time.Time, cause string, err error) bool {
+func (f *Failover) FailedAs(now time.Time, cause upstream.Cause, err error) bool {
 	took := f.end(now, cause, err)
-	if IsTarget(cause) {
+	if cause.IsTarget() {
 		return false
 	}
 	f.report(took, cause)
@@ -180,12 +179,12 @@ func (f *Failover) FailedAs(now time.Time, cause string, err error) bool {
 func (f *Failover) Abandoned(now time.Time, err error) { f.end(now, f.classify(err), err) }
 
 // classify is the one place a try's error gets its cause.
-func (f *Failover) classify(err error) string { return f.env.Classify(err) }
+func (f *Failover) classify(err error) upstream.Cause { return f.env.Classify(err) }
 
-func (f *Failover) end(now time.Time, cause string, err error) time.Duration {
+func (f *Failover) end(now time.Time, cause upstream.Cause, err error) time.Duration {
 	took := now.Sub(f.start)
 	if o := f.env.Observer; o != nil {
-		o.DialLatency(cause, took)
+		o.DialLatency(cause.String(), took)
 	}
 	f.cause, f.err, f.last = cause, err, f.cur.ID
 	f.n++
@@ -194,12 +193,12 @@ func (f *Failover) end(now time.Time, cause string, err error) time.Duration {
 
 // report feeds one try's outcome back; a local shortage is no outcome of
 // the upstream's (a gateway out of fds must not eject its whole pool).
-func (f *Failover) report(took time.Duration, cause string) {
-	if cause == CauseLocal {
+func (f *Failover) report(took time.Duration, cause upstream.Cause) {
+	if cause.IsLocal() {
 		return
 	}
 	ms := float64(took) / float64(time.Millisecond)
-	f.env.Report(upstream.CheckResult{ID: f.cur.ID, At: f.start, OK: cause == "", Passive: true, Err: cause, ConnectMS: ms, TotalMS: ms})
+	f.env.Report(upstream.CheckResult{ID: f.cur.ID, At: f.start, OK: cause == upstream.CauseNone, Passive: true, Cause: cause, ConnectMS: ms, TotalMS: ms})
 }
 
 // Err is why the request got no tunnel, once Next returned false or a
@@ -209,7 +208,7 @@ func (f *Failover) Err() *Error {
 		return &Error{PickErr: f.pickErr, Addr: f.addr}
 	}
 	if f.n == 0 {
-		return &Error{Cause: "timeout", Err: context.DeadlineExceeded, Addr: f.addr}
+		return &Error{Cause: upstream.CauseTimeout, Err: context.DeadlineExceeded, Addr: f.addr}
 	}
 	return &Error{Cause: f.cause, Err: f.err, Tries: f.n, Last: f.last, Addr: f.addr}
 }
@@ -218,7 +217,7 @@ func (f *Failover) Err() *Error {
 // the last of its tries failed.
 type Error struct {
 	PickErr error
-	Cause   string
+	Cause   upstream.Cause
 	Err     error
 	Tries   int
 	Last    string // upstream id of the last try
@@ -239,12 +238,3 @@ func Plural(n int, one, many string) string {
 	}
 	return many
 }
-
-// CauseLocal is the dial package's "local": this host ran short of file
-// descriptors, ports or buffers. Tries fail over but report nothing
-// against the upstream; the client gets 503.
-const CauseLocal = "local"
-
-// IsTarget reports whether a cause blames the target, not the upstream
-// (the dial package's target_* causes).
-func IsTarget(cause string) bool { return strings.HasPrefix(cause, "target_") }

@@ -68,8 +68,8 @@ func TestFailover(t *testing.T) {
 			cause := "" // what Classify names the next error
 			env := &failover.Env{
 				Picker:   listPicker{tt.ids},
-				Report:   func(r upstream.CheckResult) { reported = append(reported, r.ID+":"+r.Err) },
-				Classify: func(error) string { return cause },
+				Report:   func(r upstream.CheckResult) { reported = append(reported, r.ID+":"+r.Cause.String()) },
+				Classify: func(error) upstream.Cause { return mustCause(t, cause) },
 				Retries:  &retries, Tunnels: &tunnels, NoPipe: &failover.NoPipeline{},
 				MaxTries: tt.maxTries, Total: time.Minute, MinTry: time.Second, MaxTry: 5 * time.Second,
 			}
@@ -120,7 +120,7 @@ func TestFailover(t *testing.T) {
 				}
 				return
 			}
-			if e.PickErr != nil || e.Cause != tt.errCause || e.Tries != tt.errTries || e.Last != tt.tried[len(tt.tried)-1] {
+			if e.PickErr != nil || e.Cause.String() != tt.errCause || e.Tries != tt.errTries || e.Last != tt.tried[len(tt.tried)-1] {
 				t.Errorf("error %+v, want cause %q after %d tries, last %s", e, tt.errCause, tt.errTries, tt.tried[len(tt.tried)-1])
 			}
 		})
@@ -137,7 +137,7 @@ func TestFailoverHandedOver(t *testing.T) {
 	env := &failover.Env{
 		Picker:   pickerFunc(func(sel *upstream.Selector) (upstream.Choice, error) { picks++; return p.Pick(sel) }),
 		Report:   func(upstream.CheckResult) {},
-		Classify: func(error) string { return "refused" },
+		Classify: func(error) upstream.Cause { return upstream.CauseRefused },
 		Retries:  &retries, Tunnels: &tunnels, NoPipe: &failover.NoPipeline{},
 		MaxTries: 2, Total: time.Minute, MinTry: time.Second, MaxTry: 5 * time.Second,
 	}
@@ -167,7 +167,7 @@ func TestFailoverHandedOver(t *testing.T) {
 func TestFailoverDeadline(t *testing.T) {
 	var retries, tunnels atomic.Uint64
 	env := &failover.Env{
-		Picker: listPicker{[]string{"a"}}, Report: func(upstream.CheckResult) {}, Classify: func(error) string { return "x" },
+		Picker: listPicker{[]string{"a"}}, Report: func(upstream.CheckResult) {}, Classify: func(error) upstream.Cause { return upstream.CauseOther },
 		Retries: &retries, Tunnels: &tunnels, NoPipe: &failover.NoPipeline{},
 		MaxTries: 3, Total: time.Second, MinTry: time.Second, MaxTry: 5 * time.Second,
 	}
@@ -190,3 +190,13 @@ func TestFailoverDeadline(t *testing.T) {
 type pickerFunc func(*upstream.Selector) (upstream.Choice, error)
 
 func (f pickerFunc) Pick(sel *upstream.Selector) (upstream.Choice, error) { return f(sel) }
+
+// mustCause is the cause a table names by its stored name.
+func mustCause(t *testing.T, name string) upstream.Cause {
+	t.Helper()
+	c, err := upstream.ParseCause(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
