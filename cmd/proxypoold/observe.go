@@ -16,9 +16,9 @@ import (
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/metrics"
 	"github.com/proxypool/proxypool/internal/probe"
-	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/slo"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/torops"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -62,7 +62,12 @@ func pollPool(ctx context.Context, m *metrics.Metrics, st *store.Store, guard *s
 			ByCountry: c.ByCountry, ByAnonymity: c.ByAnonymity, ByGroup: c.ByGroup,
 			DistinctExits: c.DistinctExits, HealthyExits: c.HealthyExits, Sources: srcs,
 		}
-		torSeries(ctx, m, st)
+		if census, err := torops.Census(ctx, st); err == nil {
+			for _, c := range census {
+				m.Tor().Instances(c.Group, c.Instances, c.Working)
+				m.Tor().Exits(c.Group, c.Exits)
+			}
+		}
 		if guard != nil {
 			snap.Groups = map[string]metrics.GroupHealth{}
 			for _, gs := range guard.Status() {
@@ -157,15 +162,8 @@ func floorsOf(g *slo.Guard) func() []control.GroupFloor {
 	return func() []control.GroupFloor {
 		var out []control.GroupFloor
 		for _, s := range g.Status() {
-			action := s.LastAction
-			if s.LastActionDetail != "" {
-				action += ": " + s.LastActionDetail
-			}
-			if s.Waiting != "" { // the tor instance step waits for a young instance
-				action = "waiting: " + s.Waiting
-			}
 			out = append(out, control.GroupFloor{Group: s.Group, Healthy: s.Healthy, Exits: s.Exits,
-				MinHealthy: s.MinHealthy, MinExits: s.MinExits, Below: s.Below, LastAction: action})
+				MinHealthy: s.MinHealthy, MinExits: s.MinExits, Below: s.Below, LastAction: s.Action()})
 		}
 		return out
 	}
@@ -199,42 +197,5 @@ func startObservers(ctx context.Context, e *env, st *store.Store, pl *probeLoop,
 	}
 	pollPool(ctx, m, st, guard)
 	serveMetrics(ctx, e, m, e.cfg.Metrics.Listen, func() error { return pl.healthy(ctx) })
-	_ = sd.Statusf
 	return guard
-}
-
-// torSeries sets the Tor gauges from the store, which holds one upstream
-// per tor instance (source "tor", its group): instances per group, those
-// the probe found working (bootstrapped and carrying traffic), and the
-// distinct exits they currently leave through. It works the same for
-// supervised children (`run`) and tor@ units (torgen + probe).
-func torSeries(ctx context.Context, m *metrics.Metrics, st *store.Store) {
-	recs, err := st.List(ctx, store.Filter{Source: "tor"})
-	if err != nil {
-		return
-	}
-	type agg struct {
-		active, ok int
-		exits      map[string]bool
-	}
-	by := map[string]*agg{}
-	for _, r := range recs {
-		a := by[r.Group]
-		if a == nil {
-			a = &agg{exits: map[string]bool{}}
-			by[r.Group] = a
-		}
-		a.active++
-		if r.Servable() {
-			a.ok++
-			if r.ExitIP != "" {
-				a.exits[r.ExitIP] = true
-			}
-		}
-	}
-	tm := m.Tor()
-	for g, a := range by {
-		tm.Instances(g, a.active, a.ok)
-		tm.Exits(g, len(a.exits))
-	}
 }

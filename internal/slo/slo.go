@@ -154,6 +154,18 @@ type GroupStatus struct {
 	LastError string    `json:"last_error,omitempty"`
 }
 
+// Action is the last action as one line: its kind and detail, or what the
+// instance step waits for, which is the more urgent news.
+func (s GroupStatus) Action() string {
+	if s.Waiting != "" {
+		return "waiting: " + s.Waiting
+	}
+	if s.LastActionDetail != "" {
+		return s.LastAction + ": " + s.LastActionDetail
+	}
+	return s.LastAction
+}
+
 // Guard evaluates the floors and acts on them. Its methods are safe for
 // concurrent use.
 type Guard struct {
