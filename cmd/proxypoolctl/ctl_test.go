@@ -21,6 +21,7 @@ import (
 	"github.com/proxypool/proxypool/internal/control"
 	"github.com/proxypool/proxypool/internal/dbustest"
 	"github.com/proxypool/proxypool/internal/manager"
+	"github.com/proxypool/proxypool/internal/manager/managertest"
 	"github.com/proxypool/proxypool/internal/parse"
 	"github.com/proxypool/proxypool/internal/source"
 	"github.com/proxypool/proxypool/internal/store"
@@ -91,7 +92,7 @@ func startDaemon(t *testing.T, addr string, opts control.Options, src string) *d
 		t.Fatal(err)
 	}
 	d.st = st
-	p := &loopProbe{st: st, trigger: make(chan struct{}, 1)}
+	p := managertest.NewProbe(st, 500, func(_ int, u upstream.Upstream) upstream.CheckResult { return resultFor(u) })
 	d.m = manager.New(manager.Options{
 		Store: st, Checker: p, CheckPoll: 20 * time.Millisecond,
 		// The real daemon wakes the probe after a refresh; here only
@@ -106,8 +107,8 @@ func startDaemon(t *testing.T, addr string, opts control.Options, src string) *d
 			}
 		},
 	})
-	p.m = d.m
-	go p.run(ctx)
+	p.Progress = d.m
+	go p.Run(ctx)
 	conn, err := dbus.Connect(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -128,43 +129,8 @@ func startDaemon(t *testing.T, addr string, opts control.Options, src string) *d
 	return d
 }
 
-// loopProbe checks every due upstream on a trigger and reports progress
-// like the daemon's probe loop. Results depend only on the upstream.
-type loopProbe struct {
-	st      *store.Store
-	m       *manager.Manager
-	trigger chan struct{}
-}
-
-func (p *loopProbe) Trigger() {
-	select {
-	case p.trigger <- struct{}{}:
-	default:
-	}
-}
-
-func (p *loopProbe) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.trigger:
-		}
-		due, err := p.st.Due(ctx, time.Now(), 0)
-		if err != nil || len(due) == 0 {
-			continue
-		}
-		for i, r := range due {
-			p.st.Submit(resultFor(r.Upstream))
-			if i%500 == 0 {
-				p.m.ProbeProgress(i, len(due), false)
-			}
-		}
-		p.st.Flush(ctx)
-		p.m.ProbeProgress(len(due), len(due), true)
-	}
-}
-
+// resultFor is the probe's verdict on u (through managertest's probe
+// loop): results depend only on the upstream, so goldens are stable.
 func resultFor(u upstream.Upstream) upstream.CheckResult {
 	n := u.Port
 	for _, c := range u.ID {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/manager/managertest"
 	"github.com/proxypool/proxypool/internal/parse"
 	"github.com/proxypool/proxypool/internal/store"
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -77,42 +78,10 @@ func (r *recorder) wait(t *testing.T, job string, d time.Duration) []control.Pro
 	}
 }
 
-// miniProbe is a real, tiny probe loop over the store: on a trigger it
-// checks every due upstream (ok, from a made-up exit) and reports progress
-// the way the daemon's probe loop does.
-type miniProbe struct {
-	st      *store.Store
-	m       *Manager
-	trigger chan struct{}
-}
-
-func (p *miniProbe) Trigger() {
-	select {
-	case p.trigger <- struct{}{}:
-	default:
-	}
-}
-
-func (p *miniProbe) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.trigger:
-		}
-		due, err := p.st.Due(ctx, time.Now(), 0)
-		if err != nil || len(due) == 0 {
-			continue
-		}
-		for i, r := range due {
-			p.st.Submit(okResult(r.ID, i))
-			if i%3 == 0 {
-				p.m.ProbeProgress(i, len(due), false)
-			}
-		}
-		p.st.Flush(ctx)
-		p.m.ProbeProgress(len(due), len(due), true)
-	}
+// newProbe is the daemon's probe loop in miniature: every due upstream
+// comes out ok, from a made-up exit, with progress every third.
+func newProbe(st *store.Store) *managertest.Probe {
+	return managertest.NewProbe(st, 3, func(i int, u upstream.Upstream) upstream.CheckResult { return okResult(u.ID, i) })
 }
 
 func okResult(id string, i int) upstream.CheckResult {
@@ -354,13 +323,13 @@ func TestCheckJobs(t *testing.T) {
 	ctx := ctxT(t)
 	st := openStore(t)
 	rec := newRecorder()
-	p := &miniProbe{st: st, trigger: make(chan struct{}, 1)}
+	p := newProbe(st)
 	m := New(Options{Store: st, Checker: p, Emit: rec.emit, CheckPoll: 20 * time.Millisecond})
 	defer m.Close()
-	p.m = m
+	p.Progress = m
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go p.run(pctx)
+	go p.Run(pctx)
 
 	ups := plainUpstreams(t, 50)
 	st.Add(ctx, "lists", ups...)
@@ -412,7 +381,7 @@ func TestCheckJobEndsShortOnTimeout(t *testing.T) {
 	ctx := ctxT(t)
 	st := openStore(t)
 	rec := newRecorder()
-	never := &miniProbe{trigger: make(chan struct{}, 1)} // nobody runs it
+	never := newProbe(nil) // nobody runs it
 	m := New(Options{Store: st, Checker: never, Emit: rec.emit, JobTimeout: 150 * time.Millisecond, CheckPoll: 20 * time.Millisecond})
 	defer m.Close()
 	ups := plainUpstreams(t, 3)
