@@ -101,11 +101,9 @@ func plainUpstreams(t testing.TB, n int) []upstream.Upstream {
 	return out
 }
 
-func TestImportAddRemove(t *testing.T) {
-	ctx := ctxT(t)
-	st := openStore(t)
-	m := New(Options{Store: st})
-	defer m.Close()
+// importLinks imports testdata/links.txt, the corpus of every format.
+func importLinks(ctx context.Context, t *testing.T, m *Manager) control.ImportReport {
+	t.Helper()
 	text, err := os.ReadFile("testdata/links.txt")
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +112,15 @@ func TestImportAddRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rep
+}
+
+func TestImportAddRemove(t *testing.T) {
+	ctx := ctxT(t)
+	st := openStore(t)
+	m := New(Options{Store: st})
+	defer m.Close()
+	rep := importLinks(ctx, t, m)
 	// 18 corpus links + 4 plain + 1 repeated socks5 = 23 ok, 22 of them new;
 	// the comment and the blank line are skipped; one broken vmess link.
 	if rep.OK != 23 || rep.New != 22 || rep.Failed != 1 || rep.Skipped != 2 {
@@ -128,9 +135,8 @@ func TestImportAddRemove(t *testing.T) {
 	if bad.Line != 25 || !strings.Contains(bad.Error, "vmess") {
 		t.Errorf("failed line: %+v, want line 25 naming vmess", bad)
 	}
-	rep2, err := m.Import(ctx, string(text))
-	if err != nil || rep2.New != 0 || rep2.OK != 23 {
-		t.Fatalf("second import: %+v %v", rep2, err)
+	if rep2 := importLinks(ctx, t, m); rep2.New != 0 || rep2.OK != 23 {
+		t.Fatalf("second import: %+v", rep2)
 	}
 
 	id, created, err := m.Add(ctx, "socks5://127.0.0.9:1080")
@@ -228,10 +234,7 @@ func TestExportFormats(t *testing.T) {
 	st := openStore(t)
 	m := New(Options{Store: st})
 	defer m.Close()
-	text, _ := os.ReadFile("testdata/links.txt")
-	if _, err := m.Import(ctx, string(text)); err != nil {
-		t.Fatal(err)
-	}
+	importLinks(ctx, t, m)
 	tor := upstream.MustNew(map[string]any{"type": "tor", "server": "127.0.0.1", "port": 9060, "name": "tor-us-9060", "group": "us"})
 	if _, err := st.Add(ctx, "tor", tor); err != nil {
 		t.Fatal(err)
