@@ -1,5 +1,6 @@
-// Package testtool holds what tests in several packages need from the host:
-// an external program (tor, curl) that a test drives for real.
+// Package testtool holds what tests in several packages need: an external
+// program (tor, curl) that a test drives for real, and a loopback accept
+// loop for the small servers tests stand up.
 package testtool
 
 import (

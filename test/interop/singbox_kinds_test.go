@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/testtool"
 )
 
 // sing-box v1.11.15 is built by scripts/interop-tools.sh with
@@ -339,28 +341,19 @@ func realityDest(t testing.TB, e *Env) string {
 	// server forwards every unauthenticated handshake to it, probes included.
 	ctx := e.ctx
 	go func() { <-ctx.Done(); ln.Close() }()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				// A short plain answer is enough: reality only borrows the
-				// handshake; probers that get this far see a web server.
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				if err := c.(*tls.Conn).HandshakeContext(ctx); err != nil {
-					return
-				}
-				buf := make([]byte, 4096)
-				if _, err := c.Read(buf); err != nil {
-					return
-				}
-				_, _ = c.Write([]byte("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"))
-			}()
+	testtool.Serve(ln, func(c net.Conn) {
+		// A short plain answer is enough: reality only borrows the
+		// handshake; probers that get this far see a web server.
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := c.(*tls.Conn).HandshakeContext(ctx); err != nil {
+			return
 		}
-	}()
+		buf := make([]byte, 4096)
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+		_, _ = c.Write([]byte("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"))
+	})
 	return ln.Addr().String()
 }
 
