@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/proxypool/proxypool/internal/fleet"
+	"github.com/proxypool/proxypool/internal/testtool"
 )
 
 // Bounds: generous enough for a loaded 2-core machine, short enough that a
@@ -807,7 +808,7 @@ func startDaemon(t *testing.T, e *Env, b binaries, cfgPath string) *daemonProc {
 	}
 	d.cmd = exec.Command(b.daemon, "--config", cfgPath, "run")
 	d.cmd.Dir = e.Dir()
-	d.cmd.Env = withoutBus(os.Environ())
+	d.cmd.Env = testtool.WithoutBus(os.Environ())
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
@@ -862,19 +863,6 @@ func (d *daemonProc) stop(t *testing.T) {
 	}
 }
 
-// withoutBus keeps the daemon off the caller's D-Bus session: the level
-// reads the store with --db, and two runs must not fight over a bus name.
-func withoutBus(env []string) []string {
-	var out []string
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "DBUS_SESSION_BUS_ADDRESS=") || strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
 // waitProbed polls `proxypoolctl --db DB list --json` until every parsed
 // upstream is healthy or was checked twice, and returns the records by id.
 func waitProbed(t *testing.T, e *Env, b binaries, db string, results []*kindResult, d *daemonProc) map[string]listRecord {
@@ -919,7 +907,7 @@ func list(ctx context.Context, b binaries, db string) (map[string]listRecord, er
 	defer cancel()
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, b.ctl, "--db", db, "list", "--json")
-	cmd.Env = withoutBus(os.Environ())
+	cmd.Env = testtool.WithoutBus(os.Environ())
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
