@@ -40,11 +40,8 @@ func runRemove(ctx context.Context, c *cmd) int {
 	if !ok {
 		return code
 	}
-	var n int
-	if code := c.call(ctx, false, func(b *backend) (err error) {
-		n, err = b.Remove(ctx, pos[0])
-		return err
-	}); code != exitOK {
+	n, code := fetch(ctx, c, false, func(b *backend) (int, error) { return b.Remove(ctx, pos[0]) })
+	if code != exitOK {
 		return code
 	}
 	if c.JSON {

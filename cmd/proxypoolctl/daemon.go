@@ -89,6 +89,16 @@ func printJSON(w io.Writer, v any) {
 	_ = enc.Encode(v)
 }
 
+// fetch is c.call for a request that answers with a value.
+func fetch[T any](ctx context.Context, c *cmd, readOnly bool, req func(*backend) (T, error)) (T, int) {
+	var v T
+	code := c.call(ctx, readOnly, func(b *backend) (err error) {
+		v, err = req(b)
+		return err
+	})
+	return v, code
+}
+
 // call is a verb's request to the backend: connect (through --db when the
 // verb is readOnly), hand the backend to fn, close it. An error from either
 // step is printed for the verb and becomes the exit code.

@@ -28,11 +28,8 @@ func runExport(ctx context.Context, c *cmd) int {
 		fmt.Fprintf(c.stderr, "proxypoolctl export: unknown --format %q (want json, txt or clash)\n", *format)
 		return exitUsage
 	}
-	var data []byte
-	if code := c.call(ctx, true, func(b *backend) (err error) {
-		data, err = b.Export(ctx, *format)
-		return err
-	}); code != exitOK {
+	data, code := fetch(ctx, c, true, func(b *backend) ([]byte, error) { return b.Export(ctx, *format) })
+	if code != exitOK {
 		return code
 	}
 	if *output != "" {

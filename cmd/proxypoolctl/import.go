@@ -33,11 +33,8 @@ func runImport(ctx context.Context, c *cmd) int {
 		fmt.Fprintf(c.stderr, "proxypoolctl import: %v\n", err)
 		return exitFail
 	}
-	var rep control.ImportReport
-	if code := c.call(ctx, false, func(b *backend) (err error) {
-		rep, err = b.Import(ctx, string(data))
-		return err
-	}); code != exitOK {
+	rep, code := fetch(ctx, c, false, func(b *backend) (control.ImportReport, error) { return b.Import(ctx, string(data)) })
+	if code != exitOK {
 		return code
 	}
 	if c.JSON {

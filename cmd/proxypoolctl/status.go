@@ -20,11 +20,8 @@ func runStatus(ctx context.Context, c *cmd) int {
 	if _, code, ok := c.parse(""); !ok {
 		return code
 	}
-	var st control.Status
-	if code := c.call(ctx, true, func(b *backend) (err error) {
-		st, err = b.Status(ctx)
-		return err
-	}); code != exitOK {
+	st, code := fetch(ctx, c, true, func(b *backend) (control.Status, error) { return b.Status(ctx) })
+	if code != exitOK {
 		return code
 	}
 	if c.JSON {

@@ -28,11 +28,8 @@ func runTor(ctx context.Context, c *cmd) int {
 		if !c.noArgs(rest) {
 			return exitUsage
 		}
-		var in []control.TorInstance
-		if code := c.call(ctx, false, func(b *backend) (err error) {
-			in, err = b.TorStatus(ctx)
-			return err
-		}); code != exitOK {
+		in, code := fetch(ctx, c, false, func(b *backend) ([]control.TorInstance, error) { return b.TorStatus(ctx) })
+		if code != exitOK {
 			return code
 		}
 		if c.JSON {
