@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/proxypool/proxypool/internal/manager/managertest"
 	"github.com/proxypool/proxypool/internal/parse"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/store/storetest"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -25,14 +25,11 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
+// openStore is a real store that flushes results within milliseconds, so
+// that jobs see their checks land.
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "pool.db"), store.Options{FlushInterval: 5 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
+	return storetest.Open(t, store.Options{FlushInterval: 5 * time.Millisecond})
 }
 
 // recorder collects Progress signals.
