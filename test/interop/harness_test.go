@@ -764,24 +764,12 @@ func buildBinaries(t *testing.T) binaries {
 }
 
 func parseFile(ctx context.Context, b binaries, path string) ([]parseRecord, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, b.ctl, "parse", "--json", path)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	all, err := ctlJSON[parseRecord](ctx, b, "parse", "--json", path)
 	if err != nil {
-		return nil, fmt.Errorf("proxypoolctl parse: %v: %s", err, strings.TrimSpace(stderr.String()))
+		return nil, err
 	}
 	var recs []parseRecord
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var r parseRecord
-		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("proxypoolctl parse --json: %v in %q", err, out)
-		}
+	for _, r := range all {
 		if r.Error != "" {
 			return nil, fmt.Errorf("line %d: %s", r.Line, r.Error)
 		}
@@ -790,6 +778,33 @@ func parseFile(ctx context.Context, b binaries, path string) ([]parseRecord, err
 		}
 	}
 	return recs, nil
+}
+
+// ctlJSON runs proxypoolctl with args (within 30 s, off the session bus)
+// and decodes the JSON records it prints, one a line.
+func ctlJSON[T any](ctx context.Context, b binaries, args ...string) ([]T, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, b.ctl, args...)
+	cmd.Env = testtool.WithoutBus(os.Environ())
+	cmd.Stderr = &stderr
+	what := "proxypoolctl " + strings.Join(args, " ")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v: %s", what, err, strings.TrimSpace(stderr.String()))
+	}
+	var recs []T
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var r T
+		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
+			return recs, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: %v in %q", what, err, out[:min(len(out), 300)])
+		}
+		recs = append(recs, r)
+	}
 }
 
 type daemonProc struct {
@@ -903,25 +918,12 @@ func list(ctx context.Context, b binaries, db string) (map[string]listRecord, er
 	if _, err := os.Stat(db); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, b.ctl, "--db", db, "list", "--json")
-	cmd.Env = testtool.WithoutBus(os.Environ())
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	all, err := ctlJSON[listRecord](ctx, b, "--db", db, "list", "--json")
 	if err != nil {
-		return nil, fmt.Errorf("proxypoolctl list: %v: %s", err, strings.TrimSpace(stderr.String()))
+		return nil, err
 	}
 	recs := map[string]listRecord{}
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var r listRecord
-		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("proxypoolctl list --json: %v", err)
-		}
+	for _, r := range all {
 		recs[r.ID] = r
 	}
 	return recs, nil
