@@ -1,6 +1,9 @@
 package testtool
 
-import "net"
+import (
+	"net"
+	"testing"
+)
 
 // Serve accepts on ln until it is closed and hands each connection to h in
 // its own goroutine, closing the connection when h returns. The caller
@@ -18,4 +21,18 @@ func Serve(ln net.Listener, h func(net.Conn)) {
 			}()
 		}
 	}()
+}
+
+// ServeTCP listens on a free port of 127.0.0.1 until the test ends and
+// serves each connection with h as Serve does. It returns the listener's
+// address.
+func ServeTCP(t testing.TB, h func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	Serve(ln, h)
+	return ln.Addr().String()
 }
