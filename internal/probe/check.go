@@ -124,17 +124,18 @@ func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.T
 				res.Untrusted, res.Cause, res.Detail = true, upstream.CauseTamper, tamperDetail(r.tamper)
 				return res
 			}
+			// what the judge saw is kept whatever the verdict (list shows it)
+			res.Anonymity = classify(r.echo, p.realIP)
+			if p.opts.Country != nil && res.ExitIP != "" {
+				res.Country = p.opts.Country(res.ExitIP)
+			}
 			if res.ExitIP != "" && p.realIP != "" && sameSlash24(res.ExitIP, p.realIP) {
 				res.Cause, res.Detail = upstream.CauseRoutesLocally, "exit "+res.ExitIP+" is in our own network"
 				return res
 			}
-			res.Anonymity = classify(r.echo, p.realIP)
 			if res.Anonymity == upstream.AnonTransparent {
 				res.Cause, res.Detail = upstream.CauseTransparent, "the judge saw our real address"
 				return res
-			}
-			if p.opts.Country != nil && res.ExitIP != "" {
-				res.Country = p.opts.Country(res.ExitIP)
 			}
 			if p.target != nil {
 				if err := p.checkTarget(ctx, u, via); err != nil {

@@ -188,6 +188,11 @@ func TestLifeThroughStore(t *testing.T) {
 		if r.State != want[i] {
 			t.Errorf("member %d (%s/%s): state %s (last error %q), want %s", i, m.Spec.Kind, m.Spec.Behavior, r.State, r.LastError, want[i])
 		}
+		// what `list` shows: a transparent proxy is dead *as transparent*,
+		// with the exit and country that gave it away
+		if m.Spec.Behavior == fleet.Transparent && (r.Anonymity != upstream.AnonTransparent || r.ExitIP != m.ExitIP || r.Country != "US") {
+			t.Errorf("transparent member stored as anonymity %q exit %q country %q, want transparent %s US", r.Anonymity, r.ExitIP, r.Country, m.ExitIP)
+		}
 	}
 	healthy, err := st.Healthy(ctx)
 	if err != nil {

@@ -342,6 +342,12 @@ type CheckResult struct {
 	Caps      Caps              // what this check proved; kept on the upstream when OK
 }
 
+// Reached reports whether the check got an answer from the judge through
+// the upstream (its findings describe the exit), whatever the verdict.
+func (r CheckResult) Reached() bool {
+	return r.ExitIP != "" || r.Anonymity != "" || r.Untrusted
+}
+
 // SourceMeta is the fetch bookkeeping of one source.
 type SourceMeta struct {
 	Name         string    `json:"name"`
