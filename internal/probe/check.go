@@ -118,12 +118,14 @@ func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.T
 		r, err := p.fetch(ctx, u, judge, via)
 		if err == nil {
 			res.ConnectMS, res.TTFBMS, res.TotalMS = r.connectMS, r.ttfbMS, ms(p.now().Sub(start))
-			res.ExitIP, res.Headers = r.echo.IP, r.echo.Headers
+			res.Headers = r.echo.Headers
 			res.Caps |= r.caps
 			if r.tamper != nil {
+				// what the answer claims is not the judge's: no exit
 				res.Untrusted, res.Cause, res.Detail = true, upstream.CauseTamper, tamperDetail(r.tamper)
 				return res
 			}
+			res.ExitIP = r.echo.IP
 			// what the judge saw is kept whatever the verdict (list shows it)
 			res.Anonymity = classify(r.echo, p.realIP)
 			if p.opts.Country != nil && res.ExitIP != "" {
@@ -312,12 +314,31 @@ func (p *Prober) fetch(ctx context.Context, u upstream.Upstream, judge *url.URL,
 		return f, nil
 	}
 	f.echo, f.tamper = parseEcho(body)
-	if f.tamper == nil {
-		if got, ok := f.echo.Headers[nonceHeader]; ok && got != nonce {
-			f.tamper = fmt.Errorf("%w: request header rewritten in transit", errTamper)
-		}
+	if f.tamper == nil && viaUpstream {
+		f.tamper = p.proveNonce(judge, f.echo, nonce)
 	}
 	return f, nil
+}
+
+// proveNonce checks that the answer came from the judge: it must echo the
+// nonce we sent, unchanged. Only a verified TLS connection to the judge
+// proves that without it, so a judge shape that echoes no headers (a plain
+// IP, httpbin's /ip) counts only over https; over plain http any proxy
+// could have written the whole answer.
+func (p *Prober) proveNonce(judge *url.URL, e echo, nonce string) error {
+	got, ok := e.Headers[nonceHeader]
+	switch {
+	case ok && got != nonce:
+		return fmt.Errorf("%w: request header rewritten in transit", errTamper)
+	case !ok && p.needsNonce(judge):
+		return fmt.Errorf("%w: the judge's answer lacks our %s (something between us and the judge answered)", errTamper, nonceHeader)
+	}
+	return nil
+}
+
+// needsNonce: an answer from judge proves its origin only by our nonce.
+func (p *Prober) needsNonce(judge *url.URL) bool {
+	return judge.Scheme == "http" || p.opts.InsecureJudges
 }
 
 // capsDialer is implemented by dial.Pool: a dial that asks for what the

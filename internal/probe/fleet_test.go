@@ -61,11 +61,11 @@ func newProber(t *testing.T, f *fleet.Fleet, judge *fleet.Judge, timeout time.Du
 func TestVerdicts(t *testing.T) {
 	judge := fleet.StartJudgeT(t)
 	tests := []struct {
-		spec     fleet.MemberSpec
-		ok       bool
-		anon     upstream.Anonymity
-		cause    upstream.Cause // CauseNone: not checked
-		untruste bool
+		spec      fleet.MemberSpec
+		ok        bool
+		anon      upstream.Anonymity
+		cause     upstream.Cause // CauseNone: not checked
+		untrusted bool
 	}{
 		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"}, true, upstream.AnonElite, upstream.CauseNone, false},
 		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "DE", Username: "u", Password: "p"}, true, upstream.AnonElite, upstream.CauseNone, false},
@@ -82,6 +82,13 @@ func TestVerdicts(t *testing.T) {
 		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Garbage}, false, "", upstream.CauseNone, false},
 		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Garbage}, false, "", upstream.CauseNone, false},
 		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Local}, false, "", upstream.CauseRoutesLocally, false},
+		// liars: the answer is not the judge's, or not what it said
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.FakeEcho}, false, "", upstream.CauseTamper, true},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.FakeEcho}, false, "", upstream.CauseTamper, true},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.NonceRewrite}, false, "", upstream.CauseTamper, true},
+		{fleet.MemberSpec{Kind: fleet.SOCKS4, Behavior: fleet.NonceRewrite}, false, "", upstream.CauseTamper, true},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.BodyInject}, false, "", upstream.CauseTamper, true},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.BodyInject}, false, "", upstream.CauseTamper, true},
 	}
 	var spec fleet.Spec
 	for _, tt := range tests {
@@ -125,6 +132,12 @@ func TestVerdicts(t *testing.T) {
 		}
 		if tt.cause != upstream.CauseNone && r.Cause != tt.cause {
 			t.Errorf("%s: failure %q, want cause %q", name, upstream.Failure(r.Cause, r.Detail), tt.cause)
+		}
+		if r.Untrusted != tt.untrusted {
+			t.Errorf("%s: untrusted %v (%q), want %v", name, r.Untrusted, upstream.Failure(r.Cause, r.Detail), tt.untrusted)
+		}
+		if r.ExitIP == fleet.FakeEchoIP {
+			t.Errorf("%s: the made-up exit %s was taken for the judge's", name, r.ExitIP)
 		}
 		if r.OK {
 			if r.ExitIP != m.ExitIP {

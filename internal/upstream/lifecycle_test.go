@@ -111,7 +111,7 @@ func TestApplyKeepsFindingsOfEveryActiveCheck(t *testing.T) {
 		{"turned transparent", CheckResult{Cause: CauseTransparent, ExitIP: "198.51.100.8", Country: "NL", Anonymity: AnonTransparent}, findings{"198.51.100.8", "NL", AnonTransparent, false}},
 		{"refused: no answer", CheckResult{Cause: CauseRefused}, findings{"198.51.100.8", "NL", AnonTransparent, false}},
 		{"passive failure", CheckResult{Passive: true, Cause: CauseTimeout}, findings{"198.51.100.8", "NL", AnonTransparent, false}},
-		{"tamper", CheckResult{Cause: CauseTamper, Untrusted: true, ExitIP: "203.0.113.7"}, findings{"203.0.113.7", "", "", true}},
+		{"tamper: no exit to believe", CheckResult{Cause: CauseTamper, Untrusted: true}, findings{"", "", "", true}},
 		{"ok anonymous", CheckResult{OK: true, ExitIP: "198.51.100.7", Country: "DE", Anonymity: AnonAnonymous}, findings{"198.51.100.7", "DE", AnonAnonymous, false}},
 		{"routes locally", CheckResult{Cause: CauseRoutesLocally, ExitIP: "192.0.2.1", Anonymity: AnonElite}, findings{"192.0.2.1", "", AnonElite, false}},
 	}
