@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -42,7 +43,15 @@ const maxJudgeBody = 64 << 10
 // which; the exit, anonymity and headers are those of the tunnel when it
 // works (the gateway then tunnels every request), else of forwarding.
 // Every other kind tunnels by construction and gets CapConnect when OK.
+//
+// An untyped upstream (a bare host:port nobody named the protocol of) is
+// tried as each of upstream.DiscoverKinds at once, within the same
+// timeout; the result is the first in that order whose check reached the
+// judge, with Kind set, so the store keeps what it speaks.
 func (p *Prober) Check(ctx context.Context, u upstream.Upstream) upstream.CheckResult {
+	if u.Untyped() {
+		return p.discover(ctx, u)
+	}
 	start := p.now()
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
@@ -84,6 +93,40 @@ func (p *Prober) Check(ctx context.Context, u upstream.Upstream) upstream.CheckR
 		res.Detail = fd
 	}
 	return res
+}
+
+// discover checks untyped u as every kind it may speak (see Check).
+func (p *Prober) discover(ctx context.Context, u upstream.Upstream) upstream.CheckResult {
+	kinds := upstream.DiscoverKinds
+	results := make([]upstream.CheckResult, len(kinds))
+	var wg sync.WaitGroup
+	for i, k := range kinds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			try := u.As(k)
+			results[i] = p.Check(ctx, try)
+			if f, ok := p.dialer.(interface{ Forget(id string) }); ok {
+				f.Forget(try.ID) // the kept kind is dialled under u's own ID
+			}
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.OK || r.Reached() {
+			r.ID, r.Kind = u.ID, kinds[i]
+			return r
+		}
+	}
+	// nothing answered as any kind: the first kind's cause, every try's detail
+	r := results[0]
+	var b strings.Builder
+	b.WriteString("no protocol answered:")
+	for i, x := range results {
+		fmt.Fprintf(&b, " %s: %s;", kinds[i], upstream.Failure(x.Cause, x.Detail))
+	}
+	r.ID, r.Detail = u.ID, strings.TrimSuffix(b.String(), ";")
+	return r
 }
 
 // route is how a check reaches the judge.
