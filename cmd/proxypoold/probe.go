@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -156,6 +157,11 @@ func (pl *probeLoop) run(ctx context.Context) error {
 	return pr.Run(ctx, pl.st, pl.resultSink(), probe.RunOptions{Trigger: pl.trigger,
 		OnPass: func(p probe.Progress, err error) {
 			pl.beat.Store(time.Now().UnixNano())
+			if errors.Is(err, probe.ErrUplinkDown) {
+				pl.st.PauseProbe(ctx, time.Now(), err.Error())
+			} else if p.Finished {
+				pl.st.RecordPass(ctx, store.Pass{At: time.Now(), Size: p.Total, Healthy: p.Healthy, Took: p.Elapsed})
+			}
 			if err != nil && ctx.Err() == nil {
 				pl.lastErr.Store(&err)
 				log.WithError(err).Warn("pass interrupted")
