@@ -47,7 +47,29 @@ const (
 	Transparent Behavior = "transparent"
 	Anonymous   Behavior = "anonymous" // like Transparent, but adds only Via
 	Local       Behavior = "local"     // leaves from 127.0.0.x (the prober's own /24), not its own address
+	// Liars (SOCKS and HTTP members): each carries HTTP the way a
+	// dishonest free proxy does. FakeEcho answers every HTTP request itself
+	// with a made-up judge reply (origin FakeEchoIP, the Host and
+	// User-Agent it was sent, nothing else); NonceRewrite changes the
+	// value of every X-Proxypool-Nonce header it carries; BodyInject
+	// appends a script to every HTTP response body it carries.
+	FakeEcho     Behavior = "fake-echo"
+	NonceRewrite Behavior = "nonce-rewrite"
+	BodyInject   Behavior = "body-inject"
 )
+
+// FakeEchoIP is the exit FakeEcho members claim.
+const FakeEchoIP = "203.0.113.7"
+
+// rewrites reports whether b alters the HTTP it carries, so the member
+// must parse requests rather than copy bytes.
+func (b Behavior) rewrites() bool {
+	switch b {
+	case Transparent, Anonymous, FakeEcho, NonceRewrite, BodyInject:
+		return true
+	}
+	return false
+}
 
 // MemberSpec describes one member.
 type MemberSpec struct {
@@ -262,7 +284,7 @@ func (f *Fleet) startMember(i int, ms MemberSpec, port int) (*Member, error) {
 		return nil, fmt.Errorf("member %d: unknown kind %q", i, ms.Kind)
 	}
 	switch ms.Behavior {
-	case Good, Refuse, Blackhole, Reset, Garbage, Transparent, Anonymous, Local:
+	case Good, Refuse, Blackhole, Reset, Garbage, Transparent, Anonymous, Local, FakeEcho, NonceRewrite, BodyInject:
 	default:
 		return nil, fmt.Errorf("member %d: unknown behavior %q", i, ms.Behavior)
 	}
