@@ -920,8 +920,7 @@ func TestCauseMigration(t *testing.T) {
 	ctx := context.Background()
 	s, path := openWith(t, up(1), up(2))
 	const old = "routes locally: exit 10.0.0.1 is in our own network"
-	s = asOlderBuild(t, s, path, 4, `ALTER TABLE upstreams DROP COLUMN last_cause; ALTER TABLE checks DROP COLUMN cause;
-		UPDATE upstreams SET last_error = '`+old+`', state = 'failing' WHERE id = '`+up(1).ID+`'`)
+	s = asOlderBuild(t, s, path, 4, `UPDATE upstreams SET last_error = '`+old+`', state = 'failing' WHERE id = '`+up(1).ID+`'`)
 	got, err := s.Get(ctx, up(1).ID)
 	if err != nil {
 		t.Fatal(err)
