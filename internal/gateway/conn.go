@@ -138,6 +138,8 @@ func dialOutcome(err error) string {
 	switch {
 	case !errors.As(err, &de):
 		return "other"
+	case de.Target != nil:
+		return failover.OutcomeBadTarget
 	case errors.Is(de.PickErr, upstream.ErrUnknownGroup):
 		return failover.OutcomeUnknownGroup
 	case de.PickErr != nil:
@@ -230,7 +232,7 @@ func (cc *conn) finishSOCKS(ctx context.Context, version byte, f *failover.Failo
 		g.stats.Failed.Add(1)
 		cc.outcome = dialOutcome(err)
 		socks.Reply(cc.c, version, socksCode(err))
-		g.log.WithError(err).WithField("target", f.Addr()).Debug("socks request failed")
+		g.requestFailed(err, f.Addr(), cc.sel.Client)
 		return
 	}
 	defer up.Close()
@@ -308,7 +310,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 			cc.outcome = dialOutcome(err)
 			status, ps, body := httpError(err)
 			httpproxy.WriteError(cc.c, status, ps, body, nil)
-			g.log.WithError(err).WithField("target", target).Debug("http request failed")
+			g.requestFailed(err, target, cc.sel.Client)
 			return
 		}
 		extra := cc.infoHeader(ch)

@@ -340,6 +340,9 @@ type CheckResult struct {
 	Untrusted bool
 	Headers   map[string]string // echoed request headers, when the judge returns them
 	Caps      Caps              // what this check proved; kept on the upstream when OK
+	// Client is, for a passive result, the source address of the request
+	// (the pool's per-client ejection budget); not stored.
+	Client string
 }
 
 // SourceMeta is the fetch bookkeeping of one source.

@@ -65,15 +65,19 @@ type Failover struct {
 	cause    upstream.Cause
 	err      error
 	last     string // upstream id of the last failed try
+	target   error  // the target can never be reached: no try at all
 }
 
 // Start begins f's tries for a request to addr selected by sel (f keeps
-// sel and sets its Attempt and Tried). A zero deadline is now + Total.
+// sel and sets its Attempt and Tried). A zero deadline is now + Total. A
+// target no upstream can reach (upstream.CheckTarget) gets no try: Next
+// returns false at once and Err says why, so both of the gateway's paths
+// answer it before any dial and no upstream is charged for it.
 func (e *Env) Start(f *Failover, sel *upstream.Selector, addr string, now, deadline time.Time) {
 	if deadline.IsZero() {
 		deadline = now.Add(e.Total)
 	}
-	*f = Failover{env: e, sel: sel, addr: addr, deadline: deadline}
+	*f = Failover{env: e, sel: sel, addr: addr, deadline: deadline, target: upstream.CheckTarget(addr)}
 }
 
 // Use makes f's further tries report through e (a request handed from an
@@ -82,6 +86,9 @@ func (f *Failover) Use(e *Env) { f.env = e }
 
 // Addr is the request's target.
 func (f *Failover) Addr() string { return f.addr }
+
+// Client is the address of the request's client ("" when unknown).
+func (f *Failover) Client() string { return f.sel.Client }
 
 // Deadline bounds all of the request's tries.
 func (f *Failover) Deadline() time.Time { return f.deadline }
@@ -94,6 +101,9 @@ func (f *Failover) Current() upstream.Choice { return f.cur }
 // returns false when no try is left (tries used up, nothing left to pick,
 // or past the deadline); Err then says why the request failed.
 func (f *Failover) Next(now time.Time) (upstream.Choice, bool) {
+	if f.target != nil {
+		return upstream.Choice{}, false
+	}
 	if !f.held {
 		if f.n >= f.env.MaxTries {
 			return upstream.Choice{}, false
@@ -158,7 +168,8 @@ func (f *Failover) Succeeded(now time.Time) {
 // another upstream may be tried: not when the upstream worked and the
 // target could not be reached (the client gets that answer at once, no
 // other upstream is spent on a dead target and nothing counts against
-// this one).
+// this one). A refusal by the upstream's own rules (Cause.IsPolicy) counts
+// nothing either, but the next upstream may have other rules.
 func (f *Failover) Failed(now time.Time, err error) bool {
 	return f.FailedAs(now, f.classify(err), err)
 }
@@ -168,7 +179,7 @@ func (f *Failover) Failed(now time.Time, err error) bool {
 func (f *Failover) FailedAs(now time.Time, cause upstream.Cause, err error) bool {
 	took := f.end(now, cause, err)
 	if cause.IsTarget() {
-		return false
+		return cause.IsPolicy()
 	}
 	f.report(took, cause)
 	return true
@@ -198,12 +209,15 @@ func (f *Failover) report(took time.Duration, cause upstream.Cause) {
 		return
 	}
 	ms := float64(took) / float64(time.Millisecond)
-	f.env.Report(upstream.CheckResult{ID: f.cur.ID, At: f.start, OK: cause == upstream.CauseNone, Passive: true, Cause: cause, ConnectMS: ms, TotalMS: ms})
+	f.env.Report(upstream.CheckResult{ID: f.cur.ID, At: f.start, OK: cause == upstream.CauseNone, Passive: true, Cause: cause, ConnectMS: ms, TotalMS: ms, Client: f.sel.Client})
 }
 
 // Err is why the request got no tunnel, once Next returned false or a
 // Failed said not to go on.
 func (f *Failover) Err() *Error {
+	if f.target != nil {
+		return &Error{Target: f.target, Cause: upstream.CauseTargetDenied, Addr: f.addr}
+	}
 	if f.pickErr != nil {
 		return &Error{PickErr: f.pickErr, Addr: f.addr}
 	}
@@ -213,9 +227,11 @@ func (f *Failover) Err() *Error {
 	return &Error{Cause: f.cause, Err: f.err, Tries: f.n, Last: f.last, Addr: f.addr}
 }
 
-// Error is why a request got no tunnel: no upstream at all (PickErr), or
-// the last of its tries failed.
+// Error is why a request got no tunnel: a target no upstream can reach
+// (Target, an *upstream.TargetError), no upstream at all (PickErr), or the
+// last of its tries failed.
 type Error struct {
+	Target  error
 	PickErr error
 	Cause   upstream.Cause
 	Err     error
@@ -225,6 +241,9 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	if e.Target != nil {
+		return e.Target.Error()
+	}
 	if e.PickErr != nil {
 		return e.PickErr.Error()
 	}
