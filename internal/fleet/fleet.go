@@ -47,6 +47,14 @@ const (
 	Transparent Behavior = "transparent"
 	Anonymous   Behavior = "anonymous" // like Transparent, but adds only Via
 	Local       Behavior = "local"     // leaves from 127.0.0.x (the prober's own /24), not its own address
+	// The Break behaviours complete the handshake (SOCKS5, SOCKS4, HTTP
+	// CONNECT; a forwarded HTTP request is read first) and then break the
+	// stream before any byte of the target's: BreakClose closes at once,
+	// BreakReset sends RST, BreakGarbage waits for the client's first
+	// bytes and answers them with garbageReply. Plain kinds only.
+	BreakClose   Behavior = "break-close"
+	BreakReset   Behavior = "break-reset"
+	BreakGarbage Behavior = "break-garbage"
 )
 
 // MemberSpec describes one member.
@@ -263,6 +271,10 @@ func (f *Fleet) startMember(i int, ms MemberSpec, port int) (*Member, error) {
 	}
 	switch ms.Behavior {
 	case Good, Refuse, Blackhole, Reset, Garbage, Transparent, Anonymous, Local:
+	case BreakClose, BreakReset, BreakGarbage:
+		if !ms.Kind.plain() {
+			return nil, fmt.Errorf("member %d: behavior %q needs a plain kind (socks5, socks4, http), not %s", i, ms.Behavior, ms.Kind)
+		}
 	default:
 		return nil, fmt.Errorf("member %d: unknown behavior %q", i, ms.Behavior)
 	}

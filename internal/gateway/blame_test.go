@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -141,7 +142,9 @@ func TestClientCannotEjectThePool(t *testing.T) {
 		port = 29002 // the goroutine run starts its own danted
 	}
 	recs := startDante(t, upstreams, port)
-	w := newWorld(t, worldOpts{recs: recs, gw: gateway.Options{MaxTries: 3}, pool: pool.Options{EjectAfter: 3}})
+	// danted forks for its clients: on a loaded machine a handshake can
+	// take more than the tests' usual 300ms try bound
+	w := newWorld(t, worldOpts{recs: recs, gw: gateway.Options{MaxTries: 3, MinDialTimeout: 2 * time.Second}, pool: pool.Options{EjectAfter: 3}})
 	if n := w.pool.Len(); n != upstreams {
 		t.Fatalf("pool holds %d upstreams, want %d", n, upstreams)
 	}
@@ -297,5 +300,88 @@ func TestImpossibleTargetsNeverDialed(t *testing.T) {
 	}
 	if st.Failed.Load() != uint64(len(tests)) {
 		t.Errorf("%d requests counted failed, want %d", st.Failed.Load(), len(tests))
+	}
+}
+
+// bannerServer is a target that speaks first and then echoes.
+func bannerServer(t *testing.T, banner string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write([]byte(banner))
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestBrokenStreamCountedAndFailedOver is issue 3/9 point 8: an upstream
+// that completes its handshake and then closes, resets, or answers with
+// garbage is charged and ejected after EjectAfter, on both engines.
+// Where nothing of the client's reached it the gateway fails over without
+// the client noticing: a client waiting for a target that speaks first
+// (CONNECT, then wait), and a plain-HTTP GET (idempotent, not answered).
+// Where the client's bytes did reach it (a request in a tunnel), the
+// client is closed, never handed the garbage.
+func TestBrokenStreamCountedAndFailedOver(t *testing.T) {
+	const banner = "SSH-2.0-banner\r\n"
+	for _, b := range []fleet.Behavior{fleet.BreakClose, fleet.BreakReset, fleet.BreakGarbage} {
+		t.Run(string(b), func(t *testing.T) {
+			spec := fleet.Spec{Members: []fleet.MemberSpec{{Kind: fleet.SOCKS5, Behavior: b}, {Kind: fleet.SOCKS5}, {Kind: fleet.SOCKS5}}}
+			w := newWorld(t, worldOpts{spec: spec, gw: gateway.Options{MaxTries: 3}, pool: pool.Options{EjectAfter: 2}})
+			target := bannerServer(t, banner)
+			bad := w.fleet.Member(0)
+			for i := range 6 {
+				if b != fleet.BreakGarbage { // garbage comes only as an answer to the client's bytes
+					c := dialGW(t, w.addr)
+					if err := (socks.Client{}).Connect(c, target); err != nil {
+						t.Fatalf("request %d: socks5 CONNECT: %v", i, err)
+					}
+					got := make([]byte, len(banner))
+					if _, err := io.ReadFull(c, got); err != nil || string(got) != banner {
+						t.Fatalf("request %d: the target's banner: %q %v (the gateway did not fail over)", i, got, err)
+					}
+					c.Close()
+				}
+				if ip, err := get(client("http://"+w.addr, false), w.judge); err != nil || ip == bad.ExitIP {
+					t.Fatalf("request %d: plain GET: %q %v, want an answer through a good upstream", i, ip, err)
+				}
+				_, err := get(client("socks5://"+w.addr, false), w.judge)
+				if err != nil && strings.Contains(err.Error(), "malformed") {
+					t.Fatalf("request %d: GET in a tunnel was handed the garbage: %v", i, err)
+				}
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for w.pool.Len() != 2 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := w.pool.Len(); n != 2 {
+				t.Fatalf("%d upstreams in the pool, want 2: the one that breaks streams is not ejected", n)
+			}
+			w.store.mu.Lock()
+			defer w.store.mu.Unlock()
+			var causes []string
+			for _, r := range w.store.passes {
+				if r.ID == bad.Upstream.ID && !r.OK {
+					causes = append(causes, r.Cause.String())
+				} else if !r.OK {
+					t.Errorf("a good upstream was charged: %+v", r)
+				}
+			}
+			if len(causes) < 2 {
+				t.Errorf("the breaking upstream was charged %d times (%q), want at least 2", len(causes), causes)
+			}
+		})
 	}
 }

@@ -66,6 +66,9 @@ type Failover struct {
 	err      error
 	last     string // upstream id of the last failed try
 	target   error  // the target can never be reached: no try at all
+
+	okTook      time.Duration // the last tunnel's handshake
+	unconfirmed bool          // Succeeded, neither Confirm nor Broke yet
 }
 
 // Start begins f's tries for a request to addr selected by sel (f keeps
@@ -153,15 +156,42 @@ func (f *Failover) Pipeline(now time.Time) bool {
 // handshake, so later tries to it are sequential.
 func (f *Failover) Stalled(now time.Time) { f.env.NoPipe.add(f.cur.ID, now) }
 
-// Succeeded records that the current try gave a tunnel.
+// Succeeded records that the current try gave a tunnel. The upstream is
+// credited only once the stream proves itself (Confirm), so that one that
+// completes every handshake and then breaks the stream (Broke) is counted
+// failing, not reset to healthy by each handshake.
 func (f *Failover) Succeeded(now time.Time) {
 	e := f.env
 	took := now.Sub(f.start)
 	if e.Observer != nil {
 		e.Observer.DialLatency(OutcomeOK, took)
 	}
-	f.report(took, upstream.CauseNone)
+	f.okTook, f.unconfirmed = took, true
 	e.Tunnels.Add(1)
+}
+
+// Confirm credits the upstream of the last tunnel: a byte of the target's
+// reached the client, or the tunnel ended without a sign against it. Only
+// the first call after Succeeded counts.
+func (f *Failover) Confirm() {
+	if f.unconfirmed {
+		f.unconfirmed = false
+		f.report(f.okTook, upstream.CauseNone)
+	}
+}
+
+// Broke records that the tunnel of the last Succeeded broke before a byte
+// of the target's reached the client (closed, reset, or answered with
+// bytes no server of the client's protocol sends): a failure of the
+// upstream, counted like a failed dial. The caller may fail over with Next
+// only where nothing of the client's reached the upstream.
+func (f *Failover) Broke(now time.Time, cause upstream.Cause, err error) {
+	if !f.unconfirmed {
+		return
+	}
+	f.unconfirmed = false
+	f.end(now, cause, err)
+	f.report(f.okTook, cause)
 }
 
 // Failed records that the current try failed with err and reports whether
