@@ -3,6 +3,7 @@
 package testtool
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -23,4 +24,29 @@ func Need(t testing.TB, name, hint string) string {
 		t.Skipf("%s not installed (%s)", name, hint)
 	}
 	return ""
+}
+
+// ServeTCP listens on a free port of 127.0.0.1 until the test ends and
+// serves each connection with h in its own goroutine, closing it after h
+// returns. It returns the listener's address.
+func ServeTCP(t testing.TB, h func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				h(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
