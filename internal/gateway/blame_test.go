@@ -305,25 +305,10 @@ func TestImpossibleTargetsNeverDialed(t *testing.T) {
 
 // bannerServer is a target that speaks first and then echoes.
 func bannerServer(t *testing.T, banner string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte(banner))
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testtool.ServeTCP(t, func(c net.Conn) {
+		c.Write([]byte(banner))
+		io.Copy(c, c)
+	})
 }
 
 // TestBrokenStreamCountedAndFailedOver is issue 3/9 point 8: an upstream
