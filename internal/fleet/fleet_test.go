@@ -471,11 +471,11 @@ func BenchmarkStart10k(b *testing.B) {
 // answer to the client's first bytes.
 func TestBreakBehaviors(t *testing.T) {
 	j := StartJudgeT(t)
-	f := StartT(t, Spec{Members: []MemberSpec{
-		{Kind: SOCKS5, Behavior: BreakClose},
-		{Kind: SOCKS5, Behavior: BreakReset},
-		{Kind: SOCKS5, Behavior: BreakGarbage},
-	}})
+	var spec Spec
+	for _, b := range []Behavior{BreakClose, BreakReset, BreakGarbage} {
+		spec.Members = append(spec.Members, MemberSpec{Kind: SOCKS5, Behavior: b})
+	}
+	f := StartT(t, spec)
 	host, port, _ := net.SplitHostPort(j.Addr)
 	p, _ := strconv.Atoi(port)
 	tests := []struct {

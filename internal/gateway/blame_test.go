@@ -91,16 +91,16 @@ socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 command: connect }
 	return recs
 }
 
-// httpConnect sends CONNECT target and returns the status the gateway
-// answered.
-func httpConnect(addr, target string) (int, error) {
+// httpAsk sends one request head, "CONNECT target" or "GET uri", and
+// returns the status the gateway answered.
+func httpAsk(addr, method, target string) (int, error) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target); err != nil {
+	if _, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\n\r\n", method, target); err != nil {
 		return 0, err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -110,6 +110,10 @@ func httpConnect(addr, target string) (int, error) {
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
+
+func httpConnect(addr, target string) (int, error) { return httpAsk(addr, http.MethodConnect, target) }
+
+func httpGet(addr, uri string) (int, error) { return httpAsk(addr, http.MethodGet, uri) }
 
 // socksConnect sends a SOCKS5 CONNECT and returns the reply code.
 func socksConnect(addr, target string) (byte, error) {
@@ -239,25 +243,6 @@ func TestClientCannotEjectThePool(t *testing.T) {
 	if float64(healthy) < 0.9*upstreams {
 		t.Errorf("%d of %d upstreams healthy after the attack, want >= 90 %%", healthy, upstreams)
 	}
-}
-
-// httpGet sends an absolute-URI GET and returns the status answered.
-func httpGet(addr, uri string) (int, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", uri); err != nil {
-		return 0, err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
 }
 
 // TestImpossibleTargetsNeverDialed: each shape of target no upstream can
