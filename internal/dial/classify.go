@@ -145,7 +145,7 @@ func httpRefusal(msg string) (upstream.Cause, bool) {
 		n++
 	}
 	status, err := strconv.Atoi(rest[:n])
-	if n != 3 || err != nil {
+	if n != 3 || err != nil || len(rest) > 3 && rest[3] >= '0' && rest[3] <= '9' {
 		return 0, false
 	}
 	if c := upstream.CauseOfHTTPStatus(status); c.IsTarget() {
