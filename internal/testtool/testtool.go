@@ -1,11 +1,12 @@
-// Package testtool holds what tests in several packages need from the host:
-// an external program (tor, curl) that a test drives for real.
+// Package testtool holds what tests in several packages need: an external
+// program (tor, curl) that a test drives for real, and a loopback accept
+// loop for the small servers tests stand up.
 package testtool
 
 import (
-	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -26,27 +27,16 @@ func Need(t testing.TB, name, hint string) string {
 	return ""
 }
 
-// ServeTCP listens on a free port of 127.0.0.1 until the test ends and
-// serves each connection with h in its own goroutine, closing it after h
-// returns. It returns the listener's address.
-func ServeTCP(t testing.TB, h func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				h(c)
-			}()
+// WithoutBus is env without DBUS_SESSION_BUS_ADDRESS and XDG_RUNTIME_DIR:
+// the environment for a daemon under test that must stay off the caller's
+// session bus, where two runs would fight over one bus name.
+func WithoutBus(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "DBUS_SESSION_BUS_ADDRESS=") || strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") {
+			continue
 		}
-	}()
-	return ln.Addr().String()
+		out = append(out, kv)
+	}
+	return out
 }
