@@ -355,3 +355,24 @@ func TestBrokenStreamCountedAndFailedOver(t *testing.T) {
 		})
 	}
 }
+
+// TestEjectBudgetPerClient: the client's address reaches the pool on
+// both engines, so one client's failures eject at most its share of the
+// pool (here 2 of 10), however many upstreams fail for it; failover still
+// serves it.
+func TestEjectBudgetPerClient(t *testing.T) {
+	spec := fleet.Uniform(10, fleet.SOCKS5, fleet.Good)
+	for i := range 5 {
+		spec.Members[2*i].Behavior = fleet.Refuse
+	}
+	w := newWorld(t, worldOpts{spec: spec, gw: gateway.Options{MaxTries: 6}, pool: pool.Options{EjectAfter: 1, EjectShare: 0.2}})
+	for i := range 20 {
+		if _, err := get(client("socks5://"+w.addr, false), w.judge); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // ejections rebuild on the pool's goroutine
+	if n := w.pool.Len(); n != 8 {
+		t.Fatalf("%d upstreams left, want 8: one client ejects 2 of 10 at most", n)
+	}
+}
