@@ -342,12 +342,21 @@ func TestBrokenStreamCountedAndFailedOver(t *testing.T) {
 			w.store.mu.Lock()
 			defer w.store.mu.Unlock()
 			var causes []string
+			credited := 0
 			for _, r := range w.store.passes {
-				if r.ID == bad.Upstream.ID && !r.OK {
+				switch {
+				case r.ID == bad.Upstream.ID && !r.OK:
 					causes = append(causes, r.Cause.String())
-				} else if !r.OK {
+				case r.ID == bad.Upstream.ID:
+					t.Errorf("the breaking upstream was credited: %+v", r)
+				case !r.OK:
 					t.Errorf("a good upstream was charged: %+v", r)
+				default:
+					credited++
 				}
+			}
+			if credited < 6 {
+				t.Errorf("good upstreams credited %d times, want one per answered request (at least 6)", credited)
 			}
 			if len(causes) < 2 {
 				t.Errorf("the breaking upstream was charged %d times (%q), want at least 2", len(causes), causes)

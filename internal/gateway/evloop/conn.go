@@ -858,6 +858,12 @@ func (c *econn) finish(outcome string) {
 		return
 	}
 	c.state = stDone
+	if c.watching {
+		// ended on probation without a break (the client left first, or
+		// the tunnel sat idle): the upstream did its part
+		c.watching = false
+		c.f.Confirm()
+	}
 	l := c.l
 	c.clearTimer()
 	c.closeUp()
