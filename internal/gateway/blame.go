@@ -5,8 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/proxypool/proxypool/internal/gateway/failover"
 )
 
@@ -25,7 +23,7 @@ func (g *Gateway) requestFailed(err error, target, client string) {
 	if !ok {
 		return
 	}
-	l := g.log.WithFields(logrus.Fields{"target": target, "client": client})
+	l := g.log.WithField("client", client) // the error quotes the target, cut short
 	if held > 0 {
 		l = l.WithField("suppressed", held)
 	}
