@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
 	"github.com/proxypool/proxypool/internal/fleet"
 	"github.com/proxypool/proxypool/internal/gateway"
 	"github.com/proxypool/proxypool/internal/pool"
@@ -383,5 +386,30 @@ func TestEjectBudgetPerClient(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // ejections rebuild on the pool's goroutine
 	if n := w.pool.Len(); n != 8 {
 		t.Fatalf("%d upstreams left, want 8: one client ejects 2 of 10 at most", n)
+	}
+}
+
+// TestRefusedTargetLogged: a refused target is logged at info with the
+// client and the reason, at most one line a second however many come.
+func TestRefusedTargetLogged(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good), gw: gateway.Options{Log: log}})
+	for range 20 {
+		if got, err := httpConnect(w.addr, "127.0.0.1:0"); err != nil || got != 400 {
+			t.Fatalf("CONNECT 127.0.0.1:0: %d %v, want 400", got, err)
+		}
+	}
+	var lines []*logrus.Entry
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.InfoLevel && strings.Contains(e.Message, "refused a target") {
+			lines = append(lines, e)
+		}
+	}
+	if len(lines) != 1 {
+		t.Fatalf("%d info lines for 20 refused targets within a second, want 1", len(lines))
+	}
+	if e := lines[0]; e.Data["client"] != "127.0.0.1" || !strings.Contains(fmt.Sprint(e.Data[logrus.ErrorKey]), "port 0") {
+		t.Errorf("line %q %v, want the client and the reason", e.Message, e.Data)
 	}
 }
