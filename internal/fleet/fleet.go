@@ -56,6 +56,14 @@ const (
 	FakeEcho     Behavior = "fake-echo"
 	NonceRewrite Behavior = "nonce-rewrite"
 	BodyInject   Behavior = "body-inject"
+	// The Break behaviours complete the handshake (SOCKS5, SOCKS4, HTTP
+	// CONNECT; a forwarded HTTP request is read first) and then break the
+	// stream before any byte of the target's: BreakClose closes at once,
+	// BreakReset sends RST, BreakGarbage waits for the client's first
+	// bytes and answers them with garbageReply. Plain kinds only.
+	BreakClose   Behavior = "break-close"
+	BreakReset   Behavior = "break-reset"
+	BreakGarbage Behavior = "break-garbage"
 )
 
 // FakeEchoIP is the exit FakeEcho members claim.
@@ -285,6 +293,10 @@ func (f *Fleet) startMember(i int, ms MemberSpec, port int) (*Member, error) {
 	}
 	switch ms.Behavior {
 	case Good, Refuse, Blackhole, Reset, Garbage, Transparent, Anonymous, Local, FakeEcho, NonceRewrite, BodyInject:
+	case BreakClose, BreakReset, BreakGarbage:
+		if !ms.Kind.plain() {
+			return nil, fmt.Errorf("member %d: behavior %q needs a plain kind (socks5, socks4, http), not %s", i, ms.Behavior, ms.Kind)
+		}
 	default:
 		return nil, fmt.Errorf("member %d: unknown behavior %q", i, ms.Behavior)
 	}

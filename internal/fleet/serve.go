@@ -79,6 +79,9 @@ func (m *Member) dialExit(ctx context.Context, target string) (net.Conn, error) 
 func (m *Member) relay(c net.Conn, r io.Reader, out net.Conn) {
 	defer m.f.untrack(out)
 	defer out.Close()
+	if m.breakStream(c, r) {
+		return
+	}
 	_ = c.SetDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
@@ -100,6 +103,30 @@ func (m *Member) relay(c net.Conn, r io.Reader, out net.Conn) {
 	c.Close()
 	out.Close()
 	<-done
+}
+
+// breakStream does what a Break behaviour does once the handshake is
+// done; false for every other behaviour.
+func (m *Member) breakStream(c net.Conn, r io.Reader) bool {
+	switch m.Behavior() {
+	case BreakClose:
+		c.Close()
+	case BreakReset:
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // Close sends RST
+		}
+		c.Close()
+	case BreakGarbage:
+		_ = c.SetReadDeadline(time.Now().Add(handshakeTimeout))
+		var buf [512]byte
+		if _, err := r.Read(buf[:]); err == nil {
+			_, _ = c.Write(garbageReply)
+		}
+		c.Close()
+	default:
+		return false
+	}
+	return true
 }
 
 // copyPlain copies src to dst with read and write through one 8 KiB
@@ -453,6 +480,15 @@ func (m *Member) serveHTTP(c net.Conn) {
 				return
 			}
 			upR, upHost = bufio.NewReader(up), host
+		}
+		switch m.Behavior() {
+		case BreakClose, BreakReset, BreakGarbage:
+			if m.Behavior() == BreakGarbage {
+				_, _ = c.Write(garbageReply)
+			} else if tc, ok := c.(*net.TCPConn); ok && m.Behavior() == BreakReset {
+				_ = tc.SetLinger(0)
+			}
+			return
 		}
 		req.Header.Del("Proxy-Authorization")
 		req.Header.Del("Proxy-Connection")

@@ -373,6 +373,9 @@ type CheckResult struct {
 	Headers   map[string]string // echoed request headers, when the judge returns them
 	Caps      Caps              // what this check proved; kept on the upstream when OK
 	Kind      Kind              // an untyped upstream's protocol, found by this check; "" otherwise
+	// Client is, for a passive result, the source address of the request
+	// (the pool's per-client ejection budget); not stored.
+	Client string
 }
 
 // Reached reports whether the check got an answer from the judge through
