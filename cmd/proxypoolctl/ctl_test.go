@@ -236,6 +236,21 @@ func TestVerbsEndToEnd(t *testing.T) {
 	golden(t, "status.json", mustCtl(t, "--user", "--json", "status"))
 	golden(t, "export.json", mustCtl(t, "--user", "export", "--format", "json"))
 	golden(t, "export.txt", mustCtl(t, "--user", "export", "--format", "txt"))
+	// filters: the same healthy set cut by what the probe found
+	all := mustCtl(t, "--user", "export", "--format", "txt")
+	de := mustCtl(t, "--user", "export", "--format", "txt", "--country", "de", "--anonymity", "elite")
+	if n, m := strings.Count(de, "\n"), strings.Count(all, "\n"); n == 0 || n >= m {
+		t.Errorf("export --country de: %d lines of %d\n%s", n, m, de)
+	}
+	if out := mustCtl(t, "--user", "export", "--format", "json", "--anonymity", "transparent"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("export --anonymity transparent of an all-elite pool: %s", out)
+	}
+	if out := mustCtl(t, "--user", "list", "--anonymity", "elite", "--min-score", "1"); !strings.Contains(out, "ANON") || !strings.Contains(out, " elite ") {
+		t.Errorf("list --anonymity elite lacks the ANON column or its rows:\n%s", out)
+	}
+	if code, _, errOut := ctl(t, "", "--user", "list", "--anonymity", "great"); code != exitUsage || !strings.Contains(errOut, "unknown --anonymity") {
+		t.Errorf("list --anonymity great: exit %d, %s", code, errOut)
+	}
 	clash := mustCtl(t, "--user", "export", "--format", "clash")
 	golden(t, "export-clash.yaml", clash)
 	if res, err := parse.Parse([]byte(clash), parse.Options{}); err != nil {

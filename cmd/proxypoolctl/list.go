@@ -14,7 +14,7 @@ import (
 )
 
 // runList is "proxypoolctl list [--state S] [--country CC] [--group G]
-// [--source S] [--limit N] [--offset N]": a table, or with --json one JSON
+// [--source S] [--anonymity A] [--min-score N] [--limit N] [--offset N]": a table, or with --json one JSON
 // record a line. It pages through the daemon (or --db) so that a pool of
 // any size streams without one huge reply.
 func runList(ctx context.Context, c *cmd) int {
@@ -23,10 +23,19 @@ func runList(ctx context.Context, c *cmd) int {
 	c.fs.StringVar(&q.Country, "country", "", "only upstreams whose exit is in country `CC`")
 	c.fs.StringVar(&q.Group, "group", "", "only upstreams of the explicit group `G` (tor instances)")
 	c.fs.StringVar(&q.Source, "source", "", "only upstreams listed by source `S` (manual: added by hand)")
+	anon := c.fs.String("anonymity", "", "only upstreams whose last check found `A` (elite, anonymous, transparent)")
+	c.fs.Float64Var(&q.MinScore, "min-score", 0, "only upstreams scoring at least `N` (0–1000)")
 	limit := c.fs.Int("limit", 0, "print at most `N` records (0: all)")
 	offset := c.fs.Int("offset", 0, "skip the first `N` records")
 	if _, code, ok := c.parse(""); !ok {
 		return code
+	}
+	q.Anonymity = upstream.Anonymity(strings.ToLower(*anon))
+	switch q.Anonymity {
+	case "", upstream.AnonElite, upstream.AnonAnonymous, upstream.AnonTransparent:
+	default:
+		fmt.Fprintf(c.stderr, "proxypoolctl list: unknown --anonymity %q (want elite, anonymous or transparent)\n", *anon)
+		return exitUsage
 	}
 	q.State = upstream.State(strings.ToLower(*state))
 	switch q.State {
@@ -54,7 +63,7 @@ func runList(ctx context.Context, c *cmd) int {
 	enc.SetEscapeHTML(false)
 	if !c.JSON {
 		tw = tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCAPS\tCOUNTRY\tLATENCY\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES\tLAST ERROR")
+		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCAPS\tANON\tCOUNTRY\tLATENCY\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES\tLAST ERROR")
 	}
 	printed, total := 0, 0
 	now := time.Now()
@@ -71,8 +80,8 @@ func runList(ctx context.Context, c *cmd) int {
 				}
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
-				dash(r.Caps.String()), dash(r.Country), latency(r), strconv.FormatFloat(r.Score, 'f', 0, 64), dash(r.ExitIP),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
+				dash(r.Caps.String()), dash(string(r.Anonymity)), dash(r.Country), latency(r), strconv.FormatFloat(r.Score, 'f', 0, 64), dash(r.ExitIP),
 				ago(now, r.LastCheck), dash(strings.Join(r.Sources, ",")), dash(oneLine(upstream.Failure(r.LastCause, r.LastError))))
 		}
 		if tw != nil {

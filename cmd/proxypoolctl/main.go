@@ -52,11 +52,11 @@ var verbs = []verb{
 	{"import", "FILE|URL|-", "", "add upstreams to the store", runImport},
 	{"add", "URI", "", "add one upstream", runAdd},
 	{"remove", "ID|URI", "", "remove one upstream", runRemove},
-	{"list", "", "[--state S] [--country CC] [--group G] [--source S]", "the pool, a row each", runList},
+	{"list", "", "[--state S] [--country CC] [--group G] [--source S] [--anonymity A] [--min-score N]", "the pool, a row each", runList},
 	{"status", "", "", "counts by state, source, country, group; probe and gateway figures", runStatus},
 	{"check", "[ID…]", "[--wait]", "probe now", runCheck},
 	{"refresh", "", "[--wait]", "fetch sources now", runRefresh},
-	{"export", "--format json|txt|clash", "", "healthy upstreams", runExport},
+	{"export", "--format json|txt|clash", "[--anonymity A] [--country CC] [--group G] [--source S] [--min-score N]", "healthy upstreams", runExport},
 	{"tor", "status|generate|newnym [PORT]", "", "the Tor instances", runTor},
 	{"top", "", "", "live view of pool, gateway and probe, from the metrics endpoint", runTop},
 }

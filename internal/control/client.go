@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/godbus/dbus/v5"
@@ -126,10 +127,14 @@ func (c *Client) callJSON(ctx context.Context, method string, v any, args ...any
 // List returns one page of the pool.
 func (c *Client) List(ctx context.Context, q ListQuery) (ListPage, error) {
 	filter := map[string]string{}
-	for k, v := range map[string]string{"state": string(q.State), "country": q.Country, "group": q.Group, "source": q.Source} {
+	for k, v := range map[string]string{"state": string(q.State), "country": q.Country, "group": q.Group, "source": q.Source,
+		"anonymity": string(q.Anonymity)} {
 		if v != "" {
 			filter[k] = v
 		}
+	}
+	if q.MinScore > 0 {
+		filter["min-score"] = strconv.FormatFloat(q.MinScore, 'f', -1, 64)
 	}
 	if q.Offset < 0 || q.Limit < 0 {
 		return ListPage{}, fmt.Errorf("List: negative offset or limit: %w", ErrInvalid)

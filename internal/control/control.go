@@ -81,8 +81,11 @@ type ListQuery struct {
 	Country string         `json:"country,omitempty"`
 	Group   string         `json:"group,omitempty"`
 	Source  string         `json:"source,omitempty"`
-	Offset  int            `json:"offset,omitempty"`
-	Limit   int            `json:"limit,omitempty"` // 0: DefaultListLimit; at most MaxListLimit
+	// Anonymity and MinScore select by what the probe found.
+	Anonymity upstream.Anonymity `json:"anonymity,omitempty"`
+	MinScore  float64            `json:"min_score,omitempty"`
+	Offset    int                `json:"offset,omitempty"`
+	Limit     int                `json:"limit,omitempty"` // 0: DefaultListLimit; at most MaxListLimit
 }
 
 // ListPage is one page of records and the number of records that match the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/user"
 	"slices"
@@ -299,9 +300,22 @@ func (h handler) List(sender dbus.Sender, filter map[string]string, offset, limi
 			q.Group = v
 		case "source":
 			q.Source = v
+		case "anonymity":
+			q.Anonymity = upstream.Anonymity(v)
+		case "min-score":
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil || n < 0 || math.IsNaN(n) {
+				return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: min-score %q is not a number >= 0", v)})
+			}
+			q.MinScore = n
 		default:
-			return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown filter key %q (want state, country, group or source)", k)})
+			return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown filter key %q (want state, country, group, source, anonymity or min-score)", k)})
 		}
+	}
+	switch q.Anonymity {
+	case "", upstream.AnonElite, upstream.AnonAnonymous, upstream.AnonTransparent:
+	default:
+		return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown anonymity %q (want elite, anonymous or transparent)", q.Anonymity)})
 	}
 	switch q.State {
 	case "", upstream.Unknown, upstream.Healthy, upstream.Failing, upstream.Dead:

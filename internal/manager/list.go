@@ -18,6 +18,8 @@ const totalTTL = 2 * time.Second
 type totalKey struct {
 	state                  upstream.State
 	country, group, source string
+	anonymity              upstream.Anonymity
+	minScore               float64
 }
 
 type cachedTotal struct {
@@ -35,7 +37,7 @@ func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPa
 	}
 	q.Limit = min(q.Limit, control.MaxListLimit)
 	f := store.Filter{State: q.State, Country: strings.ToUpper(q.Country), Group: q.Group, Source: q.Source,
-		Limit: q.Limit, Offset: q.Offset}
+		Anonymity: q.Anonymity, MinScore: q.MinScore, Limit: q.Limit, Offset: q.Offset}
 	recs, err := m.o.Store.List(ctx, f)
 	if err != nil {
 		return control.ListPage{}, fmt.Errorf("listing the pool: %w", err)
@@ -62,7 +64,7 @@ func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPa
 }
 
 func keyOf(f store.Filter) totalKey {
-	return totalKey{state: f.State, country: f.Country, group: f.Group, source: f.Source}
+	return totalKey{state: f.State, country: f.Country, group: f.Group, source: f.Source, anonymity: f.Anonymity, minScore: f.MinScore}
 }
 
 func (m *Manager) rememberTotal(f store.Filter, n int) {
@@ -95,7 +97,7 @@ func (m *Manager) total(ctx context.Context, f store.Filter) (int, error) {
 			set++
 		}
 	}
-	if set <= 1 && k.country == "" {
+	if set <= 1 && k.country == "" && k.anonymity == "" && k.minScore == 0 {
 		cnt, err := m.o.Store.Counts(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("counting the pool: %w", err)

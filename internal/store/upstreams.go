@@ -98,9 +98,13 @@ type Filter struct {
 	Source  string // listed by this source
 	Group   string // the upstream's explicit group (tor instances), not a config group
 	Type    string
-	IDs     []string
-	Limit   int // 0: no limit
-	Offset  int
+	// Anonymity selects by the last check's finding (elite, anonymous,
+	// transparent); MinScore keeps upstreams scoring at least it.
+	Anonymity upstream.Anonymity
+	MinScore  float64
+	IDs       []string
+	Limit     int // 0: no limit
+	Offset    int
 	// OrderBy is one of id, type, server, state, country, latency, score,
 	// last_check, last_ok, next_check, first_seen, last_seen; a leading "-"
 	// sorts descending. Default "id". Ties break on id.
@@ -136,6 +140,12 @@ func (s *Store) List(ctx context.Context, f Filter) ([]upstream.Record, error) {
 	}
 	if f.Type != "" {
 		add("u.type = ?", strings.ToLower(f.Type))
+	}
+	if f.Anonymity != "" {
+		add("u.anonymity = ?", strings.ToLower(string(f.Anonymity)))
+	}
+	if f.MinScore > 0 {
+		add("u.score >= ?", f.MinScore)
 	}
 	if f.IDs != nil {
 		ids, _ := json.Marshal(f.IDs)
