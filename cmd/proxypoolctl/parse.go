@@ -43,8 +43,9 @@ type skipRecord struct {
 }
 
 // runParse is "proxypoolctl parse [--format F] [--max-bytes N] [FILE|-]":
-// exit 0 when the input was read (even with failed lines), 1 when it could
-// not be read or is too large, 2 on usage errors.
+// exit 0 when the input was read and gave an upstream or had nothing to
+// give (some lines may have failed), 1 when it could not be read, is too
+// large, or every line that was not skipped failed, 2 on usage errors.
 func runParse(_ context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
 	fs := g.verbFlags("parse", "[FILE|-]", stderr)
 	format := fs.String("format", "auto", "input format: "+strings.Join(parse.Formats, "|"))
@@ -93,6 +94,9 @@ func runParse(_ context.Context, g *globals, args []string, stdout, stderr io.Wr
 		}
 	}
 	fmt.Fprintf(stderr, "parsed %d lines: %d ok, %d failed, %d skipped\n", len(results), okN, failed, skipped)
+	if okN == 0 && failed > 0 {
+		return exitFail // a script must not take "all failed" for success
+	}
 	return exitOK
 }
 
