@@ -5,14 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"time"
 )
-
-func init() {
-	verbs["check"] = verb{run: runCheck, summary: "probe now"}
-	verbs["refresh"] = verb{run: runRefresh, summary: "fetch sources now"}
-}
 
 // jobFlags are the flags of every verb that starts a job.
 func jobFlags(fs *flag.FlagSet) (wait *bool, timeout *time.Duration) {
@@ -22,58 +16,55 @@ func jobFlags(fs *flag.FlagSet) (wait *bool, timeout *time.Duration) {
 }
 
 // runCheck is "proxypoolctl check [ID…] [--wait]".
-func runCheck(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
-	fs := g.verbFlags("check", "[ID…]", stderr)
-	wait, timeout := jobFlags(fs)
-	ids, code, ok := parseVerbFlags(fs, args)
+func runCheck(ctx context.Context, c *cmd) int {
+	wait, timeout := jobFlags(c.fs)
+	ids, code, ok := c.parseAny()
 	if !ok {
 		return code
 	}
-	return runJob(ctx, g, "check", *wait, *timeout, stdout, stderr, func(ctx context.Context, b *backend) (string, error) {
+	return c.runJob(ctx, *wait, *timeout, func(ctx context.Context, b *backend) (string, error) {
 		return b.Check(ctx, ids)
 	})
 }
 
 // runRefresh is "proxypoolctl refresh [--wait]".
-func runRefresh(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
-	fs := g.verbFlags("refresh", "", stderr)
-	wait, timeout := jobFlags(fs)
-	if _, code, ok := parseArgs(fs, args, stderr, "refresh", ""); !ok {
+func runRefresh(ctx context.Context, c *cmd) int {
+	wait, timeout := jobFlags(c.fs)
+	if _, code, ok := c.parse(""); !ok {
 		return code
 	}
-	return runJob(ctx, g, "refresh", *wait, *timeout, stdout, stderr, func(ctx context.Context, b *backend) (string, error) {
+	return c.runJob(ctx, *wait, *timeout, func(ctx context.Context, b *backend) (string, error) {
 		return b.Refresh(ctx)
 	})
 }
 
 // runJob connects, starts a job and reports it: exit 0 when started (or,
 // with --wait, complete), 1 when it ended early or waiting timed out.
-func runJob(ctx context.Context, g *globals, verb string, wait bool, timeout time.Duration, stdout, stderr io.Writer,
-	start func(ctx context.Context, b *backend) (string, error)) int {
-	b, err := connect(ctx, g, verb, false)
+func (c *cmd) runJob(ctx context.Context, wait bool, timeout time.Duration, start func(ctx context.Context, b *backend) (string, error)) int {
+	b, err := c.connect(ctx, false)
 	if err != nil {
-		return fail(stderr, verb, err)
+		return c.fail(err)
 	}
 	defer b.close()
-	res, err := startJob(ctx, b, wait, timeout, stderr, func(ctx context.Context) (string, error) { return start(ctx, b) })
+	res, err := startJob(ctx, b, wait, timeout, c.stderr, func(ctx context.Context) (string, error) { return start(ctx, b) })
 	if res.Job == "" && err != nil {
-		return fail(stderr, verb, err)
+		return c.fail(err)
 	}
-	if g.JSON {
-		printJSON(stdout, res)
+	if c.JSON {
+		printJSON(c.stdout, res)
 	} else if err == nil {
 		if wait {
-			fmt.Fprintf(stdout, "%s done: %d of %d\n", res.Job, res.Done, res.Total)
+			fmt.Fprintf(c.stdout, "%s done: %d of %d\n", res.Job, res.Done, res.Total)
 		} else {
-			fmt.Fprintf(stdout, "started %s (proxypoolctl %s --wait shows progress)\n", res.Job, verb)
+			fmt.Fprintf(c.stdout, "started %s (proxypoolctl %s --wait shows progress)\n", res.Job, c.verb)
 		}
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
-			fmt.Fprintf(stderr, "proxypoolctl %s: stopped waiting; %s goes on in the daemon\n", verb, res.Job)
+			fmt.Fprintf(c.stderr, "proxypoolctl %s: stopped waiting; %s goes on in the daemon\n", c.verb, res.Job)
 			return exitFail
 		}
-		return fail(stderr, verb, err)
+		return c.fail(err)
 	}
 	return exitOK
 }

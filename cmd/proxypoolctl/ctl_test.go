@@ -21,6 +21,7 @@ import (
 	"github.com/proxypool/proxypool/internal/control"
 	"github.com/proxypool/proxypool/internal/dbustest"
 	"github.com/proxypool/proxypool/internal/manager"
+	"github.com/proxypool/proxypool/internal/manager/managertest"
 	"github.com/proxypool/proxypool/internal/parse"
 	"github.com/proxypool/proxypool/internal/source"
 	"github.com/proxypool/proxypool/internal/store"
@@ -91,7 +92,7 @@ func startDaemon(t *testing.T, addr string, opts control.Options, src string) *d
 		t.Fatal(err)
 	}
 	d.st = st
-	p := &loopProbe{st: st, trigger: make(chan struct{}, 1)}
+	p := managertest.NewProbe(st, 500, func(_ int, u upstream.Upstream) upstream.CheckResult { return resultFor(u) })
 	d.m = manager.New(manager.Options{
 		Store: st, Checker: p, CheckPoll: 20 * time.Millisecond,
 		// The real daemon wakes the probe after a refresh; here only
@@ -106,8 +107,8 @@ func startDaemon(t *testing.T, addr string, opts control.Options, src string) *d
 			}
 		},
 	})
-	p.m = d.m
-	go p.run(ctx)
+	p.Progress = d.m
+	go p.Run(ctx)
 	conn, err := dbus.Connect(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -128,43 +129,8 @@ func startDaemon(t *testing.T, addr string, opts control.Options, src string) *d
 	return d
 }
 
-// loopProbe checks every due upstream on a trigger and reports progress
-// like the daemon's probe loop. Results depend only on the upstream.
-type loopProbe struct {
-	st      *store.Store
-	m       *manager.Manager
-	trigger chan struct{}
-}
-
-func (p *loopProbe) Trigger() {
-	select {
-	case p.trigger <- struct{}{}:
-	default:
-	}
-}
-
-func (p *loopProbe) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.trigger:
-		}
-		due, err := p.st.Due(ctx, time.Now(), 0)
-		if err != nil || len(due) == 0 {
-			continue
-		}
-		for i, r := range due {
-			p.st.Submit(resultFor(r.Upstream))
-			if i%500 == 0 {
-				p.m.ProbeProgress(i, len(due), false)
-			}
-		}
-		p.st.Flush(ctx)
-		p.m.ProbeProgress(len(due), len(due), true)
-	}
-}
-
+// resultFor is the probe's verdict on u (through managertest's probe
+// loop): results depend only on the upstream, so goldens are stable.
 func resultFor(u upstream.Upstream) upstream.CheckResult {
 	n := u.Port
 	for _, c := range u.ID {
@@ -325,18 +291,27 @@ var agoRE = regexp.MustCompile(`\d+s ago`)
 
 func stripAgo(s string) string { return agoRE.ReplaceAllString(s, "Ns ago") }
 
+// addBulk adds n upstreams of type typ, on distinct addresses of
+// 127.net.0.0/16, to d's store as source "bulk".
+func (d *daemon) addBulk(t *testing.T, n int, typ string, net, port int) []upstream.Upstream {
+	t.Helper()
+	ups := make([]upstream.Upstream, n)
+	for i := range ups {
+		ups[i] = upstream.MustNew(map[string]any{"type": typ, "server": fmt.Sprintf("127.%d.%d.%d", net, i/250, i%250+1), "port": port})
+	}
+	start := time.Now()
+	if _, err := d.st.Add(context.Background(), "bulk", ups...); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("adding %d upstreams: %s", n, time.Since(start))
+	return ups
+}
+
 // TestWaitShowsProgress: --wait prints plain progress lines when stderr is
 // not a terminal and ends with the job's totals.
 func TestWaitShowsProgress(t *testing.T) {
 	d := sessionDaemon(t, "file:///nonexistent")
-	ups := make([]upstream.Upstream, 1200)
-	for i := range ups {
-		ups[i] = upstream.MustNew(map[string]any{"type": "socks5", "server": fmt.Sprintf("127.2.%d.%d", i/200, i%200+1), "port": 1080})
-	}
-	ctx := context.Background()
-	if _, err := d.st.Add(ctx, "bulk", ups...); err != nil {
-		t.Fatal(err)
-	}
+	ups := d.addBulk(t, 1200, "socks5", 2, 1080)
 	code, out, errOut := ctl(t, "", "--user", "check", "--wait")
 	if code != 0 || !strings.Contains(out, "done: 1200 of 1200") || !strings.Contains(errOut, "/1200\n") {
 		t.Fatalf("check --wait: exit %d\nstdout %s\nstderr %s", code, out, errOut)
@@ -355,15 +330,7 @@ func TestWaitShowsProgress(t *testing.T) {
 // TestPagingTenThousand: list pages through 10k upstreams quickly.
 func TestPagingTenThousand(t *testing.T) {
 	d := sessionDaemon(t, "file:///nonexistent")
-	ups := make([]upstream.Upstream, 10000)
-	for i := range ups {
-		ups[i] = upstream.MustNew(map[string]any{"type": "http", "server": fmt.Sprintf("127.3.%d.%d", i/250, i%250+1), "port": 8080})
-	}
-	addStart := time.Now()
-	if _, err := d.st.Add(context.Background(), "bulk", ups...); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("adding 10000 upstreams: %s", time.Since(addStart))
+	d.addBulk(t, 10000, "http", 3, 8080)
 	start := time.Now()
 	out := mustCtl(t, "--user", "--json", "list")
 	took := time.Since(start)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,9 +26,10 @@ type dbError struct{ error }
 
 func (e dbError) Unwrap() error { return e.error }
 
-// connect opens the backend for verb. readOnly verbs may use --db; the
+// connect opens the backend for c's verb. readOnly verbs may use --db; the
 // others need the daemon.
-func connect(ctx context.Context, g *globals, verb string, readOnly bool) (*backend, error) {
+func (c *cmd) connect(ctx context.Context, readOnly bool) (*backend, error) {
+	g, verb := c.globals, c.verb
 	if g.DB != "" {
 		if !readOnly {
 			return nil, usageErr{fmt.Errorf("--db reads the store only; %s needs the daemon (drop --db)", verb)}
@@ -42,11 +42,11 @@ func connect(ctx context.Context, g *globals, verb string, readOnly bool) (*back
 		m := manager.New(manager.Options{Store: st, Trusted: true})
 		return &backend{Manager: m, close: func() { m.Close(); st.Close() }}, nil
 	}
-	c, err := control.Dial(ctx, !g.User)
+	cl, err := control.Dial(ctx, !g.User)
 	if err != nil {
 		return nil, busError{err}
 	}
-	return &backend{Manager: c, client: c, close: func() { c.Close() }}, nil
+	return &backend{Manager: cl, client: cl, close: func() { cl.Close() }}, nil
 }
 
 // busError is a bus that cannot be reached at all.
@@ -58,9 +58,9 @@ type usageErr struct{ error }
 
 func (e usageErr) Unwrap() error { return e.error }
 
-// fail prints err for verb and returns the exit code scripts rely on.
-func fail(stderr io.Writer, verb string, err error) int {
-	fmt.Fprintf(stderr, "proxypoolctl %s: %v\n", verb, err)
+// fail prints err for c's verb and returns the exit code scripts rely on.
+func (c *cmd) fail(err error) int {
+	fmt.Fprintf(c.stderr, "proxypoolctl %s: %v\n", c.verb, err)
 	return codeOf(err)
 }
 
@@ -90,47 +90,27 @@ func printJSON(w io.Writer, v any) {
 	_ = enc.Encode(v)
 }
 
-// parseArgs parses a verb's flags and holds it to its positional arguments:
-// none when one is "", else exactly one, which one describes for the error
-// ("exactly one URI"). ok=false means: return code.
-func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer, verb, one string) (pos []string, code int, ok bool) {
-	if pos, code, ok = parseVerbFlags(fs, args); !ok {
-		return nil, code, false
-	}
-	if one == "" {
-		if !noArgs(stderr, verb, pos) {
-			return nil, exitUsage, false
-		}
-		return pos, 0, true
-	}
-	if len(pos) != 1 {
-		fmt.Fprintf(stderr, "proxypoolctl %s: want %s\n", verb, one)
-		fs.Usage()
-		return nil, exitUsage, false
-	}
-	return pos, 0, true
+// fetch is c.call for a request that answers with a value.
+func fetch[T any](ctx context.Context, c *cmd, readOnly bool, req func(*backend) (T, error)) (T, int) {
+	var v T
+	code := c.call(ctx, readOnly, func(b *backend) (err error) {
+		v, err = req(b)
+		return err
+	})
+	return v, code
 }
 
 // call is a verb's request to the backend: connect (through --db when the
 // verb is readOnly), hand the backend to fn, close it. An error from either
-// step is printed for verb and becomes the exit code.
-func call(ctx context.Context, g *globals, verb string, readOnly bool, stderr io.Writer, fn func(*backend) error) int {
-	b, err := connect(ctx, g, verb, readOnly)
+// step is printed for the verb and becomes the exit code.
+func (c *cmd) call(ctx context.Context, readOnly bool, fn func(*backend) error) int {
+	b, err := c.connect(ctx, readOnly)
 	if err != nil {
-		return fail(stderr, verb, err)
+		return c.fail(err)
 	}
 	defer b.close()
 	if err := fn(b); err != nil {
-		return fail(stderr, verb, err)
+		return c.fail(err)
 	}
 	return exitOK
-}
-
-// noArgs complains about positional arguments a verb does not take.
-func noArgs(stderr io.Writer, verb string, pos []string) bool {
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "proxypoolctl %s: unexpected argument %q\n", verb, pos[0])
-		return false
-	}
-	return true
 }

@@ -12,18 +12,13 @@ import (
 	"github.com/proxypool/proxypool/internal/parse"
 )
 
-func init() {
-	verbs["import"] = verb{run: runImport, summary: "add upstreams to the store"}
-}
-
 // runImport is "proxypoolctl import FILE|URL|-": the input is read here
 // (a URL is fetched by proxypoolctl, never by the daemon) and sent to the
 // daemon, which parses it and answers line by line. Exit 0 when something
 // was imported or nothing failed, 1 when every upstream line failed.
-func runImport(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
-	fs := g.verbFlags("import", "FILE|URL|-", stderr)
-	maxBytes := fs.Int64("max-bytes", 16<<20, "refuse input larger than `N` bytes")
-	pos, code, ok := parseArgs(fs, args, stderr, "import", "one FILE, URL or - (standard input)")
+func runImport(ctx context.Context, c *cmd) int {
+	maxBytes := c.fs.Int64("max-bytes", 16<<20, "refuse input larger than `N` bytes")
+	pos, code, ok := c.parse("one FILE, URL or - (standard input)")
 	if !ok {
 		return code
 	}
@@ -32,28 +27,25 @@ func runImport(ctx context.Context, g *globals, args []string, stdout, stderr io
 	if name := pos[0]; strings.HasPrefix(name, "http://") || strings.HasPrefix(name, "https://") {
 		data, err = fetchURL(ctx, name, *maxBytes)
 	} else {
-		data, err = readInput(name, g.Stdin, *maxBytes)
+		data, err = readInput(name, c.Stdin, *maxBytes)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "proxypoolctl import: %v\n", err)
+		fmt.Fprintf(c.stderr, "proxypoolctl import: %v\n", err)
 		return exitFail
 	}
-	var rep control.ImportReport
-	if code := call(ctx, g, "import", false, stderr, func(b *backend) (err error) {
-		rep, err = b.Import(ctx, string(data))
-		return err
-	}); code != exitOK {
+	rep, code := fetch(ctx, c, false, func(b *backend) (control.ImportReport, error) { return b.Import(ctx, string(data)) })
+	if code != exitOK {
 		return code
 	}
-	if g.JSON {
-		printJSON(stdout, rep)
+	if c.JSON {
+		printJSON(c.stdout, rep)
 	} else {
 		for _, l := range rep.Lines {
 			if !l.OK && !l.Skipped {
-				fmt.Fprintf(stderr, "line %d: %s\n", l.Line, l.Error)
+				fmt.Fprintf(c.stderr, "line %d: %s\n", l.Line, l.Error)
 			}
 		}
-		fmt.Fprintf(stdout, "imported %s: %d ok (%d new), %d failed, %d skipped\n", pos[0], rep.OK, rep.New, rep.Failed, rep.Skipped)
+		fmt.Fprintf(c.stdout, "imported %s: %d ok (%d new), %d failed, %d skipped\n", pos[0], rep.OK, rep.New, rep.Failed, rep.Skipped)
 	}
 	if rep.OK == 0 && rep.Failed > 0 {
 		return exitFail

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -14,40 +13,35 @@ import (
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
-func init() {
-	verbs["list"] = verb{run: runList, summary: "the pool, a row each"}
-}
-
 // runList is "proxypoolctl list [--state S] [--country CC] [--group G]
 // [--source S] [--limit N] [--offset N]": a table, or with --json one JSON
 // record a line. It pages through the daemon (or --db) so that a pool of
 // any size streams without one huge reply.
-func runList(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
-	fs := g.verbFlags("list", "", stderr)
+func runList(ctx context.Context, c *cmd) int {
 	var q control.ListQuery
-	state := fs.String("state", "", "only upstreams in this `STATE` (healthy, failing, dead, unknown)")
-	fs.StringVar(&q.Country, "country", "", "only upstreams whose exit is in country `CC`")
-	fs.StringVar(&q.Group, "group", "", "only upstreams of the explicit group `G` (tor instances)")
-	fs.StringVar(&q.Source, "source", "", "only upstreams listed by source `S` (manual: added by hand)")
-	limit := fs.Int("limit", 0, "print at most `N` records (0: all)")
-	offset := fs.Int("offset", 0, "skip the first `N` records")
-	if _, code, ok := parseArgs(fs, args, stderr, "list", ""); !ok {
+	state := c.fs.String("state", "", "only upstreams in this `STATE` (healthy, failing, dead, unknown)")
+	c.fs.StringVar(&q.Country, "country", "", "only upstreams whose exit is in country `CC`")
+	c.fs.StringVar(&q.Group, "group", "", "only upstreams of the explicit group `G` (tor instances)")
+	c.fs.StringVar(&q.Source, "source", "", "only upstreams listed by source `S` (manual: added by hand)")
+	limit := c.fs.Int("limit", 0, "print at most `N` records (0: all)")
+	offset := c.fs.Int("offset", 0, "skip the first `N` records")
+	if _, code, ok := c.parse(""); !ok {
 		return code
 	}
 	q.State = upstream.State(strings.ToLower(*state))
 	switch q.State {
 	case "", upstream.Healthy, upstream.Failing, upstream.Dead, upstream.Unknown:
 	default:
-		fmt.Fprintf(stderr, "proxypoolctl list: unknown --state %q (want healthy, failing, dead or unknown)\n", *state)
+		fmt.Fprintf(c.stderr, "proxypoolctl list: unknown --state %q (want healthy, failing, dead or unknown)\n", *state)
 		return exitUsage
 	}
 	if *limit < 0 || *offset < 0 {
-		fmt.Fprintln(stderr, "proxypoolctl list: --limit and --offset must not be negative")
+		fmt.Fprintln(c.stderr, "proxypoolctl list: --limit and --offset must not be negative")
 		return exitUsage
 	}
-	b, err := connect(ctx, g, "list", true)
+	b, err := c.connect(ctx, true)
 	if err != nil {
-		return fail(stderr, "list", err)
+		return c.fail(err)
 	}
 	defer b.close()
 
@@ -56,22 +50,22 @@ func runList(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 		q.Limit = min(*limit, control.MaxListLimit)
 	}
 	var tw *tabwriter.Writer
-	enc := json.NewEncoder(stdout)
+	enc := json.NewEncoder(c.stdout)
 	enc.SetEscapeHTML(false)
-	if !g.JSON {
-		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	if !c.JSON {
+		tw = tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCAPS\tCOUNTRY\tLATENCY\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES\tLAST ERROR")
 	}
 	printed, total := 0, 0
 	now := time.Now()
-	err = listPages(ctx, b, q, func(p control.ListPage) error {
+	err = control.ListAll(ctx, b, q, func(p control.ListPage) error {
 		total = p.Total
 		for _, r := range p.Records {
 			if *limit > 0 && printed >= *limit {
 				return errEnough
 			}
 			printed++
-			if g.JSON {
+			if c.JSON {
 				if err := enc.Encode(r); err != nil {
 					return err
 				}
@@ -90,32 +84,15 @@ func runList(ctx context.Context, g *globals, args []string, stdout, stderr io.W
 		tw.Flush()
 	}
 	if err != nil && err != errEnough {
-		return fail(stderr, "list", err)
+		return c.fail(err)
 	}
-	if !g.JSON {
-		fmt.Fprintf(stderr, "%d of %d upstreams\n", printed, total)
+	if !c.JSON {
+		fmt.Fprintf(c.stderr, "%d of %d upstreams\n", printed, total)
 	}
 	return exitOK
 }
 
 var errEnough = fmt.Errorf("enough records")
-
-// listPages pages through every record q matches, from q.Offset on.
-func listPages(ctx context.Context, m control.Manager, q control.ListQuery, fn func(control.ListPage) error) error {
-	for {
-		page, err := m.List(ctx, q)
-		if err != nil {
-			return err
-		}
-		if err := fn(page); err != nil {
-			return err
-		}
-		q.Offset += len(page.Records)
-		if len(page.Records) == 0 || q.Offset >= page.Total {
-			return nil
-		}
-	}
-}
 
 // oneLine keeps a row a row: an error text may hold anything an upstream
 // sent (newlines, tabs, escapes).

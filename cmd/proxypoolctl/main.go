@@ -1,6 +1,6 @@
 // Command proxypoolctl is the operator's CLI for proxypool. main.go is only
 // the dispatcher: global flags, the verb table, usage. Each verb lives in its
-// own file and adds itself to the table in that file's init function.
+// own file; the table here names them all, in the order the usage lists them.
 package main
 
 import (
@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -40,26 +39,36 @@ type globals struct {
 
 // verb is one entry of the verb table.
 type verb struct {
-	run     func(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int
+	name    string
+	args    string // the operands, in the usage text and the verb's own
+	flags   string // flags the usage text names after the operands
 	summary string // one line for the usage text
+	run     func(ctx context.Context, c *cmd) int
 }
 
-// verbs is the verb table; a verb's file adds itself in its init.
-var verbs = map[string]verb{}
+// verbs is the verb table in usage order: CONTRACT.md's verbs, then top.
+var verbs = []verb{
+	{"parse", "[FILE|-]", "", "offline: parse links, lists, base64 subscriptions or Clash YAML", runParse},
+	{"import", "FILE|URL|-", "", "add upstreams to the store", runImport},
+	{"add", "URI", "", "add one upstream", runAdd},
+	{"remove", "ID|URI", "", "remove one upstream", runRemove},
+	{"list", "", "[--state S] [--country CC] [--group G] [--source S]", "the pool, a row each", runList},
+	{"status", "", "", "counts by state, source, country, group; probe and gateway figures", runStatus},
+	{"check", "[ID…]", "[--wait]", "probe now", runCheck},
+	{"refresh", "", "[--wait]", "fetch sources now", runRefresh},
+	{"export", "--format json|txt|clash", "", "healthy upstreams", runExport},
+	{"tor", "status|generate|newnym [PORT]", "", "the Tor instances", runTor},
+	{"top", "", "", "live view of pool, gateway and probe, from the metrics endpoint", runTop},
+}
 
-// contractVerbs is the usage order (CONTRACT.md); a verb not yet in the
-// table is listed as not available.
-var contractVerbs = []struct{ name, args, summary string }{
-	{"parse", "[FILE|-]", "offline: parse links, lists, base64 subscriptions or Clash YAML"},
-	{"import", "FILE|URL|-", "add upstreams to the store"},
-	{"add", "URI", "add one upstream"},
-	{"remove", "ID|URI", "remove one upstream"},
-	{"list", "[--state S] [--country CC] [--group G] [--source S]", "the pool, a row each"},
-	{"status", "", "counts by state, source, country, group; probe and gateway figures"},
-	{"check", "[ID…] [--wait]", "probe now"},
-	{"refresh", "[--wait]", "fetch sources now"},
-	{"export", "--format json|txt|clash", "healthy upstreams"},
-	{"tor", "status|generate|newnym [PORT]", "the Tor instances"},
+// cmd is one verb being run: the globals, the verb's own flag set (its
+// flags are declared on it before c.parse), its arguments, the streams.
+type cmd struct {
+	*globals
+	verb           string // for messages: "tor status" inside tor
+	fs             *flag.FlagSet
+	args           []string
+	stdout, stderr io.Writer
 }
 
 func main() {
@@ -94,36 +103,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		usage(stdout, fs)
 		return exitOK
 	}
-	v, ok := verbs[name]
-	if !ok {
-		fmt.Fprintf(stderr, "proxypoolctl: unknown verb %q\n\n", name)
-		usage(stderr, fs)
-		return exitUsage
+	for _, v := range verbs {
+		if v.name == name {
+			c := &cmd{globals: g, verb: name, fs: g.verbFlags(name, v.args, stderr), args: fs.Args()[1:], stdout: stdout, stderr: stderr}
+			return v.run(ctx, c)
+		}
 	}
-	return v.run(ctx, g, fs.Args()[1:], stdout, stderr)
+	fmt.Fprintf(stderr, "proxypoolctl: unknown verb %q\n\n", name)
+	usage(stderr, fs)
+	return exitUsage
 }
 
 func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintln(w, "usage: proxypoolctl [--json] [--user] [--db PATH] [--config PATH] VERB [ARGS]")
 	fmt.Fprintln(w, "\nverbs:")
-	seen := map[string]bool{}
-	for _, v := range contractVerbs {
-		seen[v.name] = true
-		sum := v.summary
-		if _, ok := verbs[v.name]; !ok {
-			sum += " (not available in this build)"
-		}
-		fmt.Fprintf(w, "  %-8s %-30s %s\n", v.name, v.args, sum)
-	}
-	var extra []string
-	for name := range verbs {
-		if !seen[name] {
-			extra = append(extra, name)
-		}
-	}
-	sort.Strings(extra)
-	for _, name := range extra {
-		fmt.Fprintf(w, "  %-8s %-30s %s\n", name, "", verbs[name].summary)
+	for _, v := range verbs {
+		fmt.Fprintf(w, "  %-8s %-30s %s\n", v.name, strings.TrimSpace(v.args+" "+v.flags), v.summary)
 	}
 	fmt.Fprintln(w, "\nglobal flags:")
 	out := fs.Output()
@@ -146,18 +141,19 @@ func (g *globals) verbFlags(name, args string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseVerbFlags parses a verb's flags, which may come before or after its
-// arguments ("parse --json f" and "parse f --json"; "--" ends flags). It
-// returns the arguments; ok=false means: return code.
-func parseVerbFlags(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
+// parseAny parses c's flags, which may come before or after its operands
+// ("parse --json f" and "parse f --json"; "--" ends flags), and returns
+// every operand. ok=false means: return code.
+func (c *cmd) parseAny() (pos []string, code int, ok bool) {
+	args := c.args
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := c.fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, exitOK, false
 			}
 			return nil, exitUsage, false
 		}
-		rest := fs.Args()
+		rest := c.fs.Args()
 		if len(rest) == 0 {
 			return pos, 0, true
 		}
@@ -167,4 +163,33 @@ func parseVerbFlags(fs *flag.FlagSet, args []string) (pos []string, code int, ok
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// parse is parseAny holding the verb to its operands: none when one is "",
+// else exactly one, which one describes for the error ("exactly one URI").
+func (c *cmd) parse(one string) (pos []string, code int, ok bool) {
+	if pos, code, ok = c.parseAny(); !ok {
+		return nil, code, false
+	}
+	if one == "" {
+		if !c.noArgs(pos) {
+			return nil, exitUsage, false
+		}
+		return pos, 0, true
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(c.stderr, "proxypoolctl %s: want %s\n", c.verb, one)
+		c.fs.Usage()
+		return nil, exitUsage, false
+	}
+	return pos, 0, true
+}
+
+// noArgs complains about operands a verb does not take.
+func (c *cmd) noArgs(pos []string) bool {
+	if len(pos) > 0 {
+		fmt.Fprintf(c.stderr, "proxypoolctl %s: unexpected argument %q\n", c.verb, pos[0])
+		return false
+	}
+	return true
 }

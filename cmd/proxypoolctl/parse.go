@@ -13,10 +13,6 @@ import (
 	"github.com/proxypool/proxypool/internal/parse"
 )
 
-func init() {
-	verbs["parse"] = verb{run: runParse, summary: "offline: parse links, lists, base64 subscriptions or Clash YAML"}
-}
-
 // parse JSON records, one per result. Skipped lines are included
 // ({"line":N,"skipped":true}) so that every line read is accounted for.
 type okRecord struct {
@@ -46,41 +42,40 @@ type skipRecord struct {
 // exit 0 when the input was read and gave an upstream or had nothing to
 // give (some lines may have failed), 1 when it could not be read, is too
 // large, or every line that was not skipped failed, 2 on usage errors.
-func runParse(_ context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
-	fs := g.verbFlags("parse", "[FILE|-]", stderr)
-	format := fs.String("format", "auto", "input format: "+strings.Join(parse.Formats, "|"))
-	maxBytes := fs.Int64("max-bytes", parse.DefaultMaxBytes, "refuse input larger than `N` bytes")
-	pos, code, ok := parseVerbFlags(fs, args)
+func runParse(_ context.Context, c *cmd) int {
+	format := c.fs.String("format", "auto", "input format: "+strings.Join(parse.Formats, "|"))
+	maxBytes := c.fs.Int64("max-bytes", parse.DefaultMaxBytes, "refuse input larger than `N` bytes")
+	pos, code, ok := c.parseAny()
 	if !ok {
 		return code
 	}
 	if len(pos) > 1 {
-		fmt.Fprintln(stderr, "proxypoolctl parse: want at most one FILE")
-		fs.Usage()
+		fmt.Fprintln(c.stderr, "proxypoolctl parse: want at most one FILE")
+		c.fs.Usage()
 		return exitUsage
 	}
 	if !validFormat(*format) {
-		fmt.Fprintf(stderr, "proxypoolctl parse: unknown --format %q (want %s)\n", *format, strings.Join(parse.Formats, "|"))
+		fmt.Fprintf(c.stderr, "proxypoolctl parse: unknown --format %q (want %s)\n", *format, strings.Join(parse.Formats, "|"))
 		return exitUsage
 	}
 	name := "-"
 	if len(pos) == 1 {
 		name = pos[0]
 	}
-	data, err := readInput(name, g.Stdin, *maxBytes)
+	data, err := readInput(name, c.Stdin, *maxBytes)
 	if err != nil {
-		fmt.Fprintf(stderr, "proxypoolctl parse: %v\n", err)
+		fmt.Fprintf(c.stderr, "proxypoolctl parse: %v\n", err)
 		return exitFail
 	}
 	results, err := parse.Parse(data, parse.Options{Format: *format, MaxBytes: *maxBytes})
 	if err != nil {
-		fmt.Fprintf(stderr, "proxypoolctl parse: %s: %v\n", name, err)
+		fmt.Fprintf(c.stderr, "proxypoolctl parse: %s: %v\n", name, err)
 		return exitFail
 	}
-	if g.JSON {
-		writeJSON(stdout, results)
+	if c.JSON {
+		writeJSON(c.stdout, results)
 	} else {
-		writeTable(stdout, stderr, results)
+		writeTable(c.stdout, c.stderr, results)
 	}
 	var okN, failed, skipped int
 	for _, r := range results {
@@ -93,7 +88,7 @@ func runParse(_ context.Context, g *globals, args []string, stdout, stderr io.Wr
 			okN++
 		}
 	}
-	fmt.Fprintf(stderr, "parsed %d lines: %d ok, %d failed, %d skipped\n", len(results), okN, failed, skipped)
+	fmt.Fprintf(c.stderr, "parsed %d lines: %d ok, %d failed, %d skipped\n", len(results), okN, failed, skipped)
 	if okN == 0 && failed > 0 {
 		return exitFail // a script must not take "all failed" for success
 	}

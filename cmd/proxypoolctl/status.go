@@ -14,29 +14,21 @@ import (
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
-func init() {
-	verbs["status"] = verb{run: runStatus, summary: "counts by state, source, country, group; probe and gateway figures"}
-}
-
 // runStatus is "proxypoolctl status [--countries N]".
-func runStatus(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
-	fs := g.verbFlags("status", "", stderr)
-	topN := fs.Int("countries", 15, "show the `N` countries with most healthy upstreams (0: all)")
-	if _, code, ok := parseArgs(fs, args, stderr, "status", ""); !ok {
+func runStatus(ctx context.Context, c *cmd) int {
+	topN := c.fs.Int("countries", 15, "show the `N` countries with most healthy upstreams (0: all)")
+	if _, code, ok := c.parse(""); !ok {
 		return code
 	}
-	var st control.Status
-	if code := call(ctx, g, "status", true, stderr, func(b *backend) (err error) {
-		st, err = b.Status(ctx)
-		return err
-	}); code != exitOK {
+	st, code := fetch(ctx, c, true, func(b *backend) (control.Status, error) { return b.Status(ctx) })
+	if code != exitOK {
 		return code
 	}
-	if g.JSON {
-		printJSON(stdout, st)
+	if c.JSON {
+		printJSON(c.stdout, st)
 		return exitOK
 	}
-	printStatus(stdout, st, *topN, time.Now())
+	printStatus(c.stdout, st, *topN, time.Now())
 	return exitOK
 }
 
@@ -66,9 +58,7 @@ func printStatus(w io.Writer, st control.Status, topN int, now time.Time) {
 	}
 
 	if len(st.Floors) > 0 {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "GROUP\tHEALTHY\tMIN\tEXITS\tMIN\tFLOOR\tLAST ACTION")
+		tw := section(w, "GROUP\tHEALTHY\tMIN\tEXITS\tMIN\tFLOOR\tLAST ACTION")
 		for _, f := range st.Floors {
 			name, state := f.Group, "met"
 			if name == "" {
@@ -83,9 +73,7 @@ func printStatus(w io.Writer, st control.Status, topN int, now time.Time) {
 	}
 
 	if len(st.Reputation) > 0 || len(st.Sources) > 0 {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SOURCE\tLISTED\tHEALTHY\tEVER HEALTHY\tHEALTHY TIME")
+		tw := section(w, "SOURCE\tLISTED\tHEALTHY\tEVER HEALTHY\tHEALTHY TIME")
 		seen := map[string]bool{}
 		for _, r := range st.Reputation {
 			seen[r.Source] = true
@@ -101,33 +89,39 @@ func printStatus(w io.Writer, st control.Status, topN int, now time.Time) {
 	}
 
 	if len(st.Countries) > 0 {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "COUNTRY\tHEALTHY")
-		cs := sortedCounts(st.Countries)
-		for i, kv := range cs {
-			if topN > 0 && i == topN {
-				rest := 0
-				for _, r := range cs[i:] {
-					rest += r.n
-				}
-				fmt.Fprintf(tw, "(%d more)\t%d\n", len(cs)-i, rest)
-				break
-			}
-			fmt.Fprintf(tw, "%s\t%d\n", kv.k, kv.n)
-		}
-		tw.Flush()
+		countTable(w, "COUNTRY\tHEALTHY", st.Countries, topN)
 	}
-
 	if len(st.Groups) > 0 {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "GROUP\tUPSTREAMS")
-		for _, kv := range sortedCounts(st.Groups) {
-			fmt.Fprintf(tw, "%s\t%d\n", kv.k, kv.n)
-		}
-		tw.Flush()
+		countTable(w, "GROUP\tUPSTREAMS", st.Groups, 0)
 	}
+}
+
+// section starts one table of the status after a blank line; the caller
+// flushes it.
+func section(w io.Writer, header string) *tabwriter.Writer {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	return tw
+}
+
+// countTable prints m largest first; past topN rows (0: no limit) one row
+// sums the rest.
+func countTable(w io.Writer, header string, m map[string]int, topN int) {
+	tw := section(w, header)
+	cs := sortedCounts(m)
+	for i, kv := range cs {
+		if topN > 0 && i == topN {
+			rest := 0
+			for _, r := range cs[i:] {
+				rest += r.n
+			}
+			fmt.Fprintf(tw, "(%d more)\t%d\n", len(cs)-i, rest)
+			break
+		}
+		fmt.Fprintf(tw, "%s\t%d\n", kv.k, kv.n)
+	}
+	tw.Flush()
 }
 
 type kv struct {

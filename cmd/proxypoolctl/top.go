@@ -16,41 +16,36 @@ import (
 	"github.com/proxypool/proxypool/internal/top"
 )
 
-func init() {
-	verbs["top"] = verb{run: runTop, summary: "live view of pool, gateway and probe, from the metrics endpoint"}
-}
-
 // runTop is "proxypoolctl top [--metrics URL] [--interval D] [--once]
 // [--frames N]": scrape the metrics endpoint every interval, compute rates
 // between scrapes, redraw (internal/top does all three). --json prints one
 // JSON frame per line instead.
 // Exit 1 when --once (or the first of --frames) cannot scrape.
-func runTop(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) int {
-	fs := g.verbFlags("top", "", stderr)
-	url := fs.String("metrics", "", "metrics endpoint `URL` (default: http://<metrics.listen from the config>/metrics)")
-	interval := fs.Duration("interval", 2*time.Second, "refresh every `D`")
-	once := fs.Bool("once", false, "print one frame and exit (rates need two scrapes: shown as -)")
-	frames := fs.Int("frames", 0, "exit after `N` frames (0: until interrupted)")
-	pos, code, ok := parseVerbFlags(fs, args)
+func runTop(ctx context.Context, c *cmd) int {
+	url := c.fs.String("metrics", "", "metrics endpoint `URL` (default: http://<metrics.listen from the config>/metrics)")
+	interval := c.fs.Duration("interval", 2*time.Second, "refresh every `D`")
+	once := c.fs.Bool("once", false, "print one frame and exit (rates need two scrapes: shown as -)")
+	frames := c.fs.Int("frames", 0, "exit after `N` frames (0: until interrupted)")
+	pos, code, ok := c.parseAny()
 	if !ok {
 		return code
 	}
 	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "proxypoolctl top: unexpected argument %q\n", pos[0])
-		fs.Usage()
+		fmt.Fprintf(c.stderr, "proxypoolctl top: unexpected argument %q\n", pos[0])
+		c.fs.Usage()
 		return exitUsage
 	}
 	if *interval < 100*time.Millisecond {
-		fmt.Fprintf(stderr, "proxypoolctl top: --interval %v is too short (at least 100ms)\n", *interval)
+		fmt.Fprintf(c.stderr, "proxypoolctl top: --interval %v is too short (at least 100ms)\n", *interval)
 		return exitUsage
 	}
 	if *once {
 		*frames = 1
 	}
 	if *url == "" {
-		u, err := metricsURL(g.Config)
+		u, err := metricsURL(c.Config)
 		if err != nil {
-			fmt.Fprintf(stderr, "proxypoolctl top: %v\n", err)
+			fmt.Fprintf(c.stderr, "proxypoolctl top: %v\n", err)
 			return exitFail
 		}
 		*url = u
@@ -66,20 +61,20 @@ func runTop(ctx context.Context, g *globals, args []string, stdout, stderr io.Wr
 			if ctx.Err() != nil {
 				return exitOK
 			}
-			fmt.Fprintf(stderr, "proxypoolctl top: %v\n", err)
+			fmt.Fprintf(c.stderr, "proxypoolctl top: %v\n", err)
 			return exitFail
 		}
 		f := top.Build(*url, prev, cur, err)
-		if g.JSON {
+		if c.JSON {
 			b, _ := json.Marshal(f)
-			fmt.Fprintf(stdout, "%s\n", b)
+			fmt.Fprintf(c.stdout, "%s\n", b)
 		} else {
 			var sb strings.Builder
 			if *frames != 1 {
 				sb.WriteString(top.ClearScreen)
 			}
 			top.Render(&sb, f, *interval)
-			io.WriteString(stdout, sb.String())
+			io.WriteString(c.stdout, sb.String())
 		}
 		if cur != nil {
 			prev = cur

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/testtool"
 )
 
 // daemonProc is `proxypoold --config X run` running as a child process: this
@@ -32,7 +34,7 @@ func startDaemon(t *testing.T, dir, cfgPath string, env ...string) *daemonProc {
 	}
 	t.Cleanup(func() { logf.Close() })
 	p.cmd = exec.Command(os.Args[0], "-test.run=^TestTorE2EHelper$", "-test.count=1")
-	p.cmd.Env = append(append(withoutBus(os.Environ()), helperEnv+"=1", helperArgsEnv+"=--config\n"+cfgPath+"\nrun"), env...)
+	p.cmd.Env = append(append(testtool.WithoutBus(os.Environ()), helperEnv+"=1", helperArgsEnv+"=--config\n"+cfgPath+"\nrun"), env...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p.started = time.Now()

@@ -24,12 +24,9 @@ const mainListener = "main"
 
 func runGateway(ctx context.Context, g *globals, args []string) error {
 	var user bool
-	if err := subFlags(g, "gateway", args, func(fs *flag.FlagSet) {
+	e, err := setup(g, "gateway", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&user, "user", false, "listen for PoolChanged on the session bus instead of the system bus")
-	}); err != nil {
-		return err
-	}
-	e, err := load(g)
+	})
 	if err != nil {
 		return err
 	}

@@ -96,8 +96,15 @@ func usage(w io.Writer) {
 	}
 }
 
-// subFlags parses a subcommand's flags; --config is accepted after the
-// subcommand too ("proxypoold probe --config x").
+// setup parses a subcommand's flags, then loads the config they name;
+// --config is accepted after the subcommand too ("proxypoold probe --config x").
+func setup(g *globals, name string, args []string, define func(fs *flag.FlagSet)) (*env, error) {
+	if err := subFlags(g, name, args, define); err != nil {
+		return nil, err
+	}
+	return load(g)
+}
+
 func subFlags(g *globals, name string, args []string, define func(fs *flag.FlagSet)) error {
 	fs := flag.NewFlagSet("proxypoold "+name, flag.ContinueOnError)
 	fs.SetOutput(g.stderr)

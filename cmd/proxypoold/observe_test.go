@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/proxypool/proxypool/internal/metrics"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/store/storetest"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -16,11 +16,7 @@ import (
 // neighbour's label), and still reaches the store with its detail.
 func TestProbeSinkLabelsByCause(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "pp.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.Open(t, store.Options{})
 	u := upstream.MustNew(map[string]any{"type": "socks5", "server": "127.73.1.1", "port": 1080})
 	if _, err := st.Add(ctx, "manual", u); err != nil {
 		t.Fatal(err)

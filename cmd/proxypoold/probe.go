@@ -20,13 +20,10 @@ import (
 
 func runProbe(ctx context.Context, g *globals, args []string) error {
 	var once, user bool
-	if err := subFlags(g, "probe", args, func(fs *flag.FlagSet) {
+	e, err := setup(g, "probe", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&once, "once", false, "make one full pass over every due upstream, then exit")
 		fs.BoolVar(&user, "user", false, "serve D-Bus control on the session bus instead of the system bus")
-	}); err != nil {
-		return err
-	}
-	e, err := load(g)
+	})
 	if err != nil {
 		return err
 	}

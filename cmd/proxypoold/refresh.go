@@ -12,12 +12,9 @@ import (
 
 func runRefresh(ctx context.Context, g *globals, args []string) error {
 	var force bool
-	if err := subFlags(g, "refresh", args, func(fs *flag.FlagSet) {
+	e, err := setup(g, "refresh", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&force, "force", false, "fetch even sources fetched more recently than their min-interval")
-	}); err != nil {
-		return err
-	}
-	e, err := load(g)
+	})
 	if err != nil {
 		return err
 	}

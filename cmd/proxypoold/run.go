@@ -18,10 +18,7 @@ import (
 // supervised children when tor is enabled) in one foreground process, wired
 // in-process instead of over D-Bus.
 func runAll(ctx context.Context, g *globals, args []string) error {
-	if err := subFlags(g, "run", args, nil); err != nil {
-		return err
-	}
-	e, err := load(g)
+	e, err := setup(g, "run", args, nil)
 	if err != nil {
 		return err
 	}

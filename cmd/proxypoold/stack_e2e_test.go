@@ -35,13 +35,7 @@ func TestStackE2E(t *testing.T) {
 		{Kind: fleet.SOCKS5, Behavior: fleet.Blackhole, Country: "DE"},
 	}})
 	dir := t.TempDir()
-	list, geo := filepath.Join(dir, "list.txt"), filepath.Join(dir, "geoip")
-	if err := f.WriteList(list); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WriteGeoIP(geo); err != nil {
-		t.Fatal(err)
-	}
+	list, geo := f.WriteFilesT(t, dir)
 	ports := freePorts(t, 3)
 	gw, us, met := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
 	cfg := fmt.Sprintf(`database: %s

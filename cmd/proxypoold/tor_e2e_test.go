@@ -397,17 +397,6 @@ func torPID(torrcDir string, port int) int {
 	return 0
 }
 
-func withoutBus(env []string) []string {
-	var out []string
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "DBUS_SESSION_BUS_ADDRESS=") || strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
 // tornetYAML returns the probe.real-ip value and the tor.extra-config
 // items (YAML list lines) that make proxypool's tor instances join n.
 func tornetYAML(t *testing.T, n *tornet.Network) (realIP, extraConfig string) {

@@ -22,12 +22,9 @@ import (
 // in the store as upstreams of source "tor".
 func runTorgen(ctx context.Context, g *globals, args []string) error {
 	var dry bool
-	if err := subFlags(g, "torgen", args, func(fs *flag.FlagSet) {
+	e, err := setup(g, "torgen", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&dry, "dry-run", false, "discover and print the plan; write and start nothing")
-	}); err != nil {
-		return err
-	}
-	e, err := load(g)
+	})
 	if err != nil {
 		return err
 	}
@@ -37,7 +34,7 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 	var run torgen.Runner
 	switch {
 	case dry:
-		run = noRunner{}
+		run = &torgen.DryRun{}
 	case e.cfg.Tor.Runner == "process":
 		return fmt.Errorf("%s: tor.runner process only works inside `proxypoold run`", e.cfg.Pos("tor.runner"))
 	default:
@@ -66,10 +63,6 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 	}
 	return nil
 }
-
-type noRunner struct{}
-
-func (noRunner) Apply(context.Context, []int, []int) error { return nil }
 
 // torOps maps config.Tor onto torops; systemd: Debian's tor@ instances
 // (proxy-torgen, the probe), otherwise `proxypoold run`'s children.

@@ -149,11 +149,14 @@ func (c *Client) List(ctx context.Context, q ListQuery) (ListPage, error) {
 	return page, nil
 }
 
-// ListAll pages through every record matching q (q.Offset and q.Limit set
-// the start and the page size) and hands each page to fn.
-func (c *Client) ListAll(ctx context.Context, q ListQuery, fn func(ListPage) error) error {
+// ListAll pages through every record m lists for q (q.Offset and q.Limit
+// set the start and the page size) and hands each page to fn. m is a Client
+// or, for proxypoolctl --db, a manager over the store.
+func ListAll(ctx context.Context, m interface {
+	List(context.Context, ListQuery) (ListPage, error)
+}, q ListQuery, fn func(ListPage) error) error {
 	for {
-		page, err := c.List(ctx, q)
+		page, err := m.List(ctx, q)
 		if err != nil {
 			return err
 		}

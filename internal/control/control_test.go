@@ -239,7 +239,7 @@ func TestListPagesThousands(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	pages := 0
-	err = w.cli.ListAll(ctx, ListQuery{Limit: 700}, func(p ListPage) error {
+	err = ListAll(ctx, w.cli, ListQuery{Limit: 700}, func(p ListPage) error {
 		pages++
 		for _, r := range p.Records {
 			seen[r.ID] = true

@@ -72,20 +72,8 @@ func New(opts Options) *Pool {
 // has none) bounds the TCP connect and the whole proxy handshake; the
 // returned conn carries no deadline.
 func (p *Pool) DialContext(ctx context.Context, u upstream.Entry, addr string) (net.Conn, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.timeout)
-		defer cancel()
-	}
-	d, err := p.get(ctx, u)
-	if err != nil {
-		return nil, err
-	}
-	c, err := d.dial(ctx, addr)
-	if err != nil {
-		return nil, fmt.Errorf("dialing %s via %s: %w", addr, u, err)
-	}
-	return c, nil
+	c, _, err := p.DialCaps(ctx, u, addr, 0)
+	return c, err
 }
 
 // DialCaps dials like DialContext, asking u for what try says it proved.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/proxypool/proxypool/internal/socks/sockstest"
+	"github.com/proxypool/proxypool/internal/testtool"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -22,26 +23,10 @@ type replyServer struct {
 }
 
 func (s replyServer) start(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c)
-		}
-	}()
-	return ln.Addr().String()
+	return testtool.ServeTCP(t, s.serve)
 }
 
 func (s replyServer) serve(c net.Conn) {
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(3 * time.Second))
 	var b [512]byte
 	if _, err := io.ReadFull(c, b[:2]); err != nil {

@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
+	"testing"
 )
 
 // URI is the member as one line of a proxy list: scheme://[user[:pass]@]host:port
@@ -71,6 +73,21 @@ func (f *Fleet) WriteGeoIP(path string) error {
 			fmt.Fprintf(w, "%d,%d,%s\n", lo, lo|0xff, m.Spec.Country)
 		}
 	})
+}
+
+// WriteFilesT writes the list (dir/list.txt) and the GeoIP file (dir/geoip)
+// a daemon under test takes as its source and its probe's geoip, and
+// returns their paths; it fails t when either cannot be written.
+func (f *Fleet) WriteFilesT(t testing.TB, dir string) (list, geoip string) {
+	t.Helper()
+	list, geoip = filepath.Join(dir, "list.txt"), filepath.Join(dir, "geoip")
+	if err := f.WriteList(list); err != nil {
+		t.Fatalf("writing the fleet list: %v", err)
+	}
+	if err := f.WriteGeoIP(geoip); err != nil {
+		t.Fatalf("writing the fleet geoip: %v", err)
+	}
+	return list, geoip
 }
 
 func writeFile(path string, fill func(*bufio.Writer)) error {

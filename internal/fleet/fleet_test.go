@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -346,13 +345,7 @@ func TestSetBehaviorAtRuntime(t *testing.T) {
 func TestWriteListAndGeoIP(t *testing.T) {
 	f := StartT(t, Mixed(12, 0.25))
 	dir := t.TempDir()
-	list, geo := filepath.Join(dir, "list.txt"), filepath.Join(dir, "geoip")
-	if err := f.WriteList(list); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WriteGeoIP(geo); err != nil {
-		t.Fatal(err)
-	}
+	list, geo := f.WriteFilesT(t, dir)
 	raw, _ := os.ReadFile(list)
 	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
 	if len(lines) != 12 {

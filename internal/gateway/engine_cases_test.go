@@ -14,6 +14,7 @@ import (
 
 	"github.com/proxypool/proxypool/internal/fleet"
 	"github.com/proxypool/proxypool/internal/gateway"
+	"github.com/proxypool/proxypool/internal/testtool"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -155,7 +156,7 @@ func TestLoopMaxConnsResumeAfterQueuedTurn(t *testing.T) {
 	// sends a few bytes and closes
 	goSend := make(chan struct{})
 	u1got := make(chan struct{})
-	u1 := tcpServer(t, func(c net.Conn) {
+	u1 := testtool.ServeTCP(t, func(c net.Conn) {
 		if _, err := readSOCKSRequest(c); err != nil {
 			return
 		}
@@ -167,7 +168,7 @@ func TestLoopMaxConnsResumeAfterQueuedTurn(t *testing.T) {
 	})
 	// U0 accepts and does not answer until the end: its client holds a slot
 	end := make(chan struct{})
-	u0 := tcpServer(t, func(c net.Conn) { <-end })
+	u0 := testtool.ServeTCP(t, func(c net.Conn) { <-end })
 
 	var mu sync.Mutex
 	picks := 0
@@ -340,7 +341,7 @@ func TestLoopUpstreamReplySplitAndHalfClose(t *testing.T) {
 		t.Run(k.name, func(t *testing.T) {
 			gotReq := make(chan []byte, 1)
 			gotUp := make(chan string, 1)
-			up := tcpServer(t, func(c net.Conn) {
+			up := testtool.ServeTCP(t, func(c net.Conn) {
 				req, err := readSOCKSRequest(c)
 				if err != nil {
 					return
@@ -394,13 +395,13 @@ func TestLoopDrainTimeoutClosesLoopConns(t *testing.T) {
 	end := make(chan struct{})
 	defer close(end)
 	// "hold": answers and relays nothing; "mute": never answers
-	hold := tcpServer(t, func(c net.Conn) {
+	hold := testtool.ServeTCP(t, func(c net.Conn) {
 		if _, err := readSOCKSRequest(c); err == nil {
 			c.Write(socksOK)
 		}
 		<-end
 	})
-	mute := tcpServer(t, func(c net.Conn) { <-end })
+	mute := testtool.ServeTCP(t, func(c net.Conn) { <-end })
 	var mu sync.Mutex
 	n := 0
 	pick := func(*upstream.Selector) (upstream.Choice, error) {
@@ -445,7 +446,7 @@ func TestLoopDrainTimeoutClosesLoopConns(t *testing.T) {
 // the goroutine path (an HTTP upstream).
 func TestLoopEarlyDataHandedOff(t *testing.T) {
 	w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.HTTP, fleet.Good)})
-	echo := tcpServer(t, func(c net.Conn) { io.Copy(c, c) })
+	echo := testtool.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
 	c := dialGW(t, w.addr)
 	c.Write(append(socks5Msgs(t, echo), "early bytes"...))
 	readReplies(t, c)

@@ -16,35 +16,13 @@ import (
 
 	"github.com/proxypool/proxypool/internal/fleet"
 	"github.com/proxypool/proxypool/internal/gateway"
+	"github.com/proxypool/proxypool/internal/testtool"
 )
 
 // Tests of what the event loops do that a plain HTTP client would not
 // show: messages split across reads or pipelined, bulk transfers that
 // fill socket buffers both ways, half-close, the hand-off of what the
 // loops do not serve, MaxConns and the idle timeout.
-
-// tcpServer serves each connection with h on 127.0.0.1.
-func tcpServer(t testing.TB, h func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				h(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 // socks5Msgs is a no-auth greeting and a CONNECT to target (an IP:port).
 func socks5Msgs(t testing.TB, target string) []byte {
@@ -185,7 +163,7 @@ func bulkBothWays(t *testing.T, rounds, reads int) {
 	r := rand.NewChaCha8([32]byte{7})
 	r.Read(down)
 	r.Read(up)
-	target := tcpServer(t, func(c net.Conn) {
+	target := testtool.ServeTCP(t, func(c net.Conn) {
 		go c.Write(down)
 		h := sha256.New()
 		io.Copy(h, c) // to the client's EOF
@@ -255,7 +233,7 @@ func TestLoopHandsOffUpstreamsItDoesNotDial(t *testing.T) {
 func TestLoopMaxConnsAndIdle(t *testing.T) {
 	w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good), gw: gateway.Options{
 		MaxConns: 2, IdleTimeout: 600 * time.Millisecond, HandshakeTimeout: 400 * time.Millisecond}})
-	hold := tcpServer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	hold := testtool.ServeTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	var open []net.Conn
 	for range 2 {
 		c := dialGW(t, w.addr)
@@ -296,7 +274,7 @@ func TestLoopMaxConnsAndIdle(t *testing.T) {
 // gateway must answer or hang up, never crash, and go on serving.
 func FuzzLoopHandshake(f *testing.F) {
 	w := newWorld(f, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good), gw: gateway.Options{HandshakeTimeout: 100 * time.Millisecond}})
-	echo := tcpServer(f, func(c net.Conn) { io.Copy(c, c) })
+	echo := testtool.ServeTCP(f, func(c net.Conn) { io.Copy(c, c) })
 	valid := socks5Msgs(f, echo)
 	for _, s := range [][]byte{valid, valid[:5], {5, 1, 2, 1, 3, 'a', 1, 'b'}, {5, 2, 0, 2, 5, 2, 0, 3, 0, 0, 80},
 		{5, 1, 0, 5, 9, 0, 1, 127, 0, 0, 1, 0, 80}, {5, 1, 0, 5, 1, 0, 7}, {4, 1, 0, 80, 0, 0, 0, 1, 0, 'x', 0},
@@ -331,7 +309,7 @@ func FuzzLoopHandshake(f *testing.F) {
 // loops accept have TCP_NODELAY, from their listener.
 func TestLoopSmallWritesNotDelayed(t *testing.T) {
 	w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good)})
-	target := tcpServer(t, func(c net.Conn) {
+	target := testtool.ServeTCP(t, func(c net.Conn) {
 		b := make([]byte, 1)
 		for {
 			if _, err := io.ReadFull(c, b); err != nil {

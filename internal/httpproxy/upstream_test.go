@@ -12,6 +12,39 @@ import (
 	"time"
 )
 
+// nextProxy is the next proxy: a real listener that records the head of
+// one request (nil if it could not read one) and answers it with answer.
+// up is the gateway's connection to it.
+func nextProxy(t *testing.T, answer string) (up net.Conn, got <-chan *http.Request) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	heads := make(chan *http.Request, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		req, err := http.ReadRequest(bufio.NewReader(conn))
+		if err != nil {
+			heads <- nil
+			return
+		}
+		heads <- req
+		io.WriteString(conn, answer)
+	}()
+	up, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	return up, heads
+}
+
 // TestForwardToUpstreamProxy: with Exchange.Proxy the request reaches the
 // next proxy in absolute form (no userinfo), carrying that proxy's
 // credentials and not the client's, and its answer reaches the client.
@@ -26,32 +59,7 @@ func TestForwardToUpstreamProxy(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			// the next proxy: a real listener that records the head
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			got := make(chan *http.Request, 1)
-			go func() {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				defer conn.Close()
-				req, err := http.ReadRequest(bufio.NewReader(conn))
-				if err != nil {
-					got <- nil
-					return
-				}
-				got <- req
-				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-			}()
-			up, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer up.Close()
+			up, got := nextProxy(t, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
 			client, us := net.Pipe()
 			defer client.Close()
 			raw := "GET http://user:pw@origin.test:8080/p?q=1 HTTP/1.1\r\nHost: origin.test:8080\r\n" +
@@ -95,25 +103,7 @@ func TestForwardToUpstreamProxy(t *testing.T) {
 // (the client would take it for the gateway's own challenge): Forward
 // fails before any byte reached the client, so the gateway answers 502.
 func TestUpstreamProxy407IsAnError(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		http.ReadRequest(bufio.NewReader(conn))
-		io.WriteString(conn, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"x\"\r\nContent-Length: 0\r\n\r\n")
-	}()
-	up, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
+	up, _ := nextProxy(t, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"x\"\r\nContent-Length: 0\r\n\r\n")
 	client, us := net.Pipe()
 	defer client.Close()
 	defer us.Close()

@@ -6,15 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/manager/managertest"
 	"github.com/proxypool/proxypool/internal/parse"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/store/storetest"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -24,14 +25,11 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
+// openStore is a real store that flushes results within milliseconds, so
+// that jobs see their checks land.
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "pool.db"), store.Options{FlushInterval: 5 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
+	return storetest.Open(t, store.Options{FlushInterval: 5 * time.Millisecond})
 }
 
 // recorder collects Progress signals.
@@ -77,42 +75,10 @@ func (r *recorder) wait(t *testing.T, job string, d time.Duration) []control.Pro
 	}
 }
 
-// miniProbe is a real, tiny probe loop over the store: on a trigger it
-// checks every due upstream (ok, from a made-up exit) and reports progress
-// the way the daemon's probe loop does.
-type miniProbe struct {
-	st      *store.Store
-	m       *Manager
-	trigger chan struct{}
-}
-
-func (p *miniProbe) Trigger() {
-	select {
-	case p.trigger <- struct{}{}:
-	default:
-	}
-}
-
-func (p *miniProbe) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.trigger:
-		}
-		due, err := p.st.Due(ctx, time.Now(), 0)
-		if err != nil || len(due) == 0 {
-			continue
-		}
-		for i, r := range due {
-			p.st.Submit(okResult(r.ID, i))
-			if i%3 == 0 {
-				p.m.ProbeProgress(i, len(due), false)
-			}
-		}
-		p.st.Flush(ctx)
-		p.m.ProbeProgress(len(due), len(due), true)
-	}
+// newProbe is the daemon's probe loop in miniature: every due upstream
+// comes out ok, from a made-up exit, with progress every third.
+func newProbe(st *store.Store) *managertest.Probe {
+	return managertest.NewProbe(st, 3, func(i int, u upstream.Upstream) upstream.CheckResult { return okResult(u.ID, i) })
 }
 
 func okResult(id string, i int) upstream.CheckResult {
@@ -132,11 +98,9 @@ func plainUpstreams(t testing.TB, n int) []upstream.Upstream {
 	return out
 }
 
-func TestImportAddRemove(t *testing.T) {
-	ctx := ctxT(t)
-	st := openStore(t)
-	m := New(Options{Store: st})
-	defer m.Close()
+// importLinks imports testdata/links.txt, the corpus of every format.
+func importLinks(ctx context.Context, t *testing.T, m *Manager) control.ImportReport {
+	t.Helper()
 	text, err := os.ReadFile("testdata/links.txt")
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +109,15 @@ func TestImportAddRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rep
+}
+
+func TestImportAddRemove(t *testing.T) {
+	ctx := ctxT(t)
+	st := openStore(t)
+	m := New(Options{Store: st})
+	defer m.Close()
+	rep := importLinks(ctx, t, m)
 	// 18 corpus links + 4 plain + 1 repeated socks5 = 23 ok, 22 of them new;
 	// the comment and the blank line are skipped; one broken vmess link.
 	if rep.OK != 23 || rep.New != 22 || rep.Failed != 1 || rep.Skipped != 2 {
@@ -159,9 +132,8 @@ func TestImportAddRemove(t *testing.T) {
 	if bad.Line != 25 || !strings.Contains(bad.Error, "vmess") {
 		t.Errorf("failed line: %+v, want line 25 naming vmess", bad)
 	}
-	rep2, err := m.Import(ctx, string(text))
-	if err != nil || rep2.New != 0 || rep2.OK != 23 {
-		t.Fatalf("second import: %+v %v", rep2, err)
+	if rep2 := importLinks(ctx, t, m); rep2.New != 0 || rep2.OK != 23 {
+		t.Fatalf("second import: %+v", rep2)
 	}
 
 	id, created, err := m.Add(ctx, "socks5://127.0.0.9:1080")
@@ -260,10 +232,7 @@ func TestExportFormats(t *testing.T) {
 	st := openStore(t)
 	m := New(Options{Store: st})
 	defer m.Close()
-	text, _ := os.ReadFile("testdata/links.txt")
-	if _, err := m.Import(ctx, string(text)); err != nil {
-		t.Fatal(err)
-	}
+	importLinks(ctx, t, m)
 	tor := upstream.MustNew(map[string]any{"type": "tor", "server": "127.0.0.1", "port": 9060, "name": "tor-us-9060", "group": "us"})
 	if _, err := st.Add(ctx, "tor", tor); err != nil {
 		t.Fatal(err)
@@ -355,13 +324,13 @@ func TestCheckJobs(t *testing.T) {
 	ctx := ctxT(t)
 	st := openStore(t)
 	rec := newRecorder()
-	p := &miniProbe{st: st, trigger: make(chan struct{}, 1)}
+	p := newProbe(st)
 	m := New(Options{Store: st, Checker: p, Emit: rec.emit, CheckPoll: 20 * time.Millisecond})
 	defer m.Close()
-	p.m = m
+	p.Progress = m
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go p.run(pctx)
+	go p.Run(pctx)
 
 	ups := plainUpstreams(t, 50)
 	st.Add(ctx, "lists", ups...)
@@ -413,7 +382,7 @@ func TestCheckJobEndsShortOnTimeout(t *testing.T) {
 	ctx := ctxT(t)
 	st := openStore(t)
 	rec := newRecorder()
-	never := &miniProbe{trigger: make(chan struct{}, 1)} // nobody runs it
+	never := newProbe(nil) // nobody runs it
 	m := New(Options{Store: st, Checker: never, Emit: rec.emit, JobTimeout: 150 * time.Millisecond, CheckPoll: 20 * time.Millisecond})
 	defer m.Close()
 	ups := plainUpstreams(t, 3)

@@ -97,24 +97,6 @@ func (s *torScaler) ScaleUp(ctx context.Context, group string) (int, error) {
 }
 
 // recordRunner is a torgen.Runner that remembers the wanted set (the
-// process and systemd runners are proven in torgen's own tests).
-type recordRunner struct {
-	mu   sync.Mutex
-	want []int
-}
-
-func (r *recordRunner) Apply(_ context.Context, want, _ []int) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.want = slices.Clone(want)
-	return nil
-}
-
-func (r *recordRunner) wanted() []int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.want)
-}
 
 func usExit(i int, bw int64) upstream.Relay {
 	return upstream.Relay{
@@ -141,7 +123,7 @@ func TestTorGroupScalesUp(t *testing.T) {
 	defer st.Close()
 	// four US exits in four /16s: four grouped slots
 	relays := exits.Static{usExit(1, 400), usExit(2, 300), usExit(3, 200), usExit(4, 100)}
-	run := &recordRunner{}
+	run := &torgen.DryRun{}
 	log := logrus.New()
 	log.SetOutput(testWriter{t})
 	sc := &torScaler{
@@ -155,7 +137,7 @@ func TestTorGroupScalesUp(t *testing.T) {
 	if err := sc.generate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if w := run.wanted(); len(w) != 1 {
+	if w := run.Wanted(); len(w) != 1 {
 		t.Fatalf("first plan wants %v, want one instance", w)
 	}
 
@@ -178,12 +160,12 @@ func TestTorGroupScalesUp(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); g.Run(ctx) }()
-	waitFor(t, 5*time.Second, "three instances wanted", func() bool { return len(run.wanted()) == 3 })
+	waitFor(t, 5*time.Second, "three instances wanted", func() bool { return len(run.Wanted()) == 3 })
 	time.Sleep(500 * time.Millisecond) // rounds keep coming: nothing more is started
 	cancel()
 	<-done
 
-	if w := run.wanted(); !slices.Equal(w, []int{19060, 19061, 19062}) {
+	if w := run.Wanted(); !slices.Equal(w, []int{19060, 19061, 19062}) {
 		t.Errorf("wanted ports %v, want the three highest-bandwidth slots on stable ports", w)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "etc", "torrc.*"))

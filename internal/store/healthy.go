@@ -7,9 +7,7 @@ import (
 	"database/sql/driver"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
@@ -465,26 +463,5 @@ func (c *scanConn) release() {
 
 // query is Store.rawQuery on this connection, without arguments.
 func (c *scanConn) query(query string, row func(vals []driver.Value) error) error {
-	return c.conn.Raw(func(dc any) error {
-		qc, ok := dc.(driver.QueryerContext)
-		if !ok {
-			return errors.New("sqlite driver cannot query directly")
-		}
-		rows, err := qc.QueryContext(c.ctx, query, nil)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		vals := make([]driver.Value, len(rows.Columns()))
-		for {
-			if err := rows.Next(vals); err == io.EOF {
-				return nil
-			} else if err != nil {
-				return err
-			}
-			if err := row(vals); err != nil {
-				return err
-			}
-		}
-	})
+	return queryRaw(c.ctx, c.conn, query, nil, row)
 }

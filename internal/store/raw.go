@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -27,6 +28,12 @@ func (s *Store) rawQuery(ctx context.Context, query string, args []any, row func
 		}
 		named[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
 	}
+	return queryRaw(ctx, conn, query, named, row)
+}
+
+// queryRaw runs query with named on conn's driver connection, calling row
+// for each result row with vals reused between calls.
+func queryRaw(ctx context.Context, conn *sql.Conn, query string, named []driver.NamedValue, row func(vals []driver.Value) error) error {
 	return conn.Raw(func(dc any) error {
 		qc, ok := dc.(driver.QueryerContext)
 		if !ok {

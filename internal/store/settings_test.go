@@ -36,24 +36,16 @@ func TestSettings(t *testing.T) {
 	if v1, _ := st.Version(ctx); v1 != v0 {
 		t.Errorf("settings bumped the pool version %d → %d", v0, v1)
 	}
-	ro, err := OpenReadOnly(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, ok, err := ro.Setting(ctx, "tor.budget"); v != `{"us":3}` || !ok || err != nil {
-		t.Errorf("read-only open reads %q, %v, %v", v, ok, err)
-	}
-	if err := ro.SetSetting(ctx, "x", "y"); !errors.Is(err, ErrReadOnly) {
-		t.Errorf("SetSetting on a read-only store: %v", err)
-	}
-	ro.Close()
-	st.Close()
-	st, err = Open(ctx, path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if v, ok, _ := st.Setting(ctx, "tor.control-password"); v != "first" || !ok {
-		t.Errorf("after reopen: %q, %v", v, ok)
-	}
+	reread(t, st, path, func(ro *Store) {
+		if v, ok, err := ro.Setting(ctx, "tor.budget"); v != `{"us":3}` || !ok || err != nil {
+			t.Errorf("read-only open reads %q, %v, %v", v, ok, err)
+		}
+		if err := ro.SetSetting(ctx, "x", "y"); !errors.Is(err, ErrReadOnly) {
+			t.Errorf("SetSetting on a read-only store: %v", err)
+		}
+	}, func(st *Store) {
+		if v, ok, _ := st.Setting(ctx, "tor.control-password"); v != "first" || !ok {
+			t.Errorf("after reopen: %q, %v", v, ok)
+		}
+	})
 }

@@ -31,6 +31,27 @@ func openT(t testing.TB, opts Options) (*Store, string) {
 	return s, path
 }
 
+// reread checks what st wrote from another process (readOnly, given a
+// read-only open of path) and after a restart (reopened, given path opened
+// again once st is closed).
+func reread(t *testing.T, st *Store, path string, readOnly, reopened func(s *Store)) {
+	t.Helper()
+	ctx := context.Background()
+	ro, err := OpenReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readOnly(ro)
+	ro.Close()
+	st.Close()
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	reopened(s)
+}
+
 // openWith is openT with us added from source "manual".
 func openWith(t testing.TB, us ...upstream.Upstream) (*Store, string) {
 	t.Helper()

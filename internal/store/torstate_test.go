@@ -43,29 +43,21 @@ func TestTorGroups(t *testing.T) {
 	if v1, _ := st.Version(ctx); v1 != v0 {
 		t.Errorf("tor state bumped the pool version %d → %d", v0, v1)
 	}
-	ro, err := OpenReadOnly(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := ro.TorGroups(ctx); !maps.Equal(got, want) || err != nil {
-		t.Errorf("read-only open reads %v, %v; want %v", got, err, want)
-	}
-	if err := ro.SetTorBudget(ctx, "us", 4); !errors.Is(err, ErrReadOnly) {
-		t.Errorf("SetTorBudget on a read-only store: %v, want ErrReadOnly", err)
-	}
-	if pw, err := ro.TorControlPassword(ctx, func() string { return "ro" }); pw != "" || err != nil {
-		t.Errorf("read-only store without a password made one: %q, %v", pw, err)
-	}
-	ro.Close()
-	st.Close()
-	st, err = Open(ctx, path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if got, _ := st.TorGroups(ctx); !maps.Equal(got, want) {
-		t.Errorf("after reopen: %v, want %v", got, want)
-	}
+	reread(t, st, path, func(ro *Store) {
+		if got, err := ro.TorGroups(ctx); !maps.Equal(got, want) || err != nil {
+			t.Errorf("read-only open reads %v, %v; want %v", got, err, want)
+		}
+		if err := ro.SetTorBudget(ctx, "us", 4); !errors.Is(err, ErrReadOnly) {
+			t.Errorf("SetTorBudget on a read-only store: %v, want ErrReadOnly", err)
+		}
+		if pw, err := ro.TorControlPassword(ctx, func() string { return "ro" }); pw != "" || err != nil {
+			t.Errorf("read-only store without a password made one: %q, %v", pw, err)
+		}
+	}, func(st *Store) {
+		if got, _ := st.TorGroups(ctx); !maps.Equal(got, want) {
+			t.Errorf("after reopen: %v, want %v", got, want)
+		}
+	})
 }
 
 // TestTorControlPassword: the first caller's password is kept; later

@@ -1,10 +1,12 @@
-// Package testtool holds what tests in several packages need from the host:
-// an external program (tor, curl) that a test drives for real.
+// Package testtool holds what tests in several packages need: an external
+// program (tor, curl) that a test drives for real, and a loopback accept
+// loop for the small servers tests stand up.
 package testtool
 
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -23,4 +25,18 @@ func Need(t testing.TB, name, hint string) string {
 		t.Skipf("%s not installed (%s)", name, hint)
 	}
 	return ""
+}
+
+// WithoutBus is env without DBUS_SESSION_BUS_ADDRESS and XDG_RUNTIME_DIR:
+// the environment for a daemon under test that must stay off the caller's
+// session bus, where two runs would fight over one bus name.
+func WithoutBus(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "DBUS_SESSION_BUS_ADDRESS=") || strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }

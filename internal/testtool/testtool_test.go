@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -51,5 +52,26 @@ func TestNeed(t *testing.T) {
 	}
 	if _, err := exec.LookPath("pp-testtool-probe"); err != nil {
 		t.Fatalf("fixture not on PATH: %v", err)
+	}
+}
+
+func TestWithoutBus(t *testing.T) {
+	tests := []struct {
+		name    string
+		in, out []string
+	}{
+		{"empty", nil, nil},
+		{"drops the bus and runtime dir only",
+			[]string{"PATH=/bin", "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus", "XDG_RUNTIME_DIR=/run/user/0", "HOME=/root"},
+			[]string{"PATH=/bin", "HOME=/root"}},
+		{"a look-alike name stays", []string{"DBUS_SESSION_BUS_ADDRESSX=1", "MY_XDG_RUNTIME_DIR=/x"},
+			[]string{"DBUS_SESSION_BUS_ADDRESSX=1", "MY_XDG_RUNTIME_DIR=/x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := WithoutBus(tt.in); !slices.Equal(got, tt.out) {
+				t.Fatalf("WithoutBus(%q) = %q, want %q", tt.in, got, tt.out)
+			}
+		})
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -30,6 +32,27 @@ type RelaySource interface {
 // units.Runner does it with systemd; ProcessRunner with child processes.
 type Runner interface {
 	Apply(ctx context.Context, want, changed []int) error
+}
+
+// DryRun is a Runner that starts nothing and remembers the last wanted set:
+// `torgen --dry-run`, and tests of what a plan would run.
+type DryRun struct {
+	mu   sync.Mutex
+	want []int
+}
+
+func (r *DryRun) Apply(_ context.Context, want, _ []int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.want = slices.Clone(want)
+	return nil
+}
+
+// Wanted is the wanted set of the last Apply.
+func (r *DryRun) Wanted() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.want)
 }
 
 // Config is torgen's part of proxypool.yaml (cmd maps config.Tor onto it).

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +18,6 @@ import (
 )
 
 // wantRunner remembers the wanted ports (the process runner itself is
-// proven in torgen's tests and cmd/proxypoold's TestSLOTorScaleUpE2E).
-type wantRunner struct {
-	mu   sync.Mutex
-	want []int
-}
-
-func (r *wantRunner) Apply(_ context.Context, want, _ []int) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.want = slices.Clone(want)
-	return nil
-}
-
-func (r *wantRunner) wanted() []int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.want)
-}
 
 // usRelays writes a CSV export with n US exits, each in its own /16
 // (one grouped slot each), and a DE one, and returns its path.
@@ -112,7 +93,7 @@ func TestSupervisorBudget(t *testing.T) {
 			defer cancel()
 			var now time.Time
 			tor, st := testTor(t, t.TempDir(), tc.mode, tc.floor, 4, 19160, false, func() time.Time { return now })
-			run := &wantRunner{}
+			run := &torgen.DryRun{}
 			sup := &Supervisor{t: tor, runner: run, wait: func() {}}
 			sc := sup.Scaler()
 
@@ -122,7 +103,7 @@ func TestSupervisorBudget(t *testing.T) {
 			// The instances' age counts from their first_seen, written
 			// during generate: a loaded machine may spend seconds in it.
 			now = time.Now()
-			start := run.wanted()
+			start := run.Wanted()
 			if len(start) != tc.wantStart {
 				t.Fatalf("started %v, want %d instances", start, tc.wantStart)
 			}
@@ -139,7 +120,7 @@ func TestSupervisorBudget(t *testing.T) {
 					t.Errorf("round %d: ScaleUp = %d, %v; want %d", i, n, err, want)
 				}
 			}
-			end := run.wanted()
+			end := run.Wanted()
 			if len(end) != tc.wantEnd {
 				t.Errorf("running %v at the end, want %d instances", end, tc.wantEnd)
 			}
@@ -165,11 +146,11 @@ func TestApplyKeepsStoredBudget(t *testing.T) {
 	if err := st.SetTorBudget(ctx, "us", 2); err != nil {
 		t.Fatal(err)
 	}
-	run := &wantRunner{}
+	run := &torgen.DryRun{}
 	if _, err := tor.Apply(ctx, run); err != nil {
 		t.Fatal(err)
 	}
-	if w := run.wanted(); len(w) != 2 {
+	if w := run.Wanted(); len(w) != 2 {
 		t.Errorf("runs %v, want 2 instances (the stored budget, above the floor's 1)", w)
 	}
 	if g, _ := st.TorGroups(ctx); g["us"].Unused != 2 {

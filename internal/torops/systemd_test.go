@@ -15,6 +15,7 @@ import (
 
 	"github.com/proxypool/proxypool/internal/slo"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/torgen"
 	"github.com/proxypool/proxypool/internal/torgen/torrc"
 )
 
@@ -81,7 +82,7 @@ func TestSystemdTorSteps(t *testing.T) {
 	}
 	// three US /16s: three grouped slots within max-instances 3
 	ops, st := testTor(t, dir, "grouped", 1, 3, base, true, clock)
-	run := &wantRunner{}
+	run := &torgen.DryRun{}
 	gen := func() []int {
 		t.Helper()
 		plan, err := ops.Apply(ctx, run)
@@ -101,7 +102,7 @@ func TestSystemdTorSteps(t *testing.T) {
 
 	// 1. The floor's budget: one instance, a control port with a password.
 	gen()
-	if w := run.wanted(); !slices.Equal(w, []int{base}) {
+	if w := run.Wanted(); !slices.Equal(w, []int{base}) {
 		t.Fatalf("first plan runs %v, want [%d] (the floor's budget)", w, base)
 	}
 	b, _ := os.ReadFile(torrc.Path(filepath.Join(dir, "etc"), base))
@@ -170,7 +171,7 @@ func TestSystemdTorSteps(t *testing.T) {
 	// 4. proxy-torgen's next run: a second instance; the first one's torrc
 	// is not rewritten (no restart of a running tor).
 	changed := gen()
-	if w := run.wanted(); !slices.Equal(w, []int{base, base + 1}) {
+	if w := run.Wanted(); !slices.Equal(w, []int{base, base + 1}) {
 		t.Errorf("after the scale-up torgen runs %v, want [%d %d]", w, base, base+1)
 	}
 	if slices.Contains(changed, base) {

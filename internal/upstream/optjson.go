@@ -71,6 +71,24 @@ func (p *optParser) space() {
 	}
 }
 
+// next consumes the separator after a member or element: more is true after
+// a comma, false after close; anything else is malformed (ok false).
+func (p *optParser) next(close byte) (more, ok bool) {
+	p.space()
+	if p.i >= len(p.s) {
+		return false, false
+	}
+	switch p.s[p.i] {
+	case ',':
+		p.i++
+		return true, true
+	case close:
+		p.i++
+		return false, true
+	}
+	return false, false
+}
+
 func (p *optParser) value(depth int) (any, bool) {
 	if p.i >= len(p.s) || depth > optMaxDepth {
 		return nil, false
@@ -101,18 +119,10 @@ func (p *optParser) value(depth int) (any, bool) {
 				return nil, false
 			}
 			m[k] = v
-			p.space()
-			if p.i >= len(p.s) {
+			if more, ok := p.next('}'); !ok {
 				return nil, false
-			}
-			switch p.s[p.i] {
-			case ',':
-				p.i++
-			case '}':
-				p.i++
+			} else if !more {
 				return m, true
-			default:
-				return nil, false
 			}
 		}
 	case c == '[':
@@ -130,18 +140,10 @@ func (p *optParser) value(depth int) (any, bool) {
 				return nil, false
 			}
 			a = append(a, v)
-			p.space()
-			if p.i >= len(p.s) {
+			if more, ok := p.next(']'); !ok {
 				return nil, false
-			}
-			switch p.s[p.i] {
-			case ',':
-				p.i++
-			case ']':
-				p.i++
+			} else if !more {
 				return a, true
-			default:
-				return nil, false
 			}
 		}
 	case c == '"':

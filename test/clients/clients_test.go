@@ -26,6 +26,7 @@ import (
 
 	"github.com/proxypool/proxypool/internal/fleet"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/testtool"
 )
 
 // The gateway and metrics listen on this helper's fixed loopback block so
@@ -215,13 +216,7 @@ func startDaemon(t *testing.T, f *fleet.Fleet, judge string) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building proxypoold: %v\n%s", err, out)
 	}
-	list, geo := filepath.Join(dir, "list.txt"), filepath.Join(dir, "geoip")
-	if err := f.WriteList(list); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WriteGeoIP(geo); err != nil {
-		t.Fatal(err)
-	}
+	list, geo := f.WriteFilesT(t, dir)
 	cfg := fmt.Sprintf(`database: %s
 sources:
   - {name: fleet, url: "file://%s", format: auto}
@@ -250,11 +245,7 @@ log: {level: info, format: text}
 	}
 	cmd := exec.Command(bin, "--config", cfgPath, "run")
 	// no session bus: `run` wires its parts in process
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DBUS_SESSION_BUS_ADDRESS=") && !strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = testtool.WithoutBus(os.Environ())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/proxypool/proxypool/internal/fleet"
+	"github.com/proxypool/proxypool/internal/testtool"
 )
 
 // Bounds: generous enough for a loaded 2-core machine, short enough that a
@@ -763,24 +764,12 @@ func buildBinaries(t *testing.T) binaries {
 }
 
 func parseFile(ctx context.Context, b binaries, path string) ([]parseRecord, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, b.ctl, "parse", "--json", path)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	all, err := ctlJSON[parseRecord](ctx, b, "parse", "--json", path)
 	if err != nil {
-		return nil, fmt.Errorf("proxypoolctl parse: %v: %s", err, strings.TrimSpace(stderr.String()))
+		return nil, err
 	}
 	var recs []parseRecord
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var r parseRecord
-		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("proxypoolctl parse --json: %v in %q", err, out)
-		}
+	for _, r := range all {
 		if r.Error != "" {
 			return nil, fmt.Errorf("line %d: %s", r.Line, r.Error)
 		}
@@ -789,6 +778,33 @@ func parseFile(ctx context.Context, b binaries, path string) ([]parseRecord, err
 		}
 	}
 	return recs, nil
+}
+
+// ctlJSON runs proxypoolctl with args (within 30 s, off the session bus)
+// and decodes the JSON records it prints, one a line.
+func ctlJSON[T any](ctx context.Context, b binaries, args ...string) ([]T, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, b.ctl, args...)
+	cmd.Env = testtool.WithoutBus(os.Environ())
+	cmd.Stderr = &stderr
+	what := "proxypoolctl " + strings.Join(args, " ")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v: %s", what, err, strings.TrimSpace(stderr.String()))
+	}
+	var recs []T
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var r T
+		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
+			return recs, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: %v in %q", what, err, out[:min(len(out), 300)])
+		}
+		recs = append(recs, r)
+	}
 }
 
 type daemonProc struct {
@@ -807,7 +823,7 @@ func startDaemon(t *testing.T, e *Env, b binaries, cfgPath string) *daemonProc {
 	}
 	d.cmd = exec.Command(b.daemon, "--config", cfgPath, "run")
 	d.cmd.Dir = e.Dir()
-	d.cmd.Env = withoutBus(os.Environ())
+	d.cmd.Env = testtool.WithoutBus(os.Environ())
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
@@ -862,19 +878,6 @@ func (d *daemonProc) stop(t *testing.T) {
 	}
 }
 
-// withoutBus keeps the daemon off the caller's D-Bus session: the level
-// reads the store with --db, and two runs must not fight over a bus name.
-func withoutBus(env []string) []string {
-	var out []string
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "DBUS_SESSION_BUS_ADDRESS=") || strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
 // waitProbed polls `proxypoolctl --db DB list --json` until every parsed
 // upstream is healthy or was checked twice, and returns the records by id.
 func waitProbed(t *testing.T, e *Env, b binaries, db string, results []*kindResult, d *daemonProc) map[string]listRecord {
@@ -915,25 +918,12 @@ func list(ctx context.Context, b binaries, db string) (map[string]listRecord, er
 	if _, err := os.Stat(db); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, b.ctl, "--db", db, "list", "--json")
-	cmd.Env = withoutBus(os.Environ())
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	all, err := ctlJSON[listRecord](ctx, b, "--db", db, "list", "--json")
 	if err != nil {
-		return nil, fmt.Errorf("proxypoolctl list: %v: %s", err, strings.TrimSpace(stderr.String()))
+		return nil, err
 	}
 	recs := map[string]listRecord{}
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var r listRecord
-		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("proxypoolctl list --json: %v", err)
-		}
+	for _, r := range all {
 		recs[r.ID] = r
 	}
 	return recs, nil

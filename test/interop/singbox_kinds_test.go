@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/testtool"
 )
 
 // sing-box v1.11.15 is built by scripts/interop-tools.sh with
@@ -30,130 +32,79 @@ const sniName = "interop.test"
 
 func init() {
 	register(
-		Kind{
-			Name: "singbox-vless-reality-vision",
-			Impl: singboxImpl,
-			Form: "vless:// share link, type=tcp, security=reality, flow=xtls-rprx-vision, fp=chrome",
-			Setup: func(t testing.TB, e *Env) (string, string) {
-				return singboxVLESSReality(t, e, "tcp")
-			},
-		},
-		Kind{
-			Name: "singbox-vless-reality-grpc",
-			Impl: singboxImpl,
-			Form: "vless:// share link, type=grpc, security=reality, fp=chrome",
-			Setup: func(t testing.TB, e *Env) (string, string) {
-				return singboxVLESSReality(t, e, "grpc")
-			},
-		},
-		Kind{
-			Name: "singbox-vless-grpc-tls",
-			Impl: singboxImpl,
-			Form: "vless:// share link, type=grpc, security=tls, allowInsecure=1",
-			Setup: func(t testing.TB, e *Env) (string, string) {
+		singboxKind("vless-reality-vision", "tcp", "vless:// share link, type=tcp, security=reality, flow=xtls-rprx-vision, fp=chrome",
+			func(t testing.TB, e *Env, ip string, port int) (map[string]any, string) {
+				return singboxVLESSReality(t, e, ip, port, "tcp")
+			}),
+		singboxKind("vless-reality-grpc", "tcp", "vless:// share link, type=grpc, security=reality, fp=chrome",
+			func(t testing.TB, e *Env, ip string, port int) (map[string]any, string) {
+				return singboxVLESSReality(t, e, ip, port, "grpc")
+			}),
+		singboxKind("vless-grpc-tls", "tcp", "vless:// share link, type=grpc, security=tls, allowInsecure=1",
+			func(t testing.TB, e *Env, ip string, port int) (map[string]any, string) {
 				id := newUUID(t)
-				ip, port := e.IP(), e.Port()
-				singboxStart(t, e, "sb-vless-grpc", ip, port, "tcp", map[string]any{
+				q := url.Values{"encryption": {"none"}, "security": {"tls"}, "sni": {sniName},
+					"allowInsecure": {"1"}, "type": {"grpc"}, "serviceName": {"pp.Tun"}, "mode": {"gun"}}
+				return map[string]any{
 					"type": "vless", "users": []any{map[string]any{"uuid": id}},
 					"tls":       singboxTLS(e, nil),
 					"transport": map[string]any{"type": "grpc", "service_name": "pp.Tun"},
-				})
-				q := url.Values{"encryption": {"none"}, "security": {"tls"}, "sni": {sniName},
-					"allowInsecure": {"1"}, "type": {"grpc"}, "serviceName": {"pp.Tun"}, "mode": {"gun"}}
-				return fmt.Sprintf("vless://%s@%s?%s#sb-vless-grpc-tls", id, hostPort(ip, port), q.Encode()), ip
-			},
-		},
-		Kind{
-			Name: "singbox-hysteria2",
-			Impl: singboxImpl,
-			Form: "hysteria2:// share link, insecure=1, sni",
-			Setup: func(t testing.TB, e *Env) (string, string) {
+				}, fmt.Sprintf("vless://%s@%s?%s#sb-vless-grpc-tls", id, hostPort(ip, port), q.Encode())
+			}),
+		singboxKind("hysteria2", "udp", "hysteria2:// share link, insecure=1, sni",
+			func(t testing.TB, e *Env, ip string, port int) (map[string]any, string) {
 				pass := randToken(t, 12)
-				ip, port := e.IP(), e.Port()
-				singboxStart(t, e, "sb-hysteria2", ip, port, "udp", map[string]any{
+				return map[string]any{
 					"type": "hysteria2", "users": []any{map[string]any{"password": pass}},
 					"tls": singboxTLS(e, []string{"h3"}),
-				})
-				return fmt.Sprintf("hysteria2://%s@%s?insecure=1&sni=%s#sb-hysteria2", pass, hostPort(ip, port), sniName), ip
-			},
-		},
-		Kind{
-			Name: "singbox-tuic-v5",
-			Impl: singboxImpl,
-			Form: "tuic:// share link (v5 uuid:password), congestion_control=bbr, alpn=h3, allow_insecure=1",
-			Setup: func(t testing.TB, e *Env) (string, string) {
+				}, fmt.Sprintf("hysteria2://%s@%s?insecure=1&sni=%s#sb-hysteria2", pass, hostPort(ip, port), sniName)
+			}),
+		singboxKind("tuic-v5", "udp", "tuic:// share link (v5 uuid:password), congestion_control=bbr, alpn=h3, allow_insecure=1",
+			func(t testing.TB, e *Env, ip string, port int) (map[string]any, string) {
 				id, pass := newUUID(t), randToken(t, 12)
-				ip, port := e.IP(), e.Port()
-				singboxStart(t, e, "sb-tuic", ip, port, "udp", map[string]any{
-					"type": "tuic", "users": []any{map[string]any{"uuid": id, "password": pass}},
-					"congestion_control": "bbr",
-					"tls":                singboxTLS(e, []string{"h3"}),
-				})
-				return fmt.Sprintf("tuic://%s:%s@%s?congestion_control=bbr&alpn=h3&udp_relay_mode=native&allow_insecure=1&sni=%s#sb-tuic-v5",
-					id, pass, hostPort(ip, port), sniName), ip
-			},
-		},
-		Kind{
-			Name: "singbox-ss2022-blake3-aes-128-gcm",
-			Impl: singboxImpl,
-			Form: "ss:// SIP002 link, base64url(method:password) userinfo (v2rayN), 2022-blake3-aes-128-gcm",
-			Setup: func(t testing.TB, e *Env) (string, string) {
-				return singboxSS2022(t, e, true)
-			},
-		},
-		Kind{
-			Name: "singbox-ss2022-blake3-aes-128-gcm-plain",
-			Impl: singboxImpl,
-			Form: "ss:// SIP022 link, percent-encoded method:password userinfo (sing-box, Shadowrocket), 2022-blake3-aes-128-gcm",
-			Setup: func(t testing.TB, e *Env) (string, string) {
-				return singboxSS2022(t, e, false)
-			},
-		},
-		Kind{
-			Name: "singbox-trojan-ws-tls",
-			Impl: singboxImpl,
-			Form: "trojan:// share link, type=ws, security=tls, allowInsecure=1",
-			Setup: func(t testing.TB, e *Env) (string, string) {
+				return map[string]any{
+						"type": "tuic", "users": []any{map[string]any{"uuid": id, "password": pass}},
+						"congestion_control": "bbr",
+						"tls":                singboxTLS(e, []string{"h3"}),
+					}, fmt.Sprintf("tuic://%s:%s@%s?congestion_control=bbr&alpn=h3&udp_relay_mode=native&allow_insecure=1&sni=%s#sb-tuic-v5",
+						id, pass, hostPort(ip, port), sniName)
+			}),
+		singboxKind("ss2022-blake3-aes-128-gcm", "tcp", "ss:// SIP002 link, base64url(method:password) userinfo (v2rayN), 2022-blake3-aes-128-gcm",
+			func(t testing.TB, e *Env, ip string, port int) (map[string]any, string) {
+				return singboxSS2022(t, ip, port, true)
+			}),
+		singboxKind("ss2022-blake3-aes-128-gcm-plain", "tcp", "ss:// SIP022 link, percent-encoded method:password userinfo (sing-box, Shadowrocket), 2022-blake3-aes-128-gcm",
+			func(t testing.TB, e *Env, ip string, port int) (map[string]any, string) {
+				return singboxSS2022(t, ip, port, false)
+			}),
+		singboxKind("trojan-ws-tls", "tcp", "trojan:// share link, type=ws, security=tls, allowInsecure=1",
+			func(t testing.TB, e *Env, ip string, port int) (map[string]any, string) {
 				pass := randToken(t, 12)
-				ip, port := e.IP(), e.Port()
-				singboxStart(t, e, "sb-trojan-ws", ip, port, "tcp", map[string]any{
+				q := url.Values{"security": {"tls"}, "sni": {sniName}, "allowInsecure": {"1"},
+					"type": {"ws"}, "path": {"/tj"}, "host": {sniName}}
+				return map[string]any{
 					"type": "trojan", "users": []any{map[string]any{"password": pass}},
 					"tls":       singboxTLS(e, nil),
 					"transport": map[string]any{"type": "ws", "path": "/tj"},
-				})
-				q := url.Values{"security": {"tls"}, "sni": {sniName}, "allowInsecure": {"1"},
-					"type": {"ws"}, "path": {"/tj"}, "host": {sniName}}
-				return fmt.Sprintf("trojan://%s@%s?%s#sb-trojan-ws-tls", pass, hostPort(ip, port), q.Encode()), ip
-			},
-		},
-		Kind{
-			Name: "singbox-https-auth",
-			Impl: singboxImpl,
-			Form: "https:// proxy URI with user:pass, insecure=1",
-			Setup: func(t testing.TB, e *Env) (string, string) {
+				}, fmt.Sprintf("trojan://%s@%s?%s#sb-trojan-ws-tls", pass, hostPort(ip, port), q.Encode())
+			}),
+		singboxKind("https-auth", "tcp", "https:// proxy URI with user:pass, insecure=1",
+			func(t testing.TB, e *Env, ip string, port int) (map[string]any, string) {
 				user, pass := "ppuser", randToken(t, 10)
-				ip, port := e.IP(), e.Port()
-				singboxStart(t, e, "sb-https", ip, port, "tcp", map[string]any{
+				return map[string]any{
 					"type":  "http",
 					"users": []any{map[string]any{"username": user, "password": pass}},
 					"tls":   singboxTLS(e, nil),
-				})
-				return fmt.Sprintf("https://%s:%s@%s?insecure=1&sni=%s#sb-https-auth", user, pass, hostPort(ip, port), sniName), ip
-			},
-		},
-		Kind{
-			Name: "singbox-vmess-ws-tls-clash",
-			Impl: singboxImpl,
-			Form: "Clash YAML document, type: vmess, network: ws, tls: true, skip-cert-verify: true",
-			Setup: func(t testing.TB, e *Env) (string, string) {
+				}, fmt.Sprintf("https://%s:%s@%s?insecure=1&sni=%s#sb-https-auth", user, pass, hostPort(ip, port), sniName)
+			}),
+		singboxKind("vmess-ws-tls-clash", "tcp", "Clash YAML document, type: vmess, network: ws, tls: true, skip-cert-verify: true",
+			func(t testing.TB, e *Env, ip string, port int) (map[string]any, string) {
 				id := newUUID(t)
-				ip, port := e.IP(), e.Port()
-				singboxStart(t, e, "sb-vmess-ws", ip, port, "tcp", map[string]any{
-					"type": "vmess", "users": []any{map[string]any{"uuid": id, "alterId": 0}},
-					"tls":       singboxTLS(e, nil),
-					"transport": map[string]any{"type": "ws", "path": "/vm"},
-				})
-				doc := fmt.Sprintf(`proxies:
+				return map[string]any{
+						"type": "vmess", "users": []any{map[string]any{"uuid": id, "alterId": 0}},
+						"tls":       singboxTLS(e, nil),
+						"transport": map[string]any{"type": "ws", "path": "/vm"},
+					}, fmt.Sprintf(`proxies:
   - name: "sb-vmess-ws-tls"
     type: vmess
     server: %s
@@ -171,37 +122,39 @@ func init() {
       headers:
         Host: %s
 `, ip, port, id, sniName, sniName)
-				return doc, ip
-			},
-		},
-		Kind{
-			Name: "singbox-socks5-auth",
-			Impl: singboxImpl,
-			Form: "socks5:// URI with user:pass",
-			Setup: func(t testing.TB, e *Env) (string, string) {
+			}),
+		singboxKind("socks5-auth", "tcp", "socks5:// URI with user:pass",
+			func(t testing.TB, e *Env, ip string, port int) (map[string]any, string) {
 				user, pass := "ppuser", randToken(t, 10)
-				ip, port := e.IP(), e.Port()
-				singboxStart(t, e, "sb-socks5", ip, port, "tcp", map[string]any{
+				return map[string]any{
 					"type":  "socks",
 					"users": []any{map[string]any{"username": user, "password": pass}},
-				})
-				return fmt.Sprintf("socks5://%s:%s@%s#sb-socks5-auth", user, pass, hostPort(ip, port)), ip
-			},
-		},
+				}, fmt.Sprintf("socks5://%s:%s@%s#sb-socks5-auth", user, pass, hostPort(ip, port))
+			}),
 	)
 }
 
-// singboxVLESSReality starts a sing-box vless reality inbound (tcp with
+// singboxKind is the Kind of one sing-box inbound on a fresh e.IP() and
+// e.Port(), listening on proto ("tcp" or "udp"): server gives the inbound
+// and the subscription line that reaches it. The judge must see ip.
+func singboxKind(name, proto, form string, server func(t testing.TB, e *Env, ip string, port int) (map[string]any, string)) Kind {
+	return Kind{Name: "singbox-" + name, Impl: singboxImpl, Form: form, Setup: func(t testing.TB, e *Env) (string, string) {
+		ip, port := e.IP(), e.Port()
+		inbound, line := server(t, e, ip, port)
+		singboxStart(t, e, "sb-"+name, ip, port, proto, inbound)
+		return line, ip
+	}}
+}
+
+// singboxVLESSReality is a sing-box vless reality inbound (tcp with
 // xtls-rprx-vision, or grpc, where vision does not apply) whose handshake
 // target is a loopback TLS server of the test's own.
-func singboxVLESSReality(t testing.TB, e *Env, network string) (string, string) {
-	bin := e.Bin(t, "sing-box")
-	priv, pub := singboxRealityKeys(t, bin)
+func singboxVLESSReality(t testing.TB, e *Env, ip string, port int, network string) (map[string]any, string) {
+	priv, pub := keyPair(t, e.Bin(t, "sing-box"), "generate", "reality-keypair")
 	id, sid := newUUID(t), randHex(t, 8)
 	dest := realityDest(t, e)
 	dh, dp, _ := net.SplitHostPort(dest)
 	dport, _ := strconv.Atoi(dp)
-	ip, port := e.IP(), e.Port()
 	user := map[string]any{"uuid": id}
 	if network == "tcp" {
 		user["flow"] = "xtls-rprx-vision"
@@ -227,15 +180,14 @@ func singboxVLESSReality(t testing.TB, e *Env, network string) (string, string) 
 		q.Set("serviceName", "pp.Reality")
 		q.Set("mode", "gun")
 	}
-	singboxStart(t, e, "sb-vless-reality-"+network, ip, port, "tcp", in)
-	return fmt.Sprintf("vless://%s@%s?%s#sb-vless-reality-%s", id, hostPort(ip, port), q.Encode(), network), ip
+	return in, fmt.Sprintf("vless://%s@%s?%s#sb-vless-reality-%s", id, hostPort(ip, port), q.Encode(), network)
 }
 
-// singboxSS2022 starts a 2022-blake3-aes-128-gcm server and writes its link
+// singboxSS2022 is a 2022-blake3-aes-128-gcm inbound with its link written
 // either way subscriptions do: the userinfo base64url-encoded (SIP002, what
 // v2rayN exports) or percent-encoded plain text (SIP022, which asks for it
 // because the 2022 key is base64 already).
-func singboxSS2022(t testing.TB, e *Env, b64 bool) (string, string) {
+func singboxSS2022(t testing.TB, ip string, port int, b64 bool) (map[string]any, string) {
 	// 2022 ciphers take a base64 key of exactly the cipher's key size.
 	key := make([]byte, 16)
 	if _, err := rand.Read(key); err != nil {
@@ -243,37 +195,39 @@ func singboxSS2022(t testing.TB, e *Env, b64 bool) (string, string) {
 	}
 	pass := base64.StdEncoding.EncodeToString(key)
 	const method = "2022-blake3-aes-128-gcm"
-	ip, port := e.IP(), e.Port()
-	singboxStart(t, e, "sb-ss2022", ip, port, "tcp", map[string]any{
-		"type": "shadowsocks", "method": method, "password": pass,
-	})
 	user := url.UserPassword(method, pass).String()
 	if b64 {
 		user = base64.RawURLEncoding.EncodeToString([]byte(method + ":" + pass))
 	}
-	return fmt.Sprintf("ss://%s@%s#sb-ss2022", user, hostPort(ip, port)), ip
+	return map[string]any{"type": "shadowsocks", "method": method, "password": pass},
+		fmt.Sprintf("ss://%s@%s#sb-ss2022", user, hostPort(ip, port))
 }
 
-// singboxStart writes a one-inbound config listening on ip:port whose only
-// outbound is direct, bound to ip, and starts sing-box with it.
+// singboxStart starts sing-box with one inbound listening on ip:port and
+// one outbound, direct, bound to ip.
 func singboxStart(t testing.TB, e *Env, name, ip string, port int, proto string, inbound map[string]any) {
 	t.Helper()
-	bin := e.Bin(t, "sing-box")
 	inbound["tag"] = "in"
 	inbound["listen"] = ip
 	inbound["listen_port"] = port
-	cfg := map[string]any{
+	startChecked(t, e, name, port, e.Bin(t, "sing-box"), []string{"check"}, map[string]any{
 		"log":       map[string]any{"level": "warn", "timestamp": true},
 		"inbounds":  []any{inbound},
 		"outbounds": []any{map[string]any{"type": "direct", "tag": "direct", "inet4_bind_address": ip}},
 		"route":     map[string]any{"final": "direct"},
-	}
-	// The port makes the file unique: Setups run in parallel.
+	}, proto+":"+hostPort(ip, port))
+}
+
+// startChecked writes cfg as name's config file, has bin check it
+// (check... -c FILE) and starts "bin run -c FILE", ready once ready
+// answers. The port makes the file unique: Setups run in parallel.
+func startChecked(t testing.TB, e *Env, name string, port int, bin string, check []string, cfg any, ready string) {
+	t.Helper()
 	path := writeJSON(t, e, fmt.Sprintf("%s-%d.json", name, port), cfg)
-	if out, err := exec.Command(bin, "check", "-c", path).CombinedOutput(); err != nil {
-		t.Fatalf("sing-box check %s: %v\n%s", path, err, out)
+	if out, err := exec.Command(bin, append(check, "-c", path)...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s %s: %v\n%s", filepath.Base(bin), strings.Join(check, " "), path, err, out)
 	}
-	e.Start(t, name, []string{bin, "run", "-c", path}, fmt.Sprintf("%s:%s", proto, hostPort(ip, port)))
+	e.Start(t, name, []string{bin, "run", "-c", path}, ready)
 }
 
 // singboxTLS is a server TLS block with the Env's self-signed certificate.
@@ -286,18 +240,19 @@ func singboxTLS(e *Env, alpn []string) map[string]any {
 	return m
 }
 
-// singboxRealityKeys runs `sing-box generate reality-keypair`
-// ("PrivateKey: …" / "PublicKey: …").
-func singboxRealityKeys(t testing.TB, bin string) (priv, pub string) {
+// keyPair runs bin's key generator (args: "generate reality-keypair" for
+// sing-box, "x25519" for xray) and reads the pair it prints.
+func keyPair(t testing.TB, bin string, args ...string) (priv, pub string) {
 	t.Helper()
-	out, err := exec.Command(bin, "generate", "reality-keypair").Output()
+	what := filepath.Base(bin) + " " + strings.Join(args, " ")
+	out, err := exec.Command(bin, args...).Output()
 	if err != nil {
-		t.Fatalf("sing-box generate reality-keypair: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	kv := keyLines(string(out))
 	priv, pub = kv["privatekey"], kv["publickey"]
 	if priv == "" || pub == "" {
-		t.Fatalf("sing-box generate reality-keypair: no key pair in %q", out)
+		t.Fatalf("%s: no key pair in %q", what, out)
 	}
 	return priv, pub
 }
@@ -339,28 +294,19 @@ func realityDest(t testing.TB, e *Env) string {
 	// server forwards every unauthenticated handshake to it, probes included.
 	ctx := e.ctx
 	go func() { <-ctx.Done(); ln.Close() }()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				// A short plain answer is enough: reality only borrows the
-				// handshake; probers that get this far see a web server.
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				if err := c.(*tls.Conn).HandshakeContext(ctx); err != nil {
-					return
-				}
-				buf := make([]byte, 4096)
-				if _, err := c.Read(buf); err != nil {
-					return
-				}
-				_, _ = c.Write([]byte("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"))
-			}()
+	testtool.Serve(ln, func(c net.Conn) {
+		// A short plain answer is enough: reality only borrows the
+		// handshake; probers that get this far see a web server.
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := c.(*tls.Conn).HandshakeContext(ctx); err != nil {
+			return
 		}
-	}()
+		buf := make([]byte, 4096)
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+		_, _ = c.Write([]byte("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"))
+	})
 	return ln.Addr().String()
 }
 

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// TestPrintStatus pins the text of proxypoolctl status: the tables, their
+// order, and the country cut past --countries.
+func TestPrintStatus(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	full := control.Status{
+		Version:    7,
+		States:     map[upstream.State]int{upstream.Healthy: 3, upstream.Failing: 1, upstream.Dead: 2, upstream.Unknown: 4},
+		Sources:    map[string]int{"a": 4, "b": 4, "manual": 2},
+		Countries:  map[string]int{"US": 5, "DE": 3, "NL": 3, "FR": 1, "JP": 1},
+		Groups:     map[string]int{"us": 2, "de": 9},
+		Probe:      control.ProbeStatus{Done: 10, Total: 10, LastPass: now.Add(-90 * time.Second)},
+		Gateway:    &control.GatewayStatus{Active: 2, Total: 30, Errors: 1},
+		Exits:      &control.ExitCounts{Distinct: 6, Healthy: 2},
+		Reputation: []control.SourceReputation{{Source: "a", Listed: 4, HealthyNow: 2, EverHealthy: 3, HealthySeconds: 3725.4}},
+		Floors: []control.GroupFloor{
+			{Healthy: 3, Exits: 2, MinHealthy: 5, MinExits: 2, Below: true, LastAction: "scaled up tor"},
+			{Group: "us", Healthy: 2, Exits: 2, MinHealthy: 1, MinExits: 1},
+		},
+	}
+	tests := []struct {
+		name string
+		st   control.Status
+		topN int
+		want string
+	}{
+		{"empty pool", control.Status{States: map[upstream.State]int{}}, 15,
+			"pool: 0 upstreams: 0 healthy, 0 failing, 0 dead, 0 unknown (version 0)\nprobe: no pass yet\n"},
+		{"every table", full, 2, `pool: 10 upstreams: 3 healthy, 1 failing, 2 dead, 4 unknown (version 7)
+exits: 6 distinct exit IPs, 2 of them healthy
+probe: last pass 1m ago (10 upstreams)
+gateway: 2 open connections, 30 since start, 1 failed on every try
+
+GROUP   HEALTHY  MIN  EXITS  MIN  FLOOR  LAST ACTION
+(pool)  3        5    2      2    BELOW  scaled up tor
+us      2        1    2      1    met    -
+
+SOURCE  LISTED  HEALTHY  EVER HEALTHY  HEALTHY TIME
+a       4       2        3             1h2m5s
+b       4       -        -             -
+manual  2       -        -             -
+
+COUNTRY   HEALTHY
+US        5
+DE        3
+(3 more)  5
+
+GROUP  UPSTREAMS
+de     9
+us     2
+`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			printStatus(&b, tc.st, tc.topN, now)
+			if b.String() != tc.want {
+				t.Errorf("status text:\n%s\nwant:\n%s", b.String(), tc.want)
+			}
+		})
+	}
+}
