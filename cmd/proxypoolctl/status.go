@@ -42,17 +42,7 @@ func printStatus(w io.Writer, st control.Status, topN int, now time.Time) {
 	if st.Exits != nil {
 		fmt.Fprintf(w, "exits: %d distinct exit IPs, %d of them healthy\n", st.Exits.Distinct, st.Exits.Healthy)
 	}
-	p := st.Probe
-	switch {
-	case p.Job != "":
-		fmt.Fprintf(w, "probe: %s running, %d of %d checked\n", p.Job, p.Done, p.Total)
-	case p.Done < p.Total:
-		fmt.Fprintf(w, "probe: pass running, %d of %d checked\n", p.Done, p.Total)
-	case !p.LastPass.IsZero():
-		fmt.Fprintf(w, "probe: last pass %s (%d upstreams)\n", ago(now, p.LastPass), p.Total)
-	default:
-		fmt.Fprintln(w, "probe: no pass yet")
-	}
+	printProbe(w, st.Probe, now)
 	if gw := st.Gateway; gw != nil {
 		fmt.Fprintf(w, "gateway: %d open connections, %d since start, %d failed on every try\n", gw.Active, gw.Total, gw.Errors)
 	}
@@ -73,16 +63,20 @@ func printStatus(w io.Writer, st control.Status, topN int, now time.Time) {
 	}
 
 	if len(st.Reputation) > 0 || len(st.Sources) > 0 {
-		tw := section(w, "SOURCE\tLISTED\tHEALTHY\tEVER HEALTHY\tHEALTHY TIME")
+		tw := section(w, "SOURCE\tLISTED\tHEALTHY\tEVER HEALTHY\tHEALTHY TIME\tLAST FETCH")
+		fetched := map[string]string{}
+		for _, f := range st.SourceState {
+			fetched[f.Name] = fetchNote(f, now)
+		}
 		seen := map[string]bool{}
 		for _, r := range st.Reputation {
 			seen[r.Source] = true
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", r.Source, r.Listed, r.HealthyNow, r.EverHealthy,
-				(time.Duration(r.HealthySeconds) * time.Second).Round(time.Second))
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", r.Source, r.Listed, r.HealthyNow, r.EverHealthy,
+				(time.Duration(r.HealthySeconds) * time.Second).Round(time.Second), dash(fetched[r.Source]))
 		}
 		for _, kv := range sortedCounts(st.Sources) {
 			if !seen[kv.k] {
-				fmt.Fprintf(tw, "%s\t%d\t-\t-\t-\n", kv.k, kv.n)
+				fmt.Fprintf(tw, "%s\t%d\t-\t-\t-\t%s\n", kv.k, kv.n, dash(fetched[kv.k]))
 			}
 		}
 		tw.Flush()
@@ -142,4 +136,50 @@ func sortedCounts(m map[string]int) []kv {
 		return strings.Compare(a.k, b.k)
 	})
 	return out
+}
+
+// printProbe is status's probe lines: what it does now (a job, a pass,
+// paused since when and why), then its last pass and last full pass.
+func printProbe(w io.Writer, p control.ProbeStatus, now time.Time) {
+	switch {
+	case p.Paused:
+		fmt.Fprintf(w, "probe: PAUSED since %s (%s): %s\n", p.Since.Local().Format("2006-01-02 15:04:05"), ago(now, p.Since), p.Reason)
+	case p.Job != "":
+		fmt.Fprintf(w, "probe: %s running, %d of %d checked\n", p.Job, p.Done, p.Total)
+	case p.Done < p.Total:
+		fmt.Fprintf(w, "probe: pass running, %d of %d checked\n", p.Done, p.Total)
+	case p.Last == nil && p.LastPass.IsZero():
+		fmt.Fprintln(w, "probe: no pass yet")
+		return
+	default:
+		fmt.Fprintln(w, "probe: running")
+	}
+	last := p.Last
+	if last == nil { // a daemon that keeps no pass in the store
+		last = &control.Pass{At: p.LastPass, Size: p.Total, Seconds: -1}
+	}
+	for _, x := range []struct {
+		name string
+		p    *control.Pass
+	}{{"last pass", last}, {"last full pass", p.LastFull}} {
+		switch {
+		case x.p == nil:
+		case x.p.Seconds < 0:
+			fmt.Fprintf(w, "  %s: %s, %d upstreams\n", x.name, ago(now, x.p.At), x.p.Size)
+		default:
+			fmt.Fprintf(w, "  %s: %s, %d upstreams checked in %s, %d healthy\n", x.name, ago(now, x.p.At), x.p.Size,
+				(time.Duration(x.p.Seconds * float64(time.Second))).Round(time.Millisecond), x.p.Healthy)
+		}
+	}
+}
+
+// fetchNote is a source's last fetch in a few words: when, and its error.
+func fetchNote(f control.SourceStatus, now time.Time) string {
+	switch {
+	case f.LastFetch.IsZero():
+		return ""
+	case f.Error != "":
+		return ago(now, f.LastFetch) + ": " + f.Error
+	}
+	return ago(now, f.LastFetch) + ": ok"
 }

@@ -23,6 +23,10 @@ func TestPrintStatus(t *testing.T) {
 		Gateway:    &control.GatewayStatus{Active: 2, Total: 30, Errors: 1},
 		Exits:      &control.ExitCounts{Distinct: 6, Healthy: 2},
 		Reputation: []control.SourceReputation{{Source: "a", Listed: 4, HealthyNow: 2, EverHealthy: 3, HealthySeconds: 3725.4}},
+		SourceState: []control.SourceStatus{
+			{Name: "a", LastFetch: now.Add(-2 * time.Minute), LastOK: now.Add(-2 * time.Minute), Listed: 4},
+			{Name: "b", LastFetch: now.Add(-10 * time.Second), Error: "GET http://b.test/list: 404 Not Found", Listed: 4},
+		},
 		Floors: []control.GroupFloor{
 			{Healthy: 3, Exits: 2, MinHealthy: 5, MinExits: 2, Below: true, LastAction: "scaled up tor"},
 			{Group: "us", Healthy: 2, Exits: 2, MinHealthy: 1, MinExits: 1},
@@ -38,17 +42,18 @@ func TestPrintStatus(t *testing.T) {
 			"pool: 0 upstreams: 0 healthy, 0 failing, 0 dead, 0 unknown (version 0)\nprobe: no pass yet\n"},
 		{"every table", full, 2, `pool: 10 upstreams: 3 healthy, 1 failing, 2 dead, 4 unknown (version 7)
 exits: 6 distinct exit IPs, 2 of them healthy
-probe: last pass 1m ago (10 upstreams)
+probe: running
+  last pass: 1m ago, 10 upstreams
 gateway: 2 open connections, 30 since start, 1 failed on every try
 
 GROUP   HEALTHY  MIN  EXITS  MIN  FLOOR  LAST ACTION
 (pool)  3        5    2      2    BELOW  scaled up tor
 us      2        1    2      1    met    -
 
-SOURCE  LISTED  HEALTHY  EVER HEALTHY  HEALTHY TIME
-a       4       2        3             1h2m5s
-b       4       -        -             -
-manual  2       -        -             -
+SOURCE  LISTED  HEALTHY  EVER HEALTHY  HEALTHY TIME  LAST FETCH
+a       4       2        3             1h2m5s        2m ago: ok
+b       4       -        -             -             10s ago: GET http://b.test/list: 404 Not Found
+manual  2       -        -             -             -
 
 COUNTRY   HEALTHY
 US        5

@@ -113,6 +113,7 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	p, err := pool.New(pool.Options{
 		Loader: st, Notify: notify, Groups: poolGroups(e), Strategy: gc.Strategy,
 		EjectAfter: gc.EjectAfter, SessionTTL: gc.SessionTTL,
+		EjectShare: gc.EjectClientShare, EjectWindow: gc.EjectClientWindow,
 		// Only an ejected upstream reaches the store (its probe re-checks
 		// it now): a single failed request does not demote an upstream.
 		OnEject: st.Submit,

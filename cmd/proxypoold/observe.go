@@ -157,11 +157,14 @@ func newGuard(e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics, tor sl
 	})
 }
 
-// floorsOf turns the guard's status into control's Status floors.
+// floorsOf turns the guard's status, counted on read, into control's
+// Status floors.
 func floorsOf(g *slo.Guard) func() []control.GroupFloor {
 	return func() []control.GroupFloor {
 		var out []control.GroupFloor
-		for _, s := range g.Status() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, s := range g.StatusNow(ctx) {
 			out = append(out, control.GroupFloor{Group: s.Group, Healthy: s.Healthy, Exits: s.Exits,
 				MinHealthy: s.MinHealthy, MinExits: s.MinExits, Below: s.Below, LastAction: s.Action()})
 		}

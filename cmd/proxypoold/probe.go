@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -156,6 +157,11 @@ func (pl *probeLoop) run(ctx context.Context) error {
 	return pr.Run(ctx, pl.st, pl.resultSink(), probe.RunOptions{Trigger: pl.trigger,
 		OnPass: func(p probe.Progress, err error) {
 			pl.beat.Store(time.Now().UnixNano())
+			if errors.Is(err, probe.ErrUplinkDown) {
+				pl.st.PauseProbe(ctx, time.Now(), err.Error())
+			} else if p.Finished {
+				pl.st.RecordPass(ctx, store.Pass{At: time.Now(), Size: p.Total, Healthy: p.Healthy, Took: p.Elapsed})
+			}
 			if err != nil && ctx.Err() == nil {
 				pl.lastErr.Store(&err)
 				log.WithError(err).Warn("pass interrupted")
@@ -165,18 +171,14 @@ func (pl *probeLoop) run(ctx context.Context) error {
 		}})
 }
 
-// prune deletes upstreams dead for longer than probe.delete-after, hourly.
+// prune deletes upstreams dead for longer than probe.delete-after.
 func (pl *probeLoop) prune(ctx context.Context) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		if n, err := pl.st.PruneDead(ctx, pl.e.cfg.Probe.DeleteAfter); err == nil && n > 0 {
-			pl.e.log.WithField(logging.FieldComponent, "probe").Infof("deleted %d upstreams dead for more than %s", n, pl.e.cfg.Probe.DeleteAfter)
-		}
-		select {
-		case <-ctx.Done():
+	log := pl.e.log.WithField(logging.FieldComponent, "probe")
+	pl.st.RetainDead(ctx, pl.e.cfg.Probe.DeleteAfter, 0, func(n int, err error) {
+		if err != nil {
+			log.WithError(err).Warn("pruning dead upstreams")
 			return
-		case <-t.C:
 		}
-	}
+		log.Infof("deleted %d upstreams dead for more than %s", n, pl.e.cfg.Probe.DeleteAfter)
+	})
 }

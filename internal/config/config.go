@@ -137,11 +137,15 @@ type Gateway struct {
 	IdleTimeout      time.Duration `yaml:"idle-timeout"`      // relay with no traffic (5m)
 	MaxConns         int           `yaml:"max-conns"`         // 10000
 	EjectAfter       int           `yaml:"eject-after"`       // passive failures in a row before an upstream is skipped (3)
-	SessionTTL       time.Duration `yaml:"session-ttl"`       // sticky session lifetime (10m)
-	AllowOpen        bool          `yaml:"allow-open"`        // permit a non-loopback listen without auth
-	DebugHeader      bool          `yaml:"debug-header"`      // add X-Proxypool-Upstream to HTTP responses
-	Auth             Auth          `yaml:"auth"`
-	Ports            []Port        `yaml:"ports"`
+	// EjectClientShare and EjectClientWindow bound what one client (source
+	// address) can eject: at most this share of the pool per window.
+	EjectClientShare  float64       `yaml:"eject-client-share"`  // 0.1
+	EjectClientWindow time.Duration `yaml:"eject-client-window"` // 1m
+	SessionTTL        time.Duration `yaml:"session-ttl"`         // sticky session lifetime (10m)
+	AllowOpen         bool          `yaml:"allow-open"`          // permit a non-loopback listen without auth
+	DebugHeader       bool          `yaml:"debug-header"`        // add X-Proxypool-Upstream to HTTP responses
+	Auth              Auth          `yaml:"auth"`
+	Ports             []Port        `yaml:"ports"`
 }
 
 // Auth lists the gateway's users; none means no authentication.
@@ -244,16 +248,18 @@ func Default() *Config {
 			UplinkCheck:     true,
 		},
 		Gateway: Gateway{
-			Listen:           "127.0.0.1:8000",
-			Strategy:         "round-robin",
-			MaxTries:         3,
-			DialTimeout:      5 * time.Second,
-			HandshakeTimeout: 10 * time.Second,
-			TotalTimeout:     15 * time.Second,
-			IdleTimeout:      5 * time.Minute,
-			MaxConns:         10000,
-			EjectAfter:       3,
-			SessionTTL:       10 * time.Minute,
+			Listen:            "127.0.0.1:8000",
+			Strategy:          "round-robin",
+			MaxTries:          3,
+			DialTimeout:       5 * time.Second,
+			HandshakeTimeout:  10 * time.Second,
+			TotalTimeout:      15 * time.Second,
+			IdleTimeout:       5 * time.Minute,
+			MaxConns:          10000,
+			EjectAfter:        3,
+			EjectClientShare:  0.1,
+			EjectClientWindow: time.Minute,
+			SessionTTL:        10 * time.Minute,
 		},
 		Tor: Tor{
 			Relays:              "https://onionoo.torproject.org/details",

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -194,6 +195,11 @@ func TestBadInput(t *testing.T) {
 		{"zero duration", "probe:\n  interval: 0s\n", `t.yaml:2: probe.interval: must be more than 0`},
 		{"negative duration", "gateway:\n  rotate-every: -1s\n", `t.yaml:2: gateway.rotate-every: must not be negative`},
 		{"zero concurrency", "probe:\n  concurrency: 0\n", `t.yaml:2: probe.concurrency: 0 is less than 1`},
+		{"share not a number", "gateway:\n  eject-client-share: lots\n", `t.yaml:2: gateway.eject-client-share: "lots" is not a number (use 0.1 or 10%)`},
+		{"share above 1", "gateway:\n  eject-client-share: 150%\n", `t.yaml:2: gateway.eject-client-share: must be a share of the pool above 0 and at most 1`},
+		{"share zero", "gateway:\n  eject-client-share: 0\n", `t.yaml:2: gateway.eject-client-share: must be a share`},
+		{"share NaN", "gateway:\n  eject-client-share: .nan\n", `t.yaml:2: gateway.eject-client-share: ".nan" is not a number`},
+		{"zero eject window", "gateway:\n  eject-client-window: 0s\n", `t.yaml:2: gateway.eject-client-window: must be more than 0`},
 		{"strategy enum", "gateway:\n  strategy: fastest\n", `t.yaml:2: gateway.strategy: "fastest" is not one of round-robin, random, least-latency, sticky`},
 		{"listen not host:port", "gateway:\n  listen: \"8000\"\n", `t.yaml:2: gateway.listen: "8000" is not host:port`},
 		{"listen bad port", "metrics:\n  listen: 127.0.0.1:99999\n", `t.yaml:2: metrics.listen: "127.0.0.1:99999": port must be 1-65535`},
@@ -342,4 +348,27 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error does not name the file: %v", err)
 		}
 	})
+}
+
+// TestEjectClientShare: the per-client ejection budget reads as a
+// fraction or a percentage, and defaults to a tenth of the pool a minute.
+func TestEjectClientShare(t *testing.T) {
+	for _, tt := range []struct {
+		in     string
+		share  float64
+		window time.Duration
+	}{
+		{"", 0.1, time.Minute},
+		{"gateway: {eject-client-share: 0.25}\n", 0.25, time.Minute},
+		{"gateway: {eject-client-share: 5%, eject-client-window: 30s}\n", 0.05, 30 * time.Second},
+		{"gateway: {eject-client-share: 1}\n", 1, time.Minute},
+	} {
+		c, err := Parse([]byte(tt.in), "t.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", tt.in, err)
+		}
+		if g := c.Gateway; math.Abs(g.EjectClientShare-tt.share) > 1e-9 || g.EjectClientWindow != tt.window {
+			t.Errorf("%q: share %v window %v, want %v %v", tt.in, g.EjectClientShare, g.EjectClientWindow, tt.share, tt.window)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
 	"strconv"
@@ -121,6 +122,22 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(i)
+	case reflect.Float64:
+		// a share: 0.1, or 10%
+		s, ok := d.scalar(n, path, "a number")
+		if !ok {
+			return
+		}
+		t, scale := strings.TrimSpace(s), 1.0
+		if strings.HasSuffix(t, "%") {
+			t, scale = strings.TrimSpace(strings.TrimSuffix(t, "%")), 0.01
+		}
+		f, err := strconv.ParseFloat(t, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			d.fail(n, path, "%q is not a number (use 0.1 or 10%%)", s)
+			return
+		}
+		v.SetFloat(f * scale)
 	case reflect.Slice:
 		d.slice(n, v, path)
 	case reflect.Map:

@@ -238,6 +238,10 @@ func (v *validator) gateway() {
 	v.positive("gateway.idle-timeout", g.IdleTimeout)
 	v.atLeast("gateway.max-conns", g.MaxConns, 1)
 	v.atLeast("gateway.eject-after", g.EjectAfter, 1)
+	if !(g.EjectClientShare > 0 && g.EjectClientShare <= 1) {
+		v.errf("gateway.eject-client-share", "must be a share of the pool above 0 and at most 1 (e.g. 0.1), got %v", g.EjectClientShare)
+	}
+	v.positive("gateway.eject-client-window", g.EjectClientWindow)
 	v.positive("gateway.session-ttl", g.SessionTTL)
 	users := map[string]int{}
 	for i, u := range g.Auth.Users {

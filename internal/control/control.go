@@ -102,9 +102,10 @@ type Status struct {
 	Probe     ProbeStatus            `json:"probe"`
 	Gateway   *GatewayStatus         `json:"gateway,omitempty"` // nil when not known to the daemon
 	// Added for proxypoolctl status (see status.go); empty when unknown.
-	Exits      *ExitCounts        `json:"exits,omitempty"`
-	Reputation []SourceReputation `json:"reputation,omitempty"`
-	Floors     []GroupFloor       `json:"floors,omitempty"`
+	Exits       *ExitCounts        `json:"exits,omitempty"`
+	Reputation  []SourceReputation `json:"reputation,omitempty"`
+	Floors      []GroupFloor       `json:"floors,omitempty"`
+	SourceState []SourceStatus     `json:"source_state,omitempty"`
 }
 
 // ProbeStatus is the health checker's progress.
@@ -113,6 +114,32 @@ type ProbeStatus struct {
 	Done     int       `json:"done"`
 	Total    int       `json:"total"`
 	LastPass time.Time `json:"last_pass,omitempty"`
+	// From the store, so every process (and --db) shows the same: paused
+	// (our uplink is down) since when and why, the last pass however small
+	// and the last one over every upstream not dead.
+	Paused   bool      `json:"paused,omitempty"`
+	Since    time.Time `json:"since,omitzero"`
+	Reason   string    `json:"reason,omitempty"`
+	Last     *Pass     `json:"last,omitempty"`
+	LastFull *Pass     `json:"last_full,omitempty"`
+}
+
+// Pass is one finished probe pass.
+type Pass struct {
+	At      time.Time `json:"at"`
+	Size    int       `json:"size"`
+	Healthy int       `json:"healthy"`
+	Seconds float64   `json:"seconds"`
+}
+
+// SourceStatus is one source's last fetch.
+type SourceStatus struct {
+	Name      string    `json:"name"`
+	LastFetch time.Time `json:"last_fetch,omitzero"`
+	LastOK    time.Time `json:"last_ok,omitzero"`
+	Error     string    `json:"error,omitempty"` // of the last fetch; "" when it worked
+	Listed    int       `json:"listed"`
+	Failed    int       `json:"failed"` // lines of the last fetch that did not parse
 }
 
 // GatewayStatus is what the gateway reports about its traffic.

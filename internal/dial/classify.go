@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -68,6 +69,9 @@ func Classify(err error) upstream.Cause {
 	}
 	// mihomo's adapters return plain-text errors; match the ones it has.
 	msg := err.Error()
+	if c, ok := httpRefusal(msg); ok {
+		return c
+	}
 	for _, m := range mihomoMessages {
 		if m.text[0] >= '0' && m.text[0] <= '9' {
 			if strings.HasPrefix(msg, m.text) || strings.Contains(msg, ": "+m.text) {
@@ -95,7 +99,7 @@ var mihomoMessages = []struct {
 	{"SOCKS version error", upstream.CauseHandshake},
 	{"malformed HTTP", upstream.CauseHandshake}, // net/http ReadResponse
 	{"CONNECT method not allowed", upstream.CauseHandshake},
-	{"can not connect remote err code", upstream.CauseRefused}, // http 4xx other than 405/407
+	{"can not connect remote err code", upstream.CauseRefused}, // http 4xx other than 405/407 that httpRefusal does not read
 	// http CONNECT answered by the upstream with resp.Status: matched
 	// only at the start of the message or after ": ", so a port ending in
 	// 502/503 ("1.2.3.4:38503 connect error") does not count.
@@ -123,4 +127,29 @@ func isCertificate(err error) bool {
 	var hn x509.HostnameError
 	var ci x509.CertificateInvalidError
 	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
+}
+
+// httpRefusal reads the status of mihomo's "can not connect remote err
+// code: 403" (an HTTP upstream's 4xx to CONNECT other than 405 and 407):
+// 400/403/451 are its rules refusing this request and 404 an unknown
+// name (upstream.CauseOfHTTPStatus), not failures of the upstream.
+func httpRefusal(msg string) (upstream.Cause, bool) {
+	const prefix = "can not connect remote err code: "
+	i := strings.Index(msg, prefix)
+	if i < 0 {
+		return 0, false
+	}
+	rest := msg[i+len(prefix):]
+	n := 0
+	for n < len(rest) && n < 3 && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	status, err := strconv.Atoi(rest[:n])
+	if n != 3 || err != nil || len(rest) > 3 && rest[3] >= '0' && rest[3] <= '9' {
+		return 0, false
+	}
+	if c := upstream.CauseOfHTTPStatus(status); c.IsTarget() {
+		return c, true
+	}
+	return 0, false
 }

@@ -459,3 +459,26 @@ func TestPlainDialsBindNoLocalAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestClassifyHTTPRefusal: an HTTP upstream's 4xx to CONNECT, as
+// mihomo's adapter words it, blames the request where its rules refused
+// it (400, 403, 451) or the name is unknown there (404); other codes stay
+// the upstream's refusal.
+func TestClassifyHTTPRefusal(t *testing.T) {
+	for _, tt := range []struct {
+		msg  string
+		want upstream.Cause
+	}{
+		{"can not connect remote err code: 403", upstream.CauseTargetDenied},
+		{"dialing x via y: can not connect remote err code: 400", upstream.CauseTargetDenied},
+		{"can not connect remote err code: 451", upstream.CauseTargetDenied},
+		{"can not connect remote err code: 404", upstream.CauseTargetUnreachable},
+		{"can not connect remote err code: 418", upstream.CauseRefused},
+		{"can not connect remote err code: 4031", upstream.CauseRefused},
+		{"can not connect remote err code: ", upstream.CauseRefused},
+	} {
+		if got := Classify(errors.New(tt.msg)); got != tt.want {
+			t.Errorf("%q: %s, want %s", tt.msg, got, tt.want)
+		}
+	}
+}

@@ -94,14 +94,14 @@ func TestSOCKS5ReplyCodes(t *testing.T) {
 		{"succeeded short name bound", replyServer{code: 0, atyp: 3, banner: "hi"}, "", upstream.CauseNone, false},
 		{"succeeded with password", replyServer{method: 2, code: 0, atyp: 1, banner: "hi"}, "u", upstream.CauseNone, false},
 		{"general failure", replyServer{code: 1, atyp: 1}, "", upstream.CauseOther, false},
-		{"not allowed", replyServer{code: 2, atyp: 1}, "", upstream.CauseRefused, false},
+		{"not allowed", replyServer{code: 2, atyp: 1}, "", upstream.CauseTargetDenied, true}, // its rules, not its failure
 		{"network unreachable", replyServer{code: 3, atyp: 1}, "", upstream.CauseTargetUnreachable, true},
 		{"host unreachable", replyServer{code: 4, atyp: 1}, "", upstream.CauseTargetUnreachable, true},
 		{"host unreachable split", replyServer{code: 4, atyp: 1, split: true}, "", upstream.CauseTargetUnreachable, true},
 		{"connection refused", replyServer{code: 5, atyp: 1}, "", upstream.CauseTargetRefused, true},
 		{"ttl expired", replyServer{code: 6, atyp: 1}, "", upstream.CauseTargetTimeout, true},
 		{"command not supported", replyServer{code: 7, atyp: 1}, "", upstream.CauseHandshake, false},
-		{"address type not supported", replyServer{code: 8, atyp: 1}, "", upstream.CauseHandshake, false},
+		{"address type not supported", replyServer{code: 8, atyp: 1}, "", upstream.CauseTargetDenied, true}, // this target's type, not its failure
 		{"unknown code", replyServer{code: 0x42, atyp: 1}, "", upstream.CauseHandshake, false},
 		{"refused with password", replyServer{method: 2, code: 5, atyp: 1}, "u", upstream.CauseTargetRefused, true},
 		{"no acceptable method", replyServer{method: 0xff}, "", upstream.CauseAuth, false},

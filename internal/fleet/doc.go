@@ -6,7 +6,8 @@
 // request came through. Members speak SOCKS5, SOCKS4/4a and HTTP (served
 // here) or ss, vmess and trojan (served by mihomo's inbound listeners), and
 // behave well or badly on purpose (refuse, black hole, reset, garbage,
-// transparent, anonymous, local).
+// transparent, anonymous, local, or break the stream after a good
+// handshake: close, reset, garbage).
 //
 // It is a test fixture: it binds only 127.0.0.0/8 addresses and is not a
 // proxy server for real use.

@@ -47,7 +47,37 @@ const (
 	Transparent Behavior = "transparent"
 	Anonymous   Behavior = "anonymous" // like Transparent, but adds only Via
 	Local       Behavior = "local"     // leaves from 127.0.0.x (the prober's own /24), not its own address
+	// Liars (SOCKS and HTTP members): each carries HTTP the way a
+	// dishonest free proxy does. FakeEcho answers every HTTP request itself
+	// with a made-up judge reply (origin FakeEchoIP, the Host and
+	// User-Agent it was sent, nothing else); NonceRewrite changes the
+	// value of every X-Proxypool-Nonce header it carries; BodyInject
+	// appends a script to every HTTP response body it carries.
+	FakeEcho     Behavior = "fake-echo"
+	NonceRewrite Behavior = "nonce-rewrite"
+	BodyInject   Behavior = "body-inject"
+	// The Break behaviours complete the handshake (SOCKS5, SOCKS4, HTTP
+	// CONNECT; a forwarded HTTP request is read first) and then break the
+	// stream before any byte of the target's: BreakClose closes at once,
+	// BreakReset sends RST, BreakGarbage waits for the client's first
+	// bytes and answers them with garbageReply. Plain kinds only.
+	BreakClose   Behavior = "break-close"
+	BreakReset   Behavior = "break-reset"
+	BreakGarbage Behavior = "break-garbage"
 )
+
+// FakeEchoIP is the exit FakeEcho members claim.
+const FakeEchoIP = "203.0.113.7"
+
+// rewrites reports whether b alters the HTTP it carries, so the member
+// must parse requests rather than copy bytes.
+func (b Behavior) rewrites() bool {
+	switch b {
+	case Transparent, Anonymous, FakeEcho, NonceRewrite, BodyInject:
+		return true
+	}
+	return false
+}
 
 // MemberSpec describes one member.
 type MemberSpec struct {
@@ -262,7 +292,11 @@ func (f *Fleet) startMember(i int, ms MemberSpec, port int) (*Member, error) {
 		return nil, fmt.Errorf("member %d: unknown kind %q", i, ms.Kind)
 	}
 	switch ms.Behavior {
-	case Good, Refuse, Blackhole, Reset, Garbage, Transparent, Anonymous, Local:
+	case Good, Refuse, Blackhole, Reset, Garbage, Transparent, Anonymous, Local, FakeEcho, NonceRewrite, BodyInject:
+	case BreakClose, BreakReset, BreakGarbage:
+		if !ms.Kind.plain() {
+			return nil, fmt.Errorf("member %d: behavior %q needs a plain kind (socks5, socks4, http), not %s", i, ms.Behavior, ms.Kind)
+		}
 	default:
 		return nil, fmt.Errorf("member %d: unknown behavior %q", i, ms.Behavior)
 	}

@@ -458,3 +458,50 @@ func BenchmarkStart10k(b *testing.B) {
 		f.Close()
 	}
 }
+
+// TestBreakBehaviors: a Break member completes its SOCKS5 handshake with
+// a success reply and then breaks the tunnel: EOF, RST, or garbage in
+// answer to the client's first bytes.
+func TestBreakBehaviors(t *testing.T) {
+	j := StartJudgeT(t)
+	var spec Spec
+	for _, b := range []Behavior{BreakClose, BreakReset, BreakGarbage} {
+		spec.Members = append(spec.Members, MemberSpec{Kind: SOCKS5, Behavior: b})
+	}
+	f := StartT(t, spec)
+	host, port, _ := net.SplitHostPort(j.Addr)
+	p, _ := strconv.Atoi(port)
+	tests := []struct {
+		want func(reply []byte, err error) bool
+		what string
+	}{
+		{func(r []byte, err error) bool { return len(r) == 0 && err == nil }, "EOF at once"},
+		{func(_ []byte, err error) bool { return errors.Is(err, syscall.ECONNRESET) }, "connection reset"},
+		{func(r []byte, err error) bool { return string(r) == string(garbageReply) }, "garbage bytes"},
+	}
+	for i, tt := range tests {
+		m := f.Member(i)
+		t.Run(string(m.Spec.Behavior), func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", m.Addr, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			if err := socks5Connect(c, "", "", host, p); err != nil {
+				t.Fatalf("handshake: %v, want it to succeed", err)
+			}
+			var werr error
+			if m.Spec.Behavior == BreakGarbage { // it answers the client's first bytes
+				_, werr = c.Write([]byte("GET / HTTP/1.1\r\nHost: j\r\n\r\n"))
+			}
+			got, err := io.ReadAll(c) // to the member's close
+			if err == nil {
+				err = werr
+			}
+			if !tt.want(got, err) {
+				t.Errorf("after the handshake: %q, %v; want %s", got, err, tt.what)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -78,12 +79,14 @@ func (m *Member) dialExit(ctx context.Context, target string) (net.Conn, error) 
 func (m *Member) relay(c net.Conn, r io.Reader, out net.Conn) {
 	defer m.f.untrack(out)
 	defer out.Close()
+	if m.breakStream(c, r) {
+		return
+	}
 	_ = c.SetDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b := m.Behavior()
-		if b == Transparent || b == Anonymous {
+		if b := m.Behavior(); b.rewrites() {
 			m.rewriteRequests(c, r, out, b)
 		} else {
 			copyPlain(out, r)
@@ -92,10 +95,38 @@ func (m *Member) relay(c net.Conn, r io.Reader, out net.Conn) {
 			_ = tc.CloseWrite()
 		}
 	}()
-	copyPlain(c, out)
+	if m.Behavior() == BodyInject {
+		injectResponses(c, out)
+	} else {
+		copyPlain(c, out)
+	}
 	c.Close()
 	out.Close()
 	<-done
+}
+
+// breakStream does what a Break behaviour does once the handshake is
+// done; false for every other behaviour.
+func (m *Member) breakStream(c net.Conn, r io.Reader) bool {
+	switch m.Behavior() {
+	case BreakClose:
+		c.Close()
+	case BreakReset:
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // Close sends RST
+		}
+		c.Close()
+	case BreakGarbage:
+		_ = c.SetReadDeadline(time.Now().Add(handshakeTimeout))
+		var buf [512]byte
+		if _, err := r.Read(buf[:]); err == nil {
+			_, _ = c.Write(garbageReply)
+		}
+		c.Close()
+	default:
+		return false
+	}
+	return true
 }
 
 // copyPlain copies src to dst with read and write through one 8 KiB
@@ -124,8 +155,13 @@ func (m *Member) rewriteRequests(c net.Conn, r io.Reader, out io.Writer, b Behav
 		if err != nil {
 			return
 		}
-		m.addProxyHeaders(req, c, b)
-		err = req.Write(out)
+		if b == FakeEcho {
+			// the exit is never asked: the answer comes from here
+			err = fakeEcho(req).Write(c)
+		} else {
+			m.addProxyHeaders(req, c, b)
+			err = req.Write(out)
+		}
 		req.Body.Close()
 		if err != nil {
 			return
@@ -133,7 +169,61 @@ func (m *Member) rewriteRequests(c net.Conn, r io.Reader, out io.Writer, b Behav
 	}
 }
 
+// fakeEcho is a FakeEcho member's answer to req: what a judge would say,
+// made up, without the headers it cannot guess.
+func fakeEcho(req *http.Request) *http.Response {
+	body := fmt.Sprintf(`{"origin":%q,"headers":{"Host":%q,"User-Agent":%q}}`, FakeEchoIP, req.Host, req.UserAgent())
+	return &http.Response{StatusCode: http.StatusOK, ProtoMajor: 1, ProtoMinor: 1, Request: req,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		ContentLength: int64(len(body)), Body: io.NopCloser(strings.NewReader(body))}
+}
+
+// injectedScript is what BodyInject members append to every body.
+const injectedScript = `<script src="http://ads.fleet.test/x.js"></script>`
+
+// injectResponses copies HTTP responses from out to c with injectedScript
+// appended to each body; anything that is not HTTP is copied as is.
+func injectResponses(c io.Writer, out io.Reader) {
+	br := bufio.NewReader(out)
+	if first, err := br.Peek(5); err != nil || string(first) != "HTTP/" {
+		copyPlain(c, br)
+		return
+	}
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return
+		}
+		inject(resp)
+		err = resp.Write(c)
+		resp.Body.Close()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// inject appends injectedScript to resp's body (read whole: a judge's
+// answer is small).
+func inject(resp *http.Response) {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	b = append(b, injectedScript...)
+	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+	resp.TransferEncoding = nil
+	resp.Header.Del("Content-Length")
+}
+
 func (m *Member) addProxyHeaders(req *http.Request, c net.Conn, b Behavior) {
+	switch b {
+	case NonceRewrite:
+		if v := req.Header.Get("X-Proxypool-Nonce"); v != "" {
+			req.Header.Set("X-Proxypool-Nonce", "rewritten-"+v)
+		}
+		return
+	case BodyInject:
+		return
+	}
 	req.Header.Add("Via", "1.1 fleet-"+strconv.Itoa(m.Index))
 	if b == Transparent {
 		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
@@ -391,9 +481,27 @@ func (m *Member) serveHTTP(c net.Conn) {
 			}
 			upR, upHost = bufio.NewReader(up), host
 		}
+		switch m.Behavior() {
+		case BreakClose, BreakReset, BreakGarbage:
+			if m.Behavior() == BreakGarbage {
+				_, _ = c.Write(garbageReply)
+			} else if tc, ok := c.(*net.TCPConn); ok && m.Behavior() == BreakReset {
+				_ = tc.SetLinger(0)
+			}
+			return
+		}
 		req.Header.Del("Proxy-Authorization")
 		req.Header.Del("Proxy-Connection")
-		if b := m.Behavior(); b == Transparent || b == Anonymous {
+		b := m.Behavior()
+		if b == FakeEcho {
+			err := fakeEcho(req).Write(c)
+			req.Body.Close()
+			if err != nil || req.Close {
+				return
+			}
+			continue
+		}
+		if b.rewrites() {
 			m.addProxyHeaders(req, c, b)
 		}
 		_ = up.SetDeadline(time.Now().Add(2 * handshakeTimeout))
@@ -404,6 +512,9 @@ func (m *Member) serveHTTP(c net.Conn) {
 		if err != nil {
 			_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 			return
+		}
+		if b == BodyInject {
+			inject(resp)
 		}
 		err = resp.Write(c)
 		resp.Body.Close()

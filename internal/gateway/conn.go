@@ -138,6 +138,8 @@ func dialOutcome(err error) string {
 	switch {
 	case !errors.As(err, &de):
 		return "other"
+	case de.Target != nil:
+		return failover.OutcomeBadTarget
 	case errors.Is(de.PickErr, upstream.ErrUnknownGroup):
 		return failover.OutcomeUnknownGroup
 	case de.PickErr != nil:
@@ -230,40 +232,90 @@ func (cc *conn) finishSOCKS(ctx context.Context, version byte, f *failover.Failo
 		g.stats.Failed.Add(1)
 		cc.outcome = dialOutcome(err)
 		socks.Reply(cc.c, version, socksCode(err))
-		g.log.WithError(err).WithField("target", f.Addr()).Debug("socks request failed")
+		g.requestFailed(err, f.Addr(), cc.sel.Client)
 		return
 	}
 	defer up.Close()
 	cc.outcome = failover.OutcomeOK
 	if err := socks.Reply(cc.c, version, socks.Succeeded); err != nil {
+		f.Confirm()
 		cc.outcome = failover.OutcomeClientClosed
 		return
 	}
-	cc.tunnel(up)
+	cc.tunnel(ctx, up, f)
 }
 
 // tunnel forwards bytes the client sent early, then relays both ways.
-func (cc *conn) tunnel(up net.Conn) {
+// With f (the tries that gave up) the tunnel is on probation (watch.go):
+// an upstream that breaks it before the target spoke is charged, and
+// replaced by f's next upstream while none of the client's bytes reached
+// it. Without f (an upgraded forward) nothing is watched.
+func (cc *conn) tunnel(ctx context.Context, up net.Conn, f *failover.Failover) {
 	cc.setUp(up)
+	var early []byte
 	if n := cc.buffered(); n > 0 {
 		b, _ := cc.br.Peek(n)
-		if _, err := up.Write(b); err != nil {
-			return
-		}
+		early = append([]byte(nil), b...)
 	}
 	cc.releaseReader()
-	// the handshake deadline becomes the tunnel's idle deadline: one
-	// timer change instead of a reset and a set
-	cc.c.SetReadDeadline(time.Now().Add(cc.g.opts.IdleTimeout))
 	obs := cc.g.obs
-	if obs == nil {
-		relay(cc.g.work, cc.c, up, cc.g.opts.IdleTimeout)
-		return
+	if obs != nil {
+		obs.ActiveTunnels(1)
+		defer obs.ActiveTunnels(-1)
 	}
-	obs.ActiveTunnels(1)
-	nUp, nDown := relay(cc.g.work, cc.c, up, cc.g.opts.IdleTimeout)
-	obs.ActiveTunnels(-1)
-	obs.Bytes(nUp, nDown)
+	for {
+		var w *watch
+		if f != nil {
+			w = &watch{confirm: f.Confirm}
+		}
+		if len(early) > 0 {
+			// what the client sent before our reply, or after a break
+			// that no upstream saw: it opens the probation's first bytes
+			if err := (half{w: w}).chunk(early); err != nil {
+				return
+			}
+			if _, err := up.Write(early); err != nil {
+				if f != nil {
+					f.Broke(time.Now(), cc.g.opts.Classify(err), err)
+				}
+				return
+			}
+		}
+		// the handshake deadline becomes the tunnel's idle deadline: one
+		// timer change instead of a reset and a set
+		cc.c.SetReadDeadline(time.Now().Add(cc.g.opts.IdleTimeout))
+		nUp, nDown := relay(cc.g.work, cc.c, up, cc.g.opts.IdleTimeout, w)
+		if obs != nil {
+			obs.Bytes(nUp+int64(len(early)), nDown)
+		}
+		if w == nil {
+			return
+		}
+		if w.state.Load() != broken {
+			f.Confirm()
+			return
+		}
+		up.Close()
+		cause := w.cause
+		if cause == upstream.CauseNone {
+			cause = cc.g.opts.Classify(w.err)
+		}
+		id := f.Current().ID
+		f.Broke(time.Now(), cause, w.err)
+		cc.g.log.WithError(w.err).WithFields(map[string]any{"UPSTREAM_ID": id, "target": f.Addr()}).Debug("tunnel broke after the upstream's handshake")
+		if w.sentUp {
+			cc.outcome = failover.OutcomeUpstream
+			return // the client's bytes may have had their effect: not replayed
+		}
+		next, _, err := cc.g.connect(ctx, f)
+		if err != nil {
+			cc.outcome = failover.OutcomeUpstream
+			return
+		}
+		defer next.Close()
+		up, early = next, w.stash
+		cc.setUp(up)
+	}
 }
 
 func (cc *conn) serveHTTP(ctx context.Context) {
@@ -308,7 +360,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 			cc.outcome = dialOutcome(err)
 			status, ps, body := httpError(err)
 			httpproxy.WriteError(cc.c, status, ps, body, nil)
-			g.log.WithError(err).WithField("target", target).Debug("http request failed")
+			g.requestFailed(err, target, cc.sel.Client)
 			return
 		}
 		extra := cc.infoHeader(ch)
@@ -316,44 +368,24 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		if req.Method == http.MethodConnect {
 			defer up.Close()
 			if httpproxy.WriteConnectOK(cc.c, extra) != nil {
+				f.Confirm()
 				return
 			}
-			cc.tunnel(up)
+			cc.tunnel(ctx, up, &f)
 			return
 		}
-		cc.setUp(up)
-		cc.c.SetReadDeadline(time.Time{})
-		upBr := readerPool.Get().(*bufio.Reader)
-		res, err := httpproxy.Forward(req, httpproxy.Exchange{
-			Client: cc.c, ClientBr: cc.br, Up: up, UpBr: upBr,
-			Extra: extra, Idle: g.opts.IdleTimeout, Proxy: upstreamProxy(ch),
-		})
-		if err == nil && res.Upgraded {
-			// 101 Switching Protocols: the origin's first bytes of the
-			// new protocol may sit in upBr; then a tunnel like CONNECT's
-			defer up.Close()
-			if n := upBr.Buffered(); n > 0 {
-				b, _ := upBr.Peek(n)
-				_, err = cc.c.Write(b)
-			}
-			upBr.Reset(nil)
-			readerPool.Put(upBr)
-			if err == nil {
-				cc.tunnel(up)
-			}
+		res, err := cc.forward(ctx, req, &f, up, ch)
+		if err == errUpgraded {
 			return
 		}
-		upBr.Reset(nil)
-		readerPool.Put(upBr)
-		up.Close()
-		cc.setUp(nil)
 		if err != nil && !res.Started {
 			cc.outcome = failover.OutcomeUpstream
 			status := http.StatusBadGateway
-			ps := httpproxy.ProxyStatus("http_response_incomplete", err.Error(), ch.ID)
+			ps := httpproxy.ProxyStatus("http_response_incomplete", err.Error(), f.Current().ID)
 			httpproxy.WriteError(cc.c, status, ps, "proxypool: "+err.Error(), nil)
 			return
 		}
+		f.Confirm()
 		keep := res.KeepAlive
 		if err != nil || !keep || g.adm.draining.Load() {
 			return
@@ -370,6 +402,75 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		}
 		cc.c.SetReadDeadline(time.Now().Add(g.opts.HandshakeTimeout))
 	}
+}
+
+// errUpgraded: forward relayed a 101 and the tunnel after it.
+var errUpgraded = errors.New("upgraded")
+
+// forward sends req through up (picked as ch by f) and relays the
+// response. An upstream that gives no response head (closed, reset,
+// garbage) is charged for it (failover.Broke); an idempotent request
+// without a body is then sent again through f's next upstream, as the
+// client got nothing yet and sending it twice has the effect of sending it
+// once (RFC 9110 §9.2.2). Others get the 502.
+func (cc *conn) forward(ctx context.Context, req *http.Request, f *failover.Failover, up net.Conn, ch upstream.Choice) (httpproxy.Result, error) {
+	g := cc.g
+	replay := idempotent(req)
+	for {
+		cc.setUp(up)
+		cc.c.SetReadDeadline(time.Time{})
+		upBr := readerPool.Get().(*bufio.Reader)
+		res, err := httpproxy.Forward(req, httpproxy.Exchange{
+			Client: cc.c, ClientBr: cc.br, Up: up, UpBr: upBr,
+			Extra: cc.infoHeader(ch), Idle: g.opts.IdleTimeout, Proxy: upstreamProxy(ch),
+		})
+		if err == nil && res.Upgraded {
+			// 101 Switching Protocols: the origin's first bytes of the
+			// new protocol may sit in upBr; then a tunnel like CONNECT's
+			defer up.Close()
+			if n := upBr.Buffered(); n > 0 {
+				b, _ := upBr.Peek(n)
+				_, err = cc.c.Write(b)
+			}
+			upBr.Reset(nil)
+			readerPool.Put(upBr)
+			f.Confirm()
+			if err == nil {
+				cc.tunnel(ctx, up, nil)
+			}
+			return res, errUpgraded
+		}
+		upBr.Reset(nil)
+		readerPool.Put(upBr)
+		up.Close()
+		cc.setUp(nil)
+		if err == nil || res.Started || !errors.Is(err, httpproxy.ErrNoResponse) || ctx.Err() != nil {
+			f.Confirm()
+			return res, err
+		}
+		f.Broke(time.Now(), g.opts.Classify(err), err)
+		g.log.WithError(err).WithFields(map[string]any{"UPSTREAM_ID": ch.ID, "target": f.Addr()}).Debug("no response after the upstream's handshake")
+		if !replay {
+			return res, err
+		}
+		next, nch, cerr := g.connect(ctx, f)
+		if cerr != nil {
+			return res, err
+		}
+		up, ch = next, nch
+	}
+}
+
+// idempotent reports a request the gateway may send again: a safe or
+// idempotent method (RFC 9110 §9.2.2) without a body, and no upgrade (its
+// Connection header is gone once forwarded).
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+	default:
+		return false
+	}
+	return (req.Body == nil || req.Body == http.NoBody) && req.ContentLength <= 0 && req.Header.Get("Upgrade") == ""
 }
 
 func (cc *conn) infoHeader(ch upstream.Choice) http.Header {

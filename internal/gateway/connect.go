@@ -111,7 +111,12 @@ func socksCode(err error) byte {
 	if !errors.As(err, &de) {
 		return socks.GeneralFailure
 	}
+	var te *upstream.TargetError
 	switch {
+	case errors.As(de.Target, &te) && te.Denied:
+		return socks.NotAllowed
+	case de.Target != nil:
+		return socks.AddressUnsupported
 	case errors.Is(de.PickErr, upstream.ErrUnknownGroup):
 		return socks.NotAllowed
 	case de.PickErr != nil:
@@ -126,6 +131,9 @@ func httpError(err error) (int, string, string) {
 	var de *failover.Error
 	if !errors.As(err, &de) {
 		return http.StatusBadGateway, httpproxy.ProxyStatus("proxy_internal_error", err.Error(), ""), "proxypool: " + err.Error()
+	}
+	if de.Target != nil {
+		return http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", de.Target.Error(), ""), "proxypool: " + de.Target.Error()
 	}
 	if de.PickErr != nil {
 		typ := "destination_unavailable"

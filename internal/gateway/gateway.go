@@ -110,6 +110,7 @@ type Gateway struct {
 	eng              *evloop.Engine      // nil: no listener is served by event loops
 	reports          chan upstream.CheckResult
 	forwarded        chan struct{} // closed when reports is drained
+	targetLog        everySecond   // info lines for refused targets
 }
 
 // Stats are running counters, safe to read concurrently.

@@ -206,7 +206,9 @@ func TestFailoverPastDeadUpstreams(t *testing.T) {
 		{Kind: fleet.SOCKS5, Behavior: fleet.Garbage},
 		{Kind: fleet.SOCKS5, Behavior: fleet.Good},
 	}}
-	w := newWorld(t, worldOpts{spec: spec, gw: gateway.Options{MaxTries: 4, MinDialTimeout: 300 * time.Millisecond}, pool: pool.Options{EjectAfter: 1}})
+	// EjectShare 1: this test's one client may eject the 4 of 6 that fail
+	// (the default budget, a tenth of the pool, would leave 3 in)
+	w := newWorld(t, worldOpts{spec: spec, gw: gateway.Options{MaxTries: 4, MinDialTimeout: 300 * time.Millisecond}, pool: pool.Options{EjectAfter: 1, EjectShare: 1}})
 	good := map[string]bool{w.fleet.Member(2).ExitIP: true, w.fleet.Member(5).ExitIP: true}
 	start := time.Now()
 	for i := range 20 {

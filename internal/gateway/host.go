@@ -40,7 +40,7 @@ func (h loopHost) AuthRejected(listener string) { h.g.authRejected(listener) }
 func (h loopHost) Refused(f *failover.Failover) (byte, string) {
 	err := f.Err()
 	h.g.stats.Failed.Add(1)
-	h.g.log.WithError(err).WithField("target", f.Addr()).Debug("socks request failed")
+	h.g.requestFailed(err, f.Addr(), f.Client())
 	return socksCode(err), dialOutcome(err)
 }
 

@@ -10,12 +10,13 @@ import "time"
 // "socks5", "socks4", "http" or "unknown" (nothing readable was sent).
 // outcome is "ok" when the client got its tunnel or response;
 // "client_closed", "client_timeout" or "client_error" when the client
-// left, stalled or spoke nonsense; "auth_rejected"; otherwise the failure:
-// "no_upstream", "unknown_group", "upstream_failed" (a forwarded response
+// left, stalled or spoke nonsense; "auth_rejected"; "bad_target" (a
+// target no upstream can reach, refused before any dial); otherwise the
+// failure: "no_upstream", "unknown_group", "upstream_failed" (a forwarded response
 // broke before it started), or the dial cause of the last try ("refused",
 // "timeout", "reset", "handshake", "auth", "unreachable", "dns",
 // "closed", "local", "other", or a target cause "target_refused",
-// "target_unreachable", "target_timeout").
+// "target_unreachable", "target_timeout", "target_denied").
 type Observer interface {
 	ConnOpened(listener, proto string)
 	ConnDone(listener, proto, outcome string, dur time.Duration)

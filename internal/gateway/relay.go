@@ -30,11 +30,15 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 // The client's read deadline must already be set to now+idle (tunnel does
 // it in the same call that clears the handshake deadline); the caller
 // closes both conns after relay returns.
-func relay(w *workers, client, up net.Conn, idle time.Duration) (nUp, nDown int64) {
+//
+// With a watch (wt non-nil) the tunnel is on probation until the
+// target's first byte goes down (watch.go): a break before that ends
+// relay with wt.broken set and the client conn left open.
+func relay(w *workers, client, up net.Conn, idle time.Duration, wt *watch) (nUp, nDown int64) {
 	t := &tunnelState{}
 	t.last.Store(time.Now().UnixNano())
 	t.done = make(chan struct{})
-	t.client, t.up, t.idle = client, up, idle
+	t.client, t.up, t.idle, t.w = client, up, idle, wt
 	w.run(t.down)
 	nUp = t.copyHalf(up, client)
 	<-t.done
@@ -51,6 +55,7 @@ type tunnelState struct {
 	up     net.Conn
 	idle   time.Duration
 	nDown  int64
+	w      *watch // nil: no probation
 }
 
 func (t *tunnelState) down() {
@@ -64,10 +69,22 @@ func (t *tunnelState) copyHalf(dst, src net.Conn) int64 {
 	last, idle := &t.last, t.idle
 	var err error
 	var n int64
+	h := t.w.half(src == t.up)
 	if rc := rawConn(src); rc != nil {
-		n, err = copyRaw(dst, src, rc, last, idle)
+		n, err = copyRaw(dst, src, rc, last, idle, h)
 	} else {
-		n, err = copyBuf(dst, src, last, idle)
+		n, err = copyBuf(dst, src, last, idle, h)
+	}
+	if h.w != nil {
+		if h.ended(err) {
+			// broke before the target spoke: only the upstream goes, the
+			// client waits for what the caller makes of it
+			if h.down {
+				src.Close()
+				t.client.SetReadDeadline(time.Now()) // wake the other half
+			}
+			return n
+		}
 	}
 	if err == nil || errors.Is(err, io.EOF) {
 		if t.ended.Add(1) == 2 {
@@ -114,7 +131,7 @@ func stillActive(src net.Conn, err error, last *atomic.Int64, idle time.Duration
 	return true
 }
 
-func copyRaw(dst, src net.Conn, rc syscall.RawConn, last *atomic.Int64, idle time.Duration) (total int64, _ error) {
+func copyRaw(dst, src net.Conn, rc syscall.RawConn, last *atomic.Int64, idle time.Duration, h half) (total int64, _ error) {
 	var (
 		buf  *[]byte
 		n    int
@@ -142,7 +159,7 @@ func copyRaw(dst, src net.Conn, rc syscall.RawConn, last *atomic.Int64, idle tim
 				bufPool.Put(buf)
 				buf = nil
 			}
-			if stillActive(src, err, last, idle) {
+			if !h.broken() && stillActive(src, err, last, idle) {
 				continue
 			}
 			return total, err
@@ -158,6 +175,11 @@ func copyRaw(dst, src net.Conn, rc syscall.RawConn, last *atomic.Int64, idle tim
 			return total, io.EOF
 		}
 		last.Store(time.Now().UnixNano())
+		if err := h.chunk((*buf)[:n]); err != nil {
+			bufPool.Put(buf)
+			buf = nil
+			return total, err
+		}
 		w, werr := dst.Write((*buf)[:n])
 		total += int64(w)
 		bufPool.Put(buf)
@@ -168,7 +190,7 @@ func copyRaw(dst, src net.Conn, rc syscall.RawConn, last *atomic.Int64, idle tim
 	}
 }
 
-func copyBuf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) (total int64, _ error) {
+func copyBuf(dst, src net.Conn, last *atomic.Int64, idle time.Duration, h half) (total int64, _ error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	b := *bp
@@ -176,6 +198,9 @@ func copyBuf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) (total i
 		n, err := src.Read(b)
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
+			if herr := h.chunk(b[:n]); herr != nil {
+				return total, herr
+			}
 			w, werr := dst.Write(b[:n])
 			total += int64(w)
 			if werr != nil {
@@ -183,7 +208,7 @@ func copyBuf(dst, src net.Conn, last *atomic.Int64, idle time.Duration) (total i
 			}
 		}
 		if err != nil {
-			if stillActive(src, err, last, idle) {
+			if !h.broken() && stillActive(src, err, last, idle) {
 				continue
 			}
 			return total, err

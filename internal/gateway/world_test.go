@@ -99,6 +99,9 @@ type worldOpts struct {
 	gw     gateway.Options
 	pool   pool.Options
 	pinned map[string]string // listener name → group
+	// recs are upstreams served by other programs (danted), in the pool
+	// besides the fleet's members
+	recs []upstream.Record
 	// dialer, when set, wraps the dial package's pool as the gateway's
 	// Dialer (the wrapper has no PlainSOCKS5: the loops hand every
 	// connection to the goroutine path, which dials through it)
@@ -109,7 +112,7 @@ func newWorld(t testing.TB, o worldOpts) *world {
 	t.Helper()
 	w := &world{t: t, store: &memStore{}, pinned: map[string]string{}, done: make(chan error, 1)}
 	w.fleet = fleet.StartT(t, o.spec)
-	w.store.set(records(w.fleet.Members()))
+	w.store.set(append(records(w.fleet.Members()), o.recs...))
 	judge := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		io.WriteString(rw, host)

@@ -305,7 +305,7 @@ func Forward(req *http.Request, x Exchange) (Result, error) {
 				default:
 				}
 			}
-			return res, fmt.Errorf("reading origin response: %w", err)
+			return res, fmt.Errorf("%w: %w", ErrNoResponse, err)
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			if upgrade == "" {
@@ -372,6 +372,11 @@ func Forward(req *http.Request, x Exchange) (Result, error) {
 }
 
 var errBodyCut = errors.New("request body cut: the origin answered first")
+
+// ErrNoResponse is wrapped by Forward when the upstream side gave no
+// readable response head (closed, reset, or sent something else): the
+// upstream's failure, where the client's own errors are not.
+var ErrNoResponse = errors.New("reading origin response")
 
 // writeHead writes the request line (with target: the origin form, or
 // the absolute form for an upstream proxy), the headers and auth (a

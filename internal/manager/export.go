@@ -14,33 +14,60 @@ import (
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
-// LiveProxy is one record of the json export (live_proxies.json).
+// LiveProxy is one record of the json export (live_proxies.json). Beside
+// our own names it carries the ones list consumers read (host, protocol,
+// timeout in seconds, checked_at, as proxy-scraper-checker and ProxyBroker
+// write them), and either a link (uri) or, for a kind without one, the
+// mapping (clash): `proxypoolctl import` of the file gives back the same
+// upstreams.
 type LiveProxy struct {
 	ID        string             `json:"id"`
 	Type      upstream.Kind      `json:"type"`
+	Protocol  string             `json:"protocol"`
 	Server    string             `json:"server"`
+	Host      string             `json:"host"`
 	Port      int                `json:"port"`
 	Name      string             `json:"name,omitempty"`
-	URI       string             `json:"uri,omitempty"` // plain kinds only
+	URI       string             `json:"uri,omitempty"`
+	Clash     map[string]any     `json:"clash,omitempty"`
 	ExitIP    string             `json:"exit_ip,omitempty"`
 	Country   string             `json:"country,omitempty"`
 	Anonymity upstream.Anonymity `json:"anonymity,omitempty"`
 	LatencyMS float64            `json:"latency_ms"`
+	Timeout   float64            `json:"timeout"` // the latency in seconds, as list checkers write it
 	Score     float64            `json:"score"`
 	LastOK    time.Time          `json:"last_ok,omitzero"`
+	CheckedAt time.Time          `json:"checked_at,omitzero"`
 	Sources   []string           `json:"sources,omitempty"`
+}
+
+// protocol is a record's scheme as list consumers name it: https for an
+// HTTP proxy over TLS, socks5 for a tor instance.
+func protocol(r upstream.Record) string {
+	switch {
+	case r.Type == upstream.HTTP && r.Options["tls"] == true:
+		return "https"
+	case r.Type == upstream.Tor:
+		return string(upstream.SOCKS5)
+	}
+	return string(r.Type)
 }
 
 // ExportJSON renders recs as a JSON array of LiveProxy, in the order given.
 func ExportJSON(recs []upstream.Record) ([]byte, error) {
 	out := make([]LiveProxy, 0, len(recs))
 	for _, r := range recs {
-		out = append(out, LiveProxy{
-			ID: r.ID, Type: r.Type, Server: r.Server, Port: r.Port, Name: r.Name, URI: r.URI(),
+		lat := math.Round(r.LatencyMS*10) / 10
+		p := LiveProxy{
+			ID: r.ID, Type: r.Type, Protocol: protocol(r), Server: r.Server, Host: r.Server, Port: r.Port, Name: r.Name,
 			ExitIP: r.ExitIP, Country: r.Country, Anonymity: r.Anonymity,
-			LatencyMS: math.Round(r.LatencyMS*10) / 10, Score: math.Round(r.Score*10) / 10,
-			LastOK: r.LastOK, Sources: r.Sources,
-		})
+			LatencyMS: lat, Timeout: math.Round(r.LatencyMS) / 1000, Score: math.Round(r.Score*10) / 10,
+			LastOK: r.LastOK, CheckedAt: r.LastCheck, Sources: r.Sources,
+		}
+		if p.URI = r.URI(); p.URI == "" {
+			p.Clash = clashMapping(r)
+		}
+		out = append(out, p)
 	}
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
@@ -63,6 +90,21 @@ func ExportTXT(recs []upstream.Record) []byte {
 	return b.Bytes()
 }
 
+// clashMapping is r as a Clash/mihomo proxies: entry (its name aside); a
+// tor instance is the socks5 proxy it is.
+func clashMapping(r upstream.Record) map[string]any {
+	p := maps.Clone(r.Options)
+	if p == nil {
+		p = map[string]any{}
+	}
+	p["type"], p["server"], p["port"] = string(r.Type), r.Server, r.Port
+	if r.Type == upstream.Tor {
+		p["type"] = string(upstream.SOCKS5)
+		delete(p, "group")
+	}
+	return p
+}
+
 // ExportClash renders recs as a Clash/mihomo document with one proxies:
 // entry each, names made unique. socks4 upstreams are left out (mihomo has
 // no socks4); tor instances become socks5 entries.
@@ -73,15 +115,7 @@ func ExportClash(recs []upstream.Record) ([]byte, error) {
 		if r.Type == upstream.SOCKS4 {
 			continue
 		}
-		p := maps.Clone(r.Options)
-		if p == nil {
-			p = map[string]any{}
-		}
-		p["type"], p["server"], p["port"] = string(r.Type), r.Server, r.Port
-		if r.Type == upstream.Tor {
-			p["type"] = string(upstream.SOCKS5)
-			delete(p, "group")
-		}
+		p := clashMapping(r)
 		name := r.Name
 		if name == "" {
 			name = fmt.Sprintf("%s %s", r.Type, r.Addr())

@@ -32,6 +32,8 @@ type Store interface {
 	Add(ctx context.Context, source string, ups ...upstream.Upstream) (int, error)
 	Remove(ctx context.Context, ids ...string) (int, error)
 	Reschedule(ctx context.Context, ids []string, at time.Time) error
+	ProbeState(ctx context.Context) (store.ProbeState, error)
+	Sources(ctx context.Context) ([]upstream.SourceMeta, error)
 }
 
 // Checker wakes the probe so that upstreams made due now are checked at
@@ -199,6 +201,9 @@ func (m *Manager) Status(ctx context.Context) (control.Status, error) {
 		}
 	}
 	m.mu.Unlock()
+	if err := m.storedStatus(ctx, &st); err != nil {
+		return control.Status{}, err
+	}
 	if m.o.Floors != nil {
 		st.Floors = m.o.Floors()
 	}
@@ -206,6 +211,36 @@ func (m *Manager) Status(ctx context.Context) (control.Status, error) {
 		st.Gateway = m.o.Gateway()
 	}
 	return st, nil
+}
+
+// storedStatus adds what the store keeps for every process: the probe
+// loop's state and each source's last fetch.
+func (m *Manager) storedStatus(ctx context.Context, st *control.Status) error {
+	ps, err := m.o.Store.ProbeState(ctx)
+	if err != nil {
+		return err
+	}
+	st.Probe.Paused, st.Probe.Since, st.Probe.Reason = ps.Paused, ps.Since, ps.Reason
+	st.Probe.Last, st.Probe.LastFull = controlPass(ps.LastPass), controlPass(ps.LastFull)
+	if st.Probe.LastPass.IsZero() {
+		st.Probe.LastPass = ps.LastPass.At // another process ran it (--db)
+	}
+	srcs, err := m.o.Store.Sources(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range srcs {
+		st.SourceState = append(st.SourceState, control.SourceStatus{Name: s.Name, LastFetch: s.LastFetch,
+			LastOK: s.LastOK, Error: s.LastError, Listed: s.Total, Failed: s.Failed})
+	}
+	return nil
+}
+
+func controlPass(p store.Pass) *control.Pass {
+	if p.At.IsZero() {
+		return nil
+	}
+	return &control.Pass{At: p.At, Size: p.Size, Healthy: p.Healthy, Seconds: p.Took.Seconds()}
 }
 
 // Add adds one upstream under source "manual".

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -261,9 +262,33 @@ func TestExportFormats(t *testing.T) {
 		if l.ID == "" || l.Server == "" || l.Port == 0 || l.ExitIP == "" || l.Country == "" || l.Anonymity != upstream.AnonElite {
 			t.Fatalf("json record lacks fields: %+v", l)
 		}
-		if l.Type.Plain() != (l.URI != "") {
-			t.Fatalf("uri %q for a %s", l.URI, l.Type)
+		if (l.URI != "") == (l.Clash != nil) {
+			t.Fatalf("%s: uri %q and clash %v; want exactly one", l.ID, l.URI, l.Clash)
 		}
+		if l.Host != l.Server || l.Protocol == "" || l.CheckedAt.IsZero() || l.Timeout != math.Round(l.LatencyMS)/1000 {
+			t.Fatalf("json record lacks the list consumers' fields: %+v", l)
+		}
+	}
+	// the export re-imports to the same set (tor instances come back as
+	// the socks5 proxies they are)
+	back, err := parse.Parse(js, parse.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := map[string]bool{}
+	for _, r := range back {
+		if r.Err != nil {
+			t.Fatalf("json export line %d does not import: %v", r.Line, r.Err)
+		}
+		again[r.Upstream.ID] = true
+	}
+	for _, r := range all {
+		if !again[r.ID] && r.Type != upstream.Tor {
+			t.Errorf("%s %s did not come back from its json export", r.Type, r.ID)
+		}
+	}
+	if len(again) != len(all) {
+		t.Errorf("json export re-imports to %d upstreams, want %d", len(again), len(all))
 	}
 
 	txt, err := m.Export(ctx, control.FormatTXT)

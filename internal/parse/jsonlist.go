@@ -14,8 +14,9 @@ import (
 // jsonList parses a JSON array of proxies. Entries may be strings (a line:
 // link or host:port), Clash-style mappings ({type, server, port, …}),
 // monosans records ({protocol, username, password, host, port, …}) or
-// proxifly records ({proxy: "http://…", protocol, ip, port, …}). Line is the
-// line on which the entry starts.
+// proxifly records ({proxy: "http://…", protocol, ip, port, …}), or our own
+// export ({uri, …} or {clash: {…}, …}). Line is the line on which the entry
+// starts.
 func (p *parser) jsonList(body []byte) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	lc := lineCounter{data: body, line: 1}
@@ -95,7 +96,14 @@ func (p *parser) jsonEntry(line int, raw json.RawMessage) Result {
 		return Result{Line: line, Err: errors.New("json: entry is neither a string nor an object")}
 	}
 	var r Result
-	switch {
+	switch clash, _ := m["clash"].(map[string]any); {
+	case str(m["uri"]) != "":
+		// our own export (live_proxies.json): the link says it all, the
+		// other fields are what the probe found
+		r = parseText(line, str(m["uri"]), p.scheme)[0]
+	case clash != nil:
+		u, err := build(clash) // our export of a kind with no link form
+		r = Result{Upstream: u, Err: err}
 	case m["type"] != nil && m["server"] != nil:
 		u, err := build(m)
 		r = Result{Upstream: u, Err: err}

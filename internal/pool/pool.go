@@ -59,7 +59,18 @@ type Options struct {
 	// failure that ejected it (the gateway tells the store, so the probe
 	// re-checks it now). It runs on Run's goroutine, never on a pick's or
 	// an Observe's; ejections while it lags behind are dropped.
-	OnEject     func(last upstream.CheckResult)
+	OnEject func(last upstream.CheckResult)
+	// EjectShare and EjectWindow are each client's ejection budget: the
+	// failures of one client (CheckResult.Client, its source address)
+	// eject at most EjectShare of the pool (default 0.1, at least one
+	// upstream) per EjectWindow (default 1m). A failure past the budget
+	// is not counted, so a client that makes every upstream fail for its
+	// own requests (a target they all refuse, say) cannot empty the pool
+	// for everyone; HAProxy's observe + error-limit has no such bound.
+	// Results without a client address (a unix-socket listener's) are
+	// not budgeted.
+	EjectShare  float64
+	EjectWindow time.Duration
 	SessionTTL  time.Duration // default for "-session-" without "-ttl-" (10m)
 	MaxSessions int           // remembered sessions (default 100000)
 	Log         logrus.FieldLogger
@@ -73,6 +84,7 @@ type Pool struct {
 	mu       sync.Mutex // loads and rebuilds
 	rebuild  chan struct{}
 	ejected  chan upstream.CheckResult // for OnEject
+	budget   budget                    // ejections per client in the window
 	sessions sessions
 	log      logrus.FieldLogger
 }
@@ -113,6 +125,12 @@ func New(o Options) (*Pool, error) {
 	}
 	if o.EjectFor <= 0 {
 		o.EjectFor = 5 * time.Minute
+	}
+	if o.EjectShare <= 0 || o.EjectShare > 1 {
+		o.EjectShare = 0.1
+	}
+	if o.EjectWindow <= 0 {
+		o.EjectWindow = time.Minute
 	}
 	if o.SessionTTL <= 0 {
 		o.SessionTTL = 10 * time.Minute
@@ -368,7 +386,8 @@ func (p *Pool) pickSession(s *snapshot, v *view, sel *upstream.Selector) int32 {
 
 // Observe takes one passive outcome (the gateway's dial through an
 // upstream). EjectAfter failures in a row take the upstream out of this
-// gateway's snapshot at once; successes feed the latency EWMA.
+// gateway's snapshot at once, within the budget of the client whose
+// failure it was (EjectShare); successes feed the latency EWMA.
 func (p *Pool) Observe(r upstream.CheckResult) {
 	s := p.snap.Load()
 	i, ok := s.byID[r.ID]
@@ -393,17 +412,32 @@ func (p *Pool) Observe(r upstream.CheckResult) {
 		}
 		return
 	}
-	if int(h.fails.Add(1)) >= p.opts.EjectAfter && h.ejectedAt.CompareAndSwap(0, time.Now().UnixNano()) {
-		p.log.WithFields(logrus.Fields{"UPSTREAM_ID": r.ID, "error": upstream.Failure(r.Cause, r.Detail)}).Info("ejecting upstream after consecutive failures")
-		select {
-		case p.rebuild <- struct{}{}:
-		default:
+	if int(h.fails.Add(1)) < p.opts.EjectAfter || h.ejectedAt.Load() != 0 {
+		return
+	}
+	now := time.Now()
+	limit := max(1, int(math.Ceil(p.opts.EjectShare*float64(len(s.entries)+len(s.ejected)))))
+	if r.Client != "" && !p.budget.take(r.Client, limit, p.opts.EjectWindow, now) {
+		// this client spent its budget: its failure does not count, the
+		// next one from another client may still eject
+		h.fails.Add(-1)
+		return
+	}
+	if !h.ejectedAt.CompareAndSwap(0, now.UnixNano()) {
+		if r.Client != "" {
+			p.budget.refund(r.Client)
 		}
-		if p.opts.OnEject != nil {
-			select {
-			case p.ejected <- r:
-			default: // OnEject behind: the upstream is out of this pool anyway
-			}
+		return
+	}
+	p.log.WithFields(logrus.Fields{"UPSTREAM_ID": r.ID, "client": r.Client, "error": upstream.Failure(r.Cause, r.Detail)}).Info("ejecting upstream after consecutive failures")
+	select {
+	case p.rebuild <- struct{}{}:
+	default:
+	}
+	if p.opts.OnEject != nil {
+		select {
+		case p.ejected <- r:
+		default: // OnEject behind: the upstream is out of this pool anyway
 		}
 	}
 }
@@ -418,5 +452,60 @@ func (p *Pool) reportEjections(ctx context.Context) {
 		case r := <-p.ejected:
 			p.opts.OnEject(r)
 		}
+	}
+}
+
+// budget counts the ejections each client's failures caused in its
+// current window. Bounded: past budgetMax clients the expired windows are
+// dropped, and if none expired all are (a flood of source addresses then
+// gets fresh budgets, each still bounded).
+type budget struct {
+	mu sync.Mutex
+	m  map[string]*spent
+}
+
+type spent struct {
+	since time.Time
+	n     int
+}
+
+const budgetMax = 4096
+
+// take charges one ejection to client; false when it already caused limit
+// of them in the window.
+func (b *budget) take(client string, limit int, window time.Duration, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = make(map[string]*spent)
+	}
+	e := b.m[client]
+	if e == nil || now.Sub(e.since) >= window {
+		if e == nil && len(b.m) >= budgetMax {
+			for k, v := range b.m {
+				if now.Sub(v.since) >= window {
+					delete(b.m, k)
+				}
+			}
+			if len(b.m) >= budgetMax {
+				clear(b.m)
+			}
+		}
+		e = &spent{since: now}
+		b.m[client] = e
+	}
+	if e.n >= limit {
+		return false
+	}
+	e.n++
+	return true
+}
+
+// refund takes back a charge whose ejection did not happen.
+func (b *budget) refund(client string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e := b.m[client]; e != nil && e.n > 0 {
+		e.n--
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -42,7 +43,15 @@ const maxJudgeBody = 64 << 10
 // which; the exit, anonymity and headers are those of the tunnel when it
 // works (the gateway then tunnels every request), else of forwarding.
 // Every other kind tunnels by construction and gets CapConnect when OK.
+//
+// An untyped upstream (a bare host:port nobody named the protocol of) is
+// tried as each of upstream.DiscoverKinds at once, within the same
+// timeout; the result is the first in that order whose check reached the
+// judge, with Kind set, so the store keeps what it speaks.
 func (p *Prober) Check(ctx context.Context, u upstream.Upstream) upstream.CheckResult {
+	if u.Untyped() {
+		return p.discover(ctx, u)
+	}
 	start := p.now()
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
@@ -86,6 +95,40 @@ func (p *Prober) Check(ctx context.Context, u upstream.Upstream) upstream.CheckR
 	return res
 }
 
+// discover checks untyped u as every kind it may speak (see Check).
+func (p *Prober) discover(ctx context.Context, u upstream.Upstream) upstream.CheckResult {
+	kinds := upstream.DiscoverKinds
+	results := make([]upstream.CheckResult, len(kinds))
+	var wg sync.WaitGroup
+	for i, k := range kinds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			try := u.As(k)
+			results[i] = p.Check(ctx, try)
+			if f, ok := p.dialer.(interface{ Forget(id string) }); ok {
+				f.Forget(try.ID) // the kept kind is dialled under u's own ID
+			}
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.OK || r.Reached() {
+			r.ID, r.Kind = u.ID, kinds[i]
+			return r
+		}
+	}
+	// nothing answered as any kind: the first kind's cause, every try's detail
+	r := results[0]
+	var b strings.Builder
+	b.WriteString("no protocol answered:")
+	for i, x := range results {
+		fmt.Fprintf(&b, " %s: %s;", kinds[i], upstream.Failure(x.Cause, x.Detail))
+	}
+	r.ID, r.Detail = u.ID, strings.TrimSuffix(b.String(), ";")
+	return r
+}
+
 // route is how a check reaches the judge.
 type route uint8
 
@@ -118,23 +161,26 @@ func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.T
 		r, err := p.fetch(ctx, u, judge, via)
 		if err == nil {
 			res.ConnectMS, res.TTFBMS, res.TotalMS = r.connectMS, r.ttfbMS, ms(p.now().Sub(start))
-			res.ExitIP, res.Headers = r.echo.IP, r.echo.Headers
+			res.Headers = r.echo.Headers
 			res.Caps |= r.caps
 			if r.tamper != nil {
+				// what the answer claims is not the judge's: no exit
 				res.Untrusted, res.Cause, res.Detail = true, upstream.CauseTamper, tamperDetail(r.tamper)
 				return res
+			}
+			res.ExitIP = r.echo.IP
+			// what the judge saw is kept whatever the verdict (list shows it)
+			res.Anonymity = classify(r.echo, p.realIP)
+			if p.opts.Country != nil && res.ExitIP != "" {
+				res.Country = p.opts.Country(res.ExitIP)
 			}
 			if res.ExitIP != "" && p.realIP != "" && sameSlash24(res.ExitIP, p.realIP) {
 				res.Cause, res.Detail = upstream.CauseRoutesLocally, "exit "+res.ExitIP+" is in our own network"
 				return res
 			}
-			res.Anonymity = classify(r.echo, p.realIP)
 			if res.Anonymity == upstream.AnonTransparent {
 				res.Cause, res.Detail = upstream.CauseTransparent, "the judge saw our real address"
 				return res
-			}
-			if p.opts.Country != nil && res.ExitIP != "" {
-				res.Country = p.opts.Country(res.ExitIP)
 			}
 			if p.target != nil {
 				if err := p.checkTarget(ctx, u, via); err != nil {
@@ -311,12 +357,31 @@ func (p *Prober) fetch(ctx context.Context, u upstream.Upstream, judge *url.URL,
 		return f, nil
 	}
 	f.echo, f.tamper = parseEcho(body)
-	if f.tamper == nil {
-		if got, ok := f.echo.Headers[nonceHeader]; ok && got != nonce {
-			f.tamper = fmt.Errorf("%w: request header rewritten in transit", errTamper)
-		}
+	if f.tamper == nil && viaUpstream {
+		f.tamper = p.proveNonce(judge, f.echo, nonce)
 	}
 	return f, nil
+}
+
+// proveNonce checks that the answer came from the judge: it must echo the
+// nonce we sent, unchanged. Only a verified TLS connection to the judge
+// proves that without it, so a judge shape that echoes no headers (a plain
+// IP, httpbin's /ip) counts only over https; over plain http any proxy
+// could have written the whole answer.
+func (p *Prober) proveNonce(judge *url.URL, e echo, nonce string) error {
+	got, ok := e.Headers[nonceHeader]
+	switch {
+	case ok && got != nonce:
+		return fmt.Errorf("%w: request header rewritten in transit", errTamper)
+	case !ok && p.needsNonce(judge):
+		return fmt.Errorf("%w: the judge's answer lacks our %s (something between us and the judge answered)", errTamper, nonceHeader)
+	}
+	return nil
+}
+
+// needsNonce: an answer from judge proves its origin only by our nonce.
+func (p *Prober) needsNonce(judge *url.URL) bool {
+	return judge.Scheme == "http" || p.opts.InsecureJudges
 }
 
 // capsDialer is implemented by dial.Pool: a dial that asks for what the

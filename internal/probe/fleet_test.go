@@ -61,11 +61,11 @@ func newProber(t *testing.T, f *fleet.Fleet, judge *fleet.Judge, timeout time.Du
 func TestVerdicts(t *testing.T) {
 	judge := fleet.StartJudgeT(t)
 	tests := []struct {
-		spec     fleet.MemberSpec
-		ok       bool
-		anon     upstream.Anonymity
-		cause    upstream.Cause // CauseNone: not checked
-		untruste bool
+		spec      fleet.MemberSpec
+		ok        bool
+		anon      upstream.Anonymity
+		cause     upstream.Cause // CauseNone: not checked
+		untrusted bool
 	}{
 		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"}, true, upstream.AnonElite, upstream.CauseNone, false},
 		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "DE", Username: "u", Password: "p"}, true, upstream.AnonElite, upstream.CauseNone, false},
@@ -82,6 +82,13 @@ func TestVerdicts(t *testing.T) {
 		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Garbage}, false, "", upstream.CauseNone, false},
 		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Garbage}, false, "", upstream.CauseNone, false},
 		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Local}, false, "", upstream.CauseRoutesLocally, false},
+		// liars: the answer is not the judge's, or not what it said
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.FakeEcho}, false, "", upstream.CauseTamper, true},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.FakeEcho}, false, "", upstream.CauseTamper, true},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.NonceRewrite}, false, "", upstream.CauseTamper, true},
+		{fleet.MemberSpec{Kind: fleet.SOCKS4, Behavior: fleet.NonceRewrite}, false, "", upstream.CauseTamper, true},
+		{fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.BodyInject}, false, "", upstream.CauseTamper, true},
+		{fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.BodyInject}, false, "", upstream.CauseTamper, true},
 	}
 	var spec fleet.Spec
 	for _, tt := range tests {
@@ -125,6 +132,12 @@ func TestVerdicts(t *testing.T) {
 		}
 		if tt.cause != upstream.CauseNone && r.Cause != tt.cause {
 			t.Errorf("%s: failure %q, want cause %q", name, upstream.Failure(r.Cause, r.Detail), tt.cause)
+		}
+		if r.Untrusted != tt.untrusted {
+			t.Errorf("%s: untrusted %v (%q), want %v", name, r.Untrusted, upstream.Failure(r.Cause, r.Detail), tt.untrusted)
+		}
+		if r.ExitIP == fleet.FakeEchoIP {
+			t.Errorf("%s: the made-up exit %s was taken for the judge's", name, r.ExitIP)
 		}
 		if r.OK {
 			if r.ExitIP != m.ExitIP {
@@ -188,6 +201,11 @@ func TestLifeThroughStore(t *testing.T) {
 		if r.State != want[i] {
 			t.Errorf("member %d (%s/%s): state %s (last error %q), want %s", i, m.Spec.Kind, m.Spec.Behavior, r.State, r.LastError, want[i])
 		}
+		// what `list` shows: a transparent proxy is dead *as transparent*,
+		// with the exit and country that gave it away
+		if m.Spec.Behavior == fleet.Transparent && (r.Anonymity != upstream.AnonTransparent || r.ExitIP != m.ExitIP || r.Country != "US") {
+			t.Errorf("transparent member stored as anonymity %q exit %q country %q, want transparent %s US", r.Anonymity, r.ExitIP, r.Country, m.ExitIP)
+		}
 	}
 	healthy, err := st.Healthy(ctx)
 	if err != nil {
@@ -216,5 +234,71 @@ func TestUplinkDownPausesInsteadOfKilling(t *testing.T) {
 	}
 	if len(c.got) != 0 {
 		t.Fatalf("%d results recorded while our uplink was down", len(c.got))
+	}
+}
+
+// TestDiscoverThroughStore: bare host:port entries nobody typed are found
+// to be what they are (socks5, socks4, http) by one pass, stored as that
+// kind under their first id, and served; one that speaks nothing stays
+// untyped with every try's failure in its last error.
+func TestDiscoverThroughStore(t *testing.T) {
+	judge := fleet.StartJudgeT(t)
+	kinds := []fleet.Kind{fleet.SOCKS5, fleet.SOCKS4, fleet.HTTP}
+	spec := fleet.Spec{}
+	for _, k := range kinds {
+		spec.Members = append(spec.Members, fleet.MemberSpec{Kind: k, Behavior: fleet.Good, Country: "DE"})
+	}
+	spec.Members = append(spec.Members, fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Refuse})
+	f := fleet.StartT(t, spec)
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "pp.db"), store.Options{
+		Policy: upstream.Policy{MaxFailures: 3, Interval: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	untyped := func(m *fleet.Member) upstream.Upstream {
+		return upstream.MustNew(map[string]any{"type": "http", "server": m.Upstream.Server, "port": m.Upstream.Port, upstream.OptDiscover: true})
+	}
+	var ids []string
+	for _, m := range f.Members() {
+		u := untyped(m)
+		if _, err := st.Add(ctx, "list", u); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	p := newProber(t, f, judge, time.Second)
+	if err := p.Run(ctx, st, st, probe.RunOptions{MaxPasses: 1, Idle: 5 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range f.Members() {
+		r, err := st.Get(ctx, ids[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Spec.Behavior == fleet.Refuse {
+			if !r.Untyped() || r.State == upstream.Healthy || !strings.Contains(r.LastError, "no protocol answered") {
+				t.Errorf("refusing member: type %s untyped %v state %s last error %q; want untyped, failing, every try named", r.Type, r.Untyped(), r.State, r.LastError)
+			}
+			continue
+		}
+		want := upstream.Kind(m.Spec.Kind)
+		if r.Type != want || r.Untyped() || r.Options["type"] != string(want) || r.State != upstream.Healthy || r.ExitIP != m.ExitIP {
+			t.Errorf("member %s: stored type %s (options %v) untyped %v state %s exit %q (last error %q); want %s healthy exit %s",
+				m.Spec.Kind, r.Type, r.Options["type"], r.Untyped(), r.State, r.ExitIP, r.LastError, want, m.ExitIP)
+		}
+		// the same line read again is the same upstream, not a new one
+		if n, err := st.Add(ctx, "list", untyped(m)); err != nil || n != 0 {
+			t.Errorf("member %s: re-adding its bare line added %d (%v), want 0", m.Spec.Kind, n, err)
+		}
+	}
+	healthy, err := st.Healthy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(healthy) != len(kinds) {
+		t.Errorf("servable: %d, want %d", len(healthy), len(kinds))
 	}
 }

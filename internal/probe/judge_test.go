@@ -2,6 +2,7 @@ package probe
 
 import (
 	"errors"
+	"net/url"
 	"testing"
 
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -71,5 +72,41 @@ func TestSameSlash24(t *testing.T) {
 		if got := sameSlash24(tt.a, tt.b); got != tt.want {
 			t.Errorf("sameSlash24(%s,%s) = %v", tt.a, tt.b, got)
 		}
+	}
+}
+
+// TestProveNonce: an answer through an upstream proves it is the judge's by
+// echoing our nonce unchanged; only a verified TLS connection to the judge
+// may do without it (a plain-IP or /ip judge).
+func TestProveNonce(t *testing.T) {
+	const nonce = "n0nce"
+	tests := []struct {
+		name     string
+		judge    string
+		insecure bool
+		headers  map[string]string
+		tamper   bool
+	}{
+		{"http, echoed", "http://j/get", false, map[string]string{nonceHeader: nonce}, false},
+		{"http, missing", "http://j/get", false, map[string]string{"Host": "j"}, true},
+		{"http, plain-IP judge", "http://j/plain", false, nil, true},
+		{"http, rewritten", "http://j/get", false, map[string]string{nonceHeader: "other"}, true},
+		{"https verified, missing", "https://j/ip", false, nil, false},
+		{"https verified, rewritten", "https://j/get", false, map[string]string{nonceHeader: "other"}, true},
+		{"https unverified, missing", "https://j/ip", true, nil, true},
+		{"https unverified, echoed", "https://j/get", true, map[string]string{nonceHeader: nonce}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &Prober{opts: Options{InsecureJudges: tt.insecure}}
+			j, err := url.Parse(tt.judge)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = p.proveNonce(j, echo{Headers: tt.headers}, nonce)
+			if got := errors.Is(err, errTamper); got != tt.tamper {
+				t.Fatalf("proveNonce = %v, want tamper %v", err, tt.tamper)
+			}
+		})
 	}
 }

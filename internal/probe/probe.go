@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -60,6 +61,15 @@ type Prober struct {
 	target *url.URL
 	realIP string
 	log    logrus.FieldLogger
+	warned sync.Map // judge URL → struct{}: warnOnce said it
+}
+
+// warnOnce logs msg about judge the first time only: Uplink runs every
+// second during a pass.
+func (p *Prober) warnOnce(judge *url.URL, msg string) {
+	if _, dup := p.warned.LoadOrStore(judge.String(), struct{}{}); !dup {
+		p.log.WithField("judge", judge.String()).Warn(msg)
+	}
 }
 
 // New validates opts and returns a Prober dialling through d.
@@ -104,15 +114,11 @@ func New(d Dialer, opts Options) (*Prober, error) {
 	p.log = opts.Logger
 	if p.log == nil {
 		l := logrus.New()
-		l.Out = discard{}
+		l.Out = io.Discard
 		p.log = l
 	}
 	return p, nil
 }
-
-type discard struct{}
-
-func (discard) Write(b []byte) (int, error) { return len(b), nil }
 
 func (p *Prober) now() time.Time { return p.opts.Now() }
 
@@ -134,6 +140,9 @@ func (p *Prober) Uplink(ctx context.Context) error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", j, err))
 			continue
+		}
+		if _, echoed := f.echo.Headers[nonceHeader]; !echoed && p.needsNonce(j) {
+			p.warnOnce(j, "judge does not echo request headers: over plain http a proxy could forge its answer, so checks through it fail as tamper; use an https judge or one that echoes headers (httpbin /get, /headers)")
 		}
 		if p.realIP == "" && f.echo.IP != "" {
 			p.realIP = f.echo.IP

@@ -415,3 +415,28 @@ func sorted(s []string) []string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestStatusNowCountsOnRead: status shows the pool as it is, not as the
+// last check (up to a check interval ago) saw it, and acts on nothing.
+func TestStatusNowCountsOnRead(t *testing.T) {
+	w := &world{counts: map[string]Count{"us": {Healthy: 0}, PoolName: {Healthy: 0}}}
+	g, _, _ := newGuard(t, w, newClock(), Options{Groups: []Group{{Name: "us", Floor: Floor{MinHealthy: 5}}}})
+	ctx := context.Background()
+	if err := g.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.takeCalls()
+	w.set("us", Count{Healthy: 7, Exits: 7}) // a full pass later
+	w.set(PoolName, Count{Healthy: 7, Exits: 7})
+	for _, s := range g.StatusNow(ctx) {
+		if s.Group == "us" && (s.Healthy != 7 || s.Below) {
+			t.Errorf("StatusNow us: healthy %d below %v, want 7, met", s.Healthy, s.Below)
+		}
+	}
+	if old := g.Status(); old[1].Healthy != 0 {
+		t.Errorf("Status (the last check's) changed: %+v", old[1])
+	}
+	if calls := w.takeCalls(); len(calls) != 0 {
+		t.Errorf("StatusNow acted: %v", calls)
+	}
+}

@@ -499,6 +499,22 @@ func (g *Guard) Status() []GroupStatus {
 	return out
 }
 
+// StatusNow is Status with every group counted now rather than at the
+// last check (which may be a whole check interval old): what status shows.
+// It takes no action; when counting fails it is Status.
+func (g *Guard) StatusNow(ctx context.Context) []GroupStatus {
+	out := g.Status()
+	counts, err := g.o.Counter.Count(ctx)
+	if err != nil {
+		return out
+	}
+	for i := range out {
+		out[i].Count = counts[out[i].Group]
+		out[i].Below = out[i].Floor.Set() && !out[i].Floor.Met(out[i].Count)
+	}
+	return out
+}
+
 // Summary is one line for sd_notify STATUS: the groups below their floor,
 // or that every floor is met.
 func (g *Guard) Summary() string {

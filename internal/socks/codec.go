@@ -52,17 +52,22 @@ type ReplyInfo struct {
 }
 
 // replies is the one reply-code table of the project (RFC 1928 §6).
-// Codes 3-6 say the upstream works but could not reach the target.
+// Codes 3-6 say the upstream works but could not reach the target; 2 and
+// 8 that its rules or its build refuse this request (an ACL, an IPv6 or
+// name target it does not take): the request's doing, so nothing is
+// counted, but another upstream may carry it. 1 is ambiguous (microsocks
+// answers it for connect errors it has no code for) and counts, within
+// the per-client ejection budget; 7 is a breach, as only CONNECT is sent.
 var replies = [...]ReplyInfo{
 	Succeeded:          {"succeeded", upstream.CauseNone},
 	GeneralFailure:     {"general failure", upstream.CauseOther},
-	NotAllowed:         {"connection not allowed by ruleset", upstream.CauseRefused},
+	NotAllowed:         {"connection not allowed by ruleset", upstream.CauseTargetDenied},
 	NetworkUnreachable: {"network unreachable", upstream.CauseTargetUnreachable},
 	HostUnreachable:    {"host unreachable", upstream.CauseTargetUnreachable},
 	ConnectionRefused:  {"connection refused", upstream.CauseTargetRefused},
 	TTLExpired:         {"TTL expired", upstream.CauseTargetTimeout},
 	CommandUnsupported: {"command not supported", upstream.CauseHandshake},
-	AddressUnsupported: {"address type not supported", upstream.CauseHandshake},
+	AddressUnsupported: {"address type not supported", upstream.CauseTargetDenied},
 }
 
 // ReplyCode describes a reply code; unknown codes are a protocol breach
@@ -85,6 +90,8 @@ func ReplyFor(c upstream.Cause) byte {
 		return TTLExpired
 	case upstream.CauseUnreachable, upstream.CauseDNS, upstream.CauseTargetUnreachable:
 		return HostUnreachable
+	case upstream.CauseTargetDenied:
+		return NotAllowed
 	}
 	return GeneralFailure
 }

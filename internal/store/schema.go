@@ -155,6 +155,24 @@ DELETE FROM settings WHERE key IN ('tor.budget', 'tor.unused');
 	// before keep '' here and their old free text there.
 	`ALTER TABLE upstreams ADD COLUMN last_cause TEXT NOT NULL DEFAULT '';
 ALTER TABLE checks ADD COLUMN cause TEXT NOT NULL DEFAULT '';`,
+	// 6: the probe loop's state (ProbeState), one row, so status reads
+	// it from any process: paused or running since when, the last pass
+	// and the last full one.
+	`
+CREATE TABLE probe_state (
+	id           INTEGER PRIMARY KEY CHECK (id = 1),
+	paused       INTEGER NOT NULL DEFAULT 0,
+	since        INTEGER NOT NULL DEFAULT 0,
+	reason       TEXT NOT NULL DEFAULT '',
+	last_at      INTEGER NOT NULL DEFAULT 0,
+	last_size    INTEGER NOT NULL DEFAULT 0,
+	last_healthy INTEGER NOT NULL DEFAULT 0,
+	last_ms      INTEGER NOT NULL DEFAULT 0,
+	full_at      INTEGER NOT NULL DEFAULT 0,
+	full_size    INTEGER NOT NULL DEFAULT 0,
+	full_healthy INTEGER NOT NULL DEFAULT 0,
+	full_ms      INTEGER NOT NULL DEFAULT 0
+);`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.

@@ -627,6 +627,42 @@ func TestPruneDead(t *testing.T) {
 	}
 }
 
+// TestRetainDeadHonoursShortDeleteAfter: a delete-after under an hour is
+// honoured by the loop, not only at start-up: an upstream whose deadline
+// passes while it runs is gone one period later.
+func TestRetainDeadHonoursShortDeleteAfter(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, _ := openT(t, Options{Policy: upstream.Policy{MaxFailures: 1}})
+	if _, err := s.Add(ctx, "manual", up(1)); err != nil {
+		t.Fatal(err)
+	}
+	const deadFor = 300 * time.Millisecond
+	now := time.Now()
+	submit(t, s, ok(up(1).ID, now, "1.1.1.1", "US"), fail(up(1).ID, now.Add(time.Millisecond)))
+	pruned := make(chan int, 4)
+	go s.RetainDead(ctx, deadFor, 20*time.Millisecond, func(n int, err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		pruned <- n
+	})
+	select {
+	case n := <-pruned:
+		if n != 1 {
+			t.Fatalf("pruned %d, want 1", n)
+		}
+		if late := time.Since(now); late < deadFor {
+			t.Fatalf("pruned after %v, before its delete-after of %v", late, deadFor)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an upstream dead past its delete-after was not pruned")
+	}
+	if _, err := s.Get(ctx, up(1).ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("still there after pruning: %v", err)
+	}
+}
+
 func TestRelaysRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openT(t, Options{})
@@ -884,8 +920,7 @@ func TestCauseMigration(t *testing.T) {
 	ctx := context.Background()
 	s, path := openWith(t, up(1), up(2))
 	const old = "routes locally: exit 10.0.0.1 is in our own network"
-	s = asOlderBuild(t, s, path, 4, `ALTER TABLE upstreams DROP COLUMN last_cause; ALTER TABLE checks DROP COLUMN cause;
-		UPDATE upstreams SET last_error = '`+old+`', state = 'failing' WHERE id = '`+up(1).ID+`'`)
+	s = asOlderBuild(t, s, path, 4, `UPDATE upstreams SET last_error = '`+old+`', state = 'failing' WHERE id = '`+up(1).ID+`'`)
 	got, err := s.Get(ctx, up(1).ID)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -105,7 +106,7 @@ func TestTorStateMigration(t *testing.T) {
 				t.Fatal(err)
 			}
 			st.Close()
-			db := asOlder(t, path, "DROP TABLE tor_groups; ALTER TABLE upstreams DROP COLUMN last_cause; ALTER TABLE checks DROP COLUMN cause; PRAGMA user_version = 3")
+			db := asOlder(t, path, 3, "")
 			settings := map[string]string{"tor.control-password": "kept"}
 			maps.Copy(settings, tt.settings)
 			for k, v := range settings {
@@ -135,16 +136,40 @@ func TestTorStateMigration(t *testing.T) {
 	}
 }
 
-// asOlder makes the database at path the file an older proxypool wrote by
-// running undo on it, and returns it open for more.
-func asOlder(t *testing.T, path, undo string) *sql.DB {
+// undoMigration[v] turns a version-v file back into a version v-1 one;
+// TestUndoCoversEveryMigration keeps it complete.
+var undoMigration = map[int]string{
+	3: "ALTER TABLE upstreams DROP COLUMN caps",
+	4: "DROP TABLE tor_groups",
+	5: "ALTER TABLE upstreams DROP COLUMN last_cause; ALTER TABLE checks DROP COLUMN cause",
+	6: "DROP TABLE probe_state",
+}
+
+// asOlder rewrites the current-schema file at path into what a build at
+// schema v wrote (then runs extra) and returns it open, to migrate from.
+func asOlder(t *testing.T, path string, v int, extra string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("sqlite3", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(undo); err != nil {
+	for w := SchemaVersion(); w > v; w-- {
+		if _, err := db.Exec(undoMigration[w]); err != nil {
+			t.Fatalf("undoing migration %d: %v", w, err)
+		}
+	}
+	if _, err := db.Exec(extra + "; PRAGMA user_version = " + strconv.Itoa(v)); err != nil {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// TestUndoCoversEveryMigration: a new migration comes with its undo, so the
+// migration tests start from the files older builds really wrote.
+func TestUndoCoversEveryMigration(t *testing.T) {
+	for v := 3; v <= SchemaVersion(); v++ {
+		if undoMigration[v] == "" {
+			t.Errorf("migration %d has no undoMigration entry", v)
+		}
+	}
 }

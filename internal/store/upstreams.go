@@ -397,6 +397,31 @@ func (s *Store) PruneDead(ctx context.Context, deadFor time.Duration) (int, erro
 	return int(n), nil
 }
 
+// PruneEvery is how often RetainDead prunes: delete-after is honoured within
+// it, whatever its value, for the cost of one indexed DELETE a minute.
+const PruneEvery = time.Minute
+
+// RetainDead runs PruneDead(deadFor) now and then every `every` (PruneEvery
+// when 0) until ctx ends, telling pruned how many went each time it
+// deleted some.
+func (s *Store) RetainDead(ctx context.Context, deadFor, every time.Duration, pruned func(n int, err error)) {
+	if every <= 0 {
+		every = PruneEvery
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if n, err := s.PruneDead(ctx, deadFor); (n > 0 || err != nil) && ctx.Err() == nil && pruned != nil {
+			pruned(n, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // History returns up to limit (0: all kept) of the latest results recorded
 // for id, newest first.
 func (s *Store) History(ctx context.Context, id string, limit int) ([]upstream.CheckResult, error) {

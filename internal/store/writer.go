@@ -301,6 +301,8 @@ const (
 	sqlPutStatus = `UPDATE upstreams SET state = ?, latency_ms = ?, exit_ip = ?, country = ?, anonymity = ?, untrusted = ?,
 	failures = ?, checks = ?, oks = ?, score = ?, last_check = ?, last_ok = ?, next_check = ?, first_seen = ?,
 	last_error = ?, healthy_since = ?, hist_seq = ?, caps = ?, last_cause = ? WHERE id = ?`
+	sqlRetype = `UPDATE upstreams SET type = ?1, options = json_set(json_remove(options, '$.discover'), '$.type', ?1)
+	WHERE id = ?2 AND json_extract(options, '$.discover')`
 	sqlPutChecks = `INSERT OR REPLACE INTO checks (upstream_id, slot, seq, at, ok, passive, err, connect_ms, ttfb_ms, total_ms,
 	exit_ip, country, anonymity, untrusted, headers, cause) VALUES `
 	checkCols        = 16
@@ -371,6 +373,20 @@ func (w *writer) commitResults(batch []upstream.CheckResult) error {
 	}
 	if err := insertChecks(ctx, tx, hist); err != nil {
 		return err
+	}
+	for _, r := range batch {
+		if r.Kind == "" || cur[r.ID] == nil {
+			continue
+		}
+		// the probe found an untyped upstream's protocol: it is that kind
+		// from now on, under the same id (the line read again is still it)
+		res, err := tx.ExecContext(ctx, sqlRetype, string(r.Kind), r.ID)
+		if err != nil {
+			return fmt.Errorf("recording the protocol of %s: %w", r.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			bump = true
+		}
 	}
 	var v uint64
 	if bump {

@@ -45,6 +45,15 @@ const (
 	CauseTamper        // the judge's answer or our request was rewritten in transit
 	CauseTargetCheck   // the configured target check failed through it
 
+	// CauseTargetDenied: the upstream worked and refused this request by
+	// its own rules (SOCKS5 reply 2 "not allowed by ruleset" or 8
+	// "address type not supported", HTTP 400/403/451 to CONNECT), or the
+	// gateway refused a target that can never be reached (port 0, an
+	// unspecified or multicast address). It blames the request, not the
+	// upstream: nothing is counted, but another upstream, with other
+	// rules, may carry it (IsPolicy).
+	CauseTargetDenied
+
 	numCauses
 )
 
@@ -75,6 +84,7 @@ var causeInfo = [numCauses]struct {
 	CauseTransparent:       {"transparent", http.StatusBadGateway, "destination_unavailable"},
 	CauseTamper:            {"tamper", http.StatusBadGateway, "destination_unavailable"},
 	CauseTargetCheck:       {"target", http.StatusBadGateway, "destination_unavailable"},
+	CauseTargetDenied:      {"target_denied", http.StatusForbidden, "http_request_denied"},
 }
 
 // String is the cause's stored name ("" for CauseNone).
@@ -85,10 +95,16 @@ func (c Cause) String() string {
 	return fmt.Sprintf("cause(%d)", uint8(c))
 }
 
-// IsTarget reports whether c blames the target rather than the upstream.
+// IsTarget reports whether c blames the target (or the request) rather
+// than the upstream: passive ejection never counts it.
 func (c Cause) IsTarget() bool {
-	return c == CauseTargetRefused || c == CauseTargetUnreachable || c == CauseTargetTimeout
+	return c == CauseTargetRefused || c == CauseTargetUnreachable || c == CauseTargetTimeout || c == CauseTargetDenied
 }
+
+// IsPolicy reports whether c is a refusal by one upstream's own rules:
+// not its failure, and unlike a dead target one that another upstream
+// may not share, so failover goes on.
+func (c Cause) IsPolicy() bool { return c == CauseTargetDenied }
 
 // IsLocal reports whether c is this host running short, not the upstream.
 func (c Cause) IsLocal() bool { return c == CauseLocal }
@@ -137,19 +153,23 @@ func ParseCause(s string) (Cause, error) {
 }
 
 // CauseOfHTTPStatus is what an upstream proxy's answer to CONNECT says:
-// 502 and 503 that it could not reach the target, 504 that the target
-// timed out, 407 that it wants credentials; any other error status is
-// CauseOther.
+// 502 and 503 that it could not reach the target, 404 that the name is
+// unknown there, 504 that the target timed out, 407 that it wants
+// credentials; 400, 403 and 451 that its rules refuse this request
+// (squid answers CONNECT to a port outside its SSL_ports with 403), which
+// is the request's doing. Any other error status is CauseOther.
 func CauseOfHTTPStatus(status int) Cause {
 	switch {
 	case status >= 200 && status < 300:
 		return CauseNone
-	case status == http.StatusBadGateway, status == http.StatusServiceUnavailable:
+	case status == http.StatusBadGateway, status == http.StatusServiceUnavailable, status == http.StatusNotFound:
 		return CauseTargetUnreachable
 	case status == http.StatusGatewayTimeout:
 		return CauseTargetTimeout
 	case status == http.StatusProxyAuthRequired:
 		return CauseAuth
+	case status == http.StatusBadRequest, status == http.StatusForbidden, status == http.StatusUnavailableForLegalReasons:
+		return CauseTargetDenied
 	}
 	return CauseOther
 }

@@ -73,8 +73,7 @@ func (p Policy) Apply(id string, s Status, r CheckResult) Status {
 			}
 		}
 		if !r.Passive {
-			// Only an active check learns the exit, country and anonymity.
-			s.ExitIP, s.Country, s.Anonymity, s.Untrusted = r.ExitIP, r.Country, r.Anonymity, r.Untrusted
+			s.findings(r)
 			s.Caps = r.Caps
 		}
 		s.State = Healthy
@@ -84,7 +83,11 @@ func (p Policy) Apply(id string, s Status, r CheckResult) Status {
 	} else {
 		s.Failures++
 		s.LastCause, s.LastError = r.Cause, r.Detail
-		if r.Untrusted {
+		if !r.Passive && r.Reached() {
+			// a transparent or tampering answer is a finding too: the
+			// upstream shows what it was last seen doing, not an older verdict
+			s.findings(r)
+		} else if r.Untrusted {
 			s.Untrusted = true
 		}
 		switch {
@@ -108,6 +111,11 @@ func (p Policy) Apply(id string, s Status, r CheckResult) Status {
 	}
 	s.Score = Score(s)
 	return s
+}
+
+// findings takes what an active check learnt of the exit.
+func (s *Status) findings(r CheckResult) {
+	s.ExitIP, s.Country, s.Anonymity, s.Untrusted = r.ExitIP, r.Country, r.Anonymity, r.Untrusted
 }
 
 // Score combines success ratio and latency: ratio / (1 + latency/1s),

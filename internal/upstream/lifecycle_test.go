@@ -89,3 +89,38 @@ func TestApplyKeepsCapsOfActiveChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyKeepsFindingsOfEveryActiveCheck: what a check learnt of the
+// exit lands on the upstream whether it passed or not (an elite proxy
+// turned transparent shows transparent, with the exit that gave it away);
+// a check that never reached the judge, and a passive result, keep the
+// last findings.
+func TestApplyKeepsFindingsOfEveryActiveCheck(t *testing.T) {
+	type findings struct {
+		exit, country string
+		anon          Anonymity
+		untrusted     bool
+	}
+	at := time.Unix(1_700_000_000, 0)
+	steps := []struct {
+		name string
+		r    CheckResult
+		want findings
+	}{
+		{"ok elite", CheckResult{OK: true, ExitIP: "198.51.100.7", Country: "DE", Anonymity: AnonElite}, findings{"198.51.100.7", "DE", AnonElite, false}},
+		{"turned transparent", CheckResult{Cause: CauseTransparent, ExitIP: "198.51.100.8", Country: "NL", Anonymity: AnonTransparent}, findings{"198.51.100.8", "NL", AnonTransparent, false}},
+		{"refused: no answer", CheckResult{Cause: CauseRefused}, findings{"198.51.100.8", "NL", AnonTransparent, false}},
+		{"passive failure", CheckResult{Passive: true, Cause: CauseTimeout}, findings{"198.51.100.8", "NL", AnonTransparent, false}},
+		{"tamper: no exit to believe", CheckResult{Cause: CauseTamper, Untrusted: true}, findings{"", "", "", true}},
+		{"ok anonymous", CheckResult{OK: true, ExitIP: "198.51.100.7", Country: "DE", Anonymity: AnonAnonymous}, findings{"198.51.100.7", "DE", AnonAnonymous, false}},
+		{"routes locally", CheckResult{Cause: CauseRoutesLocally, ExitIP: "192.0.2.1", Anonymity: AnonElite}, findings{"192.0.2.1", "", AnonElite, false}},
+	}
+	var s Status
+	for i, st := range steps {
+		st.r.At = at.Add(time.Duration(i) * time.Minute)
+		s = Policy{}.Apply("x", s, st.r)
+		if got := (findings{s.ExitIP, s.Country, s.Anonymity, s.Untrusted}); got != st.want {
+			t.Errorf("%s: findings %+v, want %+v", st.name, got, st.want)
+		}
+	}
+}

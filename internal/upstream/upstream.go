@@ -61,6 +61,38 @@ type Upstream struct {
 	Options map[string]any `json:"options"`
 }
 
+// OptDiscover marks a bare host:port nobody said the protocol of (an
+// untyped list under format auto): the probe finds it on the first check
+// and the store keeps the kind that answered (CheckResult.Kind). The
+// marker is part of the identity, so the same line read again is the same
+// upstream whatever it turned out to be.
+const OptDiscover = "discover"
+
+// DiscoverKinds are the kinds an untyped upstream is tried as, in the
+// order preferred when it speaks several (a mixed port): SOCKS5 carries
+// names and IPv6 and is served by the gateway's event loops.
+var DiscoverKinds = []Kind{SOCKS5, HTTP, SOCKS4}
+
+// Untyped reports whether u's protocol is still to be discovered.
+func (u Upstream) Untyped() bool {
+	v, _ := u.Options[OptDiscover].(bool)
+	return v
+}
+
+// As is u tried as kind k: the discovery marker dropped, and an ID of its
+// own (u.ID + "/" + k) so a dialer caching by ID keeps the tries apart.
+func (u Upstream) As(k Kind) Upstream {
+	m := make(map[string]any, len(u.Options))
+	for key, v := range u.Options {
+		if key != OptDiscover {
+			m[key] = v
+		}
+	}
+	m["type"] = string(k)
+	u.Type, u.Options, u.ID = k, m, u.ID+"/"+string(k)
+	return u
+}
+
 // ErrInvalid is wrapped by New's errors.
 var ErrInvalid = errors.New("invalid upstream")
 
@@ -340,6 +372,16 @@ type CheckResult struct {
 	Untrusted bool
 	Headers   map[string]string // echoed request headers, when the judge returns them
 	Caps      Caps              // what this check proved; kept on the upstream when OK
+	Kind      Kind              // an untyped upstream's protocol, found by this check; "" otherwise
+	// Client is, for a passive result, the source address of the request
+	// (the pool's per-client ejection budget); not stored.
+	Client string
+}
+
+// Reached reports whether the check got an answer from the judge through
+// the upstream (its findings describe the exit), whatever the verdict.
+func (r CheckResult) Reached() bool {
+	return r.ExitIP != "" || r.Anonymity != "" || r.Untrusted
 }
 
 // SourceMeta is the fetch bookkeeping of one source.

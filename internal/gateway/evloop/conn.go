@@ -58,6 +58,16 @@ type econn struct {
 	pipelined           bool      // this try sent greeting and CONNECT in one write
 	stalling            bool      // pipelined, method choice in, timer is the stall bound
 	tryEnd              time.Time // the try's own deadline (the stall bound is shorter)
+	// The tunnel's probation, as on the goroutine path (gateway's
+	// watch.go): until the target's first byte reached the client, an
+	// upstream that closes, resets or answers with another protocol's
+	// bytes is charged, and replaced while none of the client's bytes
+	// reached it.
+	watching bool
+	replied  bool     // the client has its success reply (a redial must not send another)
+	sentUp   bool     // a client byte went to this try's upstream
+	firstUp  [16]byte // the client's first bytes, for failover.Mismatch
+	nFirst   uint8
 }
 
 func (c *econn) outcomeOr(def string) string {
@@ -379,6 +389,12 @@ func (c *econn) tryNext(now time.Time) {
 	if c.l.e.o.Plain != nil {
 		ap, plain = c.l.e.o.Plain.PlainSOCKS5(ch.Entry)
 	}
+	if !plain && c.replied {
+		// a redial after a broken tunnel: the goroutine path would
+		// answer the client a second time
+		c.finish(failover.OutcomeUpstream)
+		return
+	}
 	if !plain {
 		// not ours to dial: the goroutine path dials it (and fails
 		// over from there)
@@ -622,24 +638,39 @@ func (c *econn) next(now time.Time, again bool) {
 }
 
 // dialFailed answers the client that the request got no tunnel, and ends.
+// After a broken tunnel the client already has its success reply: it is
+// closed without another.
 func (c *econn) dialFailed() {
 	code, outcome := c.l.e.o.Host.Refused(&c.f)
-	c.reply(code)
+	if c.replied {
+		outcome = failover.OutcomeUpstream
+	} else {
+		c.reply(code)
+	}
 	if c.state != stDone {
 		c.finish(outcome)
 	}
 }
 
-// established: the upstream said yes. Answer the client and relay.
+// established: the upstream said yes. Answer the client (unless this is
+// the redial of a broken tunnel) and relay, on probation.
 func (c *econn) established(now time.Time) {
 	c.f.Succeeded(now)
 	c.outcome = failover.OutcomeOK
-	if !c.reply(socks.Succeeded) {
-		return
+	c.watching, c.sentUp, c.uEOF, c.upShut = true, false, false, false
+	if !c.replied {
+		if !c.reply(socks.Succeeded) {
+			c.f.Confirm() // the client left; the upstream did its part
+			return
+		}
+		c.replied = true
+		c.tunnelled = true
+		if obs := c.l.e.o.Observer; obs != nil {
+			obs.ActiveTunnels(1)
+		}
 	}
-	c.tunnelled = true
-	if obs := c.l.e.o.Observer; obs != nil {
-		obs.ActiveTunnels(1)
+	if len(c.pendDown) > 0 && !c.checkDown(now, c.pendDown) { // the target spoke first
+		return
 	}
 	c.state = stRelay
 	c.lastActive = now.UnixNano()
@@ -686,6 +717,9 @@ func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF *bool, sr
 		if !*dstWr {
 			return false, false
 		}
+		if dst == c.ufd {
+			c.upward(*pend)
+		}
 		n, err := sysWrite(dst, *pend)
 		if n > 0 {
 			*pend = (*pend)[n:]
@@ -715,6 +749,13 @@ func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF *bool, sr
 			*srcRd = false
 			return moved, false
 		}
+		if c.watching && src == c.ufd && (err != nil || n == 0) && !c.cEOF {
+			if err == nil {
+				err = io.EOF
+			}
+			c.broke(now, c.l.e.o.Tries.Classify(err), err)
+			return moved, true
+		}
 		if err != nil {
 			c.finish(failover.OutcomeOK)
 			return moved, true
@@ -722,6 +763,12 @@ func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF *bool, sr
 		if n == 0 {
 			*srcEOF = true
 			return c.shut(dst, dstShut, true)
+		}
+		if src == c.ufd && !c.checkDown(now, buf[:n]) {
+			return moved, true
+		}
+		if src == c.cfd {
+			c.upward(buf[:n])
 		}
 		if n < len(buf) && !srcHup {
 			*srcRd = false // drained: the next bytes bring a new edge
@@ -746,6 +793,51 @@ func (c *econn) copy(now time.Time, src, dst int, srcRd, dstWr, srcEOF *bool, sr
 	return moved, false
 }
 
+// upward notes client bytes about to go to the upstream: the first ones
+// for the probation's protocol check, and that a redial could no longer
+// replay the request.
+func (c *econn) upward(b []byte) {
+	if !c.watching || c.sentUp {
+		return
+	}
+	c.sentUp = true
+	c.nFirst = uint8(copy(c.firstUp[:], b))
+}
+
+// checkDown looks at the upstream's first bytes on probation: another
+// protocol's bytes break the tunnel (false), anything else confirms the
+// upstream.
+func (c *econn) checkDown(now time.Time, b []byte) bool {
+	if !c.watching {
+		return true
+	}
+	if failover.Mismatch(c.firstUp[:c.nFirst], b) {
+		c.broke(now, upstream.CauseHandshake, failover.ErrGarbage)
+		return false
+	}
+	c.watching = false
+	c.f.Confirm()
+	return true
+}
+
+// broke charges the upstream that broke the tunnel on probation and, when
+// none of the client's bytes reached it, dials the next one; bytes the
+// client sent since stay in pendUp for it. Otherwise the client is closed:
+// what it sent may have had its effect.
+func (c *econn) broke(now time.Time, cause upstream.Cause, err error) {
+	c.watching = false
+	c.f.Broke(now, cause, err)
+	c.l.e.o.Log.WithError(err).WithField("UPSTREAM_ID", c.f.Current().ID).Debug("tunnel broke after the upstream's handshake")
+	if c.sentUp {
+		c.finish(failover.OutcomeUpstream)
+		return
+	}
+	c.closeUp()
+	c.pendDown = nil
+	c.state = stRequest // between tries
+	c.tryNext(now)
+}
+
 // shut half-closes dst once its source ended and nothing is pending; when
 // both directions ended the connection is done.
 func (c *econn) shut(dst int, dstShut *bool, moved bool) (bool, bool) {
@@ -766,6 +858,12 @@ func (c *econn) finish(outcome string) {
 		return
 	}
 	c.state = stDone
+	if c.watching {
+		// ended on probation without a break (the client left first, or
+		// the tunnel sat idle): the upstream did its part
+		c.watching = false
+		c.f.Confirm()
+	}
 	l := c.l
 	c.clearTimer()
 	c.closeUp()

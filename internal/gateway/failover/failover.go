@@ -65,15 +65,22 @@ type Failover struct {
 	cause    upstream.Cause
 	err      error
 	last     string // upstream id of the last failed try
+	target   error  // the target can never be reached: no try at all
+
+	okTook      time.Duration // the last tunnel's handshake
+	unconfirmed bool          // Succeeded, neither Confirm nor Broke yet
 }
 
 // Start begins f's tries for a request to addr selected by sel (f keeps
-// sel and sets its Attempt and Tried). A zero deadline is now + Total.
+// sel and sets its Attempt and Tried). A zero deadline is now + Total. A
+// target no upstream can reach (upstream.CheckTarget) gets no try: Next
+// returns false at once and Err says why, so both of the gateway's paths
+// answer it before any dial and no upstream is charged for it.
 func (e *Env) Start(f *Failover, sel *upstream.Selector, addr string, now, deadline time.Time) {
 	if deadline.IsZero() {
 		deadline = now.Add(e.Total)
 	}
-	*f = Failover{env: e, sel: sel, addr: addr, deadline: deadline}
+	*f = Failover{env: e, sel: sel, addr: addr, deadline: deadline, target: upstream.CheckTarget(addr)}
 }
 
 // Use makes f's further tries report through e (a request handed from an
@@ -82,6 +89,9 @@ func (f *Failover) Use(e *Env) { f.env = e }
 
 // Addr is the request's target.
 func (f *Failover) Addr() string { return f.addr }
+
+// Client is the address of the request's client ("" when unknown).
+func (f *Failover) Client() string { return f.sel.Client }
 
 // Deadline bounds all of the request's tries.
 func (f *Failover) Deadline() time.Time { return f.deadline }
@@ -94,6 +104,9 @@ func (f *Failover) Current() upstream.Choice { return f.cur }
 // returns false when no try is left (tries used up, nothing left to pick,
 // or past the deadline); Err then says why the request failed.
 func (f *Failover) Next(now time.Time) (upstream.Choice, bool) {
+	if f.target != nil {
+		return upstream.Choice{}, false
+	}
 	if !f.held {
 		if f.n >= f.env.MaxTries {
 			return upstream.Choice{}, false
@@ -143,22 +156,50 @@ func (f *Failover) Pipeline(now time.Time) bool {
 // handshake, so later tries to it are sequential.
 func (f *Failover) Stalled(now time.Time) { f.env.NoPipe.add(f.cur.ID, now) }
 
-// Succeeded records that the current try gave a tunnel.
+// Succeeded records that the current try gave a tunnel. The upstream is
+// credited only once the stream proves itself (Confirm), so that one that
+// completes every handshake and then breaks the stream (Broke) is counted
+// failing, not reset to healthy by each handshake.
 func (f *Failover) Succeeded(now time.Time) {
 	e := f.env
 	took := now.Sub(f.start)
 	if e.Observer != nil {
 		e.Observer.DialLatency(OutcomeOK, took)
 	}
-	f.report(took, upstream.CauseNone)
+	f.okTook, f.unconfirmed = took, true
 	e.Tunnels.Add(1)
+}
+
+// Confirm credits the upstream of the last tunnel: a byte of the target's
+// reached the client, or the tunnel ended without a sign against it. Only
+// the first call after Succeeded counts.
+func (f *Failover) Confirm() {
+	if f.unconfirmed {
+		f.unconfirmed = false
+		f.report(f.okTook, upstream.CauseNone)
+	}
+}
+
+// Broke records that the tunnel of the last Succeeded broke before a byte
+// of the target's reached the client (closed, reset, or answered with
+// bytes no server of the client's protocol sends): a failure of the
+// upstream, counted like a failed dial. The caller may fail over with Next
+// only where nothing of the client's reached the upstream.
+func (f *Failover) Broke(now time.Time, cause upstream.Cause, err error) {
+	if !f.unconfirmed {
+		return
+	}
+	f.unconfirmed = false
+	f.end(now, cause, err)
+	f.report(f.okTook, cause)
 }
 
 // Failed records that the current try failed with err and reports whether
 // another upstream may be tried: not when the upstream worked and the
 // target could not be reached (the client gets that answer at once, no
 // other upstream is spent on a dead target and nothing counts against
-// this one).
+// this one). A refusal by the upstream's own rules (Cause.IsPolicy) counts
+// nothing either, but the next upstream may have other rules.
 func (f *Failover) Failed(now time.Time, err error) bool {
 	return f.FailedAs(now, f.classify(err), err)
 }
@@ -168,7 +209,7 @@ func (f *Failover) Failed(now time.Time, err error) bool {
 func (f *Failover) FailedAs(now time.Time, cause upstream.Cause, err error) bool {
 	took := f.end(now, cause, err)
 	if cause.IsTarget() {
-		return false
+		return cause.IsPolicy()
 	}
 	f.report(took, cause)
 	return true
@@ -198,12 +239,15 @@ func (f *Failover) report(took time.Duration, cause upstream.Cause) {
 		return
 	}
 	ms := float64(took) / float64(time.Millisecond)
-	f.env.Report(upstream.CheckResult{ID: f.cur.ID, At: f.start, OK: cause == upstream.CauseNone, Passive: true, Cause: cause, ConnectMS: ms, TotalMS: ms})
+	f.env.Report(upstream.CheckResult{ID: f.cur.ID, At: f.start, OK: cause == upstream.CauseNone, Passive: true, Cause: cause, ConnectMS: ms, TotalMS: ms, Client: f.sel.Client})
 }
 
 // Err is why the request got no tunnel, once Next returned false or a
 // Failed said not to go on.
 func (f *Failover) Err() *Error {
+	if f.target != nil {
+		return &Error{Target: f.target, Cause: upstream.CauseTargetDenied, Addr: f.addr}
+	}
 	if f.pickErr != nil {
 		return &Error{PickErr: f.pickErr, Addr: f.addr}
 	}
@@ -213,9 +257,11 @@ func (f *Failover) Err() *Error {
 	return &Error{Cause: f.cause, Err: f.err, Tries: f.n, Last: f.last, Addr: f.addr}
 }
 
-// Error is why a request got no tunnel: no upstream at all (PickErr), or
-// the last of its tries failed.
+// Error is why a request got no tunnel: a target no upstream can reach
+// (Target, an *upstream.TargetError), no upstream at all (PickErr), or the
+// last of its tries failed.
 type Error struct {
+	Target  error
 	PickErr error
 	Cause   upstream.Cause
 	Err     error
@@ -225,6 +271,9 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	if e.Target != nil {
+		return e.Target.Error()
+	}
 	if e.PickErr != nil {
 		return e.PickErr.Error()
 	}

@@ -3,6 +3,7 @@ package failover_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func TestFailover(t *testing.T) {
 		name     string
 		ids      []string
 		maxTries int
-		causes   []string // per try: "" succeeds, else its cause
+		causes   []string // per try: "" succeeds (and the stream proves itself), "broke:C" gives a tunnel that breaks with C, else its cause
 		// want
 		tried     []string
 		reported  []string // "id:cause" ("id:" for success)
@@ -58,6 +59,14 @@ func TestFailover(t *testing.T) {
 		{name: "local shortage fails over, nothing reported", ids: []string{"a", "b"}, maxTries: 3, causes: []string{"local", "local"},
 			tried: []string{"a", "b"}, retries: 1, errCause: "local", errTries: 2},
 		{name: "no upstream at all", maxTries: 3, errPicked: true},
+		{name: "policy refusal fails over, nothing reported", ids: []string{"a", "b"}, maxTries: 3, causes: []string{"target_denied", ""},
+			tried: []string{"a", "b"}, reported: []string{"b:"}, retries: 1, tunnels: 1},
+		{name: "policy refusals everywhere: the last answers", ids: []string{"a", "b"}, maxTries: 3, causes: []string{"target_denied", "target_denied"},
+			tried: []string{"a", "b"}, retries: 1, errCause: "target_denied", errTries: 2},
+		{name: "a broken tunnel counts, and fails over", ids: []string{"a", "b"}, maxTries: 3, causes: []string{"broke:closed", ""},
+			tried: []string{"a", "b"}, reported: []string{"a:closed", "b:"}, retries: 1, tunnels: 2},
+		{name: "broken tunnels use the tries up", ids: []string{"a", "b", "c"}, maxTries: 2, causes: []string{"broke:reset", "broke:handshake"},
+			tried: []string{"a", "b"}, reported: []string{"a:reset", "b:handshake"}, retries: 1, tunnels: 2, errCause: "handshake", errTries: 2},
 		{name: "pool runs out after one", ids: []string{"a"}, maxTries: 3, causes: []string{"reset"},
 			tried: []string{"a"}, reported: []string{"a:reset"}, errCause: "reset", errTries: 1},
 	}
@@ -93,8 +102,16 @@ func TestFailover(t *testing.T) {
 				}
 				if tt.causes[i] == "" {
 					f.Succeeded(now)
+					f.Confirm()
+					f.Confirm() // once only
 					ok = true
 					break
+				}
+				if c, broke := strings.CutPrefix(tt.causes[i], "broke:"); broke {
+					f.Succeeded(now)
+					f.Broke(now, mustCause(t, c), errRefused)
+					f.Confirm() // nothing more: it broke
+					continue
 				}
 				cause = tt.causes[i]
 				if !f.Failed(now, errRefused) {
@@ -199,4 +216,63 @@ func mustCause(t *testing.T, name string) upstream.Cause {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestFailoverImpossibleTarget: a target no upstream can reach gets no
+// pick and no try; its error says why and reports nothing.
+func TestFailoverImpossibleTarget(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "127.0.0.1:65536", "h:-1", ":80", "0.0.0.0:80"} {
+		picked := 0
+		env := &failover.Env{
+			Picker:   pickCounter{&picked},
+			Report:   func(r upstream.CheckResult) { t.Errorf("%s: reported %+v", addr, r) },
+			Classify: func(error) upstream.Cause { return upstream.CauseOther },
+			Retries:  &atomic.Uint64{}, Tunnels: &atomic.Uint64{}, NoPipe: &failover.NoPipeline{},
+			MaxTries: 3, Total: time.Minute, MinTry: time.Second, MaxTry: 5 * time.Second,
+		}
+		var f failover.Failover
+		env.Start(&f, &upstream.Selector{}, addr, time.Now(), time.Time{})
+		if _, ok := f.Next(time.Now()); ok || picked != 0 {
+			t.Errorf("%s: a try was offered (%d picks)", addr, picked)
+		}
+		var te *upstream.TargetError
+		if e := f.Err(); !errors.As(e.Target, &te) || !strings.Contains(e.Error(), "target") {
+			t.Errorf("%s: error %v, want the target's", addr, e)
+		}
+	}
+}
+
+type pickCounter struct{ n *int }
+
+func (p pickCounter) Pick(*upstream.Selector) (upstream.Choice, error) {
+	*p.n++
+	return upstream.Choice{}, nil
+}
+
+// TestMismatch: which first answers cannot come from a server of the
+// protocol the client's first bytes show.
+func TestMismatch(t *testing.T) {
+	hello := []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}
+	for _, tt := range []struct {
+		name     string
+		up, down string
+		want     bool
+	}{
+		{"TLS answered by a handshake record", string(hello), "\x16\x03\x03\x00\x7a", false},
+		{"TLS answered by an alert", string(hello), "\x15\x03\x03\x00\x02", false},
+		{"TLS answered by one byte of a record", string(hello), "\x16", false},
+		{"TLS answered by HTTP", string(hello), "HTTP/1.1 400 Bad Request\r\n", true},
+		{"TLS answered by garbage", string(hello), "\x15\x04garbage", true},
+		{"HTTP answered by HTTP", "GET / HTTP/1.1\r\n", "HTTP/1.1 200 OK\r\n", false},
+		{"HTTP answered in pieces", "GET / HTTP/1.1\r\n", "HT", false},
+		{"HTTP answered by garbage", "GET / HTTP/1.1\r\n", "\x15\x03garbage", true},
+		{"OPTIONS answered by TLS", "OPTIONS * HTTP/1.1\r\n", "\x16\x03\x03", true},
+		{"server speaks first: unknown", "", "SSH-2.0-x\r\n", false},
+		{"unknown protocol", "\x00\x01binary", "anything", false},
+		{"lower-case is no method", "get / HTTP/1.1", "junk", false},
+	} {
+		if got := failover.Mismatch([]byte(tt.up), []byte(tt.down)); got != tt.want {
+			t.Errorf("%s: Mismatch %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }

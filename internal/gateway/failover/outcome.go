@@ -11,4 +11,5 @@ const (
 	OutcomeNoUpstream   = "no_upstream"
 	OutcomeUnknownGroup = "unknown_group"
 	OutcomeUpstream     = "upstream_failed"
+	OutcomeBadTarget    = "bad_target" // a target no upstream can reach, refused before any dial
 )
