@@ -10,9 +10,9 @@ import (
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
-// secretsIn are the credentials of testdata/secrets.txt, by the outputs
-// that carry them: `list --json` and the clash export hold every option,
-// the json and txt exports a URI for the plain kinds only.
+// plainSecrets and allSecrets are the credentials of testdata/secrets.txt,
+// by the outputs that carry them: `list --json` and the clash and json
+// exports hold every kind's, the txt export a URI for the plain kinds only.
 var (
 	plainSecrets = []string{"alice-user", "SECRET-socks", "bob-user", "SECRET-http"}
 	allSecrets   = append(append([]string{}, plainSecrets...), "SECRET-trojan", "5ec2e7a1-5ec2-4000-8000-00000000a001",
@@ -43,7 +43,7 @@ func TestSecretsOnlyForThePrivileged(t *testing.T) {
 	}{
 		{[]string{"--json", "list"}, allSecrets},
 		{[]string{"export", "--format", "clash"}, allSecrets},
-		{[]string{"export", "--format", "json"}, plainSecrets},
+		{[]string{"export", "--format", "json"}, allSecrets},
 		{[]string{"export", "--format", "txt"}, plainSecrets},
 	}
 	as := []struct {
