@@ -457,6 +457,13 @@ func TestUnprivilegedDenied(t *testing.T) {
 // with args, the way internal/control's tests do.
 func runAsNobody(t *testing.T, addr string, args ...string) (int, string, string) {
 	t.Helper()
+	return runAsNobodyIn(t, addr, "", args...)
+}
+
+// runAsNobodyIn is runAsNobody with supplementary groups (setpriv's
+// --groups list; "" for none).
+func runAsNobodyIn(t *testing.T, addr, groups string, args ...string) (int, string, string) {
+	t.Helper()
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
 		t.Skip("setpriv not installed (util-linux)")
@@ -476,7 +483,11 @@ func runAsNobody(t *testing.T, addr string, args ...string) (int, string, string
 	io.Copy(outf, in)
 	in.Close()
 	outf.Close()
-	cmd := exec.Command(setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", bin)
+	groupArg := "--clear-groups"
+	if groups != "" {
+		groupArg = "--groups=" + groups
+	}
+	cmd := exec.Command(setpriv, "--reuid=nobody", "--regid=nogroup", groupArg, "--", bin)
 	cmd.Env = []string{"PROXYPOOLCTL_CHILD=1", "PROXYPOOLCTL_ARGS=" + strings.Join(args, "\x1f"), "DBUS_SYSTEM_BUS_ADDRESS=" + addr}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

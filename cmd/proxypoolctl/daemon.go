@@ -38,7 +38,8 @@ func (c *cmd) connect(ctx context.Context, readOnly bool) (*backend, error) {
 		if err != nil {
 			return nil, dbError{err} // names the file and says what to do
 		}
-		m := manager.New(manager.Options{Store: st})
+		// whoever could open the file may read the credentials in it
+		m := manager.New(manager.Options{Store: st, Trusted: true})
 		return &backend{Manager: m, close: func() { m.Close(); st.Close() }}, nil
 	}
 	cl, err := control.Dial(ctx, !g.User)

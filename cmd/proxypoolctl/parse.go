@@ -39,8 +39,9 @@ type skipRecord struct {
 }
 
 // runParse is "proxypoolctl parse [--format F] [--max-bytes N] [FILE|-]":
-// exit 0 when the input was read (even with failed lines), 1 when it could
-// not be read or is too large, 2 on usage errors.
+// exit 0 when the input was read and gave an upstream or had nothing to
+// give (some lines may have failed), 1 when it could not be read, is too
+// large, or every line that was not skipped failed, 2 on usage errors.
 func runParse(_ context.Context, c *cmd) int {
 	format := c.fs.String("format", "auto", "input format: "+strings.Join(parse.Formats, "|"))
 	maxBytes := c.fs.Int64("max-bytes", parse.DefaultMaxBytes, "refuse input larger than `N` bytes")
@@ -88,6 +89,9 @@ func runParse(_ context.Context, c *cmd) int {
 		}
 	}
 	fmt.Fprintf(c.stderr, "parsed %d lines: %d ok, %d failed, %d skipped\n", len(results), okN, failed, skipped)
+	if okN == 0 && failed > 0 {
+		return exitFail // a script must not take "all failed" for success
+	}
 	return exitOK
 }
 

@@ -96,3 +96,31 @@ func TestParseExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// TestParseExitWhenNothingParsed: input whose every line failed exits 1 (a
+// script must not take it for a good list); one good line, or nothing but
+// comments, exits 0. The summary stays the last line either way.
+func TestParseExitWhenNothingParsed(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     int
+		summary  string
+	}{
+		{"every line failed", "vless://@example.com:443\nsocks5://t:1080\n", 1, "parsed 2 lines: 0 ok, 2 failed, 0 skipped"},
+		{"failed and skipped", "# list\n1.2.3.4:99999\n", 1, "parsed 2 lines: 0 ok, 1 failed, 1 skipped"},
+		{"one good line", "vless://@example.com:443\n1.2.3.4:80\n", 0, "parsed 2 lines: 1 ok, 1 failed, 0 skipped"},
+		{"only comments", "# nothing yet\n", 0, "parsed 1 lines: 0 ok, 0 failed, 1 skipped"},
+		{"empty", "", 0, "parsed 0 lines: 0 ok, 0 failed, 0 skipped"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, args := range [][]string{{"parse", "-"}, {"--json", "parse", "-"}} {
+				code, _, errOut := runParseCtl(t, tc.in, args...)
+				lines := strings.Split(strings.TrimSpace(errOut), "\n")
+				if code != tc.want || lines[len(lines)-1] != tc.summary {
+					t.Errorf("%v: exit %d (want %d), last stderr line %q (want %q)", args, code, tc.want, lines[len(lines)-1], tc.summary)
+				}
+			}
+		})
+	}
+}

@@ -310,13 +310,13 @@ func Parse(data []byte, filename string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
 	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
-		return nil, syntaxError(filename, err)
+		return nil, syntaxError(filename, data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return nil, &Error{File: filename, Line: extra.Line, Msg: "a second YAML document (---) is not supported"}
 	} else if !errors.Is(err, io.EOF) {
-		return nil, syntaxError(filename, err)
+		return nil, syntaxError(filename, data, err)
 	}
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		top := resolve(root.Content[0])
@@ -338,13 +338,51 @@ func Parse(data []byte, filename string) (*Config, error) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func syntaxError(file string, err error) error {
-	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{File: file, Line: line, Msg: "YAML syntax: " + m[2]}
+// parserProblems are the messages of yaml.v3's parser stage (parserc.go).
+// yaml.v3 numbers a parser error's line from 0 (it adds 1 only for scanner
+// errors), so these name the line before the real one, and none at all
+// when the problem is on line 1.
+var parserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected <stream-start>":   true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
+// syntaxError turns a yaml.v3 error into an *Error on the line it names,
+// counted from 1 whatever stage of yaml.v3 found it, and never past the
+// last line of data (a problem found at the end of input).
+func syntaxError(file string, data []byte, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
 	}
-	return &Error{File: file, Msg: "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")}
+	if parserProblems[msg] {
+		line++
+		if last := lineCount(data); line > last {
+			line = last
+		}
+	}
+	return &Error{File: file, Line: line, Msg: "YAML syntax: " + msg}
+}
+
+// lineCount is the number of lines in data, a last one without '\n'
+// included; at least 1.
+func lineCount(data []byte) int {
+	n := bytes.Count(data, []byte("\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		n++
+	}
+	return max(n, 1)
 }
 
 // fill derives the defaults that depend on other keys.

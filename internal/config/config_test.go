@@ -174,6 +174,15 @@ func TestBadInput(t *testing.T) {
 		{"duplicate group", "groups:\n  us: {}\n  us: {}\n", `t.yaml:3: groups.us: duplicate name (first at line 2)`},
 		{"syntax", "gateway:\n  listen: [\n", `t.yaml:2: YAML syntax:`},
 		{"tab", "gateway:\n\tlisten: x\n", `t.yaml:2: YAML syntax:`},
+		// yaml.v3's parser stage counts lines from 0, its scanner from 1:
+		// each of these names the line that is wrong
+		{"list item in a mapping", "log:\n  level: info\n- x\n", `t.yaml:3: YAML syntax: did not find expected key`},
+		{"mapping under-indented", "log:\n  level: info\n format: text\n", `t.yaml:3: YAML syntax: did not find expected key`},
+		{"mapping after a list", "- a\nlog: {}\n", `t.yaml:2: YAML syntax: did not find expected '-' indicator`},
+		{"unclosed flow list", "log: {}\nprobe:\n  judges: [a, b\nmetrics: {}\n", `t.yaml:3: YAML syntax: did not find expected ',' or ']'`},
+		{"undefined tag on line 1", "log: !a!b x\n", `t.yaml:1: YAML syntax: found undefined tag handle`},
+		{"scanner error stays", "log: x\nprobe: y\n  z: 1\n", `t.yaml:3: YAML syntax: mapping values are not allowed in this context`},
+		{"end of input is the last line", "log:\n  level: [\n", `t.yaml:2: YAML syntax: did not find expected node content`},
 		{"top level list", "- a\n- b\n", `t.yaml:1: expected a mapping of keys`},
 		{"section is scalar", "probe: fast\n", `t.yaml:1: probe: expected a mapping of keys`},
 		{"second document", "log: {level: info}\n---\nlog: {level: debug}\n", `t.yaml:2: a second YAML document`},

@@ -557,3 +557,24 @@ func TestUIDRecheck(t *testing.T) {
 		t.Errorf("member of allowed gid 4242: %+v", res)
 	}
 }
+
+// TestCallerReachesManager: every call's context tells the Manager who
+// called, read-only calls included, so that it can keep credentials from
+// the unprivileged: root and members of an allowed group are privileged,
+// nobody is not.
+func TestCallerReachesManager(t *testing.T) {
+	bus := dbustest.StartSession(t)
+	w := serve(t, bus, Options{AllowedGIDs: []uint32{4242}})
+	if _, err := w.cli.List(ctxT(t), ListQuery{}); err != nil {
+		t.Fatal(err)
+	}
+	runAs(t, bus.Addr, "", "List", "Export")
+	runAs(t, bus.Addr, "4242", "List")
+	w.fake.mu.Lock()
+	got := slices.Clone(w.fake.callers)
+	w.fake.mu.Unlock()
+	want := []Caller{{UID: uint32(os.Getuid()), Privileged: true}, {UID: 65534}, {UID: 65534}, {UID: 65534, Privileged: true}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("callers %+v, want %+v", got, want)
+	}
+}

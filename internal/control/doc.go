@@ -10,5 +10,7 @@
 //
 // The package does no pool logic: it moves calls between the bus and a
 // Manager, and checks that callers of mutating methods are root, the
-// daemon's own user, or a member of group proxypool.
+// daemon's own user, or a member of group proxypool. Every call's context
+// carries its Caller, by which the Manager gives the upstreams'
+// credentials to those privileged callers only.
 package control

@@ -18,6 +18,8 @@ type fakeManager struct {
 	mu   sync.Mutex
 	recs map[string]upstream.Record
 	jobs int
+	// callers are the Callers List found in its context, in call order
+	callers []Caller
 }
 
 var _ Manager = (*fakeManager)(nil)
@@ -58,6 +60,9 @@ func (f *fakeManager) add(uri string, state upstream.State) (string, bool, error
 func (f *fakeManager) List(ctx context.Context, q ListQuery) (ListPage, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if c, ok := CallerFrom(ctx); ok {
+		f.callers = append(f.callers, c)
+	}
 	var all []upstream.Record
 	for _, r := range f.recs {
 		if q.State == "" || r.State == q.State {

@@ -178,26 +178,34 @@ func (s *Server) Progress(p Progress) error {
 	return nil
 }
 
-// authorize lets root, the daemon's own uid and members of the allowed
-// groups through. The bus policy already refuses others on the system bus;
-// this is the second line, and the only one on a session bus.
-func (s *Server) authorize(ctx context.Context, sender dbus.Sender, method string) *dbus.Error {
+// caller learns who sent a call: root, the daemon's own uid and members
+// of the allowed groups are privileged. The bus policy already refuses
+// mutating calls from others on the system bus; authorize is the second
+// line, and the only one on a session bus.
+func (s *Server) caller(ctx context.Context, sender dbus.Sender) (Caller, error) {
 	uid, gids, err := s.credentials(ctx, string(sender))
+	if err != nil {
+		return Caller{}, err
+	}
+	c := Caller{UID: uid, Privileged: uid == 0 || uid == uint32(os.Getuid())}
+	for _, g := range gids {
+		c.Privileged = c.Privileged || slices.Contains(s.allowed, g)
+	}
+	return c, nil
+}
+
+// authorize refuses a mutating call from an unprivileged caller.
+func (s *Server) authorize(c Caller, err error, sender dbus.Sender, method string) *dbus.Error {
 	if err != nil {
 		s.log.WithError(err).WithField("method", method).Warn("refusing call: cannot read caller credentials")
 		return dbus.NewError(ErrorAccessDenied, []any{fmt.Sprintf("%s: permission denied: cannot read caller credentials", method)})
 	}
-	if uid == 0 || uid == uint32(os.Getuid()) {
+	if c.Privileged {
 		return nil
 	}
-	for _, g := range gids {
-		if slices.Contains(s.allowed, g) {
-			return nil
-		}
-	}
-	s.log.WithFields(logrus.Fields{"method": method, "uid": uid, "sender": string(sender)}).Info("refused mutating call")
+	s.log.WithFields(logrus.Fields{"method": method, "uid": c.UID, "sender": string(sender)}).Info("refused mutating call")
 	return dbus.NewError(ErrorAccessDenied, []any{fmt.Sprintf(
-		"%s: permission denied for uid %d: needs root or membership in group %s", method, uid, DefaultGroup)})
+		"%s: permission denied for uid %d: needs root or membership in group %s", method, c.UID, DefaultGroup)})
 }
 
 // credentials asks the bus who sent a message: the uid, and the groups
@@ -272,15 +280,23 @@ func jsonReply(v any) (string, *dbus.Error) {
 // a D-Bus method of Interface; keep them in step with managerInterface.
 type handler struct{ s *Server }
 
+// call starts a call: its context carries the Caller, so that the Manager
+// gives credentials only to the privileged. A read-only call whose
+// caller's credentials cannot be read goes on as unprivileged; a mutating
+// one is refused.
 func (h handler) call(sender dbus.Sender, method string, mutating bool) (context.Context, context.CancelFunc, *dbus.Error) {
 	ctx, cancel := context.WithTimeout(h.s.ctx, h.s.timeout)
+	c, err := h.s.caller(ctx, sender)
 	if mutating {
-		if derr := h.s.authorize(ctx, sender, method); derr != nil {
+		if derr := h.s.authorize(c, err, sender, method); derr != nil {
 			cancel()
 			return nil, nil, derr
 		}
+	} else if err != nil {
+		h.s.log.WithError(err).WithField("method", method).Debug("serving as unprivileged: cannot read caller credentials")
+		c = Caller{}
 	}
-	return ctx, cancel, nil
+	return WithCaller(ctx, c), cancel, nil
 }
 
 func (h handler) List(sender dbus.Sender, filter map[string]string, offset, limit uint32) (string, uint32, *dbus.Error) {

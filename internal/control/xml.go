@@ -8,8 +8,10 @@ import (
 )
 
 // Method names on Interface. ReadOnlyMethods may be called by anyone (the
-// shipped bus policy allows exactly these); every other method mutates and
-// is limited to root, the daemon's user and group proxypool.
+// shipped bus policy allows exactly these), but List and Export redact the
+// upstreams' credentials for callers who are not privileged; every other
+// method mutates and is limited to root, the daemon's user and group
+// proxypool.
 var (
 	ReadOnlyMethods = []string{"List", "Status", "Export", "TorStatus"}
 	MutatingMethods = []string{"Add", "Remove", "Import", "Check", "Refresh", "TorNewnym", "TorGenerate"}

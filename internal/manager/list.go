@@ -27,7 +27,8 @@ type cachedTotal struct {
 	at time.Time
 }
 
-// List returns one page of the pool, by id.
+// List returns one page of the pool, by id, credentials redacted for an
+// unprivileged caller (see secretsFor).
 func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPage, error) {
 	if q.Offset < 0 || q.Limit < 0 {
 		return control.ListPage{}, fmt.Errorf("%w: negative offset or limit", control.ErrInvalid)
@@ -42,7 +43,7 @@ func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPa
 	if err != nil {
 		return control.ListPage{}, fmt.Errorf("listing the pool: %w", err)
 	}
-	page := control.ListPage{Records: recs}
+	page := control.ListPage{Records: m.secretsFor(ctx, recs)}
 	if page.Records == nil {
 		page.Records = []upstream.Record{}
 	}

@@ -75,6 +75,10 @@ type Options struct {
 	CheckPoll  time.Duration
 	Log        logrus.FieldLogger
 	Now        func() time.Time
+	// Trusted gives every caller the upstreams' credentials in List and
+	// Export (proxypoolctl --db: whoever opened the store file could read
+	// them there). Otherwise only a privileged control.Caller gets them.
+	Trusted bool
 }
 
 // Manager implements control.Manager. Its methods are safe for concurrent
@@ -332,12 +336,14 @@ func (m *Manager) Import(ctx context.Context, text string) (control.ImportReport
 	return rep, nil
 }
 
-// Export renders the servable upstreams in format.
+// Export renders the servable upstreams in format, their credentials
+// redacted for an unprivileged caller (see secretsFor).
 func (m *Manager) Export(ctx context.Context, format string) ([]byte, error) {
 	recs, err := m.o.Store.Healthy(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading healthy upstreams: %w", err)
 	}
+	recs = m.secretsFor(ctx, recs)
 	switch format {
 	case control.FormatJSON:
 		return ExportJSON(recs)
@@ -373,4 +379,20 @@ func storeErr(doing string, err error) error {
 		return fmt.Errorf("%s: the store is open read-only (proxypoolctl --db cannot change it): %w", doing, err)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// secretsFor returns recs as the caller in ctx may see them: whole for a
+// privileged control.Caller or a Trusted manager, with every credential
+// replaced by upstream.RedactedValue for anyone else, a context without a
+// caller included (a new API that forgets to say who calls leaks nothing).
+func (m *Manager) secretsFor(ctx context.Context, recs []upstream.Record) []upstream.Record {
+	if c, _ := control.CallerFrom(ctx); c.Privileged || m.o.Trusted {
+		return recs
+	}
+	out := make([]upstream.Record, len(recs))
+	for i, r := range recs {
+		r.Upstream = r.Upstream.Redact()
+		out[i] = r
+	}
+	return out
 }

@@ -228,7 +228,8 @@ func TestListPagingAndFilters(t *testing.T) {
 }
 
 func TestExportFormats(t *testing.T) {
-	ctx := ctxT(t)
+	// the export an operator uses elsewhere: credentials included
+	ctx := control.WithCaller(ctxT(t), control.Caller{Privileged: true})
 	st := openStore(t)
 	m := New(Options{Store: st})
 	defer m.Close()
@@ -508,5 +509,75 @@ func TestStatusAndReadOnlyStore(t *testing.T) {
 	c, err := m.Counts(ctx)
 	if err != nil || c.Total != 10 || c.Healthy != 4 || c.Unknown != 6 {
 		t.Errorf("counts %+v %v", c, err)
+	}
+}
+
+// TestSecretsOnlyForPrivileged: List and Export give the upstreams'
+// credentials to a privileged caller, and to everyone on a Trusted
+// manager (proxypoolctl --db); anyone else, a context without a caller
+// included, sees REDACTED in their place.
+func TestSecretsOnlyForPrivileged(t *testing.T) {
+	st := openStore(t)
+	links := "socks5://alice:pw-socks-1@127.76.0.1:1080\ntrojan://pw-trojan-2@127.76.0.2:443?sni=example.com\n"
+	secrets := []string{"alice", "pw-socks-1", "pw-trojan-2"}
+	setup := New(Options{Store: st})
+	defer setup.Close()
+	if _, err := setup.Import(ctxT(t), links); err != nil {
+		t.Fatal(err)
+	}
+	all, err := st.List(ctxT(t), store.Filter{})
+	if err != nil || len(all) != 2 {
+		t.Fatalf("store: %d records, %v", len(all), err)
+	}
+	for i, r := range all {
+		st.Submit(okResult(r.ID, i))
+	}
+	st.Flush(ctxT(t))
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		trusted bool
+		secrets bool
+	}{
+		{"no caller", ctxT(t), false, false},
+		{"unprivileged caller", control.WithCaller(ctxT(t), control.Caller{UID: 65534}), false, false},
+		{"privileged caller", control.WithCaller(ctxT(t), control.Caller{UID: 0, Privileged: true}), false, true},
+		{"trusted manager", ctxT(t), true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := New(Options{Store: st, Trusted: tc.trusted})
+			defer m.Close()
+			page, err := m.List(tc.ctx, control.ListQuery{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			listed, _ := json.Marshal(page)
+			outputs := map[string]string{"list": string(listed)}
+			for _, f := range []string{control.FormatJSON, control.FormatTXT, control.FormatClash} {
+				b, err := m.Export(tc.ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				outputs["export "+f] = string(b)
+			}
+			for what, out := range outputs {
+				want := secrets
+				if what == "export txt" {
+					want = secrets[:2] // a URI for plain kinds only: nothing of the trojan's
+				}
+				for _, s := range want {
+					if strings.Contains(out, s) != tc.secrets {
+						t.Errorf("%s: holds %q: %v, want %v\n%s", what, s, !tc.secrets, tc.secrets, out)
+					}
+				}
+				if strings.Contains(out, upstream.RedactedValue) == tc.secrets {
+					t.Errorf("%s: %s marker present: %v, want %v", what, upstream.RedactedValue, tc.secrets, !tc.secrets)
+				}
+			}
+			if again, _ := st.List(tc.ctx, store.Filter{}); again[0].Str("password") == upstream.RedactedValue || again[1].Str("password") == upstream.RedactedValue {
+				t.Error("redaction reached the store's records")
+			}
+		})
 	}
 }

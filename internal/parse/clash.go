@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -233,10 +234,16 @@ func (p *parser) clashLines(body []byte) {
 	}
 }
 
+// itemLine is the "line N: " yaml.v3 puts in front of a message: for one
+// entry parsed alone it counts within the entry (and from 0 or 1 by the
+// stage that failed), so flowEntry drops it; the Result's Line says where.
+var itemLine = regexp.MustCompile(`^line \d+: `)
+
 func (p *parser) flowEntry(conv *yconv, n int, item string) Result {
 	var node yaml.Node
 	if err := safeYAML([]byte(item), &node); err != nil {
-		return Result{Line: n, Err: fmt.Errorf("clash: %v", strings.TrimPrefix(err.Error(), "yaml: "))}
+		msg := itemLine.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")
+		return Result{Line: n, Err: fmt.Errorf("clash: %s", msg)}
 	}
 	r := p.clashEntry(conv, &node)
 	r.Line = n

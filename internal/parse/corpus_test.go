@@ -83,9 +83,19 @@ func schemeOf(line string) string {
 	return "OTHER"
 }
 
+// hostRejects are the lines of shared-sample.txt that mihomo builds but
+// whose server no resolver can find, with the reason checkHost gives:
+// "masir_sefid" is a channel's name put where the host goes (its sni is
+// masir-sefid.shop), a single label with no domain.
+var hostRejects = map[int]string{
+	1341: `bad host "masir_sefid": a name without a dot`,
+	1480: `bad host "masir_sefid": a name without a dot`,
+}
+
 // TestSharedSampleAgainstMihomo: every line mihomo's converter accepts on
 // its own (and whose adapter mihomo builds) is ok here too, with the same
-// type, server and port. Prints the ok-rate per scheme (go test -v).
+// type, server and port, except hostRejects. Prints the ok-rate per scheme
+// (go test -v).
 func TestSharedSampleAgainstMihomo(t *testing.T) {
 	silenceMihomo()
 	data := readTestdata(t, "shared-sample.txt")
@@ -126,6 +136,12 @@ func TestSharedSampleAgainstMihomo(t *testing.T) {
 			continue
 		}
 		rw.mihomoOK++
+		if why, ok := hostRejects[n]; ok {
+			if len(byLine[n]) != 1 || byLine[n][0].Err == nil || !strings.Contains(byLine[n][0].Err.Error(), why) {
+				t.Errorf("line %d: want it rejected for %q, got %+v", n, why, byLine[n])
+			}
+			continue
+		}
 		found := false
 		for _, r := range byLine[n] {
 			u := r.Upstream
@@ -173,8 +189,15 @@ func TestCorpusCounts(t *testing.T) {
 		{"fyvri-https-advanced.csv", "https", counts{ok: 420, skipped: 1}, "links", map[upstream.Kind]int{upstream.HTTP: 420}},
 		// grep -cE '^ +- [0-9.]+:[0-9]+$' → 240
 		{"fyvri-socks5-classic.yaml", "socks5", counts{ok: 240}, "clash", map[upstream.Kind]int{upstream.SOCKS5: 240}},
-		// grep -c '^socks5://' → 193
-		{"gfpcom-socks5-uri-zeropadded.txt", "", counts{ok: 193}, "links", map[upstream.Kind]int{upstream.SOCKS5: 193}},
+		// grep -c '^socks5://' → 193 lines, not 193 upstreams:
+		// 58 are two entries glued together (grep -cE
+		// '^socks5://[0-9.]+:[0-9]+[0-9v][0-9.]*:[0-9]+$'), of which 12 cut
+		// one way only into a port and a non-zero IPv4 (a python loop over
+		// the cuts) → 24 ok; the other 46 fail as ambiguous or uncuttable.
+		// Of the 135 single entries (grep -cE '^socks5://[^:]+:[0-9]+$') 12
+		// have an octet over 255 (grep -cE '[./]0*(25[6-9]|2[6-9][0-9]|[3-9][0-9]{2})[.:]'
+		// on those) and one is "v177.91.44.97": 122 ok, 13 failed.
+		{"gfpcom-socks5-uri-zeropadded.txt", "", counts{ok: 146, failed: 59}, "links", map[upstream.Kind]int{upstream.SOCKS5: 146}},
 		// grep -c '^http://' 197, '^socks4://' 46, '^socks5://' 52
 		{"monosans-scheme-uri.txt", "", counts{ok: 295}, "links", map[upstream.Kind]int{upstream.HTTP: 197, upstream.SOCKS4: 46, upstream.SOCKS5: 52}},
 		// grep -o '"protocol":"…"' | sort | uniq -c → http 191, socks4 55, socks5 49

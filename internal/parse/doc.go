@@ -13,6 +13,12 @@
 // YAML (JSON is YAML); a body that is all base64 and decodes to text with
 // "://" in it is a base64 subscription; anything else is read line by line.
 //
+// Every server, whichever reader it came through, must be an IP literal or
+// a DNS name (checkHost: RFC 1123 with '_' allowed, at least one dot or
+// "localhost", international names stored as their A-label); entries glued
+// together without a newline ("1.2.3.4:80805.6.7.8:3128") are cut where
+// exactly one cut gives a port and an IPv4 address, and fail otherwise.
+//
 // Bare "host:port" lines (and host:port YAML/JSON strings) take the scheme
 // named by Options.Format (socks5, socks4, http, https); with "auto" or
 // "links" they are http, the most common kind of bare free list.

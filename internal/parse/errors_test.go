@@ -202,3 +202,26 @@ func itoa(i int) string {
 func appendBase64(dst, src []byte) []byte {
 	return base64StdAppend(dst, src)
 }
+
+// TestClashLineErrors: a Clash file no YAML parser takes whole is read line
+// by line, and a bad entry's error is on its own line of the file, with no
+// line number of yaml.v3's (which counts within the entry) in the text.
+func TestClashLineErrors(t *testing.T) {
+	in := "proxies:\n" +
+		"  - {name: a, type: socks5, server: 1.2.3.4, port: 1080}\n" +
+		"  - {name: \"a\"b\", type: socks5, server: 1.2.3.5, port: 1080}\n" +
+		"  - {name: a\t, type: socks5, server: 1.2.3.5, port: 1080\n" +
+		"  - {name: b, type: socks5, server: 1.2.3.6, port: 1080}\n"
+	rs, err := Parse([]byte(in), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 4 || !rs[0].OK() || !rs[3].OK() {
+		t.Fatalf("got %+v", rs)
+	}
+	for i, r := range rs[1:3] {
+		if r.Line != i+3 || r.Err == nil || !strings.HasPrefix(r.Err.Error(), "clash: did not find expected") {
+			t.Errorf("got line %d %v, want line %d: clash: did not find expected …", r.Line, r.Err, i+3)
+		}
+	}
+}

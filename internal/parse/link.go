@@ -107,10 +107,17 @@ func safeLink(l string) (u upstream.Upstream, err error) {
 	return link(scheme, l)
 }
 
+// plainSchemes are the links plainURI reads.
+var plainSchemes = map[string]bool{
+	"socks": true, "socks5": true, "socks5h": true, "socks4": true, "socks4a": true,
+	"http": true, "https": true, "socks5+tls": true, "socks+tls": true,
+}
+
 func link(scheme, l string) (upstream.Upstream, error) {
-	switch scheme {
-	case "socks", "socks5", "socks5h", "socks4", "socks4a", "http", "https", "socks5+tls", "socks+tls":
+	if plainSchemes[scheme] {
 		return plainURI(scheme, l)
+	}
+	switch scheme {
 	case "wireguard", "wg":
 		return wireguardURI(l)
 	}
@@ -313,15 +320,22 @@ var shadowrocketVMess = regexp.MustCompile(`^([A-Za-z0-9-]+):([0-9A-Fa-f-]{36})@
 func vmessPrep(l string) (string, map[string]any, *tlsHints, error) {
 	body := l[len("vmess://"):]
 	run := base64Run(body)
-	if len(run) < len(body) && body[len(run)] == '@' {
-		return l, nil, nil, nil // vmess://uuid@host:port
-	}
 	if run == "" {
 		return "", nil, nil, errors.New("vmess: body is neither base64 nor uuid@host:port")
 	}
 	dec, err := decodeB64(run)
 	var v map[string]any
-	if err != nil || jsonFirst(dec, &v) != nil {
+	if len(run) < len(body) && body[len(run)] == '@' {
+		// vmess://uuid@host:port (Xray's VMessAEAD form, whose id is a
+		// UUID), or a v2rayN body with a channel's "@name" glued on
+		if uuidRE.MatchString(run) {
+			return l, nil, nil, nil
+		}
+		if err != nil || jsonFirst(dec, &v) != nil {
+			return "", nil, nil, fmt.Errorf("vmess: %.40q before '@' is neither a UUID nor base64 JSON", run)
+		}
+	}
+	if v == nil && (err != nil || jsonFirst(dec, &v) != nil) {
 		// "-" and "_" may be trailing text rather than URL-safe base64
 		if std := strings.TrimRight(run[:strings.IndexFunc(run+"-", func(r rune) bool { return r == '-' || r == '_' })], "="); std != run {
 			if d2, err2 := decodeB64(std); err2 == nil && jsonFirst(d2, &v) == nil {

@@ -215,15 +215,25 @@ func parseText(n int, s, scheme string) []Result {
 	if links := splitLinks(s); len(links) > 0 {
 		out := make([]Result, 0, len(links))
 		for _, l := range links {
-			u, err := safeLink(l)
-			out = append(out, Result{Line: n, Upstream: u, Err: err})
+			parts, err := unglueLink(l)
+			if err != nil {
+				out = append(out, Result{Line: n, Err: err})
+				continue
+			}
+			if parts == nil {
+				parts = []string{l}
+			}
+			for _, l := range parts {
+				u, err := safeLink(l)
+				out = append(out, Result{Line: n, Upstream: u, Err: err})
+			}
 		}
 		return out
 	}
 	if sch, ok := leadingScheme(s); ok {
 		return []Result{{Line: n, Err: fmt.Errorf("unsupported scheme %q", sch)}}
 	}
-	return []Result{hostPortLine(n, s, scheme)}
+	return hostPortLine(n, s, scheme)
 }
 
 func isComment(s string) bool {
@@ -246,6 +256,11 @@ func ParseURI(s string) (upstream.Upstream, error) {
 		return upstream.Upstream{}, errors.New("not a proxy URI (want scheme://…)")
 	case len(links) > 1:
 		return upstream.Upstream{}, fmt.Errorf("%d links glued together, want one", len(links))
+	}
+	if parts, err := unglueLink(links[0]); err != nil {
+		return upstream.Upstream{}, err
+	} else if parts != nil {
+		return upstream.Upstream{}, fmt.Errorf("%d entries glued together (%s), want one", len(parts), strings.Join(parts, " "))
 	}
 	return safeLink(links[0])
 }

@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"fmt"
 	"net"
 	"regexp"
 	"strings"
@@ -14,8 +15,10 @@ var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?(\.
 // "user:pass@host:port", "host:port:user:pass", a CSV row whose first field
 // is one of those, clarketm's "ip:port CC-A-S +" and roosterkid's
 // "🇩🇪 ip:port 123ms DE [ISP]". A line with nothing like host:port in its
-// first two fields is a banner: Skipped.
-func hostPortLine(n int, s, scheme string) Result {
+// first two fields is a banner: Skipped. Two entries glued together
+// ("1.2.3.4:80805.6.7.8:3128") give two results where the cut is certain
+// and one failed result otherwise (see unglue).
+func hostPortLine(n int, s, scheme string) []Result {
 	fields := strings.Fields(s)
 	for i, f := range fields {
 		if i >= 2 {
@@ -26,16 +29,32 @@ func hostPortLine(n int, s, scheme string) Result {
 			tok = tok[:j]
 		}
 		tok = strings.Trim(tok, `"'`)
-		host, port, user, pass, ok := splitHostPort(tok)
-		if !ok {
-			continue
+		cred, hp := "", tok
+		if at := strings.LastIndexByte(tok, '@'); at >= 0 {
+			cred, hp = tok[:at+1], tok[at+1:]
 		}
-		u, err := build(plainMapping(scheme, host, port, user, pass))
-		r := Result{Line: n, Upstream: u, Err: err}
-		listHints(fields[i+1:], &r)
-		return r
+		toks := []string{tok}
+		if parts, err := unglue(hp); err != nil {
+			return []Result{{Line: n, Err: fmt.Errorf("%s: %w", scheme, err)}}
+		} else if parts != nil {
+			toks = []string{cred + parts[0], parts[1]}
+		}
+		var out []Result
+		for _, tok := range toks {
+			host, port, user, pass, ok := splitHostPort(tok)
+			if !ok {
+				break
+			}
+			u, err := build(plainMapping(scheme, host, port, user, pass))
+			r := Result{Line: n, Upstream: u, Err: err}
+			listHints(fields[i+1:], &r)
+			out = append(out, r)
+		}
+		if len(out) == len(toks) {
+			return out
+		}
 	}
-	return Result{Line: n, Skipped: true}
+	return []Result{{Line: n, Skipped: true}}
 }
 
 // splitHostPort accepts host:port, [v6]:port, user:pass@host:port and

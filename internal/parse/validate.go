@@ -42,6 +42,15 @@ func build(m map[string]any) (upstream.Upstream, error) {
 		}
 		return upstream.Upstream{}, errors.New(msg)
 	}
+	if host, err := checkHost(u.Server); err != nil {
+		return upstream.Upstream{}, fmt.Errorf("%s: %w", u.Type, err)
+	} else if host != u.Server {
+		// an international name: identify and dial it by its A-label
+		m["server"] = host
+		if u, err = upstream.New(m); err != nil {
+			return upstream.Upstream{}, fmt.Errorf("%s: %w", typ, err)
+		}
+	}
 	switch u.Type {
 	case upstream.SOCKS4:
 		return u, checkSOCKS4(u)

@@ -85,7 +85,8 @@ func maxBytes(src Source) int64 {
 }
 
 // httpClient is the configured client, or (built once per Fetcher) one
-// that caps redirects, does not decompress behind our back (we ask for gzip
+// that caps redirects and refuses those to nearer addresses than the
+// source's own (checkRedirect), does not decompress behind our back (we ask for gzip
 // ourselves) and honours the usual proxy environment variables.
 func (f *Fetcher) httpClient() *http.Client {
 	if f.Client != nil {
@@ -98,15 +99,7 @@ func (f *Fetcher) httpClient() *http.Client {
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.DisableCompression = true
-		f.own = &http.Client{
-			Transport: tr,
-			CheckRedirect: func(req *http.Request, via []*http.Request) error {
-				if len(via) > max {
-					return fmt.Errorf("stopped after %d redirects", max)
-				}
-				return nil
-			},
-		}
+		f.own = &http.Client{Transport: tr, CheckRedirect: f.checkRedirect(max)}
 	})
 	return f.own
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -56,8 +57,9 @@ type Source struct {
 // fields are set, and must not be copied after first use.
 type Fetcher struct {
 	// Client does the HTTP. Nil: a client that honours HTTP(S)_PROXY and
-	// follows at most MaxRedirects redirects. A caller's client keeps its
-	// own redirect policy.
+	// follows at most MaxRedirects redirects, none of them from a public
+	// source to a private or loopback address (or from private to
+	// loopback). A caller's client keeps its own redirect policy.
 	Client       *http.Client
 	MaxRedirects int                // DefaultMaxRedirects
 	Logger       logrus.FieldLogger // nil: silent
@@ -79,6 +81,9 @@ type Fetcher struct {
 
 	ownOnce sync.Once
 	own     *http.Client
+	// classify replaces addrReach in tests, where every server is on
+	// loopback and some must stand for public hosts.
+	classify func(netip.Addr) reach
 }
 
 func (f *Fetcher) now() time.Time {

@@ -95,10 +95,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	if st, err := os.Stat(filepath.Dir(abs)); err != nil {
+	st, err := os.Stat(filepath.Dir(abs))
+	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("opening store %s: %s is not a directory", path, filepath.Dir(abs))
+	}
+	if err := securePerms(abs, st); err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	wdb := sql.OpenDB(connector(dsn(abs, false, opts.BusyTimeout), writerCacheKiB))
 	wdb.SetMaxOpenConns(1)
