@@ -293,3 +293,53 @@ func TestHints(t *testing.T) {
 		}
 	}
 }
+
+// TestUntypedListsUnderAuto: with no format given, a list's header or the
+// name it came by types its bare host:port entries (roosterkid's "SOCKS5
+// Proxy list", fyvri's socks5.yaml, databay's http.txt); a list that
+// names nothing leaves them untyped, for the probe to find out.
+func TestUntypedListsUnderAuto(t *testing.T) {
+	tests := []struct {
+		file, hint string
+		kind       upstream.Kind
+		untyped    bool
+	}{
+		{"roosterkid-socks5-flag-format.txt", "", upstream.SOCKS5, false},
+		{"fyvri-socks5-classic.yaml", "https://raw.githubusercontent.com/fyvri/fresh-proxy-list/archive/storage/classic/socks5.yaml", upstream.SOCKS5, false},
+		{"databay-http-hostport.txt", "file:///srv/lists/http.txt", upstream.HTTP, false},
+		{"fyvri-https-advanced.csv", "https://raw.githubusercontent.com/fyvri/fresh-proxy-list/archive/storage/advanced/https.csv", upstream.HTTP, false},
+		{"databay-http-hostport.txt", "https://example.org/all.txt", upstream.HTTP, true},
+		{"clarketm-spys-format.txt", "https://raw.githubusercontent.com/clarketm/proxy-list/master/proxy-list.txt", upstream.HTTP, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file+" "+tc.hint, func(t *testing.T) {
+			rs, err := Parse(readTestdata(t, tc.file), Options{Hint: tc.hint})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, r := range rs {
+				if !r.OK() {
+					continue
+				}
+				n++
+				if r.Upstream.Type != tc.kind || r.Upstream.Untyped() != tc.untyped || r.Upstream.Options["tls"] == true {
+					t.Fatalf("line %d: %s untyped %v, want %s untyped %v", r.Line, r.Upstream.Type, r.Upstream.Untyped(), tc.kind, tc.untyped)
+				}
+			}
+			if n == 0 {
+				t.Fatal("no upstream parsed")
+			}
+		})
+	}
+	// a declared format wins over every hint
+	rs, err := Parse(readTestdata(t, "roosterkid-socks5-flag-format.txt"), Options{Format: "http", Hint: "socks4.txt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.OK() && (r.Upstream.Type != upstream.HTTP || r.Upstream.Untyped()) {
+			t.Fatalf("format http: line %d is %s untyped %v", r.Line, r.Upstream.Type, r.Upstream.Untyped())
+		}
+	}
+}

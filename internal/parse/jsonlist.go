@@ -119,7 +119,7 @@ func (p *parser) jsonEntry(line int, raw json.RawMessage) Result {
 			scheme = p.scheme
 		}
 		switch scheme {
-		case "http", "https", "socks4", "socks4a", "socks5", "socks5h", "socks":
+		case "http", "https", "socks4", "socks4a", "socks5", "socks5h", "socks", untyped:
 		default:
 			return Result{Line: line, Err: fmt.Errorf("json: unsupported protocol %q", scheme)}
 		}

@@ -543,6 +543,9 @@ func plainMapping(scheme, host, port, user, pass string) map[string]any {
 		typ = "http"
 	}
 	m := map[string]any{"type": typ, "server": host, "port": port}
+	if scheme == untyped {
+		m["type"], m[upstream.OptDiscover] = "http", true
+	}
 	if user != "" {
 		m["username"] = user
 	}

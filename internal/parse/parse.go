@@ -2,8 +2,10 @@ package parse
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -35,6 +37,10 @@ type Options struct {
 	// the scheme of bare host:port lines and otherwise detect like auto;
 	// "links" reads line by line without looking for JSON/YAML/base64.
 	Format string
+	// Hint is where the data came from (a source URL's path, a file name);
+	// under "auto" a protocol word in it ("socks5.txt", "/socks4/data.json")
+	// types the bare host:port lines a header does not.
+	Hint string
 	// MaxBytes caps the input (default 64 MiB); larger input is an error.
 	MaxBytes int64
 	// MaxRecords caps the results (default MaxRecords); more is an error.
@@ -56,6 +62,55 @@ const (
 // rejected.
 var ErrTooLarge = errors.New("input too large")
 
+// untyped is the scheme of bare host:port entries whose protocol nobody
+// named: they become upstream.OptDiscover upstreams.
+const untyped = "untyped"
+
+var (
+	// headerRE is a list header naming its protocol: "SOCKS5 Proxy list
+	// updated at …", "# socks4 proxies", "HTTPS proxy list".
+	headerRE = regexp.MustCompile(`(?i)^[\s#/;*-]*(socks5|socks4|https?)\s+(prox(y|ies)|list)\b`)
+	// nameRE is a protocol word as a part of a path: socks5.txt,
+	// /proxies/socks4/data.json, http_proxies.txt.
+	nameRE = regexp.MustCompile(`(?i)(?:^|[/_.-])(socks5h?|socks4a?|https?)(?:[/_.-]|$)`)
+)
+
+// headerScheme is the protocol the first lines of body (before any
+// entry) name, or "".
+func headerScheme(body []byte) string {
+	for i, line := range strings.SplitN(string(body[:min(len(body), 4096)]), "\n", 21) {
+		if i == 20 {
+			break
+		}
+		if m := headerRE.FindStringSubmatch(line); m != nil {
+			return strings.ToLower(m[1])
+		}
+		if strings.Contains(line, "://") || hostPortRE.MatchString(line) {
+			return "" // the entries began: a protocol word later is data
+		}
+	}
+	return ""
+}
+
+// hostPortRE finds an entry-looking ip:port.
+var hostPortRE = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+`)
+
+// nameScheme is the protocol named in hint's path, or "".
+func nameScheme(hint string) string {
+	if i := strings.Index(hint, "://"); i >= 0 { // a URL: its path only
+		hint = hint[i+3:]
+		if j := strings.IndexByte(hint, '/'); j >= 0 {
+			hint = hint[j:]
+		} else {
+			hint = ""
+		}
+	}
+	if m := nameRE.FindAllStringSubmatch(hint, -1); m != nil {
+		return strings.ToLower(m[len(m)-1][1]) // the file's, over a directory's
+	}
+	return ""
+}
+
 // Formats lists the accepted Options.Format values.
 var Formats = []string{"auto", "links", "socks5", "socks4", "http", "https", "base64", "clash", "json"}
 
@@ -75,7 +130,7 @@ func Parse(data []byte, opts Options) ([]Result, error) {
 	if format == "" {
 		format = "auto"
 	}
-	p := &parser{scheme: "http", max: opts.MaxRecords}
+	p := &parser{scheme: "", max: opts.MaxRecords}
 	if p.max <= 0 {
 		p.max = MaxRecords
 	}
@@ -87,6 +142,16 @@ func Parse(data []byte, opts Options) ([]Result, error) {
 		return nil, fmt.Errorf("unknown format %q (want one of %s)", opts.Format, strings.Join(Formats, ", "))
 	}
 	body := trimBOM(data)
+	if p.scheme == "" {
+		// untyped: a header such as "SOCKS5 Proxy list", else the name the
+		// data came by; else the probe finds each entry's protocol
+		p.scheme = cmp.Or(headerScheme(body), nameScheme(opts.Hint), untyped)
+		if p.scheme == "https" {
+			// list names say "https" for HTTP proxies that CONNECT, not
+			// for TLS to the proxy (fyvri's https.csv)
+			p.scheme = "http"
+		}
+	}
 	if format != "links" && format != "base64" && format != "clash" && format != "json" {
 		format = Detect(body)
 	}

@@ -197,7 +197,7 @@ func (f *Fetcher) refreshOne(ctx context.Context, sink Sink, src Source, force b
 		log.Debug("source not modified")
 		return sum
 	}
-	results, err := parse.Parse(got.Body, parse.Options{Format: src.Format, MaxBytes: maxBytes(src)})
+	results, err := parse.Parse(got.Body, parse.Options{Format: src.Format, Hint: src.URL, MaxBytes: maxBytes(src)})
 	if err != nil {
 		return fail(fmt.Errorf("parsing: %w", err))
 	}
