@@ -115,7 +115,7 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	gc := e.cfg.Gateway
 	p, err := pool.New(pool.Options{
 		Loader: st, Notify: notify, Groups: poolGroups(e), Strategy: gc.Strategy,
-		EjectAfter: gc.EjectAfter, SessionTTL: gc.SessionTTL,
+		EjectAfter: gc.EjectAfter, SessionTTL: gc.SessionTTL, MaxSessions: gc.MaxSessions,
 		// Only an ejected upstream reaches the store (its probe re-checks
 		// it now): a single failed request does not demote an upstream.
 		OnEject: st.Submit,
@@ -153,7 +153,8 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		Picker: p, Dialer: d, Observer: gm,
 		Classify: dial.Classify,
 		Log:      log, Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
-		MaxTries: gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
+		Usernames: gateway.UsernameLimits{SessionID: gc.MaxSessionID, TTL: gc.MaxSessionTTL},
+		MaxTries:  gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
 		HandshakeTimeout: gc.HandshakeTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
 		InfoHeader: infoHeader,
 		OnReady: func() {

@@ -39,7 +39,11 @@ type conn struct {
 	sel upstream.Selector
 }
 
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+// readerSize is a connection's read buffer; a request head longer than
+// it grows the buffer in httpproxy.HeadStep steps for that head only.
+const readerSize = 4096
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readerSize) }}
 
 func (cc *conn) closeAll() {
 	cc.c.Close()
@@ -59,7 +63,9 @@ func (cc *conn) setUp(c net.Conn) {
 func (cc *conn) releaseReader() {
 	if cc.br != nil {
 		cc.br.Reset(nil)
-		readerPool.Put(cc.br)
+		if cc.br.Size() == readerSize { // not a head's grown one
+			readerPool.Put(cc.br)
+		}
 		cc.br = nil
 	}
 }
@@ -113,6 +119,7 @@ func (cc *conn) serve(ctx context.Context) {
 		return
 	}
 	if proto == proxymux.HTTP {
+		cc.cr.Unlimit() // readHead bounds each head itself
 		cc.serveHTTP(ctx)
 		return
 	}
@@ -269,24 +276,12 @@ func (cc *conn) tunnel(up net.Conn) {
 func (cc *conn) serveHTTP(ctx context.Context) {
 	g := cc.g
 	for {
-		req, target, err := httpproxy.ReadRequest(cc.br)
-		cc.cr.Unlimit()
+		req, target, err := cc.readRequest()
 		if err != nil {
 			if cc.outcome != failover.OutcomeOK || !errors.Is(err, io.EOF) {
 				cc.clientFailed(err)
 			}
-			switch {
-			case errors.Is(err, httpproxy.ErrHeaderTooLarge):
-				httpproxy.WriteError(cc.c, http.StatusRequestHeaderFieldsTooLarge, httpproxy.ProxyStatus("http_request_error", "request header too large", ""), "proxypool: request header larger than the limit", nil)
-			case errors.Is(err, httpproxy.ErrNotProxyRequest):
-				httpproxy.WriteError(cc.c, http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", err.Error(), ""), "proxypool: "+err.Error(), nil)
-			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-			default:
-				var ne net.Error
-				if !errors.As(err, &ne) {
-					httpproxy.WriteError(cc.c, http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", "", ""), "proxypool: malformed request", nil)
-				}
-			}
+			cc.badRequest(err)
 			return
 		}
 		user, pass, _ := httpproxy.Credentials(req)
@@ -362,7 +357,6 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		// give its head the handshake timeout.
 		cc.idle.Store(true)
 		cc.c.SetReadDeadline(time.Now().Add(g.opts.IdleTimeout))
-		cc.cr.Limit(int64(g.opts.MaxHeaderBytes))
 		_, err = cc.br.Peek(1)
 		cc.idle.Store(false)
 		if err != nil || g.adm.draining.Load() {
@@ -385,4 +379,50 @@ func (cc *conn) infoHeader(ch upstream.Choice) http.Header {
 		v += "; country=" + ch.Country
 	}
 	return http.Header{http.CanonicalHeaderKey(name): {v}}
+}
+
+// readRequest reads the next request head whole (a pending head holds
+// only its bytes, in a buffer grown in small steps), then parses it and
+// gives the grown buffer back.
+func (cc *conn) readRequest() (*http.Request, string, error) {
+	g := cc.g
+	br, err := httpproxy.ReadHead(cc.br, &cc.cr, httpproxy.HeadLimits{Bytes: g.opts.MaxHeaderBytes, Fields: g.opts.MaxHeaderFields})
+	cc.swapReader(br)
+	if err != nil {
+		return nil, "", err
+	}
+	req, target, err := httpproxy.ParseRequest(cc.br)
+	if cc.br.Size() > readerSize && cc.br.Buffered() < readerSize {
+		// the head is parsed: its bytes now live in req; keep a small
+		// buffer for the body and what follows
+		small := readerPool.Get().(*bufio.Reader)
+		small.Reset(nil)
+		cc.swapReader(httpproxy.RebufferInto(small, cc.br, &cc.cr))
+	}
+	return req, target, err
+}
+
+// swapReader makes br the connection's reader, the old one back to the
+// pool if it came from there.
+func (cc *conn) swapReader(br *bufio.Reader) {
+	if br == cc.br {
+		return
+	}
+	cc.releaseReader()
+	cc.br = br
+}
+
+// badRequest answers a request head that could not be read: 431 for one
+// over the limits, 400 for a malformed one (each with a log line), and
+// nothing to a client that left or went silent.
+func (cc *conn) badRequest(err error) {
+	log := cc.g.log.WithError(err).WithField("client", cc.sel.Client)
+	switch {
+	case errors.Is(err, httpproxy.ErrHeaderTooLarge), errors.Is(err, httpproxy.ErrTooManyFields):
+		log.Debug("http request head over the limit: 431")
+		httpproxy.WriteError(cc.c, http.StatusRequestHeaderFieldsTooLarge, httpproxy.ProxyStatus("http_request_error", err.Error(), ""), "proxypool: request header: "+err.Error(), nil)
+	case errors.Is(err, httpproxy.ErrNotProxyRequest), errors.Is(err, httpproxy.ErrMalformed):
+		log.Debug("malformed http request: 400")
+		httpproxy.WriteError(cc.c, http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", err.Error(), ""), "proxypool: "+err.Error(), nil)
+	}
 }

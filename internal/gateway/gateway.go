@@ -61,6 +61,9 @@ type Options struct {
 	Users map[string]string
 	// AllowOpen permits listening on a non-loopback address without auth.
 	AllowOpen bool
+	// Usernames bound the session ids and ttls usernames ask for (the
+	// pool remembers each session).
+	Usernames UsernameLimits
 
 	MaxTries         int           // upstreams tried per request (default 3)
 	TotalTimeout     time.Duration // bound on all tries of one request (default 10s)
@@ -70,6 +73,7 @@ type Options struct {
 	IdleTimeout      time.Duration // tunnel and keep-alive idle (default 5m)
 	DrainTimeout     time.Duration // wait for tunnels on shutdown (default 10s)
 	MaxHeaderBytes   int           // HTTP request head cap (default 64 KiB)
+	MaxHeaderFields  int           // HTTP request header fields cap (default 100, as Apache's LimitRequestFields)
 	MaxConns         int           // concurrent client connections (default: from RLIMIT_NOFILE)
 	// InfoHeader, when set, names a response header (e.g.
 	// "X-Proxypool-Upstream") carrying the upstream id, exit IP and
@@ -154,6 +158,10 @@ func New(o Options) (*Gateway, error) {
 	}
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = 64 << 10
+	}
+	o.Usernames = o.Usernames.withDefaults()
+	if o.MaxHeaderFields <= 0 {
+		o.MaxHeaderFields = 100
 	}
 	if o.relayRounds <= 0 {
 		o.relayRounds = 4
