@@ -153,8 +153,9 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		Picker: p, Dialer: d, Observer: gm,
 		Classify: dial.Classify,
 		Log:      log, Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
-		Usernames: gateway.UsernameLimits{SessionID: gc.MaxSessionID, TTL: gc.MaxSessionTTL},
-		MaxTries:  gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
+		Usernames:         gateway.UsernameLimits{SessionID: gc.MaxSessionID, TTL: gc.MaxSessionTTL},
+		MaxConnsPerClient: gc.MaxConnsPerClient, AuthDelayMax: gc.AuthDelayMax,
+		MaxTries: gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
 		HandshakeTimeout: gc.HandshakeTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
 		InfoHeader: infoHeader,
 		OnReady: func() {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,25 @@ type conn struct {
 	cr  httpproxy.CapReader
 	br  *bufio.Reader
 	sel upstream.Selector
+
+	client  netip.Addr // the source IP
+	counted bool       // holds one of client's slots (max-conns-per-client)
+}
+
+// outcomeClientLimit is the outcome of a connection refused for its
+// source's max-conns-per-client.
+const outcomeClientLimit = "client_limit"
+
+// overLimitTimeout bounds how long a connection over its source's limit
+// may take to say which protocol it speaks before it is closed unanswered.
+const overLimitTimeout = 2 * time.Second
+
+// release gives back the connection's per-source slot.
+func (cc *conn) release() {
+	if cc.counted {
+		cc.counted = false
+		cc.g.clients.close(cc.client)
+	}
 }
 
 // readerSize is a connection's read buffer; a request head longer than
@@ -93,7 +113,12 @@ func (cc *conn) serve(ctx context.Context) {
 			g.obs.ConnDone(cc.listener, cc.proto, cc.outcome, time.Since(start))
 		}()
 	}
-	cc.c.SetReadDeadline(time.Now().Add(g.opts.HandshakeTimeout))
+	over := !cc.counted
+	if over {
+		cc.c.SetReadDeadline(time.Now().Add(min(g.opts.HandshakeTimeout, overLimitTimeout)))
+	} else {
+		cc.c.SetReadDeadline(time.Now().Add(g.opts.HandshakeTimeout))
+	}
 	cc.cr.R = cc.c
 	cc.cr.Limit(int64(g.opts.MaxHeaderBytes))
 	cc.br = readerPool.Get().(*bufio.Reader)
@@ -116,6 +141,10 @@ func (cc *conn) serve(ctx context.Context) {
 	}
 	if err != nil {
 		cc.clientFailed(err)
+		return
+	}
+	if over {
+		cc.refuseOverLimit(proto)
 		return
 	}
 	if proto == proxymux.HTTP {
@@ -191,6 +220,9 @@ func (cc *conn) serveSOCKS(ctx context.Context) {
 		params, authErr = g.authenticate(user, pass)
 		if authErr == nil {
 			authErr = cc.selector(params)
+		}
+		if authErr != nil && len(g.opts.Users) > 0 {
+			cc.authDelay(ctx) // a guess: the handshake writes the refusal after it
 		}
 		return authErr
 	}
@@ -284,12 +316,16 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 			cc.badRequest(err)
 			return
 		}
-		user, pass, _ := httpproxy.Credentials(req)
+		user, pass, guessed := httpproxy.Credentials(req)
 		p, err := g.authenticate(user, pass)
 		if err == nil {
 			err = cc.selector(p)
 		}
 		if err != nil {
+			if guessed && len(g.opts.Users) > 0 {
+				// a wrong password, not a browser's first try without one
+				cc.authDelay(ctx)
+			}
 			cc.authRejected()
 			httpproxy.WriteError(cc.c, http.StatusProxyAuthRequired, "", "proxypool: "+err.Error(), nil)
 			return
@@ -424,5 +460,57 @@ func (cc *conn) badRequest(err error) {
 	case errors.Is(err, httpproxy.ErrNotProxyRequest), errors.Is(err, httpproxy.ErrMalformed):
 		log.Debug("malformed http request: 400")
 		httpproxy.WriteError(cc.c, http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", err.Error(), ""), "proxypool: "+err.Error(), nil)
+	}
+}
+
+// authDelay waits, before a refusal, for as long as the client's source
+// has earned by failing in a row (clients.failed), or until ctx ends.
+func (cc *conn) authDelay(ctx context.Context) {
+	g := cc.g
+	d := g.clients.failed(cc.client, time.Now())
+	if d <= 0 {
+		return
+	}
+	if g.obs != nil {
+		g.obs.AuthDelayed(cc.listener)
+	}
+	// the wait is the client's: its handshake deadline must not cut it
+	cc.c.SetReadDeadline(time.Now().Add(d + g.opts.HandshakeTimeout))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// refuseOverLimit answers a connection whose source holds all its
+// max-conns-per-client in the client's protocol, then closes it: HTTP 429,
+// SOCKS5 "not allowed by ruleset" after its greeting, SOCKS4 "rejected".
+func (cc *conn) refuseOverLimit(proto proxymux.Protocol) {
+	g := cc.g
+	cc.outcome = outcomeClientLimit
+	if g.obs != nil {
+		g.obs.ClientLimited(cc.listener)
+	}
+	g.log.WithField("client", cc.client.String()).Debug("refused: source over max-conns-per-client")
+	switch proto {
+	case proxymux.HTTP:
+		httpproxy.WriteError(cc.c, http.StatusTooManyRequests, httpproxy.ProxyStatus("proxy_internal_error", "too many connections from this client", ""),
+			"proxypool: too many connections from this client", http.Header{"Retry-After": {"1"}})
+	default:
+		// the handshake up to the request, to answer it in kind
+		req, err := socks.ServerHandshake(cc.br, cc.c, nil, false)
+		if err != nil {
+			return
+		}
+		socks.Reply(cc.c, req.Version, socks.NotAllowed)
+	}
+	// let the answer reach the client before the close: a close with
+	// unread bytes would reset the connection and lose it
+	if cw, ok := cc.c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		cc.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		io.Copy(io.Discard, io.LimitReader(cc.c, 64<<10))
 	}
 }

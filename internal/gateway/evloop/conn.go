@@ -58,6 +58,7 @@ type econn struct {
 	pipelined           bool      // this try sent greeting and CONNECT in one write
 	stalling            bool      // pipelined, method choice in, timer is the stall bound
 	tryEnd              time.Time // the try's own deadline (the stall bound is shorter)
+	adm                 Admission // the Host's, given back with the connection
 }
 
 func (c *econn) outcomeOr(def string) string {
@@ -793,7 +794,7 @@ func (c *econn) finish(outcome string) {
 func (c *econn) release() {
 	l := c.l
 	l.nconns--
-	l.e.o.Host.Release()
+	l.e.o.Host.Release(c.adm)
 	if l.paused && l.lns != nil {
 		// a slot is free: accept again now (not resumeAt = 0: when the
 		// slot frees in a queued turn the loop parks without a wake-up)
@@ -822,7 +823,7 @@ func (c *econn) detach(proto string) (net.Conn, bool) {
 		if obs := l.e.o.Observer; obs != nil && proto != "" {
 			obs.ConnDone(c.listener, proto, "other", time.Since(c.start))
 		}
-		l.e.o.Host.Release()
+		l.e.o.Host.Release(c.adm)
 		return nil, false
 	}
 	return nc, true
@@ -836,7 +837,7 @@ func (c *econn) handoff(read []byte) {
 	if !ok {
 		return
 	}
-	c.l.e.o.Host.Handoff(c.l.e.ctx, &prefixConn{Conn: nc, pre: pre}, c.listener, c.group, nil, c.start)
+	c.l.e.o.Host.Handoff(c.l.e.ctx, &prefixConn{Conn: nc, pre: pre}, c.listener, c.group, nil, c.start, c.adm)
 }
 
 // handoffConnect gives a SOCKS5 client whose handshake is done, and whose
@@ -851,5 +852,5 @@ func (c *econn) handoffConnect() {
 	if len(pend) > 0 {
 		nc = &prefixConn{Conn: nc, pre: pend}
 	}
-	c.l.e.o.Host.Handoff(c.l.e.ctx, nc, c.listener, c.group, &c.f, c.start)
+	c.l.e.o.Host.Handoff(c.l.e.ctx, nc, c.listener, c.group, &c.f, c.start, c.adm)
 }
