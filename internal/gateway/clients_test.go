@@ -209,3 +209,38 @@ func TestMaxConnsPerClient(t *testing.T) {
 		t.Errorf("%d refusals counted, want at least 2", limited)
 	}
 }
+
+// A failed request's answer names the cause and the upstream's id, never
+// the upstream's address nor the dialer's words about it (they stay in
+// the log, and reach the body only with the debug header on).
+func TestErrorAnswersHideThePool(t *testing.T) {
+	for _, debug := range []bool{false, true} {
+		o := gateway.Options{MaxTries: 1}
+		if debug {
+			o.InfoHeader = "X-Proxypool-Upstream"
+		}
+		w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Garbage), gw: o})
+		m := w.fleet.Members()[0]
+		host, _, _ := net.SplitHostPort(m.Addr)
+		for _, raw := range []string{
+			"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n",
+			"GET http://example.test/ HTTP/1.1\r\nHost: example.test\r\n\r\n",
+		} {
+			c := dialFrom(t, "127.78.2.1", w.addr)
+			io.WriteString(c, raw)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			answer := resp.Header.Get("Proxy-Status") + "\n" + string(b)
+			if resp.StatusCode != http.StatusBadGateway || !strings.Contains(answer, m.Upstream.ID) || !strings.Contains(answer, "handshake") {
+				t.Errorf("debug %v: %d %q, want 502 naming the cause and upstream %s", debug, resp.StatusCode, answer, m.Upstream.ID)
+			}
+			leaks := strings.Contains(answer, host) || strings.Contains(answer, "socks5:")
+			if leaks != debug {
+				t.Errorf("debug %v: the answer names the upstream's address or dialer detail: %v\n%s", debug, leaks, answer)
+			}
+		}
+	}
+}

@@ -14,8 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/proxypool/proxypool/internal/gateway/failover"
 	"github.com/proxypool/proxypool/internal/httpproxy"
+	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/proxymux"
 	"github.com/proxypool/proxypool/internal/socks"
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -337,7 +340,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		if err != nil {
 			g.stats.Failed.Add(1)
 			cc.outcome = dialOutcome(err)
-			status, ps, body := httpError(err)
+			status, ps, body := g.httpError(err)
 			httpproxy.WriteError(cc.c, status, ps, body, nil)
 			g.log.WithError(err).WithField("target", target).Debug("http request failed")
 			return
@@ -380,9 +383,13 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		cc.setUp(nil)
 		if err != nil && !res.Started {
 			cc.outcome = failover.OutcomeUpstream
-			status := http.StatusBadGateway
-			ps := httpproxy.ProxyStatus("http_response_incomplete", err.Error(), ch.ID)
-			httpproxy.WriteError(cc.c, status, ps, "proxypool: "+err.Error(), nil)
+			g.log.WithError(err).WithFields(logrus.Fields{logging.FieldUpstream: ch.ID, "target": target}).Debug("http forward failed")
+			body := "proxypool: " + target + ": no response through upstream " + ch.ID
+			if g.opts.InfoHeader != "" {
+				body += " [debug: " + err.Error() + "]"
+			}
+			ps := httpproxy.ProxyStatus("http_response_incomplete", "", ch.ID)
+			httpproxy.WriteError(cc.c, http.StatusBadGateway, ps, body, nil)
 			return
 		}
 		keep := res.KeepAlive
