@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+
 	"github.com/proxypool/proxypool/internal/fleet"
 	"github.com/proxypool/proxypool/internal/gateway"
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -240,5 +243,51 @@ func TestSessionIDFloodBoundsTheHeap(t *testing.T) {
 		if exit, err := get(c, w.judge); err != nil || exit != first {
 			t.Fatalf("session of a 64-byte id moved: %q %v, want %q", exit, err, first)
 		}
+	}
+}
+
+// Every malformed SOCKS5 handshake gets the protocol's own answer before
+// the close, on both engines.
+func TestMalformedSOCKSGetsAnAnswer(t *testing.T) {
+	log, hook := test.NewNullLogger()
+	addr, gw, _ := miniGW(t, miniOpts(gateway.Options{Log: log}))
+	ipReq := "\x01\x7f\x00\x00\x01\x00\x50"
+	tests := []struct {
+		name, send string
+		want       string // the bytes the gateway answers with, all of them
+	}{
+		{"no methods", "\x05\x00", "\x05\xff"},
+		{"auth subnegotiation version", "\x05\x01\x02" + "\x02\x01a\x01b", "\x05\x02" + "\x01\x01"},
+		{"request version", "\x05\x01\x00" + "\x04\x01\x00" + ipReq, "\x05\x00" + "\x05\x01\x00\x01\x00\x00\x00\x00\x00\x00"},
+		{"address type", "\x05\x01\x00" + "\x05\x01\x00\x07\x00\x00", "\x05\x00" + "\x05\x08\x00\x01\x00\x00\x00\x00\x00\x00"},
+		{"bind", "\x05\x01\x00" + "\x05\x02\x00" + ipReq, "\x05\x00" + "\x05\x07\x00\x01\x00\x00\x00\x00\x00\x00"},
+		{"udp associate", "\x05\x01\x00" + "\x05\x03\x00" + ipReq, "\x05\x00" + "\x05\x07\x00\x01\x00\x00\x00\x00\x00\x00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, tt.send)
+			got, err := io.ReadAll(c)
+			if string(got) != tt.want {
+				t.Fatalf("answered %q (%v), want %q then the close", got, err, tt.want)
+			}
+		})
+	}
+	// one summary line at info for all of them (each alone at debug)
+	waitFor(t, func() bool { return gw.Stats().Active.Load() == 0 })
+	gw.LogClientSummary()
+	var lines []string
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.InfoLevel && strings.Contains(e.Message, "malformed") {
+			lines = append(lines, e.Message)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "answered 6 malformed requests") {
+		t.Fatalf("summary lines %q, want one counting 6 malformed requests", lines)
 	}
 }

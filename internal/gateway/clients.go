@@ -21,8 +21,8 @@ type clients struct {
 	mu sync.Mutex
 	m  map[netip.Addr]*client
 	// for the periodic summary line
-	fails, delayed, limited uint64
-	sources                 map[netip.Addr]struct{} // that failed auth this period (bounded)
+	fails, delayed, limited, malformed uint64
+	sources                            map[netip.Addr]struct{} // that failed auth this period (bounded)
 }
 
 type client struct {
@@ -178,20 +178,30 @@ func (cs *clients) summarize(ctx context.Context, log logrus.FieldLogger) {
 
 func (cs *clients) logSummary(log logrus.FieldLogger) {
 	cs.mu.Lock()
-	fails, delayed, limited, sources := cs.fails, cs.delayed, cs.limited, len(cs.sources)
+	fails, delayed, limited, malformed, sources := cs.fails, cs.delayed, cs.limited, cs.malformed, len(cs.sources)
 	var example netip.Addr
 	for ip := range cs.sources {
 		example = ip
 		break
 	}
-	cs.fails, cs.delayed, cs.limited = 0, 0, 0
+	cs.fails, cs.delayed, cs.limited, cs.malformed = 0, 0, 0, 0
 	clear(cs.sources)
 	cs.mu.Unlock()
 	if fails > 0 {
 		log.WithFields(logrus.Fields{"failures": fails, "sources": sources, "delayed": delayed, "source": example.String()}).
 			Infof("auth refused %d times from %d sources in the last %v (%d answers delayed)", fails, sources, summaryEvery, delayed)
 	}
+	if malformed > 0 {
+		log.WithField("malformed", malformed).Infof("answered %d malformed requests in the last %v (each at debug level)", malformed, summaryEvery)
+	}
 	if limited > 0 {
 		log.WithField("refused", limited).Infof("refused %d connections over max-conns-per-client (%d) in the last %v", limited, cs.perClient, summaryEvery)
 	}
+}
+
+// countMalformed counts a malformed request for the summary.
+func (cs *clients) countMalformed() {
+	cs.mu.Lock()
+	cs.malformed++
+	cs.mu.Unlock()
 }

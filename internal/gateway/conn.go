@@ -231,10 +231,16 @@ func (cc *conn) serveSOCKS(ctx context.Context) {
 	}
 	req, err := socks.ServerHandshake(cc.br, cc.c, auth, len(g.opts.Users) > 0)
 	if err != nil {
-		if errors.Is(err, socks.ErrAuth) {
+		var pe *socks.ProtocolError
+		var re *socks.ReplyError
+		switch {
+		case errors.Is(err, socks.ErrAuth):
 			cc.authRejected()
 			g.log.WithError(err).Debug("socks auth refused")
-		} else {
+		case errors.As(err, &pe), errors.As(err, &re):
+			cc.outcome = failover.OutcomeClientError
+			g.malformed(cc.listener, cc.client.String(), err.Error())
+		default:
 			cc.clientFailed(err)
 		}
 		return
@@ -465,6 +471,7 @@ func (cc *conn) badRequest(err error) {
 		log.Debug("http request head over the limit: 431")
 		httpproxy.WriteError(cc.c, http.StatusRequestHeaderFieldsTooLarge, httpproxy.ProxyStatus("http_request_error", err.Error(), ""), "proxypool: request header: "+err.Error(), nil)
 	case errors.Is(err, httpproxy.ErrNotProxyRequest), errors.Is(err, httpproxy.ErrMalformed):
+		cc.g.clients.countMalformed()
 		log.Debug("malformed http request: 400")
 		httpproxy.WriteError(cc.c, http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", err.Error(), ""), "proxypool: "+err.Error(), nil)
 	}
@@ -520,4 +527,11 @@ func (cc *conn) refuseOverLimit(proto proxymux.Protocol) {
 		cc.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		io.Copy(io.Discard, io.LimitReader(cc.c, 64<<10))
 	}
+}
+
+// malformed logs a client's request that could not be valid (already
+// answered) at debug level and counts it for the summary line.
+func (g *Gateway) malformed(listener, client, what string) {
+	g.clients.countMalformed()
+	g.log.WithFields(logrus.Fields{"listener": listener, "client": client}).Debug("malformed request: " + what)
 }

@@ -53,6 +53,8 @@ func (h loopHost) Authorize(sel *upstream.Selector, group, user, pass string) er
 
 func (h loopHost) AuthRejected(listener string) { h.g.authRejected(listener) }
 
+func (h loopHost) Malformed(listener, client, what string) { h.g.malformed(listener, client, what) }
+
 func (h loopHost) Refused(f *failover.Failover) (byte, string) {
 	err := f.Err()
 	h.g.stats.Failed.Add(1)

@@ -187,6 +187,11 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				c.handoff(in)
 				return used, false
 			}
+			if len(b) >= 2 && b[1] == 0 {
+				c.write([]byte{socks.Version5, 0xff})
+				c.malformed("greeting without methods")
+				return used, false
+			}
 			if len(b) < 2 || len(b) < 2+int(b[1]) {
 				return used, true
 			}
@@ -218,7 +223,8 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				return used, true
 			}
 			if b[0] != 1 {
-				c.fail(failover.OutcomeClientError)
+				c.write([]byte{1, 1})
+				c.malformed("auth subnegotiation version " + strconv.Itoa(int(b[0])))
 				return used, false
 			}
 			ul := int(b[1])
@@ -246,7 +252,8 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				return used, true
 			}
 			if b[0] != socks.Version5 {
-				c.fail(failover.OutcomeClientError)
+				c.reply(socks.GeneralFailure)
+				c.malformed("request version " + strconv.Itoa(int(b[0])))
 				return used, false
 			}
 			var alen int
@@ -259,7 +266,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				alen = 1 + int(b[4])
 			default:
 				c.reply(socks.AddressUnsupported)
-				c.fail(failover.OutcomeClientError)
+				c.malformed("address type " + strconv.Itoa(int(b[3])))
 				return used, false
 			}
 			if len(b) < 4+alen+2 {
@@ -267,7 +274,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 			}
 			if b[1] != 1 { // CONNECT only
 				c.reply(socks.CommandUnsupported)
-				c.fail(failover.OutcomeClientError)
+				c.malformed("command " + strconv.Itoa(int(b[1])))
 				return used, false
 			}
 			var host string
@@ -334,6 +341,16 @@ func (c *econn) reply(code byte) bool {
 }
 
 func (c *econn) fail(outcome string) { c.finish(outcome) }
+
+// malformed ends a connection whose handshake could not be valid, after
+// its answer went out, and tells the Host (a log line).
+func (c *econn) malformed(what string) {
+	if c.state == stDone { // the answer's write failed
+		return
+	}
+	c.l.e.o.Host.Malformed(c.listener, c.sel.Client, "socks5 "+what)
+	c.fail(failover.OutcomeClientError)
+}
 
 // clientGone ends a connection whose client read failed.
 func (c *econn) clientGone(err error) {

@@ -30,6 +30,9 @@ type Host interface {
 	Authorize(sel *upstream.Selector, group, user, pass string) error
 	// AuthRejected counts a client whose auth was refused.
 	AuthRejected(listener string)
+	// Malformed logs a client's handshake that cannot be valid (already
+	// answered).
+	Malformed(listener, client, what string)
 	// Refused counts a request that got no tunnel and returns the SOCKS5
 	// reply and the outcome to answer it with.
 	Refused(f *failover.Failover) (code byte, outcome string)
