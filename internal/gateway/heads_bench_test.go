@@ -1,9 +1,7 @@
 package gateway_test
 
 import (
-	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,20 +27,10 @@ func rssBytes(b *testing.B) uint64 {
 	return 0
 }
 
-// liveHeap is the live heap and stacks after a collection.
-func liveHeap() uint64 {
-	// twice: pooled buffers survive one collection
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc + m.StackInuse
-}
-
 // BenchmarkPendingHeadsRSS holds PROXYPOOL_BENCH_HEADS connections (1000
 // by default; the figure is 8000) each with a 64 KiB request head
-// in PROXYPOOL_BENCH_LINE byte fields (1000) that never ends, and reports the process's RSS per connection once the
-// gateway read them: the figure behind MemoryMax= in
+// in PROXYPOOL_BENCH_LINE byte fields (1000) that never ends, and reports
+// the process's RSS per connection once the gateway read them: the figure behind MemoryMax= in
 // proxy-gateway.service. Run it alone:
 //
 //	go test -run '^$' -bench PendingHeadsRSS -benchtime 1x ./internal/gateway/
@@ -62,22 +50,11 @@ func BenchmarkPendingHeadsRSS(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("PROXYPOOL_BENCH_LINE")); err == nil && v > 0 {
 		lineLen = min(v, 64<<10-200)
 	}
-	line := "X-Padding: " + strings.Repeat("p", lineLen) + "\r\n"
-	head := []byte("GET http://h/ HTTP/1.1\r\n" + strings.Repeat(line, (64<<10-100)/len(line)))
+	head := pendingHead(64<<10-100, lineLen)
 	for range b.N {
-		baseLive := liveHeap()
+		baseLive := liveBytes()
 		base := rssBytes(b)
-		conns := make([]net.Conn, 0, n)
-		for range n {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			conns = append(conns, c)
-			if _, err := c.Write(head); err != nil {
-				b.Fatal(err)
-			}
-		}
+		closeAll := openPending(b, addr, n, head)
 		// until the RSS stops growing: the gateway has read the heads
 		peak := rssBytes(b)
 		for range 100 {
@@ -89,13 +66,11 @@ func BenchmarkPendingHeadsRSS(b *testing.B) {
 			}
 			peak = max(peak, now)
 		}
-		live := liveHeap()
+		live := liveBytes()
 		b.ReportMetric(float64(live-baseLive)/float64(n)/1024, "live-KiB/conn")
 		b.ReportMetric(float64(base)/(1<<20), "base-MiB")
 		b.ReportMetric(float64(peak)/(1<<20), "rss-MiB")
 		b.ReportMetric(float64(peak-base)/float64(n)/1024, "KiB/conn")
-		for _, c := range conns {
-			c.Close()
-		}
+		closeAll()
 	}
 }
