@@ -64,7 +64,7 @@ var mayImport = map[string][]string{
 	"source":  {vocab, "parse", "logging"},
 	"probe":   {vocab, "geoip"},
 	"pool":    {vocab},
-	"gateway": {vocab, "socks", "httpproxy", "proxymux"},
+	"gateway": {vocab, "socks", "httpproxy", "proxymux", "logging"},
 	"torgen":  {vocab, "atomicfile"},
 	// layer 3: daemon services over the store and the logic packages,
 	// each wired by cmd/proxypoold

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"strconv"
 
 	"github.com/proxypool/proxypool/internal/control"
 	"github.com/proxypool/proxypool/internal/dial"
@@ -18,8 +17,10 @@ import (
 )
 
 // mainListener is the FileDescriptorName of the mixed port in
-// proxy-gateway.socket; pinned ports are named "port-<group>" (or
-// "port-<n>" for a pinned single upstream).
+// proxy-gateway.socket; pinned ports are named "port-<group>",
+// "port-upstream-<id>" for a pinned single upstream, "port-<port number>"
+// for one serving the whole pool (names users see in logs and the
+// listener label of metrics).
 const mainListener = "main"
 
 func runGateway(ctx context.Context, g *globals, args []string) error {
@@ -72,29 +73,37 @@ func poolGroups(e *env) []pool.Group {
 		out = append(out, pool.Group{Name: name, Countries: gr.Countries, ExcludeCountries: gr.ExcludeCountries,
 			Types: gr.Types, Sources: gr.Sources})
 	}
-	for i, p := range e.cfg.Gateway.Ports {
-		if p.Upstream != "" {
-			out = append(out, pool.Group{Name: pinnedName(i), IDs: []string{p.Upstream}})
+	seen := map[string]bool{}
+	for _, p := range e.cfg.Gateway.Ports {
+		if p.Upstream != "" && !seen[p.Upstream] {
+			seen[p.Upstream] = true // two ports may pin one upstream: one group
+			out = append(out, pool.Group{Name: pinnedName(p.Upstream), IDs: []string{p.Upstream}})
 		}
 	}
 	return out
 }
 
-func pinnedName(i int) string { return "pinned" + strconv.Itoa(i) }
+// pinnedName is the group of a port pinned to one upstream: what a client
+// reads when that upstream is down ("no healthy upstream in group
+// upstream-<id>").
+func pinnedName(id string) string { return "upstream-" + id }
 
 // listenerPlan names every listener: the mixed port and each pinned port.
 func listenerPlan(e *env) (want map[string]string, ports map[string]string) {
 	want = map[string]string{mainListener: e.cfg.Gateway.Listen}
 	ports = map[string]string{}
-	for i, p := range e.cfg.Gateway.Ports {
-		name := "port-" + p.Group
+	for _, p := range e.cfg.Gateway.Ports {
 		group := p.Group
 		if p.Upstream != "" {
-			group = pinnedName(i)
-			name = "port-" + group
+			group = pinnedName(p.Upstream)
 		}
-		if _, dup := want[name]; dup {
-			name = name + "-" + strconv.Itoa(i)
+		_, port, _ := net.SplitHostPort(p.Listen)
+		name := "port-" + group
+		switch _, dup := want[name]; {
+		case group == "":
+			name = "port-" + port
+		case dup:
+			name += "-" + port
 		}
 		want[name] = p.Listen
 		ports[name] = group
@@ -112,7 +121,7 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	gc := e.cfg.Gateway
 	p, err := pool.New(pool.Options{
 		Loader: st, Notify: notify, Groups: poolGroups(e), Strategy: gc.Strategy,
-		EjectAfter: gc.EjectAfter, SessionTTL: gc.SessionTTL,
+		EjectAfter: gc.EjectAfter, SessionTTL: gc.SessionTTL, MaxSessions: gc.MaxSessions,
 		EjectShare: gc.EjectClientShare, EjectWindow: gc.EjectClientWindow,
 		// Only an ejected upstream reaches the store (its probe re-checks
 		// it now): a single failed request does not demote an upstream.
@@ -151,6 +160,8 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		Picker: p, Dialer: d, Observer: gm,
 		Classify: dial.Classify,
 		Log:      log, Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
+		Usernames:         gateway.UsernameLimits{SessionID: gc.MaxSessionID, TTL: gc.MaxSessionTTL},
+		MaxConnsPerClient: gc.MaxConnsPerClient, AuthDelayMax: gc.AuthDelayMax,
 		MaxTries: gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
 		HandshakeTimeout: gc.HandshakeTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
 		InfoHeader: infoHeader,

@@ -142,10 +142,19 @@ type Gateway struct {
 	EjectClientShare  float64       `yaml:"eject-client-share"`  // 0.1
 	EjectClientWindow time.Duration `yaml:"eject-client-window"` // 1m
 	SessionTTL        time.Duration `yaml:"session-ttl"`         // sticky session lifetime (10m)
-	AllowOpen         bool          `yaml:"allow-open"`          // permit a non-loopback listen without auth
-	DebugHeader       bool          `yaml:"debug-header"`        // add X-Proxypool-Upstream to HTTP responses
-	Auth              Auth          `yaml:"auth"`
-	Ports             []Port        `yaml:"ports"`
+	MaxSessionTTL     time.Duration `yaml:"max-session-ttl"`     // longest "-ttl-" a username may ask for (24h)
+	MaxSessionID      int           `yaml:"max-session-id"`      // bytes of a session id (64)
+	MaxSessions       int           `yaml:"max-sessions"`        // sessions remembered, least recently used forgotten past it (100000)
+	// MaxConnsPerClient bounds one source IP's share of max-conns (5000);
+	// the excess is answered 429 / SOCKS "not allowed".
+	MaxConnsPerClient int `yaml:"max-conns-per-client"`
+	// AuthDelayMax caps the growing delay before answering a source whose
+	// credentials keep failing (5s; 0 = answer at once).
+	AuthDelayMax time.Duration `yaml:"auth-delay-max"`
+	AllowOpen    bool          `yaml:"allow-open"`   // permit a non-loopback listen without auth
+	DebugHeader  bool          `yaml:"debug-header"` // add X-Proxypool-Upstream to HTTP responses
+	Auth         Auth          `yaml:"auth"`
+	Ports        []Port        `yaml:"ports"`
 }
 
 // Auth lists the gateway's users; none means no authentication.
@@ -260,6 +269,11 @@ func Default() *Config {
 			EjectClientShare:  0.1,
 			EjectClientWindow: time.Minute,
 			SessionTTL:        10 * time.Minute,
+			MaxSessionTTL:     24 * time.Hour,
+			MaxSessionID:      64,
+			MaxSessions:       100_000,
+			MaxConnsPerClient: 5000,
+			AuthDelayMax:      5 * time.Second,
 		},
 		Tor: Tor{
 			Relays:              "https://onionoo.torproject.org/details",

@@ -243,6 +243,14 @@ func (v *validator) gateway() {
 	}
 	v.positive("gateway.eject-client-window", g.EjectClientWindow)
 	v.positive("gateway.session-ttl", g.SessionTTL)
+	v.positive("gateway.max-session-ttl", g.MaxSessionTTL)
+	if g.MaxSessionTTL > 0 && g.SessionTTL > g.MaxSessionTTL {
+		v.errf("gateway.session-ttl", "%v is longer than gateway.max-session-ttl (%v)", g.SessionTTL, g.MaxSessionTTL)
+	}
+	v.atLeast("gateway.max-session-id", g.MaxSessionID, 1)
+	v.atLeast("gateway.max-sessions", g.MaxSessions, 1)
+	v.atLeast("gateway.max-conns-per-client", g.MaxConnsPerClient, 1)
+	v.nonNegative("gateway.auth-delay-max", g.AuthDelayMax)
 	users := map[string]int{}
 	for i, u := range g.Auth.Users {
 		p := fmt.Sprintf("gateway.auth.users[%d]", i)

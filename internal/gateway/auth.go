@@ -21,41 +21,76 @@ type Params struct {
 
 var paramKeys = "country, session, ttl, group"
 
-// ParseUsername splits a username into the account name and its
-// parameters. Group names may contain dashes: a group value runs up to the
-// next known key. Unknown keys are an error naming the key.
-func ParseUsername(s string) (Params, error) {
+// UsernameLimits bound what a username may ask for: a session id is
+// remembered by the pool (its memory), a TTL for how long.
+type UsernameLimits struct {
+	SessionID int           // bytes of a session id (default 64)
+	TTL       time.Duration // longest ttl (default 24h)
+}
+
+// Defaults of UsernameLimits (gateway.max-session-id, max-session-ttl).
+const (
+	DefaultMaxSessionID  = 64
+	DefaultMaxSessionTTL = 24 * time.Hour
+)
+
+func (l UsernameLimits) withDefaults() UsernameLimits {
+	if l.SessionID <= 0 {
+		l.SessionID = DefaultMaxSessionID
+	}
+	if l.TTL <= 0 {
+		l.TTL = DefaultMaxSessionTTL
+	}
+	return l
+}
+
+// ParseUsername is UsernameLimits{}.Parse: the default limits.
+func ParseUsername(s string) (Params, error) { return UsernameLimits{}.Parse(s) }
+
+// Parse splits a username into the account name and its parameters.
+// Group names may contain dashes: a group value runs up to the next known
+// key. Unknown keys are an error naming the key; a session id or ttl over
+// the limits is an error naming the limit.
+func (l UsernameLimits) Parse(s string) (Params, error) {
 	var p Params
 	if s == "" {
 		return p, nil
 	}
+	l = l.withDefaults()
+	q := quoteShort(s)
 	parts := strings.Split(s, "-")
 	p.User = parts[0]
 	if p.User == "" {
-		return p, fmt.Errorf("username %q: empty account name before the first '-'", s)
+		return p, fmt.Errorf("username %s: empty account name before the first '-'", q)
 	}
 	for i := 1; i < len(parts); i++ {
 		key := strings.ToLower(parts[i])
 		if !isParamKey(key) {
-			return p, fmt.Errorf("username %q: unknown parameter %q (known: %s)", s, parts[i], paramKeys)
+			return p, fmt.Errorf("username %s: unknown parameter %s (known: %s)", q, quoteShort(parts[i]), paramKeys)
 		}
 		if i+1 >= len(parts) || parts[i+1] == "" {
-			return p, fmt.Errorf("username %q: parameter %q needs a value", s, key)
+			return p, fmt.Errorf("username %s: parameter %q needs a value", q, key)
 		}
 		i++
 		v := parts[i]
 		switch key {
 		case "country":
 			if len(v) != 2 || !isAlpha(v) {
-				return p, fmt.Errorf("username %q: country %q is not a two-letter code", s, v)
+				return p, fmt.Errorf("username %s: country %s is not a two-letter code", q, quoteShort(v))
 			}
 			p.Country = strings.ToUpper(v)
 		case "session":
+			if len(v) > l.SessionID {
+				return p, fmt.Errorf("username %s: session id of %d bytes is over the limit of %d", q, len(v), l.SessionID)
+			}
 			p.Session = v
 		case "ttl":
 			d, err := parseTTL(v)
 			if err != nil {
-				return p, fmt.Errorf("username %q: ttl %q: %v", s, v, err)
+				return p, fmt.Errorf("username %s: ttl %s: %v", q, quoteShort(v), err)
+			}
+			if d > l.TTL {
+				return p, fmt.Errorf("username %s: ttl %v is over the limit of %v", q, d, l.TTL)
 			}
 			p.TTL = d
 		case "group":
@@ -67,9 +102,19 @@ func ParseUsername(s string) (Params, error) {
 		}
 	}
 	if p.TTL > 0 && p.Session == "" {
-		return p, fmt.Errorf("username %q: ttl without session", s)
+		return p, fmt.Errorf("username %s: ttl without session", q)
 	}
 	return p, nil
+}
+
+// quoteShort quotes s for an error, cut to its first 64 bytes: a client's
+// 40 KB username is not copied into every answer and log line.
+func quoteShort(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:max]) + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 func isParamKey(k string) bool {
@@ -107,7 +152,7 @@ func parseTTL(v string) (time.Duration, error) {
 // authenticate parses the username and, when users are configured, checks
 // the account and password.
 func (g *Gateway) authenticate(user, pass string) (Params, error) {
-	p, err := ParseUsername(user)
+	p, err := g.opts.Usernames.Parse(user)
 	if err != nil {
 		return p, err
 	}

@@ -7,14 +7,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/proxypool/proxypool/internal/gateway/failover"
 	"github.com/proxypool/proxypool/internal/httpproxy"
+	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/proxymux"
 	"github.com/proxypool/proxypool/internal/socks"
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -37,9 +41,32 @@ type conn struct {
 	cr  httpproxy.CapReader
 	br  *bufio.Reader
 	sel upstream.Selector
+
+	client  netip.Addr // the source IP
+	counted bool       // holds one of client's slots (max-conns-per-client)
 }
 
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+// outcomeClientLimit is the outcome of a connection refused for its
+// source's max-conns-per-client.
+const outcomeClientLimit = "client_limit"
+
+// overLimitTimeout bounds how long a connection over its source's limit
+// may take to say which protocol it speaks before it is closed unanswered.
+const overLimitTimeout = 2 * time.Second
+
+// release gives back the connection's per-source slot.
+func (cc *conn) release() {
+	if cc.counted {
+		cc.counted = false
+		cc.g.clients.close(cc.client)
+	}
+}
+
+// readerSize is a connection's read buffer; a request head longer than
+// it grows the buffer in httpproxy.HeadStep steps for that head only.
+const readerSize = 4096
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readerSize) }}
 
 func (cc *conn) closeAll() {
 	cc.c.Close()
@@ -59,7 +86,9 @@ func (cc *conn) setUp(c net.Conn) {
 func (cc *conn) releaseReader() {
 	if cc.br != nil {
 		cc.br.Reset(nil)
-		readerPool.Put(cc.br)
+		if cc.br.Size() == readerSize { // not a head's grown one
+			readerPool.Put(cc.br)
+		}
 		cc.br = nil
 	}
 }
@@ -87,7 +116,12 @@ func (cc *conn) serve(ctx context.Context) {
 			g.obs.ConnDone(cc.listener, cc.proto, cc.outcome, time.Since(start))
 		}()
 	}
-	cc.c.SetReadDeadline(time.Now().Add(g.opts.HandshakeTimeout))
+	over := !cc.counted
+	if over {
+		cc.c.SetReadDeadline(time.Now().Add(min(g.opts.HandshakeTimeout, overLimitTimeout)))
+	} else {
+		cc.c.SetReadDeadline(time.Now().Add(g.opts.HandshakeTimeout))
+	}
 	cc.cr.R = cc.c
 	cc.cr.Limit(int64(g.opts.MaxHeaderBytes))
 	cc.br = readerPool.Get().(*bufio.Reader)
@@ -112,7 +146,12 @@ func (cc *conn) serve(ctx context.Context) {
 		cc.clientFailed(err)
 		return
 	}
+	if over {
+		cc.refuseOverLimit(proto)
+		return
+	}
 	if proto == proxymux.HTTP {
+		cc.cr.Unlimit() // readHead bounds each head itself
 		cc.serveHTTP(ctx)
 		return
 	}
@@ -187,14 +226,23 @@ func (cc *conn) serveSOCKS(ctx context.Context) {
 		if authErr == nil {
 			authErr = cc.selector(params)
 		}
+		if authErr != nil && len(g.opts.Users) > 0 {
+			cc.authDelay(ctx) // a guess: the handshake writes the refusal after it
+		}
 		return authErr
 	}
 	req, err := socks.ServerHandshake(cc.br, cc.c, auth, len(g.opts.Users) > 0)
 	if err != nil {
-		if errors.Is(err, socks.ErrAuth) {
+		var pe *socks.ProtocolError
+		var re *socks.ReplyError
+		switch {
+		case errors.Is(err, socks.ErrAuth):
 			cc.authRejected()
 			g.log.WithError(err).Debug("socks auth refused")
-		} else {
+		case errors.As(err, &pe), errors.As(err, &re):
+			cc.outcome = failover.OutcomeClientError
+			g.malformed(cc.listener, cc.client.String(), err.Error())
+		default:
 			cc.clientFailed(err)
 		}
 		return
@@ -321,32 +369,24 @@ func (cc *conn) tunnel(ctx context.Context, up net.Conn, f *failover.Failover) {
 func (cc *conn) serveHTTP(ctx context.Context) {
 	g := cc.g
 	for {
-		req, target, err := httpproxy.ReadRequest(cc.br)
-		cc.cr.Unlimit()
+		req, target, err := cc.readRequest()
 		if err != nil {
 			if cc.outcome != failover.OutcomeOK || !errors.Is(err, io.EOF) {
 				cc.clientFailed(err)
 			}
-			switch {
-			case errors.Is(err, httpproxy.ErrHeaderTooLarge):
-				httpproxy.WriteError(cc.c, http.StatusRequestHeaderFieldsTooLarge, httpproxy.ProxyStatus("http_request_error", "request header too large", ""), "proxypool: request header larger than the limit", nil)
-			case errors.Is(err, httpproxy.ErrNotProxyRequest):
-				httpproxy.WriteError(cc.c, http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", err.Error(), ""), "proxypool: "+err.Error(), nil)
-			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-			default:
-				var ne net.Error
-				if !errors.As(err, &ne) {
-					httpproxy.WriteError(cc.c, http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", "", ""), "proxypool: malformed request", nil)
-				}
-			}
+			cc.badRequest(err)
 			return
 		}
-		user, pass, _ := httpproxy.Credentials(req)
+		user, pass, guessed := httpproxy.Credentials(req)
 		p, err := g.authenticate(user, pass)
 		if err == nil {
 			err = cc.selector(p)
 		}
 		if err != nil {
+			if guessed && len(g.opts.Users) > 0 {
+				// a wrong password, not a browser's first try without one
+				cc.authDelay(ctx)
+			}
 			cc.authRejected()
 			httpproxy.WriteError(cc.c, http.StatusProxyAuthRequired, "", "proxypool: "+err.Error(), nil)
 			return
@@ -358,7 +398,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		if err != nil {
 			g.stats.Failed.Add(1)
 			cc.outcome = dialOutcome(err)
-			status, ps, body := httpError(err)
+			status, ps, body := g.httpError(err)
 			httpproxy.WriteError(cc.c, status, ps, body, nil)
 			g.requestFailed(err, target, cc.sel.Client)
 			return
@@ -380,9 +420,14 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		}
 		if err != nil && !res.Started {
 			cc.outcome = failover.OutcomeUpstream
-			status := http.StatusBadGateway
-			ps := httpproxy.ProxyStatus("http_response_incomplete", err.Error(), f.Current().ID)
-			httpproxy.WriteError(cc.c, status, ps, "proxypool: "+err.Error(), nil)
+			id := f.Current().ID // forward may have gone on to another upstream
+			g.log.WithError(err).WithFields(logrus.Fields{logging.FieldUpstream: id, "target": target}).Debug("http forward failed")
+			body := "proxypool: " + target + ": no response through upstream " + id
+			if g.opts.InfoHeader != "" {
+				body += " [debug: " + err.Error() + "]"
+			}
+			ps := httpproxy.ProxyStatus("http_response_incomplete", "", id)
+			httpproxy.WriteError(cc.c, http.StatusBadGateway, ps, body, nil)
 			return
 		}
 		f.Confirm()
@@ -394,7 +439,6 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		// give its head the handshake timeout.
 		cc.idle.Store(true)
 		cc.c.SetReadDeadline(time.Now().Add(g.opts.IdleTimeout))
-		cc.cr.Limit(int64(g.opts.MaxHeaderBytes))
 		_, err = cc.br.Peek(1)
 		cc.idle.Store(false)
 		if err != nil || g.adm.draining.Load() {
@@ -486,4 +530,110 @@ func (cc *conn) infoHeader(ch upstream.Choice) http.Header {
 		v += "; country=" + ch.Country
 	}
 	return http.Header{http.CanonicalHeaderKey(name): {v}}
+}
+
+// readRequest reads the next request head whole (a pending head holds
+// only its bytes, in a buffer grown in small steps), then parses it and
+// gives the grown buffer back.
+func (cc *conn) readRequest() (*http.Request, string, error) {
+	g := cc.g
+	br, err := httpproxy.ReadHead(cc.br, &cc.cr, httpproxy.HeadLimits{Bytes: g.opts.MaxHeaderBytes, Fields: g.opts.MaxHeaderFields})
+	cc.swapReader(br)
+	if err != nil {
+		return nil, "", err
+	}
+	req, target, err := httpproxy.ParseRequest(cc.br)
+	if cc.br.Size() > readerSize && cc.br.Buffered() < readerSize {
+		// the head is parsed: its bytes now live in req; keep a small
+		// buffer for the body and what follows
+		small := readerPool.Get().(*bufio.Reader)
+		small.Reset(nil)
+		cc.swapReader(httpproxy.RebufferInto(small, cc.br, &cc.cr))
+	}
+	return req, target, err
+}
+
+// swapReader makes br the connection's reader, the old one back to the
+// pool if it came from there.
+func (cc *conn) swapReader(br *bufio.Reader) {
+	if br == cc.br {
+		return
+	}
+	cc.releaseReader()
+	cc.br = br
+}
+
+// badRequest answers a request head that could not be read: 431 for one
+// over the limits, 400 for a malformed one (each with a log line), and
+// nothing to a client that left or went silent.
+func (cc *conn) badRequest(err error) {
+	log := cc.g.log.WithError(err).WithField("client", cc.sel.Client)
+	switch {
+	case errors.Is(err, httpproxy.ErrHeaderTooLarge), errors.Is(err, httpproxy.ErrTooManyFields):
+		log.Debug("http request head over the limit: 431")
+		httpproxy.WriteError(cc.c, http.StatusRequestHeaderFieldsTooLarge, httpproxy.ProxyStatus("http_request_error", err.Error(), ""), "proxypool: request header: "+err.Error(), nil)
+	case errors.Is(err, httpproxy.ErrNotProxyRequest), errors.Is(err, httpproxy.ErrMalformed):
+		cc.g.clients.countMalformed()
+		log.Debug("malformed http request: 400")
+		httpproxy.WriteError(cc.c, http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", err.Error(), ""), "proxypool: "+err.Error(), nil)
+	}
+}
+
+// authDelay waits, before a refusal, for as long as the client's source
+// has earned by failing in a row (clients.failed), or until ctx ends.
+func (cc *conn) authDelay(ctx context.Context) {
+	g := cc.g
+	d := g.clients.failed(cc.client, time.Now())
+	if d <= 0 {
+		return
+	}
+	if g.obs != nil {
+		g.obs.AuthDelayed(cc.listener)
+	}
+	// the wait is the client's: its handshake deadline must not cut it
+	cc.c.SetReadDeadline(time.Now().Add(d + g.opts.HandshakeTimeout))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// refuseOverLimit answers a connection whose source holds all its
+// max-conns-per-client in the client's protocol, then closes it: HTTP 429,
+// SOCKS5 "not allowed by ruleset" after its greeting, SOCKS4 "rejected".
+func (cc *conn) refuseOverLimit(proto proxymux.Protocol) {
+	g := cc.g
+	cc.outcome = outcomeClientLimit
+	if g.obs != nil {
+		g.obs.ClientLimited(cc.listener)
+	}
+	g.log.WithField("client", cc.client.String()).Debug("refused: source over max-conns-per-client")
+	switch proto {
+	case proxymux.HTTP:
+		httpproxy.WriteError(cc.c, http.StatusTooManyRequests, httpproxy.ProxyStatus("proxy_internal_error", "too many connections from this client", ""),
+			"proxypool: too many connections from this client", http.Header{"Retry-After": {"1"}})
+	default:
+		// the handshake up to the request, to answer it in kind
+		req, err := socks.ServerHandshake(cc.br, cc.c, nil, false)
+		if err != nil {
+			return
+		}
+		socks.Reply(cc.c, req.Version, socks.NotAllowed)
+	}
+	// let the answer reach the client before the close: a close with
+	// unread bytes would reset the connection and lose it
+	if cw, ok := cc.c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		cc.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		io.Copy(io.Discard, io.LimitReader(cc.c, 64<<10))
+	}
+}
+
+// malformed logs a client's request that could not be valid (already
+// answered) at debug level and counts it for the summary line.
+func (g *Gateway) malformed(listener, client, what string) {
+	g.clients.countMalformed()
+	g.log.WithFields(logrus.Fields{"listener": listener, "client": client}).Debug("malformed request: " + what)
 }

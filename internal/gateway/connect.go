@@ -126,11 +126,18 @@ func socksCode(err error) byte {
 }
 
 // httpError is the status, RFC 9209 Proxy-Status and one-line body for a
-// failed connect.
-func httpError(err error) (int, string, string) {
+// failed connect. They name the cause and the last upstream's id, never
+// its address nor the error's own text (it names addresses and protocol
+// details of the pool): those go to the log, and to the body only when
+// the debug header is on.
+func (g *Gateway) httpError(err error) (int, string, string) {
+	debug := ""
+	if g.opts.InfoHeader != "" {
+		debug = " [debug: " + err.Error() + "]"
+	}
 	var de *failover.Error
 	if !errors.As(err, &de) {
-		return http.StatusBadGateway, httpproxy.ProxyStatus("proxy_internal_error", err.Error(), ""), "proxypool: " + err.Error()
+		return http.StatusBadGateway, httpproxy.ProxyStatus("proxy_internal_error", "", ""), "proxypool: internal error" + debug
 	}
 	if de.Target != nil {
 		return http.StatusBadRequest, httpproxy.ProxyStatus("http_request_error", de.Target.Error(), ""), "proxypool: " + de.Target.Error()
@@ -140,9 +147,12 @@ func httpError(err error) (int, string, string) {
 		if errors.Is(de.PickErr, upstream.ErrUnknownGroup) {
 			typ = "proxy_configuration_error"
 		}
+		// the pool's words: groups and countries as the client asked
 		return http.StatusServiceUnavailable, httpproxy.ProxyStatus(typ, de.PickErr.Error(), ""), "proxypool: " + de.PickErr.Error()
 	}
 	status, typ := de.Cause.HTTP()
-	details := fmt.Sprintf("%s after %d %s", de.Cause, de.Tries, failover.Plural(de.Tries, "try", "tries"))
-	return status, httpproxy.ProxyStatus(typ, details, de.Last), "proxypool: " + de.Error()
+	tries := fmt.Sprintf("%d %s", de.Tries, failover.Plural(de.Tries, "try", "tries"))
+	details := fmt.Sprintf("%s after %s", de.Cause, tries)
+	body := fmt.Sprintf("proxypool: %s failed after %s: %s (last upstream %s)", de.Addr, tries, de.Cause, de.Last)
+	return status, httpproxy.ProxyStatus(typ, details, de.Last), body + debug
 }

@@ -68,7 +68,7 @@ func choiceAt(id, addr string) upstream.Choice {
 // miniGW serves one loopback listener with o (Picker set by the caller,
 // Dialer defaulting to plainDialer) until the test ends or stop is called;
 // stop returns how long Run took to return (or fails the test).
-func miniGW(t *testing.T, o gateway.Options) (addr string, gw *gateway.Gateway, stop func() time.Duration) {
+func miniGW(t testing.TB, o gateway.Options) (addr string, gw *gateway.Gateway, stop func() time.Duration) {
 	t.Helper()
 	if o.Dialer == nil {
 		o.Dialer = plainDialer{}

@@ -51,13 +51,7 @@ func readReplies(t testing.TB, c net.Conn) {
 
 func dialGW(t testing.TB, addr string) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c
+	return dialFrom(t, "", addr)
 }
 
 func loopsOn() bool { return os.Getenv(goroutinesEnv) == "" }

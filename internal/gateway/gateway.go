@@ -61,6 +61,17 @@ type Options struct {
 	Users map[string]string
 	// AllowOpen permits listening on a non-loopback address without auth.
 	AllowOpen bool
+	// MaxConnsPerClient bounds the connections of one source IP (default:
+	// MaxConns, no bound of its own); the excess is answered 429 or SOCKS
+	// "not allowed" and closed.
+	MaxConnsPerClient int
+	// AuthDelayMax caps the delay before refusing credentials from a
+	// source that keeps failing: after a few failures in a row each
+	// refusal waits 100 ms, doubling up to this (default 0: none).
+	AuthDelayMax time.Duration
+	// Usernames bound the session ids and ttls usernames ask for (the
+	// pool remembers each session).
+	Usernames UsernameLimits
 
 	MaxTries         int           // upstreams tried per request (default 3)
 	TotalTimeout     time.Duration // bound on all tries of one request (default 10s)
@@ -70,6 +81,7 @@ type Options struct {
 	IdleTimeout      time.Duration // tunnel and keep-alive idle (default 5m)
 	DrainTimeout     time.Duration // wait for tunnels on shutdown (default 10s)
 	MaxHeaderBytes   int           // HTTP request head cap (default 64 KiB)
+	MaxHeaderFields  int           // HTTP request header fields cap (default 100, as Apache's LimitRequestFields)
 	MaxConns         int           // concurrent client connections (default: from RLIMIT_NOFILE)
 	// InfoHeader, when set, names a response header (e.g.
 	// "X-Proxypool-Upstream") carrying the upstream id, exit IP and
@@ -97,6 +109,8 @@ type Gateway struct {
 	log  logrus.FieldLogger
 	obs  Observer // nil: no observer
 	adm  *admission
+	// clients are the per-source connection counts and auth failures
+	clients *clients
 
 	mu    sync.Mutex
 	conns map[*conn]struct{} // the goroutine path's, for the drain
@@ -156,6 +170,10 @@ func New(o Options) (*Gateway, error) {
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = 64 << 10
 	}
+	o.Usernames = o.Usernames.withDefaults()
+	if o.MaxHeaderFields <= 0 {
+		o.MaxHeaderFields = 100
+	}
 	if o.relayRounds <= 0 {
 		o.relayRounds = 4
 	}
@@ -173,7 +191,11 @@ func New(o Options) (*Gateway, error) {
 	if o.Classify == nil {
 		o.Classify = classifyErr
 	}
+	if o.MaxConnsPerClient <= 0 || o.MaxConnsPerClient > o.MaxConns {
+		o.MaxConnsPerClient = o.MaxConns
+	}
 	g := &Gateway{opts: o, log: o.Log, obs: o.Observer, conns: map[*conn]struct{}{}, work: newWorkers(maxIdleWorkers)}
+	g.clients = newClients(o.MaxConnsPerClient, o.AuthDelayMax)
 	g.adm = newAdmission(o.MaxConns, &g.stats.Active)
 	g.tries = failover.Env{
 		Picker: o.Picker, Report: g.report, Classify: o.Classify,
@@ -272,6 +294,10 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 			return fmt.Errorf("starting the event loops: %w", err)
 		}
 	}
+	sumCtx, endSummary := context.WithCancel(context.Background())
+	summaryDone := make(chan struct{})
+	go func() { defer close(summaryDone); g.clients.summarize(sumCtx, g.log) }()
+	defer func() { endSummary(); <-summaryDone }()
 	if g.opts.OnReady != nil {
 		g.opts.OnReady()
 	}
@@ -350,7 +376,12 @@ func (g *Gateway) serve(ctx context.Context, ln net.Listener, name, group string
 		delay = 0
 		g.stats.Accepted.Add(1)
 		cc := &conn{g: g, c: c, listener: name, group: group}
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			cc.client = a.AddrPort().Addr().Unmap()
+		}
+		cc.counted = g.clients.open(cc.client)
 		if !g.track(cc) {
+			cc.release()
 			c.Close()
 			continue
 		}
@@ -380,6 +411,7 @@ func (g *Gateway) untrack(c *conn) {
 	g.mu.Lock()
 	delete(g.conns, c)
 	g.mu.Unlock()
+	c.release()
 	g.adm.done()
 }
 

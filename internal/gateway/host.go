@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/proxypool/proxypool/internal/gateway/evloop"
@@ -19,23 +20,40 @@ func (h loopHost) Admit() bool { return h.g.adm.try() }
 
 func (h loopHost) Unadmit() { h.g.adm.unadmit() }
 
-func (h loopHost) Opened() {
-	h.g.stats.Accepted.Add(1)
-	h.g.stats.LoopConns.Add(1)
-	h.g.adm.add()
+func (h loopHost) Opened(peer netip.Addr) evloop.Admission {
+	g := h.g
+	g.stats.Accepted.Add(1)
+	g.stats.LoopConns.Add(1)
+	g.adm.add()
+	a := evloop.Admission{Peer: peer, Counted: g.clients.open(peer)}
+	a.Goroutines = !a.Counted || g.clients.suspect(peer, time.Now())
+	return a
 }
 
-func (h loopHost) Release() { h.g.adm.done() }
+func (h loopHost) Release(a evloop.Admission) {
+	if a.Counted {
+		h.g.clients.close(a.Peer)
+	}
+	h.g.adm.done()
+}
 
 func (h loopHost) Authorize(sel *upstream.Selector, group, user, pass string) error {
 	p, err := h.g.authenticate(user, pass)
 	if err != nil {
+		if ip, perr := netip.ParseAddr(sel.Client); perr == nil && len(h.g.opts.Users) > 0 {
+			// the loop answers at once (it must not wait); once the
+			// source's refusals are to be delayed its connections go to
+			// the goroutine path (Opened)
+			h.g.clients.failed(ip, time.Now())
+		}
 		return err
 	}
 	return fillSelector(sel, group, p)
 }
 
 func (h loopHost) AuthRejected(listener string) { h.g.authRejected(listener) }
+
+func (h loopHost) Malformed(listener, client, what string) { h.g.malformed(listener, client, what) }
 
 func (h loopHost) Refused(f *failover.Failover) (byte, string) {
 	err := f.Err()
@@ -44,9 +62,9 @@ func (h loopHost) Refused(f *failover.Failover) (byte, string) {
 	return socksCode(err), dialOutcome(err)
 }
 
-func (h loopHost) Handoff(ctx context.Context, c net.Conn, listener, group string, f *failover.Failover, start time.Time) {
+func (h loopHost) Handoff(ctx context.Context, c net.Conn, listener, group string, f *failover.Failover, start time.Time, a evloop.Admission) {
 	g := h.g
-	cc := &conn{g: g, c: c, listener: listener, group: group}
+	cc := &conn{g: g, c: c, listener: listener, group: group, client: a.Peer, counted: a.Counted}
 	g.stats.Handoffs.Add(1)
 	g.adopt(cc)
 	if f == nil {

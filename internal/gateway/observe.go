@@ -27,4 +27,9 @@ type Observer interface {
 	// Bytes counts relayed bytes (up: client to upstream) once per tunnel.
 	Bytes(up, down int64)
 	AuthRejected(listener string)
+	// AuthDelayed counts a refusal held back because its source kept
+	// failing; ClientLimited a connection refused for its source's
+	// max-conns-per-client.
+	AuthDelayed(listener string)
+	ClientLimited(listener string)
 }

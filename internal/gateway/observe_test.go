@@ -31,6 +31,8 @@ type recorder struct {
 	retries  int
 	up, down int64
 	auth     []string
+	delayed  int
+	limited  int
 }
 
 func (r *recorder) ConnOpened(l, p string) {
@@ -72,6 +74,9 @@ func (r *recorder) AuthRejected(l string) {
 	r.auth = append(r.auth, l)
 	r.mu.Unlock()
 }
+
+func (r *recorder) AuthDelayed(l string)   { r.mu.Lock(); r.delayed++; r.mu.Unlock() }
+func (r *recorder) ClientLimited(l string) { r.mu.Lock(); r.limited++; r.mu.Unlock() }
 
 // waitDone waits until n connections were reported done.
 func (r *recorder) waitDone(t *testing.T, n int) []string {

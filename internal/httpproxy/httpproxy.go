@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -57,10 +58,25 @@ func (c *CapReader) Read(p []byte) (int, error) {
 func ReadRequest(br *bufio.Reader) (*http.Request, string, error) {
 	req, err := http.ReadRequest(br)
 	if err != nil {
-		if errors.Is(err, ErrHeaderTooLarge) {
+		var ue *url.Error
+		switch {
+		case errors.Is(err, ErrHeaderTooLarge):
 			return nil, "", ErrHeaderTooLarge
+		case errors.As(err, &ue): // a net.Error, but the request's fault
+			return nil, "", fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		return nil, "", err
+	}
+	target, err := Target(req)
+	return req, target, err
+}
+
+// ParseRequest parses the complete head ReadHead left at the front of br:
+// every error wraps ErrMalformed or ErrNotProxyRequest (both a 400).
+func ParseRequest(br *bufio.Reader) (*http.Request, string, error) {
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	target, err := Target(req)
 	return req, target, err
@@ -82,6 +98,9 @@ func Target(req *http.Request) (string, error) {
 		return "", fmt.Errorf("%w: scheme %q (use CONNECT for https)", ErrNotProxyRequest, req.URL.Scheme)
 	}
 	host := req.URL.Hostname()
+	if host == "" {
+		return "", fmt.Errorf("%w: %s %s has no host", ErrNotProxyRequest, req.Method, req.RequestURI)
+	}
 	port := req.URL.Port()
 	if port == "" {
 		port = "80"

@@ -88,6 +88,8 @@
 //	proxypool_gateway_retries_total                   counter    -                          Gateway Retry
 //	proxypool_gateway_bytes_total                     counter    direction (up, down)       Gateway Bytes
 //	proxypool_gateway_auth_rejected_total             counter    listener                   Gateway AuthRejected
+//	proxypool_gateway_auth_delayed_total              counter    listener                   Gateway AuthDelayed
+//	proxypool_gateway_client_limited_total            counter    listener                   Gateway ClientLimited
 //	proxypool_gateway_snapshot_version                gauge      -                          Gateway SnapshotLoaded
 //	proxypool_gateway_snapshot_upstreams              gauge      -                          Gateway SnapshotLoaded
 //	proxypool_gateway_snapshot_load_seconds           gauge      -                          Gateway SnapshotLoaded

@@ -27,6 +27,8 @@ type GatewayMetrics struct {
 	retries   prometheus.Counter
 	bytes     *prometheus.CounterVec
 	authRej   *prometheus.CounterVec
+	authDel   *prometheus.CounterVec
+	limited   *prometheus.CounterVec
 	snapVer   prometheus.Gauge
 	snapSize  prometheus.Gauge
 	snapTook  prometheus.Gauge
@@ -51,6 +53,8 @@ func newGatewayMetrics(m *Metrics) *GatewayMetrics {
 		retries:   f.counter("retries_total", "Extra upstream dials after a failed one."),
 		bytes:     f.counterVec("bytes_total", "Bytes relayed, by direction: up (client to upstream) or down.", "direction"),
 		authRej:   f.counterVec("auth_rejected_total", "Client connections refused for bad or missing credentials, by listener.", "listener"),
+		authDel:   f.counterVec("auth_delayed_total", "Credential refusals held back because their source kept failing (brute-force brake), by listener.", "listener"),
+		limited:   f.counterVec("client_limited_total", "Client connections refused because their source IP held max-conns-per-client, by listener.", "listener"),
 		snapVer:   f.gauge("snapshot_version", "Store version of the pool snapshot the gateway serves."),
 		snapSize:  f.gauge("snapshot_upstreams", "Upstreams in the pool snapshot the gateway serves."),
 		snapTook:  f.gauge("snapshot_load_seconds", "How long the last pool snapshot took to load."),
@@ -134,6 +138,24 @@ func (g *GatewayMetrics) AuthRejected(listener string) {
 		return
 	}
 	g.authRej.WithLabelValues(g.listeners.value(listener)).Inc()
+}
+
+// AuthDelayed counts a credential refusal held back for its source's
+// failures in a row.
+func (g *GatewayMetrics) AuthDelayed(listener string) {
+	if g == nil {
+		return
+	}
+	g.authDel.WithLabelValues(g.listeners.value(listener)).Inc()
+}
+
+// ClientLimited counts a connection refused for its source's
+// max-conns-per-client.
+func (g *GatewayMetrics) ClientLimited(listener string) {
+	if g == nil {
+		return
+	}
+	g.limited.WithLabelValues(g.listeners.value(listener)).Inc()
 }
 
 // SnapshotLoaded records a pool snapshot reload: the store version it

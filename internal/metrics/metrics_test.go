@@ -130,6 +130,9 @@ func driveAll(m *metrics.Metrics, now time.Time) {
 	g.ConnDone("mixed", "http", "upstream_failed", 300*time.Millisecond)
 	g.ConnDone("us", "http", "client_error", time.Millisecond)
 	g.AuthRejected("us")
+	g.AuthDelayed("us")
+	g.ClientLimited("mixed")
+	g.ClientLimited("mixed")
 	g.SnapshotLoaded(42, 1234, 15*time.Millisecond)
 
 	p := m.Probe()
@@ -201,6 +204,8 @@ func TestRecordersMoveSeries(t *testing.T) {
 		{"proxypool_gateway_bytes_total", []string{"direction", "up"}, 1000},
 		{"proxypool_gateway_bytes_total", []string{"direction", "down"}, 250000},
 		{"proxypool_gateway_auth_rejected_total", []string{"listener", "us"}, 1},
+		{"proxypool_gateway_auth_delayed_total", []string{"listener", "us"}, 1},
+		{"proxypool_gateway_client_limited_total", []string{"listener", "mixed"}, 2},
 		{"proxypool_gateway_snapshot_version", nil, 42},
 		{"proxypool_gateway_snapshot_upstreams", nil, 1234},
 		{"proxypool_gateway_snapshot_load_seconds", nil, 0.015},

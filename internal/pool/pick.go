@@ -174,17 +174,35 @@ func hash64(s string) uint64 {
 
 // sessions remembers which upstream a username session holds until its
 // TTL runs out; then the session moves on (a new generation of its key).
+// At max sessions the least recently used one is forgotten (it stays
+// sticky by hash, only its TTL's generation is lost): memory is bounded
+// by max × the gateway's bound on a session id.
 type sessions struct {
-	mu    sync.Mutex
-	m     map[string]*session
-	max   int
-	sweep time.Time
+	mu   sync.Mutex
+	m    map[string]*session
+	max  int
+	head session // of the recency list: head.next is the most recent, head.prev the least
 }
 
 type session struct {
-	id    string
-	until time.Time
-	gen   int
+	key        string
+	id         string
+	until      time.Time
+	gen        int
+	prev, next *session
+}
+
+// touch makes s the most recently used.
+func (ss *sessions) touch(s *session) {
+	if ss.head.next == s {
+		return
+	}
+	if s.prev != nil {
+		s.prev.next, s.next.prev = s.next, s.prev
+	}
+	s.prev, s.next = &ss.head, ss.head.next
+	ss.head.next.prev = s
+	ss.head.next = s
 }
 
 func (ss *sessions) get(key string, now time.Time) (id string, gen int) {
@@ -194,6 +212,7 @@ func (ss *sessions) get(key string, now time.Time) (id string, gen int) {
 	if s == nil {
 		return "", 0
 	}
+	ss.touch(s)
 	if now.After(s.until) {
 		return "", s.gen + 1
 	}
@@ -205,24 +224,29 @@ func (ss *sessions) put(key, id string, gen int, until time.Time, now time.Time)
 	defer ss.mu.Unlock()
 	if ss.m == nil {
 		ss.m = map[string]*session{}
-	}
-	if len(ss.m) >= ss.max && now.Sub(ss.sweep) > time.Second {
-		ss.sweep = now
-		for k, s := range ss.m {
-			if now.After(s.until) {
-				delete(ss.m, k)
-			}
-		}
+		ss.head.prev, ss.head.next = &ss.head, &ss.head
 	}
 	if s := ss.m[key]; s != nil {
-		s.id, s.gen = id, gen
 		if s.until.Before(now) || gen != s.gen {
 			s.until = until
 		}
+		s.id, s.gen = id, gen
+		ss.touch(s)
 		return
 	}
-	if len(ss.m) >= ss.max {
-		return // full of live sessions: still sticky by hash, just not remembered
+	for len(ss.m) >= ss.max && ss.head.prev != &ss.head {
+		old := ss.head.prev
+		old.prev.next, ss.head.prev = &ss.head, old.prev
+		delete(ss.m, old.key)
 	}
-	ss.m[key] = &session{id: id, until: until, gen: gen}
+	s := &session{key: key, id: id, until: until, gen: gen}
+	ss.m[key] = s
+	ss.touch(s)
+}
+
+// len is how many sessions are remembered.
+func (ss *sessions) len() int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return len(ss.m)
 }

@@ -72,7 +72,7 @@ type Options struct {
 	EjectShare  float64
 	EjectWindow time.Duration
 	SessionTTL  time.Duration // default for "-session-" without "-ttl-" (10m)
-	MaxSessions int           // remembered sessions (default 100000)
+	MaxSessions int           // remembered sessions, the least recently used forgotten past it (default 100000)
 	Log         logrus.FieldLogger
 }
 
@@ -302,6 +302,10 @@ func (p *Pool) Run(ctx context.Context) error {
 
 // Len is the number of upstreams in the current snapshot.
 func (p *Pool) Len() int { return len(p.snap.Load().entries) }
+
+// Sessions is how many sticky sessions the pool remembers (at most
+// Options.MaxSessions).
+func (p *Pool) Sessions() int { return p.sessions.len() }
 
 // Version is the store version of the current snapshot.
 func (p *Pool) Version() uint64 { return p.snap.Load().version }

@@ -402,3 +402,47 @@ func TestRebuildsKeepGroupsAndEjections(t *testing.T) {
 		t.Fatalf("reload re-admitted ejected upstreams: %d", p.Len())
 	}
 }
+
+// Sessions past MaxSessions forget the least recently used one, not the
+// newest: a busy session keeps its upstream through a flood of new ids.
+func TestSessionsBoundedLRU(t *testing.T) {
+	var recs []upstream.Record
+	for i := range 50 {
+		recs = append(recs, rec(i, "US", fmt.Sprintf("198.51.100.%d", i)))
+	}
+	p, _ := newPool(t, recs, Options{MaxSessions: 100})
+	busy := upstream.Selector{Session: "busy"}
+	held, _ := p.Pick(&busy)
+	// the held upstream moves off the hash ring's choice (a failover), so
+	// only a remembered session still picks it
+	retry := busy
+	retry.Attempt, retry.Tried = 1, []string{held.ID}
+	moved, _ := p.Pick(&retry)
+	for i := range 1000 {
+		sel := upstream.Selector{Session: fmt.Sprintf("flood-%d", i)}
+		if _, err := p.Pick(&sel); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			if c, _ := p.Pick(&busy); c.ID != moved.ID {
+				t.Fatalf("after %d new sessions the busy one moved from %s to %s", i, moved.ID, c.ID)
+			}
+		}
+	}
+	if n := p.Sessions(); n != 100 {
+		t.Fatalf("%d sessions remembered, want the bound 100", n)
+	}
+	// a new session in a full table is remembered too (an old one goes):
+	// it keeps the upstream it failed over to
+	late := upstream.Selector{Session: "late"}
+	first, _ := p.Pick(&late)
+	lateRetry := late
+	lateRetry.Attempt, lateRetry.Tried = 1, []string{first.ID}
+	second, _ := p.Pick(&lateRetry)
+	if c, _ := p.Pick(&late); c.ID != second.ID {
+		t.Fatalf("a session started in a full table is not remembered: %s, want %s", c.ID, second.ID)
+	}
+	if n := p.Sessions(); n != 100 {
+		t.Fatalf("%d sessions after adding one to a full table, want 100", n)
+	}
+}

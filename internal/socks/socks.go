@@ -116,7 +116,11 @@ func handshake5(r *bufio.Reader, w io.Writer, auth AuthFunc, requireAuth bool) (
 		}
 		return n, err
 	})
+	var pe *ProtocolError
 	if err != nil {
+		if errors.As(err, &pe) { // answered, as RFC 1928 allows: no method
+			w.Write([]byte{Version5, MethodNoGood})
+		}
 		return req, fmt.Errorf("reading greeting: %w", err)
 	}
 	var out [10]byte
@@ -132,6 +136,9 @@ func handshake5(r *bufio.Reader, w io.Writer, auth AuthFunc, requireAuth bool) (
 			return n, err
 		})
 		if err != nil {
+			if errors.As(err, &pe) {
+				w.Write(AppendAuthReply(out[:0], false))
+			}
 			return req, fmt.Errorf("reading credentials: %w", err)
 		}
 		var aerr error
@@ -164,6 +171,9 @@ func handshake5(r *bufio.Reader, w io.Writer, auth AuthFunc, requireAuth bool) (
 	case errors.As(err, &ate):
 		Reply(w, Version5, AddressUnsupported)
 		return req, &ReplyError{AddressUnsupported}
+	case errors.As(err, &pe):
+		Reply(w, Version5, GeneralFailure)
+		return req, fmt.Errorf("reading request: %w", err)
 	case err != nil:
 		return req, fmt.Errorf("reading request: %w", err)
 	case cmd != CmdConnect:

@@ -68,6 +68,7 @@ type econn struct {
 	sentUp   bool     // a client byte went to this try's upstream
 	firstUp  [16]byte // the client's first bytes, for failover.Mismatch
 	nFirst   uint8
+	adm      Admission // the Host's, given back with the connection
 }
 
 func (c *econn) outcomeOr(def string) string {
@@ -196,6 +197,11 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				c.handoff(in)
 				return used, false
 			}
+			if len(b) >= 2 && b[1] == 0 {
+				c.write([]byte{socks.Version5, 0xff})
+				c.malformed("greeting without methods")
+				return used, false
+			}
 			if len(b) < 2 || len(b) < 2+int(b[1]) {
 				return used, true
 			}
@@ -227,7 +233,8 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				return used, true
 			}
 			if b[0] != 1 {
-				c.fail(failover.OutcomeClientError)
+				c.write([]byte{1, 1})
+				c.malformed("auth subnegotiation version " + strconv.Itoa(int(b[0])))
 				return used, false
 			}
 			ul := int(b[1])
@@ -255,7 +262,8 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				return used, true
 			}
 			if b[0] != socks.Version5 {
-				c.fail(failover.OutcomeClientError)
+				c.reply(socks.GeneralFailure)
+				c.malformed("request version " + strconv.Itoa(int(b[0])))
 				return used, false
 			}
 			var alen int
@@ -268,7 +276,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				alen = 1 + int(b[4])
 			default:
 				c.reply(socks.AddressUnsupported)
-				c.fail(failover.OutcomeClientError)
+				c.malformed("address type " + strconv.Itoa(int(b[3])))
 				return used, false
 			}
 			if len(b) < 4+alen+2 {
@@ -276,7 +284,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 			}
 			if b[1] != 1 { // CONNECT only
 				c.reply(socks.CommandUnsupported)
-				c.fail(failover.OutcomeClientError)
+				c.malformed("command " + strconv.Itoa(int(b[1])))
 				return used, false
 			}
 			var host string
@@ -343,6 +351,16 @@ func (c *econn) reply(code byte) bool {
 }
 
 func (c *econn) fail(outcome string) { c.finish(outcome) }
+
+// malformed ends a connection whose handshake could not be valid, after
+// its answer went out, and tells the Host (a log line).
+func (c *econn) malformed(what string) {
+	if c.state == stDone { // the answer's write failed
+		return
+	}
+	c.l.e.o.Host.Malformed(c.listener, c.sel.Client, "socks5 "+what)
+	c.fail(failover.OutcomeClientError)
+}
 
 // clientGone ends a connection whose client read failed.
 func (c *econn) clientGone(err error) {
@@ -891,7 +909,7 @@ func (c *econn) finish(outcome string) {
 func (c *econn) release() {
 	l := c.l
 	l.nconns--
-	l.e.o.Host.Release()
+	l.e.o.Host.Release(c.adm)
 	if l.paused && l.lns != nil {
 		// a slot is free: accept again now (not resumeAt = 0: when the
 		// slot frees in a queued turn the loop parks without a wake-up)
@@ -920,7 +938,7 @@ func (c *econn) detach(proto string) (net.Conn, bool) {
 		if obs := l.e.o.Observer; obs != nil && proto != "" {
 			obs.ConnDone(c.listener, proto, "other", time.Since(c.start))
 		}
-		l.e.o.Host.Release()
+		l.e.o.Host.Release(c.adm)
 		return nil, false
 	}
 	return nc, true
@@ -934,7 +952,7 @@ func (c *econn) handoff(read []byte) {
 	if !ok {
 		return
 	}
-	c.l.e.o.Host.Handoff(c.l.e.ctx, &prefixConn{Conn: nc, pre: pre}, c.listener, c.group, nil, c.start)
+	c.l.e.o.Host.Handoff(c.l.e.ctx, &prefixConn{Conn: nc, pre: pre}, c.listener, c.group, nil, c.start, c.adm)
 }
 
 // handoffConnect gives a SOCKS5 client whose handshake is done, and whose
@@ -949,5 +967,5 @@ func (c *econn) handoffConnect() {
 	if len(pend) > 0 {
 		nc = &prefixConn{Conn: nc, pre: pend}
 	}
-	c.l.e.o.Host.Handoff(c.l.e.ctx, nc, c.listener, c.group, &c.f, c.start)
+	c.l.e.o.Host.Handoff(c.l.e.ctx, nc, c.listener, c.group, &c.f, c.start, c.adm)
 }

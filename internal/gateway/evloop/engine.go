@@ -416,9 +416,9 @@ func (l *loop) acceptFrom(ln *Listener, now time.Time) {
 			}
 			return
 		}
-		h.Opened()
+		adm := h.Opened(peer)
 		l.nconns++
-		c := &econn{l: l, cfd: fd, ufd: -1, ti: -1, listener: ln.Name, group: ln.Group, start: now, crd: true, cwr: true}
+		c := &econn{l: l, cfd: fd, ufd: -1, ti: -1, listener: ln.Name, group: ln.Group, start: now, crd: true, cwr: true, adm: adm}
 		c.sel.Group = ln.Group
 		if peer.IsValid() {
 			c.sel.Client = peer.String()
@@ -429,6 +429,10 @@ func (l *loop) acceptFrom(ln *Listener, now time.Time) {
 			continue
 		}
 		l.conns[fd] = c
+		if adm.Goroutines {
+			c.handoff(nil)
+			continue
+		}
 		c.setTimer(now.Add(l.e.o.HandshakeTimeout))
 		// TCP_DEFER_ACCEPT on the gateway's sockets: the greeting is
 		// usually there already

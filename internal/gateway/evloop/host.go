@@ -20,15 +20,19 @@ type Host interface {
 	Admit() bool
 	// Unadmit gives back the slot of an accept that failed.
 	Unadmit()
-	// Opened counts an accepted socket as a connection a drain waits for.
-	Opened()
+	// Opened counts an accepted socket from peer as a connection a drain
+	// waits for, and says how to serve it.
+	Opened(peer netip.Addr) Admission
 	// Release gives back the slot of a connection that ended in the loop.
-	Release()
+	Release(a Admission)
 	// Authorize checks a client's username and password and fills sel
 	// from the username's parameters and the listener's group.
 	Authorize(sel *upstream.Selector, group, user, pass string) error
 	// AuthRejected counts a client whose auth was refused.
 	AuthRejected(listener string)
+	// Malformed logs a client's handshake that cannot be valid (already
+	// answered).
+	Malformed(listener, client, what string)
 	// Refused counts a request that got no tunnel and returns the SOCKS5
 	// reply and the outcome to answer it with.
 	Refused(f *failover.Failover) (code byte, outcome string)
@@ -36,7 +40,20 @@ type Host interface {
 	// whose handshake the loop did and f holds its tries so far and the
 	// upstream picked for the next; without, c is a connection to serve
 	// from its first byte (HTTP, SOCKS4), those read so far put back.
-	Handoff(ctx context.Context, c net.Conn, listener, group string, f *failover.Failover, start time.Time)
+	Handoff(ctx context.Context, c net.Conn, listener, group string, f *failover.Failover, start time.Time, a Admission)
+}
+
+// Admission is the Host's word on an accepted connection; the loop keeps
+// it and gives it back with Release or Handoff.
+type Admission struct {
+	Peer netip.Addr
+	// Counted: the connection holds one of its source's slots
+	// (max-conns-per-client) until it ends.
+	Counted bool
+	// Goroutines: hand it to the goroutine path before reading a byte
+	// (a source over its limit, or whose auth refusals are delayed:
+	// answering those waits, and a loop must not).
+	Goroutines bool
 }
 
 // Observer is told about connections, tunnels and bytes (the gateway's
