@@ -5,7 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"text/tabwriter"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // jobFlags are the flags of every verb that starts a job.
@@ -46,15 +51,26 @@ func (c *cmd) runJob(ctx context.Context, wait bool, timeout time.Duration, star
 		return c.fail(err)
 	}
 	defer b.close()
+	var before control.Status
+	var beforeErr error
+	if wait && (c.verb == "check" || c.verb == "refresh") {
+		before, beforeErr = b.Status(ctx)
+	}
 	res, err := startJob(ctx, b, wait, timeout, c.stderr, func(ctx context.Context) (string, error) { return start(ctx, b) })
 	if res.Job == "" && err != nil {
 		return c.fail(err)
+	}
+	if err == nil && wait && beforeErr == nil {
+		if after, err := b.Status(ctx); err == nil {
+			res.outcome(c.verb, before, after)
+		}
 	}
 	if c.JSON {
 		printJSON(c.stdout, res)
 	} else if err == nil {
 		if wait {
 			fmt.Fprintf(c.stdout, "%s done: %d of %d\n", res.Job, res.Done, res.Total)
+			res.printOutcome(c.stdout)
 		} else {
 			fmt.Fprintf(c.stdout, "started %s (proxypoolctl %s --wait shows progress)\n", res.Job, c.verb)
 		}
@@ -67,4 +83,49 @@ func (c *cmd) runJob(ctx context.Context, wait bool, timeout time.Duration, star
 		return c.fail(err)
 	}
 	return exitOK
+}
+
+// outcome fills in what the job changed between two statuses: the states
+// for a check, the sources for a refresh.
+func (r *jobResult) outcome(verb string, before, after control.Status) {
+	switch verb {
+	case "check":
+		r.States = map[upstream.State]stateChange{}
+		for _, st := range []upstream.State{upstream.Healthy, upstream.Failing, upstream.Dead, upstream.Unknown} {
+			r.States[st] = stateChange{Before: before.States[st], After: after.States[st]}
+		}
+	case "refresh":
+		was := map[string]int{}
+		for _, s := range before.SourceState {
+			was[s.Name] = s.Listed
+		}
+		for _, s := range after.SourceState {
+			r.Sources = append(r.Sources, sourceChange{SourceStatus: s, ListedBefore: was[s.Name]})
+		}
+	}
+}
+
+// printOutcome is the table --wait ends with.
+func (r jobResult) printOutcome(w io.Writer) {
+	if len(r.States) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "STATE\tBEFORE\tAFTER\tCHANGE")
+		for _, st := range []upstream.State{upstream.Healthy, upstream.Failing, upstream.Dead, upstream.Unknown} {
+			c := r.States[st]
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%+d\n", st, c.Before, c.After, c.After-c.Before)
+		}
+		tw.Flush()
+	}
+	if len(r.Sources) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SOURCE\tLISTED\tCHANGE\tPARSED\tFAILED\tFETCH")
+		for _, s := range r.Sources {
+			fetch := "ok"
+			if s.Error != "" {
+				fetch = "error: " + s.Error
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%+d\t%d\t%d\t%s\n", s.Name, s.Listed, s.Listed-s.ListedBefore, s.Parsed, s.Failed, fetch)
+		}
+		tw.Flush()
+	}
 }

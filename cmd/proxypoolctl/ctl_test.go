@@ -230,7 +230,11 @@ func TestVerbsEndToEnd(t *testing.T) {
 
 	golden(t, "check-wait.json", mustCtl(t, "--user", "--json", "check", "--wait"))
 	golden(t, "refresh-wait.json", mustCtl(t, "--user", "--json", "refresh", "--wait"))
-	mustCtl(t, "--user", "check", "--wait") // refresh's upstreams
+	// refresh's upstreams; --wait ends with what the check changed
+	if out := mustCtl(t, "--user", "check", "--wait"); !regexp.MustCompile(`(?m)^unknown +3 +0 +-3$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^healthy +23 +26 +\+3$`).MatchString(out) {
+		t.Errorf("check --wait lacks its state table:\n%s", out)
+	}
 	golden(t, "list.json", mustCtl(t, "--user", "--json", "list"))
 	golden(t, "list-source.txt", stripAgo(mustCtl(t, "--user", "list", "--source", "local")))
 	golden(t, "status.json", mustCtl(t, "--user", "--json", "status"))

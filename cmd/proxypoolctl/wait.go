@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/proxypool/proxypool/internal/control"
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // jobResult is what --json prints for a started (and, with --wait,
@@ -22,6 +23,20 @@ type jobResult struct {
 	Complete bool   `json:"complete,omitempty"` // every step done
 	Done     uint32 `json:"done,omitempty"`
 	Total    uint32 `json:"total,omitempty"`
+	// With --wait, what the job changed: the pool's states (check) or each
+	// source's listing and last fetch (refresh), before and after.
+	States  map[upstream.State]stateChange `json:"states,omitempty"`
+	Sources []sourceChange                 `json:"sources,omitempty"`
+}
+
+type stateChange struct {
+	Before int `json:"before"`
+	After  int `json:"after"`
+}
+
+type sourceChange struct {
+	control.SourceStatus
+	ListedBefore int `json:"listed_before"`
 }
 
 // errShort is a job that ended before all its steps were done.

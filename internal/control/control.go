@@ -142,6 +142,7 @@ type SourceStatus struct {
 	LastOK    time.Time `json:"last_ok,omitzero"`
 	Error     string    `json:"error,omitempty"` // of the last fetch; "" when it worked
 	Listed    int       `json:"listed"`
+	Parsed    int       `json:"parsed"` // upstreams the last fetch read
 	Failed    int       `json:"failed"` // lines of the last fetch that did not parse
 }
 
