@@ -22,6 +22,8 @@ func TestLineErrors(t *testing.T) {
 		{"vmess truncated json", "vmess://eyJhZGQiOiIxLjIuMy40IiwicG9ydCI6", "vmess: base64 JSON is truncated or invalid"},
 		{"vmess no id", "vmess://eyJhZGQiOiIxLjIuMy40IiwicG9ydCI6IjQ0MyJ9", "vmess: missing uuid"},
 		{"ss unknown cipher", "ss://rc4-foo:secret@1.2.3.4:8388#x", "ss: unknown cipher 'rc4-foo'"},
+		// shared-sample line 173: mihomo takes the UUID for base64 of cipher:password
+		{"ss cipher of bytes", "ss://bfc17a1d-f1c2-465b-945c-2d8c011c730b@31.57.118.228:443?encryption=none&security=none&type=tcp", "unknown cipher (the userinfo did not decode to text: a vless or trojan link labelled ss?)"},
 		{"ss uuid userinfo", "ss://9794d18f-9280-3553-a7a5-a23da75aca76@1.2.3.4:443?type=ws", "ss: userinfo is a UUID"},
 		{"ss vmess body", "ss://eyJhZGQiOiIxLjIuMy40In0=", "ss: body is base64 JSON (a vmess link labelled ss?)"},
 		{"ssr not base64", "ssr://%%%", "ssr: body is not base64"},

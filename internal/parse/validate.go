@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/metacubex/mihomo/adapter"
 	"github.com/metacubex/mihomo/log"
@@ -159,6 +161,10 @@ func mihomoMessage(err error) string {
 	low := strings.ToLower(s)
 	if i := strings.Index(low, "unknown method"); i >= 0 {
 		rest := strings.TrimSpace(strings.TrimLeft(s[i+len("unknown method"):], ": "))
+		if strings.IndexFunc(rest, func(r rune) bool { return r == utf8.RuneError || !unicode.IsPrint(r) }) >= 0 {
+			// not text: the userinfo was no base64 of cipher:password
+			return "unknown cipher (the userinfo did not decode to text: a vless or trojan link labelled ss?)"
+		}
 		return fmt.Sprintf("unknown cipher '%s'", rest)
 	}
 	return s
