@@ -53,6 +53,10 @@ const (
 	// User-Agent it was sent, nothing else); NonceRewrite changes the
 	// value of every X-Proxypool-Nonce header it carries; BodyInject
 	// appends a script to every HTTP response body it carries.
+	// ForwardOnly and ConnectOnly are HTTP members that refuse CONNECT, or
+	// everything but CONNECT, with 403 (a squid ACL either way).
+	ForwardOnly  Behavior = "forward-only"
+	ConnectOnly  Behavior = "connect-only"
 	FakeEcho     Behavior = "fake-echo"
 	NonceRewrite Behavior = "nonce-rewrite"
 	BodyInject   Behavior = "body-inject"
@@ -293,6 +297,10 @@ func (f *Fleet) startMember(i int, ms MemberSpec, port int) (*Member, error) {
 	}
 	switch ms.Behavior {
 	case Good, Refuse, Blackhole, Reset, Garbage, Transparent, Anonymous, Local, FakeEcho, NonceRewrite, BodyInject:
+	case ForwardOnly, ConnectOnly:
+		if ms.Kind != HTTP {
+			return nil, fmt.Errorf("member %d: behavior %q needs kind http, not %s", i, ms.Behavior, ms.Kind)
+		}
 	case BreakClose, BreakReset, BreakGarbage:
 		if !ms.Kind.plain() {
 			return nil, fmt.Errorf("member %d: behavior %q needs a plain kind (socks5, socks4, http), not %s", i, ms.Behavior, ms.Kind)

@@ -442,6 +442,11 @@ func (m *Member) serveHTTP(c net.Conn) {
 			req.Body.Close()
 			continue
 		}
+		if b := m.Behavior(); (b == ForwardOnly) == (req.Method == http.MethodConnect) && (b == ForwardOnly || b == ConnectOnly) {
+			// squid-like ACLs: CONNECT denied, or only CONNECT allowed
+			_, _ = io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			return
+		}
 		if req.Method == http.MethodConnect {
 			ctx, cancel := m.handshakeCtx()
 			out, err := m.dialExit(ctx, req.Host)
