@@ -97,32 +97,6 @@ func (s probeSink) Submit(r upstream.CheckResult) {
 
 func (s probeSink) Flush(ctx context.Context) error { return s.st.Flush(ctx) }
 
-// sloRefresher refreshes sources early for the guard, keeping every
-// source's min-interval (force false).
-type sloRefresher struct {
-	e     *env
-	st    *store.Store
-	added func()
-}
-
-func (r *sloRefresher) Refresh(ctx context.Context, group string) (bool, error) {
-	sums := refreshOnce(ctx, r.e, r.st, false)
-	fetched := false
-	var errs []error
-	for _, s := range sums {
-		if !s.NotModified {
-			fetched = true
-		}
-		if s.New > 0 {
-			r.added()
-		}
-		if s.Err != "" {
-			errs = append(errs, errors.New(s.Source+": "+s.Err))
-		}
-	}
-	return fetched, errors.Join(errs...)
-}
-
 // newGuard builds the SLO guard from groups.<name>.min-healthy/min-exits
 // and slo.*. The groups in tor.groups (tor enabled) are Tor groups; tor
 // (nil: none) takes their newnym and instance steps (torScaler, torsys.go).
@@ -146,7 +120,7 @@ func newGuard(e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics, tor sl
 			},
 			Reschedule: st.Reschedule, Groups: groups,
 		},
-		Refresher: &sloRefresher{e: e, st: st, added: pl.Trigger},
+		Refresher: slo.RefresherFunc(e.refresher(st, pl.Trigger).Early),
 		Tor:       tor,
 		OnFloor:   sm.Floor,
 		OnAction: func(group, kind string) {

@@ -28,11 +28,6 @@ func runRefresh(ctx context.Context, g *globals, args []string) error {
 	return source.AllFailed(sums)
 }
 
-// refreshOnce is one refresh of every configured source (the SLO guard's).
-func refreshOnce(ctx context.Context, e *env, sink source.Sink, force bool) []upstream.SourceSummary {
-	return e.refresher(sink, nil).Once(ctx, force)
-}
-
 func printSummaries(w io.Writer, sums []upstream.SourceSummary) {
 	if len(sums) == 0 {
 		return

@@ -93,6 +93,12 @@ type Refresher interface {
 	Refresh(ctx context.Context, group string) (fetched bool, err error)
 }
 
+// RefresherFunc is a func as a Refresher (source.Refresher's Early).
+type RefresherFunc func(ctx context.Context, group string) (fetched bool, err error)
+
+// Refresh calls f.
+func (f RefresherFunc) Refresh(ctx context.Context, group string) (bool, error) { return f(ctx, group) }
+
 // TorScaler acts on the tor instances serving a group. NewNym asks each for
 // new circuits and returns how many it reached; ScaleUp brings up more
 // instances from exits no instance uses yet, within tor.max-instances, and

@@ -54,6 +54,20 @@ func (r *Refresher) Once(ctx context.Context, force bool) []upstream.SourceSumma
 	return r.run(ctx, force, nil)
 }
 
+// Early is the SLO guard's refresh (slo.Refresher): every source, each
+// kept to its min-interval. fetched is false when every source was
+// skipped for it or not modified; err joins each failed source's error.
+func (r *Refresher) Early(ctx context.Context, group string) (fetched bool, err error) {
+	var errs []error
+	for _, s := range r.Once(ctx, false) {
+		fetched = fetched || !s.NotModified
+		if s.Err != "" {
+			errs = append(errs, errors.New(s.Source+": "+s.Err))
+		}
+	}
+	return fetched, errors.Join(errs...)
+}
+
 // Loop refreshes now and every interval until ctx ends; each source's own
 // MinInterval still applies.
 func (r *Refresher) Loop(ctx context.Context, interval time.Duration) {

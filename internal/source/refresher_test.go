@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -61,5 +62,30 @@ func TestRefresher(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRefresherEarly: the SLO guard's refresh says whether it fetched
+// anything (a source within its min-interval is not fetched again) and
+// names each failing source.
+func TestRefresherEarly(t *testing.T) {
+	srv := newListServer(t)
+	srv.set("/a.txt", []byte("socks5://127.1.0.1:1080\n"))
+	added := 0
+	r := &Refresher{
+		Fetcher: &Fetcher{},
+		Sources: []Source{{Name: "a", URL: srv.URL + "/a.txt", MinInterval: time.Hour}},
+		Sink:    newMemSink(), Added: func() { added++ },
+	}
+	ctx := context.Background()
+	if fetched, err := r.Early(ctx, "us"); !fetched || err != nil || added != 1 {
+		t.Fatalf("first: fetched %v, err %v, added %d; want fetched, no error, added once", fetched, err, added)
+	}
+	if fetched, err := r.Early(ctx, "us"); fetched || err != nil {
+		t.Fatalf("within min-interval: fetched %v, err %v; want nothing fetched", fetched, err)
+	}
+	r.Sources = append(r.Sources, Source{Name: "broken", URL: srv.URL + "/nope"})
+	if _, err := r.Early(ctx, ""); err == nil || !strings.Contains(err.Error(), "broken: ") {
+		t.Fatalf("failing source: err %v, want one naming it", err)
 	}
 }
