@@ -80,12 +80,13 @@ func (s *Store) SetTorUnused(ctx context.Context, unused map[string]int) error {
 
 // TorControlPassword returns the tor control password, storing
 // newPassword() first when there is none; two processes racing agree on
-// one. A read-only store without one returns "".
+// one. A read-only store without one, or a nil newPassword (a dry run),
+// returns "".
 func (s *Store) TorControlPassword(ctx context.Context, newPassword func() string) (string, error) {
 	if pw, ok, err := s.Setting(ctx, settingTorPassword); err != nil || ok {
 		return pw, err
 	}
-	if s.ReadOnly() {
+	if s.ReadOnly() || newPassword == nil {
 		return "", nil
 	}
 	return s.SetSettingIfAbsent(ctx, settingTorPassword, newPassword())

@@ -34,8 +34,9 @@ type Runner interface {
 	Apply(ctx context.Context, want, changed []int) error
 }
 
-// DryRun is a Runner that starts nothing and remembers the last wanted set:
-// `torgen --dry-run`, and tests of what a plan would run.
+// DryRun is a Runner that starts nothing and remembers the last wanted set,
+// for tests of what a plan would run. (`torgen --dry-run` calls no runner:
+// Config.DryRun.)
 type DryRun struct {
 	mu   sync.Mutex
 	want []int
@@ -83,7 +84,11 @@ type Config struct {
 	NewCircuitPeriod    time.Duration
 	Extra               []string       // tor.extra-config, appended verbatim
 	Verify              torrc.Verifier // nil: no tor --verify-config
-	Log                 logrus.FieldLogger
+	// DryRun plans only: the torrc dir is read, nothing is written,
+	// removed or handed to the runner; Plan.Changed and Plan.Removed say
+	// what a real run would write and remove.
+	DryRun bool
+	Log    logrus.FieldLogger
 }
 
 // Instance is one planned tor instance.
@@ -101,8 +106,10 @@ type Plan struct {
 	Usable      int              // usable exits among Relays
 	Dropped     []exits.Slot     // slots over the port range, max-instances or GroupMax
 	EmptyGroups []string         // groups no usable exit matched
-	Changed     []int            // torrc files written
-	Removed     []int            // stale torrc files removed
+	Changed     []int            // torrc files written (dry run: that would be)
+	Removed     []int            // stale torrc files removed (dry run: that would be): instances stopped
+	New         []int            // planned ports that had no torrc file: instances started
+	DryRun      bool             // nothing was written, removed or run
 }
 
 // Ports lists the planned SOCKS ports.
@@ -162,8 +169,11 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 		}
 		return plan, fmt.Errorf("%w (%d relays, %d usable exits%s)", ErrNoExits, len(relays), plan.Usable, hint)
 	}
-	if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
-		return plan, fmt.Errorf("creating torrc dir: %w", err)
+	plan.DryRun = cfg.DryRun
+	if !cfg.DryRun {
+		if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
+			return plan, fmt.Errorf("creating torrc dir: %w", err)
+		}
 	}
 	have, err := torrc.ReadKeys(cfg.TorrcDir)
 	if err != nil {
@@ -195,8 +205,10 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 		}
 		if cfg.DataDir != "" {
 			dd := filepath.Join(cfg.DataDir, strconv.Itoa(s.Port))
-			if err := os.MkdirAll(dd, 0o700); err != nil {
-				return plan, fmt.Errorf("creating tor data dir: %w", err)
+			if !cfg.DryRun {
+				if err := os.MkdirAll(dd, 0o700); err != nil {
+					return plan, fmt.Errorf("creating tor data dir: %w", err)
+				}
 			}
 			in.DataDir = dd
 			in.ControlSocket = filepath.Join(dd, "control")
@@ -205,6 +217,9 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 			in.HashedControlPassword = cfg.ControlPasswordHash
 		}
 		plan.Instances = append(plan.Instances, in)
+		if _, ok := have[in.Port]; !ok {
+			plan.New = append(plan.New, in.Port)
+		}
 	}
 	// Render everything first: one bad line in extra-config must not leave
 	// half the files written.
@@ -212,6 +227,19 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 		if _, err := torrc.Render(in.Instance); err != nil {
 			return plan, err
 		}
+	}
+	if cfg.DryRun {
+		for _, in := range plan.Instances {
+			changed, err := torrc.WouldChange(cfg.TorrcDir, in.Instance)
+			if err != nil {
+				return plan, err
+			}
+			if changed {
+				plan.Changed = append(plan.Changed, in.Port)
+			}
+		}
+		plan.Removed = torrc.Stale(have, plan.Ports())
+		return plan, nil
 	}
 	for _, in := range plan.Instances {
 		changed, err := torrc.Write(ctx, cfg.TorrcDir, in.Instance, cfg.Verify)

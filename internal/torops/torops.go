@@ -89,26 +89,41 @@ func New(o Options) (*Tor, error) {
 // each group's budget, then records the result: relays, the instances as
 // upstreams of source "tor", and each group's unused slots.
 func (t *Tor) Apply(ctx context.Context, run torgen.Runner) (torgen.Plan, error) {
+	return t.generate(ctx, run, false)
+}
+
+// Plan is Apply's dry run (`proxypoold torgen --dry-run`): it reads the
+// store and the torrc dir and returns what Apply would do, changing no
+// file, unit or row. A control password not made yet stays unmade (the
+// plan then shows torrc files without a control port).
+func (t *Tor) Plan(ctx context.Context) (torgen.Plan, error) {
+	return t.generate(ctx, nil, true)
+}
+
+func (t *Tor) generate(ctx context.Context, run torgen.Runner, dry bool) (torgen.Plan, error) {
 	cfg := t.o.Gen
 	cfg.GroupMax = t.budget(ctx)
+	cfg.DryRun = dry
 	st := t.o.Store
 	if t.o.Systemd { // a control port the probe can reach
-		if pw, err := t.password(ctx); err != nil {
+		if pw, err := t.password(ctx, !dry); err != nil {
 			t.log.WithError(err).Warn("no tor control password: the probe cannot NEWNYM the instances")
 		} else if pw != "" {
 			cfg.ControlPortOffset, cfg.ControlPasswordHash = ControlPortOffset, controlHash(pw)
 		}
 	}
-	if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
-		return torgen.Plan{}, fmt.Errorf("creating the torrc dir: %w", err)
-	}
-	if cfg.DataDir != "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return torgen.Plan{}, fmt.Errorf("creating the tor data dir: %w", err)
+	if !dry {
+		if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
+			return torgen.Plan{}, fmt.Errorf("creating the torrc dir: %w", err)
+		}
+		if cfg.DataDir != "" {
+			if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+				return torgen.Plan{}, fmt.Errorf("creating the tor data dir: %w", err)
+			}
 		}
 	}
 	plan, err := torgen.Generate(ctx, cfg, t.o.Relays, run)
-	if err != nil {
+	if err != nil || dry {
 		return plan, err
 	}
 	unused := map[string]int{}
@@ -189,10 +204,14 @@ func (t *Tor) controlAddr(port int) string {
 }
 
 // password authenticates the control ports of systemd instances; "" in
-// run mode, whose children's sockets take the cookie.
-func (t *Tor) password(ctx context.Context) (string, error) {
+// run mode, whose children's sockets take the cookie. make: store a new
+// one when there is none (create false: a dry run's "" instead).
+func (t *Tor) password(ctx context.Context, create bool) (string, error) {
 	if !t.o.Systemd {
 		return "", nil
+	}
+	if !create {
+		return t.o.Store.TorControlPassword(ctx, nil)
 	}
 	return t.o.Store.TorControlPassword(ctx, func() string {
 		var b [16]byte
@@ -214,7 +233,7 @@ func controlHash(pw string) string {
 // newnym sends NEWNYM to each of recs and returns how many it reached:
 // the SLO guard's step for a group and `proxypoolctl tor newnym` alike.
 func (t *Tor) newnym(ctx context.Context, recs []upstream.Record) (int, error) {
-	pw, err := t.password(ctx)
+	pw, err := t.password(ctx, true)
 	if err != nil {
 		return 0, err
 	}

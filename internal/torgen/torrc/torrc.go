@@ -188,13 +188,29 @@ func Write(ctx context.Context, dir string, in Instance, verify Verifier) (chang
 		return false, err
 	}
 	path := Path(dir, in.Port)
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+	if !differs(path, data) {
 		return false, nil
 	}
 	if err := writeAtomic(ctx, path, data, 0o644, verify); err != nil {
 		return false, fmt.Errorf("writing %s: %w", path, err)
 	}
 	return true, nil
+}
+
+// WouldChange reports whether Write would rewrite dir/torrc.<port>: what
+// a dry run lists, reading the file and writing nothing.
+func WouldChange(dir string, in Instance) (bool, error) {
+	data, err := Render(in)
+	if err != nil {
+		return false, err
+	}
+	return differs(Path(dir, in.Port), data), nil
+}
+
+// differs: path is missing, unreadable or holds other bytes than data.
+func differs(path string, data []byte) bool {
+	old, err := os.ReadFile(path)
+	return err != nil || !bytes.Equal(old, data)
 }
 
 // writeAtomic verifies data in a temporary file next to path, then
@@ -270,22 +286,31 @@ func RemoveStale(dir string, keep []int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := map[int]bool{}
-	for _, p := range keep {
-		k[p] = true
-	}
 	var removed []int
-	for port := range have {
-		if k[port] {
-			continue
-		}
+	for _, port := range Stale(have, keep) {
 		if err := os.Remove(Path(dir, port)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return removed, fmt.Errorf("removing stale torrc: %w", err)
 		}
 		removed = append(removed, port)
 	}
-	sort.Ints(removed)
 	return removed, nil
+}
+
+// Stale lists, sorted, the ports of have (ReadKeys) not in keep: the files
+// RemoveStale deletes, and a dry run lists.
+func Stale(have map[int]string, keep []int) []int {
+	k := map[int]bool{}
+	for _, p := range keep {
+		k[p] = true
+	}
+	var out []int
+	for port := range have {
+		if !k[port] {
+			out = append(out, port)
+		}
+	}
+	sort.Ints(out)
+	return out
 }
 
 func portOf(name string) (int, bool) {
