@@ -109,7 +109,11 @@ type Plan struct {
 	Changed     []int            // torrc files written (dry run: that would be)
 	Removed     []int            // stale torrc files removed (dry run: that would be): instances stopped
 	New         []int            // planned ports that had no torrc file: instances started
-	DryRun      bool             // nothing was written, removed or run
+	// Moved lists the old ports of slots that run on another port now:
+	// files of the older lowest-free-port scheme migrating to their
+	// hashed port (once), or a port that became reserved.
+	Moved  []int
+	DryRun bool // nothing was written, removed or run
 }
 
 // Ports lists the planned SOCKS ports.
@@ -175,21 +179,31 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 			return plan, fmt.Errorf("creating torrc dir: %w", err)
 		}
 	}
-	have, err := torrc.ReadKeys(cfg.TorrcDir)
+	files, err := torrc.ReadFiles(cfg.TorrcDir)
 	if err != nil {
 		return plan, err
 	}
-	prev := make(map[string]int, len(have))
-	for port, key := range have {
-		prev[key] = port
+	have := make(map[int]string, len(files))
+	held := make(map[string]exits.Held, len(files))
+	for port, f := range files {
+		have[port] = f.Key
+		held[f.Key] = exits.Held{Port: port, Hashed: f.Hashed}
 	}
-	kept, dropped, err := exits.AssignPorts(slots, prev, exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances, Reserved: cfg.Reserved, GroupMax: cfg.GroupMax})
+	kept, dropped, err := exits.AssignPorts(slots, held, exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances, Reserved: cfg.Reserved, GroupMax: cfg.GroupMax})
 	if err != nil {
 		return plan, err
 	}
 	plan.Dropped = dropped
 	if len(dropped) > 0 {
 		log.WithField("dropped", len(dropped)).Warn("more tor slots than ports or tor.max-instances; the lowest-bandwidth new ones get no instance")
+	}
+	for _, s := range kept {
+		if h, ok := held[s.Key]; ok && h.Port != s.Port {
+			plan.Moved = append(plan.Moved, h.Port)
+		}
+	}
+	if len(plan.Moved) > 0 {
+		log.WithField("moved", len(plan.Moved)).Info("tor instances move to their hashed ports (torrc files of the older port scheme, or a port now reserved)")
 	}
 	for _, s := range kept {
 		in := Instance{
