@@ -115,7 +115,7 @@ func torOps(e *env, st *store.Store, systemd bool) (*torops.Tor, error) {
 	for _, name := range t.Groups {
 		gr := e.cfg.Groups[name]
 		groups = append(groups, exits.Group{Name: name, Countries: gr.Countries, ExcludeCountries: gr.ExcludeCountries})
-		floors[name] = max(gr.MinHealthy, gr.MinExits)
+		floors[name] = max(gr.MinHealthy, gr.MinExits, gr.TorInstances)
 	}
 	log := e.log.WithField(logging.FieldComponent, "torgen")
 	return torops.New(torops.Options{

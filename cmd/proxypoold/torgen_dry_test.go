@@ -182,7 +182,7 @@ func TestTorgenDryRunChangesNothing(t *testing.T) {
 		t.Errorf("plan lists %d stops, %d starts, %d reloads; want every one of the %d single-mode instances stopped or reloaded and 2 country ones written:\n%s",
 			stops, starts, reloads, len(first.Instances), text)
 	}
-	for _, want := range []string{"remove " + filepath.Join(etc, "torrc."), "write " + filepath.Join(etc, "torrc."), "dry run, nothing changed"} {
+	for _, want := range []string{"remove " + filepath.Join(etc, "torrc."), "write " + filepath.Join(etc, "torrc."), "dry run, nothing changed", "group us: 1 instances of 1 slots", "group nonus: 1 instances of 1 slots"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("plan does not say %q:\n%s", want, text)
 		}

@@ -155,6 +155,11 @@ DELETE FROM settings WHERE key IN ('tor.budget', 'tor.unused');
 	// before keep '' here and their old free text there.
 	`ALTER TABLE upstreams ADD COLUMN last_cause TEXT NOT NULL DEFAULT '';
 ALTER TABLE checks ADD COLUMN cause TEXT NOT NULL DEFAULT '';`,
+	// 6: each tor group's part of tor.max-instances in the last plan
+	// (planned) and how many of its share it went without (short), for
+	// status and metrics: a starved group has no instance to show.
+	`ALTER TABLE tor_groups ADD COLUMN planned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tor_groups ADD COLUMN short INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.

@@ -885,6 +885,7 @@ func TestCauseMigration(t *testing.T) {
 	s, path := openWith(t, up(1), up(2))
 	const old = "routes locally: exit 10.0.0.1 is in our own network"
 	s = asOlderBuild(t, s, path, 4, `ALTER TABLE upstreams DROP COLUMN last_cause; ALTER TABLE checks DROP COLUMN cause;
+		ALTER TABLE tor_groups DROP COLUMN planned; ALTER TABLE tor_groups DROP COLUMN short;
 		UPDATE upstreams SET last_error = '`+old+`', state = 'failing' WHERE id = '`+up(1).ID+`'`)
 	got, err := s.Get(ctx, up(1).ID)
 	if err != nil {

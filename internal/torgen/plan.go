@@ -59,6 +59,13 @@ func WritePlan(w io.Writer, p Plan, dir string) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("printing the tor plan: %w", err)
 	}
+	for _, sh := range p.Shares {
+		short := ""
+		if sh.Short() > 0 {
+			short = fmt.Sprintf(", SHORT %d (tor.max-instances or the port range is full)", sh.Short())
+		}
+		fmt.Fprintf(w, "group %s: %d instances of %d slots (reserved %d)%s\n", sh.Group, sh.Got, sh.Slots, sh.Reserve, short)
+	}
 	verb := "planned"
 	if p.DryRun {
 		verb = "dry run, nothing changed"

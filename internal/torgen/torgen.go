@@ -63,10 +63,12 @@ type Config struct {
 	PortBase     int        // default 9060
 	PortMax      int        // default PortBase+999
 	MaxInstances int        // 0 = no cap beyond the range
-	// GroupMax caps single groups' instances under MaxInstances (the SLO
-	// guard raises a group's budget to bring up more); missing or 0 = no
-	// per-group cap. Slots over it are listed in Plan.Dropped.
-	GroupMax map[string]int
+	// Budget is single groups' instances under MaxInstances (floor,
+	// tor-instances; the SLO guard raises it to bring up more): reserved
+	// for the group first, and its cap. Missing or 0: the group takes a
+	// bandwidth share of what is left (exits.Allot). Slots over a share
+	// are listed in Plan.Dropped.
+	Budget   map[string]int
 	Reserved []int  // ports proxypool itself uses (config.UsedPorts): never given out
 	TorrcDir string // where torrc.<port> go (/etc/tor)
 	// DataDir, when set, gives each instance DataDirectory DataDir/<port>
@@ -101,14 +103,17 @@ type Instance struct {
 
 // Plan is what one Generate did.
 type Plan struct {
-	Instances   []Instance       // by port
-	Relays      []upstream.Relay // everything discovered (for the store)
-	Usable      int              // usable exits among Relays
-	Dropped     []exits.Slot     // slots over the port range, max-instances or GroupMax
-	EmptyGroups []string         // groups no usable exit matched
-	Changed     []int            // torrc files written (dry run: that would be)
-	Removed     []int            // stale torrc files removed (dry run: that would be): instances stopped
-	New         []int            // planned ports that had no torrc file: instances started
+	Instances []Instance       // by port
+	Relays    []upstream.Relay // everything discovered (for the store)
+	Usable    int              // usable exits among Relays
+	Dropped   []exits.Slot     // slots over their group's share
+	// Shares is each group's part of max-instances; a group short of its
+	// share (Share.Short) is logged and recorded for status and metrics.
+	Shares      []exits.Share
+	EmptyGroups []string // groups no usable exit matched
+	Changed     []int    // torrc files written (dry run: that would be)
+	Removed     []int    // stale torrc files removed (dry run: that would be): instances stopped
+	New         []int    // planned ports that had no torrc file: instances started
 	// Moved lists the old ports of slots that run on another port now:
 	// files of the older lowest-free-port scheme migrating to their
 	// hashed port (once), or a port that became reserved.
@@ -189,13 +194,21 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 		have[port] = f.Key
 		held[f.Key] = exits.Held{Port: port, Hashed: f.Hashed}
 	}
-	kept, dropped, err := exits.AssignPorts(slots, held, exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances, Reserved: cfg.Reserved, GroupMax: cfg.GroupMax})
+	ports := exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances, Reserved: cfg.Reserved, Budget: cfg.Budget}
+	kept, dropped, err := exits.AssignPorts(slots, held, ports)
 	if err != nil {
 		return plan, err
 	}
 	plan.Dropped = dropped
+	plan.Shares = exits.Allot(slots, ports)
 	if len(dropped) > 0 {
-		log.WithField("dropped", len(dropped)).Warn("more tor slots than ports or tor.max-instances; the lowest-bandwidth new ones get no instance")
+		log.WithField("dropped", len(dropped)).Info("more tor slots than the groups' shares of tor.max-instances; the lowest-bandwidth new ones get no instance")
+	}
+	for _, sh := range plan.Shares {
+		if sh.Short() > 0 {
+			log.WithFields(logrus.Fields{"GROUP": sh.Group, "want": sh.Want, "got": sh.Got}).
+				Warnf("tor group %s gets %d of its %d instances: tor.max-instances (%d) or the port range is full", sh.Group, sh.Got, sh.Want, cfg.MaxInstances)
+		}
 	}
 	for _, s := range kept {
 		if h, ok := held[s.Key]; ok && h.Port != s.Port {

@@ -34,15 +34,18 @@ const SourceName = "tor"
 type Options struct {
 	Store *store.Store
 	// Gen is what to generate (cmd maps config.Tor onto it). Apply sets
-	// its GroupMax and, under systemd, its control port per run.
+	// its Budget and, under systemd, its control port per run.
 	Gen torgen.Config
 	// Relays lists the relays to choose exits from; RelaysURL is recorded
 	// as source "tor"'s URL.
 	Relays    torgen.RelaySource
 	RelaysURL string
-	// Floors is each tor group's floor, max(min-healthy, min-exits). In
-	// grouped or single mode a group with one starts with that many
-	// instances and may be scaled up; country mode runs one per group.
+	// Floors is each tor group's floor, max(min-healthy, min-exits), or
+	// its groups.<name>.tor-instances when larger. In grouped or single
+	// mode a group with one has that many instances reserved for it in
+	// tor.max-instances (and, until the SLO guard raises it, no more);
+	// groups without share the rest by bandwidth. Country mode runs one
+	// per group.
 	Floors map[string]int
 	// BootstrapGrace is how long a new instance may take to fill the
 	// floor: ScaleUp waits (slo.ErrNotYet) while one is younger.
@@ -102,7 +105,7 @@ func (t *Tor) Plan(ctx context.Context) (torgen.Plan, error) {
 
 func (t *Tor) generate(ctx context.Context, run torgen.Runner, dry bool) (torgen.Plan, error) {
 	cfg := t.o.Gen
-	cfg.GroupMax = t.budget(ctx)
+	cfg.Budget = t.budget(ctx)
 	cfg.DryRun = dry
 	st := t.o.Store
 	if t.o.Systemd { // a control port the probe can reach
@@ -126,12 +129,8 @@ func (t *Tor) generate(ctx context.Context, run torgen.Runner, dry bool) (torgen
 	if err != nil || dry {
 		return plan, err
 	}
-	unused := map[string]int{}
-	for _, s := range plan.Dropped {
-		unused[s.Group]++
-	}
-	if err := st.SetTorUnused(ctx, unused); err != nil {
-		t.log.WithError(err).Warn("recording unused tor slots for the SLO guard")
+	if err := st.SetTorPlan(ctx, planGroups(plan)); err != nil {
+		t.log.WithError(err).Warn("recording the tor groups' shares and unused slots")
 	}
 	if err := st.ReplaceRelays(ctx, plan.Relays); err != nil {
 		t.log.WithError(err).Warn("storing relays")
@@ -146,6 +145,24 @@ func (t *Tor) generate(ctx context.Context, run torgen.Runner, dry bool) (torgen
 	t.log.Infof("tor: %d relays, %d usable exits, %d instances (%d changed, %d removed); store: %d new, %d gone",
 		len(plan.Relays), plan.Usable, len(plan.Instances), len(plan.Changed), len(plan.Removed), sum.New, sum.Gone)
 	return plan, nil
+}
+
+// planGroups is what the store keeps of a plan per group: unused slots
+// (the SLO guard's "anything to add?"), instances planned, and how many
+// of its share a group goes without.
+func planGroups(plan torgen.Plan) map[string]store.TorGroup {
+	out := map[string]store.TorGroup{}
+	for _, s := range plan.Dropped {
+		g := out[s.Group]
+		g.Unused++
+		out[s.Group] = g
+	}
+	for _, sh := range plan.Shares {
+		g := out[sh.Group]
+		g.Planned, g.Short = sh.Got, sh.Short()
+		out[sh.Group] = g
+	}
+	return out
 }
 
 // initialBudget is the per-group instance cap each tor group with a floor
@@ -163,7 +180,7 @@ func (t *Tor) initialBudget() map[string]int {
 	return b
 }
 
-// budget is Apply's per-group cap (torgen.Config.GroupMax): the floors'
+// budget is Apply's per-group reserve and cap (torgen.Config.Budget): the floors'
 // budget raised to what the guard stored. nil in country mode.
 func (t *Tor) budget(ctx context.Context) map[string]int {
 	b := t.initialBudget()

@@ -33,7 +33,7 @@ func TestAssignPortsGroupMax(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			kept, dropped, err := AssignPorts(slices.Clone(slots), prev, Ports{Base: 9060, Max: 9069, MaxInstances: tc.max, GroupMax: tc.groupMax})
+			kept, dropped, err := AssignPorts(slices.Clone(slots), prev, Ports{Base: 9060, Max: 9069, MaxInstances: tc.max, Budget: tc.groupMax})
 			if err != nil {
 				t.Fatal(err)
 			}

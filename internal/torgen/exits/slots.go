@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 
@@ -173,11 +174,37 @@ type Ports struct {
 	Base, Max    int   // inclusive range
 	MaxInstances int   // 0: no cap beyond the range
 	Reserved     []int // ports in the range something else listens on (gateway, metrics)
-	// GroupMax caps the instances of single groups (the SLO guard's
-	// per-group budget); a group missing from it, or at 0, has no cap of
-	// its own. Slots over it are dropped like those over MaxInstances:
-	// slots that held a port keep it first, then the highest bandwidth.
-	GroupMax map[string]int
+	// Budget is single groups' instances (the floor, tor-instances, the
+	// SLO guard's raise): reserved for the group before the rest is
+	// shared, and its cap. A group missing from it, or at 0, takes a
+	// bandwidth share of the rest (Allot).
+	Budget map[string]int
+}
+
+// limit is how many instances fit: the free ports, at most MaxInstances.
+func (p Ports) limit() int {
+	n := p.Max - p.Base + 1
+	for _, r := range uniq(p.Reserved) {
+		if r >= p.Base && r <= p.Max {
+			n--
+		}
+	}
+	if p.MaxInstances > 0 && p.MaxInstances < n {
+		n = p.MaxInstances
+	}
+	return max(n, 0)
+}
+
+func uniq(ports []int) []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, p := range ports {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Held is the port a slot's generated torrc pins now.
@@ -191,9 +218,10 @@ type Held struct {
 }
 
 // AssignPorts chooses the slots that get an instance and gives each a
-// port. Selection: slots that hold a port (in held) first, then the
-// highest bandwidth, within MaxInstances, the range and GroupMax; the rest
-// are returned in dropped, without a port.
+// port. Selection: each group gets its share (Allot); within a group the
+// slots that hold a port (in held) come first, then the highest
+// bandwidth. The rest are returned in dropped, without a port; a held
+// slot of a group over its share is dropped too (its port given up).
 //
 // Ports are stateless: a slot's port is a function of its key (group and
 // exit identity), see HashedPort, so two hosts with the same relay list
@@ -211,30 +239,26 @@ func AssignPorts(slots []Slot, held map[string]Held, p Ports) (kept, dropped []S
 			reserved[r] = true
 		}
 	}
-	limit := p.Max - p.Base + 1 - len(reserved)
-	if p.MaxInstances > 0 && p.MaxInstances < limit {
-		limit = p.MaxInstances
+	share := map[string]int{}
+	for _, sh := range Allot(slots, p) {
+		share[sh.Group] = sh.Got
 	}
-	perGroup := map[string]int{}
-	full := func(s Slot) bool {
-		c, ok := p.GroupMax[s.Group]
-		return ok && c > 0 && perGroup[s.Group] >= c
-	}
-	var running, fresh, chosen []Slot
-	for _, s := range slots {
-		if _, ok := held[s.Key]; ok {
-			running = append(running, s)
-		} else {
-			fresh = append(fresh, s)
+	order := slices.Clone(slots)
+	sort.SliceStable(order, func(i, j int) bool {
+		_, hi := held[order[i].Key]
+		_, hj := held[order[j].Key]
+		if hi != hj {
+			return hi
 		}
-	}
-	sort.SliceStable(fresh, func(i, j int) bool { return fresh[i].Bandwidth > fresh[j].Bandwidth })
-	for _, s := range append(running, fresh...) {
-		if len(chosen) >= limit || full(s) {
+		return order[i].Bandwidth > order[j].Bandwidth
+	})
+	var chosen []Slot
+	for _, s := range order {
+		if share[s.Group] == 0 {
 			dropped = append(dropped, s)
 			continue
 		}
-		perGroup[s.Group]++
+		share[s.Group]--
 		chosen = append(chosen, s)
 	}
 	kept = placePorts(chosen, held, p.Base, p.Max, reserved)
