@@ -184,7 +184,9 @@ type Ports struct {
 // limit is how many instances fit: the free ports, at most MaxInstances.
 func (p Ports) limit() int {
 	n := p.Max - p.Base + 1
-	for _, r := range uniq(p.Reserved) {
+	rs := slices.Clone(p.Reserved)
+	slices.Sort(rs)
+	for _, r := range slices.Compact(rs) {
 		if r >= p.Base && r <= p.Max {
 			n--
 		}
@@ -193,18 +195,6 @@ func (p Ports) limit() int {
 		n = p.MaxInstances
 	}
 	return max(n, 0)
-}
-
-func uniq(ports []int) []int {
-	seen := map[int]bool{}
-	var out []int
-	for _, p := range ports {
-		if !seen[p] {
-			seen[p] = true
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // Held is the port a slot's generated torrc pins now.
