@@ -5,6 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/store"
@@ -23,18 +26,19 @@ import (
 func runTorgen(ctx context.Context, g *globals, args []string) error {
 	var dry bool
 	e, err := setup(g, "torgen", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&dry, "dry-run", false, "discover and print the plan; write and start nothing")
+		fs.BoolVar(&dry, "dry-run", false, "discover and print the plan (files written and removed, instances started and stopped); change no file, unit or store row")
 	})
 	if err != nil {
 		return err
 	}
 	if !e.cfg.Tor.Enabled {
-		return disableTor(ctx, e, dry)
+		return disableTor(ctx, e, dry, g.stdout)
+	}
+	if dry {
+		return planTor(ctx, e, g.stdout)
 	}
 	var run torgen.Runner
 	switch {
-	case dry:
-		run = &torgen.DryRun{}
 	case e.cfg.Tor.Runner == "process":
 		return fmt.Errorf("%s: tor.runner process only works inside `proxypoold run`", e.cfg.Pos("tor.runner"))
 	default:
@@ -64,6 +68,40 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 	return nil
 }
 
+// planTor is `torgen --dry-run`: the plan from the store opened read-only
+// (none yet: an empty one) and the torrc dir as they are, printed.
+func planTor(ctx context.Context, e *env, w io.Writer) error {
+	var st *store.Store
+	var err error
+	if _, serr := os.Stat(e.cfg.Database); serr == nil {
+		st, err = store.OpenReadOnly(ctx, e.cfg.Database)
+	} else {
+		// No database yet: plan from an empty one that is thrown away.
+		var tmp string
+		if tmp, err = os.MkdirTemp("", "proxypool-torgen-dry-"); err != nil {
+			return fmt.Errorf("dry run: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		st, err = store.Open(ctx, filepath.Join(tmp, "empty.db"), store.Options{})
+	}
+	if err != nil {
+		return fmt.Errorf("%s: dry run: opening the database: %w", e.cfg.Pos("database"), err)
+	}
+	defer st.Close()
+	tor, err := torOps(e, st, true)
+	if err != nil {
+		return err
+	}
+	plan, err := tor.Plan(ctx)
+	if errors.Is(err, torgen.ErrNoExits) {
+		return fmt.Errorf("%s: %w", e.cfg.Pos("tor.relays"), err)
+	}
+	if err != nil {
+		return err
+	}
+	return torgen.WritePlan(w, plan, e.cfg.Tor.TorrcDir)
+}
+
 // torOps maps config.Tor onto torops; systemd: Debian's tor@ instances
 // (proxy-torgen, the probe), otherwise `proxypoold run`'s children.
 func torOps(e *env, st *store.Store, systemd bool) (*torops.Tor, error) {
@@ -77,7 +115,7 @@ func torOps(e *env, st *store.Store, systemd bool) (*torops.Tor, error) {
 	for _, name := range t.Groups {
 		gr := e.cfg.Groups[name]
 		groups = append(groups, exits.Group{Name: name, Countries: gr.Countries, ExcludeCountries: gr.ExcludeCountries})
-		floors[name] = max(gr.MinHealthy, gr.MinExits)
+		floors[name] = max(gr.MinHealthy, gr.MinExits, gr.TorInstances)
 	}
 	log := e.log.WithField(logging.FieldComponent, "torgen")
 	return torops.New(torops.Options{
@@ -111,13 +149,22 @@ func applyTor(ctx context.Context, e *env, tor *torops.Tor, run torgen.Runner) (
 
 // disableTor stops and removes the tor@ instances an earlier torgen made
 // once tor.enabled is false, and takes them out of the store.
-func disableTor(ctx context.Context, e *env, dry bool) error {
+func disableTor(ctx context.Context, e *env, dry bool, w io.Writer) error {
 	log := e.log.WithField(logging.FieldComponent, "torgen")
 	r := &units.Runner{TorrcDir: e.cfg.Tor.TorrcDir, Log: log}
 	owned, err := r.Owned()
-	if err != nil || len(owned) == 0 || dry {
+	if err != nil || len(owned) == 0 {
 		log.Infof("%s: tor.enabled is false: nothing to do (no instance of ours runs)", e.cfg.Pos("tor.enabled"))
 		return nil
+	}
+	if dry {
+		have, err := torrc.ReadKeys(e.cfg.Tor.TorrcDir)
+		if err != nil {
+			return err
+		}
+		p := torgen.Plan{DryRun: true, Removed: torrc.Stale(have, nil)}
+		fmt.Fprintf(w, "tor.enabled is false: would stop and disable tor@ instances %v\n", owned)
+		return torgen.WritePlan(w, p, e.cfg.Tor.TorrcDir)
 	}
 	conn, err := units.Dial(ctx)
 	if err != nil {

@@ -184,6 +184,10 @@ type Group struct {
 	Sources          []string `yaml:"sources"`           // source names
 	MinHealthy       int      `yaml:"min-healthy"`       // SLO floor of healthy members (0 = none)
 	MinExits         int      `yaml:"min-exits"`         // SLO floor of distinct exit IPs (0 = none)
+	// TorInstances reserves this many of tor.max-instances for the group
+	// (grouped and single mode) before the rest is shared by bandwidth;
+	// 0 = its floor's worth (max of min-healthy, min-exits), or a share.
+	TorInstances int `yaml:"tor-instances"`
 }
 
 // Tor configures the generated Tor instances.

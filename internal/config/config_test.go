@@ -218,6 +218,7 @@ func TestBadInput(t *testing.T) {
 		{"tor port range", "tor:\n  port-base: 9100\n  port-max: 9000\n", `t.yaml:3: tor.port-max: 9000 must be between tor.port-base (9100) and 65535`},
 		{"tor instances exceed range", "tor:\n  port-base: 9060\n  port-max: 9061\n", `t.yaml:3: tor.port-max: 64 instances must fit in the 2 ports`},
 		{"tor instances zero", "tor:\n  max-instances: 0\n", `t.yaml:2: tor.max-instances: 0 is less than 1`},
+		{"group tor instances negative", "groups:\n  us:\n    tor-instances: -1\n", `t.yaml:3: groups.us.tor-instances: -1 is less than 0`},
 		{"tor bad relays scheme", "tor:\n  relays: ftp://x/y\n", `t.yaml:2: tor.relays: unsupported scheme "ftp"`},
 		{"tor bad control", "tor:\n  relays: control://nowhere\n", `t.yaml:2: tor.relays: "nowhere" is not host:port`},
 		{"tor extra newline", "tor:\n  extra-config:\n    - |\n      A 1\n      B 2\n", `t.yaml:3: tor.extra-config[0]: one torrc line per item`},

@@ -193,6 +193,7 @@ func (v *validator) groups() {
 		}
 		v.atLeast(p+".min-healthy", g.MinHealthy, 0)
 		v.atLeast(p+".min-exits", g.MinExits, 0)
+		v.atLeast(p+".tor-instances", g.TorInstances, 0)
 		v.c.Groups[name] = g
 	}
 }

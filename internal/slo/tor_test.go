@@ -19,6 +19,7 @@ import (
 	"github.com/proxypool/proxypool/internal/torctl"
 	"github.com/proxypool/proxypool/internal/torgen"
 	"github.com/proxypool/proxypool/internal/torgen/exits"
+	"github.com/proxypool/proxypool/internal/torgen/torrc"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -137,8 +138,9 @@ func TestTorGroupScalesUp(t *testing.T) {
 	if err := sc.generate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if w := run.Wanted(); len(w) != 1 {
-		t.Fatalf("first plan wants %v, want one instance", w)
+	first := run.Wanted()
+	if len(first) != 1 {
+		t.Fatalf("first plan wants %v, want one instance", first)
 	}
 
 	groups := []slo.Group{{Name: "us", Floor: slo.Floor{MinHealthy: 2}, Tor: true}} // tor instances carry their group
@@ -165,8 +167,18 @@ func TestTorGroupScalesUp(t *testing.T) {
 	cancel()
 	<-done
 
-	if w := run.Wanted(); !slices.Equal(w, []int{19060, 19061, 19062}) {
-		t.Errorf("wanted ports %v, want the three highest-bandwidth slots on stable ports", w)
+	// The three highest-bandwidth slots (exits 1-3), the first one still
+	// on its port.
+	w := run.Wanted()
+	keys, _ := torrc.ReadKeys(filepath.Join(dir, "etc"))
+	var got []string
+	for _, p := range w {
+		got = append(got, keys[p])
+	}
+	want := []string{"grouped/us/21.1.0.0/16", "grouped/us/22.1.0.0/16", "grouped/us/23.1.0.0/16"}
+	slices.Sort(got)
+	if !slices.Equal(got, want) || !slices.Contains(w, first[0]) {
+		t.Errorf("wanted ports %v (keys %v), want the three highest-bandwidth slots %v with port %d kept", w, got, want, first[0])
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "etc", "torrc.*"))
 	if len(files) != 3 {
@@ -188,8 +200,10 @@ func TestTorGroupScalesUp(t *testing.T) {
 	if !st0.Below || !st0.Exhausted || !strings.Contains(st0.LastError, "NEWNYM") {
 		t.Errorf("status: %+v", st0)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "data", "19062")); err != nil {
-		t.Errorf("data dir of the new instance: %v", err)
+	for _, p := range w {
+		if _, err := os.Stat(filepath.Join(dir, "data", fmt.Sprint(p))); err != nil {
+			t.Errorf("data dir of instance %d: %v", p, err)
+		}
 	}
 }
 

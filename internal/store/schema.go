@@ -173,6 +173,11 @@ CREATE TABLE probe_state (
 	full_healthy INTEGER NOT NULL DEFAULT 0,
 	full_ms      INTEGER NOT NULL DEFAULT 0
 );`,
+	// 7: each tor group's part of tor.max-instances in the last plan
+	// (planned) and how many of its share it went without (short), for
+	// status and metrics: a starved group has no instance to show.
+	`ALTER TABLE tor_groups ADD COLUMN planned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tor_groups ADD COLUMN short INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.

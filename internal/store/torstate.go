@@ -19,11 +19,15 @@ type TorGroup struct {
 	// Unused is how many of the group's slots the last plan left without
 	// an instance (exits nobody uses yet): "anything to add?".
 	Unused int
+	// Planned is how many instances the last plan gave the group; Short
+	// how many of its share (floor, tor-instances, budget, or at least
+	// one) it went without because tor.max-instances was taken.
+	Planned, Short int
 }
 
 // TorGroups returns every tor group's stored state (none: empty).
 func (s *Store) TorGroups(ctx context.Context) (map[string]TorGroup, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT grp, budget, unused FROM tor_groups")
+	rows, err := s.rdb.QueryContext(ctx, "SELECT grp, budget, unused, planned, short FROM tor_groups")
 	if err != nil {
 		return nil, fmt.Errorf("reading tor groups: %w", err)
 	}
@@ -32,7 +36,7 @@ func (s *Store) TorGroups(ctx context.Context) (map[string]TorGroup, error) {
 	for rows.Next() {
 		var g string
 		var t TorGroup
-		if err := rows.Scan(&g, &t.Budget, &t.Unused); err != nil {
+		if err := rows.Scan(&g, &t.Budget, &t.Unused, &t.Planned, &t.Short); err != nil {
 			return nil, fmt.Errorf("reading tor groups: %w", err)
 		}
 		out[g] = t
@@ -59,33 +63,47 @@ func (s *Store) SetTorBudget(ctx context.Context, group string, n int) error {
 // SetTorUnused records the last plan's unused slots per group; a group
 // not in unused has none left.
 func (s *Store) SetTorUnused(ctx context.Context, unused map[string]int) error {
+	plan := make(map[string]TorGroup, len(unused))
+	for g, n := range unused {
+		plan[g] = TorGroup{Unused: n}
+	}
+	return s.SetTorPlan(ctx, plan)
+}
+
+// SetTorPlan records the last plan per group: its unused slots, planned
+// instances and shortfall (each group's Budget is left as it is); a group
+// not in plan has none of them.
+func (s *Store) SetTorPlan(ctx context.Context, plan map[string]TorGroup) error {
 	now := ms(time.Now())
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
-		if _, err := tx.ExecContext(ctx, "UPDATE tor_groups SET unused = 0, updated = ? WHERE unused != 0", now); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE tor_groups SET unused = 0, planned = 0, short = 0, updated = ?
+			WHERE unused != 0 OR planned != 0 OR short != 0`, now); err != nil {
 			return false, err
 		}
-		for g, n := range unused {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO tor_groups (grp, unused, updated) VALUES (?, ?, ?)
-				ON CONFLICT (grp) DO UPDATE SET unused = excluded.unused, updated = excluded.updated`, g, n, now); err != nil {
+		for g, p := range plan {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO tor_groups (grp, unused, planned, short, updated) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (grp) DO UPDATE SET unused = excluded.unused, planned = excluded.planned, short = excluded.short,
+				updated = excluded.updated`, g, p.Unused, p.Planned, p.Short, now); err != nil {
 				return false, err
 			}
 		}
 		return false, nil
 	})
 	if err != nil {
-		return fmt.Errorf("storing unused tor slots: %w", err)
+		return fmt.Errorf("storing the tor plan's groups: %w", err)
 	}
 	return nil
 }
 
 // TorControlPassword returns the tor control password, storing
 // newPassword() first when there is none; two processes racing agree on
-// one. A read-only store without one returns "".
+// one. A read-only store without one, or a nil newPassword (a dry run),
+// returns "".
 func (s *Store) TorControlPassword(ctx context.Context, newPassword func() string) (string, error) {
 	if pw, ok, err := s.Setting(ctx, settingTorPassword); err != nil || ok {
 		return pw, err
 	}
-	if s.ReadOnly() {
+	if s.ReadOnly() || newPassword == nil {
 		return "", nil
 	}
 	return s.SetSettingIfAbsent(ctx, settingTorPassword, newPassword())

@@ -143,6 +143,7 @@ var undoMigration = map[int]string{
 	4: "DROP TABLE tor_groups",
 	5: "ALTER TABLE upstreams DROP COLUMN last_cause; ALTER TABLE checks DROP COLUMN cause",
 	6: "DROP TABLE probe_state",
+	7: "ALTER TABLE tor_groups DROP COLUMN planned; ALTER TABLE tor_groups DROP COLUMN short",
 }
 
 // asOlder rewrites the current-schema file at path into what a build at

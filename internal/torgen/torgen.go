@@ -34,8 +34,9 @@ type Runner interface {
 	Apply(ctx context.Context, want, changed []int) error
 }
 
-// DryRun is a Runner that starts nothing and remembers the last wanted set:
-// `torgen --dry-run`, and tests of what a plan would run.
+// DryRun is a Runner that starts nothing and remembers the last wanted set,
+// for tests of what a plan would run. (`torgen --dry-run` calls no runner:
+// Config.DryRun.)
 type DryRun struct {
 	mu   sync.Mutex
 	want []int
@@ -62,10 +63,12 @@ type Config struct {
 	PortBase     int        // default 9060
 	PortMax      int        // default PortBase+999
 	MaxInstances int        // 0 = no cap beyond the range
-	// GroupMax caps single groups' instances under MaxInstances (the SLO
-	// guard raises a group's budget to bring up more); missing or 0 = no
-	// per-group cap. Slots over it are listed in Plan.Dropped.
-	GroupMax map[string]int
+	// Budget is single groups' instances under MaxInstances (floor,
+	// tor-instances; the SLO guard raises it to bring up more): reserved
+	// for the group first, and its cap. Missing or 0: the group takes a
+	// bandwidth share of what is left (exits.Allot). Slots over a share
+	// are listed in Plan.Dropped.
+	Budget   map[string]int
 	Reserved []int  // ports proxypool itself uses (config.UsedPorts): never given out
 	TorrcDir string // where torrc.<port> go (/etc/tor)
 	// DataDir, when set, gives each instance DataDirectory DataDir/<port>
@@ -83,7 +86,11 @@ type Config struct {
 	NewCircuitPeriod    time.Duration
 	Extra               []string       // tor.extra-config, appended verbatim
 	Verify              torrc.Verifier // nil: no tor --verify-config
-	Log                 logrus.FieldLogger
+	// DryRun plans only: the torrc dir is read, nothing is written,
+	// removed or handed to the runner; Plan.Changed and Plan.Removed say
+	// what a real run would write and remove.
+	DryRun bool
+	Log    logrus.FieldLogger
 }
 
 // Instance is one planned tor instance.
@@ -96,13 +103,22 @@ type Instance struct {
 
 // Plan is what one Generate did.
 type Plan struct {
-	Instances   []Instance       // by port
-	Relays      []upstream.Relay // everything discovered (for the store)
-	Usable      int              // usable exits among Relays
-	Dropped     []exits.Slot     // slots over the port range, max-instances or GroupMax
-	EmptyGroups []string         // groups no usable exit matched
-	Changed     []int            // torrc files written
-	Removed     []int            // stale torrc files removed
+	Instances []Instance       // by port
+	Relays    []upstream.Relay // everything discovered (for the store)
+	Usable    int              // usable exits among Relays
+	Dropped   []exits.Slot     // slots over their group's share
+	// Shares is each group's part of max-instances; a group short of its
+	// share (Share.Short) is logged and recorded for status and metrics.
+	Shares      []exits.Share
+	EmptyGroups []string // groups no usable exit matched
+	Changed     []int    // torrc files written (dry run: that would be)
+	Removed     []int    // stale torrc files removed (dry run: that would be): instances stopped
+	New         []int    // planned ports that had no torrc file: instances started
+	// Moved lists the old ports of slots that run on another port now:
+	// files of the older lowest-free-port scheme migrating to their
+	// hashed port (once), or a port that became reserved.
+	Moved  []int
+	DryRun bool // nothing was written, removed or run
 }
 
 // Ports lists the planned SOCKS ports.
@@ -162,24 +178,45 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 		}
 		return plan, fmt.Errorf("%w (%d relays, %d usable exits%s)", ErrNoExits, len(relays), plan.Usable, hint)
 	}
-	if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
-		return plan, fmt.Errorf("creating torrc dir: %w", err)
+	plan.DryRun = cfg.DryRun
+	if !cfg.DryRun {
+		if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
+			return plan, fmt.Errorf("creating torrc dir: %w", err)
+		}
 	}
-	have, err := torrc.ReadKeys(cfg.TorrcDir)
+	files, err := torrc.ReadFiles(cfg.TorrcDir)
 	if err != nil {
 		return plan, err
 	}
-	prev := make(map[string]int, len(have))
-	for port, key := range have {
-		prev[key] = port
+	have := make(map[int]string, len(files))
+	held := make(map[string]exits.Held, len(files))
+	for port, f := range files {
+		have[port] = f.Key
+		held[f.Key] = exits.Held{Port: port, Hashed: f.Hashed}
 	}
-	kept, dropped, err := exits.AssignPorts(slots, prev, exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances, Reserved: cfg.Reserved, GroupMax: cfg.GroupMax})
+	ports := exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances, Reserved: cfg.Reserved, Budget: cfg.Budget}
+	kept, dropped, err := exits.AssignPorts(slots, held, ports)
 	if err != nil {
 		return plan, err
 	}
 	plan.Dropped = dropped
+	plan.Shares = exits.Allot(slots, ports)
 	if len(dropped) > 0 {
-		log.WithField("dropped", len(dropped)).Warn("more tor slots than ports or tor.max-instances; the lowest-bandwidth new ones get no instance")
+		log.WithField("dropped", len(dropped)).Info("more tor slots than the groups' shares of tor.max-instances; the lowest-bandwidth new ones get no instance")
+	}
+	for _, sh := range plan.Shares {
+		if sh.Short() > 0 {
+			log.WithFields(logrus.Fields{"GROUP": sh.Group, "want": sh.Want, "got": sh.Got}).
+				Warnf("tor group %s gets %d of its %d instances: tor.max-instances (%d) or the port range is full", sh.Group, sh.Got, sh.Want, cfg.MaxInstances)
+		}
+	}
+	for _, s := range kept {
+		if h, ok := held[s.Key]; ok && h.Port != s.Port {
+			plan.Moved = append(plan.Moved, h.Port)
+		}
+	}
+	if len(plan.Moved) > 0 {
+		log.WithField("moved", len(plan.Moved)).Info("tor instances move to their hashed ports (torrc files of the older port scheme, or a port now reserved)")
 	}
 	for _, s := range kept {
 		in := Instance{
@@ -195,8 +232,10 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 		}
 		if cfg.DataDir != "" {
 			dd := filepath.Join(cfg.DataDir, strconv.Itoa(s.Port))
-			if err := os.MkdirAll(dd, 0o700); err != nil {
-				return plan, fmt.Errorf("creating tor data dir: %w", err)
+			if !cfg.DryRun {
+				if err := os.MkdirAll(dd, 0o700); err != nil {
+					return plan, fmt.Errorf("creating tor data dir: %w", err)
+				}
 			}
 			in.DataDir = dd
 			in.ControlSocket = filepath.Join(dd, "control")
@@ -205,6 +244,9 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 			in.HashedControlPassword = cfg.ControlPasswordHash
 		}
 		plan.Instances = append(plan.Instances, in)
+		if _, ok := have[in.Port]; !ok {
+			plan.New = append(plan.New, in.Port)
+		}
 	}
 	// Render everything first: one bad line in extra-config must not leave
 	// half the files written.
@@ -212,6 +254,19 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 		if _, err := torrc.Render(in.Instance); err != nil {
 			return plan, err
 		}
+	}
+	if cfg.DryRun {
+		for _, in := range plan.Instances {
+			changed, err := torrc.WouldChange(cfg.TorrcDir, in.Instance)
+			if err != nil {
+				return plan, err
+			}
+			if changed {
+				plan.Changed = append(plan.Changed, in.Port)
+			}
+		}
+		plan.Removed = torrc.Stale(have, plan.Ports())
+		return plan, nil
 	}
 	for _, in := range plan.Instances {
 		changed, err := torrc.Write(ctx, cfg.TorrcDir, in.Instance, cfg.Verify)

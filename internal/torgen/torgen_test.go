@@ -45,38 +45,71 @@ func TestGenerateFilesAndRunner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(p.Ports(), p.Changed); got != "[9060 9061 9062] [9060 9061 9062]" {
-		t.Errorf("ports/changed = %s", got)
+	// Each exit's port is its hashed one: what a fresh dir gives it.
+	port := map[string]int{}
+	for _, in := range p.Instances {
+		port[in.Key] = in.Port
 	}
-	names := []string{}
+	pa, pb, pc := port["single/us/"+strings.Repeat("A", 40)], port["single/nonus/"+strings.Repeat("B", 40)], port["single/us/"+strings.Repeat("C", 40)]
+	if len(port) != 3 || pa == pb || pa == pc || pb == pc || fmt.Sprint(p.Ports()) != fmt.Sprint(p.Changed) {
+		t.Fatalf("ports %v (by key %v), changed %v: want 3 distinct ports, all written", p.Ports(), port, p.Changed)
+	}
+	for _, q := range p.Ports() {
+		if q < 9060 || q > 10059 {
+			t.Errorf("port %d outside 9060-10059", q)
+		}
+	}
+	names := map[string]string{}
 	for _, u := range Upstreams(p) {
-		names = append(names, fmt.Sprintf("%s %s %s:%d %s", u.Name, u.Type, u.Server, u.Port, u.Group))
+		names[u.Name] = fmt.Sprintf("%s %s:%d %s", u.Type, u.Server, u.Port, u.Group)
 	}
-	if strings.Join(names, "|") != "tor-nonus-9060 tor 127.0.0.1:9060 nonus|tor-us-9061 tor 127.0.0.1:9061 us|tor-us-9062 tor 127.0.0.1:9062 us" {
-		t.Errorf("upstreams: %v", names)
+	wantNames := map[string]string{
+		fmt.Sprintf("tor-us-%d", pa):    fmt.Sprintf("tor 127.0.0.1:%d us", pa),
+		fmt.Sprintf("tor-nonus-%d", pb): fmt.Sprintf("tor 127.0.0.1:%d nonus", pb),
+		fmt.Sprintf("tor-us-%d", pc):    fmt.Sprintf("tor 127.0.0.1:%d us", pc),
+	}
+	if fmt.Sprint(names) != fmt.Sprint(wantNames) {
+		t.Errorf("upstreams: %v, want %v", names, wantNames)
 	}
 	// Same relays again: nothing written, runner still told the wanted set.
 	p2, err := Generate(ctx, cfg, r1, run)
 	if err != nil || len(p2.Changed) != 0 || len(p2.Removed) != 0 {
 		t.Fatalf("second run: changed %v removed %v err %v", p2.Changed, p2.Removed, err)
 	}
-	// C gone, D new: C's port is freed and D takes the lowest free one; A and B keep theirs.
+	// C gone, D new: C's file goes, D takes its own hashed port (the
+	// one a fresh dir gives it); A and B keep theirs.
 	r2 := exits.Static{relay("A", "US", "10.0.0.1"), relay("B", "DE", "10.1.0.1"), relay("D", "US", "10.3.0.1")}
 	p3, err := Generate(ctx, cfg, r2, run)
 	if err != nil {
 		t.Fatal(err)
 	}
+	fresh := cfg
+	fresh.TorrcDir = t.TempDir()
+	pf, err := Generate(ctx, fresh, r2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	keys, _ := torrc.ReadKeys(dir)
-	if keys[9060] != "single/nonus/"+strings.Repeat("B", 40) || keys[9061] != "single/us/"+strings.Repeat("A", 40) || keys[9062] != "single/us/"+strings.Repeat("D", 40) {
+	freshKeys, _ := torrc.ReadKeys(fresh.TorrcDir)
+	pd := 0
+	for q, k := range keys {
+		if k == "single/us/"+strings.Repeat("D", 40) {
+			pd = q
+		}
+	}
+	if len(keys) != 3 || keys[pa] != "single/us/"+strings.Repeat("A", 40) || keys[pb] != "single/nonus/"+strings.Repeat("B", 40) || pd == 0 {
 		t.Errorf("keys after refresh: %v", keys)
 	}
-	if fmt.Sprint(p3.Changed) != "[9062]" {
-		t.Errorf("changed = %v, want [9062]", p3.Changed)
+	if fmt.Sprint(keys) != fmt.Sprint(freshKeys) || fmt.Sprint(pf.Ports()) != fmt.Sprint(p3.Ports()) {
+		t.Errorf("refreshed dir %v differs from a fresh one %v", keys, freshKeys)
+	}
+	if fmt.Sprint(p3.Changed) != fmt.Sprintf("[%d]", pd) || fmt.Sprint(p3.Removed) != fmt.Sprintf("[%d]", pc) {
+		t.Errorf("changed = %v, removed = %v; want [%d], [%d]", p3.Changed, p3.Removed, pd, pc)
 	}
 	want := []string{
-		"want=[9060 9061 9062] changed=[9060 9061 9062]",
-		"want=[9060 9061 9062] changed=[]",
-		"want=[9060 9061 9062] changed=[9062]",
+		fmt.Sprintf("want=%v changed=%v", p.Ports(), p.Ports()),
+		fmt.Sprintf("want=%v changed=[]", p.Ports()),
+		fmt.Sprintf("want=%v changed=[%d]", p3.Ports(), pd),
 	}
 	if strings.Join(run.calls, "\n") != strings.Join(want, "\n") {
 		t.Errorf("runner calls:\n%s", strings.Join(run.calls, "\n"))
@@ -85,26 +118,28 @@ func TestGenerateFilesAndRunner(t *testing.T) {
 
 // generatedUS is a torrc dir after one Generate of a single "us" group with
 // one US exit: the starting point for what a later Generate may change.
-func generatedUS(t *testing.T) (Config, *recordingRunner) {
+// port is that instance's.
+func generatedUS(t *testing.T) (cfg Config, run *recordingRunner, port int) {
 	t.Helper()
-	cfg := Config{Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, TorrcDir: t.TempDir(), PortBase: 9060}
-	run := &recordingRunner{}
-	if _, err := Generate(context.Background(), cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run); err != nil {
-		t.Fatal(err)
+	cfg = Config{Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, TorrcDir: t.TempDir(), PortBase: 9060}
+	run = &recordingRunner{}
+	p, err := Generate(context.Background(), cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run)
+	if err != nil || len(p.Instances) != 1 {
+		t.Fatalf("generate: %d instances, %v", len(p.Instances), err)
 	}
-	return cfg, run
+	return cfg, run, p.Instances[0].Port
 }
 
 func TestGenerateRefusesToWipe(t *testing.T) {
 	ctx := context.Background()
-	cfg, run := generatedUS(t)
+	cfg, run, port := generatedUS(t)
 	dir := cfg.TorrcDir
 	// A source that returns no usable exits changes nothing.
 	_, err := Generate(ctx, cfg, exits.Static{relay("B", "DE", "10.1.0.1")}, run)
 	if !errors.Is(err, ErrNoExits) {
 		t.Fatalf("err = %v, want ErrNoExits", err)
 	}
-	if _, err := os.Stat(torrc.Path(dir, 9060)); err != nil {
+	if _, err := os.Stat(torrc.Path(dir, port)); err != nil {
 		t.Errorf("existing torrc removed: %v", err)
 	}
 	// The recorded field-restricted Onionoo file: relays, but no flags.
@@ -119,8 +154,8 @@ func TestGenerateRefusesToWipe(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "extra-config line 1") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := os.Stat(torrc.Path(dir, 9061)); !os.IsNotExist(err) {
-		t.Error("a file was written despite the render error")
+	if keys, _ := torrc.ReadKeys(dir); len(keys) != 1 {
+		t.Errorf("files %v: a file was written despite the render error", keys)
 	}
 	if len(run.calls) != 1 {
 		t.Errorf("runner called %d times, want 1", len(run.calls))
@@ -189,18 +224,18 @@ func waitFor(t *testing.T, what string, f func() bool) {
 // unlike a relay list that merely matches nothing.
 func TestGenerateNoGroupsStopsEverything(t *testing.T) {
 	ctx := context.Background()
-	cfg, run := generatedUS(t)
+	cfg, run, port := generatedUS(t)
 	dir := cfg.TorrcDir
 	cfg.Groups = nil
 	p, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, run)
 	if err != nil {
 		t.Fatalf("generate with no groups: %v", err)
 	}
-	if len(p.Instances) != 0 || fmt.Sprint(p.Removed) != "[9060]" {
-		t.Errorf("instances %v removed %v, want none and [9060]", p.Instances, p.Removed)
+	if len(p.Instances) != 0 || fmt.Sprint(p.Removed) != fmt.Sprintf("[%d]", port) {
+		t.Errorf("instances %v removed %v, want none and [%d]", p.Instances, p.Removed, port)
 	}
-	if _, err := os.Stat(torrc.Path(dir, 9060)); !os.IsNotExist(err) {
-		t.Errorf("torrc.9060 still there: %v", err)
+	if _, err := os.Stat(torrc.Path(dir, port)); !os.IsNotExist(err) {
+		t.Errorf("torrc.%d still there: %v", port, err)
 	}
 	if last := run.calls[len(run.calls)-1]; last != "want=[] changed=[]" {
 		t.Errorf("runner last told %q, want no instance", last)
@@ -217,7 +252,7 @@ func TestControlPortOffset(t *testing.T) {
 	const hash = "16:0011223344556677605B1F2D4E6A8C0E1F2A3B4C5D6E7F8091A2B3C4D5"
 	cfg := Config{
 		Groups: []exits.Group{{Name: "us", Countries: []string{"US"}}}, Mode: exits.ModeSingle,
-		PortBase: 9060, TorrcDir: dir, ControlPortOffset: 10000, ControlPasswordHash: hash,
+		PortBase: 9060, PortMax: 9060, TorrcDir: dir, ControlPortOffset: 10000, ControlPasswordHash: hash,
 		Verify: torrc.FindVerifier(),
 	}
 	p, err := Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, &recordingRunner{})
@@ -231,7 +266,7 @@ func TestControlPortOffset(t *testing.T) {
 	if a := ControlAddr(p.Instances[0]); a != "127.0.0.1:19060" {
 		t.Errorf("control address %q", a)
 	}
-	cfg.PortBase, cfg.TorrcDir = 60000, t.TempDir()
+	cfg.PortBase, cfg.PortMax, cfg.TorrcDir = 60000, 60000, t.TempDir()
 	p, err = Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, &recordingRunner{})
 	if err != nil || p.Instances[0].ControlPort != 0 {
 		t.Errorf("port 60000 + 10000: control port %d, %v; want none", p.Instances[0].ControlPort, err)

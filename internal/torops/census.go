@@ -13,24 +13,43 @@ type GroupCensus struct {
 	Instances int // upstreams of source "tor" in the group
 	Working   int // bootstrapped and carrying traffic
 	Exits     int // distinct exit IPs of the working ones
+	// Planned is how many instances the last plan gave the group, Short
+	// how many of its share it went without (tor.max-instances taken): a
+	// starved group is listed with Instances 0, so an alert can see it.
+	Planned, Short int
 }
 
 // Census counts, from the store's one upstream per instance, what each tor
-// group has. It reads the same for supervised children (`run`) and tor@
-// units, so the metrics need not know which runs them.
+// group has, and from the last plan what it was given and went without.
+// It reads the same for supervised children (`run`) and tor@ units, so the
+// metrics need not know which runs them.
 func Census(ctx context.Context, st *store.Store) ([]GroupCensus, error) {
 	recs, err := st.List(ctx, store.Filter{Source: SourceName})
 	if err != nil {
 		return nil, err
 	}
+	plans, err := st.TorGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
 	by := map[string]*GroupCensus{}
 	exits := map[string]map[string]bool{}
-	for _, r := range recs {
-		c := by[r.Group]
+	group := func(g string) *GroupCensus {
+		c := by[g]
 		if c == nil {
-			c = &GroupCensus{Group: r.Group}
-			by[r.Group], exits[r.Group] = c, map[string]bool{}
+			c = &GroupCensus{Group: g}
+			by[g], exits[g] = c, map[string]bool{}
 		}
+		return c
+	}
+	for g, p := range plans {
+		if p.Planned > 0 || p.Short > 0 {
+			c := group(g)
+			c.Planned, c.Short = p.Planned, p.Short
+		}
+	}
+	for _, r := range recs {
+		c := group(r.Group)
 		c.Instances++
 		if r.Servable() {
 			c.Working++

@@ -53,4 +53,20 @@ func TestCensus(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Census = %+v, want %+v", got, want)
 	}
+	// The last plan: us got its 3, jp none of its 2 (the cap was taken).
+	if err := st.SetTorPlan(ctx, map[string]store.TorGroup{"us": {Planned: 3}, "jp": {Short: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = Census(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []GroupCensus{
+		{Group: "eu", Instances: 1},
+		{Group: "jp", Short: 2},
+		{Group: "us", Instances: 3, Working: 2, Exits: 1, Planned: 3},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Census after a plan that starved jp = %+v, want %+v", got, want)
+	}
 }

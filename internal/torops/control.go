@@ -37,7 +37,7 @@ func (t *Tor) Status(ctx context.Context) ([]control.TorInstance, error) {
 			conn.Close()
 		}
 	}
-	pw, err := t.password(ctx)
+	pw, err := t.password(ctx, true)
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ func (t *Tor) Rotate(ctx context.Context) {
 	defer tk.Stop()
 	for {
 		recs, err := t.instances(ctx, "")
-		pw, perr := t.password(ctx)
+		pw, perr := t.password(ctx, true)
 		if err == nil && perr == nil {
 			want := map[int]bool{}
 			for _, r := range recs {

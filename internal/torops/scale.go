@@ -55,8 +55,9 @@ func (s *Scaler) NewNym(ctx context.Context, group string) (int, error) {
 
 // ScaleUp raises the group's stored budget to one more instance than it
 // runs and applies it, when the group has a budget, the last plan left one
-// of its slots unused, the instance cap has room and none of its
-// instances is younger than the bootstrap grace (then slo.ErrNotYet).
+// of its slots unused, the instance cap has room or another group runs at
+// least two more (it gives one up), and none of its instances is younger
+// than the bootstrap grace (then slo.ErrNotYet).
 func (s *Scaler) ScaleUp(ctx context.Context, group string) (int, error) {
 	t := s.t
 	if _, ok := t.initialBudget()[group]; !ok {
@@ -67,11 +68,12 @@ func (s *Scaler) ScaleUp(ctx context.Context, group string) (int, error) {
 		return 0, err
 	}
 	all, err := t.instances(ctx, "")
-	if err != nil || (t.o.Gen.MaxInstances > 0 && len(all) >= t.o.Gen.MaxInstances) {
+	if err != nil {
 		return 0, err
 	}
-	runs := 0
+	runs, most := 0, map[string]int{}
 	for _, r := range all {
+		most[r.Group]++
 		if r.Group != group {
 			continue
 		}
@@ -80,8 +82,25 @@ func (s *Scaler) ScaleUp(ctx context.Context, group string) (int, error) {
 			return 0, fmt.Errorf("%s started %v ago may still bootstrap: %w", r.Name, age.Round(time.Second), slo.ErrNotYet)
 		}
 	}
+	// At tor.max-instances another instance comes only from a group that
+	// runs more than this one (the plan's shares level budgets over the
+	// cap, and groups without one yield to those with).
+	if t.o.Gen.MaxInstances > 0 && len(all) >= t.o.Gen.MaxInstances && !runsMore(most, group, runs) {
+		return 0, nil
+	}
 	if err := t.o.Store.SetTorBudget(ctx, group, runs+1); err != nil {
 		return 0, fmt.Errorf("raising tor group %s's budget: %w", group, err)
 	}
 	return s.apply(ctx, group, runs)
+}
+
+// runsMore reports whether a group other than group runs more than runs
+// instances (per group counts in n).
+func runsMore(n map[string]int, group string, runs int) bool {
+	for g, c := range n {
+		if g != group && c > runs+1 {
+			return true
+		}
+	}
+	return false
 }

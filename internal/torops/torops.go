@@ -34,15 +34,18 @@ const SourceName = "tor"
 type Options struct {
 	Store *store.Store
 	// Gen is what to generate (cmd maps config.Tor onto it). Apply sets
-	// its GroupMax and, under systemd, its control port per run.
+	// its Budget and, under systemd, its control port per run.
 	Gen torgen.Config
 	// Relays lists the relays to choose exits from; RelaysURL is recorded
 	// as source "tor"'s URL.
 	Relays    torgen.RelaySource
 	RelaysURL string
-	// Floors is each tor group's floor, max(min-healthy, min-exits). In
-	// grouped or single mode a group with one starts with that many
-	// instances and may be scaled up; country mode runs one per group.
+	// Floors is each tor group's floor, max(min-healthy, min-exits), or
+	// its groups.<name>.tor-instances when larger. In grouped or single
+	// mode a group with one has that many instances reserved for it in
+	// tor.max-instances (and, until the SLO guard raises it, no more);
+	// groups without share the rest by bandwidth. Country mode runs one
+	// per group.
 	Floors map[string]int
 	// BootstrapGrace is how long a new instance may take to fill the
 	// floor: ScaleUp waits (slo.ErrNotYet) while one is younger.
@@ -89,34 +92,45 @@ func New(o Options) (*Tor, error) {
 // each group's budget, then records the result: relays, the instances as
 // upstreams of source "tor", and each group's unused slots.
 func (t *Tor) Apply(ctx context.Context, run torgen.Runner) (torgen.Plan, error) {
+	return t.generate(ctx, run, false)
+}
+
+// Plan is Apply's dry run (`proxypoold torgen --dry-run`): it reads the
+// store and the torrc dir and returns what Apply would do, changing no
+// file, unit or row. A control password not made yet stays unmade (the
+// plan then shows torrc files without a control port).
+func (t *Tor) Plan(ctx context.Context) (torgen.Plan, error) {
+	return t.generate(ctx, nil, true)
+}
+
+func (t *Tor) generate(ctx context.Context, run torgen.Runner, dry bool) (torgen.Plan, error) {
 	cfg := t.o.Gen
-	cfg.GroupMax = t.budget(ctx)
+	cfg.Budget = t.budget(ctx)
+	cfg.DryRun = dry
 	st := t.o.Store
 	if t.o.Systemd { // a control port the probe can reach
-		if pw, err := t.password(ctx); err != nil {
+		if pw, err := t.password(ctx, !dry); err != nil {
 			t.log.WithError(err).Warn("no tor control password: the probe cannot NEWNYM the instances")
 		} else if pw != "" {
 			cfg.ControlPortOffset, cfg.ControlPasswordHash = ControlPortOffset, controlHash(pw)
 		}
 	}
-	if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
-		return torgen.Plan{}, fmt.Errorf("creating the torrc dir: %w", err)
-	}
-	if cfg.DataDir != "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return torgen.Plan{}, fmt.Errorf("creating the tor data dir: %w", err)
+	if !dry {
+		if err := os.MkdirAll(cfg.TorrcDir, 0o755); err != nil {
+			return torgen.Plan{}, fmt.Errorf("creating the torrc dir: %w", err)
+		}
+		if cfg.DataDir != "" {
+			if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+				return torgen.Plan{}, fmt.Errorf("creating the tor data dir: %w", err)
+			}
 		}
 	}
 	plan, err := torgen.Generate(ctx, cfg, t.o.Relays, run)
-	if err != nil {
+	if err != nil || dry {
 		return plan, err
 	}
-	unused := map[string]int{}
-	for _, s := range plan.Dropped {
-		unused[s.Group]++
-	}
-	if err := st.SetTorUnused(ctx, unused); err != nil {
-		t.log.WithError(err).Warn("recording unused tor slots for the SLO guard")
+	if err := st.SetTorPlan(ctx, planGroups(plan)); err != nil {
+		t.log.WithError(err).Warn("recording the tor groups' shares and unused slots")
 	}
 	if err := st.ReplaceRelays(ctx, plan.Relays); err != nil {
 		t.log.WithError(err).Warn("storing relays")
@@ -131,6 +145,24 @@ func (t *Tor) Apply(ctx context.Context, run torgen.Runner) (torgen.Plan, error)
 	t.log.Infof("tor: %d relays, %d usable exits, %d instances (%d changed, %d removed); store: %d new, %d gone",
 		len(plan.Relays), plan.Usable, len(plan.Instances), len(plan.Changed), len(plan.Removed), sum.New, sum.Gone)
 	return plan, nil
+}
+
+// planGroups is what the store keeps of a plan per group: unused slots
+// (the SLO guard's "anything to add?"), instances planned, and how many
+// of its share a group goes without.
+func planGroups(plan torgen.Plan) map[string]store.TorGroup {
+	out := map[string]store.TorGroup{}
+	for _, s := range plan.Dropped {
+		g := out[s.Group]
+		g.Unused++
+		out[s.Group] = g
+	}
+	for _, sh := range plan.Shares {
+		g := out[sh.Group]
+		g.Planned, g.Short = sh.Got, sh.Short()
+		out[sh.Group] = g
+	}
+	return out
 }
 
 // initialBudget is the per-group instance cap each tor group with a floor
@@ -148,7 +180,7 @@ func (t *Tor) initialBudget() map[string]int {
 	return b
 }
 
-// budget is Apply's per-group cap (torgen.Config.GroupMax): the floors'
+// budget is Apply's per-group reserve and cap (torgen.Config.Budget): the floors'
 // budget raised to what the guard stored. nil in country mode.
 func (t *Tor) budget(ctx context.Context) map[string]int {
 	b := t.initialBudget()
@@ -189,10 +221,14 @@ func (t *Tor) controlAddr(port int) string {
 }
 
 // password authenticates the control ports of systemd instances; "" in
-// run mode, whose children's sockets take the cookie.
-func (t *Tor) password(ctx context.Context) (string, error) {
+// run mode, whose children's sockets take the cookie. make: store a new
+// one when there is none (create false: a dry run's "" instead).
+func (t *Tor) password(ctx context.Context, create bool) (string, error) {
 	if !t.o.Systemd {
 		return "", nil
+	}
+	if !create {
+		return t.o.Store.TorControlPassword(ctx, nil)
 	}
 	return t.o.Store.TorControlPassword(ctx, func() string {
 		var b [16]byte
@@ -214,7 +250,7 @@ func controlHash(pw string) string {
 // newnym sends NEWNYM to each of recs and returns how many it reached:
 // the SLO guard's step for a group and `proxypoolctl tor newnym` alike.
 func (t *Tor) newnym(ctx context.Context, recs []upstream.Record) (int, error) {
-	pw, err := t.password(ctx)
+	pw, err := t.password(ctx, true)
 	if err != nil {
 		return 0, err
 	}

@@ -4,8 +4,8 @@
 #   installed  after `apt install` + `systemctl start proxypool.target` (ends
 #              with a reinstall: the postinst's upgrade branch)
 #   rebooted   after poweroff + boot
-#   tor        after the rebooted checks: torgen makes tor@9060 (us) and
-#              tor@9061 (de), then removes tor@9060 (tor@9061 left for purge)
+#   tor        after the rebooted checks: torgen makes tor@<port> for us and
+#              de (hashed ports), then removes us's (de's left for purge)
 #   purged     after `apt purge proxypool`
 # E2E_SKIP: comma-separated check names to skip (e.g. while a binary is a stub).
 set -euo pipefail
@@ -165,13 +165,16 @@ installed | rebooted)
 tor)
 	# proxy-torgen.service (the packaged unit, its sandbox) turns a recorded
 	# relay file into Debian's tor@<port>.service instances: tor.mode
-	# country, groups us and de -> ports 9060 and 9061. No network here, so
-	# tor never bootstraps; the instances are active and their SocksPort
-	# listens. Dropping us stops and removes tor@9060 and leaves de's
-	# instance alone; de's stays for the purge checks.
+	# country, groups us and de -> one port each, hashed from the group
+	# (read back from the torrc headers). No network here, so tor never
+	# bootstraps; the instances are active and their SocksPort listens.
+	# Dropping us stops and removes us's instance and leaves de's alone;
+	# de's stays for the purge checks.
 	CONF=/etc/proxypool/proxypool.yaml
 	RELAYS=/srv/e2e-tor/relays.csv   # copied in by nspawn.sh (testdata/)
-	PORT=9060 UNIT=tor@9060.service DEPORT=9061 DEUNIT=tor@9061.service
+	portof() { # $1: group; the port of its country-mode torrc
+		grep -l -x "# proxypool-torgen key: country/$1" /etc/tor/torrc.* | sed -n 's|^/etc/tor/torrc\.||p'
+	}
 	cp $CONF /root/proxypool.yaml.orig
 	with_tor() { # $1: the tor.groups flow list
 		{ sed '/^tor:/,$d' /root/proxypool.yaml.orig
@@ -203,6 +206,9 @@ tor)
 	with_tor '[us, de]'
 	has -x '  us:' $CONF
 	torgen
+	PORT=$(portof us) DEPORT=$(portof de)
+	[ -n "$PORT" ] && [ -n "$DEPORT" ] || { ls -la /etc/tor; echo "no generated torrc for us ($PORT) or de ($DEPORT)"; exit 1; }
+	UNIT=tor@$PORT.service DEUNIT=tor@$DEPORT.service
 	test -f /etc/tor/torrc.$PORT || { ls -la /etc/tor; echo "no /etc/tor/torrc.$PORT"; exit 1; }
 	cat /etc/tor/torrc.$PORT
 	has -x 'ExitNodes {us}' /etc/tor/torrc.$PORT

@@ -176,7 +176,7 @@ boot
 ct bash /root/checks.sh rebooted
 phase "rebooted checks ok"
 
-# torgen under the real unit: groups us, de become tor@9060/9061.service.
+# torgen under the real unit: groups us, de become tor@<port>.service (hashed ports).
 ct bash /root/checks.sh tor
 phase "tor checks ok"
 

@@ -281,9 +281,9 @@ func TestAssignPortsStableAcrossRefreshes(t *testing.T) {
 	if err != nil || len(dropped) != 0 {
 		t.Fatalf("first: err=%v dropped=%d", err, len(dropped))
 	}
-	prev := map[string]int{}
+	prev := map[string]Held{}
 	for _, s := range first {
-		prev[s.Key] = s.Port
+		prev[s.Key] = Held{Port: s.Port, Hashed: true}
 	}
 	checkUnique(t, first, ports)
 	second, dropped, err := AssignPorts(load("torstatus-2017-04-head300.csv"), prev, ports)
@@ -293,8 +293,8 @@ func TestAssignPortsStableAcrossRefreshes(t *testing.T) {
 	checkUnique(t, second, ports)
 	same, moved, fresh := 0, 0, 0
 	for _, s := range second {
-		if p, ok := prev[s.Key]; ok {
-			if p != s.Port {
+		if h, ok := prev[s.Key]; ok {
+			if p := h.Port; p != s.Port {
 				moved++
 				t.Errorf("%s moved from %d to %d", s.Key, p, s.Port)
 			}
@@ -311,8 +311,8 @@ func TestAssignPortsStableAcrossRefreshes(t *testing.T) {
 	// Unchanged input: identical assignment.
 	again, _, _ := AssignPorts(load("torstatus-2013-09-head200.csv"), prev, ports)
 	for _, s := range again {
-		if prev[s.Key] != s.Port {
-			t.Errorf("same input: %s got %d, had %d", s.Key, s.Port, prev[s.Key])
+		if prev[s.Key].Port != s.Port {
+			t.Errorf("same input: %s got %d, had %d", s.Key, s.Port, prev[s.Key].Port)
 		}
 	}
 }
@@ -322,24 +322,28 @@ func TestAssignPortsCapAndRange(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		slots = append(slots, Slot{Key: fmt.Sprintf("single/us/%02d", i), Bandwidth: int64(i)})
 	}
-	kept, dropped, err := AssignPorts(slots, map[string]int{"single/us/00": 9064}, Ports{Base: 9060, Max: 9069, MaxInstances: 3})
+	kept, dropped, err := AssignPorts(slots, map[string]Held{"single/us/00": {Port: 9064, Hashed: true}}, Ports{Base: 9060, Max: 9069, MaxInstances: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
+	got := map[string]int{}
 	for _, s := range kept {
-		got = append(got, fmt.Sprintf("%s=%d", s.Key, s.Port))
+		got[s.Key] = s.Port
 	}
-	// The old holder keeps 9064; then the two highest-bandwidth new ones.
-	want := "single/us/09=9060 single/us/08=9061 single/us/00=9064"
-	if strings.Join(got, " ") != want {
-		t.Errorf("kept %s, want %s", strings.Join(got, " "), want)
+	// The old holder keeps 9064; then the two highest-bandwidth new ones,
+	// each on its own hashed port (in key order, around 9064).
+	p08 := HashedPort("single/us/08", 9060, 9069, map[int]bool{9064: true})
+	p09 := HashedPort("single/us/09", 9060, 9069, map[int]bool{9064: true, p08: true})
+	want := map[string]int{"single/us/00": 9064, "single/us/08": p08, "single/us/09": p09}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("kept %v, want %v", got, want)
 	}
+	checkUnique(t, kept, Ports{Base: 9060, Max: 9069})
 	if len(dropped) != 7 {
 		t.Errorf("dropped %d, want 7", len(dropped))
 	}
-	kept, _, _ = AssignPorts(slots, map[string]int{"single/us/00": 9061}, Ports{Base: 9060, Max: 9063, Reserved: []int{9060, 9061}})
-	if kept[0].Port != 9062 || kept[1].Port != 9063 {
+	kept, _, _ = AssignPorts(slots, map[string]Held{"single/us/00": {Port: 9061, Hashed: true}}, Ports{Base: 9060, Max: 9063, Reserved: []int{9060, 9061}})
+	if len(kept) != 2 || kept[0].Port != 9062 || kept[1].Port != 9063 {
 		t.Errorf("reserved ports handed out: %d, %d", kept[0].Port, kept[1].Port)
 	}
 	kept, dropped, _ = AssignPorts(slots, nil, Ports{Base: 9060, Max: 9061})

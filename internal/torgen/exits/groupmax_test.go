@@ -17,7 +17,7 @@ func TestAssignPortsGroupMax(t *testing.T) {
 			slots = append(slots, Slot{Key: fmt.Sprintf("single/%s/%d", g, i), Group: g, Bandwidth: int64(10 * i)})
 		}
 	}
-	prev := map[string]int{"single/us/0": 9065} // the lowest bandwidth, but running
+	prev := map[string]Held{"single/us/0": {Port: 9065, Hashed: true}} // the lowest bandwidth, but running
 	tests := []struct {
 		name     string
 		groupMax map[string]int
@@ -33,7 +33,7 @@ func TestAssignPortsGroupMax(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			kept, dropped, err := AssignPorts(slices.Clone(slots), prev, Ports{Base: 9060, Max: 9069, MaxInstances: tc.max, GroupMax: tc.groupMax})
+			kept, dropped, err := AssignPorts(slices.Clone(slots), prev, Ports{Base: 9060, Max: 9069, MaxInstances: tc.max, Budget: tc.groupMax})
 			if err != nil {
 				t.Fatal(err)
 			}

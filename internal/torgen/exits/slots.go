@@ -2,7 +2,9 @@ package exits
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 
@@ -172,64 +174,141 @@ type Ports struct {
 	Base, Max    int   // inclusive range
 	MaxInstances int   // 0: no cap beyond the range
 	Reserved     []int // ports in the range something else listens on (gateway, metrics)
-	// GroupMax caps the instances of single groups (the SLO guard's
-	// per-group budget); a group missing from it, or at 0, has no cap of
-	// its own. Slots over it are dropped like those over MaxInstances:
-	// slots that held a port keep it first, then the highest bandwidth.
-	GroupMax map[string]int
+	// Budget is single groups' instances (the floor, tor-instances, the
+	// SLO guard's raise): reserved for the group before the rest is
+	// shared, and its cap. A group missing from it, or at 0, takes a
+	// bandwidth share of the rest (Allot).
+	Budget map[string]int
 }
 
-// AssignPorts gives every slot a port. prev maps keys to the ports they held
-// (read back from the generated files): a slot whose key is in prev keeps
-// its port; new slots take the lowest free ports in [Base, Max], the
-// highest-bandwidth ones first. Slots beyond the range or MaxInstances are
-// returned in dropped, without a port. Kept slots come back sorted by port.
-func AssignPorts(slots []Slot, prev map[string]int, p Ports) (kept, dropped []Slot, err error) {
+// limit is how many instances fit: the free ports, at most MaxInstances.
+func (p Ports) limit() int {
+	n := p.Max - p.Base + 1
+	rs := slices.Clone(p.Reserved)
+	slices.Sort(rs)
+	for _, r := range slices.Compact(rs) {
+		if r >= p.Base && r <= p.Max {
+			n--
+		}
+	}
+	if p.MaxInstances > 0 && p.MaxInstances < n {
+		n = p.MaxInstances
+	}
+	return max(n, 0)
+}
+
+// Held is the port a slot's generated torrc pins now.
+type Held struct {
+	Port int
+	// Hashed: the port came from this assignment (torrc.HashedPorts). A
+	// file of the older lowest-free-port scheme still counts as running
+	// (its slot keeps its place in the selection) but its port is
+	// migrated to the hashed one.
+	Hashed bool
+}
+
+// AssignPorts chooses the slots that get an instance and gives each a
+// port. Selection: each group gets its share (Allot); within a group the
+// slots that hold a port (in held) come first, then the highest
+// bandwidth. The rest are returned in dropped, without a port; a held
+// slot of a group over its share is dropped too (its port given up).
+//
+// Ports are stateless: a slot's port is a function of its key (group and
+// exit identity), see HashedPort, so two hosts with the same relay list
+// agree. A slot whose hashed port is taken (a hash collision, resolved in
+// key order) takes its next-ranked port; a slot that already holds a
+// hashed port keeps it, so an exit leaving never moves another's port.
+// Kept slots come back sorted by port.
+func AssignPorts(slots []Slot, held map[string]Held, p Ports) (kept, dropped []Slot, err error) {
 	if p.Base < 1 || p.Max > 65535 || p.Max < p.Base {
 		return nil, nil, fmt.Errorf("tor port range %d-%d is invalid", p.Base, p.Max)
 	}
-	limit := p.Max - p.Base + 1
-	if p.MaxInstances > 0 && p.MaxInstances < limit {
-		limit = p.MaxInstances
-	}
-	perGroup := map[string]int{}
-	full := func(s Slot) bool {
-		c, ok := p.GroupMax[s.Group]
-		return ok && c > 0 && perGroup[s.Group] >= c
-	}
-	used := map[int]bool{}
+	reserved := map[int]bool{}
 	for _, r := range p.Reserved {
-		used[r] = true
-	}
-	var fresh []Slot
-	for _, s := range slots {
-		if port, ok := prev[s.Key]; ok && port >= p.Base && port <= p.Max && !used[port] && len(kept) < limit && !full(s) {
-			s.Port = port
-			used[port] = true
-			perGroup[s.Group]++
-			kept = append(kept, s)
-			continue
+		if r >= p.Base && r <= p.Max {
+			reserved[r] = true
 		}
-		fresh = append(fresh, s)
 	}
-	sort.SliceStable(fresh, func(i, j int) bool { return fresh[i].Bandwidth > fresh[j].Bandwidth })
-	next := p.Base
-	for _, s := range fresh {
-		for next <= p.Max && used[next] {
-			next++
+	share := map[string]int{}
+	for _, sh := range Allot(slots, p) {
+		share[sh.Group] = sh.Got
+	}
+	order := slices.Clone(slots)
+	sort.SliceStable(order, func(i, j int) bool {
+		_, hi := held[order[i].Key]
+		_, hj := held[order[j].Key]
+		if hi != hj {
+			return hi
 		}
-		if next > p.Max || len(kept) >= limit || full(s) {
+		return order[i].Bandwidth > order[j].Bandwidth
+	})
+	var chosen []Slot
+	for _, s := range order {
+		if share[s.Group] == 0 {
 			dropped = append(dropped, s)
 			continue
 		}
-		s.Port = next
-		used[next] = true
-		perGroup[s.Group]++
-		kept = append(kept, s)
+		share[s.Group]--
+		chosen = append(chosen, s)
 	}
+	kept = placePorts(chosen, held, p.Base, p.Max, reserved)
 	sort.Slice(kept, func(i, j int) bool { return kept[i].Port < kept[j].Port })
 	sort.Slice(dropped, func(i, j int) bool { return dropped[i].Key < dropped[j].Key })
 	return kept, dropped, nil
+}
+
+// placePorts gives each chosen slot (at most as many as free ports) its
+// port: the hashed one it holds, else its best-ranked free one, slots in
+// key order so the outcome does not depend on the input's order.
+func placePorts(chosen []Slot, held map[string]Held, base, pmax int, reserved map[int]bool) []Slot {
+	used := map[int]bool{}
+	for p := range reserved {
+		used[p] = true
+	}
+	var rest []int
+	for i, s := range chosen {
+		h, ok := held[s.Key]
+		if ok && h.Hashed && h.Port >= base && h.Port <= pmax && !used[h.Port] {
+			chosen[i].Port = h.Port
+			used[h.Port] = true
+			continue
+		}
+		rest = append(rest, i)
+	}
+	sort.Slice(rest, func(a, b int) bool { return chosen[rest[a]].Key < chosen[rest[b]].Key })
+	for _, i := range rest {
+		chosen[i].Port = HashedPort(chosen[i].Key, base, pmax, used)
+		used[chosen[i].Port] = true
+	}
+	return chosen
+}
+
+// HashedPort is the port in [base, pmax] that ranks highest for key among
+// those not in used (rendezvous hashing: each port scores hash(key, port)),
+// 0 when every port is used. Growing or shrinking the range moves only the
+// keys whose best port is the one added or removed.
+func HashedPort(key string, base, pmax int, used map[int]bool) int {
+	k := fnv.New64a()
+	k.Write([]byte(key))
+	seed := k.Sum64()
+	best, bestScore := 0, uint64(0)
+	for port := base; port <= pmax; port++ {
+		if used[port] {
+			continue
+		}
+		if sc := mix64(seed ^ uint64(port)*0x9E3779B97F4A7C15); best == 0 || sc > bestScore {
+			best, bestScore = port, sc
+		}
+	}
+	return best
+}
+
+// mix64 is SplitMix64's finalizer: every input bit moves every output
+// bit, so neighbouring ports score independently.
+func mix64(z uint64) uint64 {
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	return z ^ (z >> 31)
 }
 
 func braces(ccs []string) []string {
