@@ -17,7 +17,6 @@ import (
 	"github.com/proxypool/proxypool/internal/torgen/torrc"
 	"github.com/proxypool/proxypool/internal/torops"
 	"github.com/proxypool/proxypool/internal/units"
-	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // runTorgen is the one-shot unit: discover exits, write torrc files, make
@@ -32,7 +31,8 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	if !e.cfg.Tor.Enabled {
-		return disableTor(ctx, e, dry, g.stdout)
+		open := func(ctx context.Context) (*store.Store, error) { return e.openStore(ctx, nil) }
+		return torops.Disable(ctx, e.cfg.Tor.TorrcDir, open, dry, g.stdout, e.log.WithField(logging.FieldComponent, "torgen"))
 	}
 	if dry {
 		return planTor(ctx, e, g.stdout)
@@ -53,7 +53,11 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	st, closeStore, err := torops.DryRunStore(ctx, e.cfg.Database)
+	if err != nil {
+		return fmt.Errorf("%s: dry run: opening the database: %w", e.cfg.Pos("database"), err)
+	}
+	defer closeStore()
 	tor, err := torOps(e, st, true)
 	if err != nil {
 		return err
@@ -87,7 +91,11 @@ func planTor(ctx context.Context, e *env, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: dry run: opening the database: %w", e.cfg.Pos("database"), err)
 	}
-	defer st.Close()
+	st, closeStore, err := torops.DryRunStore(ctx, e.cfg.Database)
+	if err != nil {
+		return fmt.Errorf("%s: dry run: opening the database: %w", e.cfg.Pos("database"), err)
+	}
+	defer closeStore()
 	tor, err := torOps(e, st, true)
 	if err != nil {
 		return err
@@ -145,47 +153,4 @@ func applyTor(ctx context.Context, e *env, tor *torops.Tor, run torgen.Runner) (
 		return plan, fmt.Errorf("%s: %w", e.cfg.Pos("tor.relays"), err)
 	}
 	return plan, err
-}
-
-// disableTor stops and removes the tor@ instances an earlier torgen made
-// once tor.enabled is false, and takes them out of the store.
-func disableTor(ctx context.Context, e *env, dry bool, w io.Writer) error {
-	log := e.log.WithField(logging.FieldComponent, "torgen")
-	r := &units.Runner{TorrcDir: e.cfg.Tor.TorrcDir, Log: log}
-	owned, err := r.Owned()
-	if err != nil || len(owned) == 0 {
-		log.Infof("%s: tor.enabled is false: nothing to do (no instance of ours runs)", e.cfg.Pos("tor.enabled"))
-		return nil
-	}
-	if dry {
-		have, err := torrc.ReadKeys(e.cfg.Tor.TorrcDir)
-		if err != nil {
-			return err
-		}
-		p := torgen.Plan{DryRun: true, Removed: torrc.Stale(have, nil)}
-		fmt.Fprintf(w, "tor.enabled is false: would stop and disable tor@ instances %v\n", owned)
-		return torgen.WritePlan(w, p, e.cfg.Tor.TorrcDir)
-	}
-	conn, err := units.Dial(ctx)
-	if err != nil {
-		return fmt.Errorf("tor.enabled is false but %d instances of ours exist; connecting to systemd to stop them: %w", len(owned), err)
-	}
-	defer conn.Close()
-	r.M = conn
-	if err := r.Apply(ctx, nil, nil); err != nil {
-		return fmt.Errorf("stopping tor instances %v: %w", owned, err)
-	}
-	if _, err := torrc.RemoveStale(e.cfg.Tor.TorrcDir, nil); err != nil {
-		log.WithError(err).Warn("removing generated torrc files")
-	}
-	st, err := e.openStore(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if _, err := st.UpsertSource(ctx, upstream.SourceMeta{Name: torops.SourceName, Format: torops.SourceName}, nil); err != nil {
-		return fmt.Errorf("removing tor instances from the store: %w", err)
-	}
-	log.Infof("tor.enabled is false: stopped and removed tor instances %v", owned)
-	return nil
 }
