@@ -83,6 +83,15 @@ func poolGroups(e *env) []pool.Group {
 	return out
 }
 
+// groupMembers is poolGroups for list --group.
+func groupMembers(e *env) map[string]store.Members {
+	out := map[string]store.Members{}
+	for _, g := range poolGroups(e) {
+		out[g.Name] = store.Members{Name: g.Name, Countries: g.Countries, ExcludeCountries: g.ExcludeCountries, Types: g.Types, Sources: g.Sources, IDs: g.IDs}
+	}
+	return out
+}
+
 // pinnedName is the group of a port pinned to one upstream: what a client
 // reads when that upstream is down ("no healthy upstream in group
 // upstream-<id>").

@@ -55,7 +55,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 		go ops.Rotate(ctx)
 	}
 	m := e.newMetrics()
-	mo := manager.Options{Store: st, Checker: pl, Refresher: e.refresher(st, pl.Trigger), Tor: tor}
+	mo := manager.Options{Store: st, Checker: pl, Refresher: e.refresher(st, pl.Trigger), Tor: tor, Groups: groupMembers(e)}
 	if guard := startObservers(ctx, e, st, pl, m, scaler); guard != nil {
 		mo.Floors = floorsOf(guard)
 	}

@@ -69,7 +69,7 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 		tor, scaler = ops, sup.Scaler()
 		go ops.Rotate(ctx)
 	}
-	mo := manager.Options{Store: st, Checker: pl, Refresher: e.refresher(st, pl.Trigger), Tor: tor}
+	mo := manager.Options{Store: st, Checker: pl, Refresher: e.refresher(st, pl.Trigger), Tor: tor, Groups: groupMembers(e)}
 	if guard := startObservers(ctx, e, st, pl, m, scaler); guard != nil {
 		mo.Floors = floorsOf(guard)
 	}

@@ -20,6 +20,7 @@ type totalKey struct {
 	country, group, source string
 	anonymity              upstream.Anonymity
 	minScore               float64
+	members                string // a config group's name
 }
 
 type cachedTotal struct {
@@ -39,6 +40,9 @@ func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPa
 	q.Limit = min(q.Limit, control.MaxListLimit)
 	f := store.Filter{State: q.State, Country: strings.ToUpper(q.Country), Group: q.Group, Source: q.Source,
 		Anonymity: q.Anonymity, MinScore: q.MinScore, Limit: q.Limit, Offset: q.Offset}
+	if g, ok := m.o.Groups[q.Group]; ok {
+		f.Group, f.Members = "", &g
+	}
 	recs, err := m.o.Store.List(ctx, f)
 	if err != nil {
 		return control.ListPage{}, fmt.Errorf("listing the pool: %w", err)
@@ -65,7 +69,11 @@ func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPa
 }
 
 func keyOf(f store.Filter) totalKey {
-	return totalKey{state: f.State, country: f.Country, group: f.Group, source: f.Source, anonymity: f.Anonymity, minScore: f.MinScore}
+	k := totalKey{state: f.State, country: f.Country, group: f.Group, source: f.Source, anonymity: f.Anonymity, minScore: f.MinScore}
+	if f.Members != nil {
+		k.members = f.Members.Name
+	}
+	return k
 }
 
 func (m *Manager) rememberTotal(f store.Filter, n int) {
@@ -98,7 +106,7 @@ func (m *Manager) total(ctx context.Context, f store.Filter) (int, error) {
 			set++
 		}
 	}
-	if set <= 1 && k.country == "" && k.anonymity == "" && k.minScore == 0 {
+	if set <= 1 && k.country == "" && k.anonymity == "" && k.minScore == 0 && k.members == "" {
 		cnt, err := m.o.Store.Counts(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("counting the pool: %w", err)

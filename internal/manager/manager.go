@@ -67,7 +67,11 @@ type Options struct {
 	Emit func(control.Progress)
 	// Floors and Gateway, when set, add the SLO guard's floors and the
 	// gateway's figures to Status.
-	Floors  func() []control.GroupFloor
+	Floors func() []control.GroupFloor
+	// Groups are the config groups by name: list --group G selects a
+	// config group's members as the pool counts them, an explicit group
+	// (a tor group) otherwise.
+	Groups  map[string]store.Members
 	Gateway func() *control.GatewayStatus
 	// JobTimeout bounds every job (default 10 minutes); CheckPoll is how
 	// often a check of given ids looks at the store (default 250ms).

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -937,5 +938,54 @@ func TestCauseMigration(t *testing.T) {
 	}
 	if got.LastCause != upstream.CauseOther || got.LastError != "x" {
 		t.Errorf("unknown stored cause reads as %q %q, want other, x", got.LastCause, got.LastError)
+	}
+}
+
+// TestListMembers: a config group lists what the gateway's pool counts in
+// it: any of its countries, none excluded, any of its types, listed by any
+// of its sources; its tor instances by name and pinned ids always.
+func TestListMembers(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	mk := func(i int, typ, grp string) upstream.Upstream {
+		m := map[string]any{"type": typ, "server": fmt.Sprintf("10.9.0.%d", i), "port": 1080}
+		if grp != "" {
+			m["group"] = grp
+		}
+		return upstream.MustNew(m)
+	}
+	a, b, c, d := mk(1, "socks5", ""), mk(2, "http", ""), mk(3, "socks5", ""), mk(4, "tor", "us")
+	if _, err := s.Add(ctx, "list-a", a, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Add(ctx, "list-b", c, d); err != nil {
+		t.Fatal(err)
+	}
+	submit(t, s, ok(a.ID, t0, "1.1.1.1", "DE"), ok(b.ID, t0, "1.1.1.2", "de"), ok(c.ID, t0, "1.1.1.3", "US"), ok(d.ID, t0, "1.1.1.4", "US"))
+	name := map[string]string{a.ID: "a", b.ID: "b", c.ID: "c", d.ID: "d"}
+	tests := []struct {
+		m    Members
+		want string
+	}{
+		{Members{Name: "de", Countries: []string{"de"}}, "a,b"},
+		{Members{Name: "notde", ExcludeCountries: []string{"DE"}, Types: []string{"SOCKS5"}}, "c"},
+		{Members{Name: "b", Sources: []string{"list-b"}}, "c,d"},
+		{Members{Name: "us"}, "d"},
+		{Members{Name: "pinned", IDs: []string{b.ID}}, "b"},
+		{Members{Name: "us", Countries: []string{"DE"}, Types: []string{"http"}}, "b,d"},
+	}
+	for _, tt := range tests {
+		recs, err := s.List(ctx, Filter{Members: &tt.m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range recs {
+			got = append(got, name[r.ID])
+		}
+		sort.Strings(got)
+		if g := strings.Join(got, ","); g != tt.want {
+			t.Errorf("%+v: %s, want %s", tt.m, g, tt.want)
+		}
 	}
 }

@@ -102,13 +102,67 @@ type Filter struct {
 	// transparent); MinScore keeps upstreams scoring at least it.
 	Anonymity upstream.Anonymity
 	MinScore  float64
-	IDs       []string
-	Limit     int // 0: no limit
-	Offset    int
+	// Members selects a config group's upstreams, as the gateway's pool
+	// counts them.
+	Members *Members
+	IDs     []string
+	Limit   int // 0: no limit
+	Offset  int
 	// OrderBy is one of id, type, server, state, country, latency, score,
 	// last_check, last_ok, next_check, first_seen, last_seen; a leading "-"
 	// sorts descending. Default "id". Ties break on id.
 	OrderBy string
+}
+
+// Members is a config group (groups.<name>): its tor instances by name,
+// pinned ids, and, when it filters at all, the upstreams matching every
+// condition given (any of the countries, none of the excluded, any of the
+// types, listed by any of the sources).
+type Members struct {
+	Name                                        string
+	Countries, ExcludeCountries, Types, Sources []string
+	IDs                                         []string
+}
+
+// where is m as an SQL condition on u and its arguments.
+func (m Members) where() (string, []any) {
+	in := func(col string, vals []string, upper bool) (string, any) {
+		norm := make([]string, len(vals))
+		for i, v := range vals {
+			if upper {
+				norm[i] = strings.ToUpper(v)
+			} else {
+				norm[i] = strings.ToLower(v)
+			}
+		}
+		b, _ := json.Marshal(norm)
+		return col + " IN (SELECT value FROM json_each(?))", string(b)
+	}
+	ids, _ := json.Marshal(m.IDs)
+	or := []string{"u.grp = ?", "u.id IN (SELECT value FROM json_each(?))"}
+	args := []any{m.Name, string(ids)}
+	var and []string
+	if len(m.Countries) > 0 {
+		c, a := in("upper(u.country)", m.Countries, true)
+		and, args = append(and, c), append(args, a)
+	}
+	if len(m.ExcludeCountries) > 0 {
+		c, a := in("upper(u.country)", m.ExcludeCountries, true)
+		and, args = append(and, "NOT "+c), append(args, a)
+	}
+	if len(m.Types) > 0 {
+		c, a := in("lower(u.type)", m.Types, false)
+		and, args = append(and, c), append(args, a)
+	}
+	if len(m.Sources) > 0 {
+		b, _ := json.Marshal(m.Sources)
+		and = append(and, "u.id IN (SELECT upstream_id FROM upstream_sources WHERE source IN (SELECT value FROM json_each(?)))")
+		args = append(args, string(b))
+	}
+	if len(and) > 0 {
+		or = append(or, "("+strings.Join(and, " AND ")+")")
+	}
+	return "(" + strings.Join(or, " OR ") + ")", args
 }
 
 var orderColumns = map[string]string{
@@ -146,6 +200,10 @@ func (s *Store) List(ctx context.Context, f Filter) ([]upstream.Record, error) {
 	}
 	if f.MinScore > 0 {
 		add("u.score >= ?", f.MinScore)
+	}
+	if f.Members != nil {
+		cond, margs := f.Members.where()
+		where, args = append(where, cond), append(args, margs...)
 	}
 	if f.IDs != nil {
 		ids, _ := json.Marshal(f.IDs)
