@@ -164,6 +164,9 @@ func link(scheme, l string) (upstream.Upstream, error) {
 	hints.apply(m)
 	dropRandomUA(m)
 	fixHTTPOpts(m)
+	if err := linkExtras(scheme, l, m); err != nil {
+		return upstream.Upstream{}, err
+	}
 	if aid, ok := m["alterId"].(string); ok {
 		if n, err := strconv.Atoi(strings.TrimSpace(aid)); err == nil {
 			m["alterId"] = n // "0" and 0 are one upstream

@@ -1,0 +1,750 @@
+package parse
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/proxypool/proxypool/internal/upstream"
+)
+
+// Link renders u as the share link v2rayN, v2rayNG, NekoBox or Shadowrocket
+// would write for it: vmess:// base64 JSON (v2), vless:// and trojan:// with
+// the de-facto query keys, ss:// SIP002 (userinfo base64url, plugin), ssr://,
+// hysteria://, hysteria2://, tuic://, anytls://, wireguard:// as v2rayN reads
+// it, and scheme://[user:pass@]host:port for the plain kinds (tor as
+// socks5://).
+//
+// The link is read back with ParseURI before it is returned, and must give
+// the same upstream (ID and name): an option the link format cannot carry is
+// an error naming it, so an export falls back to another form for that
+// record rather than hand out a link that silently drops it.
+func Link(u upstream.Upstream) (string, error) {
+	silenceMihomo()
+	enc, ok := encoders[u.Type]
+	if !ok {
+		return "", fmt.Errorf("%s: no share link form for this kind", u.Type)
+	}
+	if !linkHost(u.Server) {
+		return "", fmt.Errorf("%s: server %q is not a host name or IP address", u.Type, u.Server)
+	}
+	o := linkOpts(u.Options)
+	if u.Type.Plain() || u.Type == upstream.WireGuard {
+		l, err := enc(o, "")
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", u.Type, err)
+		}
+		return l, samePlain(u, l)
+	}
+	l, err := enc(o, "")
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", u.Type, err)
+	}
+	got, err := ParseURI(l)
+	if err != nil || got.ID == u.ID {
+		return l, sameUpstream(u, l, ParseURI)
+	}
+	// The plain link reads back differently: say in extras what it could
+	// not, where extras may (see extrasKey), and check again.
+	if x := extrasFor(u, got); x != "" {
+		if l, err = enc(o, x); err != nil {
+			return "", fmt.Errorf("%s: %w", u.Type, err)
+		}
+	}
+	return l, sameUpstream(u, l, ParseURI)
+}
+
+// samePlain checks a plain or wireguard link. A tor SocksPort is exported
+// as the socks5 proxy it is; parse refuses tor from lists, so its link
+// reads back as socks5.
+func samePlain(u upstream.Upstream, l string) error {
+	if u.Type != upstream.Tor {
+		return sameUpstream(u, l, ParseURI)
+	}
+	m := make(map[string]any, len(u.Options))
+	for k, v := range u.Options {
+		m[k] = v
+	}
+	m["type"] = string(upstream.SOCKS5)
+	want, err := upstream.New(m)
+	if err != nil {
+		return fmt.Errorf("tor: %w", err)
+	}
+	return sameUpstream(want, l, parsePlain)
+}
+
+// linkHost reports whether s can stand as a link's host: an IP address, or
+// a name without the characters that end or bend one.
+func linkHost(s string) bool {
+	if net.ParseIP(s) != nil {
+		return true
+	}
+	return s != "" && !strings.ContainsAny(s, ":/?#@[]%\\ \t\r\n")
+}
+
+// extrasFor is the extrasKey value for the top-level options where got
+// (what the plain link reads back as) differs from want and extras may say
+// so; "" when there are none.
+func extrasFor(want, got upstream.Upstream) string {
+	x := map[string]any{}
+	keys := map[string]bool{}
+	for k := range want.Options {
+		keys[k] = true
+	}
+	for k := range got.Options {
+		keys[k] = true
+	}
+	typ := string(want.Type)
+	for k := range keys {
+		w, g := want.Options[k], got.Options[k]
+		if identityIgnoredKey(k) || isEmptyOpt(w) && isEmptyOpt(g) || reflect.DeepEqual(jsonValue(w), jsonValue(g)) {
+			continue
+		}
+		switch {
+		case udpPrefs[k]:
+			x[k] = !isEmptyOpt(w)
+		case isEmptyOpt(w) && converterDefaults[k] != nil:
+			x[k] = nil
+		case !isEmptyOpt(w) && isEmptyOpt(g) && inert(typ, k):
+			x[k] = w
+		case !isEmptyOpt(w) && isEmptyOpt(g) && tlsOnly[k] && !hasTLS(want.Options):
+			x[k] = w
+		}
+	}
+	if len(x) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(x)
+	if err != nil {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// parsePlain reads a socks5:// link back without build's tor refusal.
+func parsePlain(l string) (upstream.Upstream, error) {
+	scheme, _, _ := strings.Cut(l, "://")
+	return plainURI(scheme, l)
+}
+
+// sameUpstream checks that l reads back as want, naming what differs.
+func sameUpstream(want upstream.Upstream, l string, read func(string) (upstream.Upstream, error)) error {
+	got, err := read(l)
+	if err != nil {
+		return fmt.Errorf("%s: the link does not read back (%v)", want.Type, err)
+	}
+	var diffs []string
+	if got.ID != want.ID {
+		diffs = diffOptions("", want.Options, got.Options)
+		if len(diffs) == 0 {
+			diffs = []string{"options (same values, different identity)"}
+		}
+	}
+	if got.Name != want.Name {
+		diffs = append(diffs, fmt.Sprintf("name %q (reads back %q)", want.Name, got.Name))
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("%s: a share link cannot carry %s", want.Type, strings.Join(diffs, ", "))
+	}
+	return nil
+}
+
+// diffOptions names the keys whose values differ between want and got, as
+// dotted paths into nested mappings, with both values.
+func diffOptions(prefix string, want, got map[string]any) []string {
+	keys := map[string]bool{}
+	for k := range want {
+		keys[k] = true
+	}
+	for k := range got {
+		keys[k] = true
+	}
+	var out []string
+	for _, k := range sortedKeys(keys) {
+		if prefix == "" && identityIgnoredKey(k) {
+			continue
+		}
+		w, g := want[k], got[k]
+		if prefix == "" && isEmptyOpt(w) && isEmptyOpt(g) {
+			continue
+		}
+		wm, wok := w.(map[string]any)
+		gm, gok := g.(map[string]any)
+		if wok && gok {
+			out = append(out, diffOptions(prefix+k+".", wm, gm)...)
+			continue
+		}
+		if reflect.DeepEqual(jsonValue(w), jsonValue(g)) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s%s=%s (reads back %s)", prefix, k, shown(w), shown(g)))
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// identityIgnoredKey mirrors the keys upstream's identity leaves out.
+func identityIgnoredKey(k string) bool {
+	switch k {
+	case "name", "remarks", "remark", "ps", "group":
+		return true
+	}
+	return false
+}
+
+// isEmptyOpt mirrors what upstream's identity treats as absent.
+func isEmptyOpt(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case string:
+		return t == ""
+	case bool:
+		return !t
+	case map[string]any:
+		return len(t) == 0
+	case []any:
+		return len(t) == 0
+	}
+	return false
+}
+
+func jsonValue(v any) any {
+	b, _ := json.Marshal(v)
+	var out any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+func shown(v any) string {
+	if v == nil {
+		return "absent"
+	}
+	b, _ := json.Marshal(v)
+	if len(b) > 60 {
+		b = append(b[:57], "..."...)
+	}
+	return string(b)
+}
+
+// linkOpts reads option values the way they are stored: JSON-normalized
+// (numbers as int or float64, lists as []any, mappings as map[string]any).
+type linkOpts map[string]any
+
+func (o linkOpts) str(k string) string { return optString(o[k]) }
+
+func (o linkOpts) on(k string) bool { b, _ := o[k].(bool); return b }
+
+func (o linkOpts) sub(k string) linkOpts { m, _ := o[k].(map[string]any); return m }
+
+func (o linkOpts) list(k string) []string { return optStrings(o[k]) }
+
+func (o linkOpts) addr() string { return net.JoinHostPort(o.str("server"), o.str("port")) }
+
+func optString(v any) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case int:
+		return strconv.Itoa(t)
+	case float64:
+		return strconv.FormatFloat(t, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(t)
+	}
+	return ""
+}
+
+// optStrings reads a list of strings, or one string, as a list.
+func optStrings(v any) []string {
+	switch t := v.(type) {
+	case string:
+		if t == "" {
+			return nil
+		}
+		return []string{t}
+	case []string:
+		return t
+	case []any:
+		out := make([]string, 0, len(t))
+		for _, e := range t {
+			out = append(out, optString(e))
+		}
+		return out
+	}
+	return nil
+}
+
+// query builds a link's query in the order it is set (clients read keys,
+// not positions, but a stable order keeps exports diffable).
+type query struct{ b strings.Builder }
+
+func (q *query) set(k, v string) {
+	if v == "" {
+		return
+	}
+	if q.b.Len() > 0 {
+		q.b.WriteByte('&')
+	}
+	q.b.WriteString(url.QueryEscape(k))
+	q.b.WriteByte('=')
+	q.b.WriteString(url.QueryEscape(v))
+}
+
+func (q *query) flag(k string, on bool) {
+	if on {
+		q.set(k, "1")
+	}
+}
+
+func (q *query) String() string {
+	if q.b.Len() == 0 {
+		return ""
+	}
+	return "?" + q.b.String()
+}
+
+// fragment escapes a name for after '#'. url's own escaping leaves ':' and
+// '/' alone, and "vless://" inside a name would make the parser cut the
+// line into two links.
+func fragment(name string) string {
+	if name == "" {
+		return ""
+	}
+	return "#" + strings.ReplaceAll(url.PathEscape(name), ":", "%3A")
+}
+
+// userinfo is "user[:pass]@", escaped.
+func userinfo(user, pass string, withPass bool) string {
+	if withPass {
+		return url.UserPassword(user, pass).String() + "@"
+	}
+	return url.User(user).String() + "@"
+}
+
+// An encoder writes the link for o, with x (base64url, may be empty) under
+// extrasKey.
+type encoder func(o linkOpts, x string) (string, error)
+
+var encoders = map[upstream.Kind]encoder{
+	upstream.HTTP:      plainLink,
+	upstream.SOCKS4:    plainLink,
+	upstream.SOCKS5:    plainLink,
+	upstream.Tor:       plainLink,
+	upstream.VMess:     vmessLink,
+	upstream.VLESS:     vlessLink,
+	upstream.Trojan:    trojanLink,
+	upstream.SS:        ssLink,
+	upstream.SSR:       ssrLink,
+	upstream.Hysteria:  hysteriaLink,
+	upstream.Hysteria2: hysteria2Link,
+	upstream.TUIC:      tuicLink,
+	upstream.AnyTLS:    anytlsLink,
+	upstream.WireGuard: wireguardLink,
+}
+
+// plainLink: http(s)://, socks4://, socks5:// and socks5+tls://, with
+// user:pass, TLS options in the query as https links carry them.
+func plainLink(o linkOpts, x string) (string, error) {
+	scheme := o.str("type")
+	tls := o.on("tls")
+	switch scheme {
+	case "http":
+		if tls {
+			scheme = "https"
+		}
+	case "tor":
+		scheme = "socks5"
+	case "socks5":
+		if tls {
+			scheme = "socks5+tls"
+		}
+	}
+	ui := ""
+	if user := o.str("username"); user != "" {
+		ui = userinfo(user, o.str("password"), true)
+	}
+	var q query
+	if tls {
+		q.set("sni", o.str("sni"))
+		q.flag("allowInsecure", o.on("skip-cert-verify"))
+	}
+	return scheme + "://" + ui + o.addr() + q.String() + fragment(o.str("name")), nil
+}
+
+// vmessLink writes v2rayN's base64 JSON, version 2. A key is written when
+// the record has the option, even empty: mihomo's converter reads "alpn"
+// only beside a "tls" string, and "path" "" apart from no path.
+func vmessLink(o linkOpts, x string) (string, error) {
+	v := map[string]any{
+		"v": "2", "ps": o.str("name"), "add": o.str("server"), "port": o.str("port"),
+		"id": o.str("uuid"), "aid": o.str("alterid"), "scy": o.str("cipher"), "tls": "",
+	}
+	if v["aid"] == "" {
+		v["aid"] = "0"
+	}
+	put := func(k string, sub linkOpts, key string, val string) {
+		if sub[key] != nil {
+			v[k] = val
+		}
+	}
+	network := o.str("network")
+	switch network {
+	case "":
+	case "http":
+		// tcp with an HTTP header disguise
+		h := o.sub("http-opts")
+		v["net"], v["type"] = "tcp", "http"
+		v["path"] = strings.Join(h.list("path"), ",")
+		v["host"] = strings.Join(h.sub("headers").list("Host"), ",")
+	case "h2":
+		h := o.sub("h2-opts")
+		v["net"] = "http"
+		put("path", h, "path", h.str("path"))
+		v["host"] = strings.Join(h.sub("headers").list("Host"), ",")
+	case "ws", "httpupgrade":
+		ws := o.sub("ws-opts")
+		v["net"] = network
+		v["path"] = earlyDataPath(ws.str("path"), ws)
+		v["host"] = ws.sub("headers").str("Host")
+	case "grpc":
+		g := o.sub("grpc-opts")
+		v["net"] = "grpc"
+		put("path", g, "grpc-service-name", g.str("grpc-service-name"))
+	default:
+		v["net"] = network
+	}
+	v["sni"] = o.str("servername")
+	if o.on("tls") {
+		v["tls"] = "tls"
+		v["fp"] = o.str("client-fingerprint")
+		if o.on("skip-cert-verify") {
+			v["allowInsecure"] = true
+		}
+	}
+	put("alpn", o, "alpn", strings.Join(o.list("alpn"), ","))
+	for _, k := range []string{"sni", "fp", "host", "type"} {
+		if v[k] == "" {
+			delete(v, k)
+		}
+	}
+	if x != "" {
+		v[extrasKey] = x
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("encoding vmess JSON: %w", err)
+	}
+	return "vmess://" + base64.StdEncoding.EncodeToString(b), nil
+}
+
+// earlyDataPath puts websocket early data back into the path as "?ed=N",
+// where v2rayN's vmess JSON carries it.
+func earlyDataPath(path string, ws linkOpts) string {
+	ed := ws.str("max-early-data")
+	if ed == "" && ws.on("v2ray-http-upgrade-fast-open") {
+		ed = "2048"
+	}
+	if ed == "" {
+		return path
+	}
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + "ed=" + ed
+}
+
+// vlessLink writes Xray's VLESS share link (XTLS/Xray-core discussion 716).
+func vlessLink(o linkOpts, x string) (string, error) {
+	var q query
+	q.set("encryption", o.str("encryption"))
+	q.set("flow", o.str("flow"))
+	vShareQuery(&q, o)
+	q.set(extrasKey, x)
+	return "vless://" + userinfo(o.str("uuid"), "", false) + o.addr() + q.String() + fragment(o.str("name")), nil
+}
+
+// vShareQuery adds the security and transport keys VLESS (and VMess AEAD)
+// links share.
+func vShareQuery(q *query, o linkOpts) {
+	reality := o.sub("reality-opts")
+	switch {
+	case o.on("tls") && reality != nil:
+		q.set("security", "reality")
+	case o.on("tls"):
+		q.set("security", "tls")
+	default:
+		q.set("security", "none")
+	}
+	q.set("sni", o.str("servername"))
+	if o.on("tls") {
+		q.set("fp", o.str("client-fingerprint"))
+		q.set("alpn", strings.Join(o.list("alpn"), ","))
+		q.set("pcs", o.str("fingerprint"))
+		q.flag("allowInsecure", o.on("skip-cert-verify"))
+	}
+	if reality != nil {
+		q.set("pbk", reality.str("public-key"))
+		q.set("sid", reality.str("short-id"))
+	}
+	switch {
+	case o.on("packet-addr"):
+		q.set("packetEncoding", "packet")
+	case o.on("xudp"):
+		q.set("packetEncoding", "xudp")
+	default:
+		q.set("packetEncoding", "none")
+	}
+	network := o.str("network")
+	switch network {
+	case "", "tcp":
+		q.set("type", "tcp")
+		if h := o.sub("http-opts"); h != nil {
+			httpQuery(q, h, "")
+		} else {
+			q.set("headerType", "none")
+		}
+	case "http":
+		q.set("type", "tcp")
+		httpQuery(q, o.sub("http-opts"), "http")
+	case "h2":
+		q.set("type", "http")
+		h := o.sub("h2-opts")
+		q.set("path", strings.Join(h.list("path"), ","))
+		q.set("host", strings.Join(h.list("host"), ","))
+	case "ws", "httpupgrade":
+		ws := o.sub("ws-opts")
+		q.set("type", network)
+		q.set("host", ws.sub("headers").str("Host"))
+		q.set("path", ws.str("path"))
+		q.set("ed", ws.str("max-early-data"))
+		if ws.on("v2ray-http-upgrade-fast-open") && ws.str("max-early-data") == "" {
+			q.set("ed", "2048")
+		}
+		if eh := ws.str("early-data-header-name"); eh != "" && eh != "Sec-WebSocket-Protocol" {
+			q.set("eh", eh)
+		}
+	case "grpc":
+		q.set("type", "grpc")
+		g := o.sub("grpc-opts")
+		q.set("serviceName", g.str("grpc-service-name"))
+		q.set("mode", g.str("grpc-mode"))
+	case "xhttp":
+		q.set("type", "xhttp")
+		x := o.sub("xhttp-opts")
+		q.set("path", x.str("path"))
+		q.set("host", x.str("host"))
+		q.set("mode", x.str("mode"))
+	default:
+		q.set("type", network)
+	}
+}
+
+// httpQuery writes an HTTP header disguise's host, path and method.
+func httpQuery(q *query, h linkOpts, headerType string) {
+	q.set("headerType", headerType)
+	q.set("host", strings.Join(h.sub("headers").list("Host"), ","))
+	q.set("path", strings.Join(h.list("path"), ","))
+	q.set("method", h.str("method"))
+}
+
+// trojanLink writes trojan-gfw's URL with v2rayN's transport keys.
+func trojanLink(o linkOpts, x string) (string, error) {
+	var q query
+	q.set("security", "tls")
+	q.set("sni", o.str("sni"))
+	q.set("alpn", strings.Join(o.list("alpn"), ","))
+	q.set("fp", o.str("client-fingerprint"))
+	q.set("pcs", o.str("fingerprint"))
+	q.flag("allowInsecure", o.on("skip-cert-verify"))
+	switch network := o.str("network"); network {
+	case "", "tcp":
+		q.set("type", network)
+	case "ws":
+		ws := o.sub("ws-opts")
+		q.set("type", "ws")
+		q.set("host", ws.sub("headers").str("Host"))
+		q.set("path", ws.str("path"))
+	case "grpc":
+		q.set("type", "grpc")
+		q.set("serviceName", o.sub("grpc-opts").str("grpc-service-name"))
+	default:
+		q.set("type", network)
+	}
+	q.set(extrasKey, x)
+	return "trojan://" + userinfo(o.str("password"), "", false) + o.addr() + q.String() + fragment(o.str("name")), nil
+}
+
+// ssLink writes SIP002: base64url(cipher:password) userinfo and the plugin
+// as "name;opt=value;…".
+func ssLink(o linkOpts, x string) (string, error) {
+	ui := base64.RawURLEncoding.EncodeToString([]byte(o.str("cipher") + ":" + o.str("password")))
+	var q query
+	if p := o.str("plugin"); p != "" {
+		po := o.sub("plugin-opts")
+		s, err := ssPlugin(p, po)
+		if err != nil {
+			return "", err
+		}
+		q.set("plugin", s)
+	}
+	if o.on("udp-over-tcp") {
+		q.set("uot", "1")
+	}
+	q.set(extrasKey, x)
+	path := ""
+	if q.b.Len() > 0 {
+		path = "/"
+	}
+	return "ss://" + ui + "@" + o.addr() + path + q.String() + fragment(o.str("name")), nil
+}
+
+// ssPlugin renders the SIP003 plugin string for the plugins links carry.
+func ssPlugin(name string, po linkOpts) (string, error) {
+	opt := func(k, v string) string {
+		if v == "" {
+			return ""
+		}
+		return ";" + k + "=" + url.QueryEscape(v)
+	}
+	switch name {
+	case "obfs":
+		return "obfs-local" + opt("obfs", po.str("mode")) + opt("obfs-host", po.str("host")), nil
+	case "v2ray-plugin":
+		s := "v2ray-plugin" + opt("mode", po.str("mode")) + opt("host", po.str("host")) + opt("path", po.str("path"))
+		if po.on("tls") {
+			s += ";tls"
+			if po.on("skip-cert-verify") {
+				s += ";allowInsecure=1"
+			}
+		}
+		if !strings.Contains(s, ";") {
+			s += ";mode=websocket"
+		}
+		return s, nil
+	}
+	return "", fmt.Errorf("plugin %q has no share link form (obfs and v2ray-plugin have)", name)
+}
+
+// ssrLink writes ssr://base64url(host:port:protocol:method:obfs:
+// base64url(password)/?obfsparam=…&protoparam=…&remarks=…).
+func ssrLink(o linkOpts, x string) (string, error) {
+	if strings.Contains(o.str("server"), ":") {
+		return "", errors.New("an IPv6 server cannot be carried (ssr links split host:port:… on ':')")
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	body := strings.Join([]string{
+		o.str("server"), o.str("port"), o.str("protocol"), o.str("cipher"), o.str("obfs"),
+		b64([]byte(o.str("password"))),
+	}, ":") + "/?obfsparam=" + b64([]byte(o.str("obfs-param"))) +
+		"&protoparam=" + b64([]byte(o.str("protocol-param"))) +
+		"&remarks=" + b64([]byte(o.str("name")))
+	if x != "" {
+		body += "&" + extrasKey + "=" + x
+	}
+	return "ssr://" + b64([]byte(body)), nil
+}
+
+// hysteriaLink writes hysteria v1's URL.
+func hysteriaLink(o linkOpts, x string) (string, error) {
+	var q query
+	q.set("protocol", o.str("protocol"))
+	q.set("auth", o.str("auth_str"))
+	q.set("peer", o.str("sni"))
+	q.flag("insecure", o.on("skip-cert-verify"))
+	q.set("upmbps", o.str("up"))
+	q.set("downmbps", o.str("down"))
+	q.set("alpn", strings.Join(o.list("alpn"), ","))
+	q.set("obfs", o.str("obfs"))
+	q.set(extrasKey, x)
+	return "hysteria://" + o.addr() + q.String() + fragment(o.str("name")), nil
+}
+
+// hysteria2Link writes hysteria2's URL. mihomo reads the password as the
+// userinfo as written (still escaped), so it goes in unescaped; one that
+// needs escaping does not read back, and the check in Link says so.
+func hysteria2Link(o linkOpts, x string) (string, error) {
+	var q query
+	q.set("sni", o.str("sni"))
+	q.flag("insecure", o.on("skip-cert-verify"))
+	q.set("obfs", o.str("obfs"))
+	q.set("obfs-password", o.str("obfs-password"))
+	q.set("alpn", strings.Join(o.list("alpn"), ","))
+	q.set("pinSHA256", o.str("fingerprint"))
+	q.set("up", o.str("up"))
+	q.set("down", o.str("down"))
+	q.set(extrasKey, x)
+	ui := ""
+	if pw := o.str("password"); pw != "" {
+		ui = pw + "@"
+	}
+	return "hysteria2://" + ui + o.addr() + "/" + q.String() + fragment(o.str("name")), nil
+}
+
+// tuicLink writes tuic://uuid:password@ (v5) or tuic://token@ (v4).
+func tuicLink(o linkOpts, x string) (string, error) {
+	ui := userinfo(o.str("token"), "", false)
+	if o.str("token") == "" {
+		ui = userinfo(o.str("uuid"), o.str("password"), true)
+	}
+	var q query
+	q.set("congestion_control", o.str("congestion-controller"))
+	q.set("udp_relay_mode", o.str("udp-relay-mode"))
+	q.set("alpn", strings.Join(o.list("alpn"), ","))
+	q.set("sni", o.str("sni"))
+	q.flag("disable_sni", o.on("disable-sni"))
+	q.flag("allowInsecure", o.on("skip-cert-verify"))
+	q.set(extrasKey, x)
+	return "tuic://" + ui + o.addr() + q.String() + fragment(o.str("name")), nil
+}
+
+// anytlsLink writes anytls://password@host:port (user:password when the
+// record has a user name of its own).
+func anytlsLink(o linkOpts, x string) (string, error) {
+	user, pass := o.str("username"), o.str("password")
+	ui := userinfo(pass, "", false)
+	if user != "" && user != pass {
+		ui = userinfo(user, pass, true)
+	}
+	var q query
+	q.set("sni", o.str("sni"))
+	q.flag("insecure", o.on("skip-cert-verify"))
+	q.set("hpkp", o.str("fingerprint"))
+	q.set("alpn", strings.Join(o.list("alpn"), ","))
+	q.set("fp", o.str("client-fingerprint"))
+	q.set(extrasKey, x)
+	return "anytls://" + ui + o.addr() + "/" + q.String() + fragment(o.str("name")), nil
+}
+
+// wireguardLink writes v2rayN's wireguard:// form.
+func wireguardLink(o linkOpts, x string) (string, error) {
+	var q query
+	q.set("publickey", o.str("public-key"))
+	q.set("presharedkey", o.str("pre-shared-key"))
+	var addrs []string
+	for _, k := range []string{"ip", "ipv6"} {
+		if a := o.str(k); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	q.set("address", strings.Join(addrs, ","))
+	q.set("reserved", strings.Join(o.list("reserved"), ","))
+	q.set("mtu", o.str("mtu"))
+	return "wireguard://" + url.QueryEscape(o.str("private-key")) + "@" + o.addr() + "/" + q.String() + fragment(o.str("name")), nil
+}
