@@ -104,17 +104,17 @@ func extrasFor(want, got upstream.Upstream) string {
 	typ := string(want.Type)
 	for k := range keys {
 		w, g := want.Options[k], got.Options[k]
-		if identityIgnoredKey(k) || isEmptyOpt(w) && isEmptyOpt(g) || reflect.DeepEqual(jsonValue(w), jsonValue(g)) {
+		if upstream.IdentityIgnores(k) || upstream.EmptyOption(w) && upstream.EmptyOption(g) || reflect.DeepEqual(jsonValue(w), jsonValue(g)) {
 			continue
 		}
 		switch {
 		case udpPrefs[k]:
-			x[k] = !isEmptyOpt(w)
-		case isEmptyOpt(w) && converterDefaults[k] != nil:
+			x[k] = !upstream.EmptyOption(w)
+		case upstream.EmptyOption(w) && converterDefaults[k] != nil:
 			x[k] = nil
-		case !isEmptyOpt(w) && isEmptyOpt(g) && inert(typ, k):
+		case !upstream.EmptyOption(w) && upstream.EmptyOption(g) && inert(typ, k):
 			x[k] = w
-		case !isEmptyOpt(w) && isEmptyOpt(g) && tlsOnly[k] && !hasTLS(want.Options):
+		case !upstream.EmptyOption(w) && upstream.EmptyOption(g) && tlsOnly[k] && !hasTLS(want.Options):
 			x[k] = w
 		}
 	}
@@ -168,11 +168,11 @@ func diffOptions(prefix string, want, got map[string]any) []string {
 	}
 	var out []string
 	for _, k := range sortedKeys(keys) {
-		if prefix == "" && identityIgnoredKey(k) {
+		if prefix == "" && upstream.IdentityIgnores(k) {
 			continue
 		}
 		w, g := want[k], got[k]
-		if prefix == "" && isEmptyOpt(w) && isEmptyOpt(g) {
+		if prefix == "" && upstream.EmptyOption(w) && upstream.EmptyOption(g) {
 			continue
 		}
 		wm, wok := w.(map[string]any)
@@ -196,32 +196,6 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// identityIgnoredKey mirrors the keys upstream's identity leaves out.
-func identityIgnoredKey(k string) bool {
-	switch k {
-	case "name", "remarks", "remark", "ps", "group":
-		return true
-	}
-	return false
-}
-
-// isEmptyOpt mirrors what upstream's identity treats as absent.
-func isEmptyOpt(v any) bool {
-	switch t := v.(type) {
-	case nil:
-		return true
-	case string:
-		return t == ""
-	case bool:
-		return !t
-	case map[string]any:
-		return len(t) == 0
-	case []any:
-		return len(t) == 0
-	}
-	return false
 }
 
 func jsonValue(v any) any {
@@ -319,6 +293,29 @@ func (q *query) String() string {
 	return "?" + q.b.String()
 }
 
+// opts sets query keys from options, in pairs (query key, option key): a
+// string or number as it is, a list joined with ',', true as "1".
+func (q *query) opts(o linkOpts, pairs ...string) {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		v := o[pairs[i+1]]
+		switch t := v.(type) {
+		case bool:
+			q.flag(pairs[i], t)
+		case []any, []string:
+			q.set(pairs[i], strings.Join(optStrings(t), ","))
+		default:
+			q.set(pairs[i], optString(t))
+		}
+	}
+}
+
+// urlLink assembles scheme://userinfo host:port path ?query #name, with x
+// under extrasKey.
+func urlLink(scheme, ui string, o linkOpts, path string, q *query, x string) string {
+	q.set(extrasKey, x)
+	return scheme + "://" + ui + o.addr() + path + q.String() + fragment(o.str("name"))
+}
+
 // fragment escapes a name for after '#'. url's own escaping leaves ':' and
 // '/' alone, and "vless://" inside a name would make the parser cut the
 // line into two links.
@@ -381,10 +378,9 @@ func plainLink(o linkOpts, x string) (string, error) {
 	}
 	var q query
 	if tls {
-		q.set("sni", o.str("sni"))
-		q.flag("allowInsecure", o.on("skip-cert-verify"))
+		q.opts(o, "sni", "sni", "allowInsecure", "skip-cert-verify")
 	}
-	return scheme + "://" + ui + o.addr() + q.String() + fragment(o.str("name")), nil
+	return urlLink(scheme, ui, o, "", &q, x), nil
 }
 
 // vmessLink writes v2rayN's base64 JSON, version 2. A key is written when
@@ -473,11 +469,9 @@ func earlyDataPath(path string, ws linkOpts) string {
 // vlessLink writes Xray's VLESS share link (XTLS/Xray-core discussion 716).
 func vlessLink(o linkOpts, x string) (string, error) {
 	var q query
-	q.set("encryption", o.str("encryption"))
-	q.set("flow", o.str("flow"))
+	q.opts(o, "encryption", "encryption", "flow", "flow")
 	vShareQuery(&q, o)
-	q.set(extrasKey, x)
-	return "vless://" + userinfo(o.str("uuid"), "", false) + o.addr() + q.String() + fragment(o.str("name")), nil
+	return urlLink("vless", userinfo(o.str("uuid"), "", false), o, "", &q, x), nil
 }
 
 // vShareQuery adds the security and transport keys VLESS (and VMess AEAD)
@@ -494,15 +488,9 @@ func vShareQuery(q *query, o linkOpts) {
 	}
 	q.set("sni", o.str("servername"))
 	if o.on("tls") {
-		q.set("fp", o.str("client-fingerprint"))
-		q.set("alpn", strings.Join(o.list("alpn"), ","))
-		q.set("pcs", o.str("fingerprint"))
-		q.flag("allowInsecure", o.on("skip-cert-verify"))
+		q.opts(o, "fp", "client-fingerprint", "alpn", "alpn", "pcs", "fingerprint", "allowInsecure", "skip-cert-verify")
 	}
-	if reality != nil {
-		q.set("pbk", reality.str("public-key"))
-		q.set("sid", reality.str("short-id"))
-	}
+	q.opts(reality, "pbk", "public-key", "sid", "short-id")
 	switch {
 	case o.on("packet-addr"):
 		q.set("packetEncoding", "packet")
@@ -568,14 +556,8 @@ func httpQuery(q *query, h linkOpts, headerType string) {
 func trojanLink(o linkOpts, x string) (string, error) {
 	var q query
 	q.set("security", "tls")
-	q.set("sni", o.str("sni"))
-	q.set("alpn", strings.Join(o.list("alpn"), ","))
-	q.set("fp", o.str("client-fingerprint"))
-	q.set("pcs", o.str("fingerprint"))
-	q.flag("allowInsecure", o.on("skip-cert-verify"))
+	q.opts(o, "sni", "sni", "alpn", "alpn", "fp", "client-fingerprint", "pcs", "fingerprint", "allowInsecure", "skip-cert-verify")
 	switch network := o.str("network"); network {
-	case "", "tcp":
-		q.set("type", network)
 	case "ws":
 		ws := o.sub("ws-opts")
 		q.set("type", "ws")
@@ -587,8 +569,7 @@ func trojanLink(o linkOpts, x string) (string, error) {
 	default:
 		q.set("type", network)
 	}
-	q.set(extrasKey, x)
-	return "trojan://" + userinfo(o.str("password"), "", false) + o.addr() + q.String() + fragment(o.str("name")), nil
+	return urlLink("trojan", userinfo(o.str("password"), "", false), o, "", &q, x), nil
 }
 
 // ssLink writes SIP002: base64url(cipher:password) userinfo and the plugin
@@ -597,22 +578,18 @@ func ssLink(o linkOpts, x string) (string, error) {
 	ui := base64.RawURLEncoding.EncodeToString([]byte(o.str("cipher") + ":" + o.str("password")))
 	var q query
 	if p := o.str("plugin"); p != "" {
-		po := o.sub("plugin-opts")
-		s, err := ssPlugin(p, po)
+		s, err := ssPlugin(p, o.sub("plugin-opts"))
 		if err != nil {
 			return "", err
 		}
 		q.set("plugin", s)
 	}
-	if o.on("udp-over-tcp") {
-		q.set("uot", "1")
-	}
-	q.set(extrasKey, x)
+	q.opts(o, "uot", "udp-over-tcp")
 	path := ""
-	if q.b.Len() > 0 {
+	if q.b.Len() > 0 || x != "" {
 		path = "/"
 	}
-	return "ss://" + ui + "@" + o.addr() + path + q.String() + fragment(o.str("name")), nil
+	return urlLink("ss", ui+"@", o, path, &q, x), nil
 }
 
 // ssPlugin renders the SIP003 plugin string for the plugins links carry.
@@ -621,7 +598,7 @@ func ssPlugin(name string, po linkOpts) (string, error) {
 		if v == "" {
 			return ""
 		}
-		return ";" + k + "=" + url.QueryEscape(v)
+		return ";" + k + "=" + pluginEscaper.Replace(v)
 	}
 	switch name {
 	case "obfs":
@@ -641,6 +618,11 @@ func ssPlugin(name string, po linkOpts) (string, error) {
 	}
 	return "", fmt.Errorf("plugin %q has no share link form (obfs and v2ray-plugin have)", name)
 }
+
+// pluginEscaper escapes what would cut or bend a plugin option value as
+// mihomo reads the plugin string (as a query, ';' for '&'), and only that,
+// so "path=/ws" stays readable to clients that take the string as is.
+var pluginEscaper = strings.NewReplacer("%", "%25", "+", "%2B", "&", "%26", ";", "%3B", "=", "%3D", "#", "%23")
 
 // ssrLink writes ssr://base64url(host:port:protocol:method:obfs:
 // base64url(password)/?obfsparam=…&protoparam=…&remarks=…).
@@ -664,37 +646,26 @@ func ssrLink(o linkOpts, x string) (string, error) {
 // hysteriaLink writes hysteria v1's URL.
 func hysteriaLink(o linkOpts, x string) (string, error) {
 	var q query
-	q.set("protocol", o.str("protocol"))
-	q.set("auth", o.str("auth_str"))
-	q.set("peer", o.str("sni"))
-	q.flag("insecure", o.on("skip-cert-verify"))
-	q.set("upmbps", o.str("up"))
-	q.set("downmbps", o.str("down"))
-	q.set("alpn", strings.Join(o.list("alpn"), ","))
-	q.set("obfs", o.str("obfs"))
-	q.set(extrasKey, x)
-	return "hysteria://" + o.addr() + q.String() + fragment(o.str("name")), nil
+	q.opts(o, "protocol", "protocol", "auth", "auth_str", "peer", "sni", "insecure", "skip-cert-verify",
+		"upmbps", "up", "downmbps", "down", "alpn", "alpn", "obfs", "obfs")
+	return urlLink("hysteria", "", o, "", &q, x), nil
 }
 
 // hysteria2Link writes hysteria2's URL. mihomo reads the password as the
-// userinfo as written (still escaped), so it goes in unescaped; one that
-// needs escaping does not read back, and the check in Link says so.
+// userinfo as written (still escaped), so it goes in unescaped, and one
+// that needs escaping has no link.
 func hysteria2Link(o linkOpts, x string) (string, error) {
 	var q query
-	q.set("sni", o.str("sni"))
-	q.flag("insecure", o.on("skip-cert-verify"))
-	q.set("obfs", o.str("obfs"))
-	q.set("obfs-password", o.str("obfs-password"))
-	q.set("alpn", strings.Join(o.list("alpn"), ","))
-	q.set("pinSHA256", o.str("fingerprint"))
-	q.set("up", o.str("up"))
-	q.set("down", o.str("down"))
-	q.set(extrasKey, x)
+	q.opts(o, "sni", "sni", "insecure", "skip-cert-verify", "obfs", "obfs", "obfs-password", "obfs-password",
+		"alpn", "alpn", "pinSHA256", "fingerprint", "up", "up", "down", "down")
 	ui := ""
 	if pw := o.str("password"); pw != "" {
+		if pu, err := url.Parse("hysteria2://" + pw + "@h"); err != nil || pu.User.String() != pw {
+			return "", fmt.Errorf("a share link cannot carry password %q (mihomo's hysteria2 reader keeps a link's escapes)", pw)
+		}
 		ui = pw + "@"
 	}
-	return "hysteria2://" + ui + o.addr() + "/" + q.String() + fragment(o.str("name")), nil
+	return urlLink("hysteria2", ui, o, "/", &q, x), nil
 }
 
 // tuicLink writes tuic://uuid:password@ (v5) or tuic://token@ (v4).
@@ -704,14 +675,9 @@ func tuicLink(o linkOpts, x string) (string, error) {
 		ui = userinfo(o.str("uuid"), o.str("password"), true)
 	}
 	var q query
-	q.set("congestion_control", o.str("congestion-controller"))
-	q.set("udp_relay_mode", o.str("udp-relay-mode"))
-	q.set("alpn", strings.Join(o.list("alpn"), ","))
-	q.set("sni", o.str("sni"))
-	q.flag("disable_sni", o.on("disable-sni"))
-	q.flag("allowInsecure", o.on("skip-cert-verify"))
-	q.set(extrasKey, x)
-	return "tuic://" + ui + o.addr() + q.String() + fragment(o.str("name")), nil
+	q.opts(o, "congestion_control", "congestion-controller", "udp_relay_mode", "udp-relay-mode", "alpn", "alpn",
+		"sni", "sni", "disable_sni", "disable-sni", "allowInsecure", "skip-cert-verify")
+	return urlLink("tuic", ui, o, "", &q, x), nil
 }
 
 // anytlsLink writes anytls://password@host:port (user:password when the
@@ -723,20 +689,14 @@ func anytlsLink(o linkOpts, x string) (string, error) {
 		ui = userinfo(user, pass, true)
 	}
 	var q query
-	q.set("sni", o.str("sni"))
-	q.flag("insecure", o.on("skip-cert-verify"))
-	q.set("hpkp", o.str("fingerprint"))
-	q.set("alpn", strings.Join(o.list("alpn"), ","))
-	q.set("fp", o.str("client-fingerprint"))
-	q.set(extrasKey, x)
-	return "anytls://" + ui + o.addr() + "/" + q.String() + fragment(o.str("name")), nil
+	q.opts(o, "sni", "sni", "insecure", "skip-cert-verify", "hpkp", "fingerprint", "alpn", "alpn", "fp", "client-fingerprint")
+	return urlLink("anytls", ui, o, "/", &q, x), nil
 }
 
 // wireguardLink writes v2rayN's wireguard:// form.
 func wireguardLink(o linkOpts, x string) (string, error) {
 	var q query
-	q.set("publickey", o.str("public-key"))
-	q.set("presharedkey", o.str("pre-shared-key"))
+	q.opts(o, "publickey", "public-key", "presharedkey", "pre-shared-key")
 	var addrs []string
 	for _, k := range []string{"ip", "ipv6"} {
 		if a := o.str(k); a != "" {
@@ -744,7 +704,6 @@ func wireguardLink(o linkOpts, x string) (string, error) {
 		}
 	}
 	q.set("address", strings.Join(addrs, ","))
-	q.set("reserved", strings.Join(o.list("reserved"), ","))
-	q.set("mtu", o.str("mtu"))
-	return "wireguard://" + url.QueryEscape(o.str("private-key")) + "@" + o.addr() + "/" + q.String() + fragment(o.str("name")), nil
+	q.opts(o, "reserved", "reserved", "mtu", "mtu")
+	return urlLink("wireguard", url.QueryEscape(o.str("private-key"))+"@", o, "/", &q, x), nil
 }
