@@ -36,12 +36,12 @@ func Link(u upstream.Upstream) (string, error) {
 		return "", fmt.Errorf("%s: server %q is not a host name or IP address", u.Type, u.Server)
 	}
 	o := linkOpts(u.Options)
-	if u.Type.Plain() || u.Type == upstream.WireGuard {
+	if u.Type == upstream.Tor {
 		l, err := enc(o, "")
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", u.Type, err)
 		}
-		return l, samePlain(u, l)
+		return l, sameTor(u, l)
 	}
 	l, err := enc(o, "")
 	if err != nil {
@@ -61,13 +61,10 @@ func Link(u upstream.Upstream) (string, error) {
 	return l, sameUpstream(u, l, ParseURI)
 }
 
-// samePlain checks a plain or wireguard link. A tor SocksPort is exported
-// as the socks5 proxy it is; parse refuses tor from lists, so its link
-// reads back as socks5.
-func samePlain(u upstream.Upstream, l string) error {
-	if u.Type != upstream.Tor {
-		return sameUpstream(u, l, ParseURI)
-	}
+// sameTor checks a tor link. A tor SocksPort is exported as the socks5
+// proxy it is; parse refuses tor from lists, so its link reads back as
+// socks5.
+func sameTor(u upstream.Upstream, l string) error {
 	m := make(map[string]any, len(u.Options))
 	for k, v := range u.Options {
 		m[k] = v

@@ -88,10 +88,13 @@ func TestLink(t *testing.T) {
 
 func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
-// TestLinkRefuses: records (as Clash YAML gives them) with an option no
-// share link carries make Link fail naming that option, not return a link
-// that dials differently.
-func TestLinkRefuses(t *testing.T) {
+// TestLinkClash: Clash records that differ from any link only in what
+// mihomo's converter invents or ignores round-trip with exactly those
+// differences under proxypool=; records with an option no share link
+// carries make Link fail naming that option, not return a link that dials
+// differently.
+func TestLinkClash(t *testing.T) {
+	const id = "b831381d-6324-4d53-ad4f-8cda48b30811"
 	trojan := func(extra map[string]any) map[string]any {
 		m := map[string]any{"type": "trojan", "name": "t", "server": "1.2.3.4", "port": 443, "password": "pw", "udp": true, "client-fingerprint": "chrome"}
 		for k, v := range extra {
@@ -109,16 +112,30 @@ func TestLinkRefuses(t *testing.T) {
 	tests := []struct {
 		name    string
 		mapping map[string]any
-		want    string // in the error
+		extras  string // the JSON under proxypool=
+		err     string // or what the error names
 	}{
-		{"trojan ws Host header (mihomo reads no host from trojan links)", trojan(map[string]any{"network": "ws", "ws-opts": map[string]any{"path": "/x", "headers": map[string]any{"Host": "cdn.example.com"}}}), `ws-opts.headers.Host="cdn.example.com"`},
-		{"a dialer-proxy is a dial option, not carried on the side", trojan(map[string]any{"dialer-proxy": "other"}), `dialer-proxy="other"`},
-		{"reality without short-id", vless(map[string]any{"reality-opts": map[string]any{"public-key": "SbVKOEMjK0sIlbwg4akyBg5mL5KZwwB-ed4eEE7YnRc"}}), "reality-opts.short-id"},
-		{"ech", vless(map[string]any{"ech-opts": map[string]any{"enable": true}}), "ech-opts"},
-		{"ss plugin without a link form", map[string]any{"type": "ss", "server": "1.2.3.4", "port": 8388, "cipher": "aes-128-gcm", "password": "pw", "plugin": "shadow-tls", "plugin-opts": map[string]any{"host": "a.example.com", "password": "x", "version": 2}}, `plugin "shadow-tls"`},
-		{"ssr on IPv6", map[string]any{"type": "ssr", "server": "2001:db8::1", "port": 8388, "cipher": "aes-256-cfb", "password": "pw", "obfs": "plain", "protocol": "origin"}, "IPv6"},
-		{"hysteria2 password mihomo reads escaped", map[string]any{"type": "hysteria2", "server": "1.2.3.4", "port": 443, "password": "p@ss word"}, "password"},
-		{"wireguard allowed-ips", map[string]any{"type": "wireguard", "server": "1.2.3.4", "port": 51820, "private-key": "yAnz5TF+lXXJte14tji3zlMNq+hdX9WAvYpwBA/JSdM=", "public-key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "ip": "10.0.0.2", "udp": true, "allowed-ips": []any{"10.0.0.0/8"}}, "allowed-ips"},
+		{"trojan without fingerprint or udp", map[string]any{"type": "trojan", "name": "t", "server": "1.2.3.4", "port": 443, "password": "pw", "sni": "t.example.com"},
+			`{"client-fingerprint":null,"udp":false}`, ""},
+		{"vless without network or udp", map[string]any{"type": "vless", "name": "v", "server": "1.2.3.4", "port": 443, "uuid": id, "tls": true, "client-fingerprint": "chrome"},
+			`{"network":null,"udp":false}`, ""},
+		{"vmess with the legacy ws keys mihomo ignores", map[string]any{"type": "vmess", "name": "m", "server": "1.2.3.4", "port": 80, "uuid": id, "alterId": 0, "cipher": "auto", "network": "ws", "ws-path": "/x", "ws-headers": map[string]any{"Host": "h.example.com"}},
+			`{"udp":false,"ws-headers":{"Host":"h.example.com"},"ws-opts":null,"ws-path":"/x","xudp":false}`, ""},
+		{"vmess insecure without TLS", map[string]any{"type": "vmess", "name": "m", "server": "1.2.3.4", "port": 80, "uuid": id, "alterId": 0, "cipher": "auto", "udp": true, "xudp": true, "skip-cert-verify": true},
+			`{"skip-cert-verify":true}`, ""},
+		{"socks5 with udp", map[string]any{"type": "socks5", "name": "s", "server": "1.2.3.4", "port": 1080, "udp": true}, `{"udp":true}`, ""},
+		{"hysteria2 with udp", map[string]any{"type": "hysteria2", "name": "h", "server": "1.2.3.4", "port": 443, "password": "pw", "udp": true}, `{"udp":true}`, ""},
+		{"ss without udp", map[string]any{"type": "ss", "name": "s", "server": "1.2.3.4", "port": 8388, "cipher": "aes-128-gcm", "password": "pw"}, `{"udp":false}`, ""},
+		{"wireguard without udp", map[string]any{"type": "wireguard", "name": "w", "server": "1.2.3.4", "port": 51820, "private-key": "yAnz5TF+lXXJte14tji3zlMNq+hdX9WAvYpwBA/JSdM=", "public-key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "ip": "10.0.0.2"},
+			`{"udp":false}`, ""},
+		{"trojan ws Host header (mihomo reads no host from trojan links)", trojan(map[string]any{"network": "ws", "ws-opts": map[string]any{"path": "/x", "headers": map[string]any{"Host": "cdn.example.com"}}}), "", `ws-opts.headers.Host="cdn.example.com"`},
+		{"a dialer-proxy is a dial option, not carried on the side", trojan(map[string]any{"dialer-proxy": "other"}), "", `dialer-proxy="other"`},
+		{"reality without short-id", vless(map[string]any{"reality-opts": map[string]any{"public-key": "SbVKOEMjK0sIlbwg4akyBg5mL5KZwwB-ed4eEE7YnRc"}}), "", "reality-opts.short-id"},
+		{"ech", vless(map[string]any{"ech-opts": map[string]any{"enable": true}}), "", "ech-opts"},
+		{"ss plugin without a link form", map[string]any{"type": "ss", "server": "1.2.3.4", "port": 8388, "cipher": "aes-128-gcm", "password": "pw", "plugin": "shadow-tls", "plugin-opts": map[string]any{"host": "a.example.com", "password": "x", "version": 2}}, "", `plugin "shadow-tls"`},
+		{"ssr on IPv6", map[string]any{"type": "ssr", "server": "2001:db8::1", "port": 8388, "cipher": "aes-256-cfb", "password": "pw", "obfs": "plain", "protocol": "origin"}, "", "IPv6"},
+		{"hysteria2 password mihomo reads escaped", map[string]any{"type": "hysteria2", "server": "1.2.3.4", "port": 443, "password": "p@ss word"}, "", "password"},
+		{"wireguard allowed-ips", map[string]any{"type": "wireguard", "server": "1.2.3.4", "port": 51820, "private-key": "yAnz5TF+lXXJte14tji3zlMNq+hdX9WAvYpwBA/JSdM=", "public-key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "ip": "10.0.0.2", "udp": true, "allowed-ips": []any{"10.0.0.0/8"}}, "", "allowed-ips"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,11 +144,25 @@ func TestLinkRefuses(t *testing.T) {
 				t.Fatalf("build: %v", err)
 			}
 			l, err := Link(u)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Link = %q, %v; want an error naming %s", l, err, tt.want)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.HasPrefix(err.Error(), string(u.Type)+": ") {
+					t.Fatalf("Link = %q, %v; want an error naming %s", l, err, tt.err)
+				}
+				return
 			}
-			if !strings.HasPrefix(err.Error(), string(u.Type)+": ") {
-				t.Errorf("error %q does not start with the kind", err)
+			if err != nil {
+				t.Fatalf("Link: %v", err)
+			}
+			x, err := extrasOf(strings.SplitN(l, "://", 2)[0], l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if js, _ := base64.RawURLEncoding.DecodeString(x); string(js) != tt.extras {
+				t.Errorf("%s: proxypool= holds %s, want %s", l, js, tt.extras)
+			}
+			back, err := ParseURI(l)
+			if err != nil || back.ID != u.ID || back.Name != u.Name {
+				t.Fatalf("%s reads back as %+v, %v; want %+v", l, back, err, u)
 			}
 		})
 	}

@@ -55,7 +55,8 @@ var adapterOptions = map[string]any{
 	"vmess": outbound.VmessOption{}, "vless": outbound.VlessOption{},
 	"trojan": outbound.TrojanOption{}, "hysteria": outbound.HysteriaOption{},
 	"hysteria2": outbound.Hysteria2Option{}, "tuic": outbound.TuicOption{},
-	"anytls": outbound.AnyTLSOption{},
+	"anytls": outbound.AnyTLSOption{}, "wireguard": outbound.WireGuardOption{},
+	"socks5": outbound.Socks5Option{}, "http": outbound.HttpOption{},
 }
 
 // inert reports whether mihomo's adapter for typ ignores option key: no

@@ -517,6 +517,9 @@ func plainURI(scheme, l string) (upstream.Upstream, error) {
 		m["name"] = u.Fragment
 	}
 	queryHints(u.Query()).apply(m) // https and socks5+tls only: apply skips plain kinds
+	if err := linkExtras(scheme, l, m); err != nil {
+		return upstream.Upstream{}, err
+	}
 	return build(m)
 }
 
@@ -608,6 +611,9 @@ func wireguardURI(l string) (upstream.Upstream, error) {
 			return upstream.Upstream{}, fmt.Errorf("wireguard: bad mtu %q", mtu)
 		}
 		m["mtu"] = n
+	}
+	if err := linkExtras("wireguard", l, m); err != nil {
+		return upstream.Upstream{}, err
 	}
 	return build(m)
 }
