@@ -35,46 +35,40 @@ func Link(u upstream.Upstream) (string, error) {
 	if !linkHost(u.Server) {
 		return "", fmt.Errorf("%s: server %q is not a host name or IP address", u.Type, u.Server)
 	}
-	o := linkOpts(u.Options)
+	want := u
 	if u.Type == upstream.Tor {
-		l, err := enc(o, "")
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", u.Type, err)
+		// A tor SocksPort is exported as the socks5 proxy it is (parse
+		// refuses tor from lists), so its link reads back as socks5.
+		m := make(map[string]any, len(u.Options))
+		for k, v := range u.Options {
+			m[k] = v
 		}
-		return l, sameTor(u, l)
+		m["type"] = string(upstream.SOCKS5)
+		var err error
+		if want, err = upstream.New(m); err != nil {
+			return "", fmt.Errorf("tor: %w", err)
+		}
 	}
+	o := linkOpts(u.Options)
 	l, err := enc(o, "")
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", u.Type, err)
 	}
 	got, err := ParseURI(l)
-	if err != nil || got.ID == u.ID {
-		return l, sameUpstream(u, l, ParseURI)
-	}
-	// The plain link reads back differently: say in extras what it could
-	// not, where extras may (see extrasKey), and check again.
-	if x := extrasFor(u, got); x != "" {
-		if l, err = enc(o, x); err != nil {
-			return "", fmt.Errorf("%s: %w", u.Type, err)
+	if err == nil && got.ID != want.ID {
+		// The plain link reads back differently: say in extras what it
+		// could not, where extras may (see extrasKey), and read again.
+		if x := extrasFor(want, got); x != "" {
+			if l, err = enc(o, x); err != nil {
+				return "", fmt.Errorf("%s: %w", u.Type, err)
+			}
+			got, err = ParseURI(l)
 		}
 	}
-	return l, sameUpstream(u, l, ParseURI)
-}
-
-// sameTor checks a tor link. A tor SocksPort is exported as the socks5
-// proxy it is; parse refuses tor from lists, so its link reads back as
-// socks5.
-func sameTor(u upstream.Upstream, l string) error {
-	m := make(map[string]any, len(u.Options))
-	for k, v := range u.Options {
-		m[k] = v
+	if err := sameUpstream(want, got, err); err != nil {
+		return "", err
 	}
-	m["type"] = string(upstream.SOCKS5)
-	want, err := upstream.New(m)
-	if err != nil {
-		return fmt.Errorf("tor: %w", err)
-	}
-	return sameUpstream(want, l, parsePlain)
+	return l, nil
 }
 
 // linkHost reports whether s can stand as a link's host: an IP address, or
@@ -91,17 +85,10 @@ func linkHost(s string) bool {
 // so; "" when there are none.
 func extrasFor(want, got upstream.Upstream) string {
 	x := map[string]any{}
-	keys := map[string]bool{}
-	for k := range want.Options {
-		keys[k] = true
-	}
-	for k := range got.Options {
-		keys[k] = true
-	}
 	typ := string(want.Type)
-	for k := range keys {
+	for _, k := range unionKeys(want.Options, got.Options) {
 		w, g := want.Options[k], got.Options[k]
-		if upstream.IdentityIgnores(k) || upstream.EmptyOption(w) && upstream.EmptyOption(g) || reflect.DeepEqual(jsonValue(w), jsonValue(g)) {
+		if !topLevelDiffers(k, w, g) {
 			continue
 		}
 		switch {
@@ -125,15 +112,9 @@ func extrasFor(want, got upstream.Upstream) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// parsePlain reads a socks5:// link back without build's tor refusal.
-func parsePlain(l string) (upstream.Upstream, error) {
-	scheme, _, _ := strings.Cut(l, "://")
-	return plainURI(scheme, l)
-}
-
-// sameUpstream checks that l reads back as want, naming what differs.
-func sameUpstream(want upstream.Upstream, l string, read func(string) (upstream.Upstream, error)) error {
-	got, err := read(l)
+// sameUpstream checks that what a link read back as (got, err) is want,
+// naming what differs.
+func sameUpstream(want, got upstream.Upstream, err error) error {
 	if err != nil {
 		return fmt.Errorf("%s: the link does not read back (%v)", want.Type, err)
 	}
@@ -156,20 +137,10 @@ func sameUpstream(want upstream.Upstream, l string, read func(string) (upstream.
 // diffOptions names the keys whose values differ between want and got, as
 // dotted paths into nested mappings, with both values.
 func diffOptions(prefix string, want, got map[string]any) []string {
-	keys := map[string]bool{}
-	for k := range want {
-		keys[k] = true
-	}
-	for k := range got {
-		keys[k] = true
-	}
 	var out []string
-	for _, k := range sortedKeys(keys) {
-		if prefix == "" && upstream.IdentityIgnores(k) {
-			continue
-		}
+	for _, k := range unionKeys(want, got) {
 		w, g := want[k], got[k]
-		if prefix == "" && upstream.EmptyOption(w) && upstream.EmptyOption(g) {
+		if prefix == "" && !topLevelDiffers(k, w, g) {
 			continue
 		}
 		wm, wok := w.(map[string]any)
@@ -186,10 +157,24 @@ func diffOptions(prefix string, want, got map[string]any) []string {
 	return out
 }
 
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
+// topLevelDiffers reports whether option k differs in a way the ID sees.
+func topLevelDiffers(k string, w, g any) bool {
+	if upstream.IdentityIgnores(k) || upstream.EmptyOption(w) && upstream.EmptyOption(g) {
+		return false
+	}
+	return !reflect.DeepEqual(jsonValue(w), jsonValue(g))
+}
+
+// unionKeys is the sorted keys of a and b.
+func unionKeys(a, b map[string]any) []string {
+	out := make([]string, 0, len(a)+len(b))
+	for k := range a {
 		out = append(out, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
 	}
 	sort.Strings(out)
 	return out
