@@ -29,5 +29,14 @@
 // line), YAML nesting (64 levels) and YAML nodes (alias expansion), and the
 // number of records (1 Mi). A panic inside mihomo becomes that line's error.
 //
+// Link is the inverse: the share link v2rayN/NekoBox/Shadowrocket would
+// write for an upstream, read back through ParseURI before it is returned,
+// so a link either gives the same upstream (ID and name) or Link fails
+// naming the option no link can carry. Where a Clash record differs from
+// any link only in what mihomo's converter invents or ignores (udp, its
+// "chrome" fingerprint, legacy keys such as ws-path), Link says so under a
+// "proxypool" query key that link() reads and other clients ignore; it may
+// hold nothing that changes how a client dials (see extrasKey).
+//
 // It does no I/O and sets mihomo's process-wide log level to silent once.
 package parse

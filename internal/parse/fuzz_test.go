@@ -104,3 +104,35 @@ func FuzzBase64(f *testing.F) {
 		checkResults(t, rs)
 	})
 }
+
+// FuzzLink: for every upstream parse makes of any input, Link does not
+// panic, and either fails with a message or gives a link that reads back
+// as the same upstream.
+func FuzzLink(f *testing.F) {
+	seedLines(f, "shared-sample.txt", 10)
+	seedLines(f, "subscription-mfuu-clash-flowstyle.yaml", 20)
+	f.Add(readTestdata(f, "subscription-ermaozi-clash.yaml"))
+	f.Add([]byte("trojan://pw@1.2.3.4:443?proxypool=eyJ1ZHAiOmZhbHNlfQ#x\nsocks5://u:p@[::1]:1080\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rs, err := Parse(data, Options{MaxBytes: 1 << 20})
+		if err != nil {
+			return
+		}
+		for _, r := range rs {
+			if !r.OK() {
+				continue
+			}
+			l, err := Link(r.Upstream)
+			if err != nil {
+				if err.Error() == "" {
+					t.Fatalf("empty error for %+v", r.Upstream)
+				}
+				continue
+			}
+			back, err := ParseURI(l)
+			if err != nil || back.ID != r.Upstream.ID || back.Name != r.Upstream.Name {
+				t.Fatalf("%s reads back as %+v, %v; want %+v", l, back, err, r.Upstream)
+			}
+		}
+	})
+}

@@ -171,6 +171,9 @@ func link(scheme, l string) (upstream.Upstream, error) {
 	hints.apply(m)
 	dropRandomUA(m)
 	fixHTTPOpts(m)
+	if err := linkExtras(scheme, l, m); err != nil {
+		return upstream.Upstream{}, err
+	}
 	if aid, ok := m["alterId"].(string); ok {
 		if n, err := strconv.Atoi(strings.TrimSpace(aid)); err == nil {
 			m["alterId"] = n // "0" and 0 are one upstream
@@ -528,6 +531,9 @@ func plainURI(scheme, l string) (upstream.Upstream, error) {
 		m["name"] = u.Fragment
 	}
 	queryHints(u.Query()).apply(m) // https and socks5+tls only: apply skips plain kinds
+	if err := linkExtras(scheme, l, m); err != nil {
+		return upstream.Upstream{}, err
+	}
 	return build(m)
 }
 
@@ -622,6 +628,9 @@ func wireguardURI(l string) (upstream.Upstream, error) {
 			return upstream.Upstream{}, fmt.Errorf("wireguard: bad mtu %q", mtu)
 		}
 		m["mtu"] = n
+	}
+	if err := linkExtras("wireguard", l, m); err != nil {
+		return upstream.Upstream{}, err
 	}
 	return build(m)
 }

@@ -264,7 +264,7 @@ func toInt(v any) (int, bool) {
 func identity(m map[string]any) string {
 	keys := make([]string, 0, len(m))
 	for k, v := range m {
-		if identityIgnored[k] || empty(v) {
+		if identityIgnored[k] || EmptyOption(v) {
 			continue
 		}
 		keys = append(keys, k)
@@ -281,7 +281,11 @@ func identity(m map[string]any) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-func empty(v any) bool {
+// IdentityIgnores reports whether option key k is left out of the ID.
+func IdentityIgnores(k string) bool { return identityIgnored[k] }
+
+// EmptyOption reports whether the ID treats option value v as absent.
+func EmptyOption(v any) bool {
 	switch t := v.(type) {
 	case nil:
 		return true
