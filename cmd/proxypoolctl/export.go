@@ -22,8 +22,10 @@ formats:
            "anonymity":"elite","latency_ms":212,"timeout":0.212,"checked_at":"2026-12-07T10:00:00Z",…}]
          a kind with no link form carries "clash": {its mihomo mapping} instead of "uri";
          "proxypoolctl import" of the file gives back the same upstreams
-  txt    one URI a line: socks5://203.0.113.9:1080, http://user:pass@203.0.113.10:3128
-         (credentials only for root or group proxypool)
+  txt    one link a line: socks5://203.0.113.9:1080, http://user:pass@203.0.113.10:3128,
+         vless://…, ss://…, the share links v2rayN reads; a record no link carries whole is
+         left out and a last "# N upstreams …" line says so (credentials only for root or
+         group proxypool)
   clash  a mihomo/Clash document: proxies: [{name: …, type: vmess, server: …, …}]
 filters (--anonymity, --country, --group, --source, --min-score) select among the healthy ones.
 `
@@ -31,7 +33,7 @@ filters (--anonymity, --country, --group, --source, --min-score) select among th
 // runExport is "proxypoolctl export --format json|txt|clash [filters]
 // [--output FILE]"; --json is the same as --format json.
 func runExport(ctx context.Context, c *cmd) int {
-	format := c.fs.String("format", "", "`FORMAT`: json (live_proxies.json), txt (one proxy URI a line) or clash (mihomo proxies: YAML)")
+	format := c.fs.String("format", "", "`FORMAT`: json (live_proxies.json), txt (one link a line) or clash (mihomo proxies: YAML)")
 	output := c.fs.String("output", "", "write to `FILE` instead of standard output")
 	var q control.ListQuery
 	anon := c.fs.String("anonymity", "", "only upstreams whose last check found `A` (elite, anonymous, transparent)")

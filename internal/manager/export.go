@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/proxypool/proxypool/internal/parse"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -64,7 +65,7 @@ func ExportJSON(recs []upstream.Record) ([]byte, error) {
 			LatencyMS: lat, Timeout: math.Round(r.LatencyMS) / 1000, Score: math.Round(r.Score*10) / 10,
 			LastOK: r.LastOK, CheckedAt: r.LastCheck, Sources: r.Sources,
 		}
-		if p.URI = r.URI(); p.URI == "" {
+		if p.URI = link(r); p.URI == "" {
 			p.Clash = clashMapping(r)
 		}
 		out = append(out, p)
@@ -76,18 +77,39 @@ func ExportJSON(recs []upstream.Record) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// ExportTXT renders the plain upstreams of recs (http, socks4, socks5, tor)
-// as one URI a line: scheme://[user:pass@]host:port. Share-link kinds have
-// no such form and are left out (export them as clash).
+// ExportTXT renders recs as one link a line: scheme://[user:pass@]host:port
+// for the plain kinds, the share link (parse.Link) for the others. A record
+// no link can carry whole is left out, and a last comment line says how
+// many were (export them as clash).
 func ExportTXT(recs []upstream.Record) []byte {
 	var b bytes.Buffer
+	left := 0
 	for _, r := range recs {
-		if uri := r.URI(); uri != "" {
-			b.WriteString(uri)
-			b.WriteByte('\n')
+		l := link(r)
+		if l == "" {
+			left++
+			continue
 		}
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	if left > 0 {
+		fmt.Fprintf(&b, "# %d upstreams have no link that carries them whole: proxypoolctl export --format clash\n", left)
 	}
 	return b.Bytes()
+}
+
+// link is r's link: its URI for a plain kind, else its share link; "" when
+// no link carries it whole.
+func link(r upstream.Record) string {
+	if uri := r.URI(); uri != "" {
+		return uri
+	}
+	l, err := parse.Link(r.Upstream)
+	if err != nil {
+		return ""
+	}
+	return l
 }
 
 // clashMapping is r as a Clash/mihomo proxies: entry (its name aside); a
