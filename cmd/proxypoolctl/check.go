@@ -118,13 +118,13 @@ func (r jobResult) printOutcome(w io.Writer) {
 	}
 	if len(r.Sources) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SOURCE\tLISTED\tCHANGE\tPARSED\tFAILED\tFETCH")
+		fmt.Fprintln(tw, "SOURCE\tLISTED\tNEW\tSEEN\tGONE\tFAILED\tFETCH")
 		for _, s := range r.Sources {
 			fetch := "ok"
 			if s.Error != "" {
 				fetch = "error: " + s.Error
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%+d\t%d\t%d\t%s\n", s.Name, s.Listed, s.Listed-s.ListedBefore, s.Parsed, s.Failed, fetch)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Name, s.Listed, s.New, s.Seen, s.Gone, s.Failed, fetch)
 		}
 		tw.Flush()
 	}

@@ -230,6 +230,9 @@ func TestVerbsEndToEnd(t *testing.T) {
 
 	golden(t, "check-wait.json", mustCtl(t, "--user", "--json", "check", "--wait"))
 	golden(t, "refresh-wait.json", mustCtl(t, "--user", "--json", "refresh", "--wait"))
+	if out := mustCtl(t, "--user", "refresh", "--wait"); !regexp.MustCompile(`(?m)^local +3 +0 +3 +0 +0 +ok$`).MatchString(out) {
+		t.Errorf("refresh --wait lacks its per-source table (listed, new, seen, gone, failed):\n%s", out)
+	}
 	// refresh's upstreams; --wait ends with what the check changed
 	if out := mustCtl(t, "--user", "check", "--wait"); !regexp.MustCompile(`(?m)^unknown +3 +0 +-3$`).MatchString(out) ||
 		!regexp.MustCompile(`(?m)^healthy +23 +26 +\+3$`).MatchString(out) {

@@ -143,7 +143,11 @@ type SourceStatus struct {
 	Error     string    `json:"error,omitempty"` // of the last fetch; "" when it worked
 	Listed    int       `json:"listed"`
 	Parsed    int       `json:"parsed"` // upstreams the last fetch read
-	Failed    int       `json:"failed"` // lines of the last fetch that did not parse
+	// New, Seen, Gone: what the last fetch changed in the pool.
+	New    int `json:"new"`
+	Seen   int `json:"seen"`
+	Gone   int `json:"gone"`
+	Failed int `json:"failed"` // lines of the last fetch that did not parse
 }
 
 // GatewayStatus is what the gateway reports about its traffic.

@@ -235,7 +235,8 @@ func (m *Manager) storedStatus(ctx context.Context, st *control.Status) error {
 	}
 	for _, s := range srcs {
 		st.SourceState = append(st.SourceState, control.SourceStatus{Name: s.Name, LastFetch: s.LastFetch,
-			LastOK: s.LastOK, Error: s.LastError, Listed: s.Total, Parsed: s.OK, Failed: s.Failed})
+			LastOK: s.LastOK, Error: s.LastError, Listed: s.Total, Parsed: s.OK, Failed: s.Failed,
+			New: s.New, Seen: s.Seen, Gone: s.Gone})
 	}
 	return nil
 }

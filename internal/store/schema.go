@@ -178,6 +178,11 @@ CREATE TABLE probe_state (
 	// status and metrics: a starved group has no instance to show.
 	`ALTER TABLE tor_groups ADD COLUMN planned INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tor_groups ADD COLUMN short INTEGER NOT NULL DEFAULT 0;`,
+	// 8: what each source's last fetch changed (new, seen again, gone),
+	// for refresh --wait and status in any process.
+	`ALTER TABLE sources ADD COLUMN last_new INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sources ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sources ADD COLUMN last_gone INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.

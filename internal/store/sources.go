@@ -11,13 +11,13 @@ import (
 )
 
 const sourceCols = `s.name, s.url, s.format, s.etag, s.last_modified, s.last_fetch, s.last_ok, s.last_error,
-	s.lines, s.ok, s.failed, s.total, coalesce(st.ever_healthy, 0)`
+	s.lines, s.ok, s.failed, s.total, coalesce(st.ever_healthy, 0), s.last_new, s.last_seen, s.last_gone`
 
 func scanSource(sc scanner) (upstream.SourceMeta, error) {
 	var m upstream.SourceMeta
 	var lastFetch, lastOK int64
 	err := sc.Scan(&m.Name, &m.URL, &m.Format, &m.ETag, &m.LastModified, &lastFetch, &lastOK, &m.LastError,
-		&m.Lines, &m.OK, &m.Failed, &m.Total, &m.EverHealthy)
+		&m.Lines, &m.OK, &m.Failed, &m.Total, &m.EverHealthy, &m.New, &m.Seen, &m.Gone)
 	m.LastFetch, m.LastOK = fromMS(lastFetch), fromMS(lastOK)
 	return m, err
 }
@@ -96,6 +96,10 @@ func (s *Store) UpsertSource(ctx context.Context, meta upstream.SourceMeta, ups 
 			return false, err
 		}
 		sum.New, sum.Seen, sum.Gone = res.added, res.seen, gone
+		if _, err := tx.ExecContext(ctx, "UPDATE sources SET last_new = ?, last_seen = ?, last_gone = ? WHERE name = ?",
+			sum.New, sum.Seen, sum.Gone, meta.Name); err != nil {
+			return false, err
+		}
 		return res.bump, nil
 	})
 	if err != nil {
@@ -155,7 +159,7 @@ func (s *Store) TouchSource(ctx context.Context, meta upstream.SourceMeta) error
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (name) DO UPDATE SET url = ?2, format = ?3,
 			etag = CASE WHEN ?4 <> '' THEN ?4 ELSE etag END,
 			last_modified = CASE WHEN ?5 <> '' THEN ?5 ELSE last_modified END,
-			last_fetch = ?6, last_ok = ?6, last_error = ''`,
+			last_fetch = ?6, last_ok = ?6, last_error = '', last_new = 0, last_seen = total, last_gone = 0`,
 			meta.Name, meta.URL, meta.Format, meta.ETag, meta.LastModified, ms(meta.LastFetch)); err != nil {
 			return false, err
 		}

@@ -989,3 +989,33 @@ func TestListMembers(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceLastChanges: a source's row says what its last fetch changed,
+// for refresh --wait and status from any process; an unchanged (304)
+// fetch changed nothing and saw everything again.
+func TestSourceLastChanges(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openT(t, Options{})
+	meta := upstream.SourceMeta{Name: "l", URL: "http://l.test/x.txt"}
+	steps := []struct {
+		name            string
+		do              func() error
+		new, seen, gone int
+	}{
+		{"first", func() error { _, err := s.UpsertSource(ctx, meta, ups(1, 2)); return err }, 2, 0, 0},
+		{"changed", func() error { _, err := s.UpsertSource(ctx, meta, ups(2, 3)); return err }, 1, 1, 1},
+		{"not modified", func() error { return s.TouchSource(ctx, meta) }, 0, 2, 0},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatal(err)
+		}
+		m, err := s.SourceMeta(ctx, "l")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.New != st.new || m.Seen != st.seen || m.Gone != st.gone {
+			t.Errorf("%s: new %d seen %d gone %d, want %d %d %d", st.name, m.New, m.Seen, m.Gone, st.new, st.seen, st.gone)
+		}
+	}
+}

@@ -144,6 +144,7 @@ var undoMigration = map[int]string{
 	5: "ALTER TABLE upstreams DROP COLUMN last_cause; ALTER TABLE checks DROP COLUMN cause",
 	6: "DROP TABLE probe_state",
 	7: "ALTER TABLE tor_groups DROP COLUMN planned; ALTER TABLE tor_groups DROP COLUMN short",
+	8: "ALTER TABLE sources DROP COLUMN last_new; ALTER TABLE sources DROP COLUMN last_seen; ALTER TABLE sources DROP COLUMN last_gone",
 }
 
 // asOlder rewrites the current-schema file at path into what a build at

@@ -403,6 +403,11 @@ type SourceMeta struct {
 	Failed       int       `json:"failed"` // lines that failed to parse
 	Total        int       `json:"total"`  // upstreams currently listed by the source
 	EverHealthy  int       `json:"ever_healthy"`
+	// New, Seen and Gone are what the last fetch changed: upstreams added,
+	// listed again, no longer listed (a not-modified fetch: 0, all, 0).
+	New  int `json:"last_new"`
+	Seen int `json:"last_seen"`
+	Gone int `json:"last_gone"`
 }
 
 // SourceSummary is what one refresh of one source changed in the store.
