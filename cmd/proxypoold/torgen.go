@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/store"
@@ -53,11 +51,7 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, closeStore, err := torops.DryRunStore(ctx, e.cfg.Database)
-	if err != nil {
-		return fmt.Errorf("%s: dry run: opening the database: %w", e.cfg.Pos("database"), err)
-	}
-	defer closeStore()
+	defer st.Close()
 	tor, err := torOps(e, st, true)
 	if err != nil {
 		return err
@@ -75,22 +69,6 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 // planTor is `torgen --dry-run`: the plan from the store opened read-only
 // (none yet: an empty one) and the torrc dir as they are, printed.
 func planTor(ctx context.Context, e *env, w io.Writer) error {
-	var st *store.Store
-	var err error
-	if _, serr := os.Stat(e.cfg.Database); serr == nil {
-		st, err = store.OpenReadOnly(ctx, e.cfg.Database)
-	} else {
-		// No database yet: plan from an empty one that is thrown away.
-		var tmp string
-		if tmp, err = os.MkdirTemp("", "proxypool-torgen-dry-"); err != nil {
-			return fmt.Errorf("dry run: %w", err)
-		}
-		defer os.RemoveAll(tmp)
-		st, err = store.Open(ctx, filepath.Join(tmp, "empty.db"), store.Options{})
-	}
-	if err != nil {
-		return fmt.Errorf("%s: dry run: opening the database: %w", e.cfg.Pos("database"), err)
-	}
 	st, closeStore, err := torops.DryRunStore(ctx, e.cfg.Database)
 	if err != nil {
 		return fmt.Errorf("%s: dry run: opening the database: %w", e.cfg.Pos("database"), err)
