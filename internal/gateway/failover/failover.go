@@ -8,8 +8,10 @@ package failover
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -239,7 +241,14 @@ func (f *Failover) report(took time.Duration, cause upstream.Cause) {
 		return
 	}
 	ms := float64(took) / float64(time.Millisecond)
-	f.env.Report(upstream.CheckResult{ID: f.cur.ID, At: f.start, OK: cause == upstream.CauseNone, Passive: true, Cause: cause, ConnectMS: ms, TotalMS: ms, Client: f.sel.Client})
+	client := f.sel.Client
+	if errors.Is(f.err, syscall.ECONNREFUSED) {
+		// the upstream's own host refused the connection: no target a
+		// client asks for can cause that, so it spends no client's
+		// ejection budget (a lone client must not keep dead upstreams)
+		client = ""
+	}
+	f.env.Report(upstream.CheckResult{ID: f.cur.ID, At: f.start, OK: cause == upstream.CauseNone, Passive: true, Cause: cause, ConnectMS: ms, TotalMS: ms, Client: client})
 }
 
 // Err is why the request got no tunnel, once Next returned false or a

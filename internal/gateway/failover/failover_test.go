@@ -2,9 +2,12 @@ package failover_test
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -273,6 +276,40 @@ func TestMismatch(t *testing.T) {
 	} {
 		if got := failover.Mismatch([]byte(tt.up), []byte(tt.down)); got != tt.want {
 			t.Errorf("%s: Mismatch %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestRefusedByTheHostSpendsNoClientBudget: a try refused by the upstream's
+// own host (ECONNREFUSED: nothing listens there) is reported without the
+// client, so the pool charges it whoever asked; every other failure
+// carries the client, whose ejection budget it spends.
+func TestRefusedByTheHostSpendsNoClientBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    error
+		client string
+	}{
+		{"connection refused", fmt.Errorf("dial tcp 127.0.0.9:1080: %w", syscall.ECONNREFUSED), ""},
+		{"handshake timeout", fmt.Errorf("socks5 reply: %w", os.ErrDeadlineExceeded), "198.51.100.7"},
+		{"general failure", errors.New("socks5: general failure"), "198.51.100.7"},
+	} {
+		var got []upstream.CheckResult
+		env := &failover.Env{
+			Picker:   listPicker{ids: []string{"a", "b"}},
+			Report:   func(r upstream.CheckResult) { got = append(got, r) },
+			Classify: func(error) upstream.Cause { return upstream.CauseRefused },
+			Retries:  &atomic.Uint64{}, Tunnels: &atomic.Uint64{}, NoPipe: &failover.NoPipeline{},
+			MaxTries: 3, Total: time.Minute, MinTry: time.Second, MaxTry: 5 * time.Second,
+		}
+		var f failover.Failover
+		env.Start(&f, &upstream.Selector{Client: "198.51.100.7"}, "example.com:443", time.Now(), time.Time{})
+		if _, ok := f.Next(time.Now()); !ok {
+			t.Fatalf("%s: no try offered", tc.name)
+		}
+		f.Failed(time.Now(), tc.err)
+		if len(got) != 1 || got[0].Client != tc.client {
+			t.Errorf("%s: reported %+v, want one result with client %q", tc.name, got, tc.client)
 		}
 	}
 }
