@@ -138,6 +138,9 @@ func unglue(hp string) ([]string, error) {
 	if len(parts) != 3 || !digits(parts[2]) || parts[1] == "" || !isDigit(parts[1][0]) {
 		return nil, nil
 	}
+	if n, _ := strconv.Atoi(parts[2]); len(parts[2]) > 5 || n < 1 || n > 65535 {
+		return nil, nil // the second entry's port is no port: no cut is certain
+	}
 	if _, err := checkHost(upstream.NormalizeHost(parts[0])); err != nil {
 		return nil, nil
 	}
