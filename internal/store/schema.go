@@ -183,6 +183,9 @@ ALTER TABLE tor_groups ADD COLUMN short INTEGER NOT NULL DEFAULT 0;`,
 	`ALTER TABLE sources ADD COLUMN last_new INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sources ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sources ADD COLUMN last_gone INTEGER NOT NULL DEFAULT 0;`,
+	// 9: the usable exits discovery found for each tor group (metrics:
+	// exits available, not only the ones instances use).
+	`ALTER TABLE tor_groups ADD COLUMN usable INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.

@@ -4,12 +4,30 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"time"
 )
 
 // settingTorPassword holds the control password torgen hashes into every
 // systemd tor instance's torrc and the probe authenticates with.
 const settingTorPassword = "tor.control-password"
+
+// settingTorDiscovered is when the last plan was recorded (unix ms): the
+// time of the last relay discovery, for the freshness gauge.
+const settingTorDiscovered = "tor.discovered"
+
+// TorDiscovered returns when the last tor plan was recorded (zero: never).
+func (s *Store) TorDiscovered(ctx context.Context) (time.Time, error) {
+	v, ok, err := s.Setting(ctx, settingTorDiscovered)
+	if err != nil || !ok {
+		return time.Time{}, err
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading setting %s %q: %w", settingTorDiscovered, v, err)
+	}
+	return time.UnixMilli(n), nil
+}
 
 // TorGroup is the SLO guard's state of one tor group, shared by the probe
 // (which raises the budget) and torgen (which plans within it).
@@ -23,11 +41,14 @@ type TorGroup struct {
 	// how many of its share (floor, tor-instances, budget, or at least
 	// one) it went without because tor.max-instances was taken.
 	Planned, Short int
+	// Usable is how many usable exits the last discovery found for the
+	// group, whether or not an instance uses them.
+	Usable int
 }
 
 // TorGroups returns every tor group's stored state (none: empty).
 func (s *Store) TorGroups(ctx context.Context) (map[string]TorGroup, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT grp, budget, unused, planned, short FROM tor_groups")
+	rows, err := s.rdb.QueryContext(ctx, "SELECT grp, budget, unused, planned, short, usable FROM tor_groups")
 	if err != nil {
 		return nil, fmt.Errorf("reading tor groups: %w", err)
 	}
@@ -36,7 +57,7 @@ func (s *Store) TorGroups(ctx context.Context) (map[string]TorGroup, error) {
 	for rows.Next() {
 		var g string
 		var t TorGroup
-		if err := rows.Scan(&g, &t.Budget, &t.Unused, &t.Planned, &t.Short); err != nil {
+		if err := rows.Scan(&g, &t.Budget, &t.Unused, &t.Planned, &t.Short, &t.Usable); err != nil {
 			return nil, fmt.Errorf("reading tor groups: %w", err)
 		}
 		out[g] = t
@@ -76,18 +97,20 @@ func (s *Store) SetTorUnused(ctx context.Context, unused map[string]int) error {
 func (s *Store) SetTorPlan(ctx context.Context, plan map[string]TorGroup) error {
 	now := ms(time.Now())
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
-		if _, err := tx.ExecContext(ctx, `UPDATE tor_groups SET unused = 0, planned = 0, short = 0, updated = ?
-			WHERE unused != 0 OR planned != 0 OR short != 0`, now); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE tor_groups SET unused = 0, planned = 0, short = 0, usable = 0, updated = ?
+			WHERE unused != 0 OR planned != 0 OR short != 0 OR usable != 0`, now); err != nil {
 			return false, err
 		}
 		for g, p := range plan {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO tor_groups (grp, unused, planned, short, updated) VALUES (?, ?, ?, ?, ?)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO tor_groups (grp, unused, planned, short, usable, updated) VALUES (?, ?, ?, ?, ?, ?)
 				ON CONFLICT (grp) DO UPDATE SET unused = excluded.unused, planned = excluded.planned, short = excluded.short,
-				updated = excluded.updated`, g, p.Unused, p.Planned, p.Short, now); err != nil {
+				usable = excluded.usable, updated = excluded.updated`, g, p.Unused, p.Planned, p.Short, p.Usable, now); err != nil {
 				return false, err
 			}
 		}
-		return false, nil
+		_, err := tx.ExecContext(ctx, `INSERT INTO settings (key, value, updated) VALUES (?, ?, ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated`, settingTorDiscovered, strconv.FormatInt(now, 10), now)
+		return false, err
 	})
 	if err != nil {
 		return fmt.Errorf("storing the tor plan's groups: %w", err)

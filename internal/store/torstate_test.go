@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // TestTorGroups: the budget the probe raises and the unused slots torgen
@@ -145,6 +146,7 @@ var undoMigration = map[int]string{
 	6: "DROP TABLE probe_state",
 	7: "ALTER TABLE tor_groups DROP COLUMN planned; ALTER TABLE tor_groups DROP COLUMN short",
 	8: "ALTER TABLE sources DROP COLUMN last_new; ALTER TABLE sources DROP COLUMN last_seen; ALTER TABLE sources DROP COLUMN last_gone",
+	9: "ALTER TABLE tor_groups DROP COLUMN usable",
 }
 
 // asOlder rewrites the current-schema file at path into what a build at
@@ -172,6 +174,43 @@ func TestUndoCoversEveryMigration(t *testing.T) {
 	for v := 3; v <= SchemaVersion(); v++ {
 		if undoMigration[v] == "" {
 			t.Errorf("migration %d has no undoMigration entry", v)
+		}
+	}
+}
+
+// TestTorPlanUsableAndDiscovered: a plan records each group's usable exits
+// and when discovery ran; the next plan replaces both.
+func TestTorPlanUsableAndDiscovered(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), "pp.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if at, err := st.TorDiscovered(ctx); !at.IsZero() || err != nil {
+		t.Fatalf("new store: discovered %v, %v; want zero", at, err)
+	}
+	before := time.Now().Add(-time.Second)
+	plans := []map[string]TorGroup{
+		{"us": {Planned: 2, Usable: 40}, "nonus": {Planned: 6, Usable: 900}},
+		{"us": {Planned: 1, Short: 1, Usable: 1}},
+	}
+	for i, plan := range plans {
+		if err := st.SetTorPlan(ctx, plan); err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.TorGroups(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for g, p := range got {
+			if p != plan[g] {
+				t.Errorf("plan %d: group %s = %+v, want %+v", i, g, p, plan[g])
+			}
+		}
+		at, err := st.TorDiscovered(ctx)
+		if err != nil || at.Before(before) || at.After(time.Now().Add(time.Second)) {
+			t.Errorf("plan %d: discovered at %v, %v; want about now", i, at, err)
 		}
 	}
 }

@@ -106,7 +106,10 @@ type Plan struct {
 	Instances []Instance       // by port
 	Relays    []upstream.Relay // everything discovered (for the store)
 	Usable    int              // usable exits among Relays
-	Dropped   []exits.Slot     // slots over their group's share
+	// GroupExits is each group's usable exits (the relays behind its
+	// slots, used by an instance or not): what discovery found per group.
+	GroupExits map[string]int
+	Dropped    []exits.Slot // slots over their group's share
 	// Shares is each group's part of max-instances; a group short of its
 	// share (Share.Short) is logged and recorded for status and metrics.
 	Shares      []exits.Share
@@ -165,6 +168,10 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 		return plan, err
 	}
 	plan.EmptyGroups = empty
+	plan.GroupExits = map[string]int{}
+	for _, s := range slots {
+		plan.GroupExits[s.Group] += len(s.Relays)
+	}
 	for _, g := range empty {
 		log.WithField("GROUP", g).Warn("tor group has no usable exit; no instance for it")
 	}

@@ -17,6 +17,7 @@ type GroupCensus struct {
 	// how many of its share it went without (tor.max-instances taken): a
 	// starved group is listed with Instances 0, so an alert can see it.
 	Planned, Short int
+	Usable         int // usable exits the last discovery found for it
 }
 
 // Census counts, from the store's one upstream per instance, what each tor
@@ -43,9 +44,9 @@ func Census(ctx context.Context, st *store.Store) ([]GroupCensus, error) {
 		return c
 	}
 	for g, p := range plans {
-		if p.Planned > 0 || p.Short > 0 {
+		if p.Planned > 0 || p.Short > 0 || p.Usable > 0 {
 			c := group(g)
-			c.Planned, c.Short = p.Planned, p.Short
+			c.Planned, c.Short, c.Usable = p.Planned, p.Short, p.Usable
 		}
 	}
 	for _, r := range recs {

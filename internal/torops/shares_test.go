@@ -48,6 +48,24 @@ func TestRaisedFloorReplansInOneRun(t *testing.T) {
 		}
 		return tr
 	}
+	// What discovery should report per group, counted here from the
+	// recorded relays, not from the plan.
+	relays, err := src.Relays(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usable := map[string]int{}
+	for _, r := range exits.UsableExits(relays) {
+		switch cc := r.Country; {
+		case cc == "US":
+			usable["us"]++
+		case cc != "" && cc != "??" && cc != "UA" && cc != "CH":
+			usable["nonus"]++
+		}
+	}
+	if usable["us"] < 20 || usable["nonus"] < 100 {
+		t.Fatalf("recorded consensus: %v usable exits; want a real list", usable)
+	}
 	steps := []struct {
 		name                string
 		floors              map[string]int
@@ -78,6 +96,9 @@ func TestRaisedFloorReplansInOneRun(t *testing.T) {
 		}
 		if g["us"].Planned != s.wantUS || g["us"].Short != s.shortUS || g["nonus"].Planned != s.wantNonus || g["nonus"].Short != s.shortNonus {
 			t.Errorf("%s: stored %+v; want us planned %d short %d, nonus planned %d short %d", s.name, g, s.wantUS, s.shortUS, s.wantNonus, s.shortNonus)
+		}
+		if g["us"].Usable != usable["us"] || g["nonus"].Usable != usable["nonus"] {
+			t.Errorf("%s: stored usable exits us %d, nonus %d; want %d, %d (whatever the cap)", s.name, g["us"].Usable, g["nonus"].Usable, usable["us"], usable["nonus"])
 		}
 	}
 }

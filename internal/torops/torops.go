@@ -162,6 +162,11 @@ func planGroups(plan torgen.Plan) map[string]store.TorGroup {
 		g.Planned, g.Short = sh.Got, sh.Short()
 		out[sh.Group] = g
 	}
+	for grp, n := range plan.GroupExits {
+		g := out[grp]
+		g.Usable = n
+		out[grp] = g
+	}
 	return out
 }
 
