@@ -66,7 +66,11 @@ func pollPool(ctx context.Context, m *metrics.Metrics, st *store.Store, guard *s
 			for _, c := range census {
 				m.Tor().Instances(c.Group, c.Instances, c.Working)
 				m.Tor().Exits(c.Group, c.Exits)
+				m.Tor().Plan(c.Group, c.Usable, c.Short)
 			}
+		}
+		if at, err := st.TorDiscovered(ctx); err == nil {
+			m.Tor().Discovered(at)
 		}
 		if guard != nil {
 			snap.Groups = map[string]metrics.GroupHealth{}

@@ -98,6 +98,9 @@
 //	proxypool_tor_instances_active                    gauge      group                      Tor Instances
 //	proxypool_tor_instances_bootstrapped              gauge      group                      Tor Instances
 //	proxypool_tor_exits                               gauge      group                      Tor Exits
+//	proxypool_tor_exits_usable                        gauge      group                      Tor Plan
+//	proxypool_tor_instances_short                     gauge      group                      Tor Plan
+//	proxypool_tor_discovery_timestamp_seconds         gauge      -                          Tor Discovered
 //	proxypool_slo_min_healthy                         gauge      group (_pool: whole pool)  SLO Floor
 //	proxypool_slo_min_exits                           gauge      group                      SLO Floor
 //	proxypool_slo_below_floor                         gauge      group                      SLO Floor

@@ -146,6 +146,8 @@ func driveAll(m *metrics.Metrics, now time.Time) {
 
 	m.Tor().Instances("us", 3, 2)
 	m.Tor().Exits("us", 40)
+	m.Tor().Plan("us", 120, 1)
+	m.Tor().Discovered(now.Add(-time.Hour))
 
 	m.SLO().Floor("us", 12, 8, 50, 20)
 	m.SLO().Floor("nonus", 70, 30, 50, 20)

@@ -232,6 +232,8 @@ func TestDashboard(t *testing.T) {
 		"proxypool_gateway_retries_total", "proxypool_tor_exits", "proxypool_source_last_success_timestamp_seconds",
 		"process_cpu_seconds_total", "process_resident_memory_bytes", "proxypool_slo_below_floor",
 		"proxypool_probe_checks_total",
+		"proxypool_tor_exits_usable", "proxypool_tor_instances_short", "proxypool_tor_discovery_timestamp_seconds",
+		"proxypool_tor_instances_active",
 	} {
 		if !used[must] {
 			t.Errorf("no panel shows %s", must)

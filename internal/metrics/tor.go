@@ -1,21 +1,31 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // TorMetrics records the Tor instances. A nil *TorMetrics records nothing.
 type TorMetrics struct {
 	m            *Metrics
 	active, boot *prometheus.GaugeVec
 	exits        *prometheus.GaugeVec
+	usable       *prometheus.GaugeVec
+	short        *prometheus.GaugeVec
+	discovered   prometheus.Gauge
 }
 
 func newTorMetrics(m *Metrics) *TorMetrics {
 	f := family{m.reg, "tor"}
 	t := &TorMetrics{
-		m:      m,
-		active: f.gaugeVec("instances_active", "Tor instances running, by group.", "group"),
-		boot:   f.gaugeVec("instances_bootstrapped", "Tor instances bootstrapped to 100%, by group.", "group"),
-		exits:  f.gaugeVec("exits", "Usable Tor exit relays known for the group.", "group"),
+		m:          m,
+		active:     f.gaugeVec("instances_active", "Tor instances running, by group.", "group"),
+		boot:       f.gaugeVec("instances_bootstrapped", "Tor instances bootstrapped to 100%, by group.", "group"),
+		exits:      f.gaugeVec("exits", "Distinct exit IPs the group's working Tor instances use.", "group"),
+		usable:     f.gaugeVec("exits_usable", "Usable Tor exit relays the last discovery found for the group.", "group"),
+		short:      f.gaugeVec("instances_short", "Tor instances of the group's share it went without (tor.max-instances taken).", "group"),
+		discovered: f.gauge("discovery_timestamp_seconds", "When the last Tor relay discovery was planned (unix seconds)."),
 	}
 	return t
 }
@@ -36,4 +46,23 @@ func (t *TorMetrics) Exits(group string, n int) {
 		return
 	}
 	t.exits.WithLabelValues(t.m.groups.value(group)).Set(float64(n))
+}
+
+// Plan sets what the last discovery found for a group: its usable exits
+// and how many instances of its share it went without.
+func (t *TorMetrics) Plan(group string, usable, short int) {
+	if t == nil {
+		return
+	}
+	g := t.m.groups.value(group)
+	t.usable.WithLabelValues(g).Set(float64(usable))
+	t.short.WithLabelValues(g).Set(float64(short))
+}
+
+// Discovered sets when the last discovery ran (zero: never, left unset).
+func (t *TorMetrics) Discovered(at time.Time) {
+	if t == nil || at.IsZero() {
+		return
+	}
+	t.discovered.Set(float64(at.UnixMilli()) / 1e3)
 }
