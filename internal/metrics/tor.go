@@ -35,9 +35,15 @@ func (t *TorMetrics) Instances(group string, active, bootstrapped int) {
 	if t == nil {
 		return
 	}
+	t.pair(t.active, t.boot, group, active, bootstrapped)
+}
+
+// pair sets two per-group gauges of one observation under one bounded
+// group label.
+func (t *TorMetrics) pair(a, b *prometheus.GaugeVec, group string, x, y int) {
 	g := t.m.groups.value(group)
-	t.active.WithLabelValues(g).Set(float64(active))
-	t.boot.WithLabelValues(g).Set(float64(bootstrapped))
+	a.WithLabelValues(g).Set(float64(x))
+	b.WithLabelValues(g).Set(float64(y))
 }
 
 // Exits sets how many usable exit relays a group has.
@@ -54,9 +60,7 @@ func (t *TorMetrics) Plan(group string, usable, short int) {
 	if t == nil {
 		return
 	}
-	g := t.m.groups.value(group)
-	t.usable.WithLabelValues(g).Set(float64(usable))
-	t.short.WithLabelValues(g).Set(float64(short))
+	t.pair(t.usable, t.short, group, usable, short)
 }
 
 // Discovered sets when the last discovery ran (zero: never, left unset).

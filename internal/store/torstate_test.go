@@ -66,11 +66,7 @@ func TestTorGroups(t *testing.T) {
 // callers (another process) get it back instead of theirs.
 func TestTorControlPassword(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(t.TempDir(), "pp.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(t)
 	for i, offer := range []string{"first", "second"} {
 		if pw, err := st.TorControlPassword(ctx, func() string { return offer }); pw != "first" || err != nil {
 			t.Errorf("call %d offering %q: %q, %v; want first", i, offer, pw, err)
@@ -182,11 +178,7 @@ func TestUndoCoversEveryMigration(t *testing.T) {
 // and when discovery ran; the next plan replaces both.
 func TestTorPlanUsableAndDiscovered(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(t.TempDir(), "pp.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(t)
 	if at, err := st.TorDiscovered(ctx); !at.IsZero() || err != nil {
 		t.Fatalf("new store: discovered %v, %v; want zero", at, err)
 	}
@@ -213,4 +205,15 @@ func TestTorPlanUsableAndDiscovered(t *testing.T) {
 			t.Errorf("plan %d: discovered at %v, %v; want about now", i, at, err)
 		}
 	}
+}
+
+// tempStore opens a new store in the test's temp dir, closed at its end.
+func tempStore(t *testing.T) *Store {
+	t.Helper()
+	st, err := Open(context.Background(), filepath.Join(t.TempDir(), "pp.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
