@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"net"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -24,14 +27,20 @@ func (s *Store) ReplaceRelays(ctx context.Context, relays []upstream.Relay) erro
 			return false, err
 		}
 		for i, r := range relays {
-			if r.Fingerprint == "" {
-				return false, fmt.Errorf("relay %d (%s): empty fingerprint", i, r.Nickname)
+			key := r.Fingerprint
+			if key == "" {
+				// CSV exports carry no fingerprint: the relay is keyed by
+				// its OR address, read back without a fingerprint.
+				if r.Address == "" {
+					return false, fmt.Errorf("relay %d (%s): neither fingerprint nor address", i, r.Nickname)
+				}
+				key = addrKeyPrefix + net.JoinHostPort(r.Address, strconv.Itoa(r.ORPort))
 			}
 			exits, _ := json.Marshal(nonNil(r.ExitAddrs))
 			flags, _ := json.Marshal(nonNil(r.Flags))
-			if _, err := ins.ExecContext(ctx, r.Fingerprint, r.Nickname, r.Address, r.ORPort, string(exits), r.Country,
+			if _, err := ins.ExecContext(ctx, key, r.Nickname, r.Address, r.ORPort, string(exits), r.Country,
 				string(flags), r.Bandwidth, now); err != nil {
-				return false, fmt.Errorf("relay %s: %w", r.Fingerprint, err)
+				return false, fmt.Errorf("relay %s: %w", key, err)
 			}
 		}
 		return false, nil
@@ -41,6 +50,10 @@ func (s *Store) ReplaceRelays(ctx context.Context, relays []upstream.Relay) erro
 	}
 	return nil
 }
+
+// addrKeyPrefix marks the key of a relay stored without a fingerprint
+// (no fingerprint is 40 hex digits starting with it).
+const addrKeyPrefix = "addr:"
 
 func nonNil(s []string) []string {
 	if s == nil {
@@ -69,6 +82,9 @@ func (s *Store) Relays(ctx context.Context) ([]upstream.Relay, error) {
 		}
 		if err := json.Unmarshal([]byte(flags), &r.Flags); err != nil {
 			return nil, fmt.Errorf("relay %s: flags: %w", r.Fingerprint, err)
+		}
+		if strings.HasPrefix(r.Fingerprint, addrKeyPrefix) {
+			r.Fingerprint = ""
 		}
 		if len(r.ExitAddrs) == 0 {
 			r.ExitAddrs = nil

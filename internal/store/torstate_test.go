@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // TestTorGroups: the budget the probe raises and the unused slots torgen
@@ -216,4 +218,35 @@ func tempStore(t *testing.T) *Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// TestRelaysWithoutFingerprint: a CSV export's relays (no fingerprint)
+// are stored, keyed by address, and read back as they were.
+func TestRelaysWithoutFingerprint(t *testing.T) {
+	ctx := context.Background()
+	st := tempStore(t)
+	in := []upstream.Relay{
+		{Nickname: "csv1", Address: "198.51.100.7", ORPort: 9001, Country: "US"},
+		{Nickname: "csv2", Address: "2001:db8::1", ORPort: 443, Country: "DE"},
+		{Fingerprint: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", Nickname: "fp", Address: "203.0.113.1", ORPort: 9001},
+	}
+	if err := st.ReplaceRelays(ctx, in); err != nil {
+		t.Fatalf("storing CSV relays: %v", err)
+	}
+	got, err := st.Relays(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]upstream.Relay{}
+	for _, r := range got {
+		byName[r.Nickname] = r
+	}
+	for _, r := range in {
+		if g := byName[r.Nickname]; g.Fingerprint != r.Fingerprint || g.Address != r.Address || g.ORPort != r.ORPort || g.Country != r.Country {
+			t.Errorf("relay %s read back as %+v, want %+v", r.Nickname, g, r)
+		}
+	}
+	if err := st.ReplaceRelays(ctx, []upstream.Relay{{Nickname: "bare"}}); err == nil {
+		t.Error("a relay with neither fingerprint nor address was stored")
+	}
 }
