@@ -180,7 +180,7 @@ type ImportReport struct {
 type TorInstance struct {
 	Port    int    `json:"port"`
 	Group   string `json:"group,omitempty"`
-	Unit    string `json:"unit"`  // tor@<port>.service
+	Unit    string `json:"unit"`  // tor@<port>.service; "" under the process runner
 	State   string `json:"state"` // systemd ActiveState, or "running" outside systemd
 	Country string `json:"country,omitempty"`
 	ExitIP  string `json:"exit_ip,omitempty"`

@@ -44,7 +44,10 @@ func (t *Tor) Status(ctx context.Context) ([]control.TorInstance, error) {
 	out := make([]control.TorInstance, len(recs))
 	var wg sync.WaitGroup
 	for i, r := range recs {
-		out[i] = control.TorInstance{Port: r.Port, Group: r.Group, Unit: units.UnitName(r.Port), Country: r.Country, ExitIP: r.ExitIP}
+		out[i] = control.TorInstance{Port: r.Port, Group: r.Group, Country: r.Country, ExitIP: r.ExitIP}
+		if t.o.Systemd { // run's children are no unit: naming one would send the operator to systemctl for nothing
+			out[i].Unit = units.UnitName(r.Port)
+		}
 		if s, ok := states[out[i].Unit]; ok {
 			out[i].State = s
 		}
