@@ -2,7 +2,6 @@ package torops
 
 import (
 	"context"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -15,11 +14,7 @@ import (
 // "working", and two instances on one exit are one exit.
 func TestCensus(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "pp.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(t)
 	inst := func(port int, group string) upstream.Upstream {
 		return upstream.MustNew(map[string]any{"type": "socks5", "server": "127.0.0.1", "port": port, "group": group})
 	}

@@ -13,11 +13,7 @@ import (
 // the process runner shows no tor@ unit (there is none to systemctl).
 func TestStatusNamesUnitsOnlyUnderSystemd(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "pp.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(t)
 	up := upstream.MustNew(map[string]any{"type": "tor", "server": "127.82.0.1", "port": 25001, "group": "us"})
 	if _, err := st.Add(ctx, SourceName, up); err != nil {
 		t.Fatal(err)
@@ -33,4 +29,15 @@ func TestStatusNamesUnitsOnlyUnderSystemd(t *testing.T) {
 	if len(got) != 1 || got[0].Port != 25001 || got[0].Unit != "" {
 		t.Errorf("Status under the process runner = %+v; want port 25001 with no unit", got)
 	}
+}
+
+// tempStore opens a new store in the test's temp dir, closed at its end.
+func tempStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "pp.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
