@@ -416,6 +416,27 @@ func (c *Config) fill() {
 			c.Gateway.Ports[i].Strategy = c.Gateway.Strategy
 		}
 	}
+	c.fillDerived()
+}
+
+// fillDerived makes a default that depends on another key follow the value
+// the user gave that key, so setting one key never fails on one they never
+// wrote (tor.port-base: 26600 alone would leave port-max 9999 below it).
+func (c *Config) fillDerived() {
+	def := Default()
+	set := func(key string) bool { _, ok := c.pos[key]; return ok }
+	if set("tor.port-base") && !set("tor.port-max") {
+		// Keep the default range's width from the new base.
+		c.Tor.PortMax = min(c.Tor.PortBase+def.Tor.PortMax-def.Tor.PortBase, 65535)
+	}
+	if set("probe.interval") && !set("probe.failing-interval") && c.Probe.Interval > 0 {
+		// A failing upstream is never re-checked less often than a healthy one.
+		c.Probe.FailingInterval = min(def.Probe.FailingInterval, c.Probe.Interval)
+	}
+	if set("gateway.session-ttl") && !set("gateway.max-session-ttl") {
+		// A default session must fit under the cap on the ones clients ask for.
+		c.Gateway.MaxSessionTTL = max(def.Gateway.MaxSessionTTL, c.Gateway.SessionTTL)
+	}
 }
 
 // Error is one problem in a config file.

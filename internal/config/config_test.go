@@ -376,3 +376,30 @@ func TestEjectClientShare(t *testing.T) {
 		}
 	}
 }
+
+// TestDerivedDefaults: a default that depends on another key follows the
+// value the user set for that key, so one key alone never fails on a key
+// the user never wrote.
+func TestDerivedDefaults(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want func(*Config) bool
+		what string
+	}{
+		{"tor: {port-base: 26600}\n", func(c *Config) bool { return c.Tor.PortMax == 26600+9999-9060 }, "tor.port-max follows tor.port-base"},
+		{"tor: {port-base: 65000}\n", func(c *Config) bool { return c.Tor.PortMax == 65535 }, "tor.port-max stops at 65535"},
+		{"tor: {port-base: 26600, port-max: 26700}\n", func(c *Config) bool { return c.Tor.PortMax == 26700 }, "a set tor.port-max stays"},
+		{"probe: {interval: 20s}\n", func(c *Config) bool { return c.Probe.FailingInterval == 20*time.Second }, "probe.failing-interval at most probe.interval"},
+		{"probe: {interval: 1h}\n", func(c *Config) bool { return c.Probe.FailingInterval == time.Minute }, "probe.failing-interval keeps its default under a longer interval"},
+		{"gateway: {session-ttl: 48h}\n", func(c *Config) bool { return c.Gateway.MaxSessionTTL == 48*time.Hour }, "gateway.max-session-ttl covers gateway.session-ttl"},
+	} {
+		c, err := Parse([]byte(tt.in), "t.yaml")
+		if err != nil {
+			t.Errorf("%s: %q: %v", tt.what, tt.in, err)
+			continue
+		}
+		if !tt.want(c) {
+			t.Errorf("%s: %q gave tor.port-max %d, probe.failing-interval %v, gateway.max-session-ttl %v", tt.what, tt.in, c.Tor.PortMax, c.Probe.FailingInterval, c.Gateway.MaxSessionTTL)
+		}
+	}
+}
