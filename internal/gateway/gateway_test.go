@@ -141,6 +141,39 @@ func TestStickySession(t *testing.T) {
 	}
 }
 
+// TestSessionsPerAccount: a session belongs to the account that opened
+// it, so two accounts that pick the same session id get one exit each
+// (before, acct1-session-zN and acct2-session-zN shared exit and TTL).
+func TestSessionsPerAccount(t *testing.T) {
+	w := newWorld(t, worldOpts{spec: fleet.Uniform(6, fleet.SOCKS5, fleet.Good)})
+	for _, scheme := range []string{"socks5", "http"} {
+		differ := 0
+		for i := range 8 {
+			exit := map[string]string{}
+			for _, acct := range []string{"acct1", "acct2"} {
+				c := client(fmt.Sprintf("%s://%s-session-%sz%d:x@%s", scheme, acct, scheme, i, w.addr), false)
+				for range 3 {
+					ip, err := get(c, w.judge)
+					if err != nil {
+						t.Fatalf("%s %s session z%d: %v", scheme, acct, i, err)
+					}
+					if prev, ok := exit[acct]; ok && prev != ip {
+						t.Fatalf("%s %s session z%d moved from %s to %s", scheme, acct, i, prev, ip)
+					}
+					exit[acct] = ip
+				}
+			}
+			if exit["acct1"] != exit["acct2"] {
+				differ++
+			}
+		}
+		// 6 exits: two independent sessions share one by chance 1 time in 6
+		if differ < 3 {
+			t.Errorf("%s: acct1 and acct2 had different exits in %d of 8 sessions of the same id, want them independent", scheme, differ)
+		}
+	}
+}
+
 func TestCountryTargeting(t *testing.T) {
 	spec := fleet.Spec{}
 	for i := range 6 {

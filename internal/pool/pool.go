@@ -363,7 +363,13 @@ func noUpstream(sel *upstream.Selector, n, fit int) error {
 
 func (p *Pool) pickSession(s *snapshot, v *view, sel *upstream.Selector) int32 {
 	now := time.Now()
-	key := sel.Group + "\x00" + sel.Country + "\x00" + sel.Session
+	// Each account has its own sessions: acct1-session-z1 and acct2-session-z1
+	// are two clients that happen to pick the same id.
+	key := sel.User + "\x00" + sel.Group + "\x00" + sel.Country + "\x00" + sel.Session
+	ring := sel.Session // where a new session lands, the same on every replica
+	if sel.User != "" {
+		ring = sel.User + "\x00" + sel.Session
+	}
 	id, gen := p.sessions.get(key, now)
 	if id != "" {
 		if i, ok := s.byID[id]; ok {
@@ -373,11 +379,11 @@ func (p *Pool) pickSession(s *snapshot, v *view, sel *upstream.Selector) int32 {
 			if !fits(&s.entries[i].choice, sel.Need) {
 				// a CONNECT in a session held by a forward-only upstream:
 				// another serves this request, the session keeps its own
-				return pickRing(s, v, sel, sel.Session+"/"+strconv.Itoa(gen))
+				return pickRing(s, v, sel, ring+"/"+strconv.Itoa(gen))
 			}
 		}
 	}
-	i := pickRing(s, v, sel, sel.Session+"/"+strconv.Itoa(gen))
+	i := pickRing(s, v, sel, ring+"/"+strconv.Itoa(gen))
 	if i >= 0 {
 		ttl := sel.SessionTTL
 		if ttl <= 0 {

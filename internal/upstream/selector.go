@@ -13,6 +13,7 @@ type Selector struct {
 	Group      string        // pinned port group or "-group-NAME"; "" for all
 	Country    string        // ISO 3166-1 alpha-2, upper case; "" for any
 	Session    string        // sticky key from "-session-ID"; "" for none
+	User       string        // account name (the username before its first '-'): sessions are its own
 	SessionTTL time.Duration // how long a session keeps its upstream; 0 for the pool default
 	Client     string        // client IP, the sticky key when Session is empty
 	Attempt    int           // 0 for the first try, 1.. for failover
