@@ -77,20 +77,6 @@ func (v *view) at(k uint64) int32 {
 	return v.members[uint64(lo)+(k/nb)%uint64(hi-lo)]
 }
 
-func (p *Pool) pickRR(s *snapshot, v *view, sel *upstream.Selector) int32 {
-	every := uint64(max(p.opts.RotateEvery, 1))
-	for range min(maxProbe, v.n) {
-		k := v.rr.Add(1) - 1
-		if i := v.at(k / every); usable(s, i, sel) {
-			return i
-		}
-		if every > 1 { // the current one is unusable: move on now
-			v.rr.Add(every - k%every - 1)
-		}
-	}
-	return -1
-}
-
 func pickRandom(s *snapshot, v *view, sel *upstream.Selector) int32 {
 	for range min(maxProbe, v.n) {
 		if i := v.at(rand.Uint64()); usable(s, i, sel) {

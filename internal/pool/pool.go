@@ -50,8 +50,10 @@ type Options struct {
 	ReloadDuty   float64
 	Groups       []Group
 	Strategy     string // round-robin (default), random, least-latency, sticky
-	RotateEvery  int    // round-robin moves on every N picks (default 1)
-	EjectAfter   int    // consecutive passive failures that eject (default 3)
+	// Rotate keeps one upstream per view for a number of picks or a
+	// period (gateway.rotate-every); zero picks anew each time.
+	Rotate     Rotation
+	EjectAfter int // consecutive passive failures that eject (default 3)
 	// EjectFor caps how long an ejected upstream stays out when the store
 	// keeps calling it healthy without a newer check (default 5m).
 	EjectFor time.Duration
@@ -79,27 +81,20 @@ type Options struct {
 // Pool answers Pick from an atomically swapped snapshot. It is safe for
 // concurrent use; Pick never blocks on a reload.
 type Pool struct {
-	opts     Options
-	snap     atomic.Pointer[snapshot]
-	mu       sync.Mutex // loads and rebuilds
-	rebuild  chan struct{}
-	ejected  chan upstream.CheckResult // for OnEject
-	budget   budget                    // ejections per client in the window
-	sessions sessions
-	log      logrus.FieldLogger
+	opts    Options
+	snap    atomic.Pointer[snapshot]
+	mu      sync.Mutex // loads and rebuilds
+	rebuild chan struct{}
+	ejected chan upstream.CheckResult // for OnEject
+	budget  budget                    // ejections per client in the window
+	def     *Picker                   // Options.Strategy and Rotate: what Pick uses
+	log     logrus.FieldLogger
 }
 
 // New checks options and returns an empty pool; call Load before serving.
 func New(o Options) (*Pool, error) {
 	if o.Loader == nil {
 		return nil, fmt.Errorf("pool: no loader")
-	}
-	switch o.Strategy {
-	case "":
-		o.Strategy = RoundRobin
-	case RoundRobin, Random, LeastLatency, Sticky:
-	default:
-		return nil, fmt.Errorf("pool: unknown strategy %q (round-robin, random, least-latency, sticky)", o.Strategy)
 	}
 	seen := map[string]bool{}
 	for i, g := range o.Groups {
@@ -144,7 +139,11 @@ func New(o Options) (*Pool, error) {
 		o.Log = l
 	}
 	p := &Pool{opts: o, rebuild: make(chan struct{}, 1), ejected: make(chan upstream.CheckResult, 1024), log: o.Log}
-	p.sessions.max = o.MaxSessions
+	def, err := p.NewPicker(o.Strategy, o.Rotate)
+	if err != nil {
+		return nil, err
+	}
+	p.def = def
 	p.snap.Store(newBuilder(0, 0, nil, nil, o.Groups, func(*upstream.Served, *health) bool { return false }).finish())
 	return p, nil
 }
@@ -303,45 +302,17 @@ func (p *Pool) Run(ctx context.Context) error {
 // Len is the number of upstreams in the current snapshot.
 func (p *Pool) Len() int { return len(p.snap.Load().entries) }
 
-// Sessions is how many sticky sessions the pool remembers (at most
-// Options.MaxSessions).
-func (p *Pool) Sessions() int { return p.sessions.len() }
+// Sessions is how many sticky sessions Pick remembers (at most
+// Options.MaxSessions; each Picker has its own).
+func (p *Pool) Sessions() int { return p.def.Sessions() }
 
 // Version is the store version of the current snapshot.
 func (p *Pool) Version() uint64 { return p.snap.Load().version }
 
-// Pick chooses an upstream for sel. Errors wrap upstream.ErrNoUpstream or
+// Pick chooses an upstream for sel with the pool's own strategy and
+// rotation (Options). Errors wrap upstream.ErrNoUpstream or
 // upstream.ErrUnknownGroup.
-func (p *Pool) Pick(sel *upstream.Selector) (upstream.Choice, error) {
-	s := p.snap.Load()
-	v, known := s.viewFor(sel.Group, sel.Country)
-	if !known {
-		return upstream.Choice{}, fmt.Errorf("%w %q", upstream.ErrUnknownGroup, sel.Group)
-	}
-	i := int32(-1)
-	fit := v.fitting(sel.Need)
-	if v.n > 0 && fit != 0 {
-		switch {
-		case sel.Session != "":
-			i = p.pickSession(s, v, sel)
-		case p.opts.Strategy == Sticky && sel.Client != "":
-			i = pickRing(s, v, sel, sel.Client)
-		case p.opts.Strategy == Random:
-			i = pickRandom(s, v, sel)
-		case p.opts.Strategy == LeastLatency:
-			i = pickP2C(s, v, sel)
-		default:
-			i = p.pickRR(s, v, sel)
-		}
-		if i < 0 && fit != v.n {
-			i = scan(s, v, sel)
-		}
-	}
-	if i < 0 {
-		return upstream.Choice{}, noUpstream(sel, v.n, fit)
-	}
-	return s.entries[i].choice, nil
-}
+func (p *Pool) Pick(sel *upstream.Selector) (upstream.Choice, error) { return p.def.Pick(sel) }
 
 func noUpstream(sel *upstream.Selector, n, fit int) error {
 	where := ""
@@ -359,39 +330,6 @@ func noUpstream(sel *upstream.Selector, n, fit int) error {
 		return fmt.Errorf("%w%s: all %d tried or ejected", upstream.ErrNoUpstream, where, n)
 	}
 	return fmt.Errorf("%w%s", upstream.ErrNoUpstream, where)
-}
-
-func (p *Pool) pickSession(s *snapshot, v *view, sel *upstream.Selector) int32 {
-	now := time.Now()
-	// Each account has its own sessions: acct1-session-z1 and acct2-session-z1
-	// are two clients that happen to pick the same id.
-	key := sel.User + "\x00" + sel.Group + "\x00" + sel.Country + "\x00" + sel.Session
-	ring := sel.Session // where a new session lands, the same on every replica
-	if sel.User != "" {
-		ring = sel.User + "\x00" + sel.Session
-	}
-	id, gen := p.sessions.get(key, now)
-	if id != "" {
-		if i, ok := s.byID[id]; ok {
-			if usable(s, i, sel) {
-				return i
-			}
-			if !fits(&s.entries[i].choice, sel.Need) {
-				// a CONNECT in a session held by a forward-only upstream:
-				// another serves this request, the session keeps its own
-				return pickRing(s, v, sel, ring+"/"+strconv.Itoa(gen))
-			}
-		}
-	}
-	i := pickRing(s, v, sel, ring+"/"+strconv.Itoa(gen))
-	if i >= 0 {
-		ttl := sel.SessionTTL
-		if ttl <= 0 {
-			ttl = p.opts.SessionTTL
-		}
-		p.sessions.put(key, s.entries[i].choice.ID, gen, now.Add(ttl), now)
-	}
-	return i
 }
 
 // Observe takes one passive outcome (the gateway's dial through an

@@ -181,7 +181,7 @@ func TestRotateEveryN(t *testing.T) {
 	for i := range 5 {
 		recs = append(recs, rec(i, "US", fmt.Sprintf("198.51.100.%d", i)))
 	}
-	p, _ := newPool(t, recs, Options{RotateEvery: 3})
+	p, _ := newPool(t, recs, Options{Rotate: Rotation{Requests: 3}})
 	var ids []string
 	for range 9 {
 		c, _ := p.Pick(&upstream.Selector{})

@@ -127,7 +127,6 @@ type view struct {
 	members []int32
 	starts  []int32
 	n       int
-	rr      atomic.Uint64
 	// tunnels and either count the members that can tunnel, and that can
 	// tunnel or forward (upstream.Usable): a pick for a need no member
 	// fits answers at once, one that few fit scans for them.
