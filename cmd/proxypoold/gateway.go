@@ -172,7 +172,7 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		Usernames:         gateway.UsernameLimits{SessionID: gc.MaxSessionID, TTL: gc.MaxSessionTTL},
 		MaxConnsPerClient: gc.MaxConnsPerClient, AuthDelayMax: gc.AuthDelayMax,
 		MaxTries: gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
-		HandshakeTimeout: gc.HandshakeTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
+		ClientTimeout: gc.HandshakeTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
 		InfoHeader: infoHeader,
 		OnReady: func() {
 			log.Infof("gateway ready: %d healthy upstreams", p.Len())

@@ -181,7 +181,7 @@ func liveBytes() uint64 {
 // ~2x and more), however it is split into lines, on both engines.
 func TestPendingHeadCostsWhatItHolds(t *testing.T) {
 	// no field cap here: the bytes alone must cost what they are
-	addr, gw, _ := miniGW(t, miniOpts(gateway.Options{HandshakeTimeout: time.Minute, MaxHeaderFields: 1 << 20}))
+	addr, gw, _ := miniGW(t, miniOpts(gateway.Options{ClientTimeout: time.Minute, MaxHeaderFields: 1 << 20}))
 	const n, size = 200, 60 << 10
 	tests := []struct {
 		name    string

@@ -29,8 +29,8 @@ type conn struct {
 	g        *Gateway
 	c        net.Conn
 	listener string
-	group    string
-	idle     atomic.Bool // waiting for the next keep-alive request
+	route    *failover.Route // the listener's when accepted
+	idle     atomic.Bool     // waiting for the next keep-alive request
 
 	proto   string // for the observer
 	outcome string
@@ -118,9 +118,9 @@ func (cc *conn) serve(ctx context.Context) {
 	}
 	over := !cc.counted
 	if over {
-		cc.c.SetReadDeadline(time.Now().Add(min(g.opts.HandshakeTimeout, overLimitTimeout)))
+		cc.c.SetReadDeadline(time.Now().Add(min(g.opts.ClientTimeout, overLimitTimeout)))
 	} else {
-		cc.c.SetReadDeadline(time.Now().Add(g.opts.HandshakeTimeout))
+		cc.c.SetReadDeadline(time.Now().Add(g.opts.ClientTimeout))
 	}
 	cc.cr.R = cc.c
 	cc.cr.Limit(int64(g.opts.MaxHeaderBytes))
@@ -201,7 +201,7 @@ func (g *Gateway) authRejected(listener string) {
 }
 
 // selector fills the request's selection from the port and the username.
-func (cc *conn) selector(p Params) error { return fillSelector(&cc.sel, cc.group, p) }
+func (cc *conn) selector(p Params) error { return fillSelector(&cc.sel, cc.route.Group, p) }
 
 // fillSelector fills sel from the listener's group and the username's
 // parameters (both paths).
@@ -251,7 +251,7 @@ func (cc *conn) serveSOCKS(ctx context.Context) {
 		cc.selector(Params{})
 	}
 	var f failover.Failover
-	g.tries.Start(&f, &cc.sel, req.Addr, time.Now(), time.Time{})
+	g.tries.Start(&f, &cc.sel, cc.route.Picker, req.Addr, time.Now(), time.Time{})
 	cc.finishSOCKS(ctx, req.Version, &f)
 }
 
@@ -393,7 +393,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		}
 		cc.sel.Need = needOf(req) // forward.go
 		var f failover.Failover
-		g.tries.Start(&f, &cc.sel, target, time.Now(), time.Time{})
+		g.tries.Start(&f, &cc.sel, cc.route.Picker, target, time.Now(), time.Time{})
 		up, ch, err := g.connect(ctx, &f)
 		if err != nil {
 			g.stats.Failed.Add(1)
@@ -444,7 +444,7 @@ func (cc *conn) serveHTTP(ctx context.Context) {
 		if err != nil || g.adm.draining.Load() {
 			return
 		}
-		cc.c.SetReadDeadline(time.Now().Add(g.opts.HandshakeTimeout))
+		cc.c.SetReadDeadline(time.Now().Add(g.opts.ClientTimeout))
 	}
 }
 
@@ -591,7 +591,7 @@ func (cc *conn) authDelay(ctx context.Context) {
 		g.obs.AuthDelayed(cc.listener)
 	}
 	// the wait is the client's: its handshake deadline must not cut it
-	cc.c.SetReadDeadline(time.Now().Add(d + g.opts.HandshakeTimeout))
+	cc.c.SetReadDeadline(time.Now().Add(d + g.opts.ClientTimeout))
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

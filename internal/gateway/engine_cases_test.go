@@ -192,7 +192,7 @@ func TestLoopMaxConnsResumeAfterQueuedTurn(t *testing.T) {
 	o.Picker = funcPicker{pick}
 	o.MaxConns = 2
 	o.IdleTimeout = 8 * time.Second
-	o.HandshakeTimeout = 8 * time.Second
+	o.ClientTimeout = 8 * time.Second
 	o.DialTimeout, o.MinDialTimeout, o.TotalTimeout = 8*time.Second, 8*time.Second, 8*time.Second
 	gateway.SetRelayBudget(&o, 1, 1)
 	addr, _, _ := miniGW(t, o)
@@ -414,7 +414,7 @@ func TestLoopDrainTimeoutClosesLoopConns(t *testing.T) {
 		return choiceAt("mute", mute), nil
 	}
 	addr, gw, stop := miniGW(t, gateway.Options{Picker: funcPicker{pick}, DrainTimeout: 300 * time.Millisecond,
-		HandshakeTimeout: 10 * time.Second, DialTimeout: 10 * time.Second, MinDialTimeout: 10 * time.Second, TotalTimeout: 10 * time.Second})
+		ClientTimeout: 10 * time.Second, DialTimeout: 10 * time.Second, MinDialTimeout: 10 * time.Second, TotalTimeout: 10 * time.Second})
 	tun := dialGW(t, addr)
 	tun.Write(socks5Msgs(t, "127.0.0.1:9"))
 	readReplies(t, tun)

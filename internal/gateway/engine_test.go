@@ -223,10 +223,10 @@ func TestLoopHandsOffUpstreamsItDoesNotDial(t *testing.T) {
 
 // TestLoopMaxConnsAndIdle: at MaxConns a new client waits (it is not
 // accepted) until a tunnel ends; idle tunnels end after IdleTimeout; a
-// silent client is cut off after HandshakeTimeout.
+// silent client is cut off after ClientTimeout.
 func TestLoopMaxConnsAndIdle(t *testing.T) {
 	w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good), gw: gateway.Options{
-		MaxConns: 2, IdleTimeout: 600 * time.Millisecond, HandshakeTimeout: 400 * time.Millisecond}})
+		MaxConns: 2, IdleTimeout: 600 * time.Millisecond, ClientTimeout: 400 * time.Millisecond}})
 	hold := testtool.ServeTCP(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	var open []net.Conn
 	for range 2 {
@@ -267,7 +267,7 @@ func TestLoopMaxConnsAndIdle(t *testing.T) {
 // FuzzLoopHandshake throws arbitrary first bytes at the mixed port; the
 // gateway must answer or hang up, never crash, and go on serving.
 func FuzzLoopHandshake(f *testing.F) {
-	w := newWorld(f, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good), gw: gateway.Options{HandshakeTimeout: 100 * time.Millisecond}})
+	w := newWorld(f, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good), gw: gateway.Options{ClientTimeout: 100 * time.Millisecond}})
 	echo := testtool.ServeTCP(f, func(c net.Conn) { io.Copy(c, c) })
 	valid := socks5Msgs(f, echo)
 	for _, s := range [][]byte{valid, valid[:5], {5, 1, 2, 1, 3, 'a', 1, 'b'}, {5, 2, 0, 2, 5, 2, 0, 3, 0, 0, 80},

@@ -56,6 +56,10 @@ type Options struct {
 	// Ports maps listener names (systemd FileDescriptorName=) to the group
 	// their clients are pinned to. Other listeners serve the whole pool.
 	Ports map[string]string
+	// Pickers maps listener names to a picker of their own (a pinned
+	// port's strategy, with its own counters and sessions); the others
+	// pick through Picker. Passive outcomes always go to Picker.
+	Pickers map[string]failover.Picker
 	// Users maps account names to passwords. Empty: no auth (username
 	// parameters still apply).
 	Users map[string]string
@@ -73,16 +77,23 @@ type Options struct {
 	// pool remembers each session).
 	Usernames UsernameLimits
 
-	MaxTries         int           // upstreams tried per request (default 3)
-	TotalTimeout     time.Duration // bound on all tries of one request (default 10s)
-	DialTimeout      time.Duration // cap of one try (default 5s)
-	MinDialTimeout   time.Duration // floor of one try (default 1s); a try gets 3× the upstream's latency within [min, cap]
-	HandshakeTimeout time.Duration // client greeting/request head (default 10s)
-	IdleTimeout      time.Duration // tunnel and keep-alive idle (default 5m)
-	DrainTimeout     time.Duration // wait for tunnels on shutdown (default 10s)
-	MaxHeaderBytes   int           // HTTP request head cap (default 64 KiB)
-	MaxHeaderFields  int           // HTTP request header fields cap (default 100, as Apache's LimitRequestFields)
-	MaxConns         int           // concurrent client connections (default: from RLIMIT_NOFILE)
+	// MaxTries is how many upstreams that failed slowly end a request
+	// (default 3); a connect refused or unreachable at once
+	// (failover.Instant) does not count. MaxAttempts caps every try,
+	// those included (default and at most failover.MaxTries, 16).
+	MaxTries, MaxAttempts int
+	TotalTimeout          time.Duration // bound on all tries of one request (default 10s)
+	DialTimeout           time.Duration // cap of one try (default 5s)
+	MinDialTimeout        time.Duration // floor of one try (default 1s); a try gets 3× the upstream's latency within [min, cap]
+	// TryTimeout, when set, is every try's bound instead
+	// (upstream-handshake-timeout: a duration rather than auto).
+	TryTimeout      time.Duration
+	ClientTimeout   time.Duration // client greeting/request head (default 10s)
+	IdleTimeout     time.Duration // tunnel and keep-alive idle (default 5m)
+	DrainTimeout    time.Duration // wait for tunnels on shutdown (default 10s)
+	MaxHeaderBytes  int           // HTTP request head cap (default 64 KiB)
+	MaxHeaderFields int           // HTTP request header fields cap (default 100, as Apache's LimitRequestFields)
+	MaxConns        int           // concurrent client connections (default: from RLIMIT_NOFILE)
 	// InfoHeader, when set, names a response header (e.g.
 	// "X-Proxypool-Upstream") carrying the upstream id, exit IP and
 	// country; on CONNECT it is on the 200 response.
@@ -122,9 +133,12 @@ type Gateway struct {
 	nopipe           failover.NoPipeline // upstreams that stalled on a pipelined handshake
 	work             *workers            // connection and relay goroutines, reused
 	eng              *evloop.Engine      // nil: no listener is served by event loops
-	reports          chan upstream.CheckResult
-	forwarded        chan struct{} // closed when reports is drained
-	targetLog        everySecond   // info lines for refused targets
+	// routes are each listener's group and picker, read per connection
+	// accepted; SetRoute swaps one. Filled by Run before it serves.
+	routes    map[string]*atomic.Pointer[failover.Route]
+	reports   chan upstream.CheckResult
+	forwarded chan struct{} // closed when reports is drained
+	targetLog everySecond   // info lines for refused targets
 }
 
 // Stats are running counters, safe to read concurrently.
@@ -150,9 +164,10 @@ func New(o Options) (*Gateway, error) {
 	if o.MaxTries <= 0 {
 		o.MaxTries = 3
 	}
-	if o.MaxTries > failover.MaxTries {
-		o.MaxTries = failover.MaxTries
+	if o.MaxAttempts <= 0 || o.MaxAttempts > failover.MaxTries {
+		o.MaxAttempts = failover.MaxTries
 	}
+	o.MaxTries = min(o.MaxTries, o.MaxAttempts)
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -161,11 +176,15 @@ func New(o Options) (*Gateway, error) {
 	def(&o.TotalTimeout, 10*time.Second)
 	def(&o.DialTimeout, 5*time.Second)
 	def(&o.MinDialTimeout, time.Second)
-	def(&o.HandshakeTimeout, 10*time.Second)
+	def(&o.ClientTimeout, 10*time.Second)
 	def(&o.IdleTimeout, 5*time.Minute)
 	def(&o.DrainTimeout, 10*time.Second)
 	if o.MinDialTimeout > o.DialTimeout {
 		o.MinDialTimeout = o.DialTimeout
+	}
+	minTry, maxTry := o.MinDialTimeout, o.DialTimeout
+	if o.TryTimeout > 0 {
+		minTry, maxTry = o.TryTimeout, o.TryTimeout
 	}
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = 64 << 10
@@ -198,9 +217,9 @@ func New(o Options) (*Gateway, error) {
 	g.clients = newClients(o.MaxConnsPerClient, o.AuthDelayMax)
 	g.adm = newAdmission(o.MaxConns, &g.stats.Active)
 	g.tries = failover.Env{
-		Picker: o.Picker, Report: g.report, Classify: o.Classify,
+		Report: g.report, Classify: o.Classify,
 		Retries: &g.stats.Retries, Tunnels: &g.stats.Tunnels, NoPipe: &g.nopipe,
-		MaxTries: o.MaxTries, Total: o.TotalTimeout, MinTry: o.MinDialTimeout, MaxTry: o.DialTimeout,
+		MaxTries: o.MaxTries, MaxAttempts: o.MaxAttempts, Total: o.TotalTimeout, MinTry: minTry, MaxTry: maxTry,
 	}
 	if o.Observer != nil {
 		g.tries.Observer = o.Observer
@@ -264,11 +283,21 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	if n == 0 {
 		return errors.New("gateway: no listeners")
 	}
+	g.routes = make(map[string]*atomic.Pointer[failover.Route], len(lns))
+	for name := range lns {
+		r := &failover.Route{Group: g.opts.Ports[name], Picker: g.opts.Picker}
+		if pk := g.opts.Pickers[name]; pk != nil {
+			r.Picker = pk
+		}
+		g.routes[name] = new(atomic.Pointer[failover.Route])
+		g.routes[name].Store(r)
+	}
 	var accept sync.WaitGroup
 	errc := make(chan error, n)
 	var loopLns []evloop.Listener
 	for name, list := range lns {
-		group := g.opts.Ports[name]
+		route := g.routes[name]
+		group := route.Load().Group
 		for _, ln := range list {
 			fd, loop := g.loopFD(ln)
 			mode := "goroutines"
@@ -277,13 +306,13 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 			}
 			g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String(), "GROUP": group, "engine": mode}).Info("gateway listening")
 			if loop {
-				loopLns = append(loopLns, evloop.Listener{FD: fd, Name: name, Group: group})
+				loopLns = append(loopLns, evloop.Listener{FD: fd, Name: name, Route: route})
 				continue
 			}
 			accept.Add(1)
 			go func() {
 				defer accept.Done()
-				if err := g.serve(ctx, ln, name, group); err != nil {
+				if err := g.serve(ctx, ln, name, route); err != nil {
 					errc <- fmt.Errorf("listener %q on %s: %w", name, ln.Addr(), err)
 				}
 			}()
@@ -351,7 +380,23 @@ func isLoopback(a net.Addr) bool {
 	return false
 }
 
-func (g *Gateway) serve(ctx context.Context, ln net.Listener, name, group string) error {
+// SetRoute makes listener name's next connections go to group through
+// picker (nil: Options.Picker): a reload's new strategy or group for a
+// port. Connections already open keep their route. False when Run serves
+// no such listener.
+func (g *Gateway) SetRoute(name, group string, picker failover.Picker) bool {
+	r, ok := g.routes[name]
+	if !ok {
+		return false
+	}
+	if picker == nil {
+		picker = g.opts.Picker
+	}
+	r.Store(&failover.Route{Group: group, Picker: picker})
+	return true
+}
+
+func (g *Gateway) serve(ctx context.Context, ln net.Listener, name string, route *atomic.Pointer[failover.Route]) error {
 	var delay time.Duration
 	for {
 		if !g.adm.wait(ctx) {
@@ -375,7 +420,7 @@ func (g *Gateway) serve(ctx context.Context, ln net.Listener, name, group string
 		}
 		delay = 0
 		g.stats.Accepted.Add(1)
-		cc := &conn{g: g, c: c, listener: name, group: group}
+		cc := &conn{g: g, c: c, listener: name, route: route.Load()}
 		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 			cc.client = a.AddrPort().Addr().Unmap()
 		}

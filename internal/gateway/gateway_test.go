@@ -368,7 +368,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestSlowlorisAndHeaderCap(t *testing.T) {
-	w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good), gw: gateway.Options{HandshakeTimeout: 300 * time.Millisecond, MaxHeaderBytes: 4096}})
+	w := newWorld(t, worldOpts{spec: fleet.Uniform(1, fleet.SOCKS5, fleet.Good), gw: gateway.Options{ClientTimeout: 300 * time.Millisecond, MaxHeaderBytes: 4096}})
 	c, err := net.Dial("tcp", w.addr)
 	if err != nil {
 		t.Fatal(err)

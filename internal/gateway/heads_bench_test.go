@@ -39,7 +39,7 @@ func BenchmarkPendingHeadsRSS(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("PROXYPOOL_BENCH_HEADS")); err == nil && v > 0 {
 		n = v
 	}
-	o := gateway.Options{HandshakeTimeout: 5 * time.Minute, MaxConns: n + 100,
+	o := gateway.Options{ClientTimeout: 5 * time.Minute, MaxConns: n + 100,
 		Picker: funcPicker{pick: func(*upstream.Selector) (upstream.Choice, error) { return upstream.Choice{}, upstream.ErrNoUpstream }}}
 	if !loopsOn() {
 		o.GoroutinesOnly = true

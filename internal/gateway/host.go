@@ -62,9 +62,9 @@ func (h loopHost) Refused(f *failover.Failover) (byte, string) {
 	return socksCode(err), dialOutcome(err)
 }
 
-func (h loopHost) Handoff(ctx context.Context, c net.Conn, listener, group string, f *failover.Failover, start time.Time, a evloop.Admission) {
+func (h loopHost) Handoff(ctx context.Context, c net.Conn, listener string, route *failover.Route, f *failover.Failover, start time.Time, a evloop.Admission) {
 	g := h.g
-	cc := &conn{g: g, c: c, listener: listener, group: group, client: a.Peer, counted: a.Counted}
+	cc := &conn{g: g, c: c, listener: listener, route: route, client: a.Peer, counted: a.Counted}
 	g.stats.Handoffs.Add(1)
 	g.adopt(cc)
 	if f == nil {
@@ -96,8 +96,8 @@ func (g *Gateway) startLoops(ctx context.Context, lns []evloop.Listener) error {
 	}
 	e, err := evloop.New(ctx, evloop.Options{
 		Host: loopHost{g}, Tries: &g.loopTries, Plain: plain, Observer: obs, Log: g.log,
-		NeedAuth:         len(g.opts.Users) > 0,
-		HandshakeTimeout: g.opts.HandshakeTimeout, IdleTimeout: g.opts.IdleTimeout,
+		NeedAuth:      len(g.opts.Users) > 0,
+		ClientTimeout: g.opts.ClientTimeout, IdleTimeout: g.opts.IdleTimeout,
 		RelayRounds: g.opts.relayRounds, RelayReads: g.opts.relayReads,
 	}, lns)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/fleet"
 	"github.com/proxypool/proxypool/internal/gateway"
+	"github.com/proxypool/proxypool/internal/gateway/failover"
 	"github.com/proxypool/proxypool/internal/pool"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -99,6 +100,9 @@ type worldOpts struct {
 	gw     gateway.Options
 	pool   pool.Options
 	pinned map[string]string // listener name → group
+	// strategies give pinned listeners a picker of their own (listener
+	// name → strategy, with the pool's rotation)
+	strategies map[string]string
 	// recs are upstreams served by other programs (danted), in the pool
 	// besides the fleet's members
 	recs []upstream.Record
@@ -129,6 +133,14 @@ func newWorld(t testing.TB, o worldOpts) *world {
 		t.Fatal(err)
 	}
 	w.pool = p
+	o.gw.Pickers = map[string]failover.Picker{}
+	for name, strategy := range o.strategies {
+		pk, err := p.NewPicker(strategy, o.pool.Rotate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.gw.Pickers[name] = pk
+	}
 	d := dial.New(dial.Options{})
 	t.Cleanup(func() { d.Close() })
 	o.gw.Picker, o.gw.Dialer, o.gw.Reporter = p, d, w.store

@@ -38,7 +38,8 @@ type econn struct {
 	cEOF, uEOF          bool // that side sent FIN (its direction has ended)
 	cHup, uHup          bool // epoll saw that side's FIN or an error: read on to the end, no edge will follow
 	upShut, downShut    bool // write side of ufd / cfd shut down
-	listener, group     string
+	listener            string
+	route               *failover.Route // the listener's when accepted
 	start               time.Time
 	deadline            int64 // unix nanos of the one timer
 	ti                  int   // index in the timer heap; -1 when none
@@ -247,7 +248,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 			}
 			user, pass := string(b[2:2+ul]), string(b[3+ul:3+ul+pl])
 			used += 3 + ul + pl
-			if err := c.l.e.o.Host.Authorize(&c.sel, c.group, user, pass); err != nil {
+			if err := c.l.e.o.Host.Authorize(&c.sel, c.route.Group, user, pass); err != nil {
 				c.write([]byte{1, 1})
 				c.authRejected()
 				c.l.e.o.Log.WithError(err).Debug("socks auth refused")
@@ -308,7 +309,7 @@ func (c *econn) parse(in []byte, now time.Time) (int, bool) {
 				used = len(in)
 			}
 			c.hs = nil
-			c.l.e.o.Tries.Start(&c.f, &c.sel, c.target, now, time.Time{})
+			c.l.e.o.Tries.Start(&c.f, &c.sel, c.route.Picker, c.target, now, time.Time{})
 			c.tryNext(now)
 			return used, false
 		default:
@@ -952,7 +953,7 @@ func (c *econn) handoff(read []byte) {
 	if !ok {
 		return
 	}
-	c.l.e.o.Host.Handoff(c.l.e.ctx, &prefixConn{Conn: nc, pre: pre}, c.listener, c.group, nil, c.start, c.adm)
+	c.l.e.o.Host.Handoff(c.l.e.ctx, &prefixConn{Conn: nc, pre: pre}, c.listener, c.route, nil, c.start, c.adm)
 }
 
 // handoffConnect gives a SOCKS5 client whose handshake is done, and whose
@@ -967,5 +968,5 @@ func (c *econn) handoffConnect() {
 	if len(pend) > 0 {
 		nc = &prefixConn{Conn: nc, pre: pend}
 	}
-	c.l.e.o.Host.Handoff(c.l.e.ctx, nc, c.listener, c.group, &c.f, c.start, c.adm)
+	c.l.e.o.Host.Handoff(c.l.e.ctx, nc, c.listener, c.route, &c.f, c.start, c.adm)
 }

@@ -27,6 +27,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -36,10 +37,13 @@ import (
 	"github.com/proxypool/proxypool/internal/gateway/failover"
 )
 
-// Listener is one listening socket served by the loops.
+// Listener is one listening socket served by the loops. Route is read
+// once per connection accepted, so swapping it (a reload) changes where
+// the next connections go, not those already open.
 type Listener struct {
-	FD          int
-	Name, Group string
+	FD    int
+	Name  string
+	Route *atomic.Pointer[failover.Route]
 }
 
 const (
@@ -418,8 +422,9 @@ func (l *loop) acceptFrom(ln *Listener, now time.Time) {
 		}
 		adm := h.Opened(peer)
 		l.nconns++
-		c := &econn{l: l, cfd: fd, ufd: -1, ti: -1, listener: ln.Name, group: ln.Group, start: now, crd: true, cwr: true, adm: adm}
-		c.sel.Group = ln.Group
+		rt := ln.Route.Load()
+		c := &econn{l: l, cfd: fd, ufd: -1, ti: -1, listener: ln.Name, route: rt, start: now, crd: true, cwr: true, adm: adm}
+		c.sel.Group = rt.Group
 		if peer.IsValid() {
 			c.sel.Client = peer.String()
 		}
@@ -433,7 +438,7 @@ func (l *loop) acceptFrom(ln *Listener, now time.Time) {
 			c.handoff(nil)
 			continue
 		}
-		c.setTimer(now.Add(l.e.o.HandshakeTimeout))
+		c.setTimer(now.Add(l.e.o.ClientTimeout))
 		// TCP_DEFER_ACCEPT on the gateway's sockets: the greeting is
 		// usually there already
 		c.step(now)

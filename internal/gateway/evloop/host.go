@@ -36,11 +36,12 @@ type Host interface {
 	// Refused counts a request that got no tunnel and returns the SOCKS5
 	// reply and the outcome to answer it with.
 	Refused(f *failover.Failover) (code byte, outcome string)
-	// Handoff serves c on the goroutine path. With f, c is a SOCKS5 client
+	// Handoff serves c on the goroutine path, on the route it was accepted
+	// with. With f, c is a SOCKS5 client
 	// whose handshake the loop did and f holds its tries so far and the
 	// upstream picked for the next; without, c is a connection to serve
 	// from its first byte (HTTP, SOCKS4), those read so far put back.
-	Handoff(ctx context.Context, c net.Conn, listener, group string, f *failover.Failover, start time.Time, a Admission)
+	Handoff(ctx context.Context, c net.Conn, listener string, route *failover.Route, f *failover.Failover, start time.Time, a Admission)
 }
 
 // Admission is the Host's word on an accepted connection; the loop keeps
@@ -79,9 +80,9 @@ type Options struct {
 	Observer Observer
 	Log      logrus.FieldLogger
 
-	NeedAuth         bool // clients must authenticate (users are configured)
-	HandshakeTimeout time.Duration
-	IdleTimeout      time.Duration
+	NeedAuth      bool // clients must authenticate (users are configured)
+	ClientTimeout time.Duration
+	IdleTimeout   time.Duration
 	// RelayRounds × RelayReads bound what one turn relays for a tunnel.
 	RelayRounds, RelayReads int
 }

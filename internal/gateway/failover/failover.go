@@ -17,7 +17,8 @@ import (
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
-// MaxTries is the most tries one request may be given.
+// MaxTries is the most tries one request may be given (Env.MaxAttempts'
+// bound).
 const MaxTries = 16
 
 // Picker chooses the upstream for a try (the pool).
@@ -31,10 +32,18 @@ type Observer interface {
 	Retry()
 }
 
+// Route is where one listener's requests go: the group its clients are
+// pinned to ("" for the whole pool) and the Picker holding the listener's
+// strategy and its state (a port's own counters and sessions). A reload
+// swaps a listener's Route whole; a request keeps the one it began with.
+type Route struct {
+	Group  string
+	Picker Picker
+}
+
 // Env is what every request's tries share. One gateway has one per way of
 // reporting (the event loops must never block on the reporter).
 type Env struct {
-	Picker Picker
 	// Report takes each passive outcome an upstream is to blame or
 	// credit for (not a local shortage, not a dead target).
 	Report func(upstream.CheckResult)
@@ -46,20 +55,28 @@ type Env struct {
 	Retries, Tunnels *atomic.Uint64
 	NoPipe           *NoPipeline
 
-	MaxTries       int           // at most MaxTries
-	Total          time.Duration // all tries of one request
-	MinTry, MaxTry time.Duration // bounds of one try
+	// MaxTries is how many slow failures (a timeout, a broken
+	// handshake: Instant says which are not) end a request; MaxAttempts
+	// caps every try, instant ones included (at most the constant
+	// MaxTries; 0: MaxTries of the Env's). Like HAProxy's redispatch on
+	// conn-failure: a refused connect costs a round trip, so the request
+	// goes on to other upstreams while its deadline allows.
+	MaxTries, MaxAttempts int
+	Total                 time.Duration // all tries of one request
+	MinTry, MaxTry        time.Duration // bounds of one try
 }
 
 // Failover is one request's tries. Begin it with Env.Start; a zero value
 // is not usable.
 type Failover struct {
 	env      *Env
+	picker   Picker
 	sel      *upstream.Selector
 	addr     string
 	deadline time.Time
 	tried    [MaxTries]string
 	n        int // tries begun and ended (the index of the next one)
+	slow     int // of those, the failures that count against MaxTries
 	cur      upstream.Choice
 	held     bool // cur is picked and its try not begun yet
 	start    time.Time
@@ -73,16 +90,17 @@ type Failover struct {
 	unconfirmed bool          // Succeeded, neither Confirm nor Broke yet
 }
 
-// Start begins f's tries for a request to addr selected by sel (f keeps
-// sel and sets its Attempt and Tried). A zero deadline is now + Total. A
+// Start begins f's tries for a request to addr selected by sel and picked
+// by pk (f keeps sel and sets its Attempt and Tried). A zero deadline is
+// now + Total. A
 // target no upstream can reach (upstream.CheckTarget) gets no try: Next
 // returns false at once and Err says why, so both of the gateway's paths
 // answer it before any dial and no upstream is charged for it.
-func (e *Env) Start(f *Failover, sel *upstream.Selector, addr string, now, deadline time.Time) {
+func (e *Env) Start(f *Failover, sel *upstream.Selector, pk Picker, addr string, now, deadline time.Time) {
 	if deadline.IsZero() {
 		deadline = now.Add(e.Total)
 	}
-	*f = Failover{env: e, sel: sel, addr: addr, deadline: deadline, target: upstream.CheckTarget(addr)}
+	*f = Failover{env: e, picker: pk, sel: sel, addr: addr, deadline: deadline, target: upstream.CheckTarget(addr)}
 }
 
 // Use makes f's further tries report through e (a request handed from an
@@ -110,11 +128,11 @@ func (f *Failover) Next(now time.Time) (upstream.Choice, bool) {
 		return upstream.Choice{}, false
 	}
 	if !f.held {
-		if f.n >= f.env.MaxTries {
+		if f.slow >= f.env.MaxTries || f.n >= f.env.attempts() {
 			return upstream.Choice{}, false
 		}
 		f.sel.Attempt, f.sel.Tried = f.n, f.tried[:f.n]
-		ch, err := f.env.Picker.Pick(f.sel)
+		ch, err := f.picker.Pick(f.sel)
 		if err != nil {
 			if f.n == 0 {
 				f.pickErr = err
@@ -231,7 +249,26 @@ func (f *Failover) end(now time.Time, cause upstream.Cause, err error) time.Dura
 	}
 	f.cause, f.err, f.last = cause, err, f.cur.ID
 	f.n++
+	if !Instant(err) {
+		f.slow++
+	}
 	return took
+}
+
+// attempts is the cap on all of a request's tries.
+func (e *Env) attempts() int {
+	if e.MaxAttempts <= 0 {
+		return min(e.MaxTries, MaxTries)
+	}
+	return min(e.MaxAttempts, MaxTries)
+}
+
+// Instant reports whether a try's error came at once from the network:
+// the upstream's host refused the connection (nothing listens there) or
+// said it cannot be reached. Such a try costs a round trip, not a timeout,
+// and does not count against Env.MaxTries.
+func Instant(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
 }
 
 // report feeds one try's outcome back; a local shortage is no outcome of

@@ -3,6 +3,7 @@ package failover_test
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -41,7 +42,8 @@ func TestFailover(t *testing.T) {
 		name     string
 		ids      []string
 		maxTries int
-		causes   []string // per try: "" succeeds (and the stream proves itself), "broke:C" gives a tunnel that breaks with C, else its cause
+		attempts int      // Env.MaxAttempts
+		causes   []string // per try: "" succeeds (and the stream proves itself), "broke:C" gives a tunnel that breaks with C, "instant:C" a connect refused at once, else its cause
 		// want
 		tried     []string
 		reported  []string // "id:cause" ("id:" for success)
@@ -72,6 +74,15 @@ func TestFailover(t *testing.T) {
 			tried: []string{"a", "b"}, reported: []string{"a:reset", "b:handshake"}, retries: 1, tunnels: 2, errCause: "handshake", errTries: 2},
 		{name: "pool runs out after one", ids: []string{"a"}, maxTries: 3, causes: []string{"reset"},
 			tried: []string{"a"}, reported: []string{"a:reset"}, errCause: "reset", errTries: 1},
+		{name: "instant refusals do not use up the tries", ids: []string{"a", "b", "c", "d", "e"}, maxTries: 2, attempts: 16,
+			causes: []string{"instant:refused", "instant:refused", "instant:refused", ""},
+			tried:  []string{"a", "b", "c", "d"}, reported: []string{"a:refused", "b:refused", "c:refused", "d:"}, retries: 3, tunnels: 1},
+		{name: "max-attempts caps instant refusals", ids: []string{"a", "b", "c", "d", "e"}, maxTries: 2, attempts: 3,
+			causes: []string{"instant:refused", "instant:refused", "instant:refused"},
+			tried:  []string{"a", "b", "c"}, reported: []string{"a:refused", "b:refused", "c:refused"}, retries: 2, errCause: "refused", errTries: 3},
+		{name: "slow failures count between instant ones", ids: []string{"a", "b", "c", "d", "e"}, maxTries: 2, attempts: 16,
+			causes: []string{"timeout", "instant:refused", "timeout"},
+			tried:  []string{"a", "b", "c"}, reported: []string{"a:timeout", "b:refused", "c:timeout"}, retries: 2, errCause: "timeout", errTries: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,16 +90,15 @@ func TestFailover(t *testing.T) {
 			var retries, tunnels atomic.Uint64
 			cause := "" // what Classify names the next error
 			env := &failover.Env{
-				Picker:   listPicker{tt.ids},
 				Report:   func(r upstream.CheckResult) { reported = append(reported, r.ID+":"+r.Cause.String()) },
 				Classify: func(error) upstream.Cause { return mustCause(t, cause) },
 				Retries:  &retries, Tunnels: &tunnels, NoPipe: &failover.NoPipeline{},
-				MaxTries: tt.maxTries, Total: time.Minute, MinTry: time.Second, MaxTry: 5 * time.Second,
+				MaxTries: tt.maxTries, MaxAttempts: tt.attempts, Total: time.Minute, MinTry: time.Second, MaxTry: 5 * time.Second,
 			}
 			var sel upstream.Selector
 			var f failover.Failover
 			now := time.Now()
-			env.Start(&f, &sel, "example.org:443", now, time.Time{})
+			env.Start(&f, &sel, listPicker{tt.ids}, "example.org:443", now, time.Time{})
 			var tried []string
 			ok := false
 			for i := 0; ; i++ {
@@ -116,8 +126,13 @@ func TestFailover(t *testing.T) {
 					f.Confirm() // nothing more: it broke
 					continue
 				}
-				cause = tt.causes[i]
-				if !f.Failed(now, errRefused) {
+				err := errRefused
+				if c, instant := strings.CutPrefix(tt.causes[i], "instant:"); instant {
+					cause, err = c, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+				} else {
+					cause = tt.causes[i]
+				}
+				if !f.Failed(now, err) {
 					break
 				}
 			}
@@ -154,8 +169,8 @@ func TestFailoverHandedOver(t *testing.T) {
 	var retries, tunnels atomic.Uint64
 	var picks int
 	p := listPicker{[]string{"a", "b", "c"}}
+	pk := pickerFunc(func(sel *upstream.Selector) (upstream.Choice, error) { picks++; return p.Pick(sel) })
 	env := &failover.Env{
-		Picker:   pickerFunc(func(sel *upstream.Selector) (upstream.Choice, error) { picks++; return p.Pick(sel) }),
 		Report:   func(upstream.CheckResult) {},
 		Classify: func(error) upstream.Cause { return upstream.CauseRefused },
 		Retries:  &retries, Tunnels: &tunnels, NoPipe: &failover.NoPipeline{},
@@ -164,7 +179,7 @@ func TestFailoverHandedOver(t *testing.T) {
 	var sel upstream.Selector
 	var f failover.Failover
 	now := time.Now()
-	env.Start(&f, &sel, "example.org:443", now, time.Time{})
+	env.Start(&f, &sel, pk, "example.org:443", now, time.Time{})
 	f.Next(now) // the loop's first try: a
 	f.Begin(now)
 	f.Failed(now, errors.New("x"))
@@ -187,14 +202,14 @@ func TestFailoverHandedOver(t *testing.T) {
 func TestFailoverDeadline(t *testing.T) {
 	var retries, tunnels atomic.Uint64
 	env := &failover.Env{
-		Picker: listPicker{[]string{"a"}}, Report: func(upstream.CheckResult) {}, Classify: func(error) upstream.Cause { return upstream.CauseOther },
+		Report: func(upstream.CheckResult) {}, Classify: func(error) upstream.Cause { return upstream.CauseOther },
 		Retries: &retries, Tunnels: &tunnels, NoPipe: &failover.NoPipeline{},
 		MaxTries: 3, Total: time.Second, MinTry: time.Second, MaxTry: 5 * time.Second,
 	}
 	var sel upstream.Selector
 	var f failover.Failover
 	now := time.Now()
-	env.Start(&f, &sel, "example.org:443", now, now.Add(300*time.Millisecond))
+	env.Start(&f, &sel, listPicker{[]string{"a"}}, "example.org:443", now, now.Add(300*time.Millisecond))
 	if _, ok := f.Next(now); !ok {
 		t.Fatal("no first try before the deadline")
 	}
@@ -227,14 +242,13 @@ func TestFailoverImpossibleTarget(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:0", "127.0.0.1:65536", "h:-1", ":80", "0.0.0.0:80"} {
 		picked := 0
 		env := &failover.Env{
-			Picker:   pickCounter{&picked},
 			Report:   func(r upstream.CheckResult) { t.Errorf("%s: reported %+v", addr, r) },
 			Classify: func(error) upstream.Cause { return upstream.CauseOther },
 			Retries:  &atomic.Uint64{}, Tunnels: &atomic.Uint64{}, NoPipe: &failover.NoPipeline{},
 			MaxTries: 3, Total: time.Minute, MinTry: time.Second, MaxTry: 5 * time.Second,
 		}
 		var f failover.Failover
-		env.Start(&f, &upstream.Selector{}, addr, time.Now(), time.Time{})
+		env.Start(&f, &upstream.Selector{}, pickCounter{&picked}, addr, time.Now(), time.Time{})
 		if _, ok := f.Next(time.Now()); ok || picked != 0 {
 			t.Errorf("%s: a try was offered (%d picks)", addr, picked)
 		}
@@ -296,14 +310,13 @@ func TestRefusedByTheHostSpendsNoClientBudget(t *testing.T) {
 	} {
 		var got []upstream.CheckResult
 		env := &failover.Env{
-			Picker:   listPicker{ids: []string{"a", "b"}},
 			Report:   func(r upstream.CheckResult) { got = append(got, r) },
 			Classify: func(error) upstream.Cause { return upstream.CauseRefused },
 			Retries:  &atomic.Uint64{}, Tunnels: &atomic.Uint64{}, NoPipe: &failover.NoPipeline{},
 			MaxTries: 3, Total: time.Minute, MinTry: time.Second, MaxTry: 5 * time.Second,
 		}
 		var f failover.Failover
-		env.Start(&f, &upstream.Selector{Client: "198.51.100.7"}, "example.com:443", time.Now(), time.Time{})
+		env.Start(&f, &upstream.Selector{Client: "198.51.100.7"}, listPicker{ids: []string{"a", "b"}}, "example.com:443", time.Now(), time.Time{})
 		if _, ok := f.Next(time.Now()); !ok {
 			t.Fatalf("%s: no try offered", tc.name)
 		}
