@@ -31,6 +31,9 @@ func load(g *globals) (*env, error) {
 		return nil, err // already "file:line: key: problem"
 	}
 	log := logging.New(logging.Options{Level: cfg.Log.Level, Format: cfg.Log.Format})
+	for _, w := range cfg.Warnings {
+		log.Warn(w.Error()) // file:line: key: what to change
+	}
 	return &env{cfg: cfg, log: log}, nil
 }
 

@@ -5,10 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"time"
 
+	"github.com/proxypool/proxypool/internal/config"
 	"github.com/proxypool/proxypool/internal/control"
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/gateway"
+	"github.com/proxypool/proxypool/internal/gateway/failover"
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/metrics"
 	"github.com/proxypool/proxypool/internal/pool"
@@ -120,6 +123,43 @@ func listenerPlan(e *env) (want map[string]string, ports map[string]string) {
 	return want, ports
 }
 
+// poolOptions is the gateway section as the pool takes it.
+func poolOptions(e *env, l pool.Loader, notify <-chan struct{}) pool.Options {
+	gc := e.cfg.Gateway
+	return pool.Options{
+		Loader: l, Notify: notify, Groups: poolGroups(e), Strategy: gc.Strategy, Rotate: rotation(gc.RotateEvery),
+		EjectAfter: gc.EjectAfter, SessionTTL: gc.SessionTTL, MaxSessions: gc.MaxSessions,
+		EjectShare: gc.EjectClientShare, EjectWindow: gc.EjectClientWindow,
+		Log: e.log.WithField(logging.FieldComponent, "pool"),
+	}
+}
+
+func rotation(r config.Rotation) pool.Rotation {
+	return pool.Rotation{Requests: r.Requests, Period: r.Period}
+}
+
+// portPickers gives every pinned port a picker of its own: its strategy
+// (gateway.ports[].strategy, gateway.strategy when unset), with its own
+// round-robin counters and sessions. The main port picks through the pool.
+func portPickers(e *env, p *pool.Pool) (map[string]failover.Picker, error) {
+	want, _ := listenerPlan(e)
+	out := map[string]failover.Picker{}
+	for i, pt := range e.cfg.Gateway.Ports {
+		for name, addr := range want {
+			if name == mainListener || addr != pt.Listen {
+				continue // listen addresses are unique (config validates)
+			}
+			pk, err := p.NewPicker(pt.Strategy, rotation(e.cfg.Gateway.RotateEvery))
+			if err != nil {
+				key := fmt.Sprintf("gateway.ports[%d].strategy", i)
+				return nil, fmt.Errorf("%s: %s: %w", e.cfg.Pos(key), key, err)
+			}
+			out[name] = pk
+		}
+	}
+	return out, nil
+}
+
 // serveGateway runs pool + gateway until ctx ends. ready is called once every
 // listener is served and the pool is loaded.
 func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan struct{}, gm *metrics.GatewayMetrics, ready func() error) error {
@@ -128,15 +168,11 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		log.Debugf("file descriptor limit %d", n)
 	}
 	gc := e.cfg.Gateway
-	p, err := pool.New(pool.Options{
-		Loader: st, Notify: notify, Groups: poolGroups(e), Strategy: gc.Strategy,
-		EjectAfter: gc.EjectAfter, SessionTTL: gc.SessionTTL, MaxSessions: gc.MaxSessions,
-		EjectShare: gc.EjectClientShare, EjectWindow: gc.EjectClientWindow,
-		// Only an ejected upstream reaches the store (its probe re-checks
-		// it now): a single failed request does not demote an upstream.
-		OnEject: st.Submit,
-		Log:     e.log.WithField(logging.FieldComponent, "pool"),
-	})
+	po := poolOptions(e, st, notify)
+	// Only an ejected upstream reaches the store (its probe re-checks it
+	// now): a single failed request does not demote an upstream.
+	po.OnEject = st.Submit
+	p, err := pool.New(po)
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.cfg.Pos("gateway"), err)
 	}
@@ -165,14 +201,22 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	if gc.DebugHeader {
 		infoHeader = "X-Proxypool-Upstream"
 	}
+	pickers, err := portPickers(e, p)
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return err
+	}
 	gw, err := gateway.New(gateway.Options{
-		Picker: p, Dialer: d, Observer: gm,
+		Picker: p, Pickers: pickers, Dialer: d, Observer: gm,
 		Classify: dial.Classify,
 		Log:      log, Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
 		Usernames:         gateway.UsernameLimits{SessionID: gc.MaxSessionID, TTL: gc.MaxSessionTTL},
 		MaxConnsPerClient: gc.MaxConnsPerClient, AuthDelayMax: gc.AuthDelayMax,
-		MaxTries: gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
-		ClientTimeout: gc.HandshakeTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
+		MaxTries: gc.MaxTries, MaxAttempts: gc.MaxAttempts, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
+		MinDialTimeout: config.MinAutoTry, TryTimeout: time.Duration(gc.UpstreamHandshakeTimeout),
+		ClientTimeout: gc.ClientTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
 		InfoHeader: infoHeader,
 		OnReady: func() {
 			log.Infof("gateway ready: %d healthy upstreams", p.Len())

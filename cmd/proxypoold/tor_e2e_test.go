@@ -91,7 +91,7 @@ gateway:
   listen: %[5]s
   strategy: round-robin
   max-tries: 3
-  handshake-timeout: 20s
+  client-timeout: 20s
   total-timeout: 40s
   debug-header: true
   ports:

@@ -73,7 +73,11 @@ type Config struct {
 
 	// File is the path the config was loaded from ("" for Default).
 	File string `yaml:"-"`
-	pos  map[string]int
+	// Warnings are what the file says that still works but should
+	// change (a deprecated key), each naming file:line: key; programs log
+	// them once at load.
+	Warnings []*Error `yaml:"-"`
+	pos      map[string]int
 }
 
 // Source is one list refresh fetches.
@@ -127,16 +131,29 @@ type Target struct {
 
 // Gateway tunes the client-facing proxy.
 type Gateway struct {
-	Listen           string        `yaml:"listen"`            // 127.0.0.1:8000
-	Strategy         string        `yaml:"strategy"`          // round-robin | random | least-latency | sticky
-	RotateEvery      time.Duration `yaml:"rotate-every"`      // keep an upstream this long; 0 = new one per request
-	MaxTries         int           `yaml:"max-tries"`         // upstreams tried per request (3)
-	DialTimeout      time.Duration `yaml:"dial-timeout"`      // 5s
-	HandshakeTimeout time.Duration `yaml:"handshake-timeout"` // 10s
-	TotalTimeout     time.Duration `yaml:"total-timeout"`     // all tries together (15s)
-	IdleTimeout      time.Duration `yaml:"idle-timeout"`      // relay with no traffic (5m)
-	MaxConns         int           `yaml:"max-conns"`         // 10000
-	EjectAfter       int           `yaml:"eject-after"`       // passive failures in a row before an upstream is skipped (3)
+	Listen      string   `yaml:"listen"`       // 127.0.0.1:8000
+	Strategy    string   `yaml:"strategy"`     // round-robin | random | least-latency | sticky
+	RotateEvery Rotation `yaml:"rotate-every"` // keep an upstream for N requests or this long; 0 = new one per request
+	// MaxTries is how many upstreams that failed slowly (a timeout, a
+	// broken handshake) a request gives up after (3); a connect refused or
+	// unreachable at once costs nothing and does not count.
+	MaxTries int `yaml:"max-tries"`
+	// MaxAttempts caps every try of one request, instant refusals
+	// included (16, at most MaxAttempts).
+	MaxAttempts   int           `yaml:"max-attempts"`
+	DialTimeout   time.Duration `yaml:"dial-timeout"`   // TCP connect to an upstream (5s)
+	ClientTimeout time.Duration `yaml:"client-timeout"` // the client's greeting and request head (10s)
+	// UpstreamHandshakeTimeout bounds one try through an upstream
+	// (connect and its proxy handshake): auto (3× its latency within
+	// [MinAutoTry, dial-timeout]) or a fixed duration.
+	UpstreamHandshakeTimeout TryTimeout `yaml:"upstream-handshake-timeout"`
+	// HandshakeTimeout is upstream-handshake-timeout's old name, still
+	// read as it (with a warning).
+	HandshakeTimeout time.Duration `yaml:"handshake-timeout"`
+	TotalTimeout     time.Duration `yaml:"total-timeout"` // all tries together (15s)
+	IdleTimeout      time.Duration `yaml:"idle-timeout"`  // relay with no traffic (5m)
+	MaxConns         int           `yaml:"max-conns"`     // 10000
+	EjectAfter       int           `yaml:"eject-after"`   // passive failures in a row before an upstream is skipped (3)
 	// EjectClientShare and EjectClientWindow bound what one client (source
 	// address) can eject: at most this share of the pool per window.
 	EjectClientShare  float64       `yaml:"eject-client-share"`  // 0.1
@@ -264,8 +281,9 @@ func Default() *Config {
 			Listen:            "127.0.0.1:8000",
 			Strategy:          "round-robin",
 			MaxTries:          3,
+			MaxAttempts:       MaxAttempts,
 			DialTimeout:       5 * time.Second,
-			HandshakeTimeout:  10 * time.Second,
+			ClientTimeout:     10 * time.Second,
 			TotalTimeout:      15 * time.Second,
 			IdleTimeout:       5 * time.Minute,
 			MaxConns:          10000,
@@ -433,10 +451,24 @@ func (c *Config) fillDerived() {
 		// A failing upstream is never re-checked less often than a healthy one.
 		c.Probe.FailingInterval = min(def.Probe.FailingInterval, c.Probe.Interval)
 	}
+	if set("gateway.handshake-timeout") && !set("gateway.upstream-handshake-timeout") {
+		// what the old name documented: the upstream proxy handshake
+		c.Gateway.UpstreamHandshakeTimeout = TryTimeout(c.Gateway.HandshakeTimeout)
+		c.warnf("gateway.handshake-timeout", "deprecated: read as gateway.upstream-handshake-timeout: %v (one try through an upstream); the client's greeting deadline is gateway.client-timeout", c.Gateway.HandshakeTimeout)
+	}
 	if set("gateway.session-ttl") && !set("gateway.max-session-ttl") {
 		// A default session must fit under the cap on the ones clients ask for.
 		c.Gateway.MaxSessionTTL = max(def.Gateway.MaxSessionTTL, c.Gateway.SessionTTL)
 	}
+}
+
+// MaxAttempts is the most tries one request may be given (the gateway's
+// bound, gateway.max-attempts' default).
+const MaxAttempts = 16
+
+// warnf records a warning about key.
+func (c *Config) warnf(key, format string, args ...any) {
+	c.Warnings = append(c.Warnings, &Error{File: c.File, Line: c.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 // Error is one problem in a config file.

@@ -403,3 +403,66 @@ func TestDerivedDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayTryKeys: rotate-every takes a request count or a duration,
+// upstream-handshake-timeout auto or a duration, max-attempts caps every
+// try; each hostile value is refused naming file:line: key.
+func TestGatewayTryKeys(t *testing.T) {
+	for _, tt := range []struct {
+		in      string
+		rot     Rotation
+		try     TryTimeout
+		wantErr string
+	}{
+		{in: "", rot: Rotation{}, try: 0},
+		{in: "gateway: {rotate-every: 10}\n", rot: Rotation{Requests: 10}},
+		{in: "gateway: {rotate-every: 2s}\n", rot: Rotation{Period: 2 * time.Second}},
+		{in: "gateway: {rotate-every: 0s}\n", rot: Rotation{}},
+		{in: "gateway: {upstream-handshake-timeout: 3s}\n", try: TryTimeout(3 * time.Second)},
+		{in: "gateway: {upstream-handshake-timeout: AUTO}\n", try: 0},
+		{in: "gateway:\n  rotate-every: -3\n", wantErr: `t.yaml:2: gateway.rotate-every: must not be negative (0 turns it off), got "-3"`},
+		{in: "gateway:\n  rotate-every: often\n", wantErr: `t.yaml:2: gateway.rotate-every: "often" is neither a number of requests nor a duration (use 10 or 2s)`},
+		{in: "gateway:\n  rotate-every: {n: 1}\n", wantErr: `t.yaml:2: gateway.rotate-every: expected a value, got a mapping`},
+		{in: "gateway:\n  upstream-handshake-timeout: 0s\n", wantErr: `t.yaml:2: gateway.upstream-handshake-timeout: "0s": use auto or a duration above 0`},
+		{in: "gateway:\n  upstream-handshake-timeout: soon\n", wantErr: `t.yaml:2: gateway.upstream-handshake-timeout: "soon" is not auto or a duration (use auto, 3s)`},
+		{in: "gateway:\n  max-attempts: 17\n", wantErr: `t.yaml:2: gateway.max-attempts: 17 is not between 1 and 16`},
+		{in: "gateway:\n  max-attempts: 4\n  max-tries: 5\n", wantErr: `t.yaml:3: gateway.max-tries: 5 is more than gateway.max-attempts (4), which caps every try`},
+		{in: "gateway:\n  client-timeout: 0s\n", wantErr: `t.yaml:2: gateway.client-timeout: must be more than 0`},
+		{in: "gateway:\n  handshake-timeout: 4s\n  upstream-handshake-timeout: 3s\n", wantErr: `t.yaml:2: gateway.handshake-timeout: is the old name of gateway.upstream-handshake-timeout, set too (line 3): keep only that one`},
+	} {
+		c, err := Parse([]byte(tt.in), "t.yaml")
+		if tt.wantErr != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
+				t.Errorf("%q: error %v, want %s", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tt.in, err)
+			continue
+		}
+		if g := c.Gateway; g.RotateEvery != tt.rot || g.UpstreamHandshakeTimeout != tt.try || g.MaxAttempts != 16 || g.ClientTimeout != 10*time.Second {
+			t.Errorf("%q: rotate-every %v, upstream-handshake-timeout %v, max-attempts %d, client-timeout %v", tt.in, g.RotateEvery, g.UpstreamHandshakeTimeout, g.MaxAttempts, g.ClientTimeout)
+		}
+		if len(c.Warnings) > 0 {
+			t.Errorf("%q: warnings %v", tt.in, c.Warnings)
+		}
+	}
+}
+
+// TestHandshakeTimeoutIsDeprecated: the old key still works, as the
+// upstream try bound it documented, with a warning naming file:line; the
+// client's deadline keeps its default.
+func TestHandshakeTimeoutIsDeprecated(t *testing.T) {
+	c, err := Parse([]byte("gateway:\n  listen: 127.0.0.1:8000\n  handshake-timeout: 4s\n"), "/etc/proxypool/proxypool.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := c.Gateway; g.UpstreamHandshakeTimeout != TryTimeout(4*time.Second) || g.ClientTimeout != 10*time.Second {
+		t.Errorf("handshake-timeout: 4s gave upstream-handshake-timeout %v, client-timeout %v; want 4s and the default 10s", g.UpstreamHandshakeTimeout, g.ClientTimeout)
+	}
+	want := "/etc/proxypool/proxypool.yaml:3: gateway.handshake-timeout: deprecated: read as gateway.upstream-handshake-timeout: 4s"
+	if len(c.Warnings) != 1 || !strings.HasPrefix(c.Warnings[0].Error(), want) {
+		t.Errorf("warnings %v, want one starting %q", c.Warnings, want)
+	}
+}

@@ -67,6 +67,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if isNull(n) {
 		return
 	}
+	if sv, ok := v.Addr().Interface().(scalarValue); ok {
+		if s, ok := d.scalar(n, path, "a value"); ok {
+			if err := sv.setScalar(s); err != nil {
+				d.fail(n, path, "%v", err)
+			}
+		}
+		return
+	}
 	switch v.Type() {
 	case durationType:
 		s, ok := d.scalar(n, path, "a duration")

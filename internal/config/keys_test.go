@@ -28,7 +28,6 @@ var keyProofs = map[string]string{
 	"gateway.debug-header":            "TODO",
 	"gateway.dial-timeout":            "TODO",
 	"gateway.eject-after":             "TODO",
-	"gateway.handshake-timeout":       "TODO",
 	"gateway.idle-timeout":            "TODO",
 	"gateway.listen":                  "TODO",
 	"gateway.max-conns":               "TODO",
@@ -89,6 +88,11 @@ var keyProofs = map[string]string{
 	"tor.relays-format":               "TODO",
 	"tor.runner":                      "TODO",
 	"tor.torrc-dir":                   "TODO",
+
+	// handshake-timeout's successors (issue 17) and the cap on tries
+	"gateway.client-timeout":             "gateway.TestLoopMaxConnsAndIdle, gateway.TestSlowlorisAndHeaderCap",
+	"gateway.upstream-handshake-timeout": "gateway.TestUpstreamHandshakeTimeout, config.TestHandshakeTimeoutIsDeprecated",
+	"gateway.max-attempts":               "gateway.TestInstantRefusalsDoNotUseUpTries, config.TestGatewayTryKeys",
 }
 
 // shippedKeys is every dotted key path of the file (list items as []).

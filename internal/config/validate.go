@@ -231,10 +231,22 @@ func (v *validator) gateway() {
 	g := v.c.Gateway
 	v.listen("gateway.listen", g.Listen)
 	v.oneOf("gateway.strategy", g.Strategy, Strategies)
-	v.nonNegative("gateway.rotate-every", g.RotateEvery)
 	v.atLeast("gateway.max-tries", g.MaxTries, 1)
+	switch {
+	case g.MaxAttempts < 1 || g.MaxAttempts > MaxAttempts:
+		v.errf("gateway.max-attempts", "%d is not between 1 and %d", g.MaxAttempts, MaxAttempts)
+	case g.MaxTries > g.MaxAttempts:
+		v.errf("gateway.max-tries", "%d is more than gateway.max-attempts (%d), which caps every try", g.MaxTries, g.MaxAttempts)
+	}
 	v.positive("gateway.dial-timeout", g.DialTimeout)
-	v.positive("gateway.handshake-timeout", g.HandshakeTimeout)
+	v.positive("gateway.client-timeout", g.ClientTimeout)
+	if l, set := v.c.pos["gateway.handshake-timeout"]; set {
+		if nl, both := v.c.pos["gateway.upstream-handshake-timeout"]; both {
+			v.errf("gateway.handshake-timeout", "is the old name of gateway.upstream-handshake-timeout, set too (line %d): keep only that one", nl)
+		} else if l > 0 {
+			v.positive("gateway.handshake-timeout", g.HandshakeTimeout)
+		}
+	}
 	v.positive("gateway.total-timeout", g.TotalTimeout)
 	v.positive("gateway.idle-timeout", g.IdleTimeout)
 	v.atLeast("gateway.max-conns", g.MaxConns, 1)

@@ -610,7 +610,7 @@ sources:
 gateway:
   listen: 127.0.0.1:%d
   dial-timeout: 10s
-  handshake-timeout: 15s
+  client-timeout: 15s
   total-timeout: 30s
   ports:
 %smetrics:
