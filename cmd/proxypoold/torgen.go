@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/store"
@@ -56,7 +57,7 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	plan, err := applyTor(ctx, e, tor, run)
+	plan, err := applyRetrying(ctx, e, tor, run)
 	if err != nil {
 		return err
 	}
@@ -125,6 +126,36 @@ func torOps(e *env, st *store.Store, systemd bool) (*torops.Tor, error) {
 
 // applyTor runs one generation and names the config key of a relay list
 // without a usable exit.
+// oneShotRetryBudget bounds the waits of one proxy-torgen run between
+// failed generations, well under the unit's TimeoutStartSec=10min.
+const oneShotRetryBudget = 5 * time.Minute
+
+// applyRetrying is applyTor for the one-shot unit: a generation that
+// fails (a discovery while the network is not up yet, at boot) is tried
+// again with torops' backoff from seconds, within oneShotRetryBudget,
+// rather than only at the timer's next run. No exits at all is an answer,
+// not a failure to retry.
+func applyRetrying(ctx context.Context, e *env, tor *torops.Tor, run torgen.Runner) (torgen.Plan, error) {
+	log := e.log.WithField(logging.FieldComponent, "torgen")
+	var waited time.Duration
+	for fails := 1; ; fails++ {
+		plan, err := applyTor(ctx, e, tor, run)
+		wait := torops.RetryDelay(fails, torops.FirstRetry, e.cfg.Tor.Refresh)
+		if err == nil || errors.Is(err, torgen.ErrNoExits) || ctx.Err() != nil || waited+wait > oneShotRetryBudget {
+			return plan, err
+		}
+		log.WithError(err).Warnf("tor generation failed; trying again in %v", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return plan, err
+		case <-t.C:
+		}
+		waited += wait
+	}
+}
+
 func applyTor(ctx context.Context, e *env, tor *torops.Tor, run torgen.Runner) (torgen.Plan, error) {
 	plan, err := tor.Apply(ctx, run)
 	if errors.Is(err, torgen.ErrNoExits) {

@@ -18,6 +18,9 @@ type Supervisor struct {
 	runner torgen.Runner
 	wait   func() // the runner's Wait
 	mu     sync.Mutex
+	// retry is the first wait after a failed generation (default
+	// FirstRetry); tests shorten it.
+	retry time.Duration
 }
 
 // Supervise starts the process runner (tor binary bin) whose children live
@@ -35,20 +38,52 @@ func (s *Supervisor) generate(ctx context.Context) (torgen.Plan, error) {
 	return s.t.Apply(ctx, s.runner)
 }
 
+// FirstRetry is the wait after a failed generation; it doubles with each
+// failure in a row, up to tor.refresh.
+const FirstRetry = 5 * time.Second
+
+// RetryDelay is the wait before the next generation after fails failed
+// ones in a row (0: one that worked waits refresh). A discovery that
+// failed at start, the network not up yet, is tried again within seconds
+// rather than at the next refresh, hours later.
+func RetryDelay(fails int, first, refresh time.Duration) time.Duration {
+	if fails <= 0 || first >= refresh {
+		return refresh
+	}
+	d := first
+	for range fails - 1 {
+		if d >= refresh/2 {
+			return refresh
+		}
+		d *= 2
+	}
+	return d
+}
+
 // Run generates now and every refresh until ctx ends, then waits for every
-// child to exit. A failed generation keeps the instances that run.
+// child to exit. A failed generation keeps the instances that run and is
+// tried again after RetryDelay.
 func (s *Supervisor) Run(ctx context.Context, refresh time.Duration) error {
 	defer s.wait()
-	tk := time.NewTicker(refresh)
-	defer tk.Stop()
+	first := s.retry
+	if first <= 0 {
+		first = FirstRetry
+	}
+	fails := 0
 	for {
 		if _, err := s.generate(ctx); err != nil && ctx.Err() == nil {
-			s.t.log.WithError(err).Warn("tor generation failed; keeping the instances that run")
+			fails++
+			wait := RetryDelay(fails, first, refresh)
+			s.t.log.WithError(err).Warnf("tor generation failed; keeping the instances that run, trying again in %v", wait)
+		} else {
+			fails = 0
 		}
+		t := time.NewTimer(RetryDelay(fails, first, refresh))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case <-tk.C:
+		case <-t.C:
 		}
 	}
 }
