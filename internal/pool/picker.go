@@ -153,9 +153,10 @@ func (pk *Picker) pickRotating(s *snapshot, v *view, sel *upstream.Selector) int
 	nh := &hold{id: s.entries[i].choice.ID, until: now.Add(pk.rot.Period)}
 	nh.left.Store(int64(pk.rot.Requests) - 1)
 	if !r.held.CompareAndSwap(h, nh) {
-		// another request moved the hold first: follow it if it can
+		// another request moved the hold first: follow it if it can,
+		// counting this pick against it
 		if cur := r.held.Load(); cur != nil {
-			if j, ok := s.byID[cur.id]; ok && usable(s, j, sel) {
+			if j, ok := s.byID[cur.id]; ok && usable(s, j, sel) && pk.keeps(cur, now) {
 				return j
 			}
 		}
