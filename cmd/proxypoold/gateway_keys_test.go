@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/proxypool/proxypool/internal/config"
+	"github.com/proxypool/proxypool/internal/fleet"
 	"github.com/proxypool/proxypool/internal/pool"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -71,5 +76,76 @@ groups:
 		if !ok || pk.Strategy() != strategy {
 			t.Errorf("port %s: picker %v, want strategy %s", name, pickers[name], strategy)
 		}
+	}
+}
+
+// TestRotateEveryE2E: through the real daemon, rotate-every: 2s keeps
+// one exit for the period (the issue: 4 requests in 0.1 s left by 4
+// exits) and moves on after it; the old handshake-timeout key still
+// loads, with a warning naming file:line.
+func TestRotateEveryE2E(t *testing.T) {
+	judge := fleet.StartJudgeT(t)
+	f := fleet.StartT(t, fleet.Uniform(4, fleet.SOCKS5, fleet.Good))
+	dir := t.TempDir()
+	list, geo := f.WriteFilesT(t, dir)
+	const gw = "127.83.0.1:24510"
+	cfg := fmt.Sprintf(`database: %s
+sources:
+  - {name: fleet, url: "file://%s", format: auto}
+probe:
+  judges: [%s/get]
+  timeout: 1s
+  interval: 1m
+  geoip: %s
+  geoip6: ""
+gateway:
+  listen: %s
+  rotate-every: 2s
+  handshake-timeout: 4s
+metrics:
+  listen: 127.83.0.1:24512
+  gateway-listen: ""
+log: {level: info, format: text}
+`, filepath.Join(dir, "pp.db"), list, judge.URL, geo, gw)
+	cfgPath := filepath.Join(dir, "proxypool.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, dir, cfgPath)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for healthyCount(ctx, filepath.Join(dir, "pp.db")) != 4 {
+		select {
+		case err := <-d.exited:
+			d.stopped = true
+			t.Fatalf("proxypoold exited early: %v", err)
+		case <-ctx.Done():
+			t.Fatal("pool never reached 4 healthy upstreams")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	// the gateway's pool follows the store within a poll
+	time.Sleep(1500 * time.Millisecond)
+	var exits []string
+	start := time.Now()
+	for range 4 {
+		exits = append(exits, get(t, "socks5://"+gw, judge.URL+"/ip"))
+	}
+	took := time.Since(start)
+	for _, e := range exits {
+		if e != exits[0] && took < 2*time.Second {
+			t.Errorf("rotate-every 2s: 4 requests in %v left by %v, want one exit", took.Round(time.Millisecond), exits)
+			break
+		}
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if next := get(t, "socks5://"+gw, judge.URL+"/ip"); next == exits[len(exits)-1] {
+		t.Errorf("after the 2s period the exit is still %s", next)
+	}
+	d.stop(t, 20*time.Second)
+	log, _ := os.ReadFile(d.logPath)
+	want := cfgPath + ":13: gateway.handshake-timeout: deprecated"
+	if !strings.Contains(string(log), want) {
+		t.Errorf("daemon log lacks %q:\n%s", want, tail(d.logPath, 20))
 	}
 }
