@@ -124,8 +124,6 @@ func torOps(e *env, st *store.Store, systemd bool) (*torops.Tor, error) {
 	})
 }
 
-// applyTor runs one generation and names the config key of a relay list
-// without a usable exit.
 // oneShotRetryBudget bounds the waits of one proxy-torgen run between
 // failed generations, well under the unit's TimeoutStartSec=10min.
 const oneShotRetryBudget = 5 * time.Minute
@@ -156,6 +154,8 @@ func applyRetrying(ctx context.Context, e *env, tor *torops.Tor, run torgen.Runn
 	}
 }
 
+// applyTor runs one generation and names the config key of a relay list
+// without a usable exit.
 func applyTor(ctx context.Context, e *env, tor *torops.Tor, run torgen.Runner) (torgen.Plan, error) {
 	plan, err := tor.Apply(ctx, run)
 	if errors.Is(err, torgen.ErrNoExits) {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/proxypool/proxypool/internal/torgen"
 )
@@ -186,5 +187,45 @@ func TestTorgenDryRunChangesNothing(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("plan does not say %q:\n%s", want, text)
 		}
+	}
+}
+
+// TestTorgenRetriesAFailedDiscovery: the one-shot unit's generation,
+// whose relay list is not there yet at start (the network not up), is
+// tried again after torops.FirstRetry and succeeds, instead of failing
+// until the timer's next run.
+func TestTorgenRetriesAFailedDiscovery(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e, err := load(&globals{config: torgenConfig(t, dir, "single")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	e.log.Out = &logged
+	later := filepath.Join(dir, "relays-later.txt")
+	e.cfg.Tor.Relays = later
+	st, err := e.openStore(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tor, err := torOps(e, st, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded, err := os.ReadFile(recordedConsensus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrive := time.AfterFunc(time.Second, func() { os.WriteFile(later, recorded, 0o644) })
+	defer arrive.Stop()
+	start := time.Now()
+	plan, err := applyRetrying(ctx, e, tor, &torgen.DryRun{})
+	if err != nil {
+		t.Fatalf("after %v: %v\n%s", time.Since(start), err, logged.String())
+	}
+	if len(plan.Instances) == 0 || !strings.Contains(logged.String(), "trying again in 5s") {
+		t.Errorf("%d instances after %v; log:\n%s", len(plan.Instances), time.Since(start).Round(time.Millisecond), logged.String())
 	}
 }
