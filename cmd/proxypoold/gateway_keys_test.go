@@ -87,18 +87,8 @@ func TestRotateEveryE2E(t *testing.T) {
 	judge := fleet.StartJudgeT(t)
 	f := fleet.StartT(t, fleet.Uniform(4, fleet.SOCKS5, fleet.Good))
 	dir := t.TempDir()
-	list, geo := f.WriteFilesT(t, dir)
 	const gw = "127.83.0.1:24510"
-	cfg := fmt.Sprintf(`database: %s
-sources:
-  - {name: fleet, url: "file://%s", format: auto}
-probe:
-  judges: [%s/get]
-  timeout: 1s
-  interval: 1m
-  geoip: %s
-  geoip6: ""
-gateway:
+	rest := fmt.Sprintf(`gateway:
   listen: %s
   rotate-every: 2s
   handshake-timeout: 4s
@@ -106,11 +96,14 @@ metrics:
   listen: 127.83.0.1:24512
   gateway-listen: ""
 log: {level: info, format: text}
-`, filepath.Join(dir, "pp.db"), list, judge.URL, geo, gw)
-	cfgPath := filepath.Join(dir, "proxypool.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+`, gw)
+	cfgPath := f.WriteConfigT(t, dir, judge.URL, time.Second, rest)
+	text, err := os.ReadFile(cfgPath)
+	if err != nil {
 		t.Fatal(err)
 	}
+	before, _, _ := strings.Cut(string(text), "handshake-timeout:")
+	oldKeyLine := strings.Count(before, "\n") + 1
 	d := startDaemon(t, dir, cfgPath)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -144,7 +137,7 @@ log: {level: info, format: text}
 	}
 	d.stop(t, 20*time.Second)
 	log, _ := os.ReadFile(d.logPath)
-	want := cfgPath + ":13: gateway.handshake-timeout: deprecated"
+	want := fmt.Sprintf("%s:%d: gateway.handshake-timeout: deprecated", cfgPath, oldKeyLine)
 	if !strings.Contains(string(log), want) {
 		t.Errorf("daemon log lacks %q:\n%s", want, tail(d.logPath, 20))
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // URI is the member as one line of a proxy list: scheme://[user[:pass]@]host:port
@@ -88,6 +89,31 @@ func (f *Fleet) WriteFilesT(t testing.TB, dir string) (list, geoip string) {
 		t.Fatalf("writing the fleet geoip: %v", err)
 	}
 	return list, geoip
+}
+
+// WriteConfigT writes the fleet's files (WriteFilesT) and dir/proxypool.yaml
+// for a daemon under test that takes them as its one source and geoip and
+// checks through judge within checkTimeout, with rest (the gateway,
+// metrics, groups and log sections) appended; it returns the config's path.
+func (f *Fleet) WriteConfigT(t testing.TB, dir, judge string, checkTimeout time.Duration, rest string) string {
+	t.Helper()
+	list, geo := f.WriteFilesT(t, dir)
+	cfg := fmt.Sprintf(`database: %s
+sources:
+  - {name: fleet, url: "file://%s", format: auto}
+probe:
+  judges: [%s/get]
+  timeout: %v
+  interval: 1m
+  failing-interval: 2s
+  geoip: %s
+  geoip6: ""
+`, filepath.Join(dir, "pp.db"), list, judge, checkTimeout, geo) + rest
+	path := filepath.Join(dir, "proxypool.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatalf("writing the daemon's config: %v", err)
+	}
+	return path
 }
 
 func writeFile(path string, fill func(*bufio.Writer)) error {

@@ -216,28 +216,13 @@ func startDaemon(t *testing.T, f *fleet.Fleet, judge string) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building proxypoold: %v\n%s", err, out)
 	}
-	list, geo := f.WriteFilesT(t, dir)
-	cfg := fmt.Sprintf(`database: %s
-sources:
-  - {name: fleet, url: "file://%s", format: auto}
-probe:
-  judges: [%s/get]
-  timeout: 2s
-  interval: 1m
-  failing-interval: 2s
-  geoip: %s
-  geoip6: ""
-gateway:
+	cfgPath := f.WriteConfigT(t, dir, judge, 2*time.Second, fmt.Sprintf(`gateway:
   listen: %s
 metrics:
   listen: %s
   gateway-listen: ""
 log: {level: info, format: text}
-`, filepath.Join(dir, "pp.db"), list, judge, geo, gwAddr, metricAddr)
-	cfgPath := filepath.Join(dir, "proxypool.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`, gwAddr, metricAddr))
 	logPath := filepath.Join(dir, "proxypoold.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
