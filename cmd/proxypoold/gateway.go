@@ -127,16 +127,13 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	if n, err := gateway.RaiseFileLimit(); err == nil {
 		log.Debugf("file descriptor limit %d", n)
 	}
-	gc := e.cfg.Gateway
-	p, err := pool.New(pool.Options{
-		Loader: st, Notify: notify, Groups: poolGroups(e), Strategy: gc.Strategy,
-		EjectAfter: gc.EjectAfter, SessionTTL: gc.SessionTTL, MaxSessions: gc.MaxSessions,
-		EjectShare: gc.EjectClientShare, EjectWindow: gc.EjectClientWindow,
-		// Only an ejected upstream reaches the store (its probe re-checks
-		// it now): a single failed request does not demote an upstream.
-		OnEject: st.Submit,
-		Log:     e.log.WithField(logging.FieldComponent, "pool"),
-	})
+	po := poolOptions(e)
+	po.Loader, po.Notify = st, notify
+	// Only an ejected upstream reaches the store (its probe re-checks it
+	// now): a single failed request does not demote an upstream.
+	po.OnEject = st.Submit
+	po.Log = e.log.WithField(logging.FieldComponent, "pool")
+	p, err := pool.New(po)
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.cfg.Pos("gateway"), err)
 	}
@@ -144,7 +141,7 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		return fmt.Errorf("loading the pool: %w", err)
 	}
 	go p.Run(ctx)
-	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial"), DialTimeout: gc.DialTimeout})
+	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial"), DialTimeout: e.cfg.Gateway.DialTimeout})
 	defer d.Close()
 
 	want, ports := listenerPlan(e)
@@ -157,30 +154,15 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		grouped[name] = append(grouped[name], ln)
 		log.Infof("listening on %s (%s)", ln.Addr(), name)
 	}
-	users := map[string]string{}
-	for _, u := range gc.Auth.Users {
-		users[u.Username] = u.Password
+	gwo := gatewayOptions(e, ports)
+	gwo.Picker, gwo.Dialer, gwo.Observer, gwo.Classify, gwo.Log = p, d, gm, dial.Classify, log
+	gwo.OnReady = func() {
+		log.Infof("gateway ready: %d healthy upstreams", p.Len())
+		if ready != nil {
+			ready()
+		}
 	}
-	infoHeader := ""
-	if gc.DebugHeader {
-		infoHeader = "X-Proxypool-Upstream"
-	}
-	gw, err := gateway.New(gateway.Options{
-		Picker: p, Dialer: d, Observer: gm,
-		Classify: dial.Classify,
-		Log:      log, Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
-		Usernames:         gateway.UsernameLimits{SessionID: gc.MaxSessionID, TTL: gc.MaxSessionTTL},
-		MaxConnsPerClient: gc.MaxConnsPerClient, AuthDelayMax: gc.AuthDelayMax,
-		MaxTries: gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
-		HandshakeTimeout: gc.HandshakeTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
-		InfoHeader: infoHeader,
-		OnReady: func() {
-			log.Infof("gateway ready: %d healthy upstreams", p.Len())
-			if ready != nil {
-				ready()
-			}
-		},
-	})
+	gw, err := gateway.New(gwo)
 	if err != nil {
 		for _, ln := range lns {
 			ln.Close()
@@ -189,4 +171,39 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	}
 	defer sd.Stopping()
 	return gw.Run(ctx, grouped)
+}
+
+// poolOptions is what the config says of the pool; serveGateway adds the
+// store, the notifier and the hooks. TestKeysReachTheirOptions reads it, so
+// a key parsed and never passed on fails there.
+func poolOptions(e *env) pool.Options {
+	gc := e.cfg.Gateway
+	return pool.Options{
+		Groups: poolGroups(e), Strategy: gc.Strategy,
+		EjectAfter: gc.EjectAfter, SessionTTL: gc.SessionTTL, MaxSessions: gc.MaxSessions,
+		EjectShare: gc.EjectClientShare, EjectWindow: gc.EjectClientWindow,
+	}
+}
+
+// gatewayOptions is what the config says of the gateway (ports: the group
+// of each pinned listener, from listenerPlan); serveGateway adds the
+// picker, the dialer and the hooks.
+func gatewayOptions(e *env, ports map[string]string) gateway.Options {
+	gc := e.cfg.Gateway
+	users := map[string]string{}
+	for _, u := range gc.Auth.Users {
+		users[u.Username] = u.Password
+	}
+	infoHeader := ""
+	if gc.DebugHeader {
+		infoHeader = "X-Proxypool-Upstream"
+	}
+	return gateway.Options{
+		Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
+		Usernames:         gateway.UsernameLimits{SessionID: gc.MaxSessionID, TTL: gc.MaxSessionTTL},
+		MaxConnsPerClient: gc.MaxConnsPerClient, AuthDelayMax: gc.AuthDelayMax,
+		MaxTries: gc.MaxTries, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
+		HandshakeTimeout: gc.HandshakeTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
+		InfoHeader: infoHeader,
+	}
 }

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"gopkg.in/yaml.v3"
+
+	"github.com/proxypool/proxypool/internal/gateway"
+	"github.com/proxypool/proxypool/internal/pool"
+	"github.com/proxypool/proxypool/internal/probe"
+	"github.com/proxypool/proxypool/internal/slo"
+	"github.com/proxypool/proxypool/internal/source"
+	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/store/storetest"
+	"github.com/proxypool/proxypool/internal/torgen/exits"
+	"github.com/proxypool/proxypool/internal/torgen/torrc"
+	"github.com/proxypool/proxypool/internal/torops"
+)
+
+// wired is every Options value the daemon builds from a config, built the
+// way the subcommands build them.
+type wired struct {
+	e         *env
+	pool      pool.Options
+	gw        gateway.Options
+	listeners map[string]string
+	store     store.Options
+	probe     probe.Options
+	guard     slo.Options
+	tor       torops.Options
+	refresher *source.Refresher
+}
+
+func wire(t *testing.T, st *store.Store, yml string) *wired {
+	t.Helper()
+	// Without a probe.geoip of its own a row would load the 25 MB default
+	// (tor-geoipdb) twice, 1.6 s: an empty one is the row's default here.
+	var doc map[string]any
+	if err := yaml.Unmarshal([]byte(yml), &doc); err != nil {
+		t.Fatalf("row YAML %q: %v", yml, err)
+	}
+	if doc == nil {
+		doc = map[string]any{}
+	}
+	pr, _ := doc["probe"].(map[string]any)
+	if pr == nil {
+		pr = map[string]any{}
+	}
+	if _, ok := pr["geoip"]; !ok {
+		pr["geoip"] = ""
+	}
+	doc["probe"] = pr
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "proxypool.yaml")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := load(&globals{config: path})
+	if err != nil {
+		t.Fatalf("loading\n%s\n%v", yml, err)
+	}
+	listeners, ports := listenerPlan(e)
+	pl := &probeLoop{e: e, st: st, trigger: make(chan struct{}, 1)}
+	to, err := torOptions(e, st, true)
+	if err != nil {
+		t.Fatalf("tor options of\n%s\n%v", yml, err)
+	}
+	return &wired{
+		e: e, pool: poolOptions(e), gw: gatewayOptions(e, ports), listeners: listeners,
+		store: e.storeOptions(nil), probe: e.proberOptions(nil),
+		guard: guardOptions(e, st, pl, e.newMetrics(), nil), tor: to,
+		refresher: e.refresher(st, nil),
+	}
+}
+
+// group finds a pool group by name.
+func (w *wired) group(name string) pool.Group {
+	for _, g := range w.pool.Groups {
+		if g.Name == name {
+			return g
+		}
+	}
+	return pool.Group{}
+}
+
+// floor is the SLO floor the guard watches for a group.
+func (w *wired) floor(name string) slo.Floor {
+	for _, g := range w.guard.Groups {
+		if g.Name == name {
+			return g.Floor
+		}
+	}
+	return slo.Floor{}
+}
+
+// TestKeysReachTheirOptions proves, key by key, that a value set in the
+// config reaches the Options of the component that acts on it (and that
+// the default config gives something else, so the row can fail): a key
+// parsed and never passed on (the rotate-every bug) fails here. What each
+// component then does with the option is proven in its own package (the
+// rows of internal/config's keyProofs name both).
+func TestKeysReachTheirOptions(t *testing.T) {
+	st := storetest.Open(t, store.Options{})
+	dir := t.TempDir()
+	geo4, geo6 := filepath.Join(dir, "geoip"), filepath.Join(dir, "geoip6")
+	// 192.0.2.0/24 is ZZ, 2001:db8::/32 is YY.
+	os.WriteFile(geo4, []byte("3221225984,3221226239,ZZ\n"), 0o644)
+	os.WriteFile(geo6, []byte("2001:db8::,2001:db8:ffff:ffff:ffff:ffff:ffff:ffff,YY\n"), 0o644)
+	fakeTor := filepath.Join(dir, "my-tor")
+	os.WriteFile(fakeTor, []byte("#!/bin/sh\nexit 0\n"), 0o755)
+	country := func(ip string) func(w *wired) any {
+		return func(w *wired) any {
+			if w.probe.Country == nil {
+				return ""
+			}
+			return w.probe.Country(ip)
+		}
+	}
+	const eu = "groups:\n  eu:\n"
+	tests := []struct {
+		key  string
+		yml  string
+		got  func(w *wired) any
+		want any
+	}{
+		{"gateway.listen", "gateway: {listen: 127.88.0.1:22000}", func(w *wired) any { return w.listeners[mainListener] }, "127.88.0.1:22000"},
+		{"gateway.ports", "groups: {eu: {}}\ngateway: {ports: [{listen: 127.88.0.1:22001, group: eu}]}",
+			func(w *wired) any { return []any{w.listeners["port-eu"], w.gw.Ports["port-eu"]} }, []any{"127.88.0.1:22001", "eu"}},
+		{"gateway.strategy", "gateway: {strategy: sticky}", func(w *wired) any { return w.pool.Strategy }, "sticky"},
+		{"gateway.dial-timeout", "gateway: {dial-timeout: 7s}", func(w *wired) any { return w.gw.DialTimeout }, 7 * time.Second},
+		{"gateway.total-timeout", "gateway: {total-timeout: 17s}", func(w *wired) any { return w.gw.TotalTimeout }, 17 * time.Second},
+		{"gateway.idle-timeout", "gateway: {idle-timeout: 7s}", func(w *wired) any { return w.gw.IdleTimeout }, 7 * time.Second},
+		{"gateway.max-conns", "gateway: {max-conns: 7, max-conns-per-client: 7}", func(w *wired) any { return w.gw.MaxConns }, 7},
+		{"gateway.max-conns-per-client", "gateway: {max-conns-per-client: 7}", func(w *wired) any { return w.gw.MaxConnsPerClient }, 7},
+		{"gateway.eject-after", "gateway: {eject-after: 7}", func(w *wired) any { return w.pool.EjectAfter }, 7},
+		{"gateway.eject-client-share", "gateway: {eject-client-share: 0.5}", func(w *wired) any { return w.pool.EjectShare }, 0.5},
+		{"gateway.eject-client-window", "gateway: {eject-client-window: 7s}", func(w *wired) any { return w.pool.EjectWindow }, 7 * time.Second},
+		{"gateway.session-ttl", "gateway: {session-ttl: 7s}", func(w *wired) any { return w.pool.SessionTTL }, 7 * time.Second},
+		{"gateway.max-session-ttl", "gateway: {max-session-ttl: 48h}", func(w *wired) any { return w.gw.Usernames.TTL }, 48 * time.Hour},
+		{"gateway.max-session-id", "gateway: {max-session-id: 7}", func(w *wired) any { return w.gw.Usernames.SessionID }, 7},
+		{"gateway.max-sessions", "gateway: {max-sessions: 7}", func(w *wired) any { return w.pool.MaxSessions }, 7},
+		{"gateway.auth-delay-max", "gateway: {auth-delay-max: 7s}", func(w *wired) any { return w.gw.AuthDelayMax }, 7 * time.Second},
+		{"gateway.allow-open", "gateway: {allow-open: true}", func(w *wired) any { return w.gw.AllowOpen }, true},
+		{"gateway.debug-header", "gateway: {debug-header: true}", func(w *wired) any { return w.gw.InfoHeader }, "X-Proxypool-Upstream"},
+		{"gateway.auth.users", "gateway: {auth: {users: [{username: alice, password: pw}]}}", func(w *wired) any { return w.gw.Users }, map[string]string{"alice": "pw"}},
+
+		{"groups.<name>", eu + "    {}", func(w *wired) any { return w.group("eu").Name }, "eu"},
+		{"groups.<name>.countries", eu + "    countries: [DE]", func(w *wired) any { return w.group("eu").Countries }, []string{"DE"}},
+		{"groups.<name>.exclude-countries", eu + "    exclude-countries: [DE]", func(w *wired) any { return w.group("eu").ExcludeCountries }, []string{"DE"}},
+		{"groups.<name>.types", eu + "    types: [vless]", func(w *wired) any { return w.group("eu").Types }, []string{"vless"}},
+		{"groups.<name>.sources", eu + "    sources: [a]\nsources: [{name: a, url: 'file:///nonexistent'}]", func(w *wired) any { return w.group("eu").Sources }, []string{"a"}},
+		{"groups.<name>.min-healthy", eu + "    min-healthy: 7", func(w *wired) any { return w.floor("eu").MinHealthy }, 7},
+		{"groups.<name>.min-exits", eu + "    min-exits: 7", func(w *wired) any { return w.floor("eu").MinExits }, 7},
+		{"groups.<name>.tor-instances", eu + "    tor-instances: 7\ntor: {groups: [eu], mode: grouped}", func(w *wired) any { return w.tor.Floors["eu"] }, 7},
+
+		{"probe.judges", "probe: {judges: ['http://127.88.0.1:22002/get']}", func(w *wired) any { return w.probe.Judges }, []string{"http://127.88.0.1:22002/get"}},
+		{"probe.timeout", "probe: {timeout: 7s}", func(w *wired) any { return w.probe.Timeout }, 7 * time.Second},
+		{"probe.concurrency", "probe: {concurrency: 7}", func(w *wired) any { return w.probe.Concurrency }, 7},
+		{"probe.real-ip", "probe: {real-ip: 192.0.2.7}", func(w *wired) any { return w.probe.RealIP }, "192.0.2.7"},
+		{"probe.uplink-check", "probe: {uplink-check: false}", func(w *wired) any { return w.probe.UplinkCheck }, false},
+		{"probe.target.enabled", "probe: {target: {enabled: true, url: 'http://127.88.0.1:22003/'}}", func(w *wired) any { return w.probe.TargetURL }, "http://127.88.0.1:22003/"},
+		{"probe.target.url", "probe: {target: {enabled: true, url: 'http://127.88.0.1:22004/x'}}", func(w *wired) any { return w.probe.TargetURL }, "http://127.88.0.1:22004/x"},
+		{"probe.target.status", "probe: {target: {enabled: true, url: 'http://127.88.0.1:22003/', status: 204}}", func(w *wired) any { return w.probe.TargetStatus }, 204},
+		{"probe.geoip", fmt.Sprintf("probe: {geoip: %s, geoip6: ''}", geo4), country("192.0.2.7"), "ZZ"},
+		{"probe.geoip6", fmt.Sprintf("probe: {geoip: %s, geoip6: %s}", geo4, geo6), country("2001:db8::7"), "YY"},
+		{"probe.interval", "probe: {interval: 7m}", func(w *wired) any { return w.store.Policy.Interval }, 7 * time.Minute},
+		{"probe.failing-interval", "probe: {failing-interval: 7s}", func(w *wired) any { return w.store.Policy.FailingInterval }, 7 * time.Second},
+		{"probe.max-failures", "probe: {max-failures: 7}", func(w *wired) any { return w.store.Policy.MaxFailures }, 7},
+		{"probe.dead-backoff-max", "probe: {dead-backoff-max: 7h}", func(w *wired) any { return w.store.Policy.DeadBackoffMax }, 7 * time.Hour},
+		{"probe.history", "probe: {history: 7}", func(w *wired) any { return w.store.HistoryPerUpstream }, 7},
+
+		{"sources", "sources: [{name: a, url: 'file:///nonexistent', format: socks4, timeout: 7s, min-interval: 7m, max-bytes: 7KiB}]",
+			func(w *wired) any { return w.refresher.Sources },
+			[]source.Source{{Name: "a", URL: "file:///nonexistent", Format: "socks4", Timeout: 7 * time.Second, MinInterval: 7 * time.Minute, MaxBytes: 7 << 10}}},
+		{"refresh.concurrency", "refresh: {concurrency: 7}", func(w *wired) any { return w.refresher.Fetcher.Concurrency }, 7},
+
+		{"slo.check-interval", "slo: {check-interval: 7s}", func(w *wired) any { return w.guard.CheckInterval }, 7 * time.Second},
+		{"slo.min-action-interval", "slo: {min-action-interval: 7s}", func(w *wired) any { return w.guard.MinActionInterval }, 7 * time.Second},
+		{"slo.min-healthy", "slo: {min-healthy: 7}", func(w *wired) any { return w.guard.Pool.MinHealthy }, 7},
+		{"slo.min-exits", "slo: {min-exits: 7}", func(w *wired) any { return w.guard.Pool.MinExits }, 7},
+
+		{"tor.relays", "tor: {relays: 'file:///srv/relays.csv'}", func(w *wired) any { return w.tor.RelaysURL }, "file:///srv/relays.csv"},
+		{"tor.relays-format", "tor: {relays-format: csv}", func(w *wired) any { return w.tor.Relays.(exits.Source).Format }, exits.Format("csv")},
+		{"tor.mode", "tor: {mode: single}", func(w *wired) any { return w.tor.Gen.Mode }, exits.Mode("single")},
+		{"tor.groups", eu + "    countries: [DE]\ntor: {groups: [eu]}", func(w *wired) any { return w.tor.Gen.Groups },
+			[]exits.Group{{Name: "eu", Countries: []string{"DE"}}}},
+		{"tor.port-base", "tor: {port-base: 22100}", func(w *wired) any { return w.tor.Gen.PortBase }, 22100},
+		{"tor.port-max", "tor: {port-max: 22199}", func(w *wired) any { return w.tor.Gen.PortMax }, 22199},
+		{"tor.max-instances", "tor: {max-instances: 7}", func(w *wired) any { return w.tor.Gen.MaxInstances }, 7},
+		{"tor.torrc-dir", "tor: {torrc-dir: /srv/torrc}", func(w *wired) any { return w.tor.Gen.TorrcDir }, "/srv/torrc"},
+		{"tor.data-dir", "tor: {data-dir: /srv/tordata}", func(w *wired) any { return w.tor.Gen.DataDir }, "/srv/tordata"},
+		{"tor.max-circuit-dirtiness", "tor: {max-circuit-dirtiness: 7m}", func(w *wired) any { return w.tor.Gen.MaxCircuitDirtiness }, 7 * time.Minute},
+		{"tor.extra-config", "tor: {extra-config: ['NumEntryGuards 7']}", func(w *wired) any { return w.tor.Gen.Extra }, []string{"NumEntryGuards 7"}},
+		{"tor.newnym-period", "tor: {newnym-period: 7m}", func(w *wired) any { return w.tor.NewnymPeriod }, 7 * time.Minute},
+		{"tor.bootstrap-grace", "tor: {bootstrap-grace: 7s}", func(w *wired) any { return w.tor.BootstrapGrace }, 7 * time.Second},
+		{"tor.binary", fmt.Sprintf("tor: {binary: %s}", fakeTor), func(w *wired) any { return w.tor.Gen.Verify }, torrc.TorVerifier{Binary: fakeTor}},
+
+		{"log.level", "log: {level: debug}", func(w *wired) any { return w.e.log.Level }, logrus.DebugLevel},
+		{"log.format", "log: {format: json}", func(w *wired) any { return reflect.TypeOf(w.e.log.Formatter) }, reflect.TypeOf(&logrus.JSONFormatter{})},
+	}
+	def := wire(t, st, "")
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			if got := tt.got(wire(t, st, tt.yml)); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("with\n%s\nthe option is %#v, want %#v: the key does not reach its component", tt.yml, got, tt.want)
+			}
+			if reflect.DeepEqual(tt.got(def), tt.want) {
+				t.Errorf("the default config gives %#v too: this row cannot fail", tt.want)
+			}
+		})
+	}
+}
