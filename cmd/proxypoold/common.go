@@ -63,7 +63,7 @@ func (e *env) sources() []source.Source {
 	for _, s := range e.cfg.Sources {
 		out = append(out, source.Source{
 			Name: s.Name, URL: s.URL, Format: s.Format,
-			Timeout: s.Timeout, MinInterval: s.MinInterval, MaxBytes: int64(s.MaxBytes),
+			Timeout: s.Timeout, MinInterval: s.MinInterval, Interval: s.Interval, MaxBytes: int64(s.MaxBytes),
 		})
 	}
 	return out

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,6 +25,7 @@ import (
 	"github.com/proxypool/proxypool/internal/torgen/exits"
 	"github.com/proxypool/proxypool/internal/torgen/torrc"
 	"github.com/proxypool/proxypool/internal/torops"
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // wired is every Options value the daemon builds from a config, built the
@@ -178,9 +183,15 @@ func TestKeysReachTheirOptions(t *testing.T) {
 		{"probe.dead-backoff-max", "probe: {dead-backoff-max: 7h}", func(w *wired) any { return w.store.Policy.DeadBackoffMax }, 7 * time.Hour},
 		{"probe.history", "probe: {history: 7}", func(w *wired) any { return w.store.HistoryPerUpstream }, 7},
 
-		{"sources", "sources: [{name: a, url: 'file:///nonexistent', format: socks4, timeout: 7s, min-interval: 7m, max-bytes: 7KiB}]",
+		{"sources", "sources: [{name: a, url: 'file:///nonexistent', format: socks4, interval: 7h, timeout: 7s, min-interval: 7m, max-bytes: 7KiB}]",
 			func(w *wired) any { return w.refresher.Sources },
-			[]source.Source{{Name: "a", URL: "file:///nonexistent", Format: "socks4", Timeout: 7 * time.Second, MinInterval: 7 * time.Minute, MaxBytes: 7 << 10}}},
+			[]source.Source{{Name: "a", URL: "file:///nonexistent", Format: "socks4", Interval: 7 * time.Hour, Timeout: 7 * time.Second, MinInterval: 7 * time.Minute, MaxBytes: 7 << 10}}},
+		{"refresh.interval", "refresh: {interval: 7h}\nsources: [{name: a, url: 'file:///nonexistent'}]", func(w *wired) any {
+			if len(w.refresher.Sources) == 0 {
+				return nil
+			}
+			return w.refresher.Sources[0].Interval
+		}, 7 * time.Hour},
 		{"refresh.concurrency", "refresh: {concurrency: 7}", func(w *wired) any { return w.refresher.Fetcher.Concurrency }, 7},
 
 		{"slo.check-interval", "slo: {check-interval: 7s}", func(w *wired) any { return w.guard.CheckInterval }, 7 * time.Second},
@@ -218,4 +229,150 @@ func TestKeysReachTheirOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDaemonKeysTakeEffect proves the keys the subcommands use themselves,
+// outside any Options: `proxypoold gateway` opens its store at database,
+// listens on gateway.listen and gateway.ports, serves its metrics on
+// metrics.gateway-listen only while metrics.enabled; the probe serves
+// metrics.listen and prunes what was dead longer than probe.delete-after.
+func TestDaemonKeysTakeEffect(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		metrics string // the metrics section
+		served  bool
+	}{
+		{"gateway.listen", "metrics: {enabled: true, gateway-listen: 127.88.0.1:22012}", true},
+		{"metrics.enabled", "metrics: {enabled: false, gateway-listen: 127.88.0.1:22012}", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			db := filepath.Join(dir, "state", "pp.db")
+			cfg := fmt.Sprintf("database: %s\nprobe: {geoip: ''}\ngroups: {eu: {}}\nlog: {level: error}\n"+
+				"gateway: {listen: 127.88.0.1:22010, ports: [{listen: 127.88.0.1:22011, group: eu}]}\n%s\n", db, tt.metrics)
+			path := filepath.Join(dir, "proxypool.yaml")
+			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- runGateway(ctx, &globals{config: path, stdout: io.Discard, stderr: io.Discard}, nil) }()
+			t.Cleanup(func() {
+				cancel()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("proxypoold gateway: %v", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Error("proxypoold gateway did not stop")
+				}
+			})
+			for _, addr := range []string{"127.88.0.1:22010", "127.88.0.1:22011"} {
+				if err := socksGreeting(addr); err != nil {
+					t.Fatalf("gateway.listen / gateway.ports %s: %v", addr, err)
+				}
+			}
+			if _, err := os.Stat(db); err != nil {
+				t.Errorf("database: %v", err)
+			}
+			resp, err := http.Get("http://127.88.0.1:22012/metrics")
+			if err == nil {
+				resp.Body.Close()
+			}
+			switch {
+			case tt.served && (err != nil || resp.StatusCode != http.StatusOK):
+				t.Errorf("metrics.gateway-listen: GET /metrics: %v %v", err, resp)
+			case !tt.served && err == nil:
+				t.Errorf("metrics.enabled false, but metrics.gateway-listen answered %s", resp.Status)
+			}
+		})
+	}
+
+	t.Run("metrics.listen", func(t *testing.T) {
+		w := wire(t, storetest.Open(t, store.Options{}), "metrics: {listen: 127.88.0.1:22013}\nlog: {level: error}")
+		st := storetest.Open(t, store.Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		pl := &probeLoop{e: w.e, st: st, trigger: make(chan struct{}, 1)}
+		startObservers(ctx, w.e, st, pl, w.e.newMetrics(), nil)
+		var resp *http.Response
+		var err error
+		for range 50 {
+			if resp, err = http.Get("http://127.88.0.1:22013/metrics"); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /metrics on metrics.listen: %v %v", err, resp)
+		}
+		resp.Body.Close()
+	})
+
+	t.Run("probe.delete-after", func(t *testing.T) {
+		u := upstream.MustNew(map[string]any{"type": "socks5", "server": "192.0.2.9", "port": 1080})
+		for _, tt := range []struct {
+			yml  string
+			kept bool
+		}{
+			{"probe: {max-failures: 1, delete-after: 1h}\nlog: {level: error}", false},
+			{"probe: {max-failures: 1, delete-after: 3h}\nlog: {level: error}", true},
+		} {
+			w := wire(t, storetest.Open(t, store.Options{}), tt.yml+"\ndatabase: "+filepath.Join(t.TempDir(), "pp.db"))
+			ctx, cancel := context.WithCancel(context.Background())
+			st, err := w.e.openStore(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Add(ctx, "manual", u); err != nil {
+				t.Fatal(err)
+			}
+			// last healthy 2h ago, dead since
+			lastOK := time.Now().Add(-2 * time.Hour)
+			st.Submit(upstream.CheckResult{ID: u.ID, At: lastOK, OK: true, ExitIP: "192.0.2.9", Anonymity: upstream.AnonElite})
+			st.Submit(upstream.CheckResult{ID: u.ID, At: lastOK.Add(time.Millisecond), Cause: upstream.CauseRefused})
+			if err := st.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			pruned := make(chan struct{})
+			go func() { (&probeLoop{e: w.e, st: st}).prune(ctx); close(pruned) }()
+			// the first prune runs at once: wait for it to delete, or
+			// 300ms for a row that must stay
+			for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				_, err = st.Get(ctx, u.ID)
+				if err != nil || tt.kept && time.Now().After(deadline.Add(-2700*time.Millisecond)) || time.Now().After(deadline) {
+					break
+				}
+			}
+			cancel()
+			<-pruned
+			st.Close()
+			if kept := err == nil; kept != tt.kept {
+				t.Errorf("%s: an upstream dead for 2h kept %v (%v), want %v", tt.yml, kept, err, tt.kept)
+			}
+		}
+	})
+}
+
+// socksGreeting checks that addr answers a SOCKS5 greeting, retrying while
+// the gateway starts.
+func socksGreeting(addr string) error {
+	var err error
+	for range 100 {
+		var c net.Conn
+		if c, err = net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			c.Write([]byte{5, 1, 0})
+			b := make([]byte, 2)
+			_, err = io.ReadFull(c, b)
+			c.Close()
+			if err == nil && (b[0] != 5 || b[1] != 0) {
+				err = fmt.Errorf("greeting answered % x, want 05 00", b)
+			}
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return err
 }
