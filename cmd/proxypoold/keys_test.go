@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -308,6 +309,21 @@ func TestDaemonKeysTakeEffect(t *testing.T) {
 			t.Fatalf("GET /metrics on metrics.listen: %v %v", err, resp)
 		}
 		resp.Body.Close()
+	})
+
+	t.Run("tor.runner", func(t *testing.T) {
+		// The one-shot unit runs tor under systemd only: a process runner
+		// it would start would die with it.
+		dir := t.TempDir()
+		path := filepath.Join(dir, "proxypool.yaml")
+		cfg := fmt.Sprintf("database: %s/pp.db\nprobe: {geoip: ''}\nlog: {level: error}\ntor: {enabled: true, runner: process, torrc-dir: %s}\n", dir, dir)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := runTorgen(context.Background(), &globals{config: path, stdout: io.Discard, stderr: io.Discard}, nil)
+		if err == nil || !strings.Contains(err.Error(), "tor.runner process only works inside `proxypoold run`") {
+			t.Errorf("proxypoold torgen with tor.runner process: %v", err)
+		}
 	})
 
 	t.Run("probe.delete-after", func(t *testing.T) {

@@ -13,8 +13,8 @@ import (
 
 // TestRequestBounds proves config keys of the gateway by what a client
 // sees (on both engines): gateway.total-timeout ends a request whose tries
-// would take longer, gateway.max-session-id refuses a longer session id and
-// keeps a session within it.
+// would take longer, gateway.max-session-id and max-session-ttl refuse a
+// username asking for more and keep one within them.
 func TestRequestBounds(t *testing.T) {
 	t.Run("total-timeout", func(t *testing.T) {
 		// Every try of a blackholed upstream lasts its 300ms bound; four
@@ -43,24 +43,27 @@ func TestRequestBounds(t *testing.T) {
 			})
 		}
 	})
-	t.Run("max-session-id", func(t *testing.T) {
+	t.Run("usernames", func(t *testing.T) {
 		w := newWorld(t, worldOpts{spec: fleet.Uniform(2, fleet.SOCKS5, fleet.Good),
-			gw: gateway.Options{Usernames: gateway.UsernameLimits{SessionID: 8}}})
+			gw: gateway.Options{Usernames: gateway.UsernameLimits{SessionID: 8, TTL: time.Hour}}})
 		tests := []struct {
-			id   string
-			want int
+			key, user string
+			want      int
+			limit     string // named by the 407
 		}{
-			{"12345678", http.StatusOK},
-			{"123456789", http.StatusProxyAuthRequired},
+			{"max-session-id", "u-session-12345678", http.StatusOK, ""},
+			{"max-session-id", "u-session-123456789", http.StatusProxyAuthRequired, "over the limit of 8"},
+			{"max-session-ttl", "u-session-a-ttl-1h", http.StatusOK, ""},
+			{"max-session-ttl", "u-session-a-ttl-61m", http.StatusProxyAuthRequired, "over the limit of 1h0m0s"},
 		}
 		for _, tt := range tests {
-			auth := base64.StdEncoding.EncodeToString([]byte("u-session-" + tt.id + ":x"))
+			auth := base64.StdEncoding.EncodeToString([]byte(tt.user + ":x"))
 			got, body := statusOf(t, w.addr, "GET "+w.judge+"/ HTTP/1.1\r\nHost: j\r\nProxy-Authorization: Basic "+auth+"\r\n\r\n")
 			if got != tt.want {
-				t.Errorf("session id of %d bytes: %d %q, want %d", len(tt.id), got, body, tt.want)
+				t.Errorf("%s: %s: %d %q, want %d", tt.key, tt.user, got, body, tt.want)
 			}
-			if got == http.StatusProxyAuthRequired && !strings.Contains(body, "over the limit of 8") {
-				t.Errorf("the 407 does not name the limit: %q", body)
+			if tt.limit != "" && !strings.Contains(body, tt.limit) {
+				t.Errorf("%s: the 407 does not name the limit: %q", tt.key, body)
 			}
 		}
 	})
