@@ -23,6 +23,7 @@ import (
 	"github.com/proxypool/proxypool/internal/source"
 	"github.com/proxypool/proxypool/internal/store"
 	"github.com/proxypool/proxypool/internal/store/storetest"
+	"github.com/proxypool/proxypool/internal/testtool"
 	"github.com/proxypool/proxypool/internal/torgen/exits"
 	"github.com/proxypool/proxypool/internal/torgen/torrc"
 	"github.com/proxypool/proxypool/internal/torops"
@@ -255,19 +256,8 @@ func TestDaemonKeysTakeEffect(t *testing.T) {
 			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- runGateway(ctx, &globals{config: path, stdout: io.Discard, stderr: io.Discard}, nil) }()
-			t.Cleanup(func() {
-				cancel()
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Errorf("proxypoold gateway: %v", err)
-					}
-				case <-time.After(10 * time.Second):
-					t.Error("proxypoold gateway did not stop")
-				}
+			testtool.Go(t, "proxypoold gateway", func(ctx context.Context) error {
+				return runGateway(ctx, &globals{config: path, stdout: io.Discard, stderr: io.Discard}, nil)
 			})
 			for _, addr := range []string{"127.88.0.1:22010", "127.88.0.1:22011"} {
 				if err := socksGreeting(addr); err != nil {
