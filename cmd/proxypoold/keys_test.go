@@ -220,14 +220,24 @@ func TestKeysReachTheirOptions(t *testing.T) {
 		{"log.level", "log: {level: debug}", func(w *wired) any { return w.e.log.Level }, logrus.DebugLevel},
 		{"log.format", "log: {format: json}", func(w *wired) any { return reflect.TypeOf(w.e.log.Formatter) }, reflect.TypeOf(&logrus.JSONFormatter{})},
 	}
+	// A row is told apart from the default config, or from its contrast:
+	// the same config with the key flipped, where the default alone would
+	// not show the key matters.
+	contrast := map[string]string{
+		"probe.target.enabled": "probe: {target: {enabled: false, url: 'http://127.88.0.1:22003/'}}",
+	}
 	def := wire(t, st, "")
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
 			if got := tt.got(wire(t, st, tt.yml)); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("with\n%s\nthe option is %#v, want %#v: the key does not reach its component", tt.yml, got, tt.want)
 			}
-			if reflect.DeepEqual(tt.got(def), tt.want) {
-				t.Errorf("the default config gives %#v too: this row cannot fail", tt.want)
+			other := def
+			if c, ok := contrast[tt.key]; ok {
+				other = wire(t, st, c)
+			}
+			if reflect.DeepEqual(tt.got(other), tt.want) {
+				t.Errorf("the default (or contrast) config gives %#v too: this row cannot fail", tt.want)
 			}
 		})
 	}

@@ -68,7 +68,7 @@ var keyProofs = map[string]string{
 	"probe.judges":                    "probe.TestOptionEffects, proxypoold.TestKeysReachTheirOptions/probe.judges, proxypoold.TestStackE2E",
 	"probe.max-failures":              "upstream.TestLifecycle, proxypoold.TestKeysReachTheirOptions/probe.max-failures",
 	"probe.real-ip":                   "probe.TestOptionEffects, proxypoold.TestKeysReachTheirOptions/probe.real-ip",
-	"probe.target.enabled":            "proxypoold.TestKeysReachTheirOptions/probe.target.enabled",
+	"probe.target.enabled":            "probe.TestOptionEffects, proxypoold.TestKeysReachTheirOptions/probe.target.enabled",
 	"probe.target.status":             "probe.TestOptionEffects, proxypoold.TestKeysReachTheirOptions/probe.target.status",
 	"probe.target.url":                "probe.TestOptionEffects, proxypoold.TestKeysReachTheirOptions/probe.target.url",
 	"probe.timeout":                   "probe.TestOptionEffects, proxypoold.TestKeysReachTheirOptions/probe.timeout",
