@@ -247,7 +247,9 @@ func TestKeysReachTheirOptions(t *testing.T) {
 // outside any Options: `proxypoold gateway` opens its store at database,
 // listens on gateway.listen and gateway.ports, serves its metrics on
 // metrics.gateway-listen only while metrics.enabled; the probe serves
-// metrics.listen and prunes what was dead longer than probe.delete-after.
+// metrics.listen and prunes what was dead longer than probe.delete-after;
+// the timer's `refresh --due` holds a source to its interval; torgen
+// refuses tor.runner process.
 func TestDaemonKeysTakeEffect(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
@@ -323,6 +325,46 @@ func TestDaemonKeysTakeEffect(t *testing.T) {
 		err := runTorgen(context.Background(), &globals{config: path, stdout: io.Discard, stderr: io.Discard}, nil)
 		if err == nil || !strings.Contains(err.Error(), "tor.runner process only works inside `proxypoold run`") {
 			t.Errorf("proxypoold torgen with tor.runner process: %v", err)
+		}
+	})
+
+	t.Run("sources", func(t *testing.T) {
+		// the timer's `refresh --due` holds a source to its interval; the
+		// operator's --force does not
+		dir := t.TempDir()
+		list := filepath.Join(dir, "list.txt")
+		os.WriteFile(list, []byte("socks5://192.0.2.1:1080\n"), 0o644)
+		path := filepath.Join(dir, "proxypool.yaml")
+		cfg := fmt.Sprintf("database: %s/pp.db\nprobe: {geoip: ''}\nlog: {level: error}\n"+
+			"sources: [{name: a, url: 'file://%s', interval: 1h, min-interval: 1s}]\n", dir, list)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		refresh := func(args ...string) string {
+			var out strings.Builder
+			if err := runRefresh(context.Background(), &globals{config: path, stdout: &out, stderr: io.Discard}, args); err != nil {
+				t.Fatalf("proxypoold refresh %v: %v", args, err)
+			}
+			return out.String()
+		}
+		steps := []struct {
+			args []string
+			line string // the list grows by one before each step
+			want string // in the summary table
+		}{
+			{[]string{"--due"}, "", "1      0      0       0"},
+			{[]string{"--due"}, "socks5://192.0.2.2:1080\n", "not modified"},
+			{[]string{"--force"}, "socks5://192.0.2.3:1080\n", "2      1      0       0"},
+		}
+		for i, st := range steps {
+			if st.line != "" {
+				f, _ := os.OpenFile(list, os.O_APPEND|os.O_WRONLY, 0)
+				f.WriteString(st.line)
+				f.Close()
+			}
+			if out := refresh(st.args...); !strings.Contains(out, st.want) {
+				t.Errorf("step %d, refresh %v:\n%s\nwant %q", i+1, st.args, out, st.want)
+			}
 		}
 	})
 

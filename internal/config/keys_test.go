@@ -79,7 +79,7 @@ var keyProofs = map[string]string{
 	"slo.min-action-interval":         "slo.TestNothingLoops, slo.TestFlappingGroup, proxypoold.TestKeysReachTheirOptions/slo.min-action-interval",
 	"slo.min-exits":                   "slo.TestPoolFloors, proxypoold.TestKeysReachTheirOptions/slo.min-exits",
 	"slo.min-healthy":                 "slo.TestPoolFloors, proxypoold.TestKeysReachTheirOptions/slo.min-healthy",
-	"sources":                         "source.TestRefreshIntoStore, source.TestIntervals, proxypoold.TestKeysReachTheirOptions/sources, proxypoold.TestStackE2E",
+	"sources":                         "source.TestRefreshIntoStore, source.TestIntervals, proxypoold.TestDaemonKeysTakeEffect/sources, proxypoold.TestKeysReachTheirOptions/sources, proxypoold.TestStackE2E",
 	"tor.binary":                      "torgen.TestProcessRunnerSupervises, torrc.TestVerifierFor, proxypoold.TestKeysReachTheirOptions/tor.binary",
 	"tor.bootstrap-grace":             "torops.TestSupervisorBudget, proxypoold.TestKeysReachTheirOptions/tor.bootstrap-grace",
 	"tor.data-dir":                    "torrc.TestRenderGolden, proxypoold.TestKeysReachTheirOptions/tor.data-dir",
