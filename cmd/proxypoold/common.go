@@ -43,16 +43,22 @@ func (e *env) openStore(ctx context.Context, onChange func(uint64)) (*store.Stor
 			return nil, fmt.Errorf("creating the database directory: %w", err)
 		}
 	}
-	st, err := store.Open(ctx, e.cfg.Database, store.Options{
-		Logger:             e.log.WithField(logging.FieldComponent, "store"),
-		Policy:             e.cfg.Policy(),
-		HistoryPerUpstream: e.cfg.Probe.History,
-		OnChange:           onChange,
-	})
+	st, err := store.Open(ctx, e.cfg.Database, e.storeOptions(onChange))
 	if err != nil {
 		return nil, fmt.Errorf("%s: database: %w", e.cfg.Pos("database"), err)
 	}
 	return st, nil
+}
+
+// storeOptions is what the config says of the store (the life-cycle
+// policy, the history kept); onChange hears of every servable change.
+func (e *env) storeOptions(onChange func(uint64)) store.Options {
+	return store.Options{
+		Logger:             e.log.WithField(logging.FieldComponent, "store"),
+		Policy:             e.cfg.Policy(),
+		HistoryPerUpstream: e.cfg.Probe.History,
+		OnChange:           onChange,
+	}
 }
 
 func (e *env) sources() []source.Source {
@@ -60,7 +66,7 @@ func (e *env) sources() []source.Source {
 	for _, s := range e.cfg.Sources {
 		out = append(out, source.Source{
 			Name: s.Name, URL: s.URL, Format: s.Format,
-			Timeout: s.Timeout, MinInterval: s.MinInterval, MaxBytes: int64(s.MaxBytes),
+			Timeout: s.Timeout, MinInterval: s.MinInterval, Interval: s.Interval, MaxBytes: int64(s.MaxBytes),
 		})
 	}
 	return out
@@ -104,6 +110,15 @@ func (e *env) countryFunc() func(string) string {
 }
 
 func (e *env) prober(d *dial.Pool, progress func(probe.Progress)) (*probe.Prober, error) {
+	pr, err := probe.New(d, e.proberOptions(progress))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", e.cfg.Pos("probe.judges"), err)
+	}
+	return pr, nil
+}
+
+// proberOptions is what the config says of the probe.
+func (e *env) proberOptions(progress func(probe.Progress)) probe.Options {
 	p := e.cfg.Probe
 	opts := probe.Options{
 		Judges:      p.Judges,
@@ -119,9 +134,5 @@ func (e *env) prober(d *dial.Pool, progress func(probe.Progress)) (*probe.Prober
 	if p.Target.Enabled {
 		opts.TargetURL, opts.TargetStatus = p.Target.URL, p.Target.Status
 	}
-	pr, err := probe.New(d, opts)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", e.cfg.Pos("probe.judges"), err)
-	}
-	return pr, nil
+	return opts
 }

@@ -167,7 +167,6 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	if n, err := gateway.RaiseFileLimit(); err == nil {
 		log.Debugf("file descriptor limit %d", n)
 	}
-	gc := e.cfg.Gateway
 	po := poolOptions(e, st, notify)
 	// Only an ejected upstream reaches the store (its probe re-checks it
 	// now): a single failed request does not demote an upstream.
@@ -180,7 +179,7 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		return fmt.Errorf("loading the pool: %w", err)
 	}
 	go p.Run(ctx)
-	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial"), DialTimeout: gc.DialTimeout})
+	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial"), DialTimeout: e.cfg.Gateway.DialTimeout})
 	defer d.Close()
 
 	want, ports := listenerPlan(e)
@@ -193,13 +192,13 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		grouped[name] = append(grouped[name], ln)
 		log.Infof("listening on %s (%s)", ln.Addr(), name)
 	}
-	users := map[string]string{}
-	for _, u := range gc.Auth.Users {
-		users[u.Username] = u.Password
-	}
-	infoHeader := ""
-	if gc.DebugHeader {
-		infoHeader = "X-Proxypool-Upstream"
+	gwo := gatewayOptions(e, ports)
+	gwo.Picker, gwo.Dialer, gwo.Observer, gwo.Classify, gwo.Log = p, d, gm, dial.Classify, log
+	gwo.OnReady = func() {
+		log.Infof("gateway ready: %d healthy upstreams", p.Len())
+		if ready != nil {
+			ready()
+		}
 	}
 	pickers, err := portPickers(e, p)
 	if err != nil {
@@ -208,23 +207,8 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		}
 		return err
 	}
-	gw, err := gateway.New(gateway.Options{
-		Picker: p, Pickers: pickers, Dialer: d, Observer: gm,
-		Classify: dial.Classify,
-		Log:      log, Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
-		Usernames:         gateway.UsernameLimits{SessionID: gc.MaxSessionID, TTL: gc.MaxSessionTTL},
-		MaxConnsPerClient: gc.MaxConnsPerClient, AuthDelayMax: gc.AuthDelayMax,
-		MaxTries: gc.MaxTries, MaxAttempts: gc.MaxAttempts, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
-		MinDialTimeout: config.MinAutoTry, TryTimeout: time.Duration(gc.UpstreamHandshakeTimeout),
-		ClientTimeout: gc.ClientTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
-		InfoHeader: infoHeader,
-		OnReady: func() {
-			log.Infof("gateway ready: %d healthy upstreams", p.Len())
-			if ready != nil {
-				ready()
-			}
-		},
-	})
+	gwo.Pickers = pickers
+	gw, err := gateway.New(gwo)
 	if err != nil {
 		for _, ln := range lns {
 			ln.Close()
@@ -233,4 +217,32 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	}
 	defer sd.Stopping()
 	return gw.Run(ctx, grouped)
+}
+
+// poolOptions is what the config says of the pool; serveGateway adds the
+// store, the notifier and the hooks. TestKeysReachTheirOptions reads it, so
+// a key parsed and never passed on fails there.
+
+// gatewayOptions is what the config says of the gateway (ports: the group
+// of each pinned listener, from listenerPlan); serveGateway adds the
+// picker, the dialer and the hooks.
+func gatewayOptions(e *env, ports map[string]string) gateway.Options {
+	gc := e.cfg.Gateway
+	users := map[string]string{}
+	for _, u := range gc.Auth.Users {
+		users[u.Username] = u.Password
+	}
+	infoHeader := ""
+	if gc.DebugHeader {
+		infoHeader = "X-Proxypool-Upstream"
+	}
+	return gateway.Options{
+		Ports: ports, Users: users, AllowOpen: gc.AllowOpen,
+		Usernames:         gateway.UsernameLimits{SessionID: gc.MaxSessionID, TTL: gc.MaxSessionTTL},
+		MaxConnsPerClient: gc.MaxConnsPerClient, AuthDelayMax: gc.AuthDelayMax,
+		MaxTries: gc.MaxTries, MaxAttempts: gc.MaxAttempts, TotalTimeout: gc.TotalTimeout, DialTimeout: gc.DialTimeout,
+		MinDialTimeout: config.MinAutoTry, TryTimeout: time.Duration(gc.UpstreamHandshakeTimeout),
+		ClientTimeout: gc.ClientTimeout, IdleTimeout: gc.IdleTimeout, MaxConns: gc.MaxConns,
+		InfoHeader: infoHeader,
+	}
 }

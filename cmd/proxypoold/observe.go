@@ -105,6 +105,11 @@ func (s probeSink) Flush(ctx context.Context) error { return s.st.Flush(ctx) }
 // and slo.*. The groups in tor.groups (tor enabled) are Tor groups; tor
 // (nil: none) takes their newnym and instance steps (torScaler, torsys.go).
 func newGuard(e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics, tor slo.TorScaler) (*slo.Guard, error) {
+	return slo.New(guardOptions(e, st, pl, m, tor))
+}
+
+// guardOptions is what the config says of the SLO guard, wired to st.
+func guardOptions(e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics, tor slo.TorScaler) slo.Options {
 	var groups []slo.Group
 	for _, pg := range poolGroups(e) {
 		gc := e.cfg.Groups[pg.Name]
@@ -112,7 +117,7 @@ func newGuard(e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics, tor sl
 			Member: slo.Member(pg), Tor: e.cfg.Tor.Enabled && slices.Contains(e.cfg.Tor.Groups, pg.Name)})
 	}
 	sm := m.SLO()
-	return slo.New(slo.Options{
+	return slo.Options{
 		Groups:            groups,
 		Pool:              slo.Floor{MinHealthy: e.cfg.SLO.MinHealthy, MinExits: e.cfg.SLO.MinExits},
 		CheckInterval:     e.cfg.SLO.CheckInterval,
@@ -132,7 +137,7 @@ func newGuard(e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics, tor sl
 			pl.Trigger()
 		},
 		Logger: e.log.WithField(logging.FieldComponent, "slo"),
-	})
+	}
 }
 
 // floorsOf turns the guard's status, counted on read, into control's

@@ -11,9 +11,10 @@ import (
 )
 
 func runRefresh(ctx context.Context, g *globals, args []string) error {
-	var force bool
+	var force, due bool
 	e, err := setup(g, "refresh", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&force, "force", false, "fetch even sources fetched more recently than their min-interval")
+		fs.BoolVar(&due, "due", false, "fetch only the sources whose interval has passed since their last fetch (the timer's refresh)")
 	})
 	if err != nil {
 		return err
@@ -23,7 +24,13 @@ func runRefresh(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer st.Close()
-	sums := e.refresher(st, nil).Once(ctx, force)
+	r := e.refresher(st, nil)
+	var sums []upstream.SourceSummary
+	if due && !force {
+		sums = r.Due(ctx)
+	} else {
+		sums = r.Once(ctx, force)
+	}
 	printSummaries(g.stdout, sums)
 	return source.AllFailed(sums)
 }

@@ -92,10 +92,19 @@ func planTor(ctx context.Context, e *env, w io.Writer) error {
 // torOps maps config.Tor onto torops; systemd: Debian's tor@ instances
 // (proxy-torgen, the probe), otherwise `proxypoold run`'s children.
 func torOps(e *env, st *store.Store, systemd bool) (*torops.Tor, error) {
+	opts, err := torOptions(e, st, systemd)
+	if err != nil {
+		return nil, err
+	}
+	return torops.New(opts)
+}
+
+// torOptions is what the config says of Tor.
+func torOptions(e *env, st *store.Store, systemd bool) (torops.Options, error) {
 	t := e.cfg.Tor
 	mode, err := exits.ParseMode(t.Mode)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", e.cfg.Pos("tor.mode"), err)
+		return torops.Options{}, fmt.Errorf("%s: %w", e.cfg.Pos("tor.mode"), err)
 	}
 	var groups []exits.Group
 	floors := map[string]int{}
@@ -105,13 +114,13 @@ func torOps(e *env, st *store.Store, systemd bool) (*torops.Tor, error) {
 		floors[name] = max(gr.MinHealthy, gr.MinExits, gr.TorInstances)
 	}
 	log := e.log.WithField(logging.FieldComponent, "torgen")
-	return torops.New(torops.Options{
+	return torops.Options{
 		Store: st,
 		Gen: torgen.Config{
 			Groups: groups, Mode: mode, PortBase: t.PortBase, PortMax: t.PortMax, MaxInstances: t.MaxInstances,
 			Reserved: e.cfg.UsedPorts(), TorrcDir: t.TorrcDir, DataDir: t.DataDir,
 			MaxCircuitDirtiness: t.MaxCircuitDirtiness, Extra: t.ExtraConfig,
-			Verify: torrc.FindVerifier(), Log: log,
+			Verify: torrc.VerifierFor(t.Binary), Log: log,
 		},
 		Relays: exits.Source{
 			URL: t.Relays, Format: exits.Format(t.RelaysFormat), Country: e.countryFunc(),
@@ -121,7 +130,7 @@ func torOps(e *env, st *store.Store, systemd bool) (*torops.Tor, error) {
 		},
 		RelaysURL: t.Relays, Floors: floors, BootstrapGrace: t.BootstrapGrace, NewnymPeriod: t.NewnymPeriod,
 		Systemd: systemd, Log: log,
-	})
+	}, nil
 }
 
 // oneShotRetryBudget bounds the waits of one proxy-torgen run between

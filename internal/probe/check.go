@@ -193,13 +193,21 @@ func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.T
 		}
 		lastErr = err
 		var de *dialError
-		if errors.As(err, &de) || ctx.Err() != nil || i == len(p.judges)-1 {
+		if errors.As(err, &de) && !p.blamesTarget(de) || ctx.Err() != nil || i == len(p.judges)-1 {
 			break // the upstream itself failed (or time is up): another judge won't help
 		}
 	}
 	res.TotalMS = ms(p.now().Sub(start))
 	res.Cause, res.Detail = p.cause(ctx, lastErr)
 	return res
+}
+
+// blamesTarget reports whether the upstream worked and answered that it
+// could not reach this judge (it refused, had no route, timed out): the
+// judge may be down, so the next one in the chain is asked, or a judge
+// that is down fails every upstream.
+func (p *Prober) blamesTarget(de *dialError) bool {
+	return p.opts.Classify != nil && p.opts.Classify(de.err).IsTarget()
 }
 
 // cause names why the judge chain failed: a dial error by the dialer's

@@ -51,7 +51,19 @@ func (r *Refresher) Once(ctx context.Context, force bool) []upstream.SourceSumma
 		r.Log.Warn("no sources configured (sources: in the config): nothing to refresh")
 		return nil
 	}
-	return r.run(ctx, force, nil)
+	return r.run(ctx, when{force: force}, nil)
+}
+
+// Due is the scheduled refresh (the timer's `proxypoold refresh --due`,
+// Loop): only the sources whose Interval has passed since their last
+// fetch; the others are summarised as not modified.
+func (r *Refresher) Due(ctx context.Context) []upstream.SourceSummary {
+	r.init()
+	if len(r.Sources) == 0 {
+		r.Log.Warn("no sources configured (sources: in the config): nothing to refresh")
+		return nil
+	}
+	return r.run(ctx, when{due: true}, nil)
 }
 
 // Early is the SLO guard's refresh (slo.Refresher): every source, each
@@ -68,13 +80,19 @@ func (r *Refresher) Early(ctx context.Context, group string) (fetched bool, err 
 	return fetched, errors.Join(errs...)
 }
 
-// Loop refreshes now and every interval until ctx ends; each source's own
-// MinInterval still applies.
+// Loop refreshes now and then every interval, or more often when a
+// source's own Interval is shorter, until ctx ends; each round fetches
+// only the sources that are due (Due).
 func (r *Refresher) Loop(ctx context.Context, interval time.Duration) {
+	for _, s := range r.Sources {
+		if s.Interval > 0 && s.Interval < interval {
+			interval = s.Interval
+		}
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		r.Once(ctx, false)
+		r.Due(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -93,11 +111,11 @@ func (r *Refresher) Refresh(ctx context.Context, progress func(done, total int))
 	if len(r.Sources) == 0 {
 		return errors.New("no sources configured (sources: in the config): nothing to refresh")
 	}
-	return AllFailed(r.run(ctx, true, progress))
+	return AllFailed(r.run(ctx, when{force: true}, progress))
 }
 
-func (r *Refresher) run(ctx context.Context, force bool, progress func(done, total int)) []upstream.SourceSummary {
-	sums := r.Fetcher.refresh(ctx, r.Sink, r.Sources, force, progress)
+func (r *Refresher) run(ctx context.Context, w when, progress func(done, total int)) []upstream.SourceSummary {
+	sums := r.Fetcher.refresh(ctx, r.Sink, r.Sources, w, progress)
 	added := false
 	for _, s := range sums {
 		l := r.Log.WithField(logging.FieldSource, s.Source)

@@ -47,6 +47,11 @@ type Source struct {
 	// MinInterval skips the source when it was fetched more recently,
 	// unless Refresh is forced; 0 never skips.
 	MinInterval time.Duration
+	// Interval is the source's period (sources[].interval, default
+	// refresh.interval): a scheduled refresh (Refresher.Due, Loop) skips
+	// the source until this long after its last fetch, less a tenth for
+	// the timer's jitter; 0 fetches it at every scheduled refresh.
+	Interval time.Duration
 	// MaxBytes caps the body, compressed and decompressed; 0 is
 	// DefaultMaxBytes.
 	MaxBytes int64
@@ -112,12 +117,16 @@ func (f *Fetcher) log() logrus.FieldLogger {
 // cases the store is untouched). Cancelling ctx ends the refresh; sources
 // not done report the cancellation as their error.
 func (f *Fetcher) Refresh(ctx context.Context, sink Sink, sources []Source, force bool) []upstream.SourceSummary {
-	return f.refresh(ctx, sink, sources, force, f.Progress)
+	return f.refresh(ctx, sink, sources, when{force: force}, f.Progress)
 }
+
+// when says which sources a refresh skips: force none, due those whose
+// Interval has not passed, otherwise those within their MinInterval.
+type when struct{ force, due bool }
 
 // refresh is Refresh reporting to progress (nil: nothing), so callers
 // sharing a Fetcher each see their own.
-func (f *Fetcher) refresh(ctx context.Context, sink Sink, sources []Source, force bool, progress func(done, total int)) []upstream.SourceSummary {
+func (f *Fetcher) refresh(ctx context.Context, sink Sink, sources []Source, w when, progress func(done, total int)) []upstream.SourceSummary {
 	out := make([]upstream.SourceSummary, len(sources))
 	n := f.Concurrency
 	if n <= 0 {
@@ -136,7 +145,7 @@ func (f *Fetcher) refresh(ctx context.Context, sink Sink, sources []Source, forc
 			defer wg.Done()
 			select {
 			case sem <- struct{}{}:
-				out[i] = f.refreshOne(ctx, sink, src, force, log.WithField("SOURCE", src.Name))
+				out[i] = f.refreshOne(ctx, sink, src, w, log.WithField("SOURCE", src.Name))
 				<-sem
 			case <-ctx.Done():
 				out[i] = upstream.SourceSummary{Source: src.Name, Err: fmt.Sprintf("refreshing source %q: %v", src.Name, ctx.Err())}
@@ -154,14 +163,17 @@ func (f *Fetcher) refresh(ctx context.Context, sink Sink, sources []Source, forc
 	return out
 }
 
-func (f *Fetcher) refreshOne(ctx context.Context, sink Sink, src Source, force bool, log logrus.FieldLogger) upstream.SourceSummary {
+func (f *Fetcher) refreshOne(ctx context.Context, sink Sink, src Source, w when, log logrus.FieldLogger) upstream.SourceSummary {
 	sum := upstream.SourceSummary{Source: src.Name}
 	prev, err := sink.SourceMeta(ctx, src.Name)
 	if err != nil {
 		prev = upstream.SourceMeta{}
 	}
 	now := f.now()
-	if !force && src.MinInterval > 0 && !prev.LastFetch.IsZero() && now.Sub(prev.LastFetch) < src.MinInterval && prev.URL == src.URL {
+	fresh := func(d time.Duration) bool {
+		return d > 0 && !prev.LastFetch.IsZero() && now.Sub(prev.LastFetch) < d && prev.URL == src.URL
+	}
+	if !w.force && (fresh(src.MinInterval) || w.due && fresh(src.Interval-src.Interval/10)) {
 		log.WithField("fetched_ago", now.Sub(prev.LastFetch).Round(time.Second)).Debug("source fresh, not fetched")
 		sum.NotModified = true
 		return sum

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+
 	"github.com/proxypool/proxypool/internal/testtool"
 )
 
@@ -126,11 +129,37 @@ func TestParseCircuitLine(t *testing.T) {
 
 func TestNewNymEveryStopsWithContext(t *testing.T) {
 	addr := startTor(t)
+	// tor answers its control socket once it has started (seconds on a
+	// loaded machine): the periods counted below begin after that.
+	rctx, rcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	c, err := Dial(rctx, addr)
+	rcancel()
+	if err != nil {
+		t.Fatalf("tor never answered its control socket: %v", err)
+	}
+	c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
+	log, hook := test.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
 	start := time.Now()
-	NewNymEvery(ctx, addr, "", 200*time.Millisecond, nil) // returns when ctx ends
+	NewNymEvery(ctx, addr, "", 200*time.Millisecond, log) // returns when ctx ends
 	if d := time.Since(start); d < 600*time.Millisecond || d > 5*time.Second {
 		t.Errorf("returned after %v", d)
+	}
+	// tor.newnym-period: one NEWNYM per period (200, 400, 600ms), each
+	// accepted by the real tor.
+	sent := 0
+	for _, e := range hook.AllEntries() {
+		if e.Message == "tor NEWNYM sent" {
+			sent++
+		}
+	}
+	if sent < 2 || sent > 3 {
+		var msgs []string
+		for _, e := range hook.AllEntries() {
+			msgs = append(msgs, e.Message+" "+fmt.Sprint(e.Data))
+		}
+		t.Errorf("%d NEWNYMs accepted in 700ms at a 200ms period, want 2-3; log: %q", sent, msgs)
 	}
 }

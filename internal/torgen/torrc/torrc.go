@@ -183,11 +183,16 @@ func (v TorVerifier) Verify(ctx context.Context, path string) error {
 }
 
 // FindVerifier returns a TorVerifier when tor is installed, else nil.
-func FindVerifier() Verifier {
-	if p, err := exec.LookPath("tor"); err == nil {
+func FindVerifier() Verifier { return VerifierFor("tor") }
+
+// VerifierFor returns a TorVerifier running bin (tor.binary: a name looked
+// up in $PATH, or a path), or nil when there is no such program. Plain
+// "tor" is also found as Debian's /usr/sbin/tor, outside a user's $PATH.
+func VerifierFor(bin string) Verifier {
+	if p, err := exec.LookPath(bin); err == nil {
 		return TorVerifier{Binary: p}
 	}
-	if _, err := os.Stat("/usr/sbin/tor"); err == nil {
+	if _, err := os.Stat("/usr/sbin/tor"); err == nil && bin == "tor" {
 		return TorVerifier{Binary: "/usr/sbin/tor"}
 	}
 	return nil

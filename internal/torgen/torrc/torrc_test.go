@@ -179,3 +179,27 @@ func TestWriteRealTorRejectsBadConfig(t *testing.T) {
 		t.Error("rejected config landed")
 	}
 }
+
+// TestVerifierFor: tor.binary is the program --verify-config runs, not
+// whatever "tor" is first in $PATH.
+func TestVerifierFor(t *testing.T) {
+	own := filepath.Join(t.TempDir(), "my-tor")
+	if err := os.WriteFile(own, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		bin  string
+		want Verifier
+	}{
+		{"a path is that program", own, TorVerifier{Binary: own}},
+		{"a missing program verifies nothing", filepath.Join(t.TempDir(), "tor"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := VerifierFor(tt.bin); got != tt.want {
+				t.Errorf("VerifierFor(%q) = %#v, want %#v", tt.bin, got, tt.want)
+			}
+		})
+	}
+}
