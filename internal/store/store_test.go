@@ -289,7 +289,7 @@ func TestRemove(t *testing.T) {
 		{idsOf(1, 3), 2, 0},
 	}
 	for _, tt := range tests {
-		n, err := s.Remove(ctx, tt.ids...)
+		n, err := s.Remove(ctx, "test", tt.ids...)
 		if err != nil || n != tt.want {
 			t.Fatalf("Remove(%v) = %d, %v; want %d", tt.ids, n, err, tt.want)
 		}
@@ -494,13 +494,13 @@ func TestVersionBumpsOnlyOnServableChanges(t *testing.T) {
 			return nil
 		}, false},
 		{"reschedule", func() error { return s.Reschedule(ctx, nil, at(11)) }, false},
-		{"remove a non-servable upstream", func() error { _, err := s.Remove(ctx, b); return err }, false},
+		{"remove a non-servable upstream", func() error { _, err := s.Remove(ctx, "test", b); return err }, false},
 		{"healthy again", func() error { submit(t, s, ok(a, at(12), "1.1.1.2", "CA")); return nil }, true},
 		{"many results in one batch, net change", func() error {
 			submit(t, s, fail(a, at(13)), ok(a, at(14), "1.1.1.2", "CA"), ok(up(3).ID, at(14), "3.3.3.3", "US"))
 			return nil
 		}, true},
-		{"remove a servable upstream", func() error { _, err := s.Remove(ctx, a); return err }, true},
+		{"remove a servable upstream", func() error { _, err := s.Remove(ctx, "test", a); return err }, true},
 	}
 	prev, err := s.Version(ctx)
 	if err != nil {
@@ -788,7 +788,7 @@ func TestOpenReadOnly(t *testing.T) {
 			do   func() error
 		}{
 			{"Add", func() error { _, err := r.Add(ctx, "manual", up(4)); return err }},
-			{"Remove", func() error { _, err := r.Remove(ctx, up(1).ID); return err }},
+			{"Remove", func() error { _, err := r.Remove(ctx, "test", up(1).ID); return err }},
 			{"UpsertSource", func() error { _, err := r.UpsertSource(ctx, upstream.SourceMeta{Name: "x"}, nil); return err }},
 			{"RecordSourceError", func() error { return r.RecordSourceError(ctx, upstream.SourceMeta{Name: "x"}, errors.New("e")) }},
 			{"Reschedule", func() error { return r.Reschedule(ctx, nil, time.Now()) }},
