@@ -49,7 +49,28 @@ func runRemove(ctx context.Context, c *cmd) int {
 			Removed int `json:"removed"`
 		}{n})
 	} else {
-		fmt.Fprintf(c.stdout, "removed %s\n", pos[0])
+		fmt.Fprintf(c.stdout, "removed %s (if a source still lists it, it stays removed: proxypoolctl restore undoes it)\n", pos[0])
+	}
+	return exitOK
+}
+
+// runRestore is "proxypoolctl restore ID|URI...": removed (tombstoned) or
+// retired upstreams back into the pool; exit 5 when none of them was.
+func runRestore(ctx context.Context, c *cmd) int {
+	pos, code, ok := c.parse("one or more IDs or URIs (see proxypoolctl list --state removed)")
+	if !ok {
+		return code
+	}
+	n, code := fetch(ctx, c, false, func(b *backend) (int, error) { return b.Restore(ctx, pos) })
+	if code != exitOK {
+		return code
+	}
+	if c.JSON {
+		printJSON(c.stdout, struct {
+			Restored int `json:"restored"`
+		}{n})
+	} else {
+		fmt.Fprintf(c.stdout, "restored %d of %d (back in the pool; the probe checks them within seconds)\n", n, len(pos))
 	}
 	return exitOK
 }

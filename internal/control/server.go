@@ -334,9 +334,9 @@ func (h handler) List(sender dbus.Sender, filter map[string]string, offset, limi
 		return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown anonymity %q (want elite, anonymous or transparent)", q.Anonymity)})
 	}
 	switch q.State {
-	case "", upstream.Unknown, upstream.Healthy, upstream.Failing, upstream.Dead:
+	case "", upstream.Unknown, upstream.Healthy, upstream.Failing, upstream.Dead, upstream.Removed, upstream.Retired:
 	default:
-		return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown state %q (want healthy, failing, dead or unknown)", q.State)})
+		return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown state %q (want healthy, failing, dead, unknown, removed or retired)", q.State)})
 	}
 	if q.Limit <= 0 {
 		q.Limit = DefaultListLimit
@@ -391,6 +391,19 @@ func (h handler) Remove(sender dbus.Sender, idOrURI string) (uint32, *dbus.Error
 	n, err := h.s.m.Remove(ctx, idOrURI)
 	if err != nil {
 		return 0, h.s.callError("Remove", err)
+	}
+	return uint32(n), nil
+}
+
+func (h handler) Restore(sender dbus.Sender, idsOrURIs []string) (uint32, *dbus.Error) {
+	ctx, cancel, derr := h.call(sender, "Restore", true)
+	if derr != nil {
+		return 0, derr
+	}
+	defer cancel()
+	n, err := h.s.m.Restore(ctx, idsOrURIs)
+	if err != nil {
+		return 0, h.s.callError("Restore", err)
 	}
 	return uint32(n), nil
 }
