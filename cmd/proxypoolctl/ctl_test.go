@@ -76,6 +76,13 @@ type daemon struct {
 
 func startDaemon(t *testing.T, addr string, opts control.Options, src string) *daemon {
 	t.Helper()
+	return startDaemonRetiring(t, addr, opts, src, 0)
+}
+
+// startDaemonRetiring is startDaemon whose refresh retires after
+// retireAfter (refresh.retire-after; 0: never).
+func startDaemonRetiring(t *testing.T, addr string, opts control.Options, src string, retireAfter time.Duration) *daemon {
+	t.Helper()
 	d := &daemon{dbDir: t.TempDir()}
 	ctx, cancel := context.WithCancel(context.Background())
 	var srvMu sync.Mutex
@@ -97,7 +104,7 @@ func startDaemon(t *testing.T, addr string, opts control.Options, src string) *d
 		Store: st, Checker: p, CheckPoll: 20 * time.Millisecond,
 		// The real daemon wakes the probe after a refresh; here only
 		// check does, so that the golden counts do not race.
-		Refresher: fileRefresher{st: st, url: src, after: func() {}},
+		Refresher: fileRefresher{st: st, url: src, after: func() {}, retireAfter: retireAfter},
 		Tor:       d,
 		Emit: func(pr control.Progress) {
 			srvMu.Lock()
@@ -147,16 +154,18 @@ func resultFor(u upstream.Upstream) upstream.CheckResult {
 		Caps: caps}
 }
 
-// fileRefresher is the daemon's refresh over the real source fetcher.
+// fileRefresher is the daemon's refresh over the real source.Refresher
+// (fetcher, retirement).
 type fileRefresher struct {
-	st    *store.Store
-	url   string
-	after func()
+	st          *store.Store
+	url         string
+	after       func()
+	retireAfter time.Duration
 }
 
 func (r fileRefresher) Refresh(ctx context.Context, progress func(done, total int)) error {
-	f := &source.Fetcher{Progress: progress}
-	f.Refresh(ctx, r.st, []source.Source{{Name: "local", URL: r.url}}, true)
+	rf := &source.Refresher{Sources: []source.Source{{Name: "local", URL: r.url}}, Sink: r.st, RetireAfter: r.retireAfter}
+	rf.Refresh(ctx, progress) // a failed source shows in status, as in the daemon
 	r.after()
 	return nil
 }

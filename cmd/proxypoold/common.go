@@ -69,7 +69,7 @@ func (e *env) refresher(sink source.Sink, added func()) *source.Refresher {
 	log := e.log.WithField(logging.FieldComponent, "refresh")
 	return &source.Refresher{
 		Fetcher: &source.Fetcher{Logger: log, Concurrency: e.cfg.Refresh.Concurrency},
-		Sources: e.sources(), Sink: sink, Log: log, Added: added,
+		Sources: e.sources(), Sink: sink, Log: log, Added: added, RetireAfter: e.cfg.Refresh.RetireAfter,
 	}
 }
 

@@ -69,6 +69,7 @@ var keyProofs = map[string]string{
 	"probe.uplink-check":              "TODO",
 	"refresh.concurrency":             "TODO",
 	"refresh.interval":                "TODO",
+	"refresh.retire-after":            "source.TestRefresherRetires",
 	"slo.check-interval":              "TODO",
 	"slo.min-action-interval":         "TODO",
 	"slo.min-exits":                   "TODO",

@@ -161,8 +161,17 @@ func (s *Store) TouchSource(ctx context.Context, meta upstream.SourceMeta) error
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (name) DO UPDATE SET url = ?2, format = ?3,
 			etag = CASE WHEN ?4 <> '' THEN ?4 ELSE etag END,
 			last_modified = CASE WHEN ?5 <> '' THEN ?5 ELSE last_modified END,
-			last_fetch = ?6, last_ok = ?6, last_error = '', last_new = 0, last_seen = total - last_removed, last_gone = 0`,
+			last_fetch = ?6, last_ok = ?6, last_error = '', last_new = 0, last_gone = 0`,
 			meta.Name, meta.URL, meta.Format, meta.ETag, meta.LastModified, ms(meta.LastFetch)); err != nil {
+			return false, err
+		}
+		// what it lists is seen again, but the tombstones among it (the
+		// operator may have removed some since the last fetch)
+		if _, err := tx.ExecContext(ctx, `UPDATE sources SET last_removed = (SELECT count(*) FROM upstream_sources x
+			JOIN upstreams u ON u.id = x.upstream_id WHERE x.source = ?1 AND u.state = 'removed') WHERE name = ?1`, meta.Name); err != nil {
+			return false, err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE sources SET last_seen = total - last_removed WHERE name = ?", meta.Name); err != nil {
 			return false, err
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE upstreams SET last_seen = ? WHERE id IN
