@@ -383,27 +383,23 @@ func (h handler) Add(sender dbus.Sender, uri string) (string, bool, *dbus.Error)
 }
 
 func (h handler) Remove(sender dbus.Sender, idOrURI string) (uint32, *dbus.Error) {
-	ctx, cancel, derr := h.call(sender, "Remove", true)
-	if derr != nil {
-		return 0, derr
-	}
-	defer cancel()
-	n, err := h.s.m.Remove(ctx, idOrURI)
-	if err != nil {
-		return 0, h.s.callError("Remove", err)
-	}
-	return uint32(n), nil
+	return h.count(sender, "Remove", func(ctx context.Context) (int, error) { return h.s.m.Remove(ctx, idOrURI) })
 }
 
 func (h handler) Restore(sender dbus.Sender, idsOrURIs []string) (uint32, *dbus.Error) {
-	ctx, cancel, derr := h.call(sender, "Restore", true)
+	return h.count(sender, "Restore", func(ctx context.Context) (int, error) { return h.s.m.Restore(ctx, idsOrURIs) })
+}
+
+// count runs a mutating method that answers how many upstreams it changed.
+func (h handler) count(sender dbus.Sender, method string, fn func(ctx context.Context) (int, error)) (uint32, *dbus.Error) {
+	ctx, cancel, derr := h.call(sender, method, true)
 	if derr != nil {
 		return 0, derr
 	}
 	defer cancel()
-	n, err := h.s.m.Restore(ctx, idsOrURIs)
+	n, err := fn(ctx)
 	if err != nil {
-		return 0, h.s.callError("Restore", err)
+		return 0, h.s.callError(method, err)
 	}
 	return uint32(n), nil
 }
