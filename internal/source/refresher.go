@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,8 +28,11 @@ type Refresher struct {
 	Added func()
 	// RetireAfter (refresh.retire-after), when > 0 and Sink is a Retirer:
 	// after every refresh, upstreams no source has listed for this long
-	// leave the pool.
+	// leave the pool. Only Sources and Keep (sources filled by others than
+	// this refresher, such as tor's) count as listing: a source taken out
+	// of the config lists nothing.
 	RetireAfter time.Duration
+	Keep        []string
 
 	once sync.Once
 	mu   sync.Mutex // the operator's refreshes run one at a time
@@ -142,7 +146,14 @@ func (r *Refresher) retire(ctx context.Context, rep Report) Report {
 	if !ok || r.RetireAfter <= 0 {
 		return rep
 	}
-	n, err := rt.Retire(ctx, r.RetireAfter)
+	live := slices.Clone(r.Keep)
+	for _, s := range r.Sources {
+		live = append(live, s.Name)
+	}
+	if live == nil {
+		live = []string{} // none configured: only Manual's links count
+	}
+	n, err := rt.Retire(ctx, r.RetireAfter, live)
 	switch {
 	case err != nil:
 		rep.RetireErr = err.Error()

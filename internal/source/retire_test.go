@@ -112,6 +112,18 @@ func TestRefresherRetires(t *testing.T) {
 	}
 	healthy, err := st.Healthy(ctx)
 	if err != nil || len(healthy) != 1 || healthy[0].ID != id(2) {
-		t.Fatalf("served at the end: %d upstreams, %v; want only 2", len(healthy), err)
+		t.Fatalf("served after the steps: %d upstreams, %v; want only 2", len(healthy), err)
+	}
+
+	// a taken out of the config: what it listed retires, the tombstone stays
+	r.Sources, r.RetireAfter = nil, 20*time.Millisecond
+	time.Sleep(30 * time.Millisecond)
+	if rep := r.Once(ctx, false); rep.Retired != 2 || rep.RetireErr != "" {
+		t.Fatalf("refresh with no source configured: %+v, want 2 retired", rep)
+	}
+	for i, want := range []upstream.State{upstream.Removed, upstream.Retired, upstream.Retired} {
+		if got := state(i + 1); got != want {
+			t.Errorf("source gone: upstream %d: %s, want %s", i+1, got, want)
+		}
 	}
 }

@@ -37,10 +37,10 @@ type Toucher interface {
 }
 
 // Retirer is optionally implemented by a Sink to retire the upstreams no
-// source has listed for longer than after (the store: state retired, out
-// of the pool) and say how many went.
+// source in live has listed for longer than after (the store: state
+// retired, out of the pool) and say how many went.
 type Retirer interface {
-	Retire(ctx context.Context, after time.Duration) (int, error)
+	Retire(ctx context.Context, after time.Duration, live []string) (int, error)
 }
 
 // Source is one configured source.

@@ -1146,15 +1146,15 @@ func TestTombstoneRestoreRetire(t *testing.T) {
 
 	// a drops 1 and 2 (both were healthy, so they stay); 5 is also by hand
 	refresh(upstream.SourceSummary{Source: "a", Seen: 2, Gone: 2}, 3, 5)
-	if n, err := s.Retire(ctx, time.Hour); n != 0 || err != nil {
+	if n, err := s.Retire(ctx, time.Hour, nil); n != 0 || err != nil {
 		t.Fatalf("Retire(1h) right after = %d, %v; want 0", n, err)
 	}
-	if n, err := s.Retire(ctx, 0); n != 0 || err != nil {
+	if n, err := s.Retire(ctx, 0, nil); n != 0 || err != nil {
 		t.Fatalf("Retire(0: never) = %d, %v; want 0", n, err)
 	}
 	time.Sleep(30 * time.Millisecond)
 	v0, _ := s.Version(ctx)
-	if n, err := s.Retire(ctx, 10*time.Millisecond); n != 2 || err != nil {
+	if n, err := s.Retire(ctx, 10*time.Millisecond, nil); n != 2 || err != nil {
 		t.Fatalf("Retire(10ms) = %d, %v; want 2 (1 and 2)", n, err)
 	}
 	if v, _ := s.Version(ctx); v == v0 {
@@ -1182,11 +1182,26 @@ func TestTombstoneRestoreRetire(t *testing.T) {
 		t.Fatalf("Restore(retired 1) = %d, %v", n, err)
 	}
 	time.Sleep(30 * time.Millisecond)
-	if n, err := s.Retire(ctx, 10*time.Millisecond); n != 0 || err != nil {
+	if n, err := s.Retire(ctx, 10*time.Millisecond, nil); n != 0 || err != nil {
 		t.Fatalf("Retire after restoring 1 = %d, %v; want 0 (1 is by hand now)", n, err)
 	}
 	if r, _ := s.Get(ctx, up(1).ID); !reflect.DeepEqual(r.Sources, []string{Manual}) {
 		t.Fatalf("restored retired upstream's sources: %v, want [manual]", r.Sources)
+	}
+
+	// a taken out of the config: its links stop counting, manual's do not
+	if n, err := s.Retire(ctx, 10*time.Millisecond, []string{"a"}); n != 0 || err != nil {
+		t.Fatalf("Retire with a still configured = %d, %v; want 0", n, err)
+	}
+	if n, err := s.Retire(ctx, 10*time.Millisecond, []string{"tor"}); n != 2 || err != nil ||
+		state(2) != upstream.Retired || state(3) != upstream.Retired || state(1) != upstream.Unknown || state(5) != upstream.Healthy {
+		t.Fatalf("Retire with a out of the config = %d, %v; want 2 and 3 retired, 1 and 5 (by hand) kept", n, err)
+	}
+	if n, err := s.Restore(ctx, Manual, up(2).ID, up(3).ID); n != 2 || err != nil {
+		t.Fatalf("Restore(2, 3) = %d, %v", n, err)
+	}
+	if r, _ := s.Get(ctx, up(2).ID); !reflect.DeepEqual(r.Sources, []string{"a"}) {
+		t.Fatalf("restored upstream still linked to a: sources %v, want [a] (not adopted)", r.Sources)
 	}
 
 	// add by hand lifts a tombstone

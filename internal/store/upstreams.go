@@ -518,11 +518,18 @@ func (s *Store) Restore(ctx context.Context, adopt string, ids ...string) (int, 
 // Retire takes out of the pool the upstreams that no source has listed
 // for longer than after (their last_seen), Manual's never (they stay
 // linked to it): state retired, row and history kept, so a source that
-// lists one again brings it back. after <= 0 retires nothing. It returns
-// how many it retired.
-func (s *Store) Retire(ctx context.Context, after time.Duration) (int, error) {
+// lists one again brings it back. live, when not nil, names the sources
+// that still exist (the configured ones and pseudo-sources such as tor):
+// a link to any other (a source taken out of the config) no longer counts
+// as listing. after <= 0 retires nothing. It returns how many it retired.
+func (s *Store) Retire(ctx context.Context, after time.Duration, live []string) (int, error) {
 	if after <= 0 {
 		return 0, nil
+	}
+	listing, args := "", []any{ms(time.Now().Add(-after))}
+	if live != nil {
+		b, _ := json.Marshal(append([]string{Manual}, live...))
+		listing, args = " AND x.source IN (SELECT value FROM json_each(?))", append(args, string(b))
 	}
 	var retired int
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
@@ -530,7 +537,7 @@ func (s *Store) Retire(ctx context.Context, after time.Duration) (int, error) {
 		now := time.Now()
 		// an orphan is linked to no source, so no healthy run is credited
 		rows, err := tx.QueryContext(ctx, "SELECT id, "+servable+" FROM upstreams u WHERE "+inPool+
-			" AND last_seen < ? AND NOT EXISTS (SELECT 1 FROM upstream_sources x WHERE x.upstream_id = u.id)", ms(now.Add(-after)))
+			" AND last_seen < ? AND NOT EXISTS (SELECT 1 FROM upstream_sources x WHERE x.upstream_id = u.id"+listing+")", args...)
 		if err != nil {
 			return false, err
 		}
