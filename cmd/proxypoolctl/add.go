@@ -36,20 +36,39 @@ func runAdd(ctx context.Context, c *cmd) int {
 
 // runRemove is "proxypoolctl remove ID|URI": exit 5 when no such upstream.
 func runRemove(ctx context.Context, c *cmd) int {
-	pos, code, ok := c.parse("exactly one ID or URI (see proxypoolctl list)")
+	return runCounted(ctx, c, "exactly one ID or URI (see proxypoolctl list)", "removed",
+		func(b *backend, pos []string) (int, error) { return b.Remove(ctx, pos[0]) },
+		func(n int, pos []string) string {
+			return fmt.Sprintf("removed %s (if a source still lists it, it stays removed: proxypoolctl restore undoes it)", pos[0])
+		})
+}
+
+// runRestore is "proxypoolctl restore ID|URI...": removed (tombstoned) or
+// retired upstreams back into the pool; exit 5 when none of them was.
+func runRestore(ctx context.Context, c *cmd) int {
+	return runCounted(ctx, c, "one or more IDs or URIs (see proxypoolctl list --state removed)", "restored",
+		func(b *backend, pos []string) (int, error) { return b.Restore(ctx, pos) },
+		func(n int, pos []string) string {
+			return fmt.Sprintf("restored %d of %d (back in the pool; the probe checks them within seconds)", n, len(pos))
+		})
+}
+
+// runCounted runs a verb whose call answers how many upstreams it changed:
+// with --json {"<key>": n}, else the line text words.
+func runCounted(ctx context.Context, c *cmd, operands, key string, call func(b *backend, pos []string) (int, error),
+	text func(n int, pos []string) string) int {
+	pos, code, ok := c.parse(operands)
 	if !ok {
 		return code
 	}
-	n, code := fetch(ctx, c, false, func(b *backend) (int, error) { return b.Remove(ctx, pos[0]) })
+	n, code := fetch(ctx, c, false, func(b *backend) (int, error) { return call(b, pos) })
 	if code != exitOK {
 		return code
 	}
 	if c.JSON {
-		printJSON(c.stdout, struct {
-			Removed int `json:"removed"`
-		}{n})
+		printJSON(c.stdout, map[string]int{key: n})
 	} else {
-		fmt.Fprintf(c.stdout, "removed %s\n", pos[0])
+		fmt.Fprintln(c.stdout, text(n, pos))
 	}
 	return exitOK
 }

@@ -124,6 +124,9 @@ func (r jobResult) printOutcome(w io.Writer) {
 			if s.Error != "" {
 				fetch = "error: " + s.Error
 			}
+			if s.Removed > 0 {
+				fetch += fmt.Sprintf(", %d listed but removed by the operator", s.Removed)
+			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Name, s.Listed, s.New, s.Seen, s.Gone, s.Failed, fetch)
 		}
 		tw.Flush()

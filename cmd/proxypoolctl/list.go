@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,7 +20,7 @@ import (
 // any size streams without one huge reply.
 func runList(ctx context.Context, c *cmd) int {
 	var q control.ListQuery
-	state := c.fs.String("state", "", "only upstreams in this `STATE` (healthy, failing, dead, unknown)")
+	state := c.fs.String("state", "", "only upstreams in this `STATE` (healthy, failing, dead, unknown; removed, retired: out of the pool, listed only when asked for)")
 	c.fs.StringVar(&q.Country, "country", "", "only upstreams whose exit is in country `CC`")
 	c.fs.StringVar(&q.Group, "group", "", "only upstreams of the explicit group `G` (tor instances)")
 	c.fs.StringVar(&q.Source, "source", "", "only upstreams listed by source `S` (manual: added by hand)")
@@ -39,9 +40,9 @@ func runList(ctx context.Context, c *cmd) int {
 	}
 	q.State = upstream.State(strings.ToLower(*state))
 	switch q.State {
-	case "", upstream.Healthy, upstream.Failing, upstream.Dead, upstream.Unknown:
+	case "", upstream.Healthy, upstream.Failing, upstream.Dead, upstream.Unknown, upstream.Removed, upstream.Retired:
 	default:
-		fmt.Fprintf(c.stderr, "proxypoolctl list: unknown --state %q (want healthy, failing, dead or unknown)\n", *state)
+		fmt.Fprintf(c.stderr, "proxypoolctl list: unknown --state %q (want healthy, failing, dead, unknown, removed or retired)\n", *state)
 		return exitUsage
 	}
 	if *limit < 0 || *offset < 0 {
@@ -82,7 +83,7 @@ func runList(ctx context.Context, c *cmd) int {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
 				dash(r.Caps.String()), dash(string(r.Anonymity)), dash(r.Country), latency(r), strconv.FormatFloat(r.Score, 'f', 0, 64), dash(r.ExitIP),
-				ago(now, r.LastCheck), dash(strings.Join(r.Sources, ",")), dash(oneLine(upstream.Failure(r.LastCause, r.LastError))))
+				ago(now, r.LastCheck), dash(strings.Join(r.Sources, ",")), dash(oneLine(lastWord(r, now))))
 		}
 		if tw != nil {
 			return tw.Flush() // one page at a time: columns are aligned per page
@@ -102,6 +103,18 @@ func runList(ctx context.Context, c *cmd) int {
 }
 
 var errEnough = fmt.Errorf("enough records")
+
+// lastWord is the LAST ERROR column: why the last check failed, or, for
+// an upstream out of the pool, who took it out and when.
+func lastWord(r upstream.Record, now time.Time) string {
+	switch r.State {
+	case upstream.Removed:
+		return "removed by " + cmp.Or(r.RemovedBy, "the operator") + ", " + ago(now, r.RemovedAt) + " (proxypoolctl restore " + r.ID + " undoes it)"
+	case upstream.Retired:
+		return "retired " + ago(now, r.RemovedAt) + ": no source lists it"
+	}
+	return upstream.Failure(r.LastCause, r.LastError)
+}
 
 // oneLine keeps a row a row: an error text may hold anything an upstream
 // sent (newlines, tabs, escapes).

@@ -34,11 +34,16 @@ func runStatus(ctx context.Context, c *cmd) int {
 
 func printStatus(w io.Writer, st control.Status, topN int, now time.Time) {
 	total := 0
-	for _, n := range st.States {
-		total += n
+	for s, n := range st.States {
+		if s.InPool() {
+			total += n
+		}
 	}
 	fmt.Fprintf(w, "pool: %d upstreams: %d healthy, %d failing, %d dead, %d unknown (version %d)\n", total,
 		st.States[upstream.Healthy], st.States[upstream.Failing], st.States[upstream.Dead], st.States[upstream.Unknown], st.Version)
+	if rm, rt := st.States[upstream.Removed], st.States[upstream.Retired]; rm > 0 || rt > 0 {
+		fmt.Fprintf(w, "out of the pool: removed: %d (by the operator), retired: %d (no source lists them; list --state removed|retired)\n", rm, rt)
+	}
 	if st.Exits != nil {
 		fmt.Fprintf(w, "exits: %d distinct exit IPs, %d of them healthy\n", st.Exits.Distinct, st.Exits.Healthy)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/proxypool/proxypool/internal/probe"
 	"github.com/proxypool/proxypool/internal/source"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/torops"
 )
 
 // env is what every subcommand starts from.
@@ -79,6 +80,7 @@ func (e *env) refresher(sink source.Sink, added func()) *source.Refresher {
 	return &source.Refresher{
 		Fetcher: &source.Fetcher{Logger: log, Concurrency: e.cfg.Refresh.Concurrency},
 		Sources: e.sources(), Sink: sink, Log: log, Added: added,
+		RetireAfter: e.cfg.Refresh.RetireAfter, Keep: []string{torops.SourceName},
 	}
 }
 

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/proxypool/proxypool/internal/config"
+	"github.com/proxypool/proxypool/internal/source"
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // Listener and group names reach logs, metric labels and clients' error
@@ -41,5 +45,43 @@ func TestListenerAndGroupNames(t *testing.T) {
 	}
 	if len(names) != 2 {
 		t.Errorf("pool groups %v, want us and one upstream-0123456789abcdef", names)
+	}
+}
+
+// TestPrintSummaries: proxypoold refresh's table says which listed
+// upstreams the operator removed and, under it, how many it retired.
+func TestPrintSummaries(t *testing.T) {
+	tests := []struct {
+		name       string
+		rep        source.Report
+		want, not  []string
+		wantHeader bool
+	}{
+		{"removed and retired", source.Report{Sources: []upstream.SourceSummary{{Source: "free", Seen: 4, Removed: 1}}, Retired: 2},
+			[]string{"free", "1 listed but removed by the operator", "retired: 2 (no source has listed them for refresh.retire-after)"}, nil, true},
+		{"nothing out of the pool", source.Report{Sources: []upstream.SourceSummary{{Source: "free", New: 3}}},
+			[]string{"free"}, []string{"removed", "retired"}, true},
+		{"retiring failed", source.Report{RetireErr: "retiring upstreams no source lists: disk full"},
+			[]string{"retired: error: retiring upstreams no source lists: disk full"}, []string{"SOURCE"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			printSummaries(&b, tt.rep)
+			out := b.String()
+			if strings.HasPrefix(out, "SOURCE") != tt.wantHeader {
+				t.Errorf("header: %q", out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(out, w) {
+					t.Errorf("output has %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }

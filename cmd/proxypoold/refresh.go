@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/proxypool/proxypool/internal/source"
-	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 func runRefresh(ctx context.Context, g *globals, args []string) error {
@@ -25,29 +24,36 @@ func runRefresh(ctx context.Context, g *globals, args []string) error {
 	}
 	defer st.Close()
 	r := e.refresher(st, nil)
-	var sums []upstream.SourceSummary
+	var rep source.Report
 	if due && !force {
-		sums = r.Due(ctx)
+		rep = r.Due(ctx)
 	} else {
-		sums = r.Once(ctx, force)
+		rep = r.Once(ctx, force)
 	}
-	printSummaries(g.stdout, sums)
-	return source.AllFailed(sums)
+	printSummaries(g.stdout, rep)
+	return source.AllFailed(rep.Sources)
 }
 
-func printSummaries(w io.Writer, sums []upstream.SourceSummary) {
-	if len(sums) == 0 {
-		return
+func printSummaries(w io.Writer, rep source.Report) {
+	if len(rep.Sources) > 0 {
+		fmt.Fprintf(w, "%-20s %6s %6s %6s %7s  %s\n", "SOURCE", "NEW", "SEEN", "GONE", "FAILED", "NOTE")
 	}
-	fmt.Fprintf(w, "%-20s %6s %6s %6s %7s  %s\n", "SOURCE", "NEW", "SEEN", "GONE", "FAILED", "NOTE")
-	for _, s := range sums {
+	for _, s := range rep.Sources {
 		note := ""
 		switch {
 		case s.Err != "":
 			note = "error: " + s.Err
 		case s.NotModified:
 			note = "not modified"
+		case s.Removed > 0:
+			note = fmt.Sprintf("%d listed but removed by the operator", s.Removed)
 		}
 		fmt.Fprintf(w, "%-20s %6d %6d %6d %7d  %s\n", s.Source, s.New, s.Seen, s.Gone, s.Failed, note)
+	}
+	switch {
+	case rep.RetireErr != "":
+		fmt.Fprintf(w, "retired: error: %s\n", rep.RetireErr)
+	case rep.Retired > 0:
+		fmt.Fprintf(w, "retired: %d (no source has listed them for refresh.retire-after)\n", rep.Retired)
 	}
 }

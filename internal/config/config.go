@@ -102,6 +102,9 @@ func (s Source) FilePath() (string, bool) { return filePath(s.URL) }
 type Refresh struct {
 	Interval    time.Duration `yaml:"interval"`    // 1h
 	Concurrency int           `yaml:"concurrency"` // sources fetched at once (8)
+	// RetireAfter: an upstream no source has listed for this long leaves
+	// the pool (state retired) at the next refresh; 0 = never (24h).
+	RetireAfter time.Duration `yaml:"retire-after"`
 }
 
 // Probe tunes the health checker.
@@ -261,7 +264,7 @@ type SLO struct {
 func Default() *Config {
 	return &Config{
 		Database: "/var/lib/proxypool/proxypool.db",
-		Refresh:  Refresh{Interval: time.Hour, Concurrency: 8},
+		Refresh:  Refresh{Interval: time.Hour, Concurrency: 8, RetireAfter: 24 * time.Hour},
 		Probe: Probe{
 			Judges:          []string{"http://httpbin.org/get", "https://ifconfig.me/all.json", "https://api.ipify.org"},
 			Interval:        5 * time.Minute,

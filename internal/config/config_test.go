@@ -197,6 +197,7 @@ func TestBadInput(t *testing.T) {
 		{"session ttl over its cap", "gateway:\n  session-ttl: 2h\n  max-session-ttl: 1h\n", `t.yaml:2: gateway.session-ttl: 2h0m0s is longer than gateway.max-session-ttl (1h0m0s)`},
 		{"zero session id cap", "gateway:\n  max-session-id: 0\n", `t.yaml:2: gateway.max-session-id: 0 is less than 1`},
 		{"negative auth delay", "gateway:\n  auth-delay-max: -1s\n", `t.yaml:2: gateway.auth-delay-max: must not be negative`},
+		{"negative retire-after", "refresh:\n  retire-after: -1h\n", `t.yaml:2: refresh.retire-after: must not be negative`},
 		{"zero concurrency", "probe:\n  concurrency: 0\n", `t.yaml:2: probe.concurrency: 0 is less than 1`},
 		{"share not a number", "gateway:\n  eject-client-share: lots\n", `t.yaml:2: gateway.eject-client-share: "lots" is not a number (use 0.1 or 10%)`},
 		{"share above 1", "gateway:\n  eject-client-share: 150%\n", `t.yaml:2: gateway.eject-client-share: must be a share of the pool above 0 and at most 1`},

@@ -100,6 +100,7 @@ var keyProofs = map[string]string{
 	"gateway.client-timeout":             "gateway.TestLoopMaxConnsAndIdle, gateway.TestSlowlorisAndHeaderCap",
 	"gateway.upstream-handshake-timeout": "gateway.TestUpstreamHandshakeTimeout, config.TestHandshakeTimeoutIsDeprecated",
 	"gateway.max-attempts":               "gateway.TestInstantRefusalsDoNotUseUpTries, config.TestGatewayTryKeys",
+	"refresh.retire-after":               "source.TestRefresherRetires",
 }
 
 // pendingKeys17b are the keys whose new behaviour another branch (keys17b:

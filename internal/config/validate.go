@@ -55,6 +55,7 @@ func (v *validator) validate() {
 	v.sources()
 	v.positive("refresh.interval", c.Refresh.Interval)
 	v.atLeast("refresh.concurrency", c.Refresh.Concurrency, 1)
+	v.nonNegative("refresh.retire-after", c.Refresh.RetireAfter)
 	v.probe()
 	v.groups()
 	v.gateway()

@@ -194,6 +194,13 @@ func (c *Client) Remove(ctx context.Context, idOrURI string) (int, error) {
 	return int(n), err
 }
 
+// Restore brings removed and retired upstreams back, by ID or URI.
+func (c *Client) Restore(ctx context.Context, idsOrURIs []string) (int, error) {
+	var n uint32
+	err := c.wrap("Restore", c.call(ctx, "Restore", idsOrURIs).Store(&n))
+	return int(n), err
+}
+
 // Import adds every upstream in text.
 func (c *Client) Import(ctx context.Context, text string) (ImportReport, error) {
 	var r ImportReport

@@ -54,8 +54,14 @@ type Manager interface {
 	// its ID; created is false when it was already in the pool.
 	Add(ctx context.Context, uri string) (id string, created bool, err error)
 	// Remove removes the upstream with this ID or URI and returns how many
-	// were removed (0 wraps ErrNotFound instead).
+	// were removed (0 wraps ErrNotFound instead). One a source still lists
+	// is kept as a tombstone (state removed) that refreshes do not bring
+	// back.
 	Remove(ctx context.Context, idOrURI string) (int, error)
+	// Restore brings removed (tombstoned) and retired upstreams, by ID or
+	// URI, back into the pool and returns how many came back (0 wraps
+	// ErrNotFound instead).
+	Restore(ctx context.Context, idsOrURIs []string) (int, error)
 	// Import adds every upstream in text (any format parse understands) and
 	// reports line by line.
 	Import(ctx context.Context, text string) (ImportReport, error)
@@ -144,10 +150,11 @@ type SourceStatus struct {
 	Listed    int       `json:"listed"`
 	Parsed    int       `json:"parsed"` // upstreams the last fetch read
 	// New, Seen, Gone: what the last fetch changed in the pool.
-	New    int `json:"new"`
-	Seen   int `json:"seen"`
-	Gone   int `json:"gone"`
-	Failed int `json:"failed"` // lines of the last fetch that did not parse
+	New     int `json:"new"`
+	Seen    int `json:"seen"`
+	Gone    int `json:"gone"`
+	Removed int `json:"removed"` // listed, but removed by the operator (not brought back)
+	Failed  int `json:"failed"`  // lines of the last fetch that did not parse
 }
 
 // GatewayStatus is what the gateway reports about its traffic.

@@ -189,6 +189,12 @@ func TestCallsOnPrivateBus(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "0123456789abcdef") {
 		t.Errorf("Remove(unknown) = %v, want ErrNotFound naming the id", err)
 	}
+	if n, err := w.cli.Restore(ctx, []string{"http://127.0.0.3:8080", "0123456789abcdef"}); n != 1 || err != nil {
+		t.Errorf("Restore = %d, %v; want 1", n, err)
+	}
+	if n, err := w.cli.Restore(ctx, []string{"0123456789abcdef"}); !errors.Is(err, ErrNotFound) || n != 0 {
+		t.Errorf("Restore(not removed) = %d, %v; want ErrNotFound", n, err)
+	}
 
 	for name, f := range map[string]func(context.Context) (string, error){
 		"check":   func(ctx context.Context) (string, error) { return w.cli.Check(ctx, nil) },
@@ -411,6 +417,8 @@ func childMain(addr string, calls []string) int {
 			_, err = cli.Import(ctx, "socks5://127.0.0.9:1081")
 		case "Remove":
 			_, err = cli.Remove(ctx, "socks5://127.0.0.9:1080")
+		case "Restore":
+			_, err = cli.Restore(ctx, []string{"socks5://127.0.0.9:1080"})
 		case "Check":
 			_, err = cli.Check(ctx, nil)
 		case "Refresh":

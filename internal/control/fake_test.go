@@ -15,16 +15,19 @@ import (
 
 // fakeManager is a tiny in-memory Manager: plain proxy URIs only.
 type fakeManager struct {
-	mu   sync.Mutex
-	recs map[string]upstream.Record
-	jobs int
+	mu      sync.Mutex
+	recs    map[string]upstream.Record
+	removed map[string]upstream.Record // what Remove took, for Restore
+	jobs    int
 	// callers are the Callers List found in its context, in call order
 	callers []Caller
 }
 
 var _ Manager = (*fakeManager)(nil)
 
-func newFake() *fakeManager { return &fakeManager{recs: map[string]upstream.Record{}} }
+func newFake() *fakeManager {
+	return &fakeManager{recs: map[string]upstream.Record{}, removed: map[string]upstream.Record{}}
+}
 
 func parseURI(s string) (upstream.Upstream, error) {
 	u, err := url.Parse(strings.TrimSpace(s))
@@ -101,6 +104,7 @@ func (f *fakeManager) Remove(ctx context.Context, idOrURI string) (int, error) {
 	if _, ok := f.recs[id]; !ok {
 		return 0, fmt.Errorf("upstream %s: %w", idOrURI, ErrNotFound)
 	}
+	f.removed[id] = f.recs[id]
 	delete(f.recs, id)
 	return 1, nil
 }
@@ -162,4 +166,24 @@ func (f *fakeManager) TorNewnym(ctx context.Context, port int) error {
 		return fmt.Errorf("no tor instance on port %d: %w", port, ErrNotFound)
 	}
 	return nil
+}
+
+func (f *fakeManager) Restore(ctx context.Context, idsOrURIs []string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, id := range idsOrURIs {
+		if up, err := parseURI(id); err == nil && strings.Contains(id, "://") {
+			id = up.ID
+		}
+		if r, ok := f.removed[id]; ok {
+			f.recs[id] = r
+			delete(f.removed, id)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("none of %v is removed: %w", idsOrURIs, ErrNotFound)
+	}
+	return n, nil
 }

@@ -334,9 +334,9 @@ func (h handler) List(sender dbus.Sender, filter map[string]string, offset, limi
 		return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown anonymity %q (want elite, anonymous or transparent)", q.Anonymity)})
 	}
 	switch q.State {
-	case "", upstream.Unknown, upstream.Healthy, upstream.Failing, upstream.Dead:
+	case "", upstream.Unknown, upstream.Healthy, upstream.Failing, upstream.Dead, upstream.Removed, upstream.Retired:
 	default:
-		return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown state %q (want healthy, failing, dead or unknown)", q.State)})
+		return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown state %q (want healthy, failing, dead, unknown, removed or retired)", q.State)})
 	}
 	if q.Limit <= 0 {
 		q.Limit = DefaultListLimit
@@ -383,14 +383,23 @@ func (h handler) Add(sender dbus.Sender, uri string) (string, bool, *dbus.Error)
 }
 
 func (h handler) Remove(sender dbus.Sender, idOrURI string) (uint32, *dbus.Error) {
-	ctx, cancel, derr := h.call(sender, "Remove", true)
+	return h.count(sender, "Remove", func(ctx context.Context) (int, error) { return h.s.m.Remove(ctx, idOrURI) })
+}
+
+func (h handler) Restore(sender dbus.Sender, idsOrURIs []string) (uint32, *dbus.Error) {
+	return h.count(sender, "Restore", func(ctx context.Context) (int, error) { return h.s.m.Restore(ctx, idsOrURIs) })
+}
+
+// count runs a mutating method that answers how many upstreams it changed.
+func (h handler) count(sender dbus.Sender, method string, fn func(ctx context.Context) (int, error)) (uint32, *dbus.Error) {
+	ctx, cancel, derr := h.call(sender, method, true)
 	if derr != nil {
 		return 0, derr
 	}
 	defer cancel()
-	n, err := h.s.m.Remove(ctx, idOrURI)
+	n, err := fn(ctx)
 	if err != nil {
-		return 0, h.s.callError("Remove", err)
+		return 0, h.s.callError(method, err)
 	}
 	return uint32(n), nil
 }

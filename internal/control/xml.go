@@ -14,7 +14,7 @@ import (
 // proxypool.
 var (
 	ReadOnlyMethods = []string{"List", "Status", "Export", "TorStatus"}
-	MutatingMethods = []string{"Add", "Remove", "Import", "Check", "Refresh", "TorNewnym", "TorGenerate"}
+	MutatingMethods = []string{"Add", "Remove", "Restore", "Import", "Check", "Refresh", "TorNewnym", "TorGenerate"}
 )
 
 // Property names on Interface, one per field of Counts.
@@ -50,6 +50,7 @@ func managerInterface() introspect.Interface {
 			{Name: "Status", Args: []introspect.Arg{out("status_json", "s")}, Annotations: annotationJSON},
 			{Name: "Add", Args: []introspect.Arg{in("uri", "s"), out("id", "s"), out("created", "b")}},
 			{Name: "Remove", Args: []introspect.Arg{in("id_or_uri", "s"), out("removed", "u")}},
+			{Name: "Restore", Args: []introspect.Arg{in("ids_or_uris", "as"), out("restored", "u")}},
 			{Name: "Import", Args: []introspect.Arg{in("text", "s"), out("report_json", "s")}, Annotations: annotationJSON},
 			{Name: "Check", Args: []introspect.Arg{in("ids", "as"), out("job", "s")}},
 			{Name: "Refresh", Args: []introspect.Arg{out("job", "s")}},

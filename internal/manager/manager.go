@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/user"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,8 +20,8 @@ import (
 )
 
 // ManualSource is the source name upstreams added by Add and Import are
-// listed under.
-const ManualSource = "manual"
+// listed under (never retired; removing one deletes it).
+const ManualSource = store.Manual
 
 // Store is the part of *store.Store the manager uses. A read-only store
 // serves List, Status and Export; its writing methods fail.
@@ -30,7 +32,8 @@ type Store interface {
 	Healthy(ctx context.Context) ([]upstream.Record, error)
 	SourceReputation(ctx context.Context) ([]store.Reputation, error)
 	Add(ctx context.Context, source string, ups ...upstream.Upstream) (int, error)
-	Remove(ctx context.Context, ids ...string) (int, error)
+	Remove(ctx context.Context, by string, ids ...string) (int, error)
+	Restore(ctx context.Context, adopt string, ids ...string) (int, error)
 	Reschedule(ctx context.Context, ids []string, at time.Time) error
 	ProbeState(ctx context.Context) (store.ProbeState, error)
 	Sources(ctx context.Context) ([]upstream.SourceMeta, error)
@@ -173,8 +176,9 @@ func (m *Manager) Status(ctx context.Context) (control.Status, error) {
 		return control.Status{}, fmt.Errorf("reading the pool version: %w", err)
 	}
 	st := control.Status{
-		Version:   v,
-		States:    map[upstream.State]int{upstream.Healthy: 0, upstream.Failing: 0, upstream.Dead: 0, upstream.Unknown: 0},
+		Version: v,
+		States: map[upstream.State]int{upstream.Healthy: 0, upstream.Failing: 0, upstream.Dead: 0, upstream.Unknown: 0,
+			upstream.Removed: 0, upstream.Retired: 0},
 		Sources:   c.BySource,
 		Countries: c.ByCountry,
 		Groups:    c.ByGroup,
@@ -236,7 +240,7 @@ func (m *Manager) storedStatus(ctx context.Context, st *control.Status) error {
 	for _, s := range srcs {
 		st.SourceState = append(st.SourceState, control.SourceStatus{Name: s.Name, LastFetch: s.LastFetch,
 			LastOK: s.LastOK, Error: s.LastError, Listed: s.Total, Parsed: s.OK, Failed: s.Failed,
-			New: s.New, Seen: s.Seen, Gone: s.Gone})
+			New: s.New, Seen: s.Seen, Gone: s.Gone, Removed: s.Removed})
 	}
 	return nil
 }
@@ -262,20 +266,45 @@ func (m *Manager) Add(ctx context.Context, uri string) (string, bool, error) {
 	return u.ID, n > 0, nil
 }
 
-// Remove removes one upstream given by its ID or its URI.
-func (m *Manager) Remove(ctx context.Context, idOrURI string) (int, error) {
+// idOf is the upstream id an operator gave as an ID or a URI.
+func idOf(idOrURI string) (string, error) {
 	id := strings.TrimSpace(idOrURI)
 	if id == "" {
-		return 0, fmt.Errorf("%w: empty id", control.ErrInvalid)
+		return "", fmt.Errorf("%w: empty id", control.ErrInvalid)
 	}
 	if strings.Contains(id, "://") {
 		u, err := parse.ParseURI(id)
 		if err != nil {
-			return 0, fmt.Errorf("%w: %v", control.ErrInvalid, err)
+			return "", fmt.Errorf("%w: %v", control.ErrInvalid, err)
 		}
 		id = u.ID
 	}
-	n, err := m.o.Store.Remove(ctx, id)
+	return id, nil
+}
+
+// callerName says who called, for a tombstone's removed_by: "uid 0
+// (root)", or "uid N" when the uid has no name here.
+func callerName(ctx context.Context) string {
+	c, ok := control.CallerFrom(ctx)
+	if !ok {
+		return "store" // proxypoolctl --db or a test: no bus caller
+	}
+	name := fmt.Sprintf("uid %d", c.UID)
+	if u, err := user.LookupId(strconv.FormatUint(uint64(c.UID), 10)); err == nil {
+		name += " (" + u.Username + ")"
+	}
+	return name
+}
+
+// Remove removes one upstream given by its ID or its URI: one a source
+// still lists stays as a tombstone the source does not bring back (see
+// store.Remove), anything else is deleted.
+func (m *Manager) Remove(ctx context.Context, idOrURI string) (int, error) {
+	id, err := idOf(idOrURI)
+	if err != nil {
+		return 0, err
+	}
+	n, err := m.o.Store.Remove(ctx, callerName(ctx), id)
 	if err != nil {
 		return 0, storeErr("removing "+id, err)
 	}
@@ -283,6 +312,35 @@ func (m *Manager) Remove(ctx context.Context, idOrURI string) (int, error) {
 		return 0, fmt.Errorf("no upstream %s in the pool: %w", idOrURI, control.ErrNotFound)
 	}
 	m.forgetTotals()
+	return n, nil
+}
+
+// Restore brings removed and retired upstreams back into the pool, given
+// by ID or URI; a retired one stays as added by hand (source manual).
+func (m *Manager) Restore(ctx context.Context, idsOrURIs []string) (int, error) {
+	if len(idsOrURIs) == 0 {
+		return 0, fmt.Errorf("%w: no id to restore", control.ErrInvalid)
+	}
+	ids := make([]string, 0, len(idsOrURIs))
+	for _, s := range idsOrURIs {
+		id, err := idOf(s)
+		if err != nil {
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	n, err := m.o.Store.Restore(ctx, ManualSource, ids...)
+	if err != nil {
+		return 0, storeErr("restoring "+strings.Join(ids, " "), err)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("no removed or retired upstream %s (see proxypoolctl list --state removed): %w",
+			strings.Join(idsOrURIs, ", "), control.ErrNotFound)
+	}
+	m.forgetTotals()
+	if m.o.Checker != nil {
+		m.o.Checker.Trigger() // they are due now: check them at once
+	}
 	return n, nil
 }
 

@@ -163,6 +163,65 @@ func TestImportAddRemove(t *testing.T) {
 	}
 }
 
+// TestRemoveRestore: the manager's remove keeps a tombstone for an
+// upstream a source lists, naming the caller; restore takes IDs or URIs,
+// refuses nothing to restore and bad input with the errors proxypoolctl
+// turns into exit codes, and wakes the probe.
+func TestRemoveRestore(t *testing.T) {
+	ctx := ctxT(t)
+	st := openStore(t)
+	probe := newProbe(st)
+	m := New(Options{Store: st, Checker: probe})
+	defer m.Close()
+	probe.Progress = m
+	go probe.Run(ctx)
+	ups := plainUpstreams(t, 2)
+	if _, err := st.UpsertSource(ctx, upstream.SourceMeta{Name: "lists"}, ups); err != nil {
+		t.Fatal(err)
+	}
+	callCtx := control.WithCaller(ctx, control.Caller{UID: 0, Privileged: true})
+	if n, err := m.Remove(callCtx, ups[0].URI()); n != 1 || err != nil {
+		t.Fatalf("Remove: %d, %v", n, err)
+	}
+	page, err := m.List(ctx, control.ListQuery{State: upstream.Removed})
+	if err != nil || len(page.Records) != 1 || page.Total != 1 || !strings.HasPrefix(page.Records[0].RemovedBy, "uid 0") {
+		t.Fatalf("List removed: %+v, %v; want the one removed by uid 0", page, err)
+	}
+	if page, _ := m.List(ctx, control.ListQuery{}); page.Total != 1 {
+		t.Fatalf("List of the pool after remove: total %d, want 1", page.Total)
+	}
+	tests := []struct {
+		name    string
+		ids     []string
+		want    int
+		wantErr error
+	}{
+		{"nothing given", nil, 0, control.ErrInvalid},
+		{"junk URI", []string{"gopher://x"}, 0, control.ErrInvalid},
+		{"in the pool, not removed", []string{ups[1].ID}, 0, control.ErrNotFound},
+		{"by id, with one unknown", []string{ups[0].ID, "0123456789abcdef"}, 1, nil},
+		{"again", []string{ups[0].URI()}, 0, control.ErrNotFound},
+	}
+	for _, tt := range tests {
+		n, err := m.Restore(ctx, tt.ids)
+		if n != tt.want || !errors.Is(err, tt.wantErr) {
+			t.Errorf("%s: Restore(%v) = %d, %v; want %d, %v", tt.name, tt.ids, n, err, tt.want, tt.wantErr)
+		}
+	}
+	// only Restore triggered the probe here: it checked both at once
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := m.Counts(ctx)
+		if err == nil && c.Total == 2 && c.Healthy == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counts after restore: %+v, %v; want 2 healthy (the probe woken)", c, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestListPagingAndFilters(t *testing.T) {
 	ctx := ctxT(t)
 	st := openStore(t)

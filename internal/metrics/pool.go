@@ -83,7 +83,7 @@ func newPoolCollector(m *Metrics) *poolCollector {
 		m:            m,
 		groups:       map[string]groupSeen{},
 		sources:      map[string]sourceSeen{},
-		upstreams:    d("pool_upstreams", "Upstreams in the store, by state (unknown, healthy, failing, dead).", "state"),
+		upstreams:    d("pool_upstreams", "Upstreams in the store, by state (unknown, healthy, failing, dead; removed, retired: out of the pool).", "state"),
 		healthy:      d("pool_healthy_upstreams", "Servable upstreams in the whole pool."),
 		bySource:     d("pool_upstreams_by_source", "Upstreams listed, by source.", "source"),
 		byType:       d("pool_upstreams_by_type", "Upstreams, by protocol type.", "type"),
@@ -123,7 +123,7 @@ func (c *poolCollector) set(s PoolSnapshot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s.ByState != nil {
-		for _, st := range []upstream.State{upstream.Unknown, upstream.Healthy, upstream.Failing, upstream.Dead} {
+		for _, st := range []upstream.State{upstream.Unknown, upstream.Healthy, upstream.Failing, upstream.Dead, upstream.Removed, upstream.Retired} {
 			if _, ok := s.ByState[string(st)]; !ok {
 				s.ByState[string(st)] = 0
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,6 +26,13 @@ type Refresher struct {
 	// Added, if set, is called after a refresh that brought new
 	// upstreams (the probe checks them at once).
 	Added func()
+	// RetireAfter (refresh.retire-after), when > 0 and Sink is a Retirer:
+	// after every refresh, upstreams no source has listed for this long
+	// leave the pool. Only Sources and Keep (sources filled by others than
+	// this refresher, such as tor's) count as listing: a source taken out
+	// of the config lists nothing.
+	RetireAfter time.Duration
+	Keep        []string
 
 	once sync.Once
 	mu   sync.Mutex // the operator's refreshes run one at a time
@@ -43,13 +51,23 @@ func (r *Refresher) init() {
 	})
 }
 
+// Report is what one refresh did: a summary per source, and how many
+// upstreams it retired (RetireErr: why retiring failed).
+type Report struct {
+	Sources   []upstream.SourceSummary
+	Retired   int
+	RetireErr string
+}
+
 // Once fetches every source (force: even those fetched within their
-// MinInterval) and returns one summary per source.
-func (r *Refresher) Once(ctx context.Context, force bool) []upstream.SourceSummary {
+// MinInterval) and reports one summary per source and what it retired.
+// With no source configured it fetches nothing, but still retires:
+// upstreams of a source taken out of the config are no longer listed.
+func (r *Refresher) Once(ctx context.Context, force bool) Report {
 	r.init()
 	if len(r.Sources) == 0 {
 		r.Log.Warn("no sources configured (sources: in the config): nothing to refresh")
-		return nil
+		return r.retire(ctx, Report{})
 	}
 	return r.run(ctx, when{force: force}, nil)
 }
@@ -57,11 +75,11 @@ func (r *Refresher) Once(ctx context.Context, force bool) []upstream.SourceSumma
 // Due is the scheduled refresh (the timer's `proxypoold refresh --due`,
 // Loop): only the sources whose Interval has passed since their last
 // fetch; the others are summarised as not modified.
-func (r *Refresher) Due(ctx context.Context) []upstream.SourceSummary {
+func (r *Refresher) Due(ctx context.Context) Report {
 	r.init()
 	if len(r.Sources) == 0 {
 		r.Log.Warn("no sources configured (sources: in the config): nothing to refresh")
-		return nil
+		return r.retire(ctx, Report{})
 	}
 	return r.run(ctx, when{due: true}, nil)
 }
@@ -71,7 +89,7 @@ func (r *Refresher) Due(ctx context.Context) []upstream.SourceSummary {
 // skipped for it or not modified; err joins each failed source's error.
 func (r *Refresher) Early(ctx context.Context, group string) (fetched bool, err error) {
 	var errs []error
-	for _, s := range r.Once(ctx, false) {
+	for _, s := range r.Once(ctx, false).Sources {
 		fetched = fetched || !s.NotModified
 		if s.Err != "" {
 			errs = append(errs, errors.New(s.Source+": "+s.Err))
@@ -111,10 +129,10 @@ func (r *Refresher) Refresh(ctx context.Context, progress func(done, total int))
 	if len(r.Sources) == 0 {
 		return errors.New("no sources configured (sources: in the config): nothing to refresh")
 	}
-	return AllFailed(r.run(ctx, when{force: true}, progress))
+	return AllFailed(r.run(ctx, when{force: true}, progress).Sources)
 }
 
-func (r *Refresher) run(ctx context.Context, w when, progress func(done, total int)) []upstream.SourceSummary {
+func (r *Refresher) run(ctx context.Context, w when, progress func(done, total int)) Report {
 	sums := r.Fetcher.refresh(ctx, r.Sink, r.Sources, w, progress)
 	added := false
 	for _, s := range sums {
@@ -126,13 +144,43 @@ func (r *Refresher) run(ctx context.Context, w when, progress func(done, total i
 			l.Infof("source %s not modified", s.Source)
 		default:
 			added = added || s.New > 0
-			l.Infof("source %s: %d new, %d seen again, %d gone, %d failed lines", s.Source, s.New, s.Seen, s.Gone, s.Failed)
+			line := fmt.Sprintf("source %s: %d new, %d seen again, %d gone, %d failed lines", s.Source, s.New, s.Seen, s.Gone, s.Failed)
+			if s.Removed > 0 {
+				line += fmt.Sprintf(", %d removed by the operator (not brought back; proxypoolctl restore)", s.Removed)
+			}
+			l.Info(line)
 		}
 	}
 	if added && r.Added != nil {
 		r.Added()
 	}
-	return sums
+	return r.retire(ctx, Report{Sources: sums})
+}
+
+// retire runs the Sink's Retirer after a refresh, when RetireAfter is set,
+// and logs what it did.
+func (r *Refresher) retire(ctx context.Context, rep Report) Report {
+	rt, ok := r.Sink.(Retirer)
+	if !ok || r.RetireAfter <= 0 {
+		return rep
+	}
+	live := slices.Clone(r.Keep)
+	for _, s := range r.Sources {
+		live = append(live, s.Name)
+	}
+	if live == nil {
+		live = []string{} // none configured: only Manual's links count
+	}
+	n, err := rt.Retire(ctx, r.RetireAfter, live)
+	switch {
+	case err != nil:
+		rep.RetireErr = err.Error()
+		r.Log.WithField(logging.FieldError, rep.RetireErr).Warnf("refresh: %v", err)
+	case n > 0:
+		rep.Retired = n
+		r.Log.Infof("retired %d upstreams no source has listed for %s (proxypoolctl list --state retired)", n, r.RetireAfter)
+	}
+	return rep
 }
 
 // AllFailed is an error when every one of sums failed (none: nil).

@@ -112,12 +112,12 @@ func TestIntervals(t *testing.T) {
 		run      func() int
 		requests int // in all, after the step
 	}{
-		{"first scheduled refresh fetches", 0, func() int { return len(r.Due(ctx)) }, 1},
-		{"scheduled refresh within the interval skips", 30 * time.Minute, func() int { return len(r.Due(ctx)) }, 1},
-		{"scheduled refresh at the interval less a tenth fetches", 55 * time.Minute, func() int { return len(r.Due(ctx)) }, 2},
-		{"early refresh past min-interval is not held by interval", 70 * time.Minute, func() int { return len(r.Once(ctx, false)) }, 3},
-		{"scheduled refresh after it waits a whole interval again", 75 * time.Minute, func() int { return len(r.Due(ctx)) }, 3},
-		{"early refresh within min-interval skips", 78 * time.Minute, func() int { return len(r.Once(ctx, false)) }, 3},
+		{"first scheduled refresh fetches", 0, func() int { return len(r.Due(ctx).Sources) }, 1},
+		{"scheduled refresh within the interval skips", 30 * time.Minute, func() int { return len(r.Due(ctx).Sources) }, 1},
+		{"scheduled refresh at the interval less a tenth fetches", 55 * time.Minute, func() int { return len(r.Due(ctx).Sources) }, 2},
+		{"early refresh past min-interval is not held by interval", 70 * time.Minute, func() int { return len(r.Once(ctx, false).Sources) }, 3},
+		{"scheduled refresh after it waits a whole interval again", 75 * time.Minute, func() int { return len(r.Due(ctx).Sources) }, 3},
+		{"early refresh within min-interval skips", 78 * time.Minute, func() int { return len(r.Once(ctx, false).Sources) }, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

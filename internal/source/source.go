@@ -36,6 +36,13 @@ type Toucher interface {
 	TouchSource(ctx context.Context, meta upstream.SourceMeta) error
 }
 
+// Retirer is optionally implemented by a Sink to retire the upstreams no
+// source in live has listed for longer than after (the store: state
+// retired, out of the pool) and say how many went.
+type Retirer interface {
+	Retire(ctx context.Context, after time.Duration, live []string) (int, error)
+}
+
 // Source is one configured source.
 type Source struct {
 	Name   string

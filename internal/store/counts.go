@@ -8,7 +8,7 @@ import (
 
 // Counts summarize the pool for status output and metrics.
 type Counts struct {
-	Total       int            `json:"total"`
+	Total       int            `json:"total"`   // in the pool: removed and retired upstreams are only in ByState
 	Healthy     int            `json:"healthy"` // servable
 	ByState     map[string]int `json:"by_state"`
 	BySource    map[string]int `json:"by_source"`    // upstreams listed, per source
@@ -35,11 +35,11 @@ func (s *Store) Counts(ctx context.Context) (Counts, error) {
 		q   string
 	}{
 		{&c.ByState, "SELECT state, count(*) FROM upstreams GROUP BY state"},
-		{&c.BySource, "SELECT source, count(*) FROM upstream_sources GROUP BY source"},
+		{&c.BySource, "SELECT x.source, count(*) FROM upstream_sources x JOIN upstreams u ON u.id = x.upstream_id WHERE " + inPool + " GROUP BY x.source"},
 		{&c.ByCountry, "SELECT country, count(*) FROM upstreams u WHERE country <> '' AND " + servable + " GROUP BY country"},
-		{&c.ByType, "SELECT type, count(*) FROM upstreams GROUP BY type"},
+		{&c.ByType, "SELECT type, count(*) FROM upstreams u WHERE " + inPool + " GROUP BY type"},
 		{&c.ByAnonymity, "SELECT anonymity, count(*) FROM upstreams u WHERE anonymity <> '' AND " + servable + " GROUP BY anonymity"},
-		{&c.ByGroup, "SELECT grp, count(*) FROM upstreams WHERE grp <> '' GROUP BY grp"},
+		{&c.ByGroup, "SELECT grp, count(*) FROM upstreams u WHERE grp <> '' AND " + inPool + " GROUP BY grp"},
 	}
 	for _, g := range groups {
 		m, err := countBy(ctx, tx, g.q)
@@ -50,7 +50,7 @@ func (s *Store) Counts(ctx context.Context) (Counts, error) {
 	}
 	err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(`+servable+`), 0),
 		count(DISTINCT nullif(exit_ip, '')),
-		count(DISTINCT CASE WHEN `+servable+` THEN nullif(exit_ip, '') END) FROM upstreams u`).
+		count(DISTINCT CASE WHEN `+servable+` THEN nullif(exit_ip, '') END) FROM upstreams u WHERE `+inPool).
 		Scan(&c.Total, &c.Healthy, &c.DistinctExits, &c.HealthyExits)
 	if err != nil {
 		return c, fmt.Errorf("counting upstreams: %w", err)

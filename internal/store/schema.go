@@ -186,6 +186,12 @@ ALTER TABLE sources ADD COLUMN last_gone INTEGER NOT NULL DEFAULT 0;`,
 	// 9: the usable exits discovery found for each tor group (metrics:
 	// exits available, not only the ones instances use).
 	`ALTER TABLE tor_groups ADD COLUMN usable INTEGER NOT NULL DEFAULT 0;`,
+	// 10: tombstones and retirement (states 'removed' and 'retired'):
+	// when the upstream left the pool and who removed it; and how many
+	// of each source's last fetch were removed by the operator.
+	`ALTER TABLE upstreams ADD COLUMN removed_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE upstreams ADD COLUMN removed_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE sources ADD COLUMN last_removed INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.

@@ -11,13 +11,13 @@ import (
 )
 
 const sourceCols = `s.name, s.url, s.format, s.etag, s.last_modified, s.last_fetch, s.last_ok, s.last_error,
-	s.lines, s.ok, s.failed, s.total, coalesce(st.ever_healthy, 0), s.last_new, s.last_seen, s.last_gone`
+	s.lines, s.ok, s.failed, s.total, coalesce(st.ever_healthy, 0), s.last_new, s.last_seen, s.last_gone, s.last_removed`
 
 func scanSource(sc scanner) (upstream.SourceMeta, error) {
 	var m upstream.SourceMeta
 	var lastFetch, lastOK int64
 	err := sc.Scan(&m.Name, &m.URL, &m.Format, &m.ETag, &m.LastModified, &lastFetch, &lastOK, &m.LastError,
-		&m.Lines, &m.OK, &m.Failed, &m.Total, &m.EverHealthy, &m.New, &m.Seen, &m.Gone)
+		&m.Lines, &m.OK, &m.Failed, &m.Total, &m.EverHealthy, &m.New, &m.Seen, &m.Gone, &m.Removed)
 	m.LastFetch, m.LastOK = fromMS(lastFetch), fromMS(lastOK)
 	return m, err
 }
@@ -59,9 +59,11 @@ func (s *Store) Sources(ctx context.Context) ([]upstream.SourceMeta, error) {
 // transaction: the source row (meta, with LastFetch and LastOK defaulting to
 // now and Total set to the distinct upstreams listed), new upstreams
 // inserted (unknown, due now), listed ones touched and linked, and the ones
-// the source no longer lists unlinked (Gone). An unlinked upstream no source
-// lists any more is deleted if it was never healthy; ever-healthy ones stay
-// until the probe finds them dead and PruneDead removes them.
+// the source no longer lists unlinked (Gone). A listed upstream the
+// operator removed stays removed (Removed); a retired one comes back (New).
+// An unlinked upstream no source lists any more is deleted if it was never
+// healthy; ever-healthy ones stay until the probe finds them dead and
+// PruneDead removes them, or Retire retires them.
 func (s *Store) UpsertSource(ctx context.Context, meta upstream.SourceMeta, ups []upstream.Upstream) (upstream.SourceSummary, error) {
 	sum := upstream.SourceSummary{Source: meta.Name, Failed: meta.Failed}
 	if meta.Name == "" {
@@ -81,7 +83,7 @@ func (s *Store) UpsertSource(ctx context.Context, meta upstream.SourceMeta, ups 
 			ON CONFLICT (name) DO UPDATE SET gen = gen + 1 RETURNING gen`, meta.Name).Scan(&gen); err != nil {
 			return false, err
 		}
-		res, err := link(ctx, tx, meta.Name, gen, ups, now)
+		res, err := link(ctx, tx, meta.Name, gen, ups, now, false)
 		if err != nil {
 			return false, err
 		}
@@ -95,9 +97,9 @@ func (s *Store) UpsertSource(ctx context.Context, meta upstream.SourceMeta, ups 
 			meta.Lines, meta.OK, meta.Failed, len(ups), meta.Name); err != nil {
 			return false, err
 		}
-		sum.New, sum.Seen, sum.Gone = res.added, res.seen, gone
-		if _, err := tx.ExecContext(ctx, "UPDATE sources SET last_new = ?, last_seen = ?, last_gone = ? WHERE name = ?",
-			sum.New, sum.Seen, sum.Gone, meta.Name); err != nil {
+		sum.New, sum.Seen, sum.Gone, sum.Removed = res.added, res.seen, gone, res.removed
+		if _, err := tx.ExecContext(ctx, "UPDATE sources SET last_new = ?, last_seen = ?, last_gone = ?, last_removed = ? WHERE name = ?",
+			sum.New, sum.Seen, sum.Gone, sum.Removed, meta.Name); err != nil {
 			return false, err
 		}
 		return res.bump, nil
@@ -159,8 +161,17 @@ func (s *Store) TouchSource(ctx context.Context, meta upstream.SourceMeta) error
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (name) DO UPDATE SET url = ?2, format = ?3,
 			etag = CASE WHEN ?4 <> '' THEN ?4 ELSE etag END,
 			last_modified = CASE WHEN ?5 <> '' THEN ?5 ELSE last_modified END,
-			last_fetch = ?6, last_ok = ?6, last_error = '', last_new = 0, last_seen = total, last_gone = 0`,
+			last_fetch = ?6, last_ok = ?6, last_error = '', last_new = 0, last_gone = 0`,
 			meta.Name, meta.URL, meta.Format, meta.ETag, meta.LastModified, ms(meta.LastFetch)); err != nil {
+			return false, err
+		}
+		// what it lists is seen again, but the tombstones among it (the
+		// operator may have removed some since the last fetch)
+		if _, err := tx.ExecContext(ctx, `UPDATE sources SET last_removed = (SELECT count(*) FROM upstream_sources x
+			JOIN upstreams u ON u.id = x.upstream_id WHERE x.source = ?1 AND u.state = 'removed') WHERE name = ?1`, meta.Name); err != nil {
+			return false, err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE sources SET last_seen = total - last_removed WHERE name = ?", meta.Name); err != nil {
 			return false, err
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE upstreams SET last_seen = ? WHERE id IN

@@ -145,6 +145,8 @@ var undoMigration = map[int]string{
 	7: "ALTER TABLE tor_groups DROP COLUMN planned; ALTER TABLE tor_groups DROP COLUMN short",
 	8: "ALTER TABLE sources DROP COLUMN last_new; ALTER TABLE sources DROP COLUMN last_seen; ALTER TABLE sources DROP COLUMN last_gone",
 	9: "ALTER TABLE tor_groups DROP COLUMN usable",
+	10: "ALTER TABLE upstreams DROP COLUMN removed_at; ALTER TABLE upstreams DROP COLUMN removed_by; " +
+		"ALTER TABLE sources DROP COLUMN last_removed",
 }
 
 // asOlder rewrites the current-schema file at path into what a build at

@@ -17,13 +17,17 @@ import (
 // servable is upstream.Status.Servable in SQL.
 const servable = `(u.state = 'healthy' AND u.untrusted = 0 AND u.anonymity <> 'transparent')`
 
+// inPool excludes the upstreams out of the pool (removed by the operator,
+// retired): they are neither checked, served, counted nor listed by default.
+const inPool = `u.state NOT IN ('removed', 'retired')`
+
 // recordCols are the columns scanRecord reads, in order.
 const recordCols = recordColsNoSources + `,
 	coalesce((SELECT group_concat(x.source, char(31)) FROM upstream_sources x WHERE x.upstream_id = u.id), '')`
 
 const recordColsNoSources = `u.id, u.type, u.server, u.port, u.name, u.grp, u.options, u.state, u.latency_ms,
 	u.exit_ip, u.country, u.anonymity, u.untrusted, u.failures, u.checks, u.oks, u.score, u.last_check, u.last_ok,
-	u.next_check, u.first_seen, u.last_seen, u.last_error, u.caps, u.last_cause`
+	u.next_check, u.first_seen, u.last_seen, u.last_error, u.caps, u.last_cause, u.removed_at, u.removed_by`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -39,11 +43,12 @@ func scanRecord(v []driver.Value, decode func(id, raw string) (map[string]any, e
 	r.LastCheck, r.LastOK, r.NextCheck = fromMS(vInt(v[17])), fromMS(vInt(v[18])), fromMS(vInt(v[19]))
 	r.FirstSeen, r.LastSeen, r.LastError = fromMS(vInt(v[20])), fromMS(vInt(v[21])), vStr(v[22])
 	r.Caps, r.LastCause = upstream.Caps(vInt(v[23])), causeOf(vStr(v[24]))
+	r.RemovedAt, r.RemovedBy = fromMS(vInt(v[25])), vStr(v[26])
 	var err error
 	if r.Options, err = decode(r.ID, vStr(v[6])); err != nil {
 		return r, err
 	}
-	if sources := vStr(v[25]); sources != "" {
+	if sources := vStr(v[27]); sources != "" {
 		r.Sources = strings.Split(sources, "\x1f")
 		slices.Sort(r.Sources)
 	}
@@ -93,6 +98,7 @@ func (s *Store) Get(ctx context.Context, id string) (upstream.Record, error) {
 
 // Filter selects upstreams for List. Zero fields match everything.
 type Filter struct {
+	// State "" selects the pool: every state but removed and retired.
 	State   upstream.State
 	Country string // ISO code, any case
 	Source  string // listed by this source
@@ -182,6 +188,8 @@ func (s *Store) List(ctx context.Context, f Filter) ([]upstream.Record, error) {
 	}
 	if f.State != "" {
 		add("u.state = ?", string(f.State))
+	} else {
+		where = append(where, inPool)
 	}
 	if f.Country != "" {
 		add("u.country = ?", strings.ToUpper(f.Country))
@@ -253,7 +261,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]upstream.R
 	if limit <= 0 {
 		limit = -1
 	}
-	recs, err := s.queryRecords(ctx, "SELECT "+recordCols+" FROM upstreams u WHERE u.next_check <= ?"+
+	recs, err := s.queryRecords(ctx, "SELECT "+recordCols+" FROM upstreams u WHERE u.next_check <= ? AND "+inPool+
 		" ORDER BY u.next_check, u.id LIMIT ?", ms(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("loading due upstreams: %w", err)
@@ -273,9 +281,15 @@ func (s *Store) Version(ctx context.Context) (uint64, error) {
 	return v, nil
 }
 
-// Add inserts upstreams listed by source ("manual" for proxypoolctl
-// add/import, "tor" for tor instances) and links existing ones to it.
-// New upstreams start unknown and due now. It returns how many were new.
+// Manual is the source upstreams added by hand (proxypoolctl add, import)
+// are listed under: they are never retired, and a link to it alone keeps
+// no tombstone (Remove deletes them).
+const Manual = "manual"
+
+// Add inserts upstreams listed by source (Manual for proxypoolctl
+// add/import) and links existing ones to it. New upstreams start unknown
+// and due now; removed or retired ones come back (the operator asked for
+// them), unknown and due now too. It returns how many entered the pool.
 func (s *Store) Add(ctx context.Context, source string, ups ...upstream.Upstream) (int, error) {
 	if source == "" {
 		return 0, fmt.Errorf("adding upstreams: empty source name")
@@ -287,7 +301,7 @@ func (s *Store) Add(ctx context.Context, source string, ups ...upstream.Upstream
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return false, err
 		}
-		res, err := link(ctx, tx, source, gen, dedupe(ups), time.Now())
+		res, err := link(ctx, tx, source, gen, dedupe(ups), time.Now(), true)
 		added = res.added
 		return res.bump, err
 	})
@@ -311,13 +325,15 @@ func dedupe(ups []upstream.Upstream) []upstream.Upstream {
 }
 
 type linkResult struct {
-	added, seen int
-	bump        bool
+	added, seen, removed int
+	bump                 bool
 }
 
 // link inserts the new upstreams, touches the known ones and links all of
-// them to source at generation gen. ups must be deduplicated.
-func link(ctx context.Context, tx *sql.Tx, source string, gen int64, ups []upstream.Upstream, now time.Time) (linkResult, error) {
+// them to source at generation gen. ups must be deduplicated. A retired
+// upstream comes back (added); a removed one too when lift is set (the
+// operator adds it), else it stays removed (counted in removed).
+func link(ctx context.Context, tx *sql.Tx, source string, gen int64, ups []upstream.Upstream, now time.Time, lift bool) (linkResult, error) {
 	var res linkResult
 	at := ms(now)
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO upstreams (id, type, server, port, name, grp, options, state,
@@ -325,7 +341,7 @@ func link(ctx context.Context, tx *sql.Tx, source string, gen int64, ups []upstr
 	if err != nil {
 		return res, err
 	}
-	look, err := tx.PrepareContext(ctx, "SELECT oks, "+servable+", grp FROM upstreams u WHERE id = ?")
+	look, err := tx.PrepareContext(ctx, "SELECT oks, "+servable+", grp, state FROM upstreams u WHERE id = ?")
 	if err != nil {
 		return res, err
 	}
@@ -336,6 +352,11 @@ func link(ctx context.Context, tx *sql.Tx, source string, gen int64, ups []upstr
 	}
 	lnk, err := tx.PrepareContext(ctx, `INSERT INTO upstream_sources (upstream_id, source, gen, first_seen, last_seen)
 		VALUES (?, ?, ?, ?, ?) ON CONFLICT (upstream_id, source) DO UPDATE SET gen = excluded.gen, last_seen = excluded.last_seen`)
+	if err != nil {
+		return res, err
+	}
+	back, err := tx.PrepareContext(ctx, `UPDATE upstreams SET state = 'unknown', failures = 0, next_check = ?1,
+		removed_at = 0, removed_by = '' WHERE id = ?2`)
 	if err != nil {
 		return res, err
 	}
@@ -360,12 +381,22 @@ func link(ctx context.Context, tx *sql.Tx, source string, gen int64, ups []upstr
 		if n, _ := r.RowsAffected(); n == 1 {
 			res.added++
 		} else {
-			res.seen++
 			var oks int
 			var serv bool
-			var grp string
-			if err := look.QueryRowContext(ctx, u.ID).Scan(&oks, &serv, &grp); err != nil {
+			var grp, state string
+			if err := look.QueryRowContext(ctx, u.ID).Scan(&oks, &serv, &grp, &state); err != nil {
 				return res, fmt.Errorf("reading upstream %s: %w", u.ID, err)
+			}
+			switch st := upstream.State(state); {
+			case st == upstream.Removed && !lift:
+				res.removed++
+			case !st.InPool():
+				if _, err := back.ExecContext(ctx, at, u.ID); err != nil {
+					return res, fmt.Errorf("bringing back upstream %s: %w", u.ID, err)
+				}
+				res.added++
+			default:
+				res.seen++
 			}
 			if _, err := touch.ExecContext(ctx, at, u.Group, u.ID); err != nil {
 				return res, fmt.Errorf("touching upstream %s: %w", u.ID, err)
@@ -392,9 +423,14 @@ func link(ctx context.Context, tx *sql.Tx, source string, gen int64, ups []upstr
 	return res, nil
 }
 
-// Remove deletes upstreams (and their links and history) by id. It
-// returns how many existed.
-func (s *Store) Remove(ctx context.Context, ids ...string) (int, error) {
+// Remove takes upstreams out of the pool by id, by saying who (shown in
+// list --state removed). One that a source other than Manual still lists
+// becomes a tombstone (state removed, row, links and history kept): the
+// source's refreshes do not bring it back, Restore does. Any other is
+// deleted with its links and history, a retired one included (no source
+// lists it). It returns how many were in the pool or retired; an already
+// removed upstream does not count.
+func (s *Store) Remove(ctx context.Context, by string, ids ...string) (int, error) {
 	var removed int
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		removed = 0
@@ -402,9 +438,12 @@ func (s *Store) Remove(ctx context.Context, ids ...string) (int, error) {
 		bump := false
 		for _, id := range ids {
 			var healthySince int64
-			var serv bool
-			err := tx.QueryRowContext(ctx, "SELECT healthy_since, "+servable+" FROM upstreams u WHERE id = ?", id).Scan(&healthySince, &serv)
-			if errors.Is(err, sql.ErrNoRows) {
+			var serv, listed bool
+			var state string
+			err := tx.QueryRowContext(ctx, "SELECT healthy_since, "+servable+", state, "+
+				"EXISTS (SELECT 1 FROM upstream_sources x WHERE x.upstream_id = u.id AND x.source <> ?) FROM upstreams u WHERE id = ?",
+				Manual, id).Scan(&healthySince, &serv, &state, &listed)
+			if errors.Is(err, sql.ErrNoRows) || upstream.State(state) == upstream.Removed {
 				continue
 			}
 			if err != nil {
@@ -413,7 +452,13 @@ func (s *Store) Remove(ctx context.Context, ids ...string) (int, error) {
 			if err := creditHealthy(ctx, tx, id, healthySince, now); err != nil {
 				return false, err
 			}
-			if _, err := tx.ExecContext(ctx, "DELETE FROM upstreams WHERE id = ?", id); err != nil {
+			if listed && upstream.State(state).InPool() {
+				_, err = tx.ExecContext(ctx, `UPDATE upstreams SET state = 'removed', removed_at = ?, removed_by = ?,
+					healthy_since = 0 WHERE id = ?`, now, by, id)
+			} else {
+				_, err = tx.ExecContext(ctx, "DELETE FROM upstreams WHERE id = ?", id)
+			}
+			if err != nil {
 				return false, err
 			}
 			removed++
@@ -425,6 +470,106 @@ func (s *Store) Remove(ctx context.Context, ids ...string) (int, error) {
 		return 0, fmt.Errorf("removing upstreams: %w", err)
 	}
 	return removed, nil
+}
+
+// Restore brings removed and retired upstreams back into the pool, unknown
+// and due now, with their history. One that no source lists (retired, or
+// removed and since dropped by its sources) is linked to adopt (the
+// manager passes Manual): the operator keeps it as added by hand, never
+// retired. It returns how many came back.
+func (s *Store) Restore(ctx context.Context, adopt string, ids ...string) (int, error) {
+	var restored int
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		restored = 0
+		now := time.Now()
+		at := ms(now)
+		var gen int64
+		if err := tx.QueryRowContext(ctx, "SELECT gen FROM sources WHERE name = ?", adopt).Scan(&gen); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
+		for _, id := range ids {
+			var state string
+			err := tx.QueryRowContext(ctx, "SELECT state FROM upstreams WHERE id = ?", id).Scan(&state)
+			if errors.Is(err, sql.ErrNoRows) || upstream.State(state).InPool() {
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO upstream_sources (upstream_id, source, gen, first_seen, last_seen)
+				SELECT ?1, ?2, ?3, ?4, ?4 WHERE NOT EXISTS (SELECT 1 FROM upstream_sources WHERE upstream_id = ?1)`,
+				id, adopt, gen, at); err != nil {
+				return false, err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE upstreams SET state = 'unknown', failures = 0, next_check = ?1,
+				last_seen = ?1, removed_at = 0, removed_by = '' WHERE id = ?2`, at, id); err != nil {
+				return false, err
+			}
+			restored++
+		}
+		return false, nil // unknown is not served: nothing the gateway sees changed yet
+	})
+	if err != nil {
+		return 0, fmt.Errorf("restoring upstreams: %w", err)
+	}
+	return restored, nil
+}
+
+// Retire takes out of the pool the upstreams that no source has listed
+// for longer than after (their last_seen), Manual's never (they stay
+// linked to it): state retired, row and history kept, so a source that
+// lists one again brings it back. live, when not nil, names the sources
+// that still exist (the configured ones and pseudo-sources such as tor):
+// a link to any other (a source taken out of the config) no longer counts
+// as listing. after <= 0 retires nothing. It returns how many it retired.
+func (s *Store) Retire(ctx context.Context, after time.Duration, live []string) (int, error) {
+	if after <= 0 {
+		return 0, nil
+	}
+	listing, args := "", []any{ms(time.Now().Add(-after))}
+	if live != nil {
+		b, _ := json.Marshal(append([]string{Manual}, live...))
+		listing, args = " AND x.source IN (SELECT value FROM json_each(?))", append(args, string(b))
+	}
+	var retired int
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		retired = 0
+		now := time.Now()
+		// an orphan is linked to no source, so no healthy run is credited
+		rows, err := tx.QueryContext(ctx, "SELECT id, "+servable+" FROM upstreams u WHERE "+inPool+
+			" AND last_seen < ? AND NOT EXISTS (SELECT 1 FROM upstream_sources x WHERE x.upstream_id = u.id"+listing+")", args...)
+		if err != nil {
+			return false, err
+		}
+		var orphans []string
+		bump := false
+		for rows.Next() {
+			var id string
+			var serv bool
+			if err := rows.Scan(&id, &serv); err != nil {
+				rows.Close()
+				return false, err
+			}
+			orphans = append(orphans, id)
+			bump = bump || serv
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return false, err
+		}
+		for _, id := range orphans {
+			if _, err := tx.ExecContext(ctx, `UPDATE upstreams SET state = 'retired', removed_at = ?, removed_by = '',
+				healthy_since = 0 WHERE id = ?`, ms(now), id); err != nil {
+				return false, err
+			}
+		}
+		retired = len(orphans)
+		return bump, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("retiring upstreams no source lists: %w", err)
+	}
+	return retired, nil
 }
 
 // Reschedule makes ids due at at ("check these now"); no ids means every

@@ -47,7 +47,7 @@ type writer struct {
 type WriterStats struct {
 	Commits uint64 // write transactions committed (each one fsync of the WAL)
 	Results uint64 // check results committed
-	Ignored uint64 // results for ids not in the store
+	Ignored uint64 // results for ids not in the store or out of the pool (removed, retired)
 	Queued  int    // entries waiting in the queue now
 }
 
@@ -79,7 +79,8 @@ func newWriter(s *Store) *writer {
 }
 
 // Submit queues a check result for the batching writer. It blocks while
-// the queue is full (backpressure). Results for unknown ids are ignored;
+// the queue is full (backpressure). Results for unknown ids and for
+// upstreams out of the pool (a check that ran while it was removed) are ignored;
 // on a read-only or closed store Submit does nothing.
 func (s *Store) Submit(r upstream.CheckResult) {
 	if s.w == nil {
@@ -297,7 +298,7 @@ func bumpVersion(ctx context.Context, tx *sql.Tx) (uint64, error) {
 const (
 	sqlGetStatuses = `SELECT id, state, latency_ms, exit_ip, country, anonymity, untrusted, failures, checks, oks, score,
 	last_check, last_ok, next_check, first_seen, last_seen, last_error, healthy_since, hist_seq, caps, last_cause
-	FROM upstreams WHERE id IN (SELECT value FROM json_each(?))`
+	FROM upstreams u WHERE id IN (SELECT value FROM json_each(?)) AND ` + inPool
 	sqlPutStatus = `UPDATE upstreams SET state = ?, latency_ms = ?, exit_ip = ?, country = ?, anonymity = ?, untrusted = ?,
 	failures = ?, checks = ?, oks = ?, score = ?, last_check = ?, last_ok = ?, next_check = ?, first_seen = ?,
 	last_error = ?, healthy_since = ?, hist_seq = ?, caps = ?, last_cause = ? WHERE id = ?`

@@ -311,7 +311,18 @@ const (
 	Healthy State = "healthy"
 	Failing State = "failing"
 	Dead    State = "dead"
+	// Removed and Retired are out of the pool, never checked nor served,
+	// their rows and history kept: Removed by the operator while a source
+	// still lists it (a tombstone: refreshes do not bring it back until
+	// proxypoolctl restore), Retired when no source has listed it for
+	// refresh.retire-after (listed again, it comes back).
+	Removed State = "removed"
+	Retired State = "retired"
 )
+
+// InPool reports whether s is one of the pool's states (not Removed or
+// Retired).
+func (s State) InPool() bool { return s != Removed && s != Retired }
 
 // Anonymity is what the judge saw of the client behind the upstream.
 type Anonymity string
@@ -356,6 +367,10 @@ type Record struct {
 	Upstream
 	Status
 	Sources []string `json:"sources,omitempty"`
+	// RemovedAt is when a Removed or Retired upstream left the pool;
+	// RemovedBy who removed it (the operator's D-Bus caller).
+	RemovedAt time.Time `json:"removed_at,omitzero"`
+	RemovedBy string    `json:"removed_by,omitempty"`
 }
 
 // CheckResult is the outcome of one check (active probe) or one passive
@@ -405,17 +420,21 @@ type SourceMeta struct {
 	EverHealthy  int       `json:"ever_healthy"`
 	// New, Seen and Gone are what the last fetch changed: upstreams added,
 	// listed again, no longer listed (a not-modified fetch: 0, all, 0).
-	New  int `json:"last_new"`
-	Seen int `json:"last_seen"`
-	Gone int `json:"last_gone"`
+	New     int `json:"last_new"`
+	Seen    int `json:"last_seen"`
+	Gone    int `json:"last_gone"`
+	Removed int `json:"last_removed"` // listed but removed by the operator
 }
 
 // SourceSummary is what one refresh of one source changed in the store.
 type SourceSummary struct {
-	Source      string `json:"source"`
-	New         int    `json:"new"`
-	Seen        int    `json:"seen"` // listed again
-	Gone        int    `json:"gone"` // listed before, not any more
+	Source string `json:"source"`
+	New    int    `json:"new"`
+	Seen   int    `json:"seen"` // listed again
+	Gone   int    `json:"gone"` // listed before, not any more
+	// Removed counts listed upstreams the operator removed (tombstones:
+	// not brought back, neither new nor seen).
+	Removed     int    `json:"removed"`
 	Failed      int    `json:"failed"`
 	Skipped     int    `json:"skipped"`
 	NotModified bool   `json:"not_modified,omitempty"`

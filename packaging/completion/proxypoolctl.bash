@@ -6,7 +6,7 @@ _proxypoolctl()
     local cur prev words cword
     _init_completion || return
 
-    local verbs="parse import add remove list status check refresh export tor help"
+    local verbs="parse import add remove restore list status check refresh export tor help"
     local global="--json --user --db --config --help --version"
 
     case $prev in
@@ -17,7 +17,7 @@ _proxypoolctl()
             COMPREPLY=($(compgen -W 'json txt clash' -- "$cur"))
             return ;;
         --state)
-            COMPREPLY=($(compgen -W 'healthy failing dead unknown' -- "$cur"))
+            COMPREPLY=($(compgen -W 'healthy failing dead unknown removed retired' -- "$cur"))
             return ;;
         --country|--group|--source|--limit|--offset|--timeout|--countries|--max-bytes)
             return ;;
@@ -61,7 +61,7 @@ _proxypoolctl()
             COMPREPLY=($(compgen -W "--format --output --json" -- "$cur")) ;;
         status)
             COMPREPLY=($(compgen -W "--json --countries" -- "$cur")) ;;
-        add|remove)
+        add|remove|restore)
             COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
         tor)
             if [[ -z $sub ]]; then
