@@ -17,10 +17,11 @@ import (
 )
 
 // TestSLOTorScaleUpE2E proves issue 8's Tor step through the whole product:
-// `proxypoold run` with tor.mode grouped and a US group whose floor is one
-// healthy upstream starts one tor instance (the floor's budget) for one of
-// the two /16 slots of the private network's US exits (each slot holds one
-// exit). When that instance's exit dies, the
+// `proxypoold run` with tor.mode single and a US group whose floor is one
+// healthy upstream starts one tor instance (the floor's budget) pinned to
+// one of the private network's two US exits. (Grouped mode would spread
+// both US /16s over that one instance, which then survives an exit's
+// death by itself.) When that instance's exit dies, the
 // group falls below its floor and the SLO guard, after re-checking it and
 // sending NEWNYM, brings up another instance on the unused US exit; the
 // group is back at its floor through it, within a bounded time.
@@ -63,7 +64,7 @@ tor:
   runner: process
   relays: control://%[6]s
   relays-format: control
-  mode: grouped
+  mode: single
   groups: [us]
   port-base: %[7]d
   port-max: %[8]d
@@ -104,10 +105,10 @@ slo: {min-healthy: 0, check-interval: 1s, min-action-interval: 2s}
 		t.Fatal(err)
 	}
 	var victim tornet.Exit
-	for _, e := range usExits { // grouped: ExitNodes lists the slot's addresses
-		if strings.Contains(string(torrc), e.Address+"/32") {
+	for fp, e := range usExits { // single: ExitNodes is the exit's $FINGERPRINT
+		if strings.Contains(strings.ToUpper(string(torrc)), "$"+fp) {
 			if victim.Name != "" {
-				t.Fatalf("torrc.%d pins both US exits; want one /16 slot each:\n%s", first.Port, torrc)
+				t.Fatalf("torrc.%d pins both US exits; want one each:\n%s", first.Port, torrc)
 			}
 			victim = e
 		}
@@ -187,7 +188,7 @@ slo: {min-healthy: 0, check-interval: 1s, min-action-interval: 2s}
 		t.Errorf("no tor process runs torrc.%d", fresh.Port)
 	}
 	torrc2, _ := os.ReadFile(filepath.Join(torrcDir, fmt.Sprintf("torrc.%d", fresh.Port)))
-	if strings.Contains(string(torrc2), victim.Address+"/32") {
+	if strings.Contains(strings.ToUpper(string(torrc2)), "$"+strings.ToUpper(victim.Fingerprint)) {
 		t.Errorf("the new instance is pinned to the dead exit %s", victim.Name)
 	}
 	if fresh.Country != "US" {

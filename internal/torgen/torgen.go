@@ -208,8 +208,11 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 	}
 	plan.Dropped = dropped
 	plan.Shares = exits.Allot(slots, ports)
+	// A grouped group's ranges without an instance of their own ride on
+	// its instances: every range of the group stays in use.
+	kept = exits.Spread(kept, dropped)
 	if len(dropped) > 0 {
-		log.WithField("dropped", len(dropped)).Info("more tor slots than the groups' shares of tor.max-instances; the lowest-bandwidth new ones get no instance")
+		log.WithField("dropped", len(dropped)).Info("more tor slots than the groups' shares of tor.max-instances; the lowest-bandwidth new ones get no instance of their own (grouped: their /16 ranges join the group's instances)")
 	}
 	for _, sh := range plan.Shares {
 		if sh.Short() > 0 {

@@ -80,8 +80,10 @@ func TestSystemdTorSteps(t *testing.T) {
 		}
 		return later
 	}
-	// three US /16s: three grouped slots within max-instances 3
-	ops, st := testTor(t, dir, "grouped", 1, 3, base, true, clock)
+	// three US exits: three single slots within max-instances 3 (grouped
+	// mode would hand the new instance ranges of the running one, a
+	// reload of its torrc: TestGroupedOnRecordedConsensus)
+	ops, st := testTor(t, dir, "single", 1, 3, base, true, clock)
 	run := &torgen.DryRun{}
 	gen := func() []int {
 		t.Helper()
