@@ -147,6 +147,15 @@ func TestSystemdTorSteps(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	// Its traffic through the same control port; no tor@ unit's cgroup
+	// exists here, so no resources are claimed for it.
+	usage, err := ops.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(usage) != 1 || usage[0].Port != p1 || usage[0].Group != "us" || !usage[0].Traffic || usage[0].Resources {
+		t.Errorf("usage %+v, want port %d of us with traffic read and no resources", usage, p1)
+	}
 	// The operator's NEWNYM reaches the same instance, and names a port
 	// that has none.
 	if err := ops.Newnym(ctx, p1); err != nil {

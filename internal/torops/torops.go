@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -59,14 +60,20 @@ type Options struct {
 	Systemd bool
 	Log     logrus.FieldLogger // nil: silent
 	Now     func() time.Time   // nil: time.Now
+	// CgroupRoot and ProcRoot are where Usage reads an instance's CPU and
+	// memory: the tor@<port> unit's cgroup v2 directory under
+	// CgroupRoot/system.slice (systemd), or /proc/<pid> of `run`'s child.
+	// Defaults /sys/fs/cgroup and /proc.
+	CgroupRoot, ProcRoot string
 }
 
 // Tor is the tor instances of one process. It is safe for concurrent use;
 // Apply calls are ordered by their caller (Supervisor in `run`, one
 // process under systemd).
 type Tor struct {
-	o   Options
-	log logrus.FieldLogger
+	o    Options
+	log  logrus.FieldLogger
+	pids atomic.Pointer[func(port int) int] // `run`'s children, once Supervise started them
 }
 
 // New checks o and returns its Tor.
@@ -81,6 +88,12 @@ func New(o Options) (*Tor, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.CgroupRoot == "" {
+		o.CgroupRoot = "/sys/fs/cgroup"
+	}
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
 	}
 	if o.Systemd {
 		o.Gen.DataDir = "" // Debian's instances keep their own data dir and control socket
