@@ -25,7 +25,8 @@ import (
 )
 
 // ControlPortOffset: a systemd instance on SOCKS port P has its control
-// port on 127.0.0.1:P+ControlPortOffset.
+// port on 127.0.0.1:P+ControlPortOffset (P-ControlPortOffset above 55535:
+// torgen.ControlPortFor).
 const ControlPortOffset = 10000
 
 // SourceName is the store source the instances are listed under.
@@ -122,10 +123,13 @@ func (t *Tor) generate(ctx context.Context, run torgen.Runner, dry bool) (torgen
 	cfg.DryRun = dry
 	st := t.o.Store
 	if t.o.Systemd { // a control port the probe can reach
+		// The offset also keeps SOCKS ports off those whose control port
+		// is taken, password or not, so a dry run plans the same ports.
+		cfg.ControlPortOffset = ControlPortOffset
 		if pw, err := t.password(ctx, !dry); err != nil {
 			t.log.WithError(err).Warn("no tor control password: the probe cannot NEWNYM the instances")
 		} else if pw != "" {
-			cfg.ControlPortOffset, cfg.ControlPasswordHash = ControlPortOffset, controlHash(pw)
+			cfg.ControlPasswordHash = controlHash(pw)
 		}
 	}
 	if !dry {
@@ -229,7 +233,7 @@ func (t *Tor) instances(ctx context.Context, group string) ([]upstream.Record, e
 
 func (t *Tor) controlAddr(port int) string {
 	if t.o.Systemd {
-		return "127.0.0.1:" + strconv.Itoa(port+ControlPortOffset)
+		return "127.0.0.1:" + strconv.Itoa(torgen.ControlPortFor(port, ControlPortOffset))
 	}
 	in := torgen.Instance{Instance: torrc.Instance{Port: port}}
 	if t.o.Gen.DataDir != "" {
