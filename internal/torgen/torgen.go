@@ -75,6 +75,12 @@ type Config struct {
 	// and ControlSocket DataDir/<port>/control (process runner). Empty:
 	// both are left to the defaults torrc (Debian's tor@ instances).
 	DataDir string
+	// RunAs, with DataDir, is the account tor switches to once it has
+	// bound its ports (torrc User; DefaultTorUser when proxypoold runs as
+	// root): each instance's data dir is given to it. An account that does
+	// not exist, or cannot reach DataDir or TorrcDir, is logged and tor
+	// runs as proxypoold's user. "": no User line.
+	RunAs string
 	// ControlPortOffset, when DataDir is empty, gives each instance a
 	// loopback ControlPort (ControlPortFor: its SOCKS port + the offset,
 	// or - the offset above 65535-offset), authenticated by
@@ -234,6 +240,12 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 	if len(plan.Moved) > 0 {
 		log.WithField("moved", len(plan.Moved)).Info("tor instances move to their hashed ports (torrc files of the older port scheme, or a port now reserved)")
 	}
+	var as runAs
+	if cfg.RunAs != "" && cfg.DataDir != "" {
+		if as, err = lookupRunAs(cfg.RunAs, cfg.DataDir, cfg.TorrcDir); err != nil {
+			log.WithError(err).Warn("tor instances run as proxypoold's user")
+		}
+	}
 	for _, s := range kept {
 		in := Instance{
 			Instance: torrc.Instance{
@@ -252,8 +264,12 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 				if err := os.MkdirAll(dd, 0o700); err != nil {
 					return plan, fmt.Errorf("creating tor data dir: %w", err)
 				}
+				if err := as.own(dd); err != nil {
+					return plan, err
+				}
 			}
 			in.DataDir = dd
+			in.User = as.name
 			in.ControlSocket = filepath.Join(dd, "control")
 		} else if cfg.ControlPortOffset > 0 && cfg.ControlPasswordHash != "" {
 			in.ControlPort = ControlPortFor(s.Port, cfg.ControlPortOffset)

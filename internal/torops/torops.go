@@ -98,6 +98,8 @@ func New(o Options) (*Tor, error) {
 	}
 	if o.Systemd {
 		o.Gen.DataDir = "" // Debian's instances keep their own data dir and control socket
+	} else if o.Gen.RunAs == "" && os.Geteuid() == 0 {
+		o.Gen.RunAs = torgen.DefaultTorUser // `run` as root: tor need not keep root
 	}
 	return &Tor{o: o, log: o.Log}, nil
 }
