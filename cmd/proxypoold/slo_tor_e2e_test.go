@@ -38,48 +38,9 @@ func TestSLOTorScaleUpE2E(t *testing.T) {
 		t.Fatalf("the private network has %d US exits, want 2", len(usExits))
 	}
 
-	dir := t.TempDir()
-	torrcDir := filepath.Join(dir, "etc")
-	mainAddr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
-	torBase := freeRange(t, 4)
-	realIP, extra := tornetYAML(t, n)
-	cfgPath := filepath.Join(dir, "proxypool.yaml")
-	cfg := fmt.Sprintf(`database: %[1]s/proxypool.db
-sources: []
-probe:
-  judges: [%[2]s/get]
-  interval: 5s
-  failing-interval: 1s
-  timeout: 10s
-  max-failures: 20
-  geoip: %[3]s
-  geoip6: ""
-  real-ip: %[4]s
-gateway:
-  listen: %[5]s
-groups:
-  us: {countries: [US], min-healthy: 1}
-tor:
-  enabled: true
-  runner: process
-  relays: control://%[6]s
-  relays-format: control
-  mode: single
-  groups: [us]
-  port-base: %[7]d
-  port-max: %[8]d
-  max-instances: 4
-  torrc-dir: %[9]s
-  data-dir: %[1]s/tor
-  extra-config:
-%[10]s
-metrics: {enabled: false}
-log: {level: info, format: text}
-slo: {min-healthy: 0, check-interval: 1s, min-action-interval: 2s}
-`, dir, judge.URL, n.GeoIPFile(), realIP, mainAddr, n.ControlAddr(), torBase, torBase+3, torrcDir, extra)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	w := writeTorWorld(t, n, judge, torWorld{mode: "single", groups: "us: {countries: [US], min-healthy: 1}", torGroups: "[us]",
+		maxInstances: 4, probeEvery: "5s", probeTimeout: "10s", slo: "{min-healthy: 0, check-interval: 1s, min-action-interval: 2s}"})
+	dir, torrcDir, cfgPath := w.dir, w.torrcDir, w.cfgPath
 
 	d := startDaemon(t, dir, cfgPath)
 	exited, started, logPath := d.exited, d.started, d.logPath

@@ -29,60 +29,10 @@ func TestTorGroupedE2E(t *testing.T) {
 	for _, e := range n.Exits() {
 		exit[e.Name] = e
 	}
-	dir := t.TempDir()
-	torrcDir := filepath.Join(dir, "etc")
-	ports := freePorts(t, 3)
-	mainAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	portAddr := map[string]string{"us": fmt.Sprintf("127.0.0.1:%d", ports[1]), "nonus": fmt.Sprintf("127.0.0.1:%d", ports[2])}
-	torBase := freeRange(t, 6)
-	realIP, extra := tornetYAML(t, n)
-	cfgPath := filepath.Join(dir, "proxypool.yaml")
-	cfg := fmt.Sprintf(`database: %[1]s/proxypool.db
-sources: []
-probe:
-  judges: [%[2]s/get]
-  interval: 10s
-  failing-interval: 1s
-  timeout: 15s
-  max-failures: 20
-  geoip: %[3]s
-  geoip6: ""
-  real-ip: %[4]s
-gateway:
-  listen: %[5]s
-  strategy: round-robin
-  max-tries: 3
-  handshake-timeout: 20s
-  total-timeout: 40s
-  ports:
-    - {listen: "%[6]s", group: us}
-    - {listen: "%[7]s", group: nonus}
-groups:
-  us: {countries: [US], tor-instances: 2}
-  nonus: {exclude-countries: [US, UA, CH]}
-tor:
-  enabled: true
-  runner: process
-  relays: control://%[8]s
-  relays-format: control
-  mode: grouped
-  groups: [us, nonus]
-  port-base: %[9]d
-  port-max: %[10]d
-  max-instances: 4
-  torrc-dir: %[11]s
-  data-dir: %[1]s/tor
-  extra-config:
-%[12]s
-metrics: {enabled: false}
-log: {level: info, format: text}
-slo: {min-healthy: 0}
-`, dir, judge.URL, n.GeoIPFile(), realIP, mainAddr, portAddr["us"], portAddr["nonus"],
-		n.ControlAddr(), torBase, torBase+5, torrcDir, extra)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemon(t, dir, cfgPath)
+	w := writeTorWorld(t, n, judge, torWorld{mode: "grouped", groups: "us: {countries: [US], tor-instances: 2}\nnonus: {exclude-countries: [US, UA, CH]}",
+		torGroups: "[us, nonus]", maxInstances: 4, pinned: true})
+	dir, torrcDir, portAddr := w.dir, w.torrcDir, w.portAddr
+	d := startDaemon(t, dir, w.cfgPath)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 
@@ -117,7 +67,10 @@ slo: {min-healthy: 0}
 		// 3. Isolated circuits straight through the instance: only those.
 		seen := map[string]int{}
 		for i := 0; i < 8; i++ {
-			s := isolatedAsk(ctx, t, n, fmt.Sprintf("127.0.0.1:%d", r.Port), fmt.Sprintf("g%d", i))
+			s, err := n.AskAs(ctx, fmt.Sprintf("127.0.0.1:%d", r.Port), fmt.Sprintf("g%d", i))
+			if err != nil {
+				t.Fatalf("%s: %v", r.Name, err)
+			}
 			seen[s.Exit]++
 			if !contains(own, s.Exit) {
 				t.Errorf("%s (ExitNodes %v, ExcludeExitNodes %v) left through %s (%s); want only %v", r.Name, ranges, exclude, s.Exit, exit[s.Exit].Country, own)
@@ -172,33 +125,4 @@ func inRanges(ranges []string, addr string) bool {
 		}
 	}
 	return false
-}
-
-// isolatedAsk asks the target through the tor at socks on a circuit of its
-// own (SOCKS username user: tor's IsolateSOCKSAuth), retrying while the
-// instance builds circuits.
-func isolatedAsk(ctx context.Context, t *testing.T, n *tornet.Network, socks, user string) tornet.Seen {
-	t.Helper()
-	var last error
-	for ctx.Err() == nil {
-		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		c, err := tornet.DialSOCKS(rctx, socks, n.TargetAddr(), user, "x")
-		if err == nil {
-			var s tornet.Seen
-			s, err = tornet.Ask(rctx, c)
-			c.Close()
-			if err == nil && s.Exit == "" {
-				err = fmt.Errorf("the target could not tell the exit of peer %s", s.Peer)
-			}
-			if err == nil {
-				cancel()
-				return s
-			}
-		}
-		cancel()
-		last = err
-		time.Sleep(300 * time.Millisecond)
-	}
-	t.Fatalf("no answer through %s: %v", socks, last)
-	return tornet.Seen{}
 }

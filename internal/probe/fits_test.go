@@ -3,13 +3,10 @@ package probe_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/fleet"
-	"github.com/proxypool/proxypool/internal/geoip"
 	"github.com/proxypool/proxypool/internal/probe"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -35,23 +32,11 @@ func TestExitCountryOutsideGroup(t *testing.T) {
 		spec.Members = append(spec.Members, fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: tt.country})
 	}
 	f := fleet.StartT(t, spec)
-	geo := filepath.Join(t.TempDir(), "geoip")
-	if err := f.WriteGeoIP(geo); err != nil {
-		t.Fatal(err)
-	}
-	db, err := geoip.Open(geo, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	takes := map[string]func(string) bool{ // as groups us {countries: [US]} and nonus {exclude-countries: [US]}
 		"us":    func(cc string) bool { return cc == "US" },
 		"nonus": func(cc string) bool { return cc != "US" },
 	}
-	d := dial.New(dial.Options{})
-	t.Cleanup(func() { d.Close() })
-	p, err := probe.New(d, probe.Options{
-		Judges: []string{judge.URL + "/get"}, Timeout: 2 * time.Second, Country: db.CountryOf, Classify: dial.Classify,
+	p := newProberWith(t, f, judge, probe.Options{Timeout: 2 * time.Second,
 		Fits: func(u upstream.Upstream, cc string) error {
 			if ok := takes[u.Group]; ok != nil && !ok(cc) {
 				return fmt.Errorf("exit country %s is outside its group %s", cc, u.Group)
@@ -59,9 +44,6 @@ func TestExitCountryOutsideGroup(t *testing.T) {
 			return nil
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ups []upstream.Upstream
 	for i, m := range f.Members() {
 		u := m.Upstream

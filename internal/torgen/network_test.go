@@ -260,29 +260,11 @@ func dialWhenUp(ctx context.Context, t *testing.T, sock string) *torctl.Conn {
 
 func askWithRetry(ctx context.Context, t *testing.T, n *tornet.Network, socks, user string) tornet.Seen {
 	t.Helper()
-	var last error
-	for ctx.Err() == nil {
-		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		c, err := tornet.DialSOCKS(rctx, socks, n.TargetAddr(), user, "x")
-		if err == nil {
-			var s tornet.Seen
-			s, err = tornet.Ask(rctx, c)
-			c.Close()
-			cancel()
-			if err == nil {
-				if s.Exit == "" {
-					t.Errorf("target could not tell the exit of peer %s", s.Peer)
-				}
-				return s
-			}
-		} else {
-			cancel()
-		}
-		last = err
-		time.Sleep(300 * time.Millisecond)
+	s, err := n.AskAs(ctx, socks, user)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no answer through %s: %v", socks, last)
-	return tornet.Seen{}
+	return s
 }
 
 // streamCircuit opens a stream (no SOCKS auth), keeps it open, and returns
