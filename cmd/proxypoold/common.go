@@ -16,7 +16,9 @@ import (
 	"github.com/proxypool/proxypool/internal/probe"
 	"github.com/proxypool/proxypool/internal/source"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/torgen/exits"
 	"github.com/proxypool/proxypool/internal/torops"
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // env is what every subcommand starts from.
@@ -111,6 +113,20 @@ func (e *env) countryFunc() func(string) string {
 	return db.CountryOf
 }
 
+// fitsGroup is the probe's check that an upstream made for a group (a tor
+// instance: its own group field) exits in a country that group takes, so
+// a nonus instance leaving through the US serves neither port.
+func (e *env) fitsGroup(u upstream.Upstream, country string) error {
+	g, ok := e.cfg.Groups[u.Group]
+	if u.Group == "" || !ok {
+		return nil
+	}
+	if !(exits.Group{Countries: g.Countries, ExcludeCountries: g.ExcludeCountries}).Match(upstream.Relay{Country: country}) {
+		return fmt.Errorf("exit country %s is outside its group %s", country, u.Group)
+	}
+	return nil
+}
+
 func (e *env) prober(d *dial.Pool, progress func(probe.Progress)) (*probe.Prober, error) {
 	pr, err := probe.New(d, e.proberOptions(progress))
 	if err != nil {
@@ -129,6 +145,7 @@ func (e *env) proberOptions(progress func(probe.Progress)) probe.Options {
 		RealIP:      p.RealIP,
 		UplinkCheck: p.UplinkCheck,
 		Country:     e.countryFunc(),
+		Fits:        e.fitsGroup,
 		Classify:    dial.Classify,
 		Progress:    progress,
 		Logger:      e.log.WithField(logging.FieldComponent, "probe"),

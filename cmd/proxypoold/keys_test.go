@@ -303,7 +303,7 @@ func TestDaemonKeysTakeEffect(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		pl := &probeLoop{e: w.e, st: st, trigger: make(chan struct{}, 1)}
-		startObservers(ctx, w.e, st, pl, w.e.newMetrics(), nil)
+		startObservers(ctx, w.e, st, pl, w.e.newMetrics(), nil, nil)
 		var resp *http.Response
 		var err error
 		for range 50 {

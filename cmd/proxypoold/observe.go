@@ -49,8 +49,9 @@ func serveMetrics(ctx context.Context, e *env, m *metrics.Metrics, addr string, 
 	}()
 }
 
-// pollPool feeds the pool gauges from the store every 15 s.
-func pollPool(ctx context.Context, m *metrics.Metrics, st *store.Store, guard *slo.Guard) {
+// pollPool feeds the pool gauges from the store every 15 s, and the tor
+// instances' resources and traffic from tor (nil: tor is off).
+func pollPool(ctx context.Context, m *metrics.Metrics, st *store.Store, guard *slo.Guard, tor *torops.Tor) {
 	go m.PollPool(ctx, 15*time.Second, func(ctx context.Context) (metrics.PoolSnapshot, error) {
 		c, err := st.Counts(ctx)
 		if err != nil {
@@ -72,6 +73,9 @@ func pollPool(ctx context.Context, m *metrics.Metrics, st *store.Store, guard *s
 		if at, err := st.TorDiscovered(ctx); err == nil {
 			m.Tor().Discovered(at)
 		}
+		if tor != nil {
+			torUsage(ctx, m.Tor(), tor)
+		}
 		if guard != nil {
 			snap.Groups = map[string]metrics.GroupHealth{}
 			for _, gs := range guard.Status() {
@@ -82,6 +86,26 @@ func pollPool(ctx context.Context, m *metrics.Metrics, st *store.Store, guard *s
 		}
 		return snap, nil
 	})
+}
+
+// torUsage records each tor instance's CPU, memory and traffic, and
+// forgets the instances that are gone.
+func torUsage(ctx context.Context, m *metrics.TorMetrics, tor *torops.Tor) {
+	us, err := tor.Usage(ctx)
+	if err != nil {
+		return // the census above reads the same store: it has said so
+	}
+	ports := make([]int, 0, len(us))
+	for _, u := range us {
+		ports = append(ports, u.Port)
+		if u.Resources {
+			m.Resources(u.Port, u.Group, u.CPUSeconds, u.MemoryBytes)
+		}
+		if u.Traffic {
+			m.Traffic(u.Port, u.Group, u.ReadBytes, u.WrittenBytes)
+		}
+	}
+	m.Retain(ports)
 }
 
 // probeSink records each result in the store and counts it.
@@ -157,8 +181,9 @@ func floorsOf(g *slo.Guard) func() []control.GroupFloor {
 
 // startObservers wires metrics and the SLO guard around a probe loop. It
 // returns the guard (nil when it could not be built); tor is the guard's
-// TorScaler (nil: no tor steps).
-func startObservers(ctx context.Context, e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics, tor slo.TorScaler) *slo.Guard {
+// TorScaler (nil: no tor steps), ops the instances whose resources the
+// metrics show (nil: tor is off).
+func startObservers(ctx context.Context, e *env, st *store.Store, pl *probeLoop, m *metrics.Metrics, tor slo.TorScaler, ops *torops.Tor) *slo.Guard {
 	log := e.log.WithField(logging.FieldComponent, "slo")
 	pm := m.Probe()
 	pl.sink = probeSink{st: st, m: pm}
@@ -181,7 +206,7 @@ func startObservers(ctx context.Context, e *env, st *store.Store, pl *probeLoop,
 		}()
 		pl.statusSuffix = guard.Summary
 	}
-	pollPool(ctx, m, st, guard)
+	pollPool(ctx, m, st, guard, ops)
 	serveMetrics(ctx, e, m, e.cfg.Metrics.Listen, func() error { return pl.healthy(ctx) })
 	return guard
 }

@@ -44,9 +44,9 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	// that cannot be reached is logged and probing goes on.
 	var tor manager.Tor
 	var scaler slo.TorScaler
+	var ops *torops.Tor
 	if e.cfg.Tor.Enabled {
-		ops, err := torOps(e, st, true)
-		if err != nil {
+		if ops, err = torOps(e, st, true); err != nil {
 			return err
 		}
 		tor = ops
@@ -56,7 +56,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	}
 	m := e.newMetrics()
 	mo := manager.Options{Store: st, Checker: pl, Refresher: e.refresher(st, pl.Trigger), Tor: tor, Groups: groupMembers(e)}
-	if guard := startObservers(ctx, e, st, pl, m, scaler); guard != nil {
+	if guard := startObservers(ctx, e, st, pl, m, scaler, ops); guard != nil {
 		mo.Floors = floorsOf(guard)
 	}
 	cp.Start(ctx, mo, !user)

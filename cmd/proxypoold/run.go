@@ -60,9 +60,9 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	var sup *torops.Supervisor // the tor children, shared by their loop and the SLO guard
 	var tor manager.Tor        // proxypoolctl tor …, when a session bus exists
 	var scaler slo.TorScaler
+	var ops *torops.Tor
 	if e.cfg.Tor.Enabled {
-		ops, err := torOps(e, st, false)
-		if err != nil {
+		if ops, err = torOps(e, st, false); err != nil {
 			return err
 		}
 		sup = ops.Supervise(ctx, e.cfg.Tor.Binary)
@@ -70,7 +70,7 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 		go ops.Rotate(ctx)
 	}
 	mo := manager.Options{Store: st, Checker: pl, Refresher: e.refresher(st, pl.Trigger), Tor: tor, Groups: groupMembers(e)}
-	if guard := startObservers(ctx, e, st, pl, m, scaler); guard != nil {
+	if guard := startObservers(ctx, e, st, pl, m, scaler, ops); guard != nil {
 		mo.Floors = floorsOf(guard)
 	}
 	if manager.SessionBusConfigured() { // proxypoolctl --user reaches `run` when a session bus exists; never fatal

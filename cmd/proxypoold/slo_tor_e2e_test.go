@@ -17,10 +17,11 @@ import (
 )
 
 // TestSLOTorScaleUpE2E proves issue 8's Tor step through the whole product:
-// `proxypoold run` with tor.mode grouped and a US group whose floor is one
-// healthy upstream starts one tor instance (the floor's budget) for one of
-// the two /16 slots of the private network's US exits (each slot holds one
-// exit). When that instance's exit dies, the
+// `proxypoold run` with tor.mode single and a US group whose floor is one
+// healthy upstream starts one tor instance (the floor's budget) pinned to
+// one of the private network's two US exits. (Grouped mode would spread
+// both US /16s over that one instance, which then survives an exit's
+// death by itself.) When that instance's exit dies, the
 // group falls below its floor and the SLO guard, after re-checking it and
 // sending NEWNYM, brings up another instance on the unused US exit; the
 // group is back at its floor through it, within a bounded time.
@@ -37,48 +38,9 @@ func TestSLOTorScaleUpE2E(t *testing.T) {
 		t.Fatalf("the private network has %d US exits, want 2", len(usExits))
 	}
 
-	dir := t.TempDir()
-	torrcDir := filepath.Join(dir, "etc")
-	mainAddr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
-	torBase := freeRange(t, 4)
-	realIP, extra := tornetYAML(t, n)
-	cfgPath := filepath.Join(dir, "proxypool.yaml")
-	cfg := fmt.Sprintf(`database: %[1]s/proxypool.db
-sources: []
-probe:
-  judges: [%[2]s/get]
-  interval: 5s
-  failing-interval: 1s
-  timeout: 10s
-  max-failures: 20
-  geoip: %[3]s
-  geoip6: ""
-  real-ip: %[4]s
-gateway:
-  listen: %[5]s
-groups:
-  us: {countries: [US], min-healthy: 1}
-tor:
-  enabled: true
-  runner: process
-  relays: control://%[6]s
-  relays-format: control
-  mode: grouped
-  groups: [us]
-  port-base: %[7]d
-  port-max: %[8]d
-  max-instances: 4
-  torrc-dir: %[9]s
-  data-dir: %[1]s/tor
-  extra-config:
-%[10]s
-metrics: {enabled: false}
-log: {level: info, format: text}
-slo: {min-healthy: 0, check-interval: 1s, min-action-interval: 2s}
-`, dir, judge.URL, n.GeoIPFile(), realIP, mainAddr, n.ControlAddr(), torBase, torBase+3, torrcDir, extra)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	w := writeTorWorld(t, n, judge, torWorld{mode: "single", groups: "us: {countries: [US], min-healthy: 1}", torGroups: "[us]",
+		maxInstances: 4, probeEvery: "5s", probeTimeout: "10s", slo: "{min-healthy: 0, check-interval: 1s, min-action-interval: 2s}"})
+	dir, torrcDir, cfgPath := w.dir, w.torrcDir, w.cfgPath
 
 	d := startDaemon(t, dir, cfgPath)
 	exited, started, logPath := d.exited, d.started, d.logPath
@@ -104,10 +66,10 @@ slo: {min-healthy: 0, check-interval: 1s, min-action-interval: 2s}
 		t.Fatal(err)
 	}
 	var victim tornet.Exit
-	for _, e := range usExits { // grouped: ExitNodes lists the slot's addresses
-		if strings.Contains(string(torrc), e.Address+"/32") {
+	for fp, e := range usExits { // single: ExitNodes is the exit's $FINGERPRINT
+		if strings.Contains(strings.ToUpper(string(torrc)), "$"+fp) {
 			if victim.Name != "" {
-				t.Fatalf("torrc.%d pins both US exits; want one /16 slot each:\n%s", first.Port, torrc)
+				t.Fatalf("torrc.%d pins both US exits; want one each:\n%s", first.Port, torrc)
 			}
 			victim = e
 		}
@@ -187,7 +149,7 @@ slo: {min-healthy: 0, check-interval: 1s, min-action-interval: 2s}
 		t.Errorf("no tor process runs torrc.%d", fresh.Port)
 	}
 	torrc2, _ := os.ReadFile(filepath.Join(torrcDir, fmt.Sprintf("torrc.%d", fresh.Port)))
-	if strings.Contains(string(torrc2), victim.Address+"/32") {
+	if strings.Contains(strings.ToUpper(string(torrc2)), "$"+strings.ToUpper(victim.Fingerprint)) {
 		t.Errorf("the new instance is pinned to the dead exit %s", victim.Name)
 	}
 	if fresh.Country != "US" {

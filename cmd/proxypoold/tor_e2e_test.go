@@ -68,60 +68,9 @@ func TestTorGatewayE2E(t *testing.T) {
 		t.Setenv("DBUS_SESSION_BUS_ADDRESS", busAddr)
 	}
 
-	dir := t.TempDir()
-	torrcDir := filepath.Join(dir, "etc")
-	ports := freePorts(t, 3)
-	mainAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	portAddr := map[string]string{"us": fmt.Sprintf("127.0.0.1:%d", ports[1]), "nonus": fmt.Sprintf("127.0.0.1:%d", ports[2])}
-	torBase := freeRange(t, 8)
-	realIP, extra := tornetYAML(t, n)
-	cfgPath := filepath.Join(dir, "proxypool.yaml")
-	cfg := fmt.Sprintf(`database: %[1]s/proxypool.db
-sources: []
-probe:
-  judges: [%[2]s/get]
-  interval: 10s
-  failing-interval: 1s
-  timeout: 15s
-  max-failures: 20
-  geoip: %[3]s
-  geoip6: ""
-  real-ip: %[4]s
-gateway:
-  listen: %[5]s
-  strategy: round-robin
-  max-tries: 3
-  client-timeout: 20s
-  total-timeout: 40s
-  debug-header: true
-  ports:
-    - {listen: "%[6]s", group: us}
-    - {listen: "%[7]s", group: nonus}
-groups:
-  us: {countries: [US]}
-  nonus: {exclude-countries: [US, UA, CH]}
-tor:
-  enabled: true
-  runner: process
-  relays: control://%[8]s
-  relays-format: control
-  mode: single
-  groups: [us, nonus]
-  port-base: %[9]d
-  port-max: %[10]d
-  max-instances: 8
-  torrc-dir: %[11]s
-  data-dir: %[1]s/tor
-  extra-config:
-%[12]s
-metrics: {enabled: false}
-log: {level: info, format: text}
-slo: {min-healthy: 0}
-`, dir, judge.URL, n.GeoIPFile(), realIP, mainAddr, portAddr["us"], portAddr["nonus"],
-		n.ControlAddr(), torBase, torBase+7, torrcDir, extra)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	w := writeTorWorld(t, n, judge, torWorld{mode: "single", groups: "us: {countries: [US]}\nnonus: {exclude-countries: [US, UA, CH]}",
+		torGroups: "[us, nonus]", maxInstances: 8, pinned: true, debugHeader: true})
+	dir, torrcDir, cfgPath, portAddr := w.dir, w.torrcDir, w.cfgPath, w.portAddr
 
 	// The product, as its own process.
 	var busEnv []string
@@ -570,4 +519,91 @@ func streamCircuit(ctx context.Context, t *testing.T, n *tornet.Network, c *torc
 	}
 	t.Fatalf("no open stream to %s in %+v", n.TargetAddr(), ss)
 	return "", ""
+}
+
+// torWorld is what differs between the end-to-end tests of `proxypoold
+// run` with tor on the private network.
+type torWorld struct {
+	mode         string // tor.mode
+	groups       string // YAML of the groups' entries, one per line
+	torGroups    string // tor.groups
+	maxInstances int    // tor.max-instances, also the size of the tor port range
+	pinned       bool   // gateway.ports us and nonus
+	debugHeader  bool   // gateway.debug-header
+	probeEvery   string // probe.interval (default 10s)
+	probeTimeout string // probe.timeout (default 15s)
+	slo          string // slo (default {min-healthy: 0})
+}
+
+// torWorldFiles is where writeTorWorld put things.
+type torWorldFiles struct {
+	dir, torrcDir, cfgPath string
+	portAddr               map[string]string // pinned gateway ports: us, nonus
+}
+
+// writeTorWorld writes the config of a `proxypoold run` whose tor
+// instances join n, judged by judge.
+func writeTorWorld(t *testing.T, n *tornet.Network, judge *fleet.Judge, w torWorld) torWorldFiles {
+	t.Helper()
+	or := func(s, def string) string {
+		if s == "" {
+			return def
+		}
+		return s
+	}
+	dir := t.TempDir()
+	f := torWorldFiles{dir: dir, torrcDir: filepath.Join(dir, "etc"), cfgPath: filepath.Join(dir, "proxypool.yaml")}
+	ports := freePorts(t, 3)
+	mainAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	pinned := ""
+	if w.pinned {
+		f.portAddr = map[string]string{"us": fmt.Sprintf("127.0.0.1:%d", ports[1]), "nonus": fmt.Sprintf("127.0.0.1:%d", ports[2])}
+		pinned = fmt.Sprintf("  ports:\n    - {listen: %q, group: us}\n    - {listen: %q, group: nonus}\n", f.portAddr["us"], f.portAddr["nonus"])
+	}
+	torBase := freeRange(t, w.maxInstances)
+	realIP, extra := tornetYAML(t, n)
+	cfg := fmt.Sprintf(`database: %[1]s/proxypool.db
+sources: []
+probe:
+  judges: [%[2]s/get]
+  interval: %[6]s
+  failing-interval: 1s
+  timeout: %[7]s
+  max-failures: 20
+  geoip: %[3]s
+  geoip6: ""
+  real-ip: %[4]s
+gateway:
+  listen: %[5]s
+  strategy: round-robin
+  max-tries: 3
+  client-timeout: 20s
+  total-timeout: 40s
+  debug-header: %[8]v
+%[9]sgroups:
+  %[10]s
+tor:
+  enabled: true
+  runner: process
+  relays: control://%[11]s
+  relays-format: control
+  mode: %[12]s
+  groups: %[13]s
+  port-base: %[14]d
+  port-max: %[15]d
+  max-instances: %[16]d
+  torrc-dir: %[17]s
+  data-dir: %[1]s/tor
+  extra-config:
+%[18]s
+metrics: {enabled: false}
+log: {level: info, format: text}
+slo: %[19]s
+`, dir, judge.URL, n.GeoIPFile(), realIP, mainAddr, or(w.probeEvery, "10s"), or(w.probeTimeout, "15s"), w.debugHeader,
+		pinned, strings.ReplaceAll(w.groups, "\n", "\n  "), n.ControlAddr(), w.mode, w.torGroups,
+		torBase, torBase+w.maxInstances-1, w.maxInstances, f.torrcDir, extra, or(w.slo, "{min-healthy: 0}"))
+	if err := os.WriteFile(f.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -101,6 +101,9 @@
 //	proxypool_tor_exits_usable                        gauge      group                      Tor Plan
 //	proxypool_tor_instances_short                     gauge      group                      Tor Plan
 //	proxypool_tor_discovery_timestamp_seconds         gauge      -                          Tor Discovered
+//	proxypool_tor_instance_cpu_seconds_total          counter    group, port                Tor Resources, Retain
+//	proxypool_tor_instance_memory_bytes               gauge      group, port                Tor Resources, Retain
+//	proxypool_tor_traffic_bytes_total                 counter    group, direction           Tor Traffic
 //	proxypool_slo_min_healthy                         gauge      group (_pool: whole pool)  SLO Floor
 //	proxypool_slo_min_exits                           gauge      group                      SLO Floor
 //	proxypool_slo_below_floor                         gauge      group                      SLO Floor

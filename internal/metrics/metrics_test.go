@@ -148,6 +148,9 @@ func driveAll(m *metrics.Metrics, now time.Time) {
 	m.Tor().Exits("us", 40)
 	m.Tor().Plan("us", 120, 1)
 	m.Tor().Discovered(now.Add(-time.Hour))
+	m.Tor().Resources(9060, "us", 12.5, 13<<20)
+	m.Tor().Traffic(9060, "us", 4000, 1500)
+	m.Tor().Traffic(9061, "us", 1000, 500)
 
 	m.SLO().Floor("us", 12, 8, 50, 20)
 	m.SLO().Floor("nonus", 70, 30, 50, 20)
@@ -230,6 +233,10 @@ func TestRecordersMoveSeries(t *testing.T) {
 		{"proxypool_tor_instances_active", []string{"group", "us"}, 3},
 		{"proxypool_tor_instances_bootstrapped", []string{"group", "us"}, 2},
 		{"proxypool_tor_exits", []string{"group", "us"}, 40},
+		{"proxypool_tor_instance_cpu_seconds_total", []string{"group", "us", "port", "9060"}, 12.5},
+		{"proxypool_tor_instance_memory_bytes", []string{"group", "us", "port", "9060"}, 13 << 20},
+		{"proxypool_tor_traffic_bytes_total", []string{"group", "us", "direction", "read"}, 5000},
+		{"proxypool_tor_traffic_bytes_total", []string{"group", "us", "direction", "written"}, 2000},
 		{"proxypool_slo_below_floor", []string{"group", "us"}, 1},
 		{"proxypool_slo_below_floor", []string{"group", "nonus"}, 0},
 		{"proxypool_slo_below_floor", []string{"group", "_pool"}, 0},
@@ -262,6 +269,73 @@ func TestRecordersMoveSeries(t *testing.T) {
 				t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestTorInstanceTotals: tor reports totals since an instance started;
+// the counters grow by what is new, an instance that restarted (a smaller
+// total) counts from zero again, a port that now serves another group
+// starts over, and Retain drops the series of instances that stopped.
+func TestTorInstanceTotals(t *testing.T) {
+	m := metrics.NewWith(metrics.Options{Groups: []string{"us", "nonus"}})
+	base := serve(t, m, nil)
+	tor := m.Tor()
+	type reading struct {
+		port          int
+		group         string
+		cpu           float64
+		read, written uint64
+	}
+	steps := []struct {
+		name     string
+		readings []reading
+		retain   []int
+		want     map[string]float64 // "cpu group port" / "read group" / "written group"
+		gone     []string           // port label values without a cpu series
+	}{
+		{"first readings count whole", []reading{{9060, "us", 2, 100, 10}, {9061, "nonus", 1, 50, 5}}, []int{9060, 9061},
+			map[string]float64{"cpu us 9060": 2, "cpu nonus 9061": 1, "read us": 100, "written us": 10, "read nonus": 50}, nil},
+		{"the difference", []reading{{9060, "us", 3.5, 160, 30}}, []int{9060, 9061},
+			map[string]float64{"cpu us 9060": 3.5, "read us": 160, "written us": 30}, nil},
+		{"a restart counts from zero", []reading{{9060, "us", 0.5, 20, 2}}, []int{9060, 9061},
+			map[string]float64{"cpu us 9060": 4, "read us": 180, "written us": 32}, nil},
+		{"a stopped instance's series go", nil, []int{9060},
+			map[string]float64{"cpu us 9060": 4, "read nonus": 50}, []string{"9061"}},
+		{"a port of another group starts over", []reading{{9060, "nonus", 1, 10, 1}}, []int{9060},
+			map[string]float64{"cpu nonus 9060": 1, "read nonus": 60, "read us": 180}, nil},
+	}
+	for _, st := range steps {
+		for _, r := range st.readings {
+			tor.Resources(r.port, r.group, r.cpu, 1<<20)
+			tor.Traffic(r.port, r.group, r.read, r.written)
+		}
+		tor.Retain(st.retain)
+		fams := scrape(t, base)
+		for key, want := range st.want {
+			f := strings.Fields(key)
+			var got float64
+			var ok bool
+			if f[0] == "cpu" {
+				got, ok = value(fams, "proxypool_tor_instance_cpu_seconds_total", "group", f[1], "port", f[2])
+			} else {
+				got, ok = value(fams, "proxypool_tor_traffic_bytes_total", "group", f[1], "direction", f[0])
+			}
+			if !ok || got != want {
+				t.Errorf("%s: %s = %v (present %v), want %v", st.name, key, got, ok, want)
+			}
+		}
+		if st.name == "a port of another group starts over" {
+			if _, ok := value(fams, "proxypool_tor_instance_cpu_seconds_total", "group", "us", "port", "9060"); ok {
+				t.Errorf("%s: port 9060 still has a us series", st.name)
+			}
+		}
+		for _, port := range st.gone {
+			for _, v := range labelValues(fams, "proxypool_tor_instance_memory_bytes", "port") {
+				if v == port {
+					t.Errorf("%s: port %s still has a memory series", st.name, port)
+				}
+			}
+		}
 	}
 }
 
@@ -507,6 +581,9 @@ func TestNilRecordersAreNoOps(t *testing.T) {
 	s.Summary(upstream.SourceSummary{}, time.Now())
 	tm.Instances("a", 1, 1)
 	tm.Exits("a", 1)
+	tm.Resources(9060, "a", 1, 1)
+	tm.Traffic(9060, "a", 1, 1)
+	tm.Retain(nil)
 	slo.Floor("a", 1, 1, 1, 1)
 	slo.Action("a", "b")
 }

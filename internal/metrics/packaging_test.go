@@ -234,10 +234,23 @@ func TestDashboard(t *testing.T) {
 		"proxypool_probe_checks_total",
 		"proxypool_tor_exits_usable", "proxypool_tor_instances_short", "proxypool_tor_discovery_timestamp_seconds",
 		"proxypool_tor_instances_active",
+		"proxypool_tor_instance_cpu_seconds_total", "proxypool_tor_instance_memory_bytes", "proxypool_tor_traffic_bytes_total",
 	} {
 		if !used[must] {
 			t.Errorf("no panel shows %s", must)
 		}
+	}
+	// The seed's geo pie: healthy upstreams by country as a pie chart.
+	pie := false
+	for _, p := range panels {
+		for _, tg := range p.Targets {
+			if p.Type == "piechart" && strings.Contains(tg.Expr, "proxypool_pool_healthy_by_country") {
+				pie = true
+			}
+		}
+	}
+	if !pie {
+		t.Error("no pie chart of healthy upstreams by country")
 	}
 }
 

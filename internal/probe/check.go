@@ -174,6 +174,12 @@ func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.T
 			if p.opts.Country != nil && res.ExitIP != "" {
 				res.Country = p.opts.Country(res.ExitIP)
 			}
+			if p.opts.Fits != nil && res.Country != "" {
+				if err := p.opts.Fits(u, res.Country); err != nil {
+					res.Cause, res.Detail = upstream.CauseExitCountry, err.Error()
+					return res
+				}
+			}
 			if res.ExitIP != "" && p.realIP != "" && sameSlash24(res.ExitIP, p.realIP) {
 				res.Cause, res.Detail = upstream.CauseRoutesLocally, "exit "+res.ExitIP+" is in our own network"
 				return res

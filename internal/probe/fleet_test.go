@@ -34,25 +34,25 @@ func (c *collect) Submit(r upstream.CheckResult) {
 }
 
 func newProber(t *testing.T, f *fleet.Fleet, judge *fleet.Judge, timeout time.Duration) *probe.Prober {
+	return newProberWith(t, f, judge, probe.Options{Timeout: timeout, Concurrency: 64, UplinkCheck: true})
+}
+
+// newProberWith is a prober over a real dialer that asks judge and knows
+// the fleet's countries, tuned by o.
+func newProberWith(t *testing.T, f *fleet.Fleet, judge *fleet.Judge, o probe.Options) *probe.Prober {
 	t.Helper()
 	geo := filepath.Join(t.TempDir(), "geoip")
 	if err := f.WriteGeoIP(geo); err != nil {
 		t.Fatal(err)
 	}
-	country := func(string) string { return "" }
+	o.Country = func(string) string { return "" }
 	if db, err := geoip.Open(geo, ""); err == nil {
-		country = db.CountryOf
+		o.Country = db.CountryOf
 	}
 	d := dial.New(dial.Options{})
 	t.Cleanup(func() { d.Close() })
-	p, err := probe.New(d, probe.Options{
-		Judges:      []string{judge.URL + "/get"},
-		Timeout:     timeout,
-		Concurrency: 64,
-		UplinkCheck: true,
-		Country:     country,
-		Classify:    dial.Classify,
-	})
+	o.Judges, o.Classify = []string{judge.URL + "/get"}, dial.Classify
+	p, err := probe.New(d, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,12 @@ type Options struct {
 	UserAgent      string
 	InsecureJudges bool // accept any certificate from https judges (tests)
 
-	Country  func(ip string) string         // exit IP → ISO country; nil: unknown
+	Country func(ip string) string // exit IP → ISO country; nil: unknown
+	// Fits says whether u may exit in country (known, from Country): an
+	// upstream made for a group (upstream.Upstream.Group, a tor instance)
+	// must leave through that group's countries. An error fails the
+	// check with CauseExitCountry and the error as its detail; nil: any.
+	Fits     func(u upstream.Upstream, country string) error
 	Classify func(err error) upstream.Cause // dial error → its cause; nil: every dial failure is CauseOther
 	Progress func(Progress)                 // called about once a second during a pass, and at its end
 	Logger   logrus.FieldLogger

@@ -42,6 +42,10 @@ func TestPrivateNetwork(t *testing.T) {
 			{Name: "nonus", ExcludeCountries: []string{"US", "UA", "CH"}},
 			{Name: "pin", Countries: []string{"US"}, Mode: exits.ModeSingle},
 			{Name: "eu", Countries: []string{"DE", "NL"}, Mode: exits.ModeGrouped},
+			// exit1 (US) shares 127.0.0.0/16 with exit3 and exit4; exit2
+			// sits alone in 127.1.0.0/16: two grouped instances, one of
+			// which only ExcludeExitNodes keeps off DE and NL.
+			{Name: "usg", Countries: []string{"US"}, Mode: exits.ModeGrouped},
 		},
 		Mode:     exits.ModeCountry,
 		PortBase: base, PortMax: base + 11,
@@ -74,11 +78,11 @@ func TestPrivateNetwork(t *testing.T) {
 	for _, in := range plan.Instances {
 		byGroup[in.Group] = append(byGroup[in.Group], in)
 	}
-	if len(byGroup["us"]) != 1 || len(byGroup["nonus"]) != 1 || len(byGroup["pin"]) != 2 || len(byGroup["eu"]) != 1 {
-		t.Fatalf("instances by group: us %d nonus %d pin %d eu %d; want 1 1 2 1", len(byGroup["us"]), len(byGroup["nonus"]), len(byGroup["pin"]), len(byGroup["eu"]))
+	if len(byGroup["us"]) != 1 || len(byGroup["nonus"]) != 1 || len(byGroup["pin"]) != 2 || len(byGroup["eu"]) != 1 || len(byGroup["usg"]) != 2 {
+		t.Fatalf("instances by group: us %d nonus %d pin %d eu %d usg %d; want 1 1 2 1 2", len(byGroup["us"]), len(byGroup["nonus"]), len(byGroup["pin"]), len(byGroup["eu"]), len(byGroup["usg"]))
 	}
 	ups := Upstreams(plan)
-	if len(ups) != 5 || ups[0].Type != "tor" || ups[0].Server != "127.0.0.1" || ups[0].Name != fmt.Sprintf("tor-%s-%d", ups[0].Group, ups[0].Port) {
+	if len(ups) != 7 || ups[0].Type != "tor" || ups[0].Server != "127.0.0.1" || ups[0].Name != fmt.Sprintf("tor-%s-%d", ups[0].Group, ups[0].Port) {
 		t.Errorf("upstreams: %+v", ups)
 	}
 
@@ -92,7 +96,7 @@ func TestPrivateNetwork(t *testing.T) {
 		}
 		ctl[in.Port] = c
 	}
-	t.Logf("5 product tor instances bootstrapped %v after Generate started", time.Since(started).Round(100*time.Millisecond))
+	t.Logf("7 product tor instances bootstrapped %v after Generate started", time.Since(started).Round(100*time.Millisecond))
 
 	socks := func(in Instance) string { return fmt.Sprintf("127.0.0.1:%d", in.Port) }
 	// Distinct SOCKS usernames get distinct circuits (IsolateSOCKSAuth), so
@@ -117,7 +121,40 @@ func TestPrivateNetwork(t *testing.T) {
 	}
 	check("us", byGroup["us"][0], 10, "exit1", "exit2")
 	check("nonus", byGroup["nonus"][0], 10, "exit3", "exit4")
-	check("eu grouped", byGroup["eu"][0], 6, "exit3", "exit4")
+	// Grouped: ExitNodes is the /16 itself, which holds exits of other
+	// countries here too; only ExcludeExitNodes keeps them out.
+	inRange := func(in Instance, e tornet.Exit) bool {
+		for _, rg := range in.ExitNodes {
+			if _, cidr, err := net.ParseCIDR(rg); err == nil && cidr.Contains(net.ParseIP(e.Address)) {
+				return true
+			}
+		}
+		return false
+	}
+	eu := byGroup["eu"][0]
+	if !inRange(eu, exitByName["exit1"]) || !contains(eu.ExcludeExitNodes, "{us}") {
+		t.Errorf("eu grouped: ExitNodes %v should cover US exit1 (%s) and ExcludeExitNodes %v name {us}", eu.ExitNodes, exitByName["exit1"].Address, eu.ExcludeExitNodes)
+	}
+	check("eu grouped", eu, 8, "exit3", "exit4")
+	shared := 0
+	for _, in := range byGroup["usg"] {
+		var own []string
+		for _, name := range []string{"exit1", "exit2", "exit3", "exit4"} {
+			if inRange(in, exitByName[name]) && exitByName[name].Country == "US" {
+				own = append(own, name)
+			}
+		}
+		if inRange(in, exitByName["exit3"]) {
+			shared++
+			if !contains(in.ExcludeExitNodes, "{de}") || !contains(in.ExcludeExitNodes, "{nl}") {
+				t.Errorf("usg %s: range shared with DE/NL exits but ExcludeExitNodes %v", in.Key, in.ExcludeExitNodes)
+			}
+		}
+		check("usg grouped", in, 8, own...)
+	}
+	if shared != 1 {
+		t.Errorf("%d usg instances cover the DE/NL exits' /16, want 1", shared)
+	}
 	pinned := map[string]bool{}
 	for _, in := range byGroup["pin"] {
 		fp := strings.TrimPrefix(in.ExitNodes[0], "$")
@@ -199,7 +236,7 @@ func TestPrivateNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(shrunk.Removed) != 3 || len(runner.Ports()) != 2 {
+	if len(shrunk.Removed) != 5 || len(runner.Ports()) != 2 {
 		t.Errorf("after dropping groups: removed %v, running %v", shrunk.Removed, runner.Ports())
 	}
 	if shrunk.Ports()[0] != plan.Ports()[0] && shrunk.Instances[0].Key == plan.Instances[0].Key {
@@ -223,29 +260,11 @@ func dialWhenUp(ctx context.Context, t *testing.T, sock string) *torctl.Conn {
 
 func askWithRetry(ctx context.Context, t *testing.T, n *tornet.Network, socks, user string) tornet.Seen {
 	t.Helper()
-	var last error
-	for ctx.Err() == nil {
-		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		c, err := tornet.DialSOCKS(rctx, socks, n.TargetAddr(), user, "x")
-		if err == nil {
-			var s tornet.Seen
-			s, err = tornet.Ask(rctx, c)
-			c.Close()
-			cancel()
-			if err == nil {
-				if s.Exit == "" {
-					t.Errorf("target could not tell the exit of peer %s", s.Peer)
-				}
-				return s
-			}
-		} else {
-			cancel()
-		}
-		last = err
-		time.Sleep(300 * time.Millisecond)
+	s, err := n.AskAs(ctx, socks, user)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no answer through %s: %v", socks, last)
-	return tornet.Seen{}
+	return s
 }
 
 // streamCircuit opens a stream (no SOCKS auth), keeps it open, and returns

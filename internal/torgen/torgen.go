@@ -75,11 +75,20 @@ type Config struct {
 	// and ControlSocket DataDir/<port>/control (process runner). Empty:
 	// both are left to the defaults torrc (Debian's tor@ instances).
 	DataDir string
+	// RunAs, with DataDir, is the account tor switches to once it has
+	// bound its ports (torrc User; DefaultTorUser when proxypoold runs as
+	// root): each instance's data dir is given to it. An account that does
+	// not exist, or cannot reach DataDir or TorrcDir, is logged and tor
+	// runs as proxypoold's user. "": no User line.
+	RunAs string
 	// ControlPortOffset, when DataDir is empty, gives each instance a
-	// loopback ControlPort at its SOCKS port + the offset, authenticated by
+	// loopback ControlPort (ControlPortFor: its SOCKS port + the offset,
+	// or - the offset above 65535-offset), authenticated by
 	// ControlPasswordHash (HashedControlPassword): how proxypool's probe
-	// reaches Debian's tor@ instances (NEWNYM) without their cookie. 0: no
-	// control port of ours.
+	// reaches Debian's tor@ instances (NEWNYM) without their cookie. A
+	// SOCKS port whose control port is reserved or inside the SOCKS range
+	// is never given out. 0: no control port of ours; no password: the
+	// ports are kept apart all the same, the files get none.
 	ControlPortOffset   int
 	ControlPasswordHash string
 	MaxCircuitDirtiness time.Duration
@@ -202,14 +211,20 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 		held[f.Key] = exits.Held{Port: port, Hashed: f.Hashed}
 	}
 	ports := exits.Ports{Base: base, Max: pmax, MaxInstances: cfg.MaxInstances, Reserved: cfg.Reserved, Budget: cfg.Budget}
+	if cfg.ControlPortOffset > 0 && cfg.DataDir == "" {
+		ports.Reserved = controlConflicts(base, pmax, cfg.ControlPortOffset, cfg.Reserved)
+	}
 	kept, dropped, err := exits.AssignPorts(slots, held, ports)
 	if err != nil {
 		return plan, err
 	}
 	plan.Dropped = dropped
 	plan.Shares = exits.Allot(slots, ports)
+	// A grouped group's ranges without an instance of their own ride on
+	// its instances: every range of the group stays in use.
+	kept = exits.Spread(kept, dropped)
 	if len(dropped) > 0 {
-		log.WithField("dropped", len(dropped)).Info("more tor slots than the groups' shares of tor.max-instances; the lowest-bandwidth new ones get no instance")
+		log.WithField("dropped", len(dropped)).Info("more tor slots than the groups' shares of tor.max-instances; the lowest-bandwidth new ones get no instance of their own (grouped: their /16 ranges join the group's instances)")
 	}
 	for _, sh := range plan.Shares {
 		if sh.Short() > 0 {
@@ -224,6 +239,12 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 	}
 	if len(plan.Moved) > 0 {
 		log.WithField("moved", len(plan.Moved)).Info("tor instances move to their hashed ports (torrc files of the older port scheme, or a port now reserved)")
+	}
+	var as runAs
+	if cfg.RunAs != "" && cfg.DataDir != "" {
+		if as, err = lookupRunAs(cfg.RunAs, cfg.DataDir, cfg.TorrcDir); err != nil {
+			log.WithError(err).Warn("tor instances run as proxypoold's user")
+		}
 	}
 	for _, s := range kept {
 		in := Instance{
@@ -243,11 +264,15 @@ func Generate(ctx context.Context, cfg Config, src RelaySource, run Runner) (Pla
 				if err := os.MkdirAll(dd, 0o700); err != nil {
 					return plan, fmt.Errorf("creating tor data dir: %w", err)
 				}
+				if err := as.own(dd); err != nil {
+					return plan, err
+				}
 			}
 			in.DataDir = dd
+			in.User = as.name
 			in.ControlSocket = filepath.Join(dd, "control")
-		} else if cfg.ControlPortOffset > 0 && s.Port+cfg.ControlPortOffset <= 65535 {
-			in.ControlPort = s.Port + cfg.ControlPortOffset
+		} else if cfg.ControlPortOffset > 0 && cfg.ControlPasswordHash != "" {
+			in.ControlPort = ControlPortFor(s.Port, cfg.ControlPortOffset)
 			in.HashedControlPassword = cfg.ControlPasswordHash
 		}
 		plan.Instances = append(plan.Instances, in)
@@ -320,6 +345,35 @@ func Upstreams(p Plan) []upstream.Upstream {
 		out = append(out, u)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
+	return out
+}
+
+// ControlPortFor is the loopback control port of the instance on SOCKS
+// port p: p+offset, or p-offset for SOCKS ports above 65535-offset, so
+// every SOCKS port has one and whoever knows the port finds it.
+func ControlPortFor(p, offset int) int {
+	if p+offset <= 65535 {
+		return p + offset
+	}
+	return p - offset
+}
+
+// controlConflicts is reserved plus every SOCKS port in [base, pmax]
+// whose control port is reserved (another listener of ours) or falls in
+// the SOCKS range itself (it could be another instance's SOCKS port, or,
+// in a range wider than twice the offset, another's control port).
+func controlConflicts(base, pmax, offset int, reserved []int) []int {
+	taken := make(map[int]bool, len(reserved))
+	for _, r := range reserved {
+		taken[r] = true
+	}
+	out := slices.Clone(reserved)
+	for p := base; p <= pmax; p++ {
+		c := ControlPortFor(p, offset)
+		if c < 1 || taken[c] || (c >= base && c <= pmax) {
+			out = append(out, p)
+		}
+	}
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -245,7 +246,8 @@ func TestGenerateNoGroupsStopsEverything(t *testing.T) {
 // TestControlPortOffset: for systemd instances (no DataDir) each torrc gets
 // a loopback ControlPort at SOCKS port + offset with the password hash, so
 // the probe can NEWNYM them; the control address follows; a port whose
-// offset would pass 65535 gets none.
+// offset would pass 65535 gets SOCKS port - offset instead (issue 18: it
+// used to get none).
 func TestControlPortOffset(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -268,7 +270,62 @@ func TestControlPortOffset(t *testing.T) {
 	}
 	cfg.PortBase, cfg.PortMax, cfg.TorrcDir = 60000, 60000, t.TempDir()
 	p, err = Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, &recordingRunner{})
-	if err != nil || p.Instances[0].ControlPort != 0 {
-		t.Errorf("port 60000 + 10000: control port %d, %v; want none", p.Instances[0].ControlPort, err)
+	if err != nil || p.Instances[0].ControlPort != 50000 || ControlAddr(p.Instances[0]) != "127.0.0.1:50000" {
+		t.Errorf("port 60000: control port %d (%s), %v; want 60000-10000", p.Instances[0].ControlPort, ControlAddr(p.Instances[0]), err)
+	}
+}
+
+// TestControlPortConflicts: on the recorded consensus (single mode, every
+// port of a small range wanted, a share of a wide one), no instance's
+// control port is a port proxypool listens on, a SOCKS port of the range
+// or another instance's control port, whatever the range: the default
+// one's start, one across 55535 and one wider than the offset.
+func TestControlPortConflicts(t *testing.T) {
+	ctx := context.Background()
+	relays := recordedRelays(t)
+	tests := []struct {
+		name      string
+		base, max int
+		instances int   // tor.max-instances; 0: the whole range
+		reserved  []int // e.g. metrics on a control port
+		wantOut   []int // SOCKS ports that must get no instance
+	}{
+		{"default start, metrics on 19065", 9060, 9199, 0, []int{9100, 19065}, []int{9065}},
+		{"across 55535", 55500, 55600, 0, []int{45550}, []int{55550}},
+		{"wider than the offset", 9060, 19560, 300, nil, []int{9060, 9560}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := recordedConfig(t.TempDir(), exits.ModeSingle)
+			cfg.PortBase, cfg.PortMax, cfg.MaxInstances, cfg.Reserved = tt.base, tt.max, tt.instances, tt.reserved
+			cfg.ControlPortOffset, cfg.ControlPasswordHash = 10000, "16:00"
+			p, err := Generate(ctx, cfg, relays, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			controls := map[int]int{}
+			for _, in := range p.Instances {
+				c := in.ControlPort
+				switch {
+				case c != ControlPortFor(in.Port, 10000) || c < 1:
+					t.Errorf("port %d: control port %d, want %d", in.Port, c, ControlPortFor(in.Port, 10000))
+				case c >= tt.base && c <= tt.max:
+					t.Errorf("port %d: control port %d inside the SOCKS range", in.Port, c)
+				case slices.Contains(tt.reserved, c):
+					t.Errorf("port %d: control port %d is a reserved port", in.Port, c)
+				}
+				if other, dup := controls[c]; dup {
+					t.Errorf("ports %d and %d share control port %d", other, in.Port, c)
+				}
+				controls[c] = in.Port
+				if slices.Contains(tt.wantOut, in.Port) {
+					t.Errorf("port %d given out; its control port %d conflicts", in.Port, c)
+				}
+			}
+			if len(p.Instances) < 50 {
+				t.Errorf("%d instances: the test wants the range mostly filled", len(p.Instances))
+			}
+			t.Logf("%s: %d instances, %d control ports", tt.name, len(p.Instances), len(controls))
+		})
 	}
 }

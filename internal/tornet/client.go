@@ -110,3 +110,34 @@ func (n *Network) Through(ctx context.Context, socksAddr string) (Seen, error) {
 	defer c.Close()
 	return Ask(ctx, c)
 }
+
+// AskAs makes one request to the target through the SOCKS proxy at socks
+// on a circuit of its own (SOCKS username user: tor's IsolateSOCKSAuth),
+// and tries again while that tor still builds circuits, until ctx ends.
+// An answer whose exit the target could not tell is an error.
+func (n *Network) AskAs(ctx context.Context, socks, user string) (Seen, error) {
+	var last error
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		c, err := DialSOCKS(rctx, socks, n.TargetAddr(), user, "x")
+		if err == nil {
+			var s Seen
+			s, err = Ask(rctx, c)
+			c.Close()
+			if err == nil && s.Exit == "" {
+				err = fmt.Errorf("the target could not tell the exit of peer %s", s.Peer)
+			}
+			if err == nil {
+				cancel()
+				return s, nil
+			}
+		}
+		cancel()
+		last = err
+		select {
+		case <-ctx.Done():
+			return Seen{}, fmt.Errorf("no answer through %s: %w", socks, last)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}

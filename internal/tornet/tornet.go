@@ -174,7 +174,8 @@ func Start(ctx context.Context, dir string, logf func(string, ...any)) (*Network
 
 // relayAddr is a relay's advertised address: sub.<host>, except exit2,
 // which lives in 127.1.N.0/24 so that the two US exits fall in two /16s
-// (tor.mode grouped gives each a slot of its own); DE and NL share one.
+// (tor.mode grouped gives each a slot of its own); DE and NL share exit1's,
+// so only ExcludeExitNodes keeps a US grouped instance off them.
 func relayAddr(sub, name string) string {
 	hosts := map[string]int{"auth1": 11, "auth2": 12, "auth3": 13, "middle1": 14, "middle2": 15, "exit1": 21, "exit2": 22, "exit3": 23, "exit4": 24}
 	if name == "exit2" {

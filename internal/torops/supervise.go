@@ -27,6 +27,8 @@ type Supervisor struct {
 // until ctx ends. Nothing runs before the first generation.
 func (t *Tor) Supervise(ctx context.Context, bin string) *Supervisor {
 	pr := torgen.NewProcessRunner(ctx, bin, t.o.Gen.TorrcDir, t.log)
+	pid := pr.PID
+	t.pids.Store(&pid)
 	return &Supervisor{t: t, runner: pr, wait: pr.Wait}
 }
 

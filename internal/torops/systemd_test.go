@@ -80,8 +80,10 @@ func TestSystemdTorSteps(t *testing.T) {
 		}
 		return later
 	}
-	// three US /16s: three grouped slots within max-instances 3
-	ops, st := testTor(t, dir, "grouped", 1, 3, base, true, clock)
+	// three US exits: three single slots within max-instances 3 (grouped
+	// mode would hand the new instance ranges of the running one, a
+	// reload of its torrc: TestGroupedOnRecordedConsensus)
+	ops, st := testTor(t, dir, "single", 1, 3, base, true, clock)
 	run := &torgen.DryRun{}
 	gen := func() []int {
 		t.Helper()
@@ -144,6 +146,15 @@ func TestSystemdTorSteps(t *testing.T) {
 			t.Fatalf("NEWNYM through the generated control port: %d, %v\n%s", n, err, out)
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+	// Its traffic through the same control port; no tor@ unit's cgroup
+	// exists here, so no resources are claimed for it.
+	usage, err := ops.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(usage) != 1 || usage[0].Port != p1 || usage[0].Group != "us" || !usage[0].Traffic || usage[0].Resources {
+		t.Errorf("usage %+v, want port %d of us with traffic read and no resources", usage, p1)
 	}
 	// The operator's NEWNYM reaches the same instance, and names a port
 	// that has none.

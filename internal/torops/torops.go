@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -24,7 +25,8 @@ import (
 )
 
 // ControlPortOffset: a systemd instance on SOCKS port P has its control
-// port on 127.0.0.1:P+ControlPortOffset.
+// port on 127.0.0.1:P+ControlPortOffset (P-ControlPortOffset above 55535:
+// torgen.ControlPortFor).
 const ControlPortOffset = 10000
 
 // SourceName is the store source the instances are listed under.
@@ -59,14 +61,20 @@ type Options struct {
 	Systemd bool
 	Log     logrus.FieldLogger // nil: silent
 	Now     func() time.Time   // nil: time.Now
+	// CgroupRoot and ProcRoot are where Usage reads an instance's CPU and
+	// memory: the tor@<port> unit's cgroup v2 directory under
+	// CgroupRoot/system.slice (systemd), or /proc/<pid> of `run`'s child.
+	// Defaults /sys/fs/cgroup and /proc.
+	CgroupRoot, ProcRoot string
 }
 
 // Tor is the tor instances of one process. It is safe for concurrent use;
 // Apply calls are ordered by their caller (Supervisor in `run`, one
 // process under systemd).
 type Tor struct {
-	o   Options
-	log logrus.FieldLogger
+	o    Options
+	log  logrus.FieldLogger
+	pids atomic.Pointer[func(port int) int] // `run`'s children, once Supervise started them
 }
 
 // New checks o and returns its Tor.
@@ -82,8 +90,16 @@ func New(o Options) (*Tor, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.CgroupRoot == "" {
+		o.CgroupRoot = "/sys/fs/cgroup"
+	}
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
+	}
 	if o.Systemd {
 		o.Gen.DataDir = "" // Debian's instances keep their own data dir and control socket
+	} else if o.Gen.RunAs == "" && os.Geteuid() == 0 {
+		o.Gen.RunAs = torgen.DefaultTorUser // `run` as root: tor need not keep root
 	}
 	return &Tor{o: o, log: o.Log}, nil
 }
@@ -109,10 +125,13 @@ func (t *Tor) generate(ctx context.Context, run torgen.Runner, dry bool) (torgen
 	cfg.DryRun = dry
 	st := t.o.Store
 	if t.o.Systemd { // a control port the probe can reach
+		// The offset also keeps SOCKS ports off those whose control port
+		// is taken, password or not, so a dry run plans the same ports.
+		cfg.ControlPortOffset = ControlPortOffset
 		if pw, err := t.password(ctx, !dry); err != nil {
 			t.log.WithError(err).Warn("no tor control password: the probe cannot NEWNYM the instances")
 		} else if pw != "" {
-			cfg.ControlPortOffset, cfg.ControlPasswordHash = ControlPortOffset, controlHash(pw)
+			cfg.ControlPasswordHash = controlHash(pw)
 		}
 	}
 	if !dry {
@@ -216,7 +235,7 @@ func (t *Tor) instances(ctx context.Context, group string) ([]upstream.Record, e
 
 func (t *Tor) controlAddr(port int) string {
 	if t.o.Systemd {
-		return "127.0.0.1:" + strconv.Itoa(port+ControlPortOffset)
+		return "127.0.0.1:" + strconv.Itoa(torgen.ControlPortFor(port, ControlPortOffset))
 	}
 	in := torgen.Instance{Instance: torrc.Instance{Port: port}}
 	if t.o.Gen.DataDir != "" {

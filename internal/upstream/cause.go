@@ -54,6 +54,11 @@ const (
 	// rules, may carry it (IsPolicy).
 	CauseTargetDenied
 
+	// CauseExitCountry: an upstream made for a group (a tor instance of
+	// nonus) left through an exit whose country that group does not take
+	// (the US): it is served neither there nor, by its country, elsewhere.
+	CauseExitCountry
+
 	numCauses
 )
 
@@ -85,6 +90,7 @@ var causeInfo = [numCauses]struct {
 	CauseTamper:            {"tamper", http.StatusBadGateway, "destination_unavailable"},
 	CauseTargetCheck:       {"target", http.StatusBadGateway, "destination_unavailable"},
 	CauseTargetDenied:      {"target_denied", http.StatusForbidden, "http_request_denied"},
+	CauseExitCountry:       {"exit_country", http.StatusBadGateway, "destination_unavailable"},
 }
 
 // String is the cause's stored name ("" for CauseNone).

@@ -16,7 +16,7 @@ func TestCauseText(t *testing.T) {
 		CauseTargetRefused: "target_refused", CauseTargetUnreachable: "target_unreachable",
 		CauseTargetTimeout: "target_timeout", CauseRoutesLocally: "routes_locally",
 		CauseTransparent: "transparent", CauseTamper: "tamper", CauseTargetCheck: "target",
-		CauseTargetDenied: "target_denied",
+		CauseTargetDenied: "target_denied", CauseExitCountry: "exit_country",
 	}
 	if len(fixed) != int(numCauses) {
 		t.Fatalf("%d causes named here, %d in the vocabulary", len(fixed), numCauses)

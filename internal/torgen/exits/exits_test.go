@@ -223,9 +223,11 @@ func TestSlotsModes(t *testing.T) {
 			"country/us: {us} / ",
 		}},
 		{ModeGrouped, []string{
-			"grouped/nonus/10.3.0.0/16: 10.3.0.1/32,10.3.0.9/32 / {ch},{ua},{us}",
-			"grouped/us/10.1.0.0/16: 10.1.0.1/32,10.1.0.2/32 / ",
-			"grouped/us/10.2.0.0/16: 10.2.0.1/32 / ",
+			// the /16 itself; every other country of the list excluded
+			// (the unknown-country G needs none: GeoIPExcludeUnknown)
+			"grouped/nonus/10.3.0.0/16: 10.3.0.0/16 / {ch},{ua},{us}",
+			"grouped/us/10.1.0.0/16: 10.1.0.0/16 / {de},{nl},{ua}",
+			"grouped/us/10.2.0.0/16: 10.2.0.0/16 / {de},{nl},{ua}",
 		}},
 		{ModeSingle, []string{
 			"single/nonus/" + fp("D") + ": $" + fp("D") + " / ",

@@ -18,8 +18,9 @@ type Mode string
 const (
 	// ModeCountry: one instance per group, ExitNodes {cc},{cc}… with StrictNodes.
 	ModeCountry Mode = "country"
-	// ModeGrouped: the group's exits bucketed by /16, one instance per
-	// bucket, ExitNodes listing the bucket's exit addresses.
+	// ModeGrouped: the group's /16 ranges spread over its instances
+	// (Spread), ExitNodes the ranges as CIDRs, ExcludeExitNodes the
+	// countries outside the group.
 	ModeGrouped Mode = "grouped"
 	// ModeSingle: one instance per exit relay, ExitNodes $FINGERPRINT.
 	ModeSingle Mode = "single"
@@ -114,22 +115,18 @@ func Slots(groups []Group, relays []upstream.Relay, def Mode) (slots []Slot, emp
 			}
 			slots = append(slots, newSlot("country/"+g.Name, g.Name, mode, braces(ccs), exclude, mine))
 		case ModeGrouped:
+			// One slot per /16 of the group's exits, ExitNodes the range
+			// itself: an exit that joins the range later is used too. The
+			// countries outside the group are excluded, so an exit of
+			// another country in a shared /16 is never used (StrictNodes).
+			outside := outsideCountries(g, relays)
 			buckets := map[string][]upstream.Relay{}
 			for _, r := range mine {
 				b := slash16(r.Address)
 				buckets[b] = append(buckets[b], r)
 			}
 			for b, rs := range buckets {
-				var addrs []string
-				seen := map[string]bool{}
-				for _, r := range rs {
-					if !seen[r.Address] {
-						seen[r.Address] = true
-						addrs = append(addrs, r.Address+"/32")
-					}
-				}
-				sort.Slice(addrs, func(i, j int) bool { return ipLess(addrs[i], addrs[j]) })
-				slots = append(slots, newSlot("grouped/"+g.Name+"/"+b, g.Name, mode, addrs, exclude, rs))
+				slots = append(slots, newSlot("grouped/"+g.Name+"/"+b, g.Name, mode, []string{b}, outside, rs))
 			}
 		case ModeSingle:
 			for _, r := range mine {
@@ -157,12 +154,7 @@ func Slots(groups []Group, relays []upstream.Relay, def Mode) (slots []Slot, emp
 
 func newSlot(key, group string, mode Mode, exit, exclude []string, rs []upstream.Relay) Slot {
 	s := Slot{Key: key, Group: group, Mode: mode, ExitNodes: exit, ExcludeExitNodes: exclude, Relays: rs}
-	sort.Slice(s.Relays, func(i, j int) bool {
-		if s.Relays[i].Address != s.Relays[j].Address {
-			return ipLess(s.Relays[i].Address, s.Relays[j].Address)
-		}
-		return s.Relays[i].Fingerprint < s.Relays[j].Fingerprint
-	})
+	sortRelays(s.Relays)
 	for _, r := range rs {
 		s.Bandwidth += r.Bandwidth
 	}
@@ -332,6 +324,16 @@ func slash16(ip string) string {
 		return ip
 	}
 	return fmt.Sprintf("%d.%d.0.0/16", v4[0], v4[1])
+}
+
+// sortRelays orders relays by address, then fingerprint.
+func sortRelays(rs []upstream.Relay) {
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].Address != rs[j].Address {
+			return ipLess(rs[i].Address, rs[j].Address)
+		}
+		return rs[i].Fingerprint < rs[j].Fingerprint
+	})
 }
 
 func ipLess(a, b string) bool {

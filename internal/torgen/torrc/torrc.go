@@ -32,6 +32,9 @@ type Instance struct {
 	// leave control to the defaults (Debian's instance defaults set one).
 	ControlSocket string
 	ControlPort   int
+	// User is the account tor switches to after binding its ports (tor's
+	// User option; "" = none: it stays who started it).
+	User string
 	// HashedControlPassword, with ControlPort, authenticates the port by
 	// password instead of a cookie (a Debian tor@ instance's cookie file is
 	// readable only by its own group, not by proxypool's probe).
@@ -81,10 +84,13 @@ func Render(in Instance) ([]byte, error) {
 			}
 		}
 	}
-	for _, p := range []string{in.DataDir, in.ControlSocket, in.SocksAddr, in.HashedControlPassword} {
+	for _, p := range []string{in.DataDir, in.ControlSocket, in.SocksAddr, in.HashedControlPassword, in.User} {
 		if strings.ContainsAny(p, "\r\n\"") {
 			return nil, fmt.Errorf("torrc.%d: bad path or address %q", in.Port, p)
 		}
+	}
+	if strings.ContainsAny(in.User, " \t") {
+		return nil, fmt.Errorf("torrc.%d: user %q contains whitespace", in.Port, in.User)
 	}
 	for i, l := range in.Extra {
 		if strings.ContainsAny(l, "\r\n") {
@@ -105,6 +111,9 @@ func Render(in Instance) ([]byte, error) {
 	fmt.Fprintf(&b, "SocksPort %s:%d\n", addr, in.Port)
 	if in.DataDir != "" {
 		fmt.Fprintf(&b, "DataDirectory %s\n", in.DataDir)
+	}
+	if in.User != "" {
+		fmt.Fprintf(&b, "User %s\n", in.User)
 	}
 	if in.ControlSocket != "" {
 		fmt.Fprintf(&b, "ControlSocket %s\n", in.ControlSocket)

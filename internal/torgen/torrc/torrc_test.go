@@ -77,6 +77,8 @@ func TestRenderRejects(t *testing.T) {
 		{"extra newline", func(i *Instance) { i.Extra = []string{"A 1", "B 1\nC 2"} }, "extra-config line 2"},
 		{"key newline", func(i *Instance) { i.Key = "a\nb" }, "bad key"},
 		{"exclude space", func(i *Instance) { i.ExcludeExitNodes = []string{"{u s}"} }, "whitespace"},
+		{"user with a space", func(i *Instance) { i.User = "debian tor" }, `user "debian tor" contains whitespace`},
+		{"user newline", func(i *Instance) { i.User = "tor\nControlPort 1" }, "bad path or address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
