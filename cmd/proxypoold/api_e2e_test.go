@@ -43,17 +43,7 @@ func startAPIDaemon(t *testing.T) *apiDaemon {
 	list, geo := f.WriteFilesT(t, dir)
 	ports := freePorts(t, 2)
 	apiAddr := freeAPIAddr(t)
-	cfg := fmt.Sprintf(`database: %s
-sources:
-  - {name: fleet, url: "file://%s", format: auto}
-probe:
-  judges: [%s/get]
-  timeout: 1s
-  interval: 1m
-  failing-interval: 2s
-  geoip: %s
-  geoip6: ""
-gateway:
+	cfg := fleetConfig(dir, list, judge.URL, geo, fmt.Sprintf(`gateway:
   listen: 127.0.0.1:%d
 metrics:
   listen: 127.0.0.1:%d
@@ -61,8 +51,7 @@ metrics:
 api:
   listen: %s
   secret: %s
-log: {level: info, format: text}
-`, filepath.Join(dir, "pp.db"), list, judge.URL, geo, ports[0], ports[1], apiAddr, apiSecret)
+`, ports[0], ports[1], apiAddr, apiSecret))
 	d := &apiDaemon{base: "http://" + apiAddr, cfgPath: filepath.Join(dir, "proxypool.yaml"), dir: dir, fleetList: list,
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o644); err != nil {

@@ -38,17 +38,7 @@ func TestStackE2E(t *testing.T) {
 	list, geo := f.WriteFilesT(t, dir)
 	ports := freePorts(t, 3)
 	gw, us, met := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
-	cfg := fmt.Sprintf(`database: %s
-sources:
-  - {name: fleet, url: "file://%s", format: auto}
-probe:
-  judges: [%s/get]
-  timeout: 1s
-  interval: 1m
-  failing-interval: 2s
-  geoip: %s
-  geoip6: ""
-gateway:
+	cfg := fleetConfig(dir, list, judge.URL, geo, fmt.Sprintf(`gateway:
   listen: %s
   ports:
     - {listen: "%s", group: us}
@@ -57,8 +47,7 @@ metrics:
   gateway-listen: ""
 groups:
   us: {countries: [US]}
-log: {level: info, format: text}
-`, filepath.Join(dir, "pp.db"), list, judge.URL, geo, gw, us, met)
+`, gw, us, met))
 	cfgPath := filepath.Join(dir, "proxypool.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -401,31 +401,42 @@ type Group struct {
 }
 
 func (s *Server) groups(w http.ResponseWriter, r *http.Request) {
+	byName(s, w, r, func(st control.Status, get func(string) *Group) {
+		for name, n := range st.Groups {
+			get(name).Upstreams = n
+		}
+		for i, f := range st.Floors {
+			if f.Group != "" { // the pool's own floor is in /status
+				get(f.Group).Floor = &st.Floors[i]
+			}
+		}
+	}, func(name string) *Group { return &Group{Name: name} })
+}
+
+// byName answers a list derived from Status: fill sets each entry (get
+// makes it on first use with mk), the answer is sorted by name.
+func byName[T any](s *Server, w http.ResponseWriter, r *http.Request, fill func(control.Status, func(string) *T), mk func(string) *T) {
 	st, err := s.o.Manager.Status(r.Context())
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	byName := map[string]*Group{}
-	for name, n := range st.Groups {
-		byName[name] = &Group{Name: name, Upstreams: n}
-	}
-	for i, f := range st.Floors {
-		if f.Group == "" { // the pool's own floor is in /status
-			continue
+	m := map[string]*T{}
+	fill(st, func(name string) *T {
+		if m[name] == nil {
+			m[name] = mk(name)
 		}
-		g := byName[f.Group]
-		if g == nil {
-			g = &Group{Name: f.Group}
-			byName[f.Group] = g
-		}
-		g.Floor = &st.Floors[i]
+		return m[name]
+	})
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
 	}
-	out := make([]Group, 0, len(byName))
-	for _, g := range byName {
-		out = append(out, *g)
+	sort.Strings(names)
+	out := make([]T, 0, len(m))
+	for _, name := range names {
+		out = append(out, *m[name])
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -438,33 +449,17 @@ type Source struct {
 }
 
 func (s *Server) sources(w http.ResponseWriter, r *http.Request) {
-	st, err := s.o.Manager.Status(r.Context())
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	byName := map[string]*Source{}
-	get := func(name string) *Source {
-		if byName[name] == nil {
-			byName[name] = &Source{SourceStatus: control.SourceStatus{Name: name}}
+	byName(s, w, r, func(st control.Status, get func(string) *Source) {
+		for _, ss := range st.SourceState {
+			get(ss.Name).SourceStatus = ss
 		}
-		return byName[name]
-	}
-	for _, ss := range st.SourceState {
-		get(ss.Name).SourceStatus = ss
-	}
-	for name, n := range st.Sources {
-		get(name).Upstreams = n
-	}
-	for i, rep := range st.Reputation {
-		get(rep.Source).Reputation = &st.Reputation[i]
-	}
-	out := make([]Source, 0, len(byName))
-	for _, src := range byName {
-		out = append(out, *src)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	writeJSON(w, http.StatusOK, out)
+		for name, n := range st.Sources {
+			get(name).Upstreams = n
+		}
+		for i, rep := range st.Reputation {
+			get(rep.Source).Reputation = &st.Reputation[i]
+		}
+	}, func(name string) *Source { return &Source{SourceStatus: control.SourceStatus{Name: name}} })
 }
 
 func (s *Server) torStatus(w http.ResponseWriter, r *http.Request) {
