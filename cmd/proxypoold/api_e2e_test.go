@@ -321,6 +321,7 @@ func TestCtlOverAPI(t *testing.T) {
 		{"check --wait", []string{"--json", "check", "--wait"}, nil, 0, `"complete": true`},
 		{"list", []string{"list", "--state", "healthy"}, nil, 0, "healthy"},
 		{"status", []string{"status"}, nil, 0, "healthy"},
+		{"--user without a session bus", []string{"--user", "status"}, nil, 0, "healthy"},
 		{"export", []string{"export", "--format", "txt"}, nil, 0, ":"},
 		{"remove", []string{"remove", "socks5://127.0.0.1:4"}, nil, 0, "removed"},
 		{"remove unknown", []string{"remove", "socks5://127.0.0.1:4"}, nil, 5, "no upstream"},

@@ -77,6 +77,15 @@ func fail(w http.ResponseWriter, err error) {
 	writeError(w, code, err.Error())
 }
 
+// answer is a manager call's answer: v as JSON, or err with its status.
+func answer[T any](w http.ResponseWriter, v T, err error) {
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
 // readJSON decodes a small JSON body into v; an empty body leaves v as is.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBytes))
@@ -94,20 +103,12 @@ func (s *Server) version(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	st, err := s.o.Manager.Status(r.Context())
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
+	answer(w, st, err)
 }
 
 func (s *Server) counts(w http.ResponseWriter, r *http.Request) {
 	c, err := s.o.Manager.Counts(r.Context())
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, c)
+	answer(w, c, err)
 }
 
 // listQuery reads proxypoolctl list's filters from the query string; an
@@ -156,20 +157,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page, err := s.o.Manager.List(r.Context(), q)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, page)
+	answer(w, page, err)
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	rec, err := s.o.Manager.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rec)
+	answer(w, rec, err)
 }
 
 // AddRequest is POST /api/v1/upstreams.
@@ -212,11 +205,7 @@ type RemoveReply struct {
 
 func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 	n, err := s.o.Manager.Remove(r.Context(), r.PathValue("id"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, RemoveReply{Removed: n})
+	answer(w, RemoveReply{Removed: n}, err)
 }
 
 // ImportRequest is POST /api/v1/import as JSON: the list itself (text) or
@@ -265,11 +254,7 @@ func (s *Server) importList(w http.ResponseWriter, r *http.Request) {
 		text = string(data)
 	}
 	rep, err := s.o.Manager.Import(r.Context(), text)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rep)
+	answer(w, rep, err)
 }
 
 // CheckRequest is POST /api/v1/check: ids to probe, every upstream when
@@ -464,14 +449,10 @@ func (s *Server) sources(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) torStatus(w http.ResponseWriter, r *http.Request) {
 	in, err := s.o.Manager.TorStatus(r.Context())
-	if err != nil {
-		fail(w, err)
-		return
-	}
 	if in == nil {
 		in = []control.TorInstance{}
 	}
-	writeJSON(w, http.StatusOK, in)
+	answer(w, in, err)
 }
 
 // NewnymRequest is POST /api/v1/tor/newnym: the instance's SOCKS port,
