@@ -347,3 +347,58 @@ func TestCtlOverAPI(t *testing.T) {
 		})
 	}
 }
+
+// TestProbeServesAPIFromSocket: under systemd the probe serves the API on
+// the socket proxy-api.socket passes (FileDescriptorName=api), whatever
+// address api.listen names, so the unit's address wins and a restart
+// refuses no client. Run the way systemd starts it: fd 3, LISTEN_PID its
+// own pid.
+func TestProbeServesAPIFromSocket(t *testing.T) {
+	dir := t.TempDir()
+	passed, err := net.Listen("tcp", freeAPIAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := passed.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	passedAddr := passed.Addr().String()
+	passed.Close()
+	unused := strings.Replace(freeAPIAddr(t), "127.86.0.1", "127.86.0.2", 1)
+	cfgPath := filepath.Join(dir, "proxypool.yaml")
+	cfg := fmt.Sprintf("database: %s\nsources: []\nprobe: {judges: [\"http://127.86.0.9:1/get\"], geoip: \"\", geoip6: \"\", uplink-check: false}\nmetrics: {enabled: false}\napi: {listen: %q, secret: %s}\nlog: {level: info, format: text}\n",
+		filepath.Join(dir, "pp.db"), unused, apiSecret)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, os.Args[0], "-test.run=^TestTorE2EHelper$", "-test.count=1")
+	cmd.Env = append(noBusEnv(dir), "PATH="+os.Getenv("PATH"), helperEnv+"=1", helperArgsEnv+"=--config\n"+cfgPath+"\nprobe",
+		"LISTEN_FDS=1", "LISTEN_FDNAMES="+apiSocket)
+	cmd.ExtraFiles = []*os.File{f}
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	err = cmd.Start()
+	f.Close() // the child holds its own copy: a socket it does not serve must refuse, not queue
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	d := &apiDaemon{base: "http://" + passedAddr, hc: &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}}
+	var code int
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && code != 200; {
+		if code, _ = d.do(t, "GET", "/api/v1/counts", apiSecret, "", ""); code != 200 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if code != 200 {
+		t.Fatalf("the probe did not answer on the passed socket %s (last %d); log:\n%s", passedAddr, code, log.String())
+	}
+	if code, _ := d.do(t, "GET", "/api/v1/counts", "", "", ""); code != 401 {
+		t.Errorf("without the secret: %d, want 401", code)
+	}
+	if c, err := net.DialTimeout("tcp", unused, time.Second); err == nil {
+		c.Close()
+		t.Errorf("the probe also listens on api.listen %s; it should take the passed socket only", unused)
+	}
+}
