@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -325,5 +326,46 @@ func TestClient(t *testing.T) {
 	}
 	if _, err := NewClient("ftp://x", "", nil); !errors.Is(err, control.ErrInvalid) {
 		t.Errorf("ftp URL: %v", err)
+	}
+}
+
+// TestServeLimits: Serve caps request headers (431, not memory) and stops
+// when its context ends, open event streams included.
+func TestServeLimits(t *testing.T) {
+	a := startAPI(t, Options{})
+	ln, err := net.Listen("tcp", "127.86.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.srv.Serve(ctx, ln) }()
+	base := "http://" + ln.Addr().String()
+	req, _ := http.NewRequest("GET", base+"/api/v1/status", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 128<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("128 KiB header: %d, want 431", resp.StatusCode)
+	}
+	stream, err := http.Get(base + "/api/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return within 10s of its context ending")
+	}
+	if _, err := io.ReadAll(stream.Body); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Logf("stream ended with %v", err)
 	}
 }
