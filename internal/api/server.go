@@ -240,7 +240,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 		BaseContext:    func(net.Listener) context.Context { return ctx },
-		ErrorLog:       nil,
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
