@@ -71,6 +71,8 @@ var mayImport = map[string][]string{
 	"manager": {vocab, "control", "parse", "store"},
 	"slo":     {vocab, "logging", "pool"},
 	"torops":  {vocab, "control", "logging", "slo", "store", "torctl", "torgen", "units"},
+	// the HTTP control API over control.Manager (server and client)
+	"api": {vocab, "control"},
 	// test helpers
 	"fleet":    {vocab, "socks", "httpproxy"},
 	"dbustest": nil,
@@ -82,10 +84,10 @@ var mayImport = map[string][]string{
 // here breaks the rules.
 var cmdMayImport = map[string][]string{
 	// the daemon wires everything but the protocol servers and the test helpers
-	"proxypoold": {vocab, "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
+	"proxypoold": {vocab, "api", "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
 		"pool", "probe", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
-	// the operator's CLI: D-Bus, or the store read-only, and offline parse
-	"proxypoolctl": {vocab, "config", "control", "manager", "parse", "store", "top"},
+	// the operator's CLI: D-Bus or the HTTP API, or the store read-only, and offline parse
+	"proxypoolctl": {vocab, "api", "config", "control", "manager", "parse", "store", "top"},
 	// test and benchmark programs
 	"fleet":   {"fleet"},
 	"loadgen": {"socks"},

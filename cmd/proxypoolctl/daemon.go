@@ -6,19 +6,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 
+	"github.com/proxypool/proxypool/internal/api"
+	"github.com/proxypool/proxypool/internal/config"
 	"github.com/proxypool/proxypool/internal/control"
 	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/store"
 )
 
 // backend is what a verb talks to: the daemon over D-Bus (*control.Client)
-// or, with --db, a manager over the store opened read-only.
+// or its HTTP API (*api.Client), or, with --db, a manager over the store
+// opened read-only.
 type backend struct {
 	control.Manager
-	client *control.Client // nil with --db
+	client watcher // nil with --db
 	close  func()
+}
+
+// watcher follows a daemon's jobs: both clients do, over signals or an
+// event stream.
+type watcher interface {
+	WatchProgress(ctx context.Context, jobs ...string) (<-chan control.Progress, error)
+	Counts(ctx context.Context) (control.Counts, error)
 }
 
 // dbError is a store that --db cannot open.
@@ -42,11 +53,80 @@ func (c *cmd) connect(ctx context.Context, readOnly bool) (*backend, error) {
 		m := manager.New(manager.Options{Store: st, Trusted: true})
 		return &backend{Manager: m, close: func() { m.Close(); st.Close() }}, nil
 	}
-	cl, err := control.Dial(ctx, !g.User)
-	if err != nil {
-		return nil, busError{err}
+	if g.API != "" {
+		return c.apiBackend(ctx, g.API, g.secret(nil), nil)
 	}
-	return &backend{Manager: cl, client: cl, close: func() { cl.Close() }}, nil
+	var busErr error
+	if g.User && !manager.SessionBusConfigured() {
+		// godbus would run dbus-launch and fail with words about X11.
+		busErr = busError{errors.New("no session bus (DBUS_SESSION_BUS_ADDRESS is unset)")}
+	} else if cl, err := control.Dial(ctx, !g.User); err != nil {
+		busErr = busError{err}
+	} else if _, err := cl.Counts(ctx); errors.Is(err, control.ErrNotRunning) {
+		cl.Close()
+		busErr = err
+	} else {
+		return &backend{Manager: cl, client: cl, close: func() { cl.Close() }}, nil
+	}
+	// No daemon on the bus: `proxypoold run` without a session bus is
+	// reached over the HTTP API its config names.
+	cfg, err := config.Load(config.Path(g.Config))
+	if err != nil || cfg.API.Listen == "" {
+		return nil, busErr
+	}
+	return c.apiBackend(ctx, apiURL(cfg.API.Listen), g.secret(cfg), busErr)
+}
+
+// apiBackend is the daemon's HTTP API at base. busErr, when set, is why
+// D-Bus was not used: a daemon the API does not reach either is reported
+// with both reasons.
+func (c *cmd) apiBackend(ctx context.Context, base, secret string, busErr error) (*backend, error) {
+	cl, err := api.NewClient(base, secret, nil)
+	if err != nil {
+		return nil, usageErr{fmt.Errorf("--api: %w", err)}
+	}
+	if busErr != nil {
+		if _, err := cl.Counts(ctx); errors.Is(err, control.ErrNotRunning) {
+			return nil, fmt.Errorf("%w; nor does its HTTP API answer at %s", busErr, base)
+		}
+	}
+	return &backend{Manager: cl, client: cl, close: func() {}}, nil
+}
+
+// apiURL is the URL of a listen address; a wildcard host is reached on
+// loopback.
+func apiURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// secret is the API secret: --api-secret, else PROXYPOOL_API_SECRET, else
+// the config's api.secret.
+func (g *globals) secret(cfg *config.Config) string {
+	if g.APISecret != "" {
+		return g.APISecret
+	}
+	if s := os.Getenv(apiSecretEnv); s != "" {
+		return s
+	}
+	if cfg == nil {
+		if c, err := config.Load(config.Path(g.Config)); err == nil {
+			cfg = c
+		}
+	}
+	if cfg != nil {
+		return cfg.API.Secret
+	}
+	return ""
 }
 
 // busError is a bus that cannot be reached at all.

@@ -34,8 +34,16 @@ type globals struct {
 	User   bool   // session bus instead of the system bus
 	DB     string // read the store directly (list, status, export)
 	Config string
-	Stdin  io.Reader
+	// API is the daemon's HTTP API (--api URL); "" tries D-Bus first, then
+	// the config's api.listen. APISecret is its bearer secret.
+	API       string
+	APISecret string
+	Stdin     io.Reader
 }
+
+// apiSecretEnv holds the API secret when --api-secret is not given (so
+// that it stays out of ps).
+const apiSecretEnv = "PROXYPOOL_API_SECRET"
 
 // verb is one entry of the verb table.
 type verb struct {
@@ -89,6 +97,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.BoolVar(&g.User, "user", false, "talk to the daemon on the session bus (like systemctl --user)")
 	fs.StringVar(&g.DB, "db", "", "read the store at `PATH` directly, read-only, no daemon (list, status, export)")
 	fs.StringVar(&g.Config, "config", config.Path(""), "config file `PATH` (env "+config.EnvVar+")")
+	fs.StringVar(&g.API, "api", "", "talk to the daemon's HTTP API at `URL` (e.g. http://127.0.0.1:9090) instead of D-Bus; without it the config's api.listen is tried when no daemon is on the bus")
+	fs.StringVar(&g.APISecret, "api-secret", "", "the API's bearer `SECRET` (env "+apiSecretEnv+", else api.secret from the config)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -116,7 +126,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func usage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintln(w, "usage: proxypoolctl [--json] [--user] [--db PATH] [--config PATH] VERB [ARGS]")
+	fmt.Fprintln(w, "usage: proxypoolctl [--json] [--user] [--db PATH] [--config PATH] [--api URL] [--api-secret S] VERB [ARGS]")
 	fmt.Fprintln(w, "\nverbs:")
 	for _, v := range verbs {
 		fmt.Fprintf(w, "  %-8s %-30s %s\n", v.name, strings.TrimSpace(v.args+" "+v.flags), v.summary)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,4 +68,22 @@ func (p *daemonProc) stop(t *testing.T, d time.Duration) {
 	case <-time.After(d):
 		t.Fatalf("proxypoold run did not stop within %v of SIGTERM", d)
 	}
+}
+
+// fleetConfig is the config of a `run` over one fleet's list (a file
+// source) checked against judge, geo its geoip file; rest adds the keys a
+// test sets (gateway, metrics, api, …) and log ends it.
+func fleetConfig(dir, list, judge, geo, rest string) string {
+	return fmt.Sprintf(`database: %s
+sources:
+  - {name: fleet, url: "file://%s", format: auto}
+probe:
+  judges: [%s/get]
+  timeout: 1s
+  interval: 1m
+  failing-interval: 2s
+  geoip: %s
+  geoip6: ""
+%slog: {level: info, format: text}
+`, filepath.Join(dir, "pp.db"), list, judge, geo, rest)
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/api"
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/manager"
@@ -59,7 +60,17 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	if guard := startObservers(ctx, e, st, pl, m, scaler, ops); guard != nil {
 		mo.Floors = floorsOf(guard)
 	}
-	cp.Start(ctx, mo, !user)
+	jobs := api.NewJobs()
+	mo.Emit = jobs.Emit
+	apiLn := apiListener(e, true)
+	mgr := cp.Start(ctx, mo, !user)
+	if apiLn != nil {
+		go func() {
+			if err := serveAPI(ctx, e, apiLn, mgr, jobs); err != nil {
+				e.log.WithError(err).Error("HTTP API stopped")
+			}
+		}()
+	}
 	sd.Ready()
 	defer sd.Stopping()
 	go sd.Watchdog(ctx, pl.healthy)

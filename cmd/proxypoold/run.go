@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/proxypool/proxypool/internal/api"
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/manager"
@@ -73,8 +74,17 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	if guard := startObservers(ctx, e, st, pl, m, scaler, ops); guard != nil {
 		mo.Floors = floorsOf(guard)
 	}
+	jobs := api.NewJobs()
+	mo.Emit = jobs.Emit
+	apiLn := apiListener(e, false)
+	var mgr *manager.Manager
 	if manager.SessionBusConfigured() { // proxypoolctl --user reaches `run` when a session bus exists; never fatal
-		cp.Start(ctx, mo, false)
+		mgr = cp.Start(ctx, mo, false)
+	} else {
+		mgr = cp.Manage(ctx, mo) // for the HTTP API: proxypoolctl's way in without a bus
+	}
+	if apiLn != nil {
+		start("api", func() error { return serveAPI(ctx, e, apiLn, mgr, jobs) })
 	}
 
 	start("gateway", func() error { return serveGateway(ctx, e, st, notify, m.Gateway(), sd.Ready) })

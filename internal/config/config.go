@@ -68,6 +68,7 @@ type Config struct {
 	Groups   map[string]Group `yaml:"groups"`
 	Tor      Tor              `yaml:"tor"`
 	Metrics  Metrics          `yaml:"metrics"`
+	API      API              `yaml:"api"`
 	Log      Log              `yaml:"log"`
 	SLO      SLO              `yaml:"slo"`
 
@@ -245,6 +246,21 @@ type Metrics struct {
 	Enabled       bool   `yaml:"enabled"`
 }
 
+// API configures the HTTP control API (internal/api): /api/v1 and the
+// Clash external-controller paths, served by the process that owns the
+// store.
+type API struct {
+	// Listen is 127.0.0.1:9090 (mihomo's external-controller default, which
+	// dashboards try first); "" = no API.
+	Listen string `yaml:"listen"`
+	// Secret is the bearer token (Authorization: Bearer, ?token= on
+	// WebSockets); "" = none, allowed only on a loopback listen.
+	Secret string `yaml:"secret"`
+	// CORSOrigins are the browser origins (e.g. http://127.0.0.1:21080)
+	// whose pages may call the API; "*" allows any. Empty: none.
+	CORSOrigins []string `yaml:"cors-origins"`
+}
+
 // Log configures logging.New.
 type Log struct {
 	Level  string `yaml:"level"`  // trace | debug | info | warn | error
@@ -316,6 +332,7 @@ func Default() *Config {
 			Refresh:             6 * time.Hour,
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9464", GatewayListen: "127.0.0.1:9465", Enabled: true},
+		API:     API{Listen: "127.0.0.1:9090", CORSOrigins: []string{}},
 		Log:     Log{Level: "info", Format: "auto"},
 		SLO:     SLO{CheckInterval: 30 * time.Second, MinActionInterval: 2 * time.Minute, MinHealthy: 1},
 		pos:     map[string]int{},
@@ -551,7 +568,7 @@ func (c *Config) Policy() upstream.Policy {
 }
 
 // UsedPorts lists the TCP ports proxypool itself listens on (gateway,
-// pinned ports, metrics when enabled), sorted, so torgen can skip them when
+// pinned ports, metrics when enabled, the API), sorted, so torgen can skip them when
 // it hands out instance ports from tor.port-base..tor.port-max.
 func (c *Config) UsedPorts() []int {
 	addrs := []string{c.Gateway.Listen}
@@ -563,6 +580,9 @@ func (c *Config) UsedPorts() []int {
 		if c.Metrics.GatewayListen != "" {
 			addrs = append(addrs, c.Metrics.GatewayListen)
 		}
+	}
+	if c.API.Listen != "" {
+		addrs = append(addrs, c.API.Listen)
 	}
 	seen := map[int]bool{}
 	var ports []int

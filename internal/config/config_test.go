@@ -147,7 +147,7 @@ log: {level: DEBUG}
 	if c.Log.Level != "debug" {
 		t.Errorf("log.level = %q, want lower-cased", c.Log.Level)
 	}
-	if got := c.UsedPorts(); !reflect.DeepEqual(got, []int{8000, 8001, 8002, 8003, 9464, 9465}) {
+	if got := c.UsedPorts(); !reflect.DeepEqual(got, []int{8000, 8001, 8002, 8003, 9090, 9464, 9465}) {
 		t.Errorf("UsedPorts = %v", got)
 	}
 	if got := c.Pos("groups.eu.countries"); got != "t.yaml:18" {

@@ -101,6 +101,9 @@ var keyProofs = map[string]string{
 	"gateway.upstream-handshake-timeout": "gateway.TestUpstreamHandshakeTimeout, config.TestHandshakeTimeoutIsDeprecated",
 	"gateway.max-attempts":               "gateway.TestInstantRefusalsDoNotUseUpTries, config.TestGatewayTryKeys",
 	"refresh.retire-after":               "source.TestRefresherRetires",
+	"api.listen":                         "config.TestAPIKeys",
+	"api.secret":                         "api.TestAuth",
+	"api.cors-origins":                   "api.TestCORS",
 }
 
 // pendingKeys17b are the keys whose new behaviour another branch (keys17b:

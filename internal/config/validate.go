@@ -66,6 +66,7 @@ func (v *validator) validate() {
 			v.listen("metrics.gateway-listen", c.Metrics.GatewayListen)
 		}
 	}
+	v.api()
 	v.oneOf("log.level", strings.ToLower(c.Log.Level), LogLevels)
 	v.oneOf("log.format", c.Log.Format, LogFormats)
 	v.positive("slo.check-interval", c.SLO.CheckInterval)
@@ -304,6 +305,31 @@ func (v *validator) gateway() {
 	}
 }
 
+// api checks the control API: like the gateway's open-proxy guard, an
+// address other hosts can reach needs a secret, or anyone there could
+// steer the pool.
+func (v *validator) api() {
+	a := v.c.API
+	if a.Listen == "" {
+		return
+	}
+	if v.listen("api.listen", a.Listen) && a.Secret == "" && !loopback(a.Listen) {
+		v.errf("api.listen", "%s is reachable from other hosts and api.secret is empty: set a secret or listen on 127.0.0.1", a.Listen)
+	}
+	if strings.ContainsAny(a.Secret, "\r\n") {
+		v.errf("api.secret", "must be one line (it is sent in an HTTP header)")
+	}
+	for i, o := range a.CORSOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			v.errf(fmt.Sprintf("api.cors-origins[%d]", i), "%q is not an origin (scheme://host[:port], e.g. http://127.0.0.1:21080) nor *", o)
+		}
+	}
+}
+
 // listen checks a host:port listen address; key "" checks silently.
 func (v *validator) listen(key, addr string) bool {
 	host, port, err := net.SplitHostPort(addr)
@@ -353,6 +379,9 @@ func (v *validator) listenConflicts() {
 		if v.c.Metrics.GatewayListen != "" {
 			ls = append(ls, l{"metrics.gateway-listen", v.c.Metrics.GatewayListen})
 		}
+	}
+	if v.c.API.Listen != "" {
+		ls = append(ls, l{"api.listen", v.c.API.Listen})
 	}
 	for i := range ls {
 		hi, pi, err := net.SplitHostPort(ls[i].addr)

@@ -133,3 +133,19 @@ func (m *Manager) total(ctx context.Context, f store.Filter) (int, error) {
 	m.rememberTotal(f, n)
 	return n, nil
 }
+
+// Get returns the upstream with this id, credentials redacted for an
+// unprivileged caller; an unknown id wraps control.ErrNotFound.
+func (m *Manager) Get(ctx context.Context, id string) (upstream.Record, error) {
+	if id == "" {
+		return upstream.Record{}, fmt.Errorf("%w: empty id", control.ErrInvalid)
+	}
+	recs, err := m.o.Store.List(ctx, store.Filter{IDs: []string{id}, Limit: 1})
+	if err != nil {
+		return upstream.Record{}, fmt.Errorf("looking up upstream %s: %w", id, err)
+	}
+	if len(recs) == 0 {
+		return upstream.Record{}, fmt.Errorf("no upstream %s in the pool: %w", id, control.ErrNotFound)
+	}
+	return m.secretsFor(ctx, recs)[0], nil
+}

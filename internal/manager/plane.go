@@ -72,18 +72,7 @@ func (p *Plane) ProbeProgress(done, total int, finished bool) {
 // ends. The manager works (and Status sees probe progress) even when the
 // bus does not; then Start logs why.
 func (p *Plane) Start(ctx context.Context, o Options, system bool) *Manager {
-	o.Emit = func(pr control.Progress) {
-		if srv := p.srv.Load(); srv != nil {
-			srv.Progress(pr)
-		}
-	}
-	o.Log = p.log
-	m := New(o)
-	p.mgr.Store(m)
-	go func() {
-		<-ctx.Done()
-		m.Close()
-	}()
+	m := p.Manage(ctx, o)
 	bus, connect := "session", dbus.ConnectSessionBus
 	if system {
 		bus, connect = "system", dbus.ConnectSystemBus
@@ -113,6 +102,31 @@ func (p *Plane) Start(ctx context.Context, o Options, system bool) *Manager {
 			case <-t.C:
 			}
 		}
+	}()
+	return m
+}
+
+// Manage builds the Manager of o without a bus (Start uses it; `run`
+// calls it alone when no session bus exists, for the HTTP API): its
+// progress goes to o.Emit (the HTTP API's jobs) and, once Start has
+// joined a bus, to D-Bus; it sees the probe's progress; it closes when
+// ctx ends.
+func (p *Plane) Manage(ctx context.Context, o Options) *Manager {
+	also := o.Emit
+	o.Emit = func(pr control.Progress) {
+		if srv := p.srv.Load(); srv != nil {
+			srv.Progress(pr)
+		}
+		if also != nil {
+			also(pr)
+		}
+	}
+	o.Log = p.log
+	m := New(o)
+	p.mgr.Store(m)
+	go func() {
+		<-ctx.Done()
+		m.Close()
 	}()
 	return m
 }

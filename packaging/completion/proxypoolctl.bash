@@ -7,7 +7,7 @@ _proxypoolctl()
     _init_completion || return
 
     local verbs="parse import add remove restore list status check refresh export tor help"
-    local global="--json --user --db --config --help --version"
+    local global="--json --user --db --config --api --api-secret --help --version"
 
     case $prev in
         --db|--config)
@@ -19,7 +19,7 @@ _proxypoolctl()
         --state)
             COMPREPLY=($(compgen -W 'healthy failing dead unknown removed retired' -- "$cur"))
             return ;;
-        --country|--group|--source|--limit|--offset|--timeout|--countries|--max-bytes)
+        --country|--group|--source|--limit|--offset|--timeout|--countries|--max-bytes|--api|--api-secret)
             return ;;
         --output)
             _filedir
@@ -31,7 +31,7 @@ _proxypoolctl()
     local i verb="" sub=""
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            --db|--config|--format|--state|--country|--group|--source|--limit|--offset|--timeout|--countries|--max-bytes|--output) ((i++)) ;;
+            --db|--config|--api|--api-secret|--format|--state|--country|--group|--source|--limit|--offset|--timeout|--countries|--max-bytes|--output) ((i++)) ;;
             -*) ;;
             *) if [[ -z $verb ]]; then verb=${words[i]}; elif [[ -z $sub ]]; then sub=${words[i]}; fi ;;
         esac

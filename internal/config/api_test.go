@@ -1,0 +1,45 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestAPIKeys: the control API listens on loopback by default, a listen
+// other hosts can reach needs a secret (the gateway's open-proxy rule), and
+// a cors-origins entry must be an origin; each error names file:line: key.
+func TestAPIKeys(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		wantErr    string // substring; "" = valid
+		wantListen string
+	}{
+		{"default is loopback 9090", "", "", "127.0.0.1:9090"},
+		{"off", "api: {listen: \"\"}", "", ""},
+		{"loopback without secret", "api: {listen: \"127.0.0.2:9091\"}", "", "127.0.0.2:9091"},
+		{"wildcard needs a secret", "api: {listen: \"0.0.0.0:9090\"}", "x.yaml:1: api.listen: 0.0.0.0:9090 is reachable from other hosts and api.secret is empty", ""},
+		{"wildcard with a secret", "api: {listen: \"0.0.0.0:9090\", secret: s3}", "", "0.0.0.0:9090"},
+		{"bad address", "api: {listen: \"nope\"}", "api.listen: \"nope\" is not host:port", ""},
+		{"origin star", "api: {cors-origins: [\"*\"]}", "", "127.0.0.1:9090"},
+		{"origin with a path", "api:\n  cors-origins: [http://a.example/ui]", "x.yaml:2: api.cors-origins[0]: \"http://a.example/ui\" is not an origin", ""},
+		{"collides with metrics", "api: {listen: \"127.0.0.1:9464\"}", "api.listen: 127.0.0.1:9464 collides with metrics.listen", ""},
+		{"unknown key", "api: {secrets: x}", "api.secrets", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "x.yaml")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Parse(%q) error = %v, want one containing %q", tt.yaml, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.yaml, err)
+			}
+			if c.API.Listen != tt.wantListen {
+				t.Errorf("api.listen = %q, want %q", c.API.Listen, tt.wantListen)
+			}
+		})
+	}
+}
