@@ -268,10 +268,12 @@ func TestControlPortOffset(t *testing.T) {
 	if a := ControlAddr(p.Instances[0]); a != "127.0.0.1:19060" {
 		t.Errorf("control address %q", a)
 	}
-	cfg.PortBase, cfg.PortMax, cfg.TorrcDir = 60000, 60000, t.TempDir()
+	// Above 65535-offset the control port is SOCKS-offset; an offset of
+	// 30000 keeps the expected control port out of the ephemeral range.
+	cfg.PortBase, cfg.PortMax, cfg.TorrcDir, cfg.ControlPortOffset = 60000, 60000, t.TempDir(), 30000
 	p, err = Generate(ctx, cfg, exits.Static{relay("A", "US", "10.0.0.1")}, &recordingRunner{})
-	if err != nil || p.Instances[0].ControlPort != 50000 || ControlAddr(p.Instances[0]) != "127.0.0.1:50000" {
-		t.Errorf("port 60000: control port %d (%s), %v; want 60000-10000", p.Instances[0].ControlPort, ControlAddr(p.Instances[0]), err)
+	if err != nil || p.Instances[0].ControlPort != 30000 || ControlAddr(p.Instances[0]) != "127.0.0.1:30000" {
+		t.Errorf("port 60000: control port %d (%s), %v; want 60000-30000", p.Instances[0].ControlPort, ControlAddr(p.Instances[0]), err)
 	}
 }
 
