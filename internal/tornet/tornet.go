@@ -543,7 +543,8 @@ func (n *Network) waitReady(ctx context.Context, launch time.Time) error {
 	return nil
 }
 
-// Close stops every process (SIGTERM, then SIGKILL after 10 s) and the target.
+// Close stops every process (SIGTERM, then SIGKILL for those still running
+// 10 s later) and the target.
 func (n *Network) Close() error {
 	n.closed.Do(func() {
 		for _, r := range n.relays {
@@ -551,16 +552,30 @@ func (n *Network) Close() error {
 				r.cmd.Process.Signal(syscall.SIGTERM)
 			}
 		}
-		deadline := time.After(10 * time.Second)
+		// One grace period for all; once it is over every relay still
+		// running is killed. A tor exit relay has been seen ignoring
+		// SIGTERM for the rest of a 25-minute test run.
+		grace := time.NewTimer(10 * time.Second)
+		defer grace.Stop()
+		expired := false
 		for _, r := range n.relays {
 			if r.cmd == nil {
 				continue
 			}
+			if !expired {
+				select {
+				case <-r.done:
+					continue
+				case <-grace.C:
+					expired = true
+				}
+			}
+			n.logf("tornet: %s still running 10 s after SIGTERM; killing it", r.name)
+			r.cmd.Process.Kill()
 			select {
 			case <-r.done:
-			case <-deadline:
-				r.cmd.Process.Kill()
-				<-r.done
+			case <-time.After(10 * time.Second):
+				n.logf("tornet: %s (pid %d) still running 10 s after SIGKILL", r.name, r.cmd.Process.Pid)
 			}
 		}
 		if n.target != nil {
