@@ -46,6 +46,11 @@ func (j *job) report(done, total int) {
 	}
 	j.done, j.total = done, total
 	j.mu.Unlock()
+	// Done == Total tells a waiter the job is over, so only finish sends
+	// it: a refresh still retires upstreams after its last source.
+	if done >= total {
+		return
+	}
 	j.m.o.Emit(control.Progress{Job: j.id, Done: uint32(max(done, 0)), Total: uint32(max(total, 0))})
 }
 

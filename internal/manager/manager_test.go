@@ -535,6 +535,43 @@ func TestRefreshJob(t *testing.T) {
 	}
 }
 
+// tailRefresher reports its last source done, then works on (as the
+// daemon's refresh retires upstreams) until gate closes.
+type tailRefresher struct{ gate chan struct{} }
+
+func (r tailRefresher) Refresh(ctx context.Context, progress func(done, total int)) error {
+	progress(0, 2)
+	progress(1, 2)
+	progress(2, 2)
+	<-r.gate
+	return nil
+}
+
+func TestJobCompleteOnlyWhenOver(t *testing.T) {
+	ctx := ctxT(t)
+	rec := newRecorder()
+	r := tailRefresher{gate: make(chan struct{})}
+	m := New(Options{Store: openStore(t), Refresher: r, Emit: rec.emit})
+	defer m.Close()
+	job, err := m.Refresh(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // time for a wrong early signal to arrive
+	rec.mu.Lock()
+	for _, p := range rec.sig {
+		if p.Job == job && p.Done >= p.Total {
+			t.Errorf("signal %d of %d while the refresh still works: proxypoolctl refresh --wait would return early", p.Done, p.Total)
+		}
+	}
+	rec.mu.Unlock()
+	close(r.gate)
+	got := rec.wait(t, job, 3*time.Second)
+	if last := got[len(got)-1]; last.Done != 2 || last.Total != 2 {
+		t.Fatalf("last signal %+v, want 2 of 2", last)
+	}
+}
+
 func TestStatusAndReadOnlyStore(t *testing.T) {
 	ctx := ctxT(t)
 	st := openStore(t)
