@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/proxypool/proxypool/internal/logging"
@@ -22,9 +24,12 @@ import (
 // systemd run exactly the wanted tor@<port>.service instances, and list them
 // in the store as upstreams of source "tor".
 func runTorgen(ctx context.Context, g *globals, args []string) error {
-	var dry bool
+	var dry, due bool
+	var trigger string
 	e, err := setup(g, "torgen", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&dry, "dry-run", false, "discover and print the plan (files written and removed, instances started and stopped); change no file, unit or store row")
+		fs.BoolVar(&due, "due", false, "generate only when tor.refresh has passed since the last discovery or the config was edited since (the timer's run)")
+		fs.StringVar(&trigger, "trigger", "", "the unit that started this run (systemd's $TRIGGER_UNIT): a .timer means --due")
 	})
 	if err != nil {
 		return err
@@ -35,6 +40,13 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 	}
 	if dry {
 		return planTor(ctx, e, g.stdout)
+	}
+	due = due || strings.HasSuffix(trigger, ".timer")
+	if due {
+		skip, err := torgenNotDue(ctx, e, g.stdout)
+		if err != nil || skip {
+			return err
+		}
 	}
 	var run torgen.Runner
 	switch {
@@ -65,6 +77,31 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 		fmt.Fprintf(g.stdout, "%d\t%s\t%s\n", in.Port, in.Group, in.Key)
 	}
 	return nil
+}
+
+// torgenNotDue is the timer's question (torops.Due) asked of the store and
+// the config file; the answer is one line on w (the journal, under systemd).
+func torgenNotDue(ctx context.Context, e *env, w io.Writer) (skip bool, err error) {
+	st, err := e.openStore(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer st.Close()
+	last, err := st.TorDiscovered(ctx)
+	if err != nil {
+		return false, err
+	}
+	var edited time.Time
+	if fi, err := os.Stat(e.cfg.File); err == nil {
+		edited = fi.ModTime()
+	}
+	due, reason := torops.Due(last, e.cfg.Tor.Refresh, edited, time.Now())
+	if !due {
+		fmt.Fprintf(w, "torgen: not due: %s\n", reason)
+		return true, nil
+	}
+	fmt.Fprintf(w, "torgen: due: %s\n", reason)
+	return false, nil
 }
 
 // planTor is `torgen --dry-run`: the plan from the store opened read-only

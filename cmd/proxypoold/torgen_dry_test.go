@@ -229,3 +229,70 @@ func TestTorgenRetriesAFailedDiscovery(t *testing.T) {
 		t.Errorf("%d instances after %v; log:\n%s", len(plan.Instances), time.Since(start).Round(time.Millisecond), logged.String())
 	}
 }
+
+// TestTorgenDueFollowsTorRefresh: the timer's run (`--trigger
+// proxy-torgen.timer`, or --due) generates only when nothing was
+// discovered yet, tor.refresh has passed or the config was edited since
+// the last discovery; a run by hand or by the path unit always does.
+// tor.runner process makes a run that gets past the question fail at once
+// with its own error, so no systemd is touched.
+func TestTorgenDueFollowsTorRefresh(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	conf := torgenConfig(t, dir, "single")
+	b, _ := os.ReadFile(conf)
+	s := strings.Replace(string(b), "  torrc-dir:", "  runner: process\n  refresh: 6h\n  torrc-dir:", 1)
+	s = strings.Replace(s, "level: warn", "level: info", 1)
+	if err := os.WriteFile(conf, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	torgenRun := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := mainArgs(append([]string{"--config", conf, "torgen"}, args...), &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	ran := func(code int, out string) bool { return code != 0 && strings.Contains(out, "tor.runner process") }
+
+	if code, out := torgenRun("--trigger", "proxy-torgen.timer"); !ran(code, out) || !strings.Contains(out, "no discovery recorded") {
+		t.Fatalf("timer run with nothing discovered: exit %d, want it to generate:\n%s", code, out)
+	}
+	// a discovery now, and a config older than it
+	e, err := load(&globals{config: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.openStore(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tor, err := torOps(e, st, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tor.Apply(ctx, &torgen.DryRun{})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(conf, old, old); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--trigger", "proxy-torgen.timer"}, {"--due"}} {
+		if code, out := torgenRun(args...); code != 0 || !strings.Contains(out, "not due") || !strings.Contains(out, "tor.refresh 6h0m0s") {
+			t.Errorf("torgen %v right after a discovery: exit %d, want 0 and a 'not due' line:\n%s", args, code, out)
+		}
+	}
+	for _, args := range [][]string{nil, {"--trigger", "proxy-torgen.path"}, {"--trigger="}} {
+		if code, out := torgenRun(args...); !ran(code, out) {
+			t.Errorf("torgen %v (by hand, the path unit): exit %d, want it to generate:\n%s", args, code, out)
+		}
+	}
+	now := time.Now()
+	if err := os.Chtimes(conf, now, now); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := torgenRun("--due"); !ran(code, out) || !strings.Contains(out, "config was edited") {
+		t.Errorf("torgen --due after a config edit: exit %d, want it to generate:\n%s", code, out)
+	}
+}

@@ -91,7 +91,7 @@ var keyProofs = map[string]string{
 	"tor.newnym-period":               "torctl.TestNewNymEveryStopsWithContext, proxypoold.TestKeysReachTheirOptions/tor.newnym-period",
 	"tor.port-base":                   "config.TestDerivedDefaults, exits.TestAssignPortsCapAndRange, proxypoold.TestKeysReachTheirOptions/tor.port-base",
 	"tor.port-max":                    "config.TestDerivedDefaults, exits.TestAssignPortsCapAndRange, proxypoold.TestKeysReachTheirOptions/tor.port-max",
-	"tor.refresh":                     "torops.TestSupervisorRetriesAFailedDiscovery",
+	"tor.refresh":                     "torops.TestSupervisorRetriesAFailedDiscovery, torops.TestDue, proxypoold.TestTorgenDueFollowsTorRefresh",
 	"tor.relays":                      "exits.TestSourceRecordedFiles, exits.TestFromControl, proxypoold.TestKeysReachTheirOptions/tor.relays",
 	"tor.relays-format":               "exits.TestSourceRecordedFiles, proxypoold.TestKeysReachTheirOptions/tor.relays-format",
 	"tor.runner":                      "proxypoold.TestDaemonKeysTakeEffect/tor.runner, proxypoold.TestTorGatewayE2E",
