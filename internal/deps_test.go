@@ -42,7 +42,7 @@ var mayImport = map[string][]string{
 	// layer 0: leaves import nothing of ours, not even upstream
 	"upstream":   nil,
 	"atomicfile": nil,
-	"geoip":      nil,
+	"geoip":      {vocab},
 	"httpproxy":  nil,
 	"proxymux":   nil,
 	"logging":    nil,

@@ -3,6 +3,7 @@ package geoip
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,15 +17,21 @@ import (
 type mmdbEnc struct{ bytes.Buffer }
 
 func (e *mmdbEnc) ctrl(typ byte, size int) {
-	if size >= 29 {
+	// sizes 29..284 take one more byte after the control (and type) bytes
+	var ext []byte
+	switch {
+	case size >= 29+256:
 		panic("test encoder: size too large")
+	case size >= 29:
+		ext, size = []byte{byte(size - 29)}, 29
 	}
 	if typ <= 7 {
 		e.WriteByte(typ<<5 | byte(size))
-		return
+	} else {
+		e.WriteByte(byte(size))
+		e.WriteByte(typ - 7)
 	}
-	e.WriteByte(byte(size))
-	e.WriteByte(typ - 7)
+	e.Write(ext)
 }
 
 func (e *mmdbEnc) str(s string) { e.ctrl(2, len(s)); e.WriteString(s) }
@@ -43,7 +50,42 @@ func (e *mmdbEnc) uint(typ byte, v uint64) {
 
 type mmdbNode struct{ rec [2]int } // >0: node index+1; <0: -(data offset+1); 0: empty
 
+// value encodes v: a string, a uint32 (as uint32), or a map of them.
+func (e *mmdbEnc) value(v any) {
+	switch v := v.(type) {
+	case string:
+		e.str(v)
+	case uint32:
+		e.uint(6, uint64(v))
+	case map[string]any:
+		e.mapN(len(v))
+		for k, x := range v {
+			e.str(k)
+			e.value(x)
+		}
+	default:
+		panic(fmt.Sprintf("test encoder: cannot encode %T", v))
+	}
+}
+
+// writeMMDB writes GeoIP2-style country records: each network's fields
+// name a map {"iso_code": code}.
 func writeMMDB(t testing.TB, path string, nets map[string]map[string]string) {
+	t.Helper()
+	recs := make(map[string]map[string]any, len(nets))
+	for cidr, rec := range nets {
+		m := map[string]any{}
+		for k, v := range rec {
+			m[k] = map[string]any{"iso_code": v}
+		}
+		recs[cidr] = m
+	}
+	writeMMDBRecords(t, path, "proxypool-Test-Country", recs)
+}
+
+// writeMMDBRecords writes a database of type dbType holding rec for each
+// network.
+func writeMMDBRecords(t testing.TB, path, dbType string, nets map[string]map[string]any) {
 	t.Helper()
 	nodes := []mmdbNode{{}}
 	var data mmdbEnc
@@ -58,13 +100,7 @@ func writeMMDB(t testing.TB, path string, nets map[string]map[string]string) {
 			copy(addr[12:], v4[:])
 		}
 		off := data.Len()
-		data.mapN(len(rec))
-		for k, v := range rec {
-			data.str(k)
-			data.mapN(1)
-			data.str("iso_code")
-			data.str(v)
-		}
+		data.value(rec)
 		n := 0
 		for i := 0; i < bitsLen; i++ {
 			bit := int(addr[i/8]>>(7-i%8)) & 1
@@ -105,7 +141,7 @@ func writeMMDB(t testing.TB, path string, nets map[string]map[string]string) {
 	md.str("ip_version")
 	md.uint(5, 6)
 	md.str("database_type")
-	md.str("proxypool-Test-Country")
+	md.str(dbType)
 	md.str("languages")
 	md.ctrl(11, 1)
 	md.str("en")
