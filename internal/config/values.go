@@ -84,3 +84,19 @@ func (t TryTimeout) String() string {
 	}
 	return time.Duration(t).String()
 }
+
+// ASN is an autonomous system number, written 13335 or AS13335.
+type ASN uint32
+
+func (a *ASN) setScalar(s string) error {
+	t := strings.TrimSpace(s)
+	if len(t) > 2 && strings.EqualFold(t[:2], "as") {
+		t = t[2:]
+	}
+	n, err := strconv.ParseUint(t, 10, 32)
+	if err != nil || n == 0 {
+		return fmt.Errorf("%q is not an AS number (use 13335 or AS13335)", s)
+	}
+	*a = ASN(n)
+	return nil
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/proxypool/proxypool/internal/geoip/geoiptest"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -54,7 +55,7 @@ func writeASNMMDB(t *testing.T, recs []recordedASN) string {
 		nets[r.ip+"/32"] = map[string]any{"autonomous_system_number": r.asn, "autonomous_system_organization": r.org}
 	}
 	p := filepath.Join(t.TempDir(), "asn.mmdb")
-	writeMMDBRecords(t, p, "GeoLite2-ASN", nets)
+	geoiptest.WriteMMDB(t, p, "GeoLite2-ASN", nets)
 	return p
 }
 
