@@ -52,7 +52,7 @@ bench-gateway:
 
 # share of requests per speed tier, weighted vs round-robin, through the gateway
 bench-weighted:
-	$(GO) test -count=1 -run 'TestWeightedSharesByTier' -v ./internal/gateway/ | grep -E 'weighted|^(ok|FAIL|---)'
+	$(GO) test -count=1 -run '^TestWeightedSharesByTier$$' -v ./internal/gateway/
 
 # dist/proxypool_<version>_<arch>.deb (builds PIE binaries itself; nfpm
 # v2.45.0 installed if missing; lintian when installed).
