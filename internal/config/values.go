@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // scalarValue is a key type with a scalar syntax of its own (rotate-every:
@@ -89,13 +91,9 @@ func (t TryTimeout) String() string {
 type ASN uint32
 
 func (a *ASN) setScalar(s string) error {
-	t := strings.TrimSpace(s)
-	if len(t) > 2 && strings.EqualFold(t[:2], "as") {
-		t = t[2:]
-	}
-	n, err := strconv.ParseUint(t, 10, 32)
-	if err != nil || n == 0 {
-		return fmt.Errorf("%q is not an AS number (use 13335 or AS13335)", s)
+	n, err := upstream.ParseASN(s)
+	if err != nil {
+		return err
 	}
 	*a = ASN(n)
 	return nil

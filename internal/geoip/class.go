@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/proxypool/proxypool/internal/upstream"
@@ -79,7 +78,7 @@ func (c *Classifier) read(r io.Reader, name string) error {
 			c.words = append(c.words, classWord{w, class})
 			continue
 		}
-		asn, err := ParseASN(rule)
+		asn, err := upstream.ParseASN(rule)
 		if err != nil {
 			return fmt.Errorf("reading exit classes: %s:%d: %w", name, n, err)
 		}
@@ -108,17 +107,4 @@ func (c *Classifier) Class(asn uint32, org string) upstream.Class {
 		}
 	}
 	return upstream.ClassResidential
-}
-
-// ParseASN reads an AS number written "13335", "AS13335" or "as13335".
-func ParseASN(s string) (uint32, error) {
-	t := strings.TrimSpace(s)
-	if len(t) > 2 && strings.EqualFold(t[:2], "as") {
-		t = t[2:]
-	}
-	n, err := strconv.ParseUint(t, 10, 32)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%q is not an AS number", s)
-	}
-	return uint32(n), nil
 }

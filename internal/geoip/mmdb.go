@@ -5,6 +5,8 @@ import (
 	"net/netip"
 
 	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // mmdbReader answers from a MaxMind-format database (GeoLite2/GeoIP2
@@ -70,7 +72,7 @@ func (m *mmdbReader) asn(ip netip.Addr) (uint32, string) {
 		return 0, ""
 	}
 	if rec.Number == 0 && rec.ASN != "" {
-		n, err := ParseASN(rec.ASN)
+		n, err := upstream.ParseASN(rec.ASN)
 		if err != nil {
 			return 0, ""
 		}

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -42,4 +43,18 @@ type Quality struct {
 	Org   string `json:"org,omitempty"`
 	Class Class  `json:"class,omitempty"`
 	IPv6  bool   `json:"ipv6,omitempty"`
+}
+
+// ParseASN reads an AS number written 13335, AS13335 or as13335 (config,
+// list filters, class tables, ipinfo's "asn" field).
+func ParseASN(s string) (uint32, error) {
+	t := strings.TrimSpace(s)
+	if len(t) > 2 && strings.EqualFold(t[:2], "as") {
+		t = t[2:]
+	}
+	n, err := strconv.ParseUint(t, 10, 32)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q is not an AS number (use 13335 or AS13335)", s)
+	}
+	return uint32(n), nil
 }
