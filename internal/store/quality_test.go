@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -110,6 +111,26 @@ func TestListByQuality(t *testing.T) {
 		if !sameSet(got, want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, want)
 		}
+	}
+}
+
+// TestCountsByClass: the metrics' per-class count is of servable
+// upstreams, "" for those of unknown class.
+func TestCountsByClass(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openWith(t, ups(1, 2, 3, 4)...)
+	for i, c := range []upstream.Class{upstream.ClassDatacenter, upstream.ClassDatacenter, upstream.ClassMobile, ""} {
+		r := ok(up(i+1).ID, t0, "1.1.1.1", "US")
+		r.Class = c
+		submit(t, s, r)
+	}
+	submit(t, s, fail(up(3).ID, t0.Add(time.Second))) // failing: not servable
+	c, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"datacenter": 2, "": 1}; !maps.Equal(c.ByClass, want) {
+		t.Errorf("ByClass = %v, want %v", c.ByClass, want)
 	}
 }
 
