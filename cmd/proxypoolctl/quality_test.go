@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/proxypool/proxypool/internal/store"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -18,35 +15,24 @@ import (
 // carries asn, org, class and ipv6, and a bad filter is a usage error
 // naming it.
 func TestListAndExportExitQuality(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "pool.db")
-	st, err := store.Open(ctx, path, store.Options{FlushInterval: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
+	servers := []string{"127.74.0.1", "127.74.0.2", "127.74.0.3"}
+	quals := []upstream.Quality{
+		{ASN: 13335, Org: "Cloudflare, Inc.", Class: upstream.ClassDatacenter},
+		{ASN: 7922, Org: "Comcast Cable Communications, LLC", Class: upstream.ClassResidential, IPv6: true},
+		{ASN: 31163, Org: "PJSC MegaFon", Class: upstream.ClassMobile},
 	}
-	quals := map[string]upstream.Quality{
-		"127.74.0.1": {ASN: 13335, Org: "Cloudflare, Inc.", Class: upstream.ClassDatacenter},
-		"127.74.0.2": {ASN: 7922, Org: "Comcast Cable Communications, LLC", Class: upstream.ClassResidential, IPv6: true},
-		"127.74.0.3": {ASN: 31163, Org: "PJSC MegaFon", Class: upstream.ClassMobile},
-	}
-	ids := map[string]string{}
-	for server, q := range quals {
-		u := upstream.MustNew(map[string]any{"type": "socks5", "server": server, "port": 1080})
-		if _, err := st.Add(ctx, "local", u); err != nil {
-			t.Fatal(err)
-		}
-		ids[u.ID] = server
-		r := upstream.CheckResult{ID: u.ID, At: time.Now(), OK: true, TotalMS: 50, ExitIP: "198.51.100.1",
+	path, idList := dbWithChecks(t, servers, func(i int, id string) upstream.CheckResult {
+		r := upstream.CheckResult{ID: id, At: time.Now(), OK: true, TotalMS: 50, ExitIP: "198.51.100.1",
 			Anonymity: upstream.AnonElite, Caps: upstream.CapConnect}
-		r.Quality = q
-		st.Submit(r)
+		r.Quality = quals[i]
+		return r
+	})
+	ids := map[string]string{}
+	for i, id := range idList {
+		ids[id] = servers[i]
 	}
-	if err := st.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
 
-	servers := func(out string) []string {
+	listed := func(out string) []string {
 		var got []string
 		for id, server := range ids {
 			if strings.Contains(out, id) {
@@ -69,7 +55,7 @@ func TestListAndExportExitQuality(t *testing.T) {
 		if tt.args[0] == "export" {
 			// a txt export names servers, not ids
 			var got []string
-			for _, s := range []string{"127.74.0.1", "127.74.0.2", "127.74.0.3"} {
+			for _, s := range servers {
 				if strings.Contains(out, s+":") {
 					got = append(got, s)
 				}
@@ -79,7 +65,7 @@ func TestListAndExportExitQuality(t *testing.T) {
 			}
 			continue
 		}
-		if got := servers(out); !slices.Equal(got, tt.want) {
+		if got := listed(out); !slices.Equal(got, tt.want) {
 			t.Errorf("%v: %v, want %v\n%s", tt.args, got, tt.want, out)
 		}
 	}

@@ -14,11 +14,11 @@ import (
 // it alone, a change of it reloads gateways, and a database from before
 // the columns (schema 10) migrates with none.
 func TestQualityRoundTrip(t *testing.T) {
-	ctx := context.Background()
-	s, path := openWith(t, ups(1)...)
 	id := up(1).ID
+	s, path := openWith(t, up(1))
 	submit(t, s, ok(id, t0, "1.1.1.1", "US"))
 	s = asOlderBuild(t, s, path, 10, "")
+	ctx := context.Background()
 	if got, err := s.Get(ctx, id); err != nil || got.Quality != (upstream.Quality{}) {
 		t.Fatalf("migrated from 10: %+v %v, want no quality", got.Quality, err)
 	}
@@ -27,42 +27,54 @@ func TestQualityRoundTrip(t *testing.T) {
 	r := ok(id, t0.Add(time.Second), "1.1.1.1", "US")
 	r.Quality = want
 	submit(t, s, r)
-	v1, err := s.Version(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v1 := version(t, s)
 	passive := ok(id, t0.Add(2*time.Second), "1.1.1.1", "US")
 	passive.Passive = true // learns nothing of the exit: must not clear it
 	submit(t, s, passive)
-
-	if got, err := s.Get(ctx, id); err != nil || got.Quality != want {
-		t.Errorf("Get: %+v, %v; want %+v", got.Quality, err, want)
-	}
-	hs, err := s.Healthy(ctx)
-	if err != nil || len(hs) != 1 || hs[0].Quality != want {
-		t.Errorf("Healthy: %+v, %v; want one record with %+v", hs, err, want)
-	}
-	var gw []upstream.Quality
-	if err := s.GatewayHealthy(ctx, func(_ int, r *upstream.Served) error { gw = append(gw, r.Quality); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if len(gw) != 1 || gw[0] != want {
-		t.Errorf("GatewayHealthy: %+v, want [%+v]", gw, want)
-	}
+	everyReadHas(t, s, id, want, func(r *upstream.Record) upstream.Quality { return r.Quality },
+		func(r *upstream.Served) upstream.Quality { return r.Quality })
 
 	r = ok(id, t0.Add(3*time.Second), "1.1.1.1", "US")
 	r.Quality = upstream.Quality{ASN: 7922, Org: "Comcast Cable Communications, LLC", Class: upstream.ClassResidential}
 	submit(t, s, r)
-	v2, err := s.Version(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v2 == v1 {
+	if v2 := version(t, s); v2 == v1 {
 		t.Errorf("version stayed %d when the exit's class changed: gateways would serve the old class", v1)
 	}
 	if got, _ := s.Get(ctx, id); got.Quality != r.Quality {
 		t.Errorf("after the second check: %+v, want %+v", got.Quality, r.Quality)
 	}
+}
+
+// everyReadHas checks that what a check found of the one upstream id
+// (of it: from a record, served: from the gateway's stream) is want in
+// every read the daemon, proxypoolctl and the gateway use.
+func everyReadHas[T comparable](t *testing.T, s *Store, id string, want T, of func(*upstream.Record) T, served func(*upstream.Served) T) {
+	t.Helper()
+	ctx := context.Background()
+	if got, err := s.Get(ctx, id); err != nil || of(&got) != want {
+		t.Errorf("Get: %v, %v; want %v", of(&got), err, want)
+	}
+	hs, err := s.Healthy(ctx)
+	if err != nil || len(hs) != 1 || of(&hs[0]) != want {
+		t.Errorf("Healthy: %+v, %v; want one record with %v", hs, err, want)
+	}
+	var gw []T
+	if err := s.GatewayHealthy(ctx, func(_ int, r *upstream.Served) error { gw = append(gw, served(r)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(gw) != 1 || gw[0] != want {
+		t.Errorf("GatewayHealthy: %v, want [%v]", gw, want)
+	}
+}
+
+// version is the store's pool version.
+func version(t *testing.T, s *Store) uint64 {
+	t.Helper()
+	v, err := s.Version(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // TestListByQuality: list's --asn and --class filters and a group's asn,
