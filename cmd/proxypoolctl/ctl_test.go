@@ -518,16 +518,38 @@ func runAsNobodyIn(t *testing.T, addr, groups string, args ...string) (int, stri
 	return code, stdout.String(), stderr.String()
 }
 
-// TestListLastError: `list` shows why an upstream last failed as "cause:
-// detail", one row per upstream whatever the detail holds, and `list
-// --json` gives both fields.
-func TestListLastError(t *testing.T) {
+// dbWithChecks writes a store file for --db holding a socks5 upstream
+// on each of servers (port 1080, source local), each with the check
+// result check(i, its id) gives it; it returns the file and the ids in
+// servers' order.
+func dbWithChecks(t *testing.T, servers []string, check func(i int, id string) upstream.CheckResult) (string, []string) {
+	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "pool.db")
 	st, err := store.Open(ctx, path, store.Options{FlushInterval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
+	var ids []string
+	for i, server := range servers {
+		u := upstream.MustNew(map[string]any{"type": "socks5", "server": server, "port": 1080})
+		if _, err := st.Add(ctx, "local", u); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+		st.Submit(check(i, u.ID))
+	}
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return path, ids
+}
+
+// TestListLastError: `list` shows why an upstream last failed as "cause:
+// detail", one row per upstream whatever the detail holds, and `list
+// --json` gives both fields.
+func TestListLastError(t *testing.T) {
 	tests := []struct {
 		server string
 		cause  upstream.Cause
@@ -539,17 +561,13 @@ func TestListLastError(t *testing.T) {
 		{"127.73.0.3", upstream.CauseRefused, "", "refused"},
 		{"127.73.0.4", upstream.CauseOther, "judge answered\r\n\tgarbage", "other: judge answered   garbage"},
 	}
+	var servers []string
 	for _, tt := range tests {
-		u := upstream.MustNew(map[string]any{"type": "socks5", "server": tt.server, "port": 1080})
-		if _, err := st.Add(ctx, "local", u); err != nil {
-			t.Fatal(err)
-		}
-		st.Submit(upstream.CheckResult{ID: u.ID, At: time.Now(), Cause: tt.cause, Detail: tt.detail})
+		servers = append(servers, tt.server)
 	}
-	if err := st.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	path, _ := dbWithChecks(t, servers, func(i int, id string) upstream.CheckResult {
+		return upstream.CheckResult{ID: id, At: time.Now(), Cause: tests[i].cause, Detail: tests[i].detail}
+	})
 
 	out := mustCtl(t, "--db", path, "list")
 	lines := strings.Split(strings.TrimSpace(out), "\n")

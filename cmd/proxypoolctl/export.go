@@ -19,7 +19,8 @@ formats:
   json   live_proxies.json: an array of records, e.g.
          [{"id":"5f0c…","type":"socks5","protocol":"socks5","host":"203.0.113.9","port":1080,
            "uri":"socks5://203.0.113.9:1080","exit_ip":"198.51.100.4","country":"DE",
-           "anonymity":"elite","latency_ms":212,"timeout":0.212,"checked_at":"2026-12-07T10:00:00Z",…}]
+           "anonymity":"elite","asn":64500,"org":"Example Cable","class":"residential",
+           "ipv6":true,"latency_ms":212,"timeout":0.212,"checked_at":"2026-12-07T10:00:00Z",…}]
          a kind with no link form carries "clash": {its mihomo mapping} instead of "uri";
          "proxypoolctl import" of the file gives back the same upstreams
   txt    one link a line: socks5://203.0.113.9:1080, http://user:pass@203.0.113.10:3128,
@@ -27,7 +28,7 @@ formats:
          left out and a last "# N upstreams …" line says so (credentials only for root or
          group proxypool)
   clash  a mihomo/Clash document: proxies: [{name: …, type: vmess, server: …, …}]
-filters (--anonymity, --country, --group, --source, --min-score) select among the healthy ones.
+filters (--anonymity, --country, --group, --source, --min-score, --asn, --class) select among the healthy ones.
 `
 
 // runExport is "proxypoolctl export --format json|txt|clash [filters]
@@ -41,10 +42,14 @@ func runExport(ctx context.Context, c *cmd) int {
 	c.fs.StringVar(&q.Group, "group", "", "only upstreams of the explicit group `G` (tor instances)")
 	c.fs.StringVar(&q.Source, "source", "", "only upstreams listed by source `S`")
 	c.fs.Float64Var(&q.MinScore, "min-score", 0, "only upstreams scoring at least `N` (0–1000)")
+	asn, class := qualityFlags(c)
 	usage := c.fs.Usage
 	c.fs.Usage = func() { usage(); fmt.Fprint(c.fs.Output(), exportExamples) }
 	if _, code, ok := c.parse(""); !ok {
 		return code
+	}
+	if !parseQuality(c, "export", &q, *asn, *class) {
+		return exitUsage
 	}
 	if *format == "" {
 		*format = control.FormatTXT

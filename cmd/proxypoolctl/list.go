@@ -26,10 +26,14 @@ func runList(ctx context.Context, c *cmd) int {
 	c.fs.StringVar(&q.Source, "source", "", "only upstreams listed by source `S` (manual: added by hand)")
 	anon := c.fs.String("anonymity", "", "only upstreams whose last check found `A` (elite, anonymous, transparent)")
 	c.fs.Float64Var(&q.MinScore, "min-score", 0, "only upstreams scoring at least `N` (0–1000)")
+	asn, class := qualityFlags(c)
 	limit := c.fs.Int("limit", 0, "print at most `N` records (0: all)")
 	offset := c.fs.Int("offset", 0, "skip the first `N` records")
 	if _, code, ok := c.parse(""); !ok {
 		return code
+	}
+	if !parseQuality(c, "list", &q, *asn, *class) {
+		return exitUsage
 	}
 	q.Anonymity = upstream.Anonymity(strings.ToLower(*anon))
 	switch q.Anonymity {
@@ -64,7 +68,7 @@ func runList(ctx context.Context, c *cmd) int {
 	enc.SetEscapeHTML(false)
 	if !c.JSON {
 		tw = tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCAPS\tANON\tCOUNTRY\tLATENCY\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES\tLAST ERROR")
+		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCAPS\tANON\tCOUNTRY\tASN\tCLASS\tIPV6\tLATENCY\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES\tLAST ERROR")
 	}
 	printed, total := 0, 0
 	now := time.Now()
@@ -81,8 +85,8 @@ func runList(ctx context.Context, c *cmd) int {
 				}
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
-				dash(r.Caps.String()), dash(string(r.Anonymity)), dash(r.Country), latency(r), strconv.FormatFloat(r.Score, 'f', 0, 64), dash(r.ExitIP),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
+				dash(r.Caps.String()), dash(string(r.Anonymity)), dash(r.Country), asnColumn(r.Quality), dash(string(r.Class)), ipv6Column(r.Quality), latency(r), strconv.FormatFloat(r.Score, 'f', 0, 64), dash(r.ExitIP),
 				ago(now, r.LastCheck), dash(strings.Join(r.Sources, ",")), dash(oneLine(lastWord(r, now))))
 		}
 		if tw != nil {
@@ -156,4 +160,47 @@ func ago(now, t time.Time) string {
 		return strconv.Itoa(int(d.Hours())) + "h ago"
 	}
 	return strconv.Itoa(int(d.Hours()/24)) + "d ago"
+}
+
+// qualityFlags adds --asn and --class, the exit-quality filters list and
+// export share.
+func qualityFlags(c *cmd) (asn, class *string) {
+	asn = c.fs.String("asn", "", "only upstreams whose exit is in AS `N` (13335 or AS13335)")
+	class = c.fs.String("class", "", "only upstreams whose exit is of class `C` (datacenter, residential, mobile)")
+	return asn, class
+}
+
+// parseQuality sets q's exit-quality filters; false (after saying why)
+// for a value that is not one.
+func parseQuality(c *cmd, verb string, q *control.ListQuery, asn, class string) bool {
+	var err error
+	if asn != "" {
+		if q.ASN, err = upstream.ParseASN(asn); err != nil {
+			fmt.Fprintf(c.stderr, "proxypoolctl %s: --asn: %v\n", verb, err)
+			return false
+		}
+	}
+	if class != "" {
+		if q.Class, err = upstream.ParseClass(class); err != nil {
+			fmt.Fprintf(c.stderr, "proxypoolctl %s: --class: %v\n", verb, err)
+			return false
+		}
+	}
+	return true
+}
+
+// asnColumn is the ASN column: AS13335, or "-" when unknown.
+func asnColumn(q upstream.Quality) string {
+	if q.ASN == 0 {
+		return "-"
+	}
+	return "AS" + strconv.FormatUint(uint64(q.ASN), 10)
+}
+
+// ipv6Column is "yes" for an exit that reached the IPv6 judge.
+func ipv6Column(q upstream.Quality) string {
+	if q.IPv6 {
+		return "yes"
+	}
+	return "-"
 }

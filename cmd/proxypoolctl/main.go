@@ -61,11 +61,11 @@ var verbs = []verb{
 	{"add", "URI", "", "add one upstream", runAdd},
 	{"remove", "ID|URI", "", "remove one upstream (a source still listing it does not bring it back)", runRemove},
 	{"restore", "ID|URI…", "", "bring removed or retired upstreams back into the pool", runRestore},
-	{"list", "", "[--state S] [--country CC] [--group G] [--source S] [--anonymity A] [--min-score N]", "the pool, a row each", runList},
+	{"list", "", "[--state S] [--country CC] [--group G] [--source S] [--anonymity A] [--min-score N] [--asn N] [--class C]", "the pool, a row each", runList},
 	{"status", "", "", "counts by state, source, country, group; probe and gateway figures", runStatus},
 	{"check", "[ID…]", "[--wait]", "probe now", runCheck},
 	{"refresh", "", "[--wait]", "fetch sources now", runRefresh},
-	{"export", "--format json|txt|clash", "[--anonymity A] [--country CC] [--group G] [--source S] [--min-score N]", "healthy upstreams", runExport},
+	{"export", "--format json|txt|clash", "[--anonymity A] [--country CC] [--group G] [--source S] [--min-score N] [--asn N] [--class C]", "healthy upstreams", runExport},
 	{"tor", "status|generate|newnym [PORT]", "", "the Tor instances", runTor},
 	{"top", "", "", "live view of pool, gateway and probe, from the metrics endpoint", runTop},
 }

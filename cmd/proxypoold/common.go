@@ -113,6 +113,38 @@ func (e *env) countryFunc() func(string) string {
 	return db.CountryOf
 }
 
+// qualityFunc opens the configured ASN database and exit class table. A
+// missing database is not fatal, as with countries: ASNs and classes stay
+// unknown and the log says why; a broken class file leaves the shipped
+// table alone in use.
+func (e *env) qualityFunc() func(string) upstream.Quality {
+	p := e.cfg.Probe
+	if p.ASNDatabase == "" {
+		return nil
+	}
+	db, err := geoip.OpenPath(p.ASNDatabase)
+	if err != nil {
+		e.log.WithError(err).Warnf("%s: probe.asn-database: exit ASNs and classes will be unknown", e.cfg.Pos("probe.asn-database"))
+		return nil
+	}
+	classes, err := geoip.NewClassifier(p.ASNClasses)
+	if err != nil {
+		e.log.WithError(err).Warnf("%s: probe.asn-classes: using the shipped class table alone", e.cfg.Pos("probe.asn-classes"))
+		if classes, err = geoip.NewClassifier(""); err != nil {
+			e.log.WithError(err).Warn("probe: the shipped exit class table does not load: exit classes will be unknown")
+			classes = nil
+		}
+	}
+	return func(ip string) upstream.Quality {
+		asn, org := db.ASNOf(ip)
+		q := upstream.Quality{ASN: asn, Org: org}
+		if classes != nil {
+			q.Class = classes.Class(asn, org)
+		}
+		return q
+	}
+}
+
 // fitsGroup is the probe's check that an upstream made for a group (a tor
 // instance: its own group field) exits in a country that group takes, so
 // a nonus instance leaving through the US serves neither port.
@@ -145,6 +177,8 @@ func (e *env) proberOptions(progress func(probe.Progress)) probe.Options {
 		RealIP:      p.RealIP,
 		UplinkCheck: p.UplinkCheck,
 		Country:     e.countryFunc(),
+		Quality:     e.qualityFunc(),
+		IPv6Judge:   p.IPv6Judge,
 		Fits:        e.fitsGroup,
 		Classify:    dial.Classify,
 		Progress:    progress,

@@ -17,6 +17,7 @@ import (
 	"github.com/proxypool/proxypool/internal/pool"
 	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // mainListener is the FileDescriptorName of the mixed port in
@@ -73,8 +74,13 @@ func watchPoolChanged(ctx context.Context, e *env, system bool, notify chan<- st
 func poolGroups(e *env) []pool.Group {
 	var out []pool.Group
 	for name, gr := range e.cfg.Groups {
-		out = append(out, pool.Group{Name: name, Countries: gr.Countries, ExcludeCountries: gr.ExcludeCountries,
-			Types: gr.Types, Sources: gr.Sources})
+		g := pool.Group{Name: name, Countries: gr.Countries, ExcludeCountries: gr.ExcludeCountries,
+			Types: gr.Types, Sources: gr.Sources, ASNs: asns(gr.ASN), ExcludeASNs: asns(gr.ExcludeASN),
+			MinThroughput: float64(gr.MinThroughput)}
+		for _, c := range gr.Class {
+			g.Classes = append(g.Classes, upstream.Class(c))
+		}
+		out = append(out, g)
 	}
 	seen := map[string]bool{}
 	for _, p := range e.cfg.Gateway.Ports {
@@ -90,7 +96,21 @@ func poolGroups(e *env) []pool.Group {
 func groupMembers(e *env) map[string]store.Members {
 	out := map[string]store.Members{}
 	for _, g := range poolGroups(e) {
-		out[g.Name] = store.Members{Name: g.Name, Countries: g.Countries, ExcludeCountries: g.ExcludeCountries, Types: g.Types, Sources: g.Sources, IDs: g.IDs}
+		m := store.Members{Name: g.Name, Countries: g.Countries, ExcludeCountries: g.ExcludeCountries, Types: g.Types, Sources: g.Sources,
+			ASNs: g.ASNs, ExcludeASNs: g.ExcludeASNs, IDs: g.IDs}
+		for _, c := range g.Classes {
+			m.Classes = append(m.Classes, string(c))
+		}
+		out[g.Name] = m
+	}
+	return out
+}
+
+// asns is a group's AS numbers as the pool takes them.
+func asns(in []config.ASN) []uint32 {
+	var out []uint32
+	for _, a := range in {
+		out = append(out, uint32(a))
 	}
 	return out
 }

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/proxypool/proxypool/internal/gateway"
+	"github.com/proxypool/proxypool/internal/geoip/geoiptest"
 	"github.com/proxypool/proxypool/internal/pool"
 	"github.com/proxypool/proxypool/internal/probe"
 	"github.com/proxypool/proxypool/internal/slo"
@@ -99,6 +100,9 @@ func (w *wired) group(name string) pool.Group {
 	return pool.Group{}
 }
 
+// groupMembersOf is what list --group selects for a group.
+func (e *env) groupMembersOf(name string) store.Members { return groupMembers(e)[name] }
+
 // floor is the SLO floor the guard watches for a group.
 func (w *wired) floor(name string) slo.Floor {
 	for _, g := range w.guard.Groups {
@@ -124,6 +128,23 @@ func TestKeysReachTheirOptions(t *testing.T) {
 	os.WriteFile(geo6, []byte("2001:db8::,2001:db8:ffff:ffff:ffff:ffff:ffff:ffff,YY\n"), 0o644)
 	fakeTor := filepath.Join(dir, "my-tor")
 	os.WriteFile(fakeTor, []byte("#!/bin/sh\nexit 0\n"), 0o755)
+	// 192.0.2.0/24 is in AS64500 "Example Hosting" (the shipped table's
+	// org word: datacenter), 198.51.100.0/24 in AS64501 "Example Cable".
+	asnDB := filepath.Join(dir, "asn.mmdb")
+	geoiptest.WriteMMDB(t, asnDB, "GeoLite2-ASN", map[string]map[string]any{
+		"192.0.2.0/24":    {"autonomous_system_number": uint32(64500), "autonomous_system_organization": "Example Hosting"},
+		"198.51.100.0/24": {"autonomous_system_number": uint32(64501), "autonomous_system_organization": "Example Cable"},
+	})
+	classes := filepath.Join(dir, "classes.txt")
+	os.WriteFile(classes, []byte("mobile AS64501\n"), 0o644)
+	quality := func(ip string) func(w *wired) any {
+		return func(w *wired) any {
+			if w.probe.Quality == nil {
+				return upstream.Quality{}
+			}
+			return w.probe.Quality(ip)
+		}
+	}
 	country := func(ip string) func(w *wired) any {
 		return func(w *wired) any {
 			if w.probe.Country == nil {
@@ -170,6 +191,14 @@ func TestKeysReachTheirOptions(t *testing.T) {
 		{"groups.<name>.exclude-countries", eu + "    exclude-countries: [DE]", func(w *wired) any { return w.group("eu").ExcludeCountries }, []string{"DE"}},
 		{"groups.<name>.types", eu + "    types: [vless]", func(w *wired) any { return w.group("eu").Types }, []string{"vless"}},
 		{"groups.<name>.sources", eu + "    sources: [a]\nsources: [{name: a, url: 'file:///nonexistent'}]", func(w *wired) any { return w.group("eu").Sources }, []string{"a"}},
+		{"groups.<name>.asn", eu + "    asn: [AS64500]", func(w *wired) any { return w.group("eu").ASNs }, []uint32{64500}},
+		{"groups.<name>.exclude-asn", eu + "    exclude-asn: [64500]", func(w *wired) any {
+			return []any{w.group("eu").ExcludeASNs, w.e.groupMembersOf("eu").ExcludeASNs}
+		}, []any{[]uint32{64500}, []uint32{64500}}},
+		{"groups.<name>.class", eu + "    class: [mobile]", func(w *wired) any {
+			return []any{w.group("eu").Classes, w.e.groupMembersOf("eu").Classes}
+		}, []any{[]upstream.Class{upstream.ClassMobile}, []string{"mobile"}}},
+		{"groups.<name>.min-throughput", eu + "    min-throughput: 1MiB", func(w *wired) any { return w.group("eu").MinThroughput }, float64(1 << 20)},
 		{"groups.<name>.min-healthy", eu + "    min-healthy: 7", func(w *wired) any { return w.floor("eu").MinHealthy }, 7},
 		{"groups.<name>.min-exits", eu + "    min-exits: 7", func(w *wired) any { return w.floor("eu").MinExits }, 7},
 		{"groups.<name>.tor-instances", eu + "    tor-instances: 7\ntor: {groups: [eu], mode: grouped}", func(w *wired) any { return w.tor.Floors["eu"] }, 7},
@@ -184,6 +213,11 @@ func TestKeysReachTheirOptions(t *testing.T) {
 		{"probe.target.status", "probe: {target: {enabled: true, url: 'http://127.88.0.1:22003/', status: 204}}", func(w *wired) any { return w.probe.TargetStatus }, 204},
 		{"probe.geoip", fmt.Sprintf("probe: {geoip: %s, geoip6: ''}", geo4), country("192.0.2.7"), "ZZ"},
 		{"probe.geoip6", fmt.Sprintf("probe: {geoip: %s, geoip6: %s}", geo4, geo6), country("2001:db8::7"), "YY"},
+		{"probe.asn-database", fmt.Sprintf("probe: {asn-database: %s}", asnDB), quality("192.0.2.7"),
+			upstream.Quality{ASN: 64500, Org: "Example Hosting", Class: upstream.ClassDatacenter}},
+		{"probe.asn-classes", fmt.Sprintf("probe: {asn-database: %s, asn-classes: %s}", asnDB, classes), quality("198.51.100.7"),
+			upstream.Quality{ASN: 64501, Org: "Example Cable", Class: upstream.ClassMobile}},
+		{"probe.ipv6-judge", "probe: {ipv6-judge: 'http://[::1]:22005/get'}", func(w *wired) any { return w.probe.IPv6Judge }, "http://[::1]:22005/get"},
 		{"probe.interval", "probe: {interval: 7m}", func(w *wired) any { return w.store.Policy.Interval }, 7 * time.Minute},
 		{"probe.failing-interval", "probe: {failing-interval: 7s}", func(w *wired) any { return w.store.Policy.FailingInterval }, 7 * time.Second},
 		{"probe.max-failures", "probe: {max-failures: 7}", func(w *wired) any { return w.store.Policy.MaxFailures }, 7},
@@ -230,6 +264,8 @@ func TestKeysReachTheirOptions(t *testing.T) {
 	// not show the key matters.
 	contrast := map[string]string{
 		"probe.target.enabled": "probe: {target: {enabled: false, url: 'http://127.88.0.1:22003/'}}",
+		// the shipped table alone calls "Example Cable" residential
+		"probe.asn-classes": fmt.Sprintf("probe: {asn-database: %s}", asnDB),
 	}
 	def := wire(t, st, "")
 	for _, tt := range tests {

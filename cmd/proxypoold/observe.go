@@ -60,7 +60,7 @@ func pollPool(ctx context.Context, m *metrics.Metrics, st *store.Store, guard *s
 		srcs, _ := st.Sources(ctx)
 		snap := metrics.PoolSnapshot{
 			Healthy: c.Healthy, ByState: c.ByState, BySource: c.BySource, ByType: c.ByType,
-			ByCountry: c.ByCountry, ByAnonymity: c.ByAnonymity, ByGroup: c.ByGroup,
+			ByCountry: c.ByCountry, ByAnonymity: c.ByAnonymity, ByGroup: c.ByGroup, ByClass: c.ByClass,
 			DistinctExits: c.DistinctExits, HealthyExits: c.HealthyExits, Sources: srcs,
 		}
 		if census, err := torops.Census(ctx, st); err == nil {

@@ -157,6 +157,12 @@ func (c *Client) List(ctx context.Context, q control.ListQuery) (control.ListPag
 	if q.MinScore > 0 {
 		v.Set("min-score", strconv.FormatFloat(q.MinScore, 'f', -1, 64))
 	}
+	if q.ASN > 0 {
+		v.Set("asn", strconv.FormatUint(uint64(q.ASN), 10))
+	}
+	if q.Class != "" {
+		v.Set("class", string(q.Class))
+	}
 	if q.Offset < 0 || q.Limit < 0 {
 		return control.ListPage{}, fmt.Errorf("List: negative offset or limit: %w", control.ErrInvalid)
 	}

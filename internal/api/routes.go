@@ -118,9 +118,9 @@ func listQuery(v url.Values) (control.ListQuery, error) {
 		Source: v.Get("source"), Anonymity: upstream.Anonymity(v.Get("anonymity"))}
 	for name := range v {
 		switch name {
-		case "state", "country", "group", "source", "anonymity", "min-score", "offset", "limit":
+		case "state", "country", "group", "source", "anonymity", "min-score", "asn", "class", "offset", "limit":
 		default:
-			return q, fmt.Errorf("%s: unknown parameter (want state, country, group, source, anonymity, min-score, offset, limit)", name)
+			return q, fmt.Errorf("%s: unknown parameter (want state, country, group, source, anonymity, min-score, asn, class, offset, limit)", name)
 		}
 	}
 	switch q.State {
@@ -134,6 +134,20 @@ func listQuery(v url.Values) (control.ListQuery, error) {
 			return q, fmt.Errorf("min-score: %q is not a number >= 0", s)
 		}
 		q.MinScore = f
+	}
+	if s := v.Get("asn"); s != "" {
+		n, err := upstream.ParseASN(s)
+		if err != nil {
+			return q, fmt.Errorf("asn: %w", err)
+		}
+		q.ASN = n
+	}
+	if s := v.Get("class"); s != "" {
+		c, err := upstream.ParseClass(s)
+		if err != nil {
+			return q, fmt.Errorf("class: %w", err)
+		}
+		q.Class = c
 	}
 	for _, p := range []struct {
 		name string

@@ -124,6 +124,12 @@ type Probe struct {
 	RealIP          string        `yaml:"real-ip"`          // our public IP; "" = learned from the judges
 	Target          Target        `yaml:"target"`
 	UplinkCheck     bool          `yaml:"uplink-check"` // skip rounds while our own uplink is down (true)
+
+	// ASNDatabase is a MaxMind-format ASN database (GeoLite2-ASN, DB-IP
+	// ASN lite .mmdb): the exit's ASN, organisation and class; "" = none.
+	ASNDatabase string `yaml:"asn-database"`
+	ASNClasses  string `yaml:"asn-classes"` // rules read before the shipped class table; "" = the shipped one only
+	IPv6Judge   string `yaml:"ipv6-judge"`  // a judge on an IPv6 address: exits that reach it are IPv6; "" = not checked
 }
 
 // Target is an optional second check: the upstream must also fetch URL.
@@ -136,7 +142,7 @@ type Target struct {
 // Gateway tunes the client-facing proxy.
 type Gateway struct {
 	Listen      string   `yaml:"listen"`       // 127.0.0.1:8000
-	Strategy    string   `yaml:"strategy"`     // round-robin | random | least-latency | sticky
+	Strategy    string   `yaml:"strategy"`     // round-robin | random | least-latency | sticky | weighted
 	RotateEvery Rotation `yaml:"rotate-every"` // keep an upstream for N requests or this long; 0 = new one per request
 	// MaxTries is how many upstreams that failed slowly (a timeout, a
 	// broken handshake) a request gives up after (3); a connect refused or
@@ -203,6 +209,10 @@ type Group struct {
 	ExcludeCountries []string `yaml:"exclude-countries"` // removed after Countries
 	Types            []string `yaml:"types"`             // upstream kinds: socks5, vless, tor, …
 	Sources          []string `yaml:"sources"`           // source names
+	ASN              []ASN    `yaml:"asn"`               // exits in these autonomous systems (13335 or AS13335)
+	ExcludeASN       []ASN    `yaml:"exclude-asn"`       // never exits in these
+	Class            []string `yaml:"class"`             // datacenter | residential | mobile
+	MinThroughput    ByteSize `yaml:"min-throughput"`    // per second; a measured throughput below it leaves (unmeasured stays)
 	MinHealthy       int      `yaml:"min-healthy"`       // SLO floor of healthy members (0 = none)
 	MinExits         int      `yaml:"min-exits"`         // SLO floor of distinct exit IPs (0 = none)
 	// TorInstances reserves this many of tor.max-instances for the group

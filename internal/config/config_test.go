@@ -41,7 +41,8 @@ func TestShippedConfig(t *testing.T) {
 		{Listen: "127.0.0.1:8002", Group: "nonus", Strategy: "round-robin"},
 	}
 	want.Groups = map[string]Group{
-		"us":    {Countries: []string{"US"}, ExcludeCountries: []string{}, Types: []string{}, Sources: []string{}},
+		"us": {Countries: []string{"US"}, ExcludeCountries: []string{}, Types: []string{}, Sources: []string{},
+			ASN: []ASN{}, ExcludeASN: []ASN{}, Class: []string{}},
 		"nonus": {ExcludeCountries: []string{"US", "UA", "CH"}},
 	}
 	want.Tor.Groups = []string{}
@@ -238,6 +239,12 @@ func TestBadInput(t *testing.T) {
 		{"source zero interval", "sources:\n  - name: a\n    url: file:///a\n    interval: 0s\n", `t.yaml:4: sources[0].interval: must be more than 0`},
 		{"judge not url", "probe:\n  judges: [127.0.0.1:18080]\n", `t.yaml:2: probe.judges[0]: "127.0.0.1:18080" is not an http:// or https:// URL`},
 		{"no judges", "probe:\n  judges: []\n", `t.yaml:2: probe.judges: needs at least one judge URL`},
+		{"group asn", "groups:\n  x:\n    asn: [13335, ASx]\n", `t.yaml:3: groups.x.asn[1]: "ASx" is not an AS number (use 13335 or AS13335)`},
+		{"group asn zero", "groups:\n  x: {exclude-asn: [0]}\n", `t.yaml:2: groups.x.exclude-asn[0]: "0" is not an AS number`},
+		{"group class", "groups:\n  x: {class: [hosting]}\n", `t.yaml:2: groups.x.class[0]: "hosting" is not one of datacenter, residential, mobile`},
+		{"group min-throughput", "groups:\n  x: {min-throughput: fast}\n", `t.yaml:2: groups.x.min-throughput: "fast" is not a size`},
+		{"ipv6 judge not url", "probe:\n  ipv6-judge: '[::1]:80'\n", `t.yaml:2: probe.ipv6-judge: "[::1]:80" is not an http:// or https:// URL`},
+		{"asn database not mmdb", "probe:\n  asn-database: /srv/asn.csv\n", `t.yaml:2: probe.asn-database: "/srv/asn.csv" is not a MaxMind .mmdb file`},
 		{"real ip", "probe:\n  real-ip: me\n", `t.yaml:2: probe.real-ip: "me" is not an IP address`},
 		{"target without url", "probe:\n  target: {enabled: true}\n", `t.yaml:2: probe.target.url: missing`},
 		{"target status", "probe:\n  target:\n    status: 999\n", `t.yaml:3: probe.target.status: 999 is not an HTTP status`},
@@ -277,7 +284,7 @@ func TestAllProblemsReported(t *testing.T) {
 	}
 	want := "t.yaml:2: probe.interval: must be more than 0 (a duration like 30s, 5m)\n" +
 		"t.yaml:3: probe.timeout: must be more than 0 (a duration like 30s, 5m)\n" +
-		`t.yaml:5: gateway.strategy: "x" is not one of round-robin, random, least-latency, sticky`
+		`t.yaml:5: gateway.strategy: "x" is not one of round-robin, random, least-latency, sticky, weighted`
 	if err.Error() != want {
 		t.Errorf("error\n%s\nwant\n%s", err, want)
 	}
@@ -465,5 +472,43 @@ func TestHandshakeTimeoutIsDeprecated(t *testing.T) {
 	want := "/etc/proxypool/proxypool.yaml:3: gateway.handshake-timeout: deprecated: read as gateway.upstream-handshake-timeout: 4s"
 	if len(c.Warnings) != 1 || !strings.HasPrefix(c.Warnings[0].Error(), want) {
 		t.Errorf("warnings %v, want one starting %q", c.Warnings, want)
+	}
+}
+
+// TestExitQualityKeys: the exit-quality keys decode as written (an AS
+// number with or without "AS", a class in any case, a throughput as a
+// size per second) and default to off.
+func TestExitQualityKeys(t *testing.T) {
+	c, err := Parse([]byte(`probe:
+  asn-database: /srv/asn.mmdb
+  asn-classes: /srv/classes.txt
+  ipv6-judge: "http://[2001:db8::1]/get"
+gateway: {strategy: weighted}
+groups:
+  home:
+    asn: [7922, AS3320]
+    exclude-asn: [as13335]
+    class: [Residential, mobile]
+    min-throughput: 1MiB
+  any: {}
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Probe; p.ASNDatabase != "/srv/asn.mmdb" || p.ASNClasses != "/srv/classes.txt" || p.IPv6Judge != "http://[2001:db8::1]/get" {
+		t.Errorf("probe = %+v", p)
+	}
+	if c.Gateway.Strategy != "weighted" {
+		t.Errorf("strategy = %q", c.Gateway.Strategy)
+	}
+	home := c.Groups["home"]
+	if !reflect.DeepEqual(home.ASN, []ASN{7922, 3320}) || !reflect.DeepEqual(home.ExcludeASN, []ASN{13335}) ||
+		!reflect.DeepEqual(home.Class, []string{"residential", "mobile"}) || home.MinThroughput != 1<<20 {
+		t.Errorf("groups.home = %+v", home)
+	}
+	def := Default()
+	if any := c.Groups["any"]; any.ASN != nil || any.ExcludeASN != nil || any.Class != nil || any.MinThroughput != 0 ||
+		def.Probe.ASNDatabase != "" || def.Probe.IPv6Judge != "" {
+		t.Errorf("defaults: group %+v, probe %+v; want all off", any, def.Probe)
 	}
 }

@@ -16,7 +16,8 @@ import (
 
 // Accepted enum values.
 var (
-	Strategies    = []string{"round-robin", "random", "least-latency", "sticky"}
+	Strategies    = []string{"round-robin", "random", "least-latency", "sticky", "weighted"}
+	ExitClasses   = []string{"datacenter", "residential", "mobile"}
 	SourceFormats = []string{"auto", "links", "socks5", "socks4", "http", "https", "base64", "clash", "json"}
 	RelayFormats  = []string{"auto", "onionoo", "csv", "control"}
 	TorModes      = []string{"country", "grouped", "single"}
@@ -164,6 +165,12 @@ func (v *validator) probe() {
 			v.httpURL("probe.target.url", p.Target.URL)
 		}
 	}
+	if p.IPv6Judge != "" {
+		v.httpURL("probe.ipv6-judge", p.IPv6Judge)
+	}
+	if p.ASNDatabase != "" && !strings.HasSuffix(strings.ToLower(p.ASNDatabase), ".mmdb") {
+		v.errf("probe.asn-database", "%q is not a MaxMind .mmdb file (GeoLite2-ASN, DB-IP ASN lite)", p.ASNDatabase)
+	}
 	if p.Target.Status < 100 || p.Target.Status > 599 {
 		v.errf("probe.target.status", "%d is not an HTTP status (100-599)", p.Target.Status)
 	}
@@ -192,6 +199,13 @@ func (v *validator) groups() {
 			if s == "" {
 				v.errf(fmt.Sprintf("%s.sources[%d]", p, i), "empty source name")
 			}
+		}
+		for i, c := range g.Class {
+			g.Class[i] = strings.ToLower(c)
+			v.oneOf(fmt.Sprintf("%s.class[%d]", p, i), g.Class[i], ExitClasses)
+		}
+		if g.MinThroughput < 0 {
+			v.errf(p+".min-throughput", "must not be negative (0 turns it off)")
 		}
 		v.atLeast(p+".min-healthy", g.MinHealthy, 0)
 		v.atLeast(p+".min-exits", g.MinExits, 0)

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // scalarValue is a key type with a scalar syntax of its own (rotate-every:
@@ -83,4 +85,16 @@ func (t TryTimeout) String() string {
 		return "auto"
 	}
 	return time.Duration(t).String()
+}
+
+// ASN is an autonomous system number, written 13335 or AS13335.
+type ASN uint32
+
+func (a *ASN) setScalar(s string) error {
+	n, err := upstream.ParseASN(s)
+	if err != nil {
+		return err
+	}
+	*a = ASN(n)
+	return nil
 }

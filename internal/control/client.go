@@ -136,6 +136,12 @@ func (c *Client) List(ctx context.Context, q ListQuery) (ListPage, error) {
 	if q.MinScore > 0 {
 		filter["min-score"] = strconv.FormatFloat(q.MinScore, 'f', -1, 64)
 	}
+	if q.ASN > 0 {
+		filter["asn"] = strconv.FormatUint(uint64(q.ASN), 10)
+	}
+	if q.Class != "" {
+		filter["class"] = string(q.Class)
+	}
 	if q.Offset < 0 || q.Limit < 0 {
 		return ListPage{}, fmt.Errorf("List: negative offset or limit: %w", ErrInvalid)
 	}

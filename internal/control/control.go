@@ -90,8 +90,11 @@ type ListQuery struct {
 	// Anonymity and MinScore select by what the probe found.
 	Anonymity upstream.Anonymity `json:"anonymity,omitempty"`
 	MinScore  float64            `json:"min_score,omitempty"`
-	Offset    int                `json:"offset,omitempty"`
-	Limit     int                `json:"limit,omitempty"` // 0: DefaultListLimit; at most MaxListLimit
+	// ASN and Class select by the exit's network (upstream.Quality).
+	ASN    uint32         `json:"asn,omitempty"`
+	Class  upstream.Class `json:"class,omitempty"`
+	Offset int            `json:"offset,omitempty"`
+	Limit  int            `json:"limit,omitempty"` // 0: DefaultListLimit; at most MaxListLimit
 }
 
 // ListPage is one page of records and the number of records that match the

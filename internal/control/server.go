@@ -324,8 +324,20 @@ func (h handler) List(sender dbus.Sender, filter map[string]string, offset, limi
 				return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: min-score %q is not a number >= 0", v)})
 			}
 			q.MinScore = n
+		case "asn":
+			n, err := upstream.ParseASN(v)
+			if err != nil {
+				return "", 0, dbus.NewError(ErrorInvalidArgs, []any{"List: " + err.Error()})
+			}
+			q.ASN = n
+		case "class":
+			c, err := upstream.ParseClass(v)
+			if err != nil {
+				return "", 0, dbus.NewError(ErrorInvalidArgs, []any{"List: " + err.Error()})
+			}
+			q.Class = c
 		default:
-			return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown filter key %q (want state, country, group, source, anonymity or min-score)", k)})
+			return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown filter key %q (want state, country, group, source, anonymity, min-score, asn or class)", k)})
 		}
 	}
 	switch q.Anonymity {

@@ -91,6 +91,9 @@ type MemberSpec struct {
 	Country  string        // ISO code written by WriteGeoIP
 	Username string        // socks5/http: required credentials; socks4: required user id
 	Password string
+	// IPv6 members reach IPv6 targets, from ::1 (the exit quality's
+	// ipv6-judge); the others, bound to their IPv4 exit, cannot.
+	IPv6 bool
 }
 
 // Spec describes a fleet.

@@ -62,7 +62,11 @@ func (m *Member) serve(c net.Conn) {
 // dialExit connects to target from the member's exit address; the conn is
 // tracked so Close ends it.
 func (m *Member) dialExit(ctx context.Context, target string) (net.Conn, error) {
-	out, err := m.exit.DialContext(ctx, "tcp", target)
+	d := &m.exit
+	if host, _, _ := net.SplitHostPort(target); m.Spec.IPv6 && strings.Contains(host, ":") {
+		d = &net.Dialer{Timeout: m.exit.Timeout}
+	}
+	out, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +341,12 @@ func (m *Member) serveSOCKS5(c net.Conn) {
 	}
 	la := out.LocalAddr().(*net.TCPAddr)
 	rep := []byte{5, 0, 0, 1}
-	rep = append(rep, la.IP.To4()...)
+	if v4 := la.IP.To4(); v4 != nil {
+		rep = append(rep, v4...)
+	} else {
+		rep[3] = 4 // an IPv6 exit's bound address
+		rep = append(rep, la.IP.To16()...)
+	}
 	rep = binary.BigEndian.AppendUint16(rep, uint16(la.Port))
 	if _, err := c.Write(rep); err != nil {
 		m.f.untrack(out)

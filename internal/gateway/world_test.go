@@ -110,13 +110,22 @@ type worldOpts struct {
 	// Dialer (the wrapper has no PlainSOCKS5: the loops hand every
 	// connection to the goroutine path, which dials through it)
 	dialer func(*dial.Pool) gateway.Dialer
+	// status, when set, adjusts each member's status as the probe would
+	// have found it (exit quality, latency)
+	status func(m *fleet.Member, s *upstream.Status)
 }
 
 func newWorld(t testing.TB, o worldOpts) *world {
 	t.Helper()
 	w := &world{t: t, store: &memStore{}, pinned: map[string]string{}, done: make(chan error, 1)}
 	w.fleet = fleet.StartT(t, o.spec)
-	w.store.set(append(records(w.fleet.Members()), o.recs...))
+	recs := records(w.fleet.Members())
+	if o.status != nil {
+		for i, m := range w.fleet.Members() {
+			o.status(m, &recs[i].Status)
+		}
+	}
+	w.store.set(append(recs, o.recs...))
 	judge := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		io.WriteString(rw, host)

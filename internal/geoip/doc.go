@@ -1,5 +1,8 @@
-// Package geoip answers one question offline: which country is an IP
-// address in. It reads Tor's geoip/geoip6 range files (Debian's
+// Package geoip answers offline which country an IP address is in, and,
+// from a MaxMind-format ASN database (GeoLite2-ASN, DB-IP ASN lite), its
+// autonomous system and organisation; Classifier names the exit's class
+// (datacenter, residential, mobile) from those with the table in
+// classes.txt. It reads Tor's geoip/geoip6 range files (Debian's
 // tor-geoipdb: /usr/share/tor/geoip and /usr/share/tor/geoip6) into sorted
 // tables searched by binary search, or a MaxMind-format .mmdb database.
 //

@@ -127,6 +127,26 @@ func (db *DB) Country(ip netip.Addr) string {
 	return lookup6(db.v6, ip)
 }
 
+// ASN returns the autonomous system number and organisation of ip, or
+// 0, "" when unknown. Only a MaxMind-format database with ASN records
+// (GeoLite2-ASN, DB-IP ASN lite, ipinfo) knows them; Tor's range files
+// and country-only databases answer 0.
+func (db *DB) ASN(ip netip.Addr) (uint32, string) {
+	if db == nil || db.mmdb == nil || !ip.IsValid() {
+		return 0, ""
+	}
+	return db.mmdb.asn(ip.Unmap().WithZone(""))
+}
+
+// ASNOf is ASN for a textual address; 0, "" for one that does not parse.
+func (db *DB) ASNOf(s string) (uint32, string) {
+	a, err := netip.ParseAddr(strings.Trim(strings.TrimSpace(s), "[]"))
+	if err != nil {
+		return 0, ""
+	}
+	return db.ASN(a)
+}
+
 // CountryIP is Country for a net.IP.
 func (db *DB) CountryIP(ip net.IP) string {
 	a, ok := netip.AddrFromSlice(ip)

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 
 	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 // mmdbReader answers from a MaxMind-format database (GeoLite2/GeoIP2
@@ -22,6 +24,15 @@ type mmdbRecord struct {
 		ISOCode string `maxminddb:"iso_code"`
 	} `maxminddb:"registered_country"`
 	CountryCode string `maxminddb:"country_code"` // ipinfo-style flat layout
+}
+
+// asnRecord is the GeoLite2-ASN / DB-IP ASN lite layout; ipinfo's flat
+// files name the same fields asn ("AS13335") and as_name.
+type asnRecord struct {
+	Number uint32 `maxminddb:"autonomous_system_number"`
+	Org    string `maxminddb:"autonomous_system_organization"`
+	ASN    string `maxminddb:"asn"`
+	ASName string `maxminddb:"as_name"`
 }
 
 func openMMDB(path string) (*mmdbReader, error) {
@@ -49,4 +60,26 @@ func (m *mmdbReader) country(ip netip.Addr) string {
 		}
 	}
 	return ""
+}
+
+func (m *mmdbReader) asn(ip netip.Addr) (uint32, string) {
+	res := m.r.Lookup(ip)
+	if !res.Found() {
+		return 0, ""
+	}
+	var rec asnRecord
+	if err := res.Decode(&rec); err != nil {
+		return 0, ""
+	}
+	if rec.Number == 0 && rec.ASN != "" {
+		n, err := upstream.ParseASN(rec.ASN)
+		if err != nil {
+			return 0, ""
+		}
+		rec.Number, rec.Org = n, rec.ASName
+	}
+	if rec.Number == 0 {
+		return 0, ""
+	}
+	return rec.Number, rec.Org
 }

@@ -34,12 +34,14 @@ type LiveProxy struct {
 	ExitIP    string             `json:"exit_ip,omitempty"`
 	Country   string             `json:"country,omitempty"`
 	Anonymity upstream.Anonymity `json:"anonymity,omitempty"`
-	LatencyMS float64            `json:"latency_ms"`
-	Timeout   float64            `json:"timeout"` // the latency in seconds, as list checkers write it
-	Score     float64            `json:"score"`
-	LastOK    time.Time          `json:"last_ok,omitzero"`
-	CheckedAt time.Time          `json:"checked_at,omitzero"`
-	Sources   []string           `json:"sources,omitempty"`
+	// the exit's network: asn, org, class, ipv6 (upstream.Quality)
+	upstream.Quality
+	LatencyMS float64   `json:"latency_ms"`
+	Timeout   float64   `json:"timeout"` // the latency in seconds, as list checkers write it
+	Score     float64   `json:"score"`
+	LastOK    time.Time `json:"last_ok,omitzero"`
+	CheckedAt time.Time `json:"checked_at,omitzero"`
+	Sources   []string  `json:"sources,omitempty"`
 }
 
 // protocol is a record's scheme as list consumers name it: https for an
@@ -61,7 +63,7 @@ func ExportJSON(recs []upstream.Record) ([]byte, error) {
 		lat := math.Round(r.LatencyMS*10) / 10
 		p := LiveProxy{
 			ID: r.ID, Type: r.Type, Protocol: protocol(r), Server: r.Server, Host: r.Server, Port: r.Port, Name: r.Name,
-			ExitIP: r.ExitIP, Country: r.Country, Anonymity: r.Anonymity,
+			ExitIP: r.ExitIP, Country: r.Country, Anonymity: r.Anonymity, Quality: r.Quality,
 			LatencyMS: lat, Timeout: math.Round(r.LatencyMS) / 1000, Score: math.Round(r.Score*10) / 10,
 			LastOK: r.LastOK, CheckedAt: r.LastCheck, Sources: r.Sources,
 		}

@@ -20,6 +20,8 @@ type totalKey struct {
 	country, group, source string
 	anonymity              upstream.Anonymity
 	minScore               float64
+	asn                    uint32
+	class                  upstream.Class
 	members                string // a config group's name
 }
 
@@ -39,7 +41,7 @@ func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPa
 	}
 	q.Limit = min(q.Limit, control.MaxListLimit)
 	f := store.Filter{State: q.State, Country: strings.ToUpper(q.Country), Group: q.Group, Source: q.Source,
-		Anonymity: q.Anonymity, MinScore: q.MinScore, Limit: q.Limit, Offset: q.Offset}
+		Anonymity: q.Anonymity, MinScore: q.MinScore, ASN: q.ASN, Class: q.Class, Limit: q.Limit, Offset: q.Offset}
 	if g, ok := m.o.Groups[q.Group]; ok {
 		f.Group, f.Members = "", &g
 	}
@@ -69,7 +71,8 @@ func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPa
 }
 
 func keyOf(f store.Filter) totalKey {
-	k := totalKey{state: f.State, country: f.Country, group: f.Group, source: f.Source, anonymity: f.Anonymity, minScore: f.MinScore}
+	k := totalKey{state: f.State, country: f.Country, group: f.Group, source: f.Source, anonymity: f.Anonymity, minScore: f.MinScore,
+		asn: f.ASN, class: f.Class}
 	if f.Members != nil {
 		k.members = f.Members.Name
 	}
@@ -106,7 +109,7 @@ func (m *Manager) total(ctx context.Context, f store.Filter) (int, error) {
 			set++
 		}
 	}
-	if set <= 1 && k.country == "" && k.anonymity == "" && k.minScore == 0 && k.members == "" {
+	if set <= 1 && k.country == "" && k.anonymity == "" && k.minScore == 0 && k.asn == 0 && k.class == "" && k.members == "" {
 		cnt, err := m.o.Store.Counts(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("counting the pool: %w", err)

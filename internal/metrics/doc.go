@@ -62,6 +62,7 @@
 //	proxypool_pool_healthy_by_country                 gauge      country (top 50 + other)   SetPool ByCountry
 //	proxypool_pool_healthy_by_anonymity               gauge      anonymity                  SetPool ByAnonymity
 //	proxypool_pool_upstreams_by_group                 gauge      group                      SetPool ByGroup
+//	proxypool_pool_healthy_by_class                   gauge      class (3 + unknown)        SetPool ByClass
 //	proxypool_pool_exits                              gauge      -                          SetPool DistinctExits
 //	proxypool_pool_healthy_exits                      gauge      -                          SetPool HealthyExits
 //	proxypool_pool_snapshot_timestamp_seconds         gauge      -                          SetPool At

@@ -166,6 +166,7 @@ func driveAll(m *metrics.Metrics, now time.Time) {
 		ByCountry:     map[string]int{"US": 12, "DE": 50, "": 20},
 		ByAnonymity:   map[string]int{"elite": 60, "anonymous": 22},
 		ByGroup:       map[string]int{"us": 3},
+		ByClass:       map[string]int{"datacenter": 50, "residential": 30, "": 2, "hosting": 1},
 		DistinctExits: 60,
 		HealthyExits:  38,
 	})
@@ -254,6 +255,9 @@ func TestRecordersMoveSeries(t *testing.T) {
 		{"proxypool_pool_healthy_by_country", []string{"country", "unknown"}, 20},
 		{"proxypool_pool_healthy_by_anonymity", []string{"anonymity", "elite"}, 60},
 		{"proxypool_pool_upstreams_by_group", []string{"group", "us"}, 3},
+		{"proxypool_pool_healthy_by_class", []string{"class", "datacenter"}, 50},
+		{"proxypool_pool_healthy_by_class", []string{"class", "unknown"}, 3}, // "" and a name not a class
+		{"proxypool_pool_healthy_by_class", []string{"class", "mobile"}, 0},  // filled in
 		{"proxypool_pool_exits", nil, 60},
 		{"proxypool_pool_healthy_exits", nil, 38},
 		{"proxypool_pool_snapshot_timestamp_seconds", nil, float64(now.UnixNano()) / 1e9},

@@ -25,6 +25,7 @@ type PoolSnapshot struct {
 	ByCountry     map[string]int // servable upstreams per exit country (Counts.ByCountry)
 	ByAnonymity   map[string]int // servable upstreams per anonymity (Counts.ByAnonymity)
 	ByGroup       map[string]int // upstreams with an explicit group, Tor (Counts.ByGroup)
+	ByClass       map[string]int // servable upstreams per exit class (Counts.ByClass; "" is unknown)
 	DistinctExits int            // distinct exit IPs ever learnt (Counts.DistinctExits)
 	HealthyExits  int            // distinct exits of servable upstreams (Counts.HealthyExits)
 
@@ -69,7 +70,7 @@ type poolCollector struct {
 	sources map[string]sourceSeen
 
 	// descriptors
-	upstreams, healthy, bySource, byType, byCountry, byAnon, byGroup,
+	upstreams, healthy, bySource, byType, byCountry, byAnon, byGroup, byClass,
 	exits, healthyExits, snapAt,
 	groupHealthy, groupExits,
 	srcLastOK, srcLastTry, srcFailing *prometheus.Desc
@@ -90,6 +91,7 @@ func newPoolCollector(m *Metrics) *poolCollector {
 		byCountry:    d("pool_healthy_by_country", "Servable upstreams, by exit country (the largest countries; the rest sum into other).", "country"),
 		byAnon:       d("pool_healthy_by_anonymity", "Servable upstreams, by anonymity (elite, anonymous, none).", "anonymity"),
 		byGroup:      d("pool_upstreams_by_group", "Upstreams with an explicit group (Tor instances), by group.", "group"),
+		byClass:      d("pool_healthy_by_class", "Servable upstreams, by exit class (datacenter, residential, mobile, unknown).", "class"),
 		exits:        d("pool_exits", "Distinct exit IPs ever learnt."),
 		healthyExits: d("pool_healthy_exits", "Distinct exit IPs of servable upstreams."),
 		snapAt:       d("pool_snapshot_timestamp_seconds", "Unix time the pool series were counted."),
@@ -103,7 +105,7 @@ func newPoolCollector(m *Metrics) *poolCollector {
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.upstreams, c.healthy, c.bySource, c.byType, c.byCountry,
-		c.byAnon, c.byGroup, c.exits, c.healthyExits, c.snapAt, c.groupHealthy, c.groupExits,
+		c.byAnon, c.byGroup, c.byClass, c.exits, c.healthyExits, c.snapAt, c.groupHealthy, c.groupExits,
 		c.srcLastOK, c.srcLastTry, c.srcFailing} {
 		ch <- d
 	}
@@ -120,6 +122,7 @@ func (c *poolCollector) set(s PoolSnapshot) {
 	s.ByCountry = topN(s.ByCountry, c.m.opts.MaxCountries)
 	s.ByAnonymity = c.bound(s.ByAnonymity, nil, "none")
 	s.ByGroup = c.bound(s.ByGroup, c.m.groups, "")
+	s.ByClass = classLabels(s.ByClass)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s.ByState != nil {
@@ -180,6 +183,25 @@ func (c *poolCollector) bound(m map[string]int, l *limiter, empty string) map[st
 	}
 	if l == nil && len(out) > c.m.opts.MaxLabelValues {
 		return topN(out, c.m.opts.MaxLabelValues)
+	}
+	return out
+}
+
+// classLabels bounds the class label to the classes and unknown (for ""
+// and anything else), every one present so a class that empties reads 0.
+func classLabels(m map[string]int) map[string]int {
+	if m == nil {
+		return nil
+	}
+	out := map[string]int{"unknown": 0}
+	for _, c := range upstream.Classes {
+		out[string(c)] = 0
+	}
+	for k, v := range m {
+		if _, ok := out[k]; !ok || k == "unknown" {
+			k = "unknown"
+		}
+		out[k] += v
 	}
 	return out
 }
@@ -272,6 +294,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		byLabel(c.byCountry, s.ByCountry)
 		byLabel(c.byAnon, s.ByAnonymity)
 		byLabel(c.byGroup, s.ByGroup)
+		byLabel(c.byClass, s.ByClass)
 	}
 	for g, h := range c.groups {
 		gauge(c.groupHealthy, float64(h.Healthy), g)

@@ -17,7 +17,14 @@ const (
 	Random       = "random"
 	LeastLatency = "least-latency"
 	Sticky       = "sticky"
+	Weighted     = "weighted"
 )
+
+// weightedChoices is how many usable candidates a weighted pick draws
+// before choosing among them by weight: picks stay O(1), and the
+// slowest member of a large pool still gets a share when drawn among
+// others as slow.
+const weightedChoices = 4
 
 // maxProbe bounds how many candidates one pick looks at before giving up
 // on skipping ejected/tried ones: picks stay O(1).
@@ -98,6 +105,39 @@ func pickP2C(s *snapshot, v *view, sel *upstream.Selector) int32 {
 		return b
 	}
 	return a
+}
+
+// pickWeighted draws up to weightedChoices distinct usable candidates at
+// random and takes one with a probability proportional to its weight
+// (entry.weight): faster, steadier, higher-throughput upstreams get more
+// of the requests, and no upstream none.
+func pickWeighted(s *snapshot, v *view, sel *upstream.Selector) int32 {
+	var cand [weightedChoices]int32
+	var w [weightedChoices]float64
+	n, total := 0, 0.0
+	now := time.Now().UnixNano()
+	for range min(maxProbe, 2*v.n) {
+		if n == weightedChoices || n == v.n {
+			break
+		}
+		i := v.at(rand.Uint64())
+		if slices.Contains(cand[:n], i) || !usable(s, i, sel) {
+			continue
+		}
+		cand[n], w[n] = i, s.entries[i].weight(now)
+		total += w[n]
+		n++
+	}
+	if n == 0 {
+		return -1
+	}
+	x := rand.Float64() * total
+	for k := range n {
+		if x -= w[k]; x < 0 {
+			return cand[k]
+		}
+	}
+	return cand[n-1]
 }
 
 // ring is consistent hashing over the view: a key maps to the same

@@ -54,9 +54,9 @@ func (p *Pool) NewPicker(strategy string, rot Rotation) (*Picker, error) {
 	switch strategy {
 	case "":
 		strategy = RoundRobin
-	case RoundRobin, Random, LeastLatency, Sticky:
+	case RoundRobin, Random, LeastLatency, Sticky, Weighted:
 	default:
-		return nil, fmt.Errorf("pool: unknown strategy %q (round-robin, random, least-latency, sticky)", strategy)
+		return nil, fmt.Errorf("pool: unknown strategy %q (round-robin, random, least-latency, sticky, weighted)", strategy)
 	}
 	if rot.Requests < 0 || rot.Period < 0 {
 		return nil, fmt.Errorf("pool: negative rotation %d requests, %v", rot.Requests, rot.Period)
@@ -179,6 +179,8 @@ func (pk *Picker) pickOne(s *snapshot, v *view, sel *upstream.Selector, r *rotor
 		return pickRandom(s, v, sel)
 	case LeastLatency:
 		return pickP2C(s, v, sel)
+	case Weighted:
+		return pickWeighted(s, v, sel)
 	}
 	for range min(maxProbe, v.n) {
 		if i := v.at(r.rr.Add(1) - 1); usable(s, i, sel) {

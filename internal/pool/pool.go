@@ -49,7 +49,7 @@ type Options struct {
 	MinReloadGap time.Duration
 	ReloadDuty   float64
 	Groups       []Group
-	Strategy     string // round-robin (default), random, least-latency, sticky
+	Strategy     string // round-robin (default), random, least-latency, sticky, weighted
 	// Rotate keeps one upstream per view for a number of picks or a
 	// period (gateway.rotate-every); zero picks anew each time.
 	Rotate     Rotation
@@ -343,6 +343,7 @@ func (p *Pool) Observe(r upstream.CheckResult) {
 		return
 	}
 	h := s.entries[i].h
+	h.errs.observe(!r.OK, time.Now().UnixNano())
 	if r.OK {
 		h.fails.Store(0)
 		if r.TotalMS > 0 {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -19,11 +20,22 @@ type Group struct {
 	ExcludeCountries []string
 	Types            []string // upstream kinds (socks5, vmess, tor, …); empty for any
 	Sources          []string // source names; empty for any
-	IDs              []string // explicit upstream IDs (a pinned single exit)
+	// ASNs and ExcludeASNs select by the exit's autonomous system,
+	// Classes by its class (upstream.Quality): an exit the ASN database
+	// does not know is in no ASN and no class, so it leaves a group
+	// that names any, and stays in one that only excludes ASNs.
+	ASNs        []uint32
+	ExcludeASNs []uint32
+	Classes     []upstream.Class
+	// MinThroughput (bytes/s) drops members whose measured throughput
+	// is known and below it; one not measured yet (0) stays.
+	MinThroughput float64
+	IDs           []string // explicit upstream IDs (a pinned single exit)
 }
 
 func (g Group) filtered() bool {
-	return len(g.Countries)+len(g.ExcludeCountries)+len(g.Types)+len(g.Sources) > 0
+	return len(g.Countries)+len(g.ExcludeCountries)+len(g.Types)+len(g.Sources)+
+		len(g.ASNs)+len(g.ExcludeASNs)+len(g.Classes) > 0 || g.MinThroughput > 0
 }
 
 func (g Group) matches(r *upstream.Served) bool {
@@ -43,6 +55,15 @@ func (g Group) matches(r *upstream.Served) bool {
 		return false
 	}
 	if len(g.Types) > 0 && !containsFold(g.Types, string(r.Type)) {
+		return false
+	}
+	if len(g.ASNs) > 0 && !slices.Contains(g.ASNs, r.ASN) || slices.Contains(g.ExcludeASNs, r.ASN) {
+		return false
+	}
+	if len(g.Classes) > 0 && !slices.Contains(g.Classes, r.Class) {
+		return false
+	}
+	if g.MinThroughput > 0 && r.Throughput > 0 && r.Throughput < g.MinThroughput {
 		return false
 	}
 	if len(g.Sources) > 0 {
@@ -75,6 +96,47 @@ type health struct {
 	fails     atomic.Int32
 	ejectedAt atomic.Int64  // unix nanos; 0 when not ejected
 	latency   atomic.Uint64 // float64 bits: EWMA of dial latency (ms); 0 unknown
+	errs      errRate       // the weighted strategy's recent error rate
+}
+
+// errRate is a share of failed passive outcomes that forgets: each
+// outcome moves it errAlpha of the way to 1 (failed) or 0, and it halves
+// every errHalfLife without one, so an upstream that failed a while ago
+// and got little traffic since (its weight was low) is tried again.
+type errRate struct {
+	mu   sync.Mutex
+	rate float64
+	at   int64 // unix nanos of the last outcome
+}
+
+const (
+	errAlpha    = 0.2
+	errHalfLife = time.Minute
+)
+
+// decayed is the rate at now; mu held.
+func (e *errRate) decayed(now int64) float64 {
+	if e.rate == 0 || now <= e.at {
+		return e.rate
+	}
+	return e.rate * math.Exp2(-float64(now-e.at)/float64(errHalfLife))
+}
+
+func (e *errRate) observe(failed bool, now int64) {
+	x := 0.0
+	if failed {
+		x = 1
+	}
+	e.mu.Lock()
+	e.rate = e.decayed(now)*(1-errAlpha) + errAlpha*x
+	e.at = now
+	e.mu.Unlock()
+}
+
+func (e *errRate) get(now int64) float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.decayed(now)
 }
 
 func (h *health) latencyMS() float64 { return math.Float64frombits(h.latency.Load()) }
@@ -83,8 +145,9 @@ func (h *health) latencyMS() float64 { return math.Float64frombits(h.latency.Loa
 // reload shares it with the previous snapshot while the loader hands over
 // the same upstream unchanged (no new strings or copies).
 type item struct {
-	choice  upstream.Choice
-	sources []string // for group matching when rebuilt after an ejection
+	choice     upstream.Choice
+	sources    []string // for group matching when rebuilt after an ejection
+	throughput float64  // bytes/s, 0 unknown: min-throughput and the weighted strategy
 }
 
 // same reports whether r (whose country upper-cased is country) would
@@ -92,7 +155,7 @@ type item struct {
 func (it *item) same(r *upstream.Served, country string) bool {
 	c := r.Choice
 	c.Country = country
-	return it.choice == c && slices.Equal(it.sources, r.Sources)
+	return it.choice == c && slices.Equal(it.sources, r.Sources) && it.throughput == r.Throughput
 }
 
 type entry struct {
@@ -104,7 +167,7 @@ type entry struct {
 // served is what a rebuild adds again: the snapshot keeps entries, not
 // what they were loaded from.
 func (e *entry) served() upstream.Served {
-	return upstream.Served{Choice: e.choice, Sources: e.sources}
+	return upstream.Served{Choice: e.choice, Sources: e.sources, Throughput: e.throughput}
 }
 
 // latency is the EWMA the least-latency strategy compares: the gateway's
@@ -117,6 +180,32 @@ func (e *entry) latency() float64 {
 		return e.choice.LatencyMS
 	}
 	return 1e9
+}
+
+// Weighted strategy constants (see weight).
+const (
+	latencyFloorMS  = 10      // added to latency: loopback-fast upstreams do not take everything
+	throughputRef   = 1 << 20 // bytes/s that weigh 1
+	throughputFloor = 0.25
+	throughputCeil  = 4
+)
+
+// weight is what the weighted strategy draws by:
+//
+//	(1 − e)² × t / (latency + 10 ms)
+//
+// e is the upstream's decaying error rate (errRate), latency the EWMA
+// least-latency compares, t = √(throughput / 1 MiB/s) within [¼, 4],
+// and 1 while the throughput is unknown. Squaring the success share is
+// the "error margin": an upstream failing one request in three weighs
+// less than half of a steady one as fast.
+func (e *entry) weight(now int64) float64 {
+	ok := 1 - e.h.errs.get(now)
+	t := 1.0
+	if e.throughput > 0 {
+		t = min(throughputCeil, max(throughputFloor, math.Sqrt(e.throughput/throughputRef)))
+	}
+	return ok * ok * t / (e.latency() + latencyFloorMS)
 }
 
 // view is one selectable subset (all, a group, a country, or both), its
@@ -312,7 +401,7 @@ func (b *builder) add(r *upstream.Served) {
 		}
 	}
 	if it == nil {
-		it = &item{choice: r.Choice, sources: r.Sources}
+		it = &item{choice: r.Choice, sources: r.Sources, throughput: r.Throughput}
 		it.choice.Country = country
 	}
 	if b.excluded(r, h) {

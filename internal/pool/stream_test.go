@@ -17,6 +17,9 @@ type streamLoaderT struct {
 	*memLoader
 	streams int
 	fail    error // returned by GatewayHealthy after the first record
+	// throughput is the speed check's figure by id (upstream.Served's;
+	// a Record carries none)
+	throughput map[string]float64
 }
 
 func (s *streamLoaderT) GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Served) error) error {
@@ -31,6 +34,7 @@ func (s *streamLoaderT) GatewayHealthy(ctx context.Context, fn func(n int, r *up
 		if err != nil {
 			return err
 		}
+		r.Throughput = s.throughput[r.ID]
 		if err := fn(len(recs), &r); err != nil {
 			return err
 		}
@@ -41,9 +45,15 @@ func (s *streamLoaderT) GatewayHealthy(ctx context.Context, fn func(n int, r *up
 
 func streamPool(t *testing.T, recs []upstream.Record, o Options) (*Pool, *streamLoaderT) {
 	t.Helper()
+	return streamPoolThroughput(t, recs, nil, o)
+}
+
+// streamPoolThroughput is streamPool with upstreams' throughput by id.
+func streamPoolThroughput(t *testing.T, recs []upstream.Record, throughput map[string]float64, o Options) (*Pool, *streamLoaderT) {
+	t.Helper()
 	m := &memLoader{}
 	m.set(recs)
-	sl := &streamLoaderT{memLoader: m}
+	sl := &streamLoaderT{memLoader: m, throughput: throughput}
 	o.Loader = sl
 	p, err := New(o)
 	if err != nil {

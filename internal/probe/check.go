@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -174,6 +175,9 @@ func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.T
 			if p.opts.Country != nil && res.ExitIP != "" {
 				res.Country = p.opts.Country(res.ExitIP)
 			}
+			if p.opts.Quality != nil && res.ExitIP != "" {
+				res.Quality = p.opts.Quality(res.ExitIP)
+			}
 			if p.opts.Fits != nil && res.Country != "" {
 				if err := p.opts.Fits(u, res.Country); err != nil {
 					res.Cause, res.Detail = upstream.CauseExitCountry, err.Error()
@@ -194,6 +198,7 @@ func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.T
 					return res
 				}
 			}
+			res.IPv6 = p.reachesIPv6(ctx, u, via)
 			res.OK = true
 			return res
 		}
@@ -206,6 +211,21 @@ func (p *Prober) checkVia(ctx context.Context, u upstream.Upstream, start time.T
 	res.TotalMS = ms(p.now().Sub(start))
 	res.Cause, res.Detail = p.cause(ctx, lastErr)
 	return res
+}
+
+// reachesIPv6 asks the IPv6 judge through u: true when it answers,
+// untampered, that it saw an IPv6 origin (an IPv4 one means the judge
+// also listens on IPv4 and the upstream went there).
+func (p *Prober) reachesIPv6(ctx context.Context, u upstream.Upstream, via route) bool {
+	if p.judge6 == nil || via == routeForward && p.judge6.Scheme != "http" {
+		return false
+	}
+	r, err := p.fetch(ctx, u, p.judge6, via)
+	if err != nil || r.tamper != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(r.echo.IP)
+	return err == nil && a.Is6() && !a.Is4In6()
 }
 
 // blamesTarget reports whether the upstream worked and answered that it

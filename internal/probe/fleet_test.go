@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -322,10 +323,23 @@ func TestOptionEffects(t *testing.T) {
 	ln.Close()
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	t.Cleanup(target.Close)
+	// The IPv6 judge: on ::1, which fleet members reach from ::1.
+	judge6, err := fleet.StartJudge(t.Context(), "[::1]:0")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("IPv6 loopback is needed for the ipv6-judge rows: %v", err)
+		}
+		t.Logf("no IPv6 loopback (%v): the ipv6-judge rows will fail", err)
+		judge6 = &fleet.Judge{URL: deadJudge}
+	}
+	asn := func(ip string) upstream.Quality {
+		return upstream.Quality{ASN: 64500, Org: "exit " + ip, Class: upstream.ClassResidential}
+	}
 
 	good := fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good}
 	hole := fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Blackhole}
 	leaky := fleet.MemberSpec{Kind: fleet.HTTP, Behavior: fleet.Transparent}
+	good6 := fleet.MemberSpec{Kind: fleet.SOCKS5, Behavior: fleet.Good, IPv6: true}
 	tests := []struct {
 		name     string
 		members  []fleet.MemberSpec
@@ -333,6 +347,7 @@ func TestOptionEffects(t *testing.T) {
 		wantOK   bool          // of every member
 		wantAnon upstream.Anonymity
 		wantCaus upstream.Cause
+		wantQual upstream.Quality
 		min, max time.Duration // of the pass
 	}{
 		{name: "timeout bounds a check", members: []fleet.MemberSpec{hole},
@@ -355,6 +370,17 @@ func TestOptionEffects(t *testing.T) {
 			opts: probe.Options{TargetURL: target.URL + "/", TargetStatus: http.StatusNoContent}, wantOK: true, max: 3 * time.Second},
 		{name: "target: another status fails the upstream", members: []fleet.MemberSpec{good},
 			opts: probe.Options{TargetURL: target.URL + "/", TargetStatus: http.StatusOK}, wantCaus: upstream.CauseTargetCheck, max: 3 * time.Second},
+		{name: "quality: the exit's ASN, organisation and class", members: []fleet.MemberSpec{good},
+			opts: probe.Options{Quality: asn}, wantOK: true, max: 3 * time.Second,
+			wantQual: upstream.Quality{ASN: 64500, Org: "exit", Class: upstream.ClassResidential}},
+		{name: "ipv6-judge: an answer from an IPv6 origin is IPv6", members: []fleet.MemberSpec{good6},
+			opts: probe.Options{IPv6Judge: judge6.URL + "/get"}, wantOK: true, wantQual: upstream.Quality{IPv6: true}, max: 3 * time.Second},
+		{name: "ipv6-judge: an upstream that cannot reach it is not, and passes", members: []fleet.MemberSpec{good},
+			opts: probe.Options{IPv6Judge: judge6.URL + "/get"}, wantOK: true, max: 3 * time.Second},
+		{name: "ipv6-judge: an IPv4 origin is not", members: []fleet.MemberSpec{good6},
+			opts: probe.Options{IPv6Judge: judge.URL + "/get"}, wantOK: true, max: 3 * time.Second},
+		{name: "ipv6-judge: one that is down fails nothing", members: []fleet.MemberSpec{good},
+			opts: probe.Options{IPv6Judge: deadJudge}, wantOK: true, max: 3 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -399,6 +425,13 @@ func TestOptionEffects(t *testing.T) {
 				}
 				if tt.wantCaus != upstream.CauseNone && r.Cause != tt.wantCaus {
 					t.Errorf("failure %q, want cause %q", upstream.Failure(r.Cause, r.Detail), tt.wantCaus)
+				}
+				want := tt.wantQual
+				if want.Org == "exit" {
+					want.Org += " " + r.ExitIP // Quality was asked of the exit's address
+				}
+				if r.Quality != want {
+					t.Errorf("exit quality %+v, want %+v", r.Quality, want)
 				}
 			}
 		})

@@ -29,6 +29,14 @@ type Options struct {
 	InsecureJudges bool // accept any certificate from https judges (tests)
 
 	Country func(ip string) string // exit IP → ISO country; nil: unknown
+	// Quality is the exit's ASN, organisation and class (geoip's ASN
+	// database and Classifier); nil: unknown. Its IPv6 is the probe's.
+	Quality func(ip string) upstream.Quality
+	// IPv6Judge, when set, is a judge reached over IPv6 (http://[2001:db8::1]/get):
+	// an upstream that passes its check is asked for it too, and one that
+	// gets an answer from an IPv6 origin is IPv6-capable
+	// (upstream.Quality.IPv6). Failing it fails nothing.
+	IPv6Judge string
 	// Fits says whether u may exit in country (known, from Country): an
 	// upstream made for a group (upstream.Upstream.Group, a tor instance)
 	// must leave through that group's countries. An error fails the
@@ -64,6 +72,7 @@ type Prober struct {
 	dialer Dialer
 	judges []*url.URL
 	target *url.URL
+	judge6 *url.URL
 	realIP string
 	log    logrus.FieldLogger
 	warned sync.Map // judge URL → struct{}: warnOnce said it
@@ -96,6 +105,13 @@ func New(d Dialer, opts Options) (*Prober, error) {
 			return nil, fmt.Errorf("probe: target %q is not an http(s) URL", opts.TargetURL)
 		}
 		p.target = u
+	}
+	if opts.IPv6Judge != "" {
+		u, err := url.Parse(opts.IPv6Judge)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("probe: IPv6 judge %q is not an http(s) URL", opts.IPv6Judge)
+		}
+		p.judge6 = u
 	}
 	if p.opts.Timeout <= 0 {
 		p.opts.Timeout = 5 * time.Second

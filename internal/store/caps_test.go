@@ -17,42 +17,19 @@ func TestCapsRoundTrip(t *testing.T) {
 	r := ok(id, t0, "1.1.1.1", "US")
 	r.Caps = upstream.CapConnect | upstream.CapPipeline
 	submit(t, s, r)
-	v1, err := s.Version(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v1 := version(t, s)
 	passive := ok(id, t0.Add(1e9), "1.1.1.1", "US")
 	passive.Passive = true // carries no caps: must not clear them
 	submit(t, s, passive)
 
 	want := upstream.CapConnect | upstream.CapPipeline
-	got, err := s.Get(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Caps != want {
-		t.Errorf("Get: caps %q, want %q", got.Caps, want)
-	}
-	hs, err := s.Healthy(ctx)
-	if err != nil || len(hs) != 1 || hs[0].Caps != want {
-		t.Errorf("Healthy: %+v, %v; want one record with caps %q", hs, err, want)
-	}
-	var gw []upstream.Caps
-	if err := s.GatewayHealthy(ctx, func(_ int, r *upstream.Served) error { gw = append(gw, r.Caps); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if len(gw) != 1 || gw[0] != want {
-		t.Errorf("GatewayHealthy: caps %v, want [%q]", gw, want)
-	}
+	everyReadHas(t, s, id, want, func(r *upstream.Record) upstream.Caps { return r.Caps },
+		func(r *upstream.Served) upstream.Caps { return r.Caps })
 
 	r = ok(id, t0.Add(2e9), "1.1.1.1", "US")
 	r.Caps = upstream.CapConnect // the upstream stopped taking pipelined handshakes
 	submit(t, s, r)
-	v2, err := s.Version(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v2 == v1 {
+	if v2 := version(t, s); v2 == v1 {
 		t.Errorf("version stayed %d when the caps changed: gateways would keep pipelining", v1)
 	}
 	if got, _ := s.Get(ctx, id); got.Caps != upstream.CapConnect {

@@ -16,6 +16,7 @@ type Counts struct {
 	ByType      map[string]int `json:"by_type"`      // all upstreams per protocol
 	ByAnonymity map[string]int `json:"by_anonymity"` // servable upstreams per anonymity level
 	ByGroup     map[string]int `json:"by_group"`     // upstreams with an explicit group (tor instances)
+	ByClass     map[string]int `json:"by_class"`     // servable upstreams per exit class ("" unknown)
 	// DistinctExits counts the distinct exit IPs ever learnt; HealthyExits
 	// those of servable upstreams (many list entries share one exit).
 	DistinctExits int `json:"distinct_exits"`
@@ -40,6 +41,7 @@ func (s *Store) Counts(ctx context.Context) (Counts, error) {
 		{&c.ByType, "SELECT type, count(*) FROM upstreams u WHERE " + inPool + " GROUP BY type"},
 		{&c.ByAnonymity, "SELECT anonymity, count(*) FROM upstreams u WHERE anonymity <> '' AND " + servable + " GROUP BY anonymity"},
 		{&c.ByGroup, "SELECT grp, count(*) FROM upstreams u WHERE grp <> '' AND " + inPool + " GROUP BY grp"},
+		{&c.ByClass, "SELECT class, count(*) FROM upstreams u WHERE " + servable + " GROUP BY class"},
 	}
 	for _, g := range groups {
 		m, err := countBy(ctx, tx, g.q)

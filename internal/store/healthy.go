@@ -21,19 +21,19 @@ import (
 // options text, latency and score. State and Untrusted are implied by
 // servable.
 const healthyCols = `concat_ws(char(31), u.id, u.type, u.server, u.name, u.grp, u.exit_ip, u.country, u.anonymity,
-	u.last_error),
+	u.last_error, u.org, u.class),
 	u.port, u.failures, u.checks, u.oks, u.last_check, u.last_ok, u.next_check, u.first_seen, u.last_seen,
-	u.options, u.latency_ms, u.score, u.caps`
+	u.options, u.latency_ms, u.score, u.caps, u.asn, u.ipv6`
 
-const healthyTexts = 9 // \x1f-separated fields of the first column
+const healthyTexts = 11 // \x1f-separated fields of the first column
 
 // gatewayCols are healthyCols cut to what a gateway serves by
 // (upstream.Served: a third less for SQLite to read and the driver to
 // convert).
-const gatewayCols = `concat_ws(char(31), u.id, u.type, u.server, u.grp, u.exit_ip, u.country),
-	u.port, u.last_check, u.options, u.latency_ms, u.score, u.caps`
+const gatewayCols = `concat_ws(char(31), u.id, u.type, u.server, u.grp, u.exit_ip, u.country, u.org, u.class),
+	u.port, u.last_check, u.options, u.latency_ms, u.score, u.caps, u.asn, u.ipv6`
 
-const gatewayTexts = 6
+const gatewayTexts = 8
 
 // Healthy returns every servable upstream (upstream.Status.Servable), best
 // score first, ties by id; each record's Sources are sorted. Options maps
@@ -157,6 +157,8 @@ type healthyRow struct {
 	latency, score              float64
 	port, failures, checks, oks int32
 	caps                        upstream.Caps
+	asn                         uint32
+	ipv6                        bool
 	times                       [5]int64 // last_check, last_ok, next_check, first_seen, last_seen (ms)
 }
 
@@ -180,7 +182,8 @@ func (h *healthyRow) record(r *upstream.Record) {
 		Status: upstream.Status{State: upstream.Healthy, LatencyMS: h.latency, ExitIP: f[5], Country: f[6],
 			Anonymity: upstream.Anonymity(f[7]), Failures: int(h.failures), Checks: int(h.checks), OKs: int(h.oks),
 			Score: h.score, LastCheck: fromMS(h.times[0]), LastOK: fromMS(h.times[1]), NextCheck: fromMS(h.times[2]),
-			FirstSeen: fromMS(h.times[3]), LastSeen: fromMS(h.times[4]), LastError: f[8], Caps: h.caps},
+			FirstSeen: fromMS(h.times[3]), LastSeen: fromMS(h.times[4]), LastError: f[8], Caps: h.caps,
+			Quality: upstream.Quality{ASN: h.asn, Org: f[9], Class: upstream.Class(f[10]), IPv6: h.ipv6}},
 		Sources: h.sources,
 	}
 }
@@ -194,6 +197,7 @@ func (h *healthyRow) served(r *upstream.Served) {
 			Entry: upstream.Entry{ID: f[0], Type: upstream.Kind(f[1]), Server: f[2], Port: int(h.port), Group: f[3],
 				Caps: h.caps, Options: h.raw},
 			ExitIP: f[4], Country: f[5], LatencyMS: h.latency,
+			Quality: upstream.Quality{ASN: h.asn, Org: f[6], Class: upstream.Class(f[7]), IPv6: h.ipv6},
 		},
 		Sources: h.sources, LastCheck: fromMS(h.times[0]),
 	}
@@ -400,7 +404,7 @@ func (h *healthyRow) fill(texts string, n []driver.Value) bool {
 		h.times[k] = vInt(n[4+k])
 	}
 	h.latency, h.score, h.caps = vFloat(n[10]), vFloat(n[11]), upstream.Caps(vInt(n[12]))
-	return true
+	return h.quality(n[13], n[14])
 }
 
 // fillGateway is fill for gatewayCols.
@@ -414,6 +418,17 @@ func (h *healthyRow) fillGateway(texts string, n []driver.Value) bool {
 	}
 	h.texts, h.port, h.times[0] = texts, int32(port), vInt(n[1])
 	h.latency, h.score, h.caps = vFloat(n[3]), vFloat(n[4]), upstream.Caps(vInt(n[5]))
+	return h.quality(n[6], n[7])
+}
+
+// quality sets the exit's ASN and IPv6 reach; false for an ASN beyond
+// 32 bits, which only a hand-edited row holds (read as a record).
+func (h *healthyRow) quality(asn, ipv6 driver.Value) bool {
+	a := vInt(asn)
+	if int64(uint32(a)) != a {
+		return false
+	}
+	h.asn, h.ipv6 = uint32(a), vInt(ipv6) != 0
 	return true
 }
 

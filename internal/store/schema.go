@@ -192,6 +192,15 @@ ALTER TABLE sources ADD COLUMN last_gone INTEGER NOT NULL DEFAULT 0;`,
 	`ALTER TABLE upstreams ADD COLUMN removed_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE upstreams ADD COLUMN removed_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE sources ADD COLUMN last_removed INTEGER NOT NULL DEFAULT 0;`,
+	// 11: reserved (targets20)
+	`SELECT 1;`,
+	// 12: the exit's quality (upstream.Quality): its AS number and
+	// organisation from the ASN database, the class they give, and
+	// whether the upstream reached the IPv6 judge.
+	`ALTER TABLE upstreams ADD COLUMN asn INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE upstreams ADD COLUMN org TEXT NOT NULL DEFAULT '';
+ALTER TABLE upstreams ADD COLUMN class TEXT NOT NULL DEFAULT '';
+ALTER TABLE upstreams ADD COLUMN ipv6 INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this build writes and reads.

@@ -400,6 +400,7 @@ func TestListFiltersAndPaging(t *testing.T) {
 		ByType:        map[string]int{"socks5": 8, "http": 2},
 		ByAnonymity:   map[string]int{"elite": 6},
 		ByGroup:       map[string]int{},
+		ByClass:       map[string]int{"": 6}, // no ASN database: every servable one unknown
 		DistinctExits: 5, HealthyExits: 4}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("counts\n got %+v\nwant %+v", c, want)

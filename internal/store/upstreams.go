@@ -27,7 +27,8 @@ const recordCols = recordColsNoSources + `,
 
 const recordColsNoSources = `u.id, u.type, u.server, u.port, u.name, u.grp, u.options, u.state, u.latency_ms,
 	u.exit_ip, u.country, u.anonymity, u.untrusted, u.failures, u.checks, u.oks, u.score, u.last_check, u.last_ok,
-	u.next_check, u.first_seen, u.last_seen, u.last_error, u.caps, u.last_cause, u.removed_at, u.removed_by`
+	u.next_check, u.first_seen, u.last_seen, u.last_error, u.caps, u.last_cause, u.removed_at, u.removed_by,
+	u.asn, u.org, u.class, u.ipv6`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -44,11 +45,12 @@ func scanRecord(v []driver.Value, decode func(id, raw string) (map[string]any, e
 	r.FirstSeen, r.LastSeen, r.LastError = fromMS(vInt(v[20])), fromMS(vInt(v[21])), vStr(v[22])
 	r.Caps, r.LastCause = upstream.Caps(vInt(v[23])), causeOf(vStr(v[24]))
 	r.RemovedAt, r.RemovedBy = fromMS(vInt(v[25])), vStr(v[26])
+	r.ASN, r.Org, r.Class, r.IPv6 = uint32(vInt(v[27])), vStr(v[28]), upstream.Class(vStr(v[29])), vInt(v[30]) != 0
 	var err error
 	if r.Options, err = decode(r.ID, vStr(v[6])); err != nil {
 		return r, err
 	}
-	if sources := vStr(v[27]); sources != "" {
+	if sources := vStr(v[31]); sources != "" {
 		r.Sources = strings.Split(sources, "\x1f")
 		slices.Sort(r.Sources)
 	}
@@ -108,6 +110,10 @@ type Filter struct {
 	// transparent); MinScore keeps upstreams scoring at least it.
 	Anonymity upstream.Anonymity
 	MinScore  float64
+	// ASN and Class select by the exit's autonomous system and its class
+	// (upstream.Quality); 0 and "" for any.
+	ASN   uint32
+	Class upstream.Class
 	// Members selects a config group's upstreams, as the gateway's pool
 	// counts them.
 	Members *Members
@@ -123,10 +129,13 @@ type Filter struct {
 // Members is a config group (groups.<name>): its tor instances by name,
 // pinned ids, and, when it filters at all, the upstreams matching every
 // condition given (any of the countries, none of the excluded, any of the
-// types, listed by any of the sources).
+// types, listed by any of the sources, in any of the ASNs, none of the
+// excluded ASNs, of any of the classes).
 type Members struct {
 	Name                                        string
 	Countries, ExcludeCountries, Types, Sources []string
+	ASNs, ExcludeASNs                           []uint32
+	Classes                                     []string
 	IDs                                         []string
 }
 
@@ -165,6 +174,18 @@ func (m Members) where() (string, []any) {
 		and = append(and, "u.id IN (SELECT upstream_id FROM upstream_sources WHERE source IN (SELECT value FROM json_each(?)))")
 		args = append(args, string(b))
 	}
+	if len(m.ASNs) > 0 {
+		b, _ := json.Marshal(m.ASNs)
+		and, args = append(and, "u.asn IN (SELECT value FROM json_each(?))"), append(args, string(b))
+	}
+	if len(m.ExcludeASNs) > 0 {
+		b, _ := json.Marshal(m.ExcludeASNs)
+		and, args = append(and, "u.asn NOT IN (SELECT value FROM json_each(?))"), append(args, string(b))
+	}
+	if len(m.Classes) > 0 {
+		c, a := in("u.class", m.Classes, false)
+		and, args = append(and, c), append(args, a)
+	}
 	if len(and) > 0 {
 		or = append(or, "("+strings.Join(and, " AND ")+")")
 	}
@@ -175,7 +196,7 @@ var orderColumns = map[string]string{
 	"id": "u.id", "type": "u.type", "server": "u.server", "state": "u.state", "country": "u.country",
 	"latency": "u.latency_ms", "latency_ms": "u.latency_ms", "score": "u.score", "last_check": "u.last_check",
 	"last_ok": "u.last_ok", "next_check": "u.next_check", "first_seen": "u.first_seen", "last_seen": "u.last_seen",
-	"group": "u.grp", "name": "u.name",
+	"group": "u.grp", "name": "u.name", "asn": "u.asn", "class": "u.class",
 }
 
 // List returns the upstreams f selects, one page at a time.
@@ -208,6 +229,12 @@ func (s *Store) List(ctx context.Context, f Filter) ([]upstream.Record, error) {
 	}
 	if f.MinScore > 0 {
 		add("u.score >= ?", f.MinScore)
+	}
+	if f.ASN != 0 {
+		add("u.asn = ?", int64(f.ASN))
+	}
+	if f.Class != "" {
+		add("u.class = ?", string(f.Class))
 	}
 	if f.Members != nil {
 		cond, margs := f.Members.where()

@@ -297,11 +297,13 @@ func bumpVersion(ctx context.Context, tx *sql.Tx) (uint64, error) {
 
 const (
 	sqlGetStatuses = `SELECT id, state, latency_ms, exit_ip, country, anonymity, untrusted, failures, checks, oks, score,
-	last_check, last_ok, next_check, first_seen, last_seen, last_error, healthy_since, hist_seq, caps, last_cause
+	last_check, last_ok, next_check, first_seen, last_seen, last_error, healthy_since, hist_seq, caps, last_cause,
+	asn, org, class, ipv6
 	FROM upstreams u WHERE id IN (SELECT value FROM json_each(?)) AND ` + inPool
 	sqlPutStatus = `UPDATE upstreams SET state = ?, latency_ms = ?, exit_ip = ?, country = ?, anonymity = ?, untrusted = ?,
 	failures = ?, checks = ?, oks = ?, score = ?, last_check = ?, last_ok = ?, next_check = ?, first_seen = ?,
-	last_error = ?, healthy_since = ?, hist_seq = ?, caps = ?, last_cause = ? WHERE id = ?`
+	last_error = ?, healthy_since = ?, hist_seq = ?, caps = ?, last_cause = ?, asn = ?, org = ?, class = ?, ipv6 = ?
+	WHERE id = ?`
 	sqlRetype = `UPDATE upstreams SET type = ?1, options = json_set(json_remove(options, '$.discover'), '$.type', ?1)
 	WHERE id = ?2 AND json_extract(options, '$.discover')`
 	sqlPutChecks = `INSERT OR REPLACE INTO checks (upstream_id, slot, seq, at, ok, passive, err, connect_ms, ttfb_ms, total_ms,
@@ -366,7 +368,8 @@ func (w *writer) commitResults(batch []upstream.CheckResult) error {
 			nu := c.st
 			if _, err := put.ExecContext(ctx, string(nu.State), nu.LatencyMS, nu.ExitIP, nu.Country, string(nu.Anonymity),
 				b2i(nu.Untrusted), nu.Failures, nu.Checks, nu.OKs, nu.Score, ms(nu.LastCheck), ms(nu.LastOK), ms(nu.NextCheck),
-				ms(nu.FirstSeen), nu.LastError, c.healthySince, c.histSeq, int64(nu.Caps), nu.LastCause.String(), c.id); err != nil {
+				ms(nu.FirstSeen), nu.LastError, c.healthySince, c.histSeq, int64(nu.Caps), nu.LastCause.String(),
+				int64(nu.ASN), nu.Org, string(nu.Class), b2i(nu.IPv6), c.id); err != nil {
 				return fmt.Errorf("updating status of %s: %w", c.id, err)
 			}
 			bump = bump || servedChange(c.orig, nu)
@@ -434,13 +437,15 @@ func loadStatuses(ctx context.Context, tx *sql.Tx, batch []upstream.CheckResult)
 			state, anon                                       string
 			lastCheck, lastOK, nextCheck, firstSeen, lastSeen int64
 			caps                                              int64
-			lastCause                                         string
+			lastCause, class                                  string
+			asn                                               int64
 		)
 		if err := rows.Scan(&c.id, &state, &st.LatencyMS, &st.ExitIP, &st.Country, &anon, &st.Untrusted,
 			&st.Failures, &st.Checks, &st.OKs, &st.Score, &lastCheck, &lastOK, &nextCheck, &firstSeen, &lastSeen,
-			&st.LastError, &c.healthySince, &c.histSeq, &caps, &lastCause); err != nil {
+			&st.LastError, &c.healthySince, &c.histSeq, &caps, &lastCause, &asn, &st.Org, &class, &st.IPv6); err != nil {
 			return nil, nil, err
 		}
+		st.ASN, st.Class = uint32(asn), upstream.Class(class)
 		st.State, st.Anonymity, st.Caps, st.LastCause = upstream.State(state), upstream.Anonymity(anon), upstream.Caps(caps), causeOf(lastCause)
 		st.LastCheck, st.LastOK, st.NextCheck = fromMS(lastCheck), fromMS(lastOK), fromMS(nextCheck)
 		st.FirstSeen, st.LastSeen = fromMS(firstSeen), fromMS(lastSeen)
@@ -541,5 +546,6 @@ func servedChange(a, b upstream.Status) bool {
 	if !b.Servable() {
 		return false
 	}
-	return a.ExitIP != b.ExitIP || a.Country != b.Country || a.Anonymity != b.Anonymity || a.Caps != b.Caps
+	return a.ExitIP != b.ExitIP || a.Country != b.Country || a.Anonymity != b.Anonymity || a.Caps != b.Caps ||
+		a.Quality != b.Quality
 }

@@ -80,6 +80,10 @@ type Served struct {
 	Choice
 	Sources   []string
 	LastCheck time.Time
+	// Throughput is the upstream's measured download rate in bytes/s
+	// (the speed check's); 0 is unknown, which min-throughput keeps and
+	// the weighted strategy weighs as neutral.
+	Throughput float64
 }
 
 // Served is r as a gateway's pool is built from it (see Upstream.Entry
@@ -90,6 +94,7 @@ func (r *Record) Served() (Served, error) {
 		return Served{}, err
 	}
 	e.Caps = r.Caps
-	return Served{Choice: Choice{Entry: e, ExitIP: r.ExitIP, Country: r.Country, LatencyMS: r.LatencyMS},
+	return Served{Choice: Choice{Entry: e, ExitIP: r.ExitIP, Country: r.Country, LatencyMS: r.LatencyMS,
+		Quality: r.Quality},
 		Sources: r.Sources, LastCheck: r.LastCheck}, nil
 }

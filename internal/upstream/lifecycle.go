@@ -116,6 +116,7 @@ func (p Policy) Apply(id string, s Status, r CheckResult) Status {
 // findings takes what an active check learnt of the exit.
 func (s *Status) findings(r CheckResult) {
 	s.ExitIP, s.Country, s.Anonymity, s.Untrusted = r.ExitIP, r.Country, r.Anonymity, r.Untrusted
+	s.Quality = r.Quality
 }
 
 // Score combines success ratio and latency: ratio / (1 + latency/1s),

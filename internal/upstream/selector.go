@@ -33,6 +33,7 @@ type Choice struct {
 	ExitIP    string
 	Country   string
 	LatencyMS float64
+	Quality   // what a group's asn, exclude-asn and class filters read
 }
 
 // ErrNoUpstream is returned (wrapped) by pickers when the pool, or the

@@ -341,6 +341,7 @@ type Status struct {
 	LatencyMS float64   `json:"latency_ms"` // EWMA of total check time
 	ExitIP    string    `json:"exit_ip,omitempty"`
 	Country   string    `json:"country,omitempty"` // ISO 3166-1 alpha-2, upper case
+	Quality             // the exit's ASN, organisation, class and IPv6 (the last active check's)
 	Anonymity Anonymity `json:"anonymity,omitempty"`
 	Untrusted bool      `json:"untrusted,omitempty"` // tamper signs seen: never served
 	Failures  int       `json:"failures"`            // consecutive
@@ -387,6 +388,7 @@ type CheckResult struct {
 	TotalMS   float64
 	ExitIP    string
 	Country   string
+	Quality   // the exit's ASN, organisation and class (probe.Options.Quality), IPv6 reach
 	Anonymity Anonymity
 	Untrusted bool
 	Headers   map[string]string // echoed request headers, when the judge returns them
