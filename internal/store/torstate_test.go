@@ -147,6 +147,7 @@ var undoMigration = map[int]string{
 	9: "ALTER TABLE tor_groups DROP COLUMN usable",
 	10: "ALTER TABLE upstreams DROP COLUMN removed_at; ALTER TABLE upstreams DROP COLUMN removed_by; " +
 		"ALTER TABLE sources DROP COLUMN last_removed",
+	11: "DROP TABLE target_results; DROP TABLE speed_results",
 }
 
 // asOlder rewrites the current-schema file at path into what a build at

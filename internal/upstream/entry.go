@@ -80,6 +80,28 @@ type Served struct {
 	Choice
 	Sources   []string
 	LastCheck time.Time
+	// Targets are the named target checks (probe.targets) this upstream
+	// passed, sorted by name, each with when its result expires; a
+	// target not listed failed, was never checked or expired before the
+	// load. Loads share one slice between upstreams passing the same set.
+	Targets []TargetPass
+}
+
+// TargetPass is one passed target check and when its result expires.
+type TargetPass struct {
+	Name  string
+	Until time.Time
+}
+
+// Passes reports whether ts holds a result for target that is still
+// valid at now.
+func Passes(ts []TargetPass, target string, now time.Time) bool {
+	for _, t := range ts {
+		if t.Name == target {
+			return now.Before(t.Until)
+		}
+	}
+	return false
 }
 
 // Served is r as a gateway's pool is built from it (see Upstream.Entry
