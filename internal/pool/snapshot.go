@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -20,10 +21,14 @@ type Group struct {
 	Types            []string // upstream kinds (socks5, vmess, tor, …); empty for any
 	Sources          []string // source names; empty for any
 	IDs              []string // explicit upstream IDs (a pinned single exit)
+	// RequireTargets are named target checks (probe.targets) a member
+	// must pass, explicit members included: one whose result fails,
+	// expires or is missing is not served for the group.
+	RequireTargets []string
 }
 
 func (g Group) filtered() bool {
-	return len(g.Countries)+len(g.ExcludeCountries)+len(g.Types)+len(g.Sources) > 0
+	return len(g.Countries)+len(g.ExcludeCountries)+len(g.Types)+len(g.Sources)+len(g.RequireTargets) > 0
 }
 
 func (g Group) matches(r *upstream.Served) bool {
@@ -84,7 +89,8 @@ func (h *health) latencyMS() float64 { return math.Float64frombits(h.latency.Loa
 // the same upstream unchanged (no new strings or copies).
 type item struct {
 	choice  upstream.Choice
-	sources []string // for group matching when rebuilt after an ejection
+	sources []string              // for group matching when rebuilt after an ejection
+	targets []upstream.TargetPass // passed target checks, for groups and "-target-" requests
 }
 
 // same reports whether r (whose country upper-cased is country) would
@@ -92,7 +98,18 @@ type item struct {
 func (it *item) same(r *upstream.Served, country string) bool {
 	c := r.Choice
 	c.Country = country
-	return it.choice == c && slices.Equal(it.sources, r.Sources)
+	return it.choice == c && slices.Equal(it.sources, r.Sources) && slices.Equal(it.targets, r.Targets)
+}
+
+// passes reports whether every one of targets has a valid passed result
+// in ts at now.
+func passes(ts []upstream.TargetPass, targets []string, now time.Time) bool {
+	for _, t := range targets {
+		if !upstream.Passes(ts, t, now) {
+			return false
+		}
+	}
+	return true
 }
 
 type entry struct {
@@ -104,7 +121,7 @@ type entry struct {
 // served is what a rebuild adds again: the snapshot keeps entries, not
 // what they were loaded from.
 func (e *entry) served() upstream.Served {
-	return upstream.Served{Choice: e.choice, Sources: e.sources}
+	return upstream.Served{Choice: e.choice, Sources: e.sources, Targets: e.targets}
 }
 
 // latency is the EWMA the least-latency strategy compares: the gateway's
@@ -149,6 +166,9 @@ type snapshot struct {
 	country map[string]*view
 	combos  sync.Map // group+"\x00"+country → *view
 	known   map[string]bool
+	// require is each group's RequireTargets, checked again at a pick:
+	// a result may expire between two loads.
+	require map[string][]string
 	// ejected are the servable upstreams left out because ejected: with
 	// entries, what a rebuild after an ejection starts from.
 	ejected []entry
@@ -210,6 +230,7 @@ type builder struct {
 	cidx     map[string][]int32
 	exits    map[string]int32
 	ejected  map[string]bool // ids in s.ejected
+	now      time.Time       // what target results are valid at
 }
 
 // newBuilder starts a snapshot of about n records. known seeds the group
@@ -229,8 +250,14 @@ func newBuilder(version uint64, n int, old *snapshot, known map[string]bool, gro
 	}
 	for _, g := range groups {
 		s.known[g.Name] = true
+		if len(g.RequireTargets) > 0 {
+			if s.require == nil {
+				s.require = map[string][]string{}
+			}
+			s.require[g.Name] = g.RequireTargets
+		}
 	}
-	return &builder{s: s, old: old, groups: groups, excluded: excluded, all: make([]int32, 0, n),
+	return &builder{s: s, old: old, groups: groups, excluded: excluded, all: make([]int32, 0, n), now: time.Now(),
 		gidx: make(map[string][]int32, len(groups)), cidx: map[string][]int32{}, exits: make(map[string]int32, n)}
 }
 
@@ -312,7 +339,7 @@ func (b *builder) add(r *upstream.Served) {
 		}
 	}
 	if it == nil {
-		it = &item{choice: r.Choice, sources: r.Sources}
+		it = &item{choice: r.Choice, sources: r.Sources, targets: r.Targets}
 		it.choice.Country = country
 	}
 	if b.excluded(r, h) {
@@ -337,12 +364,12 @@ func (b *builder) add(r *upstream.Served) {
 	if country != "" {
 		b.cidx[country] = append(b.cidx[country], n)
 	}
-	if r.Group != "" {
+	if r.Group != "" && passes(r.Targets, s.require[r.Group], b.now) {
 		b.gidx[r.Group] = append(b.gidx[r.Group], n)
 	}
 	for gi := range b.groups {
 		g := &b.groups[gi]
-		if g.Name != r.Group && g.matches(r) {
+		if g.Name != r.Group && g.matches(r) && passes(r.Targets, g.RequireTargets, b.now) {
 			b.gidx[g.Name] = append(b.gidx[g.Name], n)
 		}
 	}
