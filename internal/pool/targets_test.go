@@ -14,7 +14,7 @@ import (
 type servedLoader struct{ served []upstream.Served }
 
 func (l *servedLoader) Healthy(context.Context) ([]upstream.Record, error) { return nil, nil }
-func (l *servedLoader) Version(context.Context) (uint64, error)           { return 1, nil }
+func (l *servedLoader) Version(context.Context) (uint64, error)            { return 1, nil }
 func (l *servedLoader) GatewayHealthy(_ context.Context, fn func(int, *upstream.Served) error) error {
 	for i := range l.served {
 		r := l.served[i]
@@ -44,10 +44,10 @@ func TestRequireTargets(t *testing.T) {
 		return s
 	}
 	ups := []upstream.Served{
-		served(0, pass("imot", time.Hour)),                         // passes
-		served(1, pass("imot", soon)),                              // passes, expires during the test
-		served(2),                                                  // never checked (or failed)
-		served(3, pass("shop", time.Hour)),                         // another target only
+		served(0, pass("imot", time.Hour)), // passes
+		served(1, pass("imot", soon)),      // passes, expires during the test
+		served(2),                          // never checked (or failed)
+		served(3, pass("shop", time.Hour)), // another target only
 		served(4, pass("imot", time.Hour), pass("shop", time.Hour)), // both
 	}
 	p, err := New(Options{Loader: &servedLoader{ups}, Groups: []Group{
