@@ -91,6 +91,9 @@ type MemberSpec struct {
 	Country  string        // ISO code written by WriteGeoIP
 	Username string        // socks5/http: required credentials; socks4: required user id
 	Password string
+	// Rate caps what the member relays from the target to its client, in
+	// bytes/s (a slow upstream for speed checks); 0: no cap. Plain kinds.
+	Rate int64
 }
 
 // Spec describes a fleet.

@@ -11,24 +11,12 @@ import (
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
-// TargetResult is one named target check made through one upstream.
-type TargetResult struct {
-	ID        string // upstream
-	Target    string // probe.targets name
-	OK        bool
-	Detail    string // why it failed ("status 403", "body matches …"); "" when OK
-	LatencyMS float64
-	At        time.Time // when it was checked
-	Until     time.Time // when the result stops counting (its TTL)
-}
-
-// SpeedResult is one speed check through one upstream.
-type SpeedResult struct {
-	ID       string
-	Down, Up float64 // bytes/s; Up 0 when not measured
-	Bytes    int64   // moved by the check, both ways
-	At       time.Time
-}
+// TargetResult and SpeedResult are upstream's: what internal/checks
+// produces is stored as it comes.
+type (
+	TargetResult = upstream.TargetResult
+	SpeedResult  = upstream.SpeedResult
+)
 
 // RecordTargets stores rs, replacing each upstream's previous result for
 // the same target. The pool's version bumps when a result turns an
