@@ -74,7 +74,7 @@ func poolGroups(e *env) []pool.Group {
 	var out []pool.Group
 	for name, gr := range e.cfg.Groups {
 		out = append(out, pool.Group{Name: name, Countries: gr.Countries, ExcludeCountries: gr.ExcludeCountries,
-			Types: gr.Types, Sources: gr.Sources})
+			Types: gr.Types, Sources: gr.Sources, RequireTargets: gr.RequireTargets})
 	}
 	seen := map[string]bool{}
 	for _, p := range e.cfg.Gateway.Ports {
