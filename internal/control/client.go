@@ -128,13 +128,16 @@ func (c *Client) callJSON(ctx context.Context, method string, v any, args ...any
 func (c *Client) List(ctx context.Context, q ListQuery) (ListPage, error) {
 	filter := map[string]string{}
 	for k, v := range map[string]string{"state": string(q.State), "country": q.Country, "group": q.Group, "source": q.Source,
-		"anonymity": string(q.Anonymity)} {
+		"anonymity": string(q.Anonymity), "target": q.Target} {
 		if v != "" {
 			filter[k] = v
 		}
 	}
 	if q.MinScore > 0 {
 		filter["min-score"] = strconv.FormatFloat(q.MinScore, 'f', -1, 64)
+	}
+	if q.MinThroughput > 0 {
+		filter["min-throughput"] = strconv.FormatFloat(q.MinThroughput, 'f', -1, 64)
 	}
 	if q.Offset < 0 || q.Limit < 0 {
 		return ListPage{}, fmt.Errorf("List: negative offset or limit: %w", ErrInvalid)

@@ -90,8 +90,13 @@ type ListQuery struct {
 	// Anonymity and MinScore select by what the probe found.
 	Anonymity upstream.Anonymity `json:"anonymity,omitempty"`
 	MinScore  float64            `json:"min_score,omitempty"`
-	Offset    int                `json:"offset,omitempty"`
-	Limit     int                `json:"limit,omitempty"` // 0: DefaultListLimit; at most MaxListLimit
+	// Target and MinThroughput select by the checks made through healthy
+	// upstreams: passing that target now, measured at least this fast
+	// (bytes/s).
+	Target        string  `json:"target,omitempty"`
+	MinThroughput float64 `json:"min_throughput,omitempty"`
+	Offset        int     `json:"offset,omitempty"`
+	Limit         int     `json:"limit,omitempty"` // 0: DefaultListLimit; at most MaxListLimit
 }
 
 // ListPage is one page of records and the number of records that match the
@@ -115,6 +120,16 @@ type Status struct {
 	Reputation  []SourceReputation `json:"reputation,omitempty"`
 	Floors      []GroupFloor       `json:"floors,omitempty"`
 	SourceState []SourceStatus     `json:"source_state,omitempty"`
+	// Targets is each target check across the pool, by name.
+	Targets []TargetStatus `json:"targets,omitempty"`
+}
+
+// TargetStatus is one target check (probe.targets) across the pool:
+// upstreams with a valid result and how many of them pass.
+type TargetStatus struct {
+	Name    string `json:"name"`
+	Checked int    `json:"checked"`
+	Passing int    `json:"passing"`
 }
 
 // ProbeStatus is the health checker's progress.

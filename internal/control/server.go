@@ -324,8 +324,16 @@ func (h handler) List(sender dbus.Sender, filter map[string]string, offset, limi
 				return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: min-score %q is not a number >= 0", v)})
 			}
 			q.MinScore = n
+		case "target":
+			q.Target = v
+		case "min-throughput":
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil || n < 0 || math.IsNaN(n) {
+				return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: min-throughput %q is not a number >= 0", v)})
+			}
+			q.MinThroughput = n
 		default:
-			return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown filter key %q (want state, country, group, source, anonymity or min-score)", k)})
+			return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown filter key %q (want state, country, group, source, anonymity, min-score, target or min-throughput)", k)})
 		}
 	}
 	switch q.Anonymity {

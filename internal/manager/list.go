@@ -20,6 +20,8 @@ type totalKey struct {
 	country, group, source string
 	anonymity              upstream.Anonymity
 	minScore               float64
+	target                 string
+	minThroughput          float64
 	members                string // a config group's name
 }
 
@@ -39,7 +41,7 @@ func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPa
 	}
 	q.Limit = min(q.Limit, control.MaxListLimit)
 	f := store.Filter{State: q.State, Country: strings.ToUpper(q.Country), Group: q.Group, Source: q.Source,
-		Anonymity: q.Anonymity, MinScore: q.MinScore, Limit: q.Limit, Offset: q.Offset}
+		Anonymity: q.Anonymity, MinScore: q.MinScore, Target: q.Target, MinThroughput: q.MinThroughput, Limit: q.Limit, Offset: q.Offset}
 	if g, ok := m.o.Groups[q.Group]; ok {
 		f.Group, f.Members = "", &g
 	}
@@ -69,7 +71,8 @@ func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPa
 }
 
 func keyOf(f store.Filter) totalKey {
-	k := totalKey{state: f.State, country: f.Country, group: f.Group, source: f.Source, anonymity: f.Anonymity, minScore: f.MinScore}
+	k := totalKey{state: f.State, country: f.Country, group: f.Group, source: f.Source, anonymity: f.Anonymity, minScore: f.MinScore,
+		target: f.Target, minThroughput: f.MinThroughput}
 	if f.Members != nil {
 		k.members = f.Members.Name
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -153,6 +154,51 @@ func (s *Store) TargetStats(ctx context.Context, now time.Time) (map[string]Targ
 		out[name] = st
 	}
 	return out, rows.Err()
+}
+
+// addChecked fills each record's passed targets and throughput.
+func (s *Store) addChecked(ctx context.Context, recs []upstream.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(recs))
+	at := make(map[string]int, len(recs))
+	for i := range recs {
+		ids[i], at[recs[i].ID] = recs[i].ID, i
+	}
+	b, _ := json.Marshal(ids)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT upstream_id, target, expires_at FROM target_results
+		WHERE upstream_id IN (SELECT value FROM json_each(?)) AND ok = 1 AND expires_at > ? ORDER BY upstream_id, target`, string(b), ms(time.Now()))
+	if err != nil {
+		return fmt.Errorf("reading passed targets: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, name string
+		var until int64
+		if err := rows.Scan(&id, &name, &until); err != nil {
+			return fmt.Errorf("reading passed targets: %w", err)
+		}
+		r := &recs[at[id]]
+		r.Targets = append(r.Targets, upstream.TargetPass{Name: name, Until: fromMS(until)})
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading passed targets: %w", err)
+	}
+	speeds, err := s.rdb.QueryContext(ctx, "SELECT upstream_id, down_bps FROM speed_results WHERE upstream_id IN (SELECT value FROM json_each(?))", string(b))
+	if err != nil {
+		return fmt.Errorf("reading speeds: %w", err)
+	}
+	defer speeds.Close()
+	for speeds.Next() {
+		var id string
+		var bps float64
+		if err := speeds.Scan(&id, &bps); err != nil {
+			return fmt.Errorf("reading speeds: %w", err)
+		}
+		recs[at[id]].Throughput = bps
+	}
+	return speeds.Err()
 }
 
 // checkedServing is what the gateway's snapshot carries from the checks

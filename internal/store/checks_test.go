@@ -98,4 +98,38 @@ func TestTargetAndSpeedResults(t *testing.T) {
 	if speeds[us[1].ID] != 250_000 || speeds[us[0].ID] != 0 {
 		t.Errorf("throughput in the snapshot %v, want %s 250000 and the others 0", speeds, us[1].ID)
 	}
+	// list's filters and columns
+	for _, tt := range []struct {
+		name string
+		f    Filter
+		want []string
+	}{
+		{"--target imot", Filter{Target: "imot"}, []string{us[0].ID}},
+		{"--target shop (turned failure)", Filter{Target: "shop"}, nil},
+		{"--min-throughput", Filter{MinThroughput: 100_000}, []string{us[1].ID}},
+	} {
+		recs, err := s.List(ctx, tt.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(recs); len(got) != len(tt.want) || len(got) > 0 && got[0] != tt.want[0] {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	all2, err := s.List(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range all2 {
+		switch r.ID {
+		case us[0].ID:
+			if len(r.Targets) != 1 || r.Targets[0].Name != "imot" {
+				t.Errorf("list: %s passes %v, want imot", r.ID, r.Targets)
+			}
+		case us[1].ID:
+			if r.Throughput != 250_000 || len(r.Targets) != 0 {
+				t.Errorf("list: %s throughput %v targets %v, want 250000 and none", r.ID, r.Throughput, r.Targets)
+			}
+		}
+	}
 }

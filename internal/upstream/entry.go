@@ -89,8 +89,8 @@ type Served struct {
 
 // TargetPass is one passed target check and when its result expires.
 type TargetPass struct {
-	Name  string
-	Until time.Time
+	Name  string    `json:"name"`
+	Until time.Time `json:"until"`
 }
 
 // Passes reports whether ts holds a result for target that is still
