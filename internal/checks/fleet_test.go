@@ -38,7 +38,7 @@ type site struct {
 	hung  chan struct{}     // closed when the test ends: hanging handlers return
 }
 
-func startSite(t *testing.T) *site {
+func startSite(t testing.TB) *site {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.90.0.1:0")
 	if err != nil {
@@ -115,7 +115,9 @@ type member struct {
 	latency int64 // ms
 }
 
-func startRig(t *testing.T, ms []member) *rig {
+func startRig(t *testing.T, ms []member) *rig { return startRigTB(t, ms) }
+
+func startRigTB(t testing.TB, ms []member) *rig {
 	t.Helper()
 	specs := make([]fleet.MemberSpec, len(ms))
 	for i, m := range ms {
