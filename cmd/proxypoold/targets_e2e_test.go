@@ -69,17 +69,8 @@ func TestTargetsE2E(t *testing.T) {
 	dir := t.TempDir()
 	list, geo := f.WriteFilesT(t, dir)
 	const gw, shopPort, met = "127.90.0.1:22020", "127.90.0.1:22021", "127.90.0.1:22022"
-	cfg := fmt.Sprintf(`database: %s
-sources:
-  - {name: fleet, url: "file://%s", format: auto}
-probe:
-  judges: [%s/get]
-  timeout: 1s
-  interval: 1m
-  failing-interval: 2s
-  geoip: %s
-  geoip6: ""
-  targets:
+	// rest's first lines are indented: they go on with fleetConfig's probe section
+	cfg := fleetConfig(dir, list, judge.URL, geo, fmt.Sprintf(`  targets:
     shop: {url: "http://127.90.0.1:22023/", not-body: "(?i)captcha", max-time: 1s, interval: 1s, ttl: 5s, concurrency: 8}
 gateway:
   listen: %s
@@ -90,8 +81,7 @@ metrics:
   gateway-listen: ""
 groups:
   shop: {require-targets: [shop]}
-log: {level: info, format: text}
-`, filepath.Join(dir, "pp.db"), list, judge.URL, geo, gw, shopPort, met)
+`, gw, shopPort, met))
 	cfgPath := filepath.Join(dir, "proxypool.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
