@@ -7,7 +7,7 @@ VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo
 LDFLAGS      := -s -w -X main.version=$(VERSION)
 FUZZTIME     ?= 10s
 
-.PHONY: all build run test test-go vet fuzz bench bench-probe bench-gateway bench-store bench-weighted deb deps e2e clean
+.PHONY: all build run test test-go vet fuzz bench bench-probe bench-gateway bench-store bench-weighted bench-checks deb deps e2e clean
 
 all: build
 
@@ -38,7 +38,7 @@ deps:
 fuzz:
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-bench: bench-store bench-probe bench-gateway bench-weighted
+bench: bench-store bench-probe bench-gateway bench-weighted bench-checks
 
 # BenchmarkGatewayProcess100k runs the real gateway binary on a 100k store.
 bench-store: build
@@ -53,6 +53,10 @@ bench-gateway:
 # share of requests per speed tier, weighted vs round-robin, through the gateway
 bench-weighted:
 	$(GO) test -count=1 -run '^TestWeightedSharesByTier$$' -v ./internal/gateway/
+
+# Target and speed checks on 2,000 fleet upstreams beside a liveness pass.
+bench-checks:
+	$(GO) test -run '^$$' -bench BenchmarkChecksBesideLiveness -benchtime 1x ./internal/checks/
 
 # dist/proxypool_<version>_<arch>.deb (builds PIE binaries itself; nfpm
 # v2.45.0 installed if missing; lintian when installed).

@@ -66,6 +66,7 @@ var mayImport = map[string][]string{
 	"pool":    {vocab},
 	"gateway": {vocab, "socks", "httpproxy", "proxymux", "logging"},
 	"torgen":  {vocab, "atomicfile"},
+	"checks":  {vocab}, // target and speed checks through healthy upstreams
 	// layer 3: daemon services over the store and the logic packages,
 	// each wired by cmd/proxypoold
 	"manager": {vocab, "control", "parse", "store"},
@@ -85,7 +86,7 @@ var mayImport = map[string][]string{
 var cmdMayImport = map[string][]string{
 	// the daemon wires everything but the protocol servers and the test helpers
 	"proxypoold": {vocab, "api", "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
-		"pool", "probe", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
+		"pool", "probe", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units", "checks"},
 	// the operator's CLI: D-Bus or the HTTP API, or the store read-only, and offline parse
 	"proxypoolctl": {vocab, "api", "config", "control", "manager", "parse", "store", "top"},
 	// test and benchmark programs
@@ -98,7 +99,7 @@ var cmdMayImport = map[string][]string{
 var mihomoImporters = []string{"dial", "parse", "fleet"}
 
 // noHeavyDeps must not depend on sqlite or mihomo, even transitively.
-var noHeavyDeps = []string{"gateway", "pool", "probe"}
+var noHeavyDeps = []string{"gateway", "pool", "probe", "checks"}
 
 type pkg struct {
 	ImportPath string

@@ -27,6 +27,8 @@ func runList(ctx context.Context, c *cmd) int {
 	anon := c.fs.String("anonymity", "", "only upstreams whose last check found `A` (elite, anonymous, transparent)")
 	c.fs.Float64Var(&q.MinScore, "min-score", 0, "only upstreams scoring at least `N` (0–1000)")
 	asn, class := qualityFlags(c)
+	c.fs.StringVar(&q.Target, "target", "", "only upstreams passing the target check `NAME` (probe.targets) now")
+	c.fs.Float64Var(&q.MinThroughput, "min-throughput", 0, "only upstreams whose speed check measured at least `N` bytes/s")
 	limit := c.fs.Int("limit", 0, "print at most `N` records (0: all)")
 	offset := c.fs.Int("offset", 0, "skip the first `N` records")
 	if _, code, ok := c.parse(""); !ok {
@@ -68,7 +70,7 @@ func runList(ctx context.Context, c *cmd) int {
 	enc.SetEscapeHTML(false)
 	if !c.JSON {
 		tw = tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCAPS\tANON\tCOUNTRY\tASN\tCLASS\tIPV6\tLATENCY\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES\tLAST ERROR")
+		fmt.Fprintln(tw, "ID\tTYPE\tSERVER:PORT\tSTATE\tCAPS\tANON\tCOUNTRY\tASN\tCLASS\tIPV6\tLATENCY\tSPEED\tSCORE\tEXIT IP\tLAST CHECK\tSOURCES\tTARGETS\tLAST ERROR")
 	}
 	printed, total := 0, 0
 	now := time.Now()
@@ -85,9 +87,10 @@ func runList(ctx context.Context, c *cmd) int {
 				}
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
-				dash(r.Caps.String()), dash(string(r.Anonymity)), dash(r.Country), asnColumn(r.Quality), dash(string(r.Class)), ipv6Column(r.Quality), latency(r), strconv.FormatFloat(r.Score, 'f', 0, 64), dash(r.ExitIP),
-				ago(now, r.LastCheck), dash(strings.Join(r.Sources, ",")), dash(oneLine(lastWord(r, now))))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Addr(), r.State,
+				dash(r.Caps.String()), dash(string(r.Anonymity)), dash(r.Country), asnColumn(r.Quality), dash(string(r.Class)), ipv6Column(r.Quality),
+				latency(r), speed(r.Throughput), strconv.FormatFloat(r.Score, 'f', 0, 64), dash(r.ExitIP),
+				ago(now, r.LastCheck), dash(strings.Join(r.Sources, ",")), dash(passed(r.Targets)), dash(oneLine(lastWord(r, now))))
 		}
 		if tw != nil {
 			return tw.Flush() // one page at a time: columns are aligned per page
@@ -129,6 +132,28 @@ func oneLine(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// speed is a throughput for the SPEED column: "1.2MB/s", "-" unknown.
+func speed(bps float64) string {
+	switch {
+	case bps <= 0:
+		return "-"
+	case bps >= 1e6:
+		return strconv.FormatFloat(bps/1e6, 'f', 1, 64) + "MB/s"
+	case bps >= 1e3:
+		return strconv.FormatFloat(bps/1e3, 'f', 0, 64) + "kB/s"
+	}
+	return strconv.FormatFloat(bps, 'f', 0, 64) + "B/s"
+}
+
+// passed is the TARGETS column: the target checks an upstream passes.
+func passed(ts []upstream.TargetPass) string {
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.Name
+	}
+	return strings.Join(names, ",")
 }
 
 func dash(s string) string {

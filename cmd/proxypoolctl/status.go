@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -63,6 +64,18 @@ func printStatus(w io.Writer, st control.Status, topN int, now time.Time) {
 				state = "BELOW"
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", name, f.Healthy, f.MinHealthy, f.Exits, f.MinExits, state, dash(f.LastAction))
+		}
+		tw.Flush()
+	}
+
+	if len(st.Targets) > 0 {
+		tw := section(w, "TARGET\tPASSING\tCHECKED\tPASS RATE")
+		for _, t := range st.Targets {
+			rate := "-"
+			if t.Checked > 0 {
+				rate = strconv.Itoa(100*t.Passing/t.Checked) + "%"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", t.Name, t.Passing, t.Checked, rate)
 		}
 		tw.Flush()
 	}

@@ -32,6 +32,7 @@ func TestPrintStatus(t *testing.T) {
 			{Healthy: 3, Exits: 2, MinHealthy: 5, MinExits: 2, Below: true, LastAction: "scaled up tor"},
 			{Group: "us", Healthy: 2, Exits: 2, MinHealthy: 1, MinExits: 1},
 		},
+		Targets: []control.TargetStatus{{Name: "imot", Checked: 8, Passing: 6}, {Name: "shop", Checked: 0}},
 	}
 	tests := []struct {
 		name string
@@ -50,6 +51,10 @@ gateway: 2 open connections, 30 since start, 1 failed on every try
 GROUP   HEALTHY  MIN  EXITS  MIN  FLOOR  LAST ACTION
 (pool)  3        5    2      2    BELOW  scaled up tor
 us      2        1    2      1    met    -
+
+TARGET  PASSING  CHECKED  PASS RATE
+imot    6        8        75%
+shop    0        0        -
 
 SOURCE  LISTED  HEALTHY  EVER HEALTHY  HEALTHY TIME  LAST FETCH
 a       4       2        3             1h2m5s        2m ago: ok

@@ -76,7 +76,7 @@ func poolGroups(e *env) []pool.Group {
 	for name, gr := range e.cfg.Groups {
 		g := pool.Group{Name: name, Countries: gr.Countries, ExcludeCountries: gr.ExcludeCountries,
 			Types: gr.Types, Sources: gr.Sources, ASNs: asns(gr.ASN), ExcludeASNs: asns(gr.ExcludeASN),
-			MinThroughput: float64(gr.MinThroughput)}
+			MinThroughput: float64(gr.MinThroughput), RequireTargets: gr.RequireTargets}
 		for _, c := range gr.Class {
 			g.Classes = append(g.Classes, upstream.Class(c))
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/proxypool/proxypool/internal/checks"
 	"github.com/proxypool/proxypool/internal/gateway"
 	"github.com/proxypool/proxypool/internal/geoip/geoiptest"
 	"github.com/proxypool/proxypool/internal/pool"
@@ -43,6 +44,7 @@ type wired struct {
 	guard     slo.Options
 	tor       torops.Options
 	refresher *source.Refresher
+	checks    checks.Options
 }
 
 func wire(t *testing.T, st *store.Store, yml string) *wired {
@@ -86,7 +88,7 @@ func wire(t *testing.T, st *store.Store, yml string) *wired {
 		e: e, pool: poolOptions(e, nil, nil), gw: gatewayOptions(e, ports), listeners: listeners,
 		store: e.storeOptions(nil), probe: e.proberOptions(nil),
 		guard: guardOptions(e, st, pl, e.newMetrics(), nil), tor: to,
-		refresher: e.refresher(st, nil),
+		refresher: e.refresher(st, nil), checks: e.checksOptions(nil),
 	}
 }
 
@@ -154,6 +156,25 @@ func TestKeysReachTheirOptions(t *testing.T) {
 		}
 	}
 	const eu = "groups:\n  eu:\n"
+	// target is the first probe.targets check wired; speed the speed check.
+	target := func(get func(t checks.Target) any) func(w *wired) any {
+		return func(w *wired) any {
+			if len(w.checks.Targets) == 0 {
+				return nil
+			}
+			return get(w.checks.Targets[0])
+		}
+	}
+	speed := func(get func(s checks.Speed) any) func(w *wired) any {
+		return func(w *wired) any {
+			if w.checks.Speed == nil {
+				return nil
+			}
+			return get(*w.checks.Speed)
+		}
+	}
+	const shop = "probe: {targets: {shop: {url: 'http://127.90.0.1:22010/', %s}}}"
+	const blob = "probe: {speed: {url: 'http://127.90.0.1:22011/blob', %s}}"
 	tests := []struct {
 		key  string
 		yml  string
@@ -223,6 +244,27 @@ func TestKeysReachTheirOptions(t *testing.T) {
 		{"probe.max-failures", "probe: {max-failures: 7}", func(w *wired) any { return w.store.Policy.MaxFailures }, 7},
 		{"probe.dead-backoff-max", "probe: {dead-backoff-max: 7h}", func(w *wired) any { return w.store.Policy.DeadBackoffMax }, 7 * time.Hour},
 		{"probe.history", "probe: {history: 7}", func(w *wired) any { return w.store.HistoryPerUpstream }, 7},
+		{"probe.targets.<name>", fmt.Sprintf(shop, ""), target(func(t checks.Target) any { return t.Name }), "shop"},
+		{"probe.targets.<name>.url", fmt.Sprintf(shop, ""), target(func(t checks.Target) any { return t.URL }), "http://127.90.0.1:22010/"},
+		{"probe.targets.<name>.status", fmt.Sprintf(shop, "status: [204, 301]"), target(func(t checks.Target) any { return t.Status }), []int{204, 301}},
+		{"probe.targets.<name>.body", fmt.Sprintf(shop, "body: 'pri+ce'"), target(func(t checks.Target) any { return t.Body.String() }), "pri+ce"},
+		{"probe.targets.<name>.not-body", fmt.Sprintf(shop, "not-body: '(?i)captcha'"), target(func(t checks.Target) any { return t.NotBody.String() }), "(?i)captcha"},
+		{"probe.targets.<name>.max-time", fmt.Sprintf(shop, "max-time: 7s"), target(func(t checks.Target) any { return t.MaxTime }), 7 * time.Second},
+		{"probe.targets.<name>.headers", fmt.Sprintf(shop, "headers: {X-A: b}"), target(func(t checks.Target) any { return t.Headers }), map[string]string{"X-A": "b"}},
+		{"probe.targets.<name>.interval", fmt.Sprintf(shop, "interval: 7m"), target(func(t checks.Target) any { return t.Interval }), 7 * time.Minute},
+		{"probe.targets.<name>.ttl", fmt.Sprintf(shop, "ttl: 7m"), target(func(t checks.Target) any { return t.TTL }), 7 * time.Minute},
+		{"probe.targets.<name>.concurrency", fmt.Sprintf(shop, "concurrency: 7"), target(func(t checks.Target) any { return t.Concurrency }), 7},
+		{"probe.targets.<name>.budget", fmt.Sprintf(shop, "budget: 7"), target(func(t checks.Target) any { return t.Budget }), 7},
+		{"probe.speed.url", fmt.Sprintf(blob, ""), speed(func(s checks.Speed) any { return s.URL }), "http://127.90.0.1:22011/blob"},
+		{"probe.speed.size", fmt.Sprintf(blob, "size: 7KiB"), speed(func(s checks.Speed) any { return s.Size }), int64(7 << 10)},
+		{"probe.speed.upload", fmt.Sprintf(blob, "upload: 7KiB"), speed(func(s checks.Speed) any { return s.Upload }), int64(7 << 10)},
+		{"probe.speed.budget-bytes", fmt.Sprintf(blob, "budget-bytes: 7MiB"), speed(func(s checks.Speed) any { return s.BudgetBytes }), int64(7 << 20)},
+		{"probe.speed.concurrency", fmt.Sprintf(blob, "concurrency: 7"), speed(func(s checks.Speed) any { return s.Concurrency }), 7},
+		{"probe.speed.interval", fmt.Sprintf(blob, "interval: 7m"), speed(func(s checks.Speed) any { return s.Interval }), 7 * time.Minute},
+		{"probe.speed.max-time", fmt.Sprintf(blob, "max-time: 7s"), speed(func(s checks.Speed) any { return s.MaxTime }), 7 * time.Second},
+		{"probe.speed.kinds", fmt.Sprintf(blob, "kinds: [vless]"), speed(func(s checks.Speed) any { return s.Kinds }), []string{"vless"}},
+		{"probe.speed.sources", fmt.Sprintf(blob, "sources: [a]"), speed(func(s checks.Speed) any { return s.Sources }), []string{"a"}},
+		{"groups.<name>.require-targets", eu + "    require-targets: [shop]\n" + fmt.Sprintf(shop, ""), func(w *wired) any { return w.group("eu").RequireTargets }, []string{"shop"}},
 
 		{"sources", "sources: [{name: a, url: 'file:///nonexistent', format: socks4, interval: 7h, timeout: 7s, min-interval: 7m, max-bytes: 7KiB}]",
 			func(w *wired) any { return w.refresher.Sources },

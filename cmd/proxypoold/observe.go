@@ -32,7 +32,12 @@ func (e *env) newMetrics() *metrics.Metrics {
 		groups = append(groups, g)
 	}
 	sort.Strings(groups)
-	return metrics.NewWith(metrics.Options{Version: version, Sources: srcs, Groups: groups})
+	var targets []string
+	for t := range e.cfg.Probe.Targets {
+		targets = append(targets, t)
+	}
+	sort.Strings(targets)
+	return metrics.NewWith(metrics.Options{Version: version, Sources: srcs, Groups: groups, Targets: targets})
 }
 
 // serveMetrics serves /metrics and /healthz on addr until ctx ends; a port

@@ -13,6 +13,7 @@ import (
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/manager"
+	"github.com/proxypool/proxypool/internal/metrics"
 	"github.com/proxypool/proxypool/internal/probe"
 	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/slo"
@@ -56,6 +57,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 		go ops.Rotate(ctx)
 	}
 	m := e.newMetrics()
+	pl.checkMetrics = m.Checks()
 	mo := manager.Options{Store: st, Checker: pl, Refresher: e.refresher(st, pl.Trigger), Tor: tor, Groups: groupMembers(e)}
 	if guard := startObservers(ctx, e, st, pl, m, scaler, ops); guard != nil {
 		mo.Floors = floorsOf(guard)
@@ -92,6 +94,8 @@ type probeLoop struct {
 	// SLO summary to sd_notify STATUS.
 	sink         probe.Sink
 	statusSuffix func() string
+	// checkMetrics records the target and speed checks (nil: none).
+	checkMetrics *metrics.CheckMetrics
 }
 
 func (pl *probeLoop) resultSink() probe.Sink {
@@ -165,6 +169,7 @@ func (pl *probeLoop) run(ctx context.Context) error {
 	log := pl.e.log.WithField(logging.FieldComponent, "probe")
 	pl.beat.Store(time.Now().UnixNano())
 	go pl.prune(ctx)
+	go pl.runChecks(ctx)
 	return pr.Run(ctx, pl.st, pl.resultSink(), probe.RunOptions{Trigger: pl.trigger,
 		OnPass: func(p probe.Progress, err error) {
 			pl.beat.Store(time.Now().UnixNano())

@@ -57,7 +57,8 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
 	defer d.Close()
 	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: func(p probe.Progress) { cp.ProbeProgress(p.Done, p.Total, p.Finished) }}
-	m := e.newMetrics()        // one endpoint for everything in this process
+	m := e.newMetrics() // one endpoint for everything in this process
+	pl.checkMetrics = m.Checks()
 	var sup *torops.Supervisor // the tor children, shared by their loop and the SLO guard
 	var tor manager.Tor        // proxypoolctl tor …, when a session bus exists
 	var scaler slo.TorScaler

@@ -149,7 +149,7 @@ func jsonBody(v any) io.Reader {
 func (c *Client) List(ctx context.Context, q control.ListQuery) (control.ListPage, error) {
 	v := url.Values{}
 	for k, s := range map[string]string{"state": string(q.State), "country": q.Country, "group": q.Group,
-		"source": q.Source, "anonymity": string(q.Anonymity)} {
+		"source": q.Source, "anonymity": string(q.Anonymity), "target": q.Target} {
 		if s != "" {
 			v.Set(k, s)
 		}
@@ -162,6 +162,9 @@ func (c *Client) List(ctx context.Context, q control.ListQuery) (control.ListPag
 	}
 	if q.Class != "" {
 		v.Set("class", string(q.Class))
+	}
+	if q.MinThroughput > 0 {
+		v.Set("min-throughput", strconv.FormatFloat(q.MinThroughput, 'f', -1, 64))
 	}
 	if q.Offset < 0 || q.Limit < 0 {
 		return control.ListPage{}, fmt.Errorf("List: negative offset or limit: %w", control.ErrInvalid)

@@ -115,12 +115,12 @@ func (s *Server) counts(w http.ResponseWriter, r *http.Request) {
 // error names the parameter.
 func listQuery(v url.Values) (control.ListQuery, error) {
 	q := control.ListQuery{State: upstream.State(v.Get("state")), Country: v.Get("country"), Group: v.Get("group"),
-		Source: v.Get("source"), Anonymity: upstream.Anonymity(v.Get("anonymity"))}
+		Source: v.Get("source"), Anonymity: upstream.Anonymity(v.Get("anonymity")), Target: v.Get("target")}
 	for name := range v {
 		switch name {
-		case "state", "country", "group", "source", "anonymity", "min-score", "asn", "class", "offset", "limit":
+		case "state", "country", "group", "source", "anonymity", "min-score", "asn", "class", "target", "min-throughput", "offset", "limit":
 		default:
-			return q, fmt.Errorf("%s: unknown parameter (want state, country, group, source, anonymity, min-score, asn, class, offset, limit)", name)
+			return q, fmt.Errorf("%s: unknown parameter (want state, country, group, source, anonymity, min-score, asn, class, target, min-throughput, offset, limit)", name)
 		}
 	}
 	switch q.State {
@@ -148,6 +148,13 @@ func listQuery(v url.Values) (control.ListQuery, error) {
 			return q, fmt.Errorf("class: %w", err)
 		}
 		q.Class = c
+	}
+	if s := v.Get("min-throughput"); s != "" {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || f < 0 {
+			return q, fmt.Errorf("min-throughput: %q is not a number >= 0", s)
+		}
+		q.MinThroughput = f
 	}
 	for _, p := range []struct {
 		name string

@@ -130,6 +130,38 @@ type Probe struct {
 	ASNDatabase string `yaml:"asn-database"`
 	ASNClasses  string `yaml:"asn-classes"` // rules read before the shipped class table; "" = the shipped one only
 	IPv6Judge   string `yaml:"ipv6-judge"`  // a judge on an IPv6 address: exits that reach it are IPv6; "" = not checked
+	// Targets are named checks made through healthy upstreams apart from
+	// liveness (internal/checks): groups and "-target-NAME" usernames
+	// can require them.
+	Targets map[string]TargetCheck `yaml:"targets"`
+	Speed   Speed                  `yaml:"speed"` // bandwidth check; off while url is empty
+}
+
+// TargetCheck is one named target check (probe.targets.NAME).
+type TargetCheck struct {
+	URL         string            `yaml:"url"`
+	Status      []int             `yaml:"status"`      // accepted statuses; empty: any 2xx
+	Body        string            `yaml:"body"`        // regexp the body must match; "": any
+	NotBody     string            `yaml:"not-body"`    // regexp the body must not match (a captcha page)
+	MaxTime     time.Duration     `yaml:"max-time"`    // one check, dial to the end of the body (10s)
+	Headers     map[string]string `yaml:"headers"`     // sent with the request
+	Interval    time.Duration     `yaml:"interval"`    // between passes (10m)
+	TTL         time.Duration     `yaml:"ttl"`         // how long a result counts (3 × interval)
+	Concurrency int               `yaml:"concurrency"` // checks in flight (16)
+	Budget      int               `yaml:"budget"`      // upstreams per pass, cheapest first; 0: all healthy
+}
+
+// Speed is the bandwidth check through healthy upstreams (probe.speed).
+type Speed struct {
+	URL         string        `yaml:"url"`          // "" switches the check off
+	Size        ByteSize      `yaml:"size"`         // downloaded per check (1MiB)
+	Upload      ByteSize      `yaml:"upload"`       // uploaded per check; 0: none
+	BudgetBytes ByteSize      `yaml:"budget-bytes"` // moved per pass, both ways (64MiB)
+	Concurrency int           `yaml:"concurrency"`  // checks in flight (2)
+	Interval    time.Duration `yaml:"interval"`     // between passes (1h)
+	MaxTime     time.Duration `yaml:"max-time"`     // one check (30s)
+	Kinds       []string      `yaml:"kinds"`        // upstream kinds measured; empty: all
+	Sources     []string      `yaml:"sources"`      // only upstreams these sources list; empty: all
 }
 
 // Target is an optional second check: the upstream must also fetch URL.
@@ -219,6 +251,8 @@ type Group struct {
 	// (grouped and single mode) before the rest is shared by bandwidth;
 	// 0 = its floor's worth (max of min-healthy, min-exits), or a share.
 	TorInstances int `yaml:"tor-instances"`
+	// RequireTargets are probe.targets names a member must currently pass.
+	RequireTargets []string `yaml:"require-targets"`
 }
 
 // Tor configures the generated Tor instances.
@@ -305,6 +339,7 @@ func Default() *Config {
 			GeoIP6:          "/usr/share/tor/geoip6",
 			Target:          Target{Status: 200},
 			UplinkCheck:     true,
+			Speed:           Speed{Size: 1 << 20, BudgetBytes: 64 << 20, Concurrency: 2, Interval: time.Hour, MaxTime: 30 * time.Second},
 		},
 		Gateway: Gateway{
 			Listen:            "127.0.0.1:8000",
@@ -353,6 +388,12 @@ func Default() *Config {
 // filled from refresh.interval after decoding when the item leaves it out.
 func defaultSource() Source {
 	return Source{Format: "auto", MinInterval: 10 * time.Minute, Timeout: 30 * time.Second, MaxBytes: 64 << 20}
+}
+
+// defaultTargetCheck is the starting value of every probe.targets item;
+// TTL follows its interval after decoding when the item leaves it out.
+func defaultTargetCheck() TargetCheck {
+	return TargetCheck{MaxTime: 10 * time.Second, Interval: 10 * time.Minute, Concurrency: 16}
 }
 
 // Load reads and parses the config at path. Errors name the file, line and
@@ -462,6 +503,12 @@ func (c *Config) fill() {
 	for i := range c.Gateway.Ports {
 		if c.Gateway.Ports[i].Strategy == "" {
 			c.Gateway.Ports[i].Strategy = c.Gateway.Strategy
+		}
+	}
+	for name, t := range c.Probe.Targets {
+		if _, set := c.pos["probe.targets."+name+".ttl"]; !set {
+			t.TTL = 3 * t.Interval // one missed pass does not drop the result
+			c.Probe.Targets[name] = t
 		}
 	}
 	c.fillDerived()

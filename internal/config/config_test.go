@@ -42,11 +42,16 @@ func TestShippedConfig(t *testing.T) {
 	}
 	want.Groups = map[string]Group{
 		"us": {Countries: []string{"US"}, ExcludeCountries: []string{}, Types: []string{}, Sources: []string{},
-			ASN: []ASN{}, ExcludeASN: []ASN{}, Class: []string{}},
+			ASN: []ASN{}, ExcludeASN: []ASN{}, Class: []string{}, RequireTargets: []string{}},
 		"nonus": {ExcludeCountries: []string{"US", "UA", "CH"}},
 	}
 	want.Tor.Groups = []string{}
 	want.Tor.ExtraConfig = []string{}
+	// the development stack checks its demo judge as a target
+	want.Probe.Targets = map[string]TargetCheck{"demo": {URL: "http://127.0.0.1:18080/get", Status: []int{200},
+		NotBody: "(?i)captcha", MaxTime: 10 * time.Second, Headers: map[string]string{}, Interval: 10 * time.Minute,
+		TTL: 30 * time.Minute, Concurrency: 16}}
+	want.Probe.Speed.Kinds, want.Probe.Speed.Sources = []string{}, []string{}
 	if g, w := comparable(got), comparable(want); !reflect.DeepEqual(g, w) {
 		t.Errorf("shipped config\n%+v\nwant\n%+v", g, w)
 	}

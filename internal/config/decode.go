@@ -334,8 +334,11 @@ func levenshtein(a, b string) int {
 // value: the documented per-item defaults for struct types.
 func newItem(t reflect.Type) reflect.Value {
 	v := reflect.New(t).Elem()
-	if t == reflect.TypeOf(Source{}) {
+	switch t {
+	case reflect.TypeOf(Source{}):
 		v.Set(reflect.ValueOf(defaultSource()))
+	case reflect.TypeOf(TargetCheck{}):
+		v.Set(reflect.ValueOf(defaultTargetCheck()))
 	}
 	return v
 }

@@ -174,6 +174,64 @@ func (v *validator) probe() {
 	if p.Target.Status < 100 || p.Target.Status > 599 {
 		v.errf("probe.target.status", "%d is not an HTTP status (100-599)", p.Target.Status)
 	}
+	for name, t := range p.Targets {
+		k := "probe.targets." + name
+		if !groupName.MatchString(name) {
+			v.errf(k, "target names may hold letters, digits and '_' only ('-' separates gateway username parameters)")
+		}
+		if t.URL == "" {
+			v.errf(k+".url", "missing")
+		} else {
+			v.httpURL(k+".url", t.URL)
+		}
+		for i, st := range t.Status {
+			if st < 100 || st > 599 {
+				v.errf(fmt.Sprintf("%s.status[%d]", k, i), "%d is not an HTTP status (100-599)", st)
+			}
+		}
+		v.regexp(k+".body", t.Body)
+		v.regexp(k+".not-body", t.NotBody)
+		v.positive(k+".max-time", t.MaxTime)
+		v.positive(k+".interval", t.Interval)
+		v.positive(k+".ttl", t.TTL)
+		v.atLeast(k+".concurrency", t.Concurrency, 1)
+		v.atLeast(k+".budget", t.Budget, 0)
+		for h := range t.Headers {
+			if h == "" || strings.ContainsAny(h, " :\r\n") {
+				v.errf(k+".headers", "%q is not a header name", h)
+			}
+		}
+	}
+	if sp := p.Speed; sp.URL != "" {
+		v.httpURL("probe.speed.url", sp.URL)
+		if sp.Size < 1 {
+			v.errf("probe.speed.size", "must be at least 1 byte")
+		}
+		if sp.Upload < 0 {
+			v.errf("probe.speed.upload", "must not be negative")
+		}
+		if sp.BudgetBytes < sp.Size+sp.Upload {
+			v.errf("probe.speed.budget-bytes", "%v is less than one check (size + upload: %v)", sp.BudgetBytes, sp.Size+sp.Upload)
+		}
+		v.atLeast("probe.speed.concurrency", sp.Concurrency, 1)
+		v.positive("probe.speed.interval", sp.Interval)
+		v.positive("probe.speed.max-time", sp.MaxTime)
+		for i, k := range sp.Kinds {
+			v.c.Probe.Speed.Kinds[i] = strings.ToLower(k)
+			v.oneOf(fmt.Sprintf("probe.speed.kinds[%d]", i), v.c.Probe.Speed.Kinds[i], UpstreamTypes)
+		}
+		for i, s := range sp.Sources {
+			if s == "" {
+				v.errf(fmt.Sprintf("probe.speed.sources[%d]", i), "empty source name")
+			}
+		}
+	}
+}
+
+func (v *validator) regexp(key, expr string) {
+	if _, err := regexp.Compile(expr); err != nil {
+		v.errf(key, "not a regular expression: %v", err)
+	}
 }
 
 func (v *validator) httpURL(key, raw string) {
@@ -210,6 +268,11 @@ func (v *validator) groups() {
 		v.atLeast(p+".min-healthy", g.MinHealthy, 0)
 		v.atLeast(p+".min-exits", g.MinExits, 0)
 		v.atLeast(p+".tor-instances", g.TorInstances, 0)
+		for i, t := range g.RequireTargets {
+			if _, ok := v.c.Probe.Targets[t]; !ok {
+				v.errf(fmt.Sprintf("%s.require-targets[%d]", p, i), "%q is not a probe.targets name", t)
+			}
+		}
 		v.c.Groups[name] = g
 	}
 }

@@ -128,7 +128,7 @@ func (c *Client) callJSON(ctx context.Context, method string, v any, args ...any
 func (c *Client) List(ctx context.Context, q ListQuery) (ListPage, error) {
 	filter := map[string]string{}
 	for k, v := range map[string]string{"state": string(q.State), "country": q.Country, "group": q.Group, "source": q.Source,
-		"anonymity": string(q.Anonymity)} {
+		"anonymity": string(q.Anonymity), "target": q.Target} {
 		if v != "" {
 			filter[k] = v
 		}
@@ -141,6 +141,9 @@ func (c *Client) List(ctx context.Context, q ListQuery) (ListPage, error) {
 	}
 	if q.Class != "" {
 		filter["class"] = string(q.Class)
+	}
+	if q.MinThroughput > 0 {
+		filter["min-throughput"] = strconv.FormatFloat(q.MinThroughput, 'f', -1, 64)
 	}
 	if q.Offset < 0 || q.Limit < 0 {
 		return ListPage{}, fmt.Errorf("List: negative offset or limit: %w", ErrInvalid)

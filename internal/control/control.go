@@ -91,10 +91,15 @@ type ListQuery struct {
 	Anonymity upstream.Anonymity `json:"anonymity,omitempty"`
 	MinScore  float64            `json:"min_score,omitempty"`
 	// ASN and Class select by the exit's network (upstream.Quality).
-	ASN    uint32         `json:"asn,omitempty"`
-	Class  upstream.Class `json:"class,omitempty"`
-	Offset int            `json:"offset,omitempty"`
-	Limit  int            `json:"limit,omitempty"` // 0: DefaultListLimit; at most MaxListLimit
+	ASN   uint32         `json:"asn,omitempty"`
+	Class upstream.Class `json:"class,omitempty"`
+	// Target and MinThroughput select by the checks made through healthy
+	// upstreams: passing that target now, measured at least this fast
+	// (bytes/s).
+	Target        string  `json:"target,omitempty"`
+	MinThroughput float64 `json:"min_throughput,omitempty"`
+	Offset        int     `json:"offset,omitempty"`
+	Limit         int     `json:"limit,omitempty"` // 0: DefaultListLimit; at most MaxListLimit
 }
 
 // ListPage is one page of records and the number of records that match the
@@ -118,6 +123,16 @@ type Status struct {
 	Reputation  []SourceReputation `json:"reputation,omitempty"`
 	Floors      []GroupFloor       `json:"floors,omitempty"`
 	SourceState []SourceStatus     `json:"source_state,omitempty"`
+	// Targets is each target check across the pool, by name.
+	Targets []TargetStatus `json:"targets,omitempty"`
+}
+
+// TargetStatus is one target check (probe.targets) across the pool:
+// upstreams with a valid result and how many of them pass.
+type TargetStatus struct {
+	Name    string `json:"name"`
+	Checked int    `json:"checked"`
+	Passing int    `json:"passing"`
 }
 
 // ProbeStatus is the health checker's progress.

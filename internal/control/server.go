@@ -336,8 +336,16 @@ func (h handler) List(sender dbus.Sender, filter map[string]string, offset, limi
 				return "", 0, dbus.NewError(ErrorInvalidArgs, []any{"List: " + err.Error()})
 			}
 			q.Class = c
+		case "target":
+			q.Target = v
+		case "min-throughput":
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil || n < 0 || math.IsNaN(n) {
+				return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: min-throughput %q is not a number >= 0", v)})
+			}
+			q.MinThroughput = n
 		default:
-			return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown filter key %q (want state, country, group, source, anonymity, min-score, asn or class)", k)})
+			return "", 0, dbus.NewError(ErrorInvalidArgs, []any{fmt.Sprintf("List: unknown filter key %q (want state, country, group, source, anonymity, min-score, asn, class, target or min-throughput)", k)})
 		}
 	}
 	switch q.Anonymity {

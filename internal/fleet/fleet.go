@@ -94,6 +94,9 @@ type MemberSpec struct {
 	// IPv6 members reach IPv6 targets, from ::1 (the exit quality's
 	// ipv6-judge); the others, bound to their IPv4 exit, cannot.
 	IPv6 bool
+	// Rate caps what the member relays from the target to its client, in
+	// bytes/s (a slow upstream for speed checks); 0: no cap. Plain kinds.
+	Rate int64
 }
 
 // Spec describes a fleet.

@@ -99,9 +99,12 @@ func (m *Member) relay(c net.Conn, r io.Reader, out net.Conn) {
 			_ = tc.CloseWrite()
 		}
 	}()
-	if m.Behavior() == BodyInject {
+	switch {
+	case m.Behavior() == BodyInject:
 		injectResponses(c, out)
-	} else {
+	case m.Spec.Rate > 0:
+		copyRate(c, out, m.Spec.Rate)
+	default:
 		copyPlain(c, out)
 	}
 	c.Close()
@@ -131,6 +134,28 @@ func (m *Member) breakStream(c net.Conn, r io.Reader) bool {
 		return false
 	}
 	return true
+}
+
+// copyRate is copyPlain held to rate bytes/s: after each read it sleeps
+// until the bytes sent so far are due.
+func copyRate(dst io.Writer, src io.Reader, rate int64) {
+	buf := make([]byte, min(8<<10, max(rate/20, 512))) // ~20 writes a second
+	start, sent := time.Now(), int64(0)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+			sent += int64(n)
+			if due := start.Add(time.Duration(sent * int64(time.Second) / rate)); time.Until(due) > 0 {
+				time.Sleep(time.Until(due))
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // copyPlain copies src to dst with read and write through one 8 KiB

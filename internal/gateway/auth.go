@@ -17,9 +17,19 @@ type Params struct {
 	Session string
 	TTL     time.Duration
 	Group   string
+	// Targets are the target checks (probe.targets) the upstream must
+	// pass: "-target-imot", repeated for more than one.
+	Targets []string
 }
 
-var paramKeys = "country, session, ttl, group"
+var paramKeys = "country, session, ttl, group, target"
+
+// MaxUsernameTargets bounds the "-target-" parameters of one username:
+// each costs a look-up per candidate upstream at every pick.
+const MaxUsernameTargets = 4
+
+// maxTargetName bounds one target name (config names are short words).
+const maxTargetName = 64
 
 // UsernameLimits bound what a username may ask for: a session id is
 // remembered by the pool (its memory), a TTL for how long.
@@ -99,6 +109,14 @@ func (l UsernameLimits) Parse(s string) (Params, error) {
 				v += "-" + parts[i]
 			}
 			p.Group = v
+		case "target":
+			if len(p.Targets) == MaxUsernameTargets {
+				return p, fmt.Errorf("username %s: more than %d targets", q, MaxUsernameTargets)
+			}
+			if len(v) > maxTargetName || !isName(v) {
+				return p, fmt.Errorf("username %s: target %s is not a name (letters, digits, '_'; at most %d bytes)", q, quoteShort(v), maxTargetName)
+			}
+			p.Targets = append(p.Targets, v)
 		}
 	}
 	if p.TTL > 0 && p.Session == "" {
@@ -118,7 +136,19 @@ func quoteShort(s string) string {
 }
 
 func isParamKey(k string) bool {
-	return k == "country" || k == "session" || k == "ttl" || k == "group"
+	return k == "country" || k == "session" || k == "ttl" || k == "group" || k == "target"
+}
+
+// isName reports whether s is made of ASCII letters, digits and '_', as
+// config names of groups and targets are.
+func isName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func isAlpha(s string) bool {

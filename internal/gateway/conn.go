@@ -213,7 +213,7 @@ func fillSelector(sel *upstream.Selector, group string, p Params) error {
 		}
 		sel.Group = p.Group
 	}
-	sel.Country, sel.Session, sel.SessionTTL, sel.User = p.Country, p.Session, p.TTL, p.User
+	sel.Country, sel.Session, sel.SessionTTL, sel.User, sel.Targets = p.Country, p.Session, p.TTL, p.User, p.Targets
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -437,6 +438,12 @@ func TestParseUsername(t *testing.T) {
 		{"u-ttl-10m", gateway.Params{}, "ttl without session"},
 		{"u-session-a-ttl-soon", gateway.Params{}, "not a duration"},
 		{"-country-us", gateway.Params{}, "empty account name"},
+		{"u-target-imot-session-s1", gateway.Params{User: "u", Targets: []string{"imot"}, Session: "s1"}, ""},
+		{"u-target-imot-target-shop_2", gateway.Params{User: "u", Targets: []string{"imot", "shop_2"}}, ""},
+		{"u-target-a-target-b-target-c-target-d-target-e", gateway.Params{}, "more than 4 targets"},
+		{"u-target-im.ot", gateway.Params{}, "is not a name"},
+		{"u-target-" + strings.Repeat("x", 65), gateway.Params{}, "at most 64 bytes"},
+		{"u-target", gateway.Params{}, `parameter "target" needs a value`},
 	}
 	for _, tt := range tests {
 		got, err := gateway.ParseUsername(tt.in)
@@ -446,7 +453,7 @@ func TestParseUsername(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got != tt.want {
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%q: %+v %v", tt.in, got, err)
 		}
 	}

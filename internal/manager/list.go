@@ -22,6 +22,8 @@ type totalKey struct {
 	minScore               float64
 	asn                    uint32
 	class                  upstream.Class
+	target                 string
+	minThroughput          float64
 	members                string // a config group's name
 }
 
@@ -41,7 +43,8 @@ func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPa
 	}
 	q.Limit = min(q.Limit, control.MaxListLimit)
 	f := store.Filter{State: q.State, Country: strings.ToUpper(q.Country), Group: q.Group, Source: q.Source,
-		Anonymity: q.Anonymity, MinScore: q.MinScore, ASN: q.ASN, Class: q.Class, Limit: q.Limit, Offset: q.Offset}
+		Anonymity: q.Anonymity, MinScore: q.MinScore, ASN: q.ASN, Class: q.Class, Target: q.Target, MinThroughput: q.MinThroughput,
+		Limit: q.Limit, Offset: q.Offset}
 	if g, ok := m.o.Groups[q.Group]; ok {
 		f.Group, f.Members = "", &g
 	}
@@ -72,7 +75,7 @@ func (m *Manager) List(ctx context.Context, q control.ListQuery) (control.ListPa
 
 func keyOf(f store.Filter) totalKey {
 	k := totalKey{state: f.State, country: f.Country, group: f.Group, source: f.Source, anonymity: f.Anonymity, minScore: f.MinScore,
-		asn: f.ASN, class: f.Class}
+		asn: f.ASN, class: f.Class, target: f.Target, minThroughput: f.MinThroughput}
 	if f.Members != nil {
 		k.members = f.Members.Name
 	}

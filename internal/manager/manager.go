@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ type Store interface {
 	Version(ctx context.Context) (uint64, error)
 	Healthy(ctx context.Context) ([]upstream.Record, error)
 	SourceReputation(ctx context.Context) ([]store.Reputation, error)
+	TargetStats(ctx context.Context, now time.Time) (map[string]store.TargetStat, error)
 	Add(ctx context.Context, source string, ups ...upstream.Upstream) (int, error)
 	Remove(ctx context.Context, by string, ids ...string) (int, error)
 	Restore(ctx context.Context, adopt string, ids ...string) (int, error)
@@ -197,6 +199,14 @@ func (m *Manager) Status(ctx context.Context) (control.Status, error) {
 			EverHealthy: r.EverHealthy, HealthySeconds: r.HealthySeconds,
 		})
 	}
+	ts, err := m.o.Store.TargetStats(ctx, time.Now())
+	if err != nil {
+		return control.Status{}, fmt.Errorf("reading target results: %w", err)
+	}
+	for name, t := range ts {
+		st.Targets = append(st.Targets, control.TargetStatus{Name: name, Checked: t.Checked, Passing: t.Passing})
+	}
+	slices.SortFunc(st.Targets, func(a, b control.TargetStatus) int { return strings.Compare(a.Name, b.Name) })
 	m.mu.Lock()
 	p := m.probe
 	st.Probe = control.ProbeStatus{Done: p.done, Total: p.total, LastPass: p.lastPass}

@@ -80,6 +80,11 @@
 //	proxypool_probe_pass_done                         gauge      -                          Probe Pass
 //	proxypool_probe_pass_size                         gauge      -                          Probe Pass
 //	proxypool_probe_pass_healthy                      gauge      -                          Probe Pass
+//	proxypool_checks_target_upstreams                 gauge      target                     Checks TargetPass
+//	proxypool_checks_target_passing                   gauge      target                     Checks TargetPass
+//	proxypool_checks_target_outages_total             counter    target                     Checks TargetPass
+//	proxypool_checks_speed_measured                   gauge      -                          Checks SpeedPass
+//	proxypool_checks_speed_bytes_total                counter    -                          Checks SpeedPass
 //	proxypool_gateway_connections_opened_total        counter    listener, proto            Gateway ConnOpened
 //	proxypool_gateway_connections_active              gauge      listener                   Gateway ConnOpened/ConnDone
 //	proxypool_gateway_connections_total               counter    listener, proto, outcome   Gateway ConnDone

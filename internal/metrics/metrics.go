@@ -29,6 +29,8 @@ type Options struct {
 	// without, the first MaxLabelValues names seen pass.
 	Sources []string
 	Groups  []string
+	// Targets are the probe.targets names (the checks' target label).
+	Targets []string
 	// MaxCountries is how many countries (the largest) get their own
 	// label value in the pool's geo distribution; the rest sum into
 	// "other". Default 50.
@@ -51,6 +53,7 @@ type Metrics struct {
 	source  *SourceMetrics
 	tor     *TorMetrics
 	slo     *SLOMetrics
+	checks  *CheckMetrics
 	pool    *poolCollector
 
 	poolErrors prometheus.Counter
@@ -104,6 +107,7 @@ func NewWith(o Options) *Metrics {
 	m.source = newSourceMetrics(m)
 	m.tor = newTorMetrics(m)
 	m.slo = newSLOMetrics(m)
+	m.checks = newCheckMetrics(m)
 	return m
 }
 

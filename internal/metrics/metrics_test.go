@@ -116,6 +116,9 @@ next:
 // driveAll exercises every recorder once, so every proxypool series
 // exists. The dashboard and rules tests compare against what this yields.
 func driveAll(m *metrics.Metrics, now time.Time) {
+	m.Checks().TargetPass("shop", 40, 31, false)
+	m.Checks().TargetPass("shop", 40, 0, true)
+	m.Checks().SpeedPass(12, 12<<20)
 	g := m.Gateway()
 	g.ConnOpened("mixed", "socks5")
 	g.ConnOpened("mixed", "http")

@@ -235,6 +235,8 @@ func TestDashboard(t *testing.T) {
 		"proxypool_tor_exits_usable", "proxypool_tor_instances_short", "proxypool_tor_discovery_timestamp_seconds",
 		"proxypool_tor_instances_active",
 		"proxypool_tor_instance_cpu_seconds_total", "proxypool_tor_instance_memory_bytes", "proxypool_tor_traffic_bytes_total",
+		"proxypool_checks_target_passing", "proxypool_checks_target_upstreams", "proxypool_checks_target_outages_total",
+		"proxypool_checks_speed_bytes_total",
 	} {
 		if !used[must] {
 			t.Errorf("no panel shows %s", must)

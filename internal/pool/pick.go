@@ -35,6 +35,12 @@ func usable(s *snapshot, i int32, sel *upstream.Selector) bool {
 	if e.h.ejectedAt.Load() != 0 || !fits(&e.choice, sel.Need) {
 		return false
 	}
+	if req := s.require[sel.Group]; len(sel.Targets)+len(req) > 0 {
+		now := time.Now()
+		if !passes(e.targets, sel.Targets, now) || !passes(e.targets, req, now) {
+			return false
+		}
+	}
 	return len(sel.Tried) == 0 || !slices.Contains(sel.Tried, e.choice.ID)
 }
 

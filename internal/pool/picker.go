@@ -95,7 +95,9 @@ func (pk *Picker) Pick(sel *upstream.Selector) (upstream.Choice, error) {
 		default:
 			i = pk.pickRotating(s, v, sel)
 		}
-		if i < 0 && fit != v.n {
+		// Members failing a target the request asks for are not
+		// counted by fit: look at them all before giving up.
+		if i < 0 && (fit != v.n || len(sel.Targets) > 0 || s.require[sel.Group] != nil) {
 			i = scan(s, v, sel)
 		}
 	}

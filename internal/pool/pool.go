@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -321,6 +322,9 @@ func noUpstream(sel *upstream.Selector, n, fit int) error {
 	}
 	if sel.Country != "" {
 		where += " in country " + sel.Country
+	}
+	if len(sel.Targets) > 0 {
+		where += " passing target " + strings.Join(sel.Targets, "+")
 	}
 	if n > 0 && fit == 0 {
 		// e.g. only GET-only HTTP proxies for a CONNECT or SOCKS client

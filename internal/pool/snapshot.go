@@ -31,11 +31,15 @@ type Group struct {
 	// is known and below it; one not measured yet (0) stays.
 	MinThroughput float64
 	IDs           []string // explicit upstream IDs (a pinned single exit)
+	// RequireTargets are named target checks (probe.targets) a member
+	// must pass, explicit members included: one whose result fails,
+	// expires or is missing is not served for the group.
+	RequireTargets []string
 }
 
 func (g Group) filtered() bool {
 	return len(g.Countries)+len(g.ExcludeCountries)+len(g.Types)+len(g.Sources)+
-		len(g.ASNs)+len(g.ExcludeASNs)+len(g.Classes) > 0 || g.MinThroughput > 0
+		len(g.ASNs)+len(g.ExcludeASNs)+len(g.Classes)+len(g.RequireTargets) > 0 || g.MinThroughput > 0
 }
 
 func (g Group) matches(r *upstream.Served) bool {
@@ -146,8 +150,9 @@ func (h *health) latencyMS() float64 { return math.Float64frombits(h.latency.Loa
 // the same upstream unchanged (no new strings or copies).
 type item struct {
 	choice     upstream.Choice
-	sources    []string // for group matching when rebuilt after an ejection
-	throughput float64  // bytes/s, 0 unknown: min-throughput and the weighted strategy
+	sources    []string              // for group matching when rebuilt after an ejection
+	throughput float64               // bytes/s, 0 unknown: min-throughput and the weighted strategy
+	targets    []upstream.TargetPass // passed target checks, for groups and "-target-" requests
 }
 
 // same reports whether r (whose country upper-cased is country) would
@@ -155,7 +160,18 @@ type item struct {
 func (it *item) same(r *upstream.Served, country string) bool {
 	c := r.Choice
 	c.Country = country
-	return it.choice == c && slices.Equal(it.sources, r.Sources) && it.throughput == r.Throughput
+	return it.choice == c && slices.Equal(it.sources, r.Sources) && slices.Equal(it.targets, r.Targets)
+}
+
+// passes reports whether every one of targets has a valid passed result
+// in ts at now.
+func passes(ts []upstream.TargetPass, targets []string, now time.Time) bool {
+	for _, t := range targets {
+		if !upstream.Passes(ts, t, now) {
+			return false
+		}
+	}
+	return true
 }
 
 type entry struct {
@@ -167,7 +183,7 @@ type entry struct {
 // served is what a rebuild adds again: the snapshot keeps entries, not
 // what they were loaded from.
 func (e *entry) served() upstream.Served {
-	return upstream.Served{Choice: e.choice, Sources: e.sources, Throughput: e.throughput}
+	return upstream.Served{Choice: e.choice, Sources: e.sources, Targets: e.targets}
 }
 
 // latency is the EWMA the least-latency strategy compares: the gateway's
@@ -238,6 +254,9 @@ type snapshot struct {
 	country map[string]*view
 	combos  sync.Map // group+"\x00"+country → *view
 	known   map[string]bool
+	// require is each group's RequireTargets, checked again at a pick:
+	// a result may expire between two loads.
+	require map[string][]string
 	// ejected are the servable upstreams left out because ejected: with
 	// entries, what a rebuild after an ejection starts from.
 	ejected []entry
@@ -299,6 +318,7 @@ type builder struct {
 	cidx     map[string][]int32
 	exits    map[string]int32
 	ejected  map[string]bool // ids in s.ejected
+	now      time.Time       // what target results are valid at
 }
 
 // newBuilder starts a snapshot of about n records. known seeds the group
@@ -318,8 +338,14 @@ func newBuilder(version uint64, n int, old *snapshot, known map[string]bool, gro
 	}
 	for _, g := range groups {
 		s.known[g.Name] = true
+		if len(g.RequireTargets) > 0 {
+			if s.require == nil {
+				s.require = map[string][]string{}
+			}
+			s.require[g.Name] = g.RequireTargets
+		}
 	}
-	return &builder{s: s, old: old, groups: groups, excluded: excluded, all: make([]int32, 0, n),
+	return &builder{s: s, old: old, groups: groups, excluded: excluded, all: make([]int32, 0, n), now: time.Now(),
 		gidx: make(map[string][]int32, len(groups)), cidx: map[string][]int32{}, exits: make(map[string]int32, n)}
 }
 
@@ -401,7 +427,7 @@ func (b *builder) add(r *upstream.Served) {
 		}
 	}
 	if it == nil {
-		it = &item{choice: r.Choice, sources: r.Sources, throughput: r.Throughput}
+		it = &item{choice: r.Choice, sources: r.Sources, throughput: r.Throughput, targets: r.Targets}
 		it.choice.Country = country
 	}
 	if b.excluded(r, h) {
@@ -426,12 +452,12 @@ func (b *builder) add(r *upstream.Served) {
 	if country != "" {
 		b.cidx[country] = append(b.cidx[country], n)
 	}
-	if r.Group != "" {
+	if r.Group != "" && passes(r.Targets, s.require[r.Group], b.now) {
 		b.gidx[r.Group] = append(b.gidx[r.Group], n)
 	}
 	for gi := range b.groups {
 		g := &b.groups[gi]
-		if g.Name != r.Group && g.matches(r) {
+		if g.Name != r.Group && g.matches(r) && passes(r.Targets, g.RequireTargets, b.now) {
 			b.gidx[g.Name] = append(b.gidx[g.Name], n)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -66,6 +67,10 @@ func (s *Store) Healthy(ctx context.Context) ([]upstream.Record, error) {
 // between calls (its strings and Sources are not: fn may keep them). An
 // error from fn stops the call and is returned.
 func (s *Store) GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.Served) error) error {
+	checked, err := s.loadChecked(ctx, time.Now())
+	if err != nil {
+		return err
+	}
 	var r upstream.Served
 	return s.eachHealthy(ctx, true, func(n int, h *healthyRow, odd *upstream.Record) error {
 		if odd == nil {
@@ -76,6 +81,7 @@ func (s *Store) GatewayHealthy(ctx context.Context, fn func(n int, r *upstream.S
 				return err
 			}
 		}
+		r.Targets, r.Throughput = checked.targets[r.ID], checked.speed[r.ID]
 		return fn(n, &r)
 	})
 }

@@ -192,8 +192,27 @@ ALTER TABLE sources ADD COLUMN last_gone INTEGER NOT NULL DEFAULT 0;`,
 	`ALTER TABLE upstreams ADD COLUMN removed_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE upstreams ADD COLUMN removed_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE sources ADD COLUMN last_removed INTEGER NOT NULL DEFAULT 0;`,
-	// 11: reserved (targets20)
-	`SELECT 1;`,
+	// 11: the checks made through healthy upstreams (internal/checks):
+	// each named target's last result per upstream, valid until
+	// expires_at, and the last speed check's rates (bytes/s).
+	`
+CREATE TABLE target_results (
+	upstream_id TEXT NOT NULL REFERENCES upstreams (id) ON DELETE CASCADE,
+	target      TEXT NOT NULL,
+	ok          INTEGER NOT NULL DEFAULT 0,
+	detail      TEXT NOT NULL DEFAULT '',
+	latency_ms  REAL NOT NULL DEFAULT 0,
+	checked_at  INTEGER NOT NULL DEFAULT 0,
+	expires_at  INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (upstream_id, target)
+) WITHOUT ROWID;
+CREATE TABLE speed_results (
+	upstream_id TEXT PRIMARY KEY REFERENCES upstreams (id) ON DELETE CASCADE,
+	down_bps    REAL NOT NULL DEFAULT 0,
+	up_bps      REAL NOT NULL DEFAULT 0,
+	bytes       INTEGER NOT NULL DEFAULT 0,
+	checked_at  INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;`,
 	// 12: the exit's quality (upstream.Quality): its AS number and
 	// organisation from the ASN database, the class they give, and
 	// whether the upstream reached the IPv6 judge.

@@ -147,7 +147,7 @@ var undoMigration = map[int]string{
 	9: "ALTER TABLE tor_groups DROP COLUMN usable",
 	10: "ALTER TABLE upstreams DROP COLUMN removed_at; ALTER TABLE upstreams DROP COLUMN removed_by; " +
 		"ALTER TABLE sources DROP COLUMN last_removed",
-	11: "SELECT 1", // reserved (targets20)
+	11: "DROP TABLE target_results; DROP TABLE speed_results",
 	12: "ALTER TABLE upstreams DROP COLUMN asn; ALTER TABLE upstreams DROP COLUMN org; " +
 		"ALTER TABLE upstreams DROP COLUMN class; ALTER TABLE upstreams DROP COLUMN ipv6",
 }

@@ -117,9 +117,14 @@ type Filter struct {
 	// Members selects a config group's upstreams, as the gateway's pool
 	// counts them.
 	Members *Members
-	IDs     []string
-	Limit   int // 0: no limit
-	Offset  int
+	// Target keeps upstreams passing that target check now;
+	// MinThroughput those whose last speed check measured at least it
+	// (bytes/s).
+	Target        string
+	MinThroughput float64
+	IDs           []string
+	Limit         int // 0: no limit
+	Offset        int
 	// OrderBy is one of id, type, server, state, country, latency, score,
 	// last_check, last_ok, next_check, first_seen, last_seen; a leading "-"
 	// sorts descending. Default "id". Ties break on id.
@@ -240,6 +245,13 @@ func (s *Store) List(ctx context.Context, f Filter) ([]upstream.Record, error) {
 		cond, margs := f.Members.where()
 		where, args = append(where, cond), append(args, margs...)
 	}
+	if f.Target != "" {
+		where = append(where, "u.id IN (SELECT upstream_id FROM target_results WHERE target = ? AND ok = 1 AND expires_at > ?)")
+		args = append(args, f.Target, ms(time.Now()))
+	}
+	if f.MinThroughput > 0 {
+		add("u.id IN (SELECT upstream_id FROM speed_results WHERE down_bps >= ?)", f.MinThroughput)
+	}
 	if f.IDs != nil {
 		ids, _ := json.Marshal(f.IDs)
 		add("u.id IN (SELECT value FROM json_each(?))", string(ids))
@@ -276,6 +288,9 @@ func (s *Store) List(ctx context.Context, f Filter) ([]upstream.Record, error) {
 		args = append(args, limit, max(f.Offset, 0))
 	}
 	recs, err := s.queryRecords(ctx, q, args...)
+	if err == nil {
+		err = s.addChecked(ctx, recs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing upstreams: %w", err)
 	}

@@ -80,10 +80,28 @@ type Served struct {
 	Choice
 	Sources   []string
 	LastCheck time.Time
-	// Throughput is the upstream's measured download rate in bytes/s
-	// (the speed check's); 0 is unknown, which min-throughput keeps and
-	// the weighted strategy weighs as neutral.
-	Throughput float64
+	// Targets are the named target checks (probe.targets) this upstream
+	// passed, sorted by name, each with when its result expires; a
+	// target not listed failed, was never checked or expired before the
+	// load. Loads share one slice between upstreams passing the same set.
+	Targets []TargetPass
+}
+
+// TargetPass is one passed target check and when its result expires.
+type TargetPass struct {
+	Name  string    `json:"name"`
+	Until time.Time `json:"until"`
+}
+
+// Passes reports whether ts holds a result for target that is still
+// valid at now.
+func Passes(ts []TargetPass, target string, now time.Time) bool {
+	for _, t := range ts {
+		if t.Name == target {
+			return now.Before(t.Until)
+		}
+	}
+	return false
 }
 
 // Served is r as a gateway's pool is built from it (see Upstream.Entry

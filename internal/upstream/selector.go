@@ -24,6 +24,9 @@ type Selector struct {
 	// never set it (the event loop's) means. A plain http:// request sets
 	// CapConnect|CapForward: it can be tunnelled or forwarded.
 	Need Caps
+	// Targets are named target checks (probe.targets) the upstream must
+	// currently pass, from "-target-NAME" (one or more); nil for none.
+	Targets []string
 }
 
 // Choice is one upstream picked for a request, with what the gateway may
@@ -34,6 +37,9 @@ type Choice struct {
 	Country   string
 	LatencyMS float64
 	Quality   // what a group's asn, exclude-asn and class filters read
+	// Throughput is the last speed check's download rate in bytes/s
+	// (probe.speed); 0 when never measured.
+	Throughput float64
 }
 
 // ErrNoUpstream is returned (wrapped) by pickers when the pool, or the

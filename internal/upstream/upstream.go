@@ -372,6 +372,11 @@ type Record struct {
 	// RemovedBy who removed it (the operator's D-Bus caller).
 	RemovedAt time.Time `json:"removed_at,omitzero"`
 	RemovedBy string    `json:"removed_by,omitempty"`
+	// Targets are the target checks it passes now, with when each result
+	// expires; Throughput its last speed check's download rate in bytes/s
+	// (0: never measured). Filled by store.List.
+	Targets    []TargetPass `json:"targets,omitempty"`
+	Throughput float64      `json:"throughput,omitempty"`
 }
 
 // CheckResult is the outcome of one check (active probe) or one passive
