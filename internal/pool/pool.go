@@ -87,6 +87,9 @@ type Pool struct {
 	budget   budget                    // ejections per client in the window
 	sessions sessions
 	log      logrus.FieldLogger
+	// pins are the groups pinned to one upstream (Pin); nil for none
+	pins  atomic.Pointer[map[string]pin]
+	pinMu sync.Mutex
 }
 
 // New checks options and returns an empty pool; call Load before serving.
@@ -318,9 +321,9 @@ func (p *Pool) Pick(sel *upstream.Selector) (upstream.Choice, error) {
 	if !known {
 		return upstream.Choice{}, fmt.Errorf("%w %q", upstream.ErrUnknownGroup, sel.Group)
 	}
-	i := int32(-1)
+	i := p.pinned(s, sel)
 	fit := v.fitting(sel.Need)
-	if v.n > 0 && fit != 0 {
+	if i < 0 && v.n > 0 && fit != 0 {
 		switch {
 		case sel.Session != "":
 			i = p.pickSession(s, v, sel)
