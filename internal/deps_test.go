@@ -74,7 +74,7 @@ var mayImport = map[string][]string{
 	"slo":     {vocab, "logging", "pool"},
 	"torops":  {vocab, "control", "logging", "slo", "store", "torctl", "torgen", "units"},
 	// clashapi.Backend over the store, the pool and the gateway's tunnels
-	"clashbackend": {vocab, "clashapi", "gateway", "store"},
+	"clashbackend": {vocab, "clashapi", "gateway", "store", "top"},
 	// test helpers
 	"fleet":    {vocab, "socks", "httpproxy"},
 	"dbustest": nil,

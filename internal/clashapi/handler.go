@@ -34,6 +34,11 @@ type Options struct {
 	Logs *LogHub
 	// Tick is the interval of the /traffic and /memory streams (default 1s).
 	Tick time.Duration
+	// TestURL is the groups' testUrl, which dashboards use for their
+	// delay tests (a judge suits; offline hosts cannot reach the
+	// dashboards' default, gstatic.com); "" leaves it to the dashboard.
+	// Upstreams' extra carries their history under it.
+	TestURL string
 }
 
 // GlobalName is the synthetic Selector mihomo always has; dashboards show
@@ -255,13 +260,17 @@ type proxyInfo struct {
 
 var noExtra = map[string]extra{}
 
-func upstreamJSON(p *Proxy, provider string) proxyJSON {
+func (h *handler) upstreamJSON(p *Proxy, provider string) proxyJSON {
 	hist := p.History
 	if hist == nil {
 		hist = []Delay{}
 	}
+	x := noExtra
+	if h.o.TestURL != "" {
+		x = map[string]extra{h.o.TestURL: {Alive: p.Alive, History: hist}}
+	}
 	return proxyJSON{
-		Name: p.Name, Type: mihomoType(p.Type), ID: p.Name, UDP: p.UDP, Alive: p.Alive, History: hist, Extra: noExtra,
+		Name: p.Name, Type: mihomoType(p.Type), ID: p.Name, UDP: p.UDP, Alive: p.Alive, History: hist, Extra: x,
 		Provider: provider,
 		Info: &proxyInfo{Title: p.Title, Server: p.Server, Port: p.Port, State: p.State, ExitIP: p.ExitIP,
 			Country: p.Country, LatencyMS: p.LatencyMS, Sources: p.Sources},
@@ -317,6 +326,7 @@ func (h *handler) groupJSON(g *Group) proxyJSON {
 		now = g.Members[0]
 	}
 	empty, hidden, status := "", false, "*"
+	test := h.o.TestURL
 	all := g.Members
 	if all == nil {
 		all = []string{}
@@ -332,7 +342,7 @@ func (h *handler) groupJSON(g *Group) proxyJSON {
 	x["proxypool"] = extra{Alive: len(g.Members) > 0, History: []Delay{}, Listed: len(g.Members), Total: g.Total, Note: note}
 	return proxyJSON{
 		Name: g.Name, Type: "LoadBalance", UDP: false, Alive: len(g.Members) > 0, History: []Delay{}, Extra: x,
-		All: all, Now: &now, TestURL: &empty, ExpectedStatus: &status, Hidden: &hidden, Icon: &empty,
+		All: all, Now: &now, TestURL: &test, ExpectedStatus: &status, Hidden: &hidden, Icon: &empty,
 		Info: &proxyInfo{Listen: g.Listen, Until: g.PinnedUntil},
 	}
 }
@@ -384,9 +394,14 @@ func (h *handler) proxies(w http.ResponseWriter, r *http.Request) {
 	}
 	g := h.globalJSON(groups)
 	put(GlobalName, &g)
+	var buf []byte
 	err = h.b.EachProxy(ctx, func(p *Proxy) error {
-		v := upstreamJSON(p, "")
-		return put(p.Name, &v)
+		bw.WriteByte(',') // GLOBAL came before
+		buf = appendString(buf[:0], p.Name)
+		buf = append(buf, ':')
+		buf = h.appendUpstream(buf, p, "")
+		_, err := bw.Write(buf)
+		return err
 	})
 	if err != nil {
 		// The status line is gone; end the body with something no JSON
@@ -417,7 +432,7 @@ func (h *handler) lookup(ctx context.Context, name string) (proxyJSON, *Group, e
 	if err != nil {
 		return proxyJSON{}, nil, err
 	}
-	return upstreamJSON(&p, ""), nil, nil
+	return h.upstreamJSON(&p, ""), nil, nil
 }
 
 func (h *handler) proxy(w http.ResponseWriter, r *http.Request) {
@@ -531,13 +546,8 @@ func (h *handler) groupDelay(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errBadRequest)
 		return
 	}
-	_, g, err := h.lookup(r.Context(), r.PathValue("name"))
-	if err != nil {
-		backendError(w, err)
-		return
-	}
-	if g == nil {
-		writeError(w, http.StatusNotFound, errNotFoundMsg)
+	_, g, ok := h.lookupGroup(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
@@ -611,14 +621,22 @@ func (h *handler) groups(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) group(w http.ResponseWriter, r *http.Request) {
+	if v, _, ok := h.lookupGroup(w, r); ok {
+		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+// lookupGroup finds the request's {name} among the groups, answering 404
+// for anything else (mihomo's /group/ takes groups only).
+func (h *handler) lookupGroup(w http.ResponseWriter, r *http.Request) (proxyJSON, *Group, bool) {
 	v, g, err := h.lookup(r.Context(), r.PathValue("name"))
 	if err != nil {
 		backendError(w, err)
-		return
+		return v, nil, false
 	}
 	if g == nil {
 		writeError(w, http.StatusNotFound, errNotFoundMsg)
-		return
+		return v, nil, false
 	}
-	writeJSON(w, http.StatusOK, v)
+	return v, g, true
 }

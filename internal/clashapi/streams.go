@@ -30,7 +30,7 @@ type providerJSON struct {
 func (h *handler) providerJSON(s *Source) providerJSON {
 	ps := make([]proxyJSON, 0, len(s.Members))
 	for i := range s.Members {
-		ps = append(ps, upstreamJSON(&s.Members[i], s.Name))
+		ps = append(ps, h.upstreamJSON(&s.Members[i], s.Name))
 	}
 	vehicle := "HTTP"
 	if strings.HasPrefix(s.URL, "file:") {
@@ -116,7 +116,7 @@ func (h *handler) providerProxy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	for i := range s.Members {
 		if s.Members[i].Name == name {
-			writeJSON(w, http.StatusOK, upstreamJSON(&s.Members[i], s.Name))
+			writeJSON(w, http.StatusOK, h.upstreamJSON(&s.Members[i], s.Name))
 			return
 		}
 	}
@@ -129,7 +129,7 @@ func (h *handler) providerProxy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errNotFoundMsg)
 		return
 	}
-	writeJSON(w, http.StatusOK, upstreamJSON(&p, s.Name))
+	writeJSON(w, http.StatusOK, h.upstreamJSON(&p, s.Name))
 }
 
 func contains(list []string, s string) bool {

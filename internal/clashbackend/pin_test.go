@@ -1,12 +1,7 @@
 package clashbackend_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"testing"
 	"time"
@@ -16,7 +11,7 @@ import (
 // until DELETE, as a user sees it in the tunnels the gateway opens.
 func TestPinGroup(t *testing.T) {
 	tg := startTargets(t)
-	w := newWorld(t, 6)
+	w := newWorld(t, 6, tg.delayURL)
 	c := &controller{Base: w.api.URL}
 	us := c.getJSON(t, "GET", "/proxies/us", nil, 200)
 	var members []string
@@ -69,22 +64,11 @@ func TestPinGroup(t *testing.T) {
 // upstream /connections names for it.
 func tunnelUpstream(t *testing.T, w *world, addr, target string) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, _, err := openTunnel(addr, target, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("CONNECT through %s: %v %v", addr, resp, err)
-	}
-	io.WriteString(conn, "x\n")
-	if _, err := br.ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
 	st, err := w.tunnels.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -94,7 +94,8 @@ type world struct {
 
 var countries = []string{"US", "DE"}
 
-func newWorld(t *testing.T, n int) *world {
+// newWorld starts it; testURL is the groups' delay-test URL ("" for none).
+func newWorld(t *testing.T, n int, testURL string) *world {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -165,7 +166,7 @@ func newWorld(t *testing.T, n int) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.handler = clashapi.New(b, clashapi.Options{Version: "test", MixedPort: ln.Addr().(*net.TCPAddr).Port})
+	w.handler = clashapi.New(b, clashapi.Options{Version: "test", MixedPort: ln.Addr().(*net.TCPAddr).Port, TestURL: testURL})
 	apiLn, err := net.Listen("tcp", "127.87.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -183,11 +184,11 @@ func newWorld(t *testing.T, n int) *world {
 func TestConformance(t *testing.T) {
 	tg := startTargets(t)
 	t.Run("mihomo", func(t *testing.T) {
-		c := startMihomo(t, tg)
+		c := startMihomo(t, tg, 0)
 		conform(t, c)
 	})
 	t.Run("proxypool", func(t *testing.T) {
-		w := newWorld(t, 6)
+		w := newWorld(t, 6, tg.delayURL)
 		conform(t, &controller{Base: w.api.URL, Group: "us", DelayURL: tg.delayURL, Blackhole: tg.blackhole,
 			Refused: tg.refused, Proxy: w.gwAddr, Target: tg.echo})
 	})
@@ -210,8 +211,9 @@ func mihomoBin(t *testing.T) string {
 const mihomoSecret = "conformance-secret"
 
 // startMihomo runs real mihomo with two SOCKS5 proxies at fleet members
-// in a load-balance group.
-func startMihomo(t *testing.T, tg targets) *controller {
+// in a load-balance group, and extra more that nothing answers for (a
+// large /proxies), outside it.
+func startMihomo(t *testing.T, tg targets, extra int) *controller {
 	t.Helper()
 	bin := mihomoBin(t)
 	fl := fleet.StartT(t, fleet.Uniform(2, fleet.SOCKS5, fleet.Good))
@@ -223,9 +225,12 @@ func startMihomo(t *testing.T, tg targets) *controller {
 	cfg.WriteString("proxies:\n")
 	for i, m := range fl.Members() {
 		host, port, _ := net.SplitHostPort(m.Addr)
-		cfg.WriteString("  - {name: m" + string(rune('a'+i)) + ", type: socks5, server: " + host + ", port: " + port + "}\n")
+		cfg.WriteString("  - {name: fleet-" + string(rune('a'+i)) + ", type: socks5, server: " + host + ", port: " + port + "}\n")
 	}
-	cfg.WriteString("proxy-groups:\n  - {name: lb, type: load-balance, proxies: [ma, mb], url: '" + tg.delayURL + "', interval: 600}\n")
+	for i := range extra {
+		fmt.Fprintf(&cfg, "  - {name: extra-%d, type: socks5, server: 10.%d.%d.%d, port: 1080}\n", i, i>>16&255, i>>8&255, i&255)
+	}
+	cfg.WriteString("proxy-groups:\n  - {name: lb, type: load-balance, proxies: [fleet-a, fleet-b], url: '" + tg.delayURL + "', interval: 600}\n")
 	cfg.WriteString("rules:\n  - MATCH,lb\n")
 	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg.String()), 0o600); err != nil {
 		t.Fatal(err)
