@@ -66,6 +66,8 @@ var mayImport = map[string][]string{
 	"pool":    {vocab},
 	"gateway": {vocab, "socks", "httpproxy", "proxymux", "logging"},
 	"torgen":  {vocab, "atomicfile"},
+	// the Clash external-controller handler: its Backend is all it knows
+	"clashapi": nil,
 	// layer 3: daemon services over the store and the logic packages,
 	// each wired by cmd/proxypoold
 	"manager": {vocab, "control", "parse", "store"},
@@ -73,6 +75,8 @@ var mayImport = map[string][]string{
 	"torops":  {vocab, "control", "logging", "slo", "store", "torctl", "torgen", "units"},
 	// the HTTP control API over control.Manager (server and client)
 	"api": {vocab, "control"},
+	// clashapi.Backend over the store, the pool and the gateway's tunnels
+	"clashbackend": {vocab, "clashapi", "gateway", "store", "top"},
 	// test helpers
 	"fleet":    {vocab, "socks", "httpproxy"},
 	"dbustest": nil,
@@ -84,7 +88,7 @@ var mayImport = map[string][]string{
 // here breaks the rules.
 var cmdMayImport = map[string][]string{
 	// the daemon wires everything but the protocol servers and the test helpers
-	"proxypoold": {vocab, "api", "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
+	"proxypoold": {vocab, "api", "clashapi", "clashbackend", "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
 		"pool", "probe", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
 	// the operator's CLI: D-Bus or the HTTP API, or the store read-only, and offline parse
 	"proxypoolctl": {vocab, "api", "config", "control", "manager", "parse", "store", "top"},
@@ -98,7 +102,7 @@ var cmdMayImport = map[string][]string{
 var mihomoImporters = []string{"dial", "parse", "fleet"}
 
 // noHeavyDeps must not depend on sqlite or mihomo, even transitively.
-var noHeavyDeps = []string{"gateway", "pool", "probe"}
+var noHeavyDeps = []string{"clashapi", "gateway", "pool", "probe"}
 
 type pkg struct {
 	ImportPath string
