@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -234,11 +235,35 @@ func TestAPIE2E(t *testing.T) {
 	if rm.Removed != 1 {
 		t.Errorf("remove: %+v", rm)
 	}
+	// a source's upstream removed is a tombstone, and restore brings it
+	// back; naming nothing is refused
+	listed := d.listedURI(t)
+	json.Unmarshal(call("DELETE /api/v1/upstreams/{id}", "/api/v1/upstreams/"+url.PathEscape(listed), "", "", 200), &rm)
+	var rs struct{ Restored int }
+	json.Unmarshal(call("POST /api/v1/restore", "/api/v1/restore", "application/json", fmt.Sprintf(`{"ids":[%q]}`, listed), 200), &rs)
+	if rs.Restored != 1 {
+		t.Errorf("restore: %+v, want restored 1", rs)
+	}
+	if b := call("POST /api/v1/restore", "/api/v1/restore", "application/json", `{"ids":[]}`, 400); !bytes.Contains(b, []byte("ids:")) {
+		t.Errorf("restore of nothing: %s", b)
+	}
 	for _, op := range spec.Operations() {
 		if !seen[op] {
 			t.Errorf("%s is documented but this test never called it", op)
 		}
 	}
+}
+
+// listedURI is the first upstream of the fleet's list: one a source
+// lists, so removing it leaves a tombstone that restore undoes.
+func (d *apiDaemon) listedURI(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(d.fleetList)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(line)
 }
 
 // waitJob polls GET /api/v1/jobs/{id} until the job ends.
@@ -306,6 +331,7 @@ func TestCtlOverAPI(t *testing.T) {
 	if err := os.WriteFile(listFile, []byte("socks5://127.0.0.1:5\nnope://x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	listed := d.listedURI(t)
 	env := append(noBusEnv(d.dir), "PROXYPOOL_CONFIG="+d.cfgPath, "PATH="+os.Getenv("PATH"), "HOME="+d.dir)
 	tests := []struct {
 		name     string
@@ -325,6 +351,9 @@ func TestCtlOverAPI(t *testing.T) {
 		{"export", []string{"export", "--format", "txt"}, nil, 0, ":"},
 		{"remove", []string{"remove", "socks5://127.0.0.1:4"}, nil, 0, "removed"},
 		{"remove unknown", []string{"remove", "socks5://127.0.0.1:4"}, nil, 5, "no upstream"},
+		{"remove a listed one", []string{"remove", listed}, nil, 0, "stays removed"},
+		{"restore", []string{"restore", listed}, nil, 0, "restored 1 of 1"},
+		{"restore again", []string{"restore", listed}, nil, 5, "no removed or retired upstream"},
 		{"tor status", []string{"tor", "status"}, nil, 1, "tor is not enabled"},
 		{"parse", []string{"parse", listFile}, nil, 0, "127.0.0.1"},
 		{"--api and the env secret", []string{"--api", d.base, "status"}, []string{"PROXYPOOL_CONFIG=/nonexistent", "PROXYPOOL_API_SECRET=" + apiSecret}, 0, "healthy"},
