@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAPIKeys: the control API listens on loopback by default, a listen
@@ -39,6 +40,39 @@ func TestAPIKeys(t *testing.T) {
 			}
 			if c.API.Listen != tt.wantListen {
 				t.Errorf("api.listen = %q, want %q", c.API.Listen, tt.wantListen)
+			}
+		})
+	}
+}
+
+// TestClashKeys: api.clash's defaults (test-url "": cmd/proxypoold takes
+// the first judge), and a clear error for each value that cannot work.
+func TestClashKeys(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		wantErr    string // substring; "" = valid
+		want       Clash
+	}{
+		{"defaults", "probe: {judges: [http://127.86.0.1:21001/get]}", "", Clash{GroupLimit: 200, PinTTL: time.Hour}},
+		{"set", "api: {clash: {group-limit: 7, pin-ttl: 7m, test-url: 'http://127.86.0.1:21002/'}}", "", Clash{GroupLimit: 7, PinTTL: 7 * time.Minute, TestURL: "http://127.86.0.1:21002/"}},
+		{"zero limit", "api:\n  clash: {group-limit: 0}", "x.yaml:2: api.clash.group-limit: 0: must be at least 1", Clash{}},
+		{"negative ttl", "api: {clash: {pin-ttl: -1m}}", "api.clash.pin-ttl: -1m0s: must be positive", Clash{}},
+		{"not a URL", "api: {clash: {test-url: 'ftp://x'}}", "api.clash.test-url: \"ftp://x\" is not an http(s) URL", Clash{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "x.yaml")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Parse(%q) error = %v, want one containing %q", tt.yaml, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.yaml, err)
+			}
+			if c.API.Clash != tt.want {
+				t.Errorf("api.clash = %+v, want %+v", c.API.Clash, tt.want)
 			}
 		})
 	}
