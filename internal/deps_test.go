@@ -80,6 +80,7 @@ var mayImport = map[string][]string{
 	// test helpers
 	"fleet":    {vocab, "socks", "httpproxy"},
 	"dbustest": nil,
+	"dashtest": {"testtool"},
 	"tornet":   nil,
 }
 

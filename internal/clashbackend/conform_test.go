@@ -16,6 +16,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/proxypool/proxypool/internal/dashtest"
 )
 
 // controller is an external controller under test (real mihomo, or our
@@ -314,7 +315,7 @@ func conform(t *testing.T, c *controller) {
 // checkConnections opens a tunnel through the proxy port and finds it in
 // GET /connections, then closes it with DELETE /connections/{id}.
 func (c *controller) checkConnections(t *testing.T, proxies map[string]any) {
-	tun, br, err := openTunnel(c.Proxy, c.Target, 10*time.Second)
+	tun, br, err := dashtest.OpenTunnel(c.Proxy, c.Target, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,35 +361,6 @@ func (c *controller) checkConnections(t *testing.T, proxies map[string]any) {
 	c.getJSON(t, "DELETE", "/connections", nil, 204)
 }
 
-// openTunnel opens a CONNECT tunnel to an echo target through proxy and
-// proves it carries bytes with one line there and back; limit bounds the
-// connection's life.
-func openTunnel(proxy, target string, limit time.Duration) (net.Conn, *bufio.Reader, error) {
-	c, err := net.DialTimeout("tcp", proxy, 5*time.Second)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dialing the proxy port %s: %w", proxy, err)
-	}
-	c.SetDeadline(time.Now().Add(limit))
-	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err == nil && resp.StatusCode != 200 {
-		err = fmt.Errorf("status %s", resp.Status)
-	}
-	if err == nil {
-		io.WriteString(c, "ping\n")
-		var line string
-		if line, err = br.ReadString('\n'); err == nil && line != "ping\n" {
-			err = fmt.Errorf("echo came back as %q", line)
-		}
-	}
-	if err != nil {
-		c.Close()
-		return nil, nil, fmt.Errorf("CONNECT %s through %s: %w", target, proxy, err)
-	}
-	return c, br, nil
-}
-
 func (c *controller) wsURL(path string) string {
 	u := "ws" + strings.TrimPrefix(c.Base, "http") + path
 	if c.Secret != "" {
@@ -405,30 +377,13 @@ func (c *controller) wsOpen(t *testing.T, path string) net.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn, err := wsDial(ctx, c.wsURL(path))
+	conn, err := dashtest.WSDial(ctx, c.wsURL(path))
 	if err != nil {
 		t.Fatalf("WebSocket %s: %v", path, err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
 }
-
-// wsDial dials a WebSocket. Bytes the server sent right behind its 101
-// (a first frame) may sit in the handshake's reader: reads go through it.
-func wsDial(ctx context.Context, u string) (net.Conn, error) {
-	conn, br, _, err := ws.Dial(ctx, u)
-	if err != nil || br == nil {
-		return conn, err
-	}
-	return &bufferedConn{Conn: conn, r: br}, nil
-}
-
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // wsFirst reads the first message of a WebSocket stream.
 func (c *controller) wsFirst(t *testing.T, path string) map[string]any {

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/dashtest"
 )
 
 // TestPinGroup: PUT /proxies/{group} sends the group's port to one member
@@ -64,7 +66,7 @@ func TestPinGroup(t *testing.T) {
 // upstream /connections names for it.
 func tunnelUpstream(t *testing.T, w *world, addr, target string) string {
 	t.Helper()
-	conn, _, err := openTunnel(addr, target, 10*time.Second)
+	conn, _, err := dashtest.OpenTunnel(addr, target, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package clashbackend_test
+// Package dashtest drives a web dashboard (the metacubexd build in
+// ../shared/vendor) in headless Chromium over the DevTools protocol, for
+// the Clash API's tests in clashbackend and the daemon's end-to-end test.
+package dashtest
 
 import (
 	"bufio"
@@ -22,9 +25,9 @@ import (
 	"github.com/proxypool/proxypool/internal/testtool"
 )
 
-// browser is headless Chromium driven over the DevTools protocol: one
+// Browser is headless Chromium driven over the DevTools protocol: one
 // page, its WebSocket, commands answered by id.
-type browser struct {
+type Browser struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	conn net.Conn
@@ -42,8 +45,8 @@ type cdpReply struct {
 
 var devtoolsLine = regexp.MustCompile(`DevTools listening on (ws://[^\s]+)`)
 
-// startBrowser starts Chromium with a blank page and attaches to it.
-func startBrowser(t *testing.T) *browser {
+// StartBrowser starts Chromium with a blank page and attaches to it.
+func StartBrowser(t *testing.T) *Browser {
 	t.Helper()
 	bin := testtool.Need(t, "chromium", "apt-get install chromium, or scripts/deps.sh")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -85,11 +88,11 @@ func startBrowser(t *testing.T) *browser {
 	pageWS := firstPage(t, "http://"+u.Host)
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
-	conn, err := wsDial(wctx, pageWS)
+	conn, err := WSDial(wctx, pageWS)
 	if err != nil {
 		t.Fatalf("attaching to the page: %v", err)
 	}
-	b := &browser{t: t, cmd: cmd, conn: conn, wait: map[int]chan cdpReply{}}
+	b := &Browser{t: t, cmd: cmd, conn: conn, wait: map[int]chan cdpReply{}}
 	go b.read()
 	t.Cleanup(func() { conn.Close() })
 	b.call("Page.enable", nil, nil)
@@ -123,7 +126,7 @@ func firstPage(t *testing.T, base string) string {
 	}
 }
 
-func (b *browser) read() {
+func (b *Browser) read() {
 	for {
 		msg, err := wsutil.ReadServerText(b.conn)
 		if err != nil {
@@ -153,14 +156,14 @@ func (b *browser) read() {
 }
 
 // call sends one command and decodes its result into out.
-func (b *browser) call(method string, params, out any) {
+func (b *Browser) call(method string, params, out any) {
 	b.t.Helper()
 	if err := b.try(method, params, out); err != nil {
 		b.t.Fatal(err)
 	}
 }
 
-func (b *browser) try(method string, params, out any) error {
+func (b *Browser) try(method string, params, out any) error {
 	b.mu.Lock()
 	b.next++
 	id := b.next
@@ -192,9 +195,9 @@ func (b *browser) try(method string, params, out any) error {
 	}
 }
 
-// eval runs a JavaScript expression in the page (awaiting a promise) and
+// Eval runs a JavaScript expression in the page (awaiting a promise) and
 // decodes its value into out.
-func (b *browser) eval(expr string, out any) error {
+func (b *Browser) Eval(expr string, out any) error {
 	var r struct {
 		Result struct {
 			Value json.RawMessage `json:"value"`
@@ -215,26 +218,26 @@ func (b *browser) eval(expr string, out any) error {
 	return nil
 }
 
-func (b *browser) navigate(u string) {
+func (b *Browser) Navigate(u string) {
 	b.t.Helper()
 	b.call("Page.navigate", map[string]any{"url": u}, nil)
 }
 
-// text is the page's visible text.
-func (b *browser) text() string {
+// Text is the page's visible text.
+func (b *Browser) Text() string {
 	var s string
-	if err := b.eval(`document.body ? document.body.innerText : ""`, &s); err != nil {
+	if err := b.Eval(`document.body ? document.body.innerText : ""`, &s); err != nil {
 		b.t.Logf("reading the page's text: %v", err)
 	}
 	return s
 }
 
-// waitFor polls cond over the page's text until it holds or limit passes.
-func (b *browser) waitFor(what string, limit time.Duration, cond func(text string) bool) string {
+// WaitFor polls cond over the page's text until it holds or limit passes.
+func (b *Browser) WaitFor(what string, limit time.Duration, cond func(text string) bool) string {
 	b.t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
-		s := b.text()
+		s := b.Text()
 		if cond(s) {
 			return s
 		}
@@ -245,8 +248,8 @@ func (b *browser) waitFor(what string, limit time.Duration, cond func(text strin
 	}
 }
 
-// screenshot saves the page as a PNG and returns the path.
-func (b *browser) screenshot(path string) string {
+// Screenshot saves the page as a PNG and returns the path.
+func (b *Browser) Screenshot(path string) string {
 	b.t.Helper()
 	var r struct {
 		Data string `json:"data"`
