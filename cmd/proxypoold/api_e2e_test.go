@@ -30,16 +30,25 @@ const apiSecret = "e2e-s3cret"
 type apiDaemon struct {
 	base, cfgPath, dir string
 	fleetList          string // the fleet's list file, for import
+	gw                 string // the gateway's main port
+	fleet              *fleet.Fleet
 	hc                 *http.Client
 }
 
 func startAPIDaemon(t *testing.T) *apiDaemon {
 	t.Helper()
-	judge := fleet.StartJudgeT(t)
-	f := fleet.StartT(t, fleet.Spec{Members: []fleet.MemberSpec{
+	return startAPIDaemonWith(t, []fleet.MemberSpec{
 		{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"},
 		{Kind: fleet.HTTP, Behavior: fleet.Good, Country: "DE"},
-	}})
+	}, "")
+}
+
+// startAPIDaemonWith is startAPIDaemon over a fleet of members; extra
+// follows api.secret in the config (more api keys, then top-level ones).
+func startAPIDaemonWith(t *testing.T, members []fleet.MemberSpec, extra string) *apiDaemon {
+	t.Helper()
+	judge := fleet.StartJudgeT(t)
+	f := fleet.StartT(t, fleet.Spec{Members: members})
 	dir := t.TempDir()
 	list, geo := f.WriteFilesT(t, dir)
 	ports := freePorts(t, 2)
@@ -52,8 +61,9 @@ metrics:
 api:
   listen: %s
   secret: %s
-`, ports[0], ports[1], apiAddr, apiSecret))
+%s`, ports[0], ports[1], apiAddr, apiSecret, extra))
 	d := &apiDaemon{base: "http://" + apiAddr, cfgPath: filepath.Join(dir, "proxypool.yaml"), dir: dir, fleetList: list,
+		gw: fmt.Sprintf("127.0.0.1:%d", ports[0]), fleet: f,
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

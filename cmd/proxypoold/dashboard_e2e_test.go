@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
-	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -31,35 +28,12 @@ func TestDashboardE2E(t *testing.T) {
 	testtool.Need(t, "chromium", "apt-get install chromium, or scripts/deps.sh")
 	page := dashtest.ServeUI(t, "127.86.1.1", ui, nil)
 
-	judge := fleet.StartJudgeT(t)
-	f := fleet.StartT(t, fleet.Spec{Members: []fleet.MemberSpec{
+	d := startAPIDaemonWith(t, []fleet.MemberSpec{
 		{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"},
 		{Kind: fleet.HTTP, Behavior: fleet.Good, Country: "US"},
 		{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "DE"},
-	}})
-	dir := t.TempDir()
-	list, geo := f.WriteFilesT(t, dir)
-	ports := freePorts(t, 2)
-	apiAddr := freeAPIAddr(t)
-	gwAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	cfgPath := filepath.Join(dir, "proxypool.yaml")
-	cfg := fleetConfig(dir, list, judge.URL, geo, fmt.Sprintf(`gateway:
-  listen: %s
-groups:
-  us: {countries: [US]}
-metrics:
-  listen: 127.0.0.1:%d
-  gateway-listen: ""
-api:
-  listen: %s
-  secret: %s
-  cors-origins: [%s]
-`, gwAddr, ports[1], apiAddr, apiSecret, page))
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	startDaemon(t, dir, cfgPath, noBusEnv(dir)...)
-	d := &apiDaemon{base: "http://" + apiAddr, hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}}
+	}, fmt.Sprintf("  cors-origins: [%s]\ngroups:\n  us: {countries: [US]}\n", page))
+	f, gwAddr := d.fleet, d.gw
 
 	// every member healthy, as the page is to list them
 	var members []string
@@ -104,26 +78,6 @@ func echoServer(t *testing.T, host string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := c.Write([]byte(line)); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	testtool.Serve(ln, func(c net.Conn) { io.Copy(c, c) })
 	return ln.Addr().String()
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/proxypool/proxypool/internal/clashapi"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proxypool/proxypool/internal/clashapi"
 
 	"github.com/sirupsen/logrus"
 	"gopkg.in/yaml.v3"
