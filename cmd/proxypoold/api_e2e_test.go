@@ -436,6 +436,15 @@ func TestProbeServesAPIFromSocket(t *testing.T) {
 	if code, _ := d.do(t, "GET", "/api/v1/counts", "", "", ""); code != 401 {
 		t.Errorf("without the secret: %d, want 401", code)
 	}
+	// the Clash controller is mounted here too; a pin would hold in this
+	// process only (the gateway is proxy-gateway.service), so it is
+	// refused with the reason
+	if code, b := d.do(t, "GET", "/proxies/GLOBAL", apiSecret, "", ""); code != 200 || !bytes.Contains(b, []byte(`"127.0.0.1:8000"`)) {
+		t.Errorf("GET /proxies/GLOBAL from the probe: %d %s, want 200 listing the main port", code, b)
+	}
+	if code, b := d.do(t, "PUT", "/proxies/"+url.PathEscape("127.0.0.1:8000"), apiSecret, "application/json", `{"name":"x"}`); code != 503 || !bytes.Contains(b, []byte("proxypoold run")) {
+		t.Errorf("PUT /proxies/{main port} from the probe: %d %s, want 503 saying pins apply under proxypoold run", code, b)
+	}
 	if c, err := net.DialTimeout("tcp", unused, time.Second); err == nil {
 		c.Close()
 		t.Errorf("the probe also listens on api.listen %s; it should take the passed socket only", unused)

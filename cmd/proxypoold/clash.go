@@ -56,7 +56,11 @@ func clashHandler(e *env, st *store.Store, p clashbackend.Pool, d *dial.Pool, gw
 type remotePins struct{ *pool.Pool }
 
 func (remotePins) Pin(group, id string, ttl time.Duration) error {
-	return fmt.Errorf("pinning %q: the gateway runs in another process (proxy-gateway.service); pins apply under `proxypoold run` only", group)
+	what := "the whole pool"
+	if group != "" {
+		what = "group " + group
+	}
+	return fmt.Errorf("pinning %s: the gateway runs in another process (proxy-gateway.service); pins apply under `proxypoold run` only", what)
 }
 
 // metricsGateway reads the separate gateway's numbers from its metrics
