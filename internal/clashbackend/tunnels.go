@@ -64,11 +64,13 @@ func (ts *Tunnels) CloseConns(ctx context.Context, ids ...string) error {
 	ts.mu.Lock()
 	if len(ids) == 0 {
 		for _, t := range ts.open {
-			closers = append(closers, t.Close)
+			if t.Close != nil { // an event loop's tunnel cannot be closed from here
+				closers = append(closers, t.Close)
+			}
 		}
 	}
 	for _, id := range ids {
-		if t, ok := ts.open[id]; ok {
+		if t, ok := ts.open[id]; ok && t.Close != nil {
 			closers = append(closers, t.Close)
 		}
 	}

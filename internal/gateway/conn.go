@@ -130,16 +130,17 @@ func (cc *conn) serve(ctx context.Context) {
 		cc.sel.Client = a.IP.String()
 	}
 	proto, err := proxymux.Sniff(cc.br)
+	// the observer and the tunnel table (Options.Tunnels) both name it
+	switch {
+	case err != nil:
+	case proto == proxymux.HTTP:
+		cc.proto = "http"
+	case proto == proxymux.SOCKS4:
+		cc.proto = "socks4"
+	default:
+		cc.proto = "socks5"
+	}
 	if g.obs != nil {
-		switch {
-		case err != nil:
-		case proto == proxymux.HTTP:
-			cc.proto = "http"
-		case proto == proxymux.SOCKS4:
-			cc.proto = "socks4"
-		default:
-			cc.proto = "socks5"
-		}
 		g.obs.ConnOpened(cc.listener, cc.proto)
 	}
 	if err != nil {

@@ -6,8 +6,8 @@ import "time"
 // opens (the Clash API's connection list). Opened returns what to call
 // when the tunnel ends, with the bytes it relayed. It must be cheap and
 // safe for concurrent use. The event loops' tunnels (SOCKS5 clients over
-// plain SOCKS5 upstreams) are not reported: their sockets belong to the
-// loop, which no other goroutine may close.
+// plain SOCKS5 upstreams) are reported too, without Close: their sockets
+// belong to the loop, which no other goroutine may close.
 type Tunnels interface {
 	Opened(t Tunnel) (done func(up, down int64))
 }
@@ -21,5 +21,5 @@ type Tunnel struct {
 	Target   string // host:port
 	Group    string // the pinned port's group, "" for the whole pool
 	Upstream string // the upstream's ID
-	Close    func() // closes the client's and the upstream's connections
+	Close    func() // closes the client's and the upstream's connections; nil on the loops
 }
