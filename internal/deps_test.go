@@ -67,6 +67,8 @@ var mayImport = map[string][]string{
 	"gateway": {vocab, "socks", "httpproxy", "proxymux", "logging"},
 	"torgen":  {vocab, "atomicfile"},
 	"checks":  {vocab}, // target and speed checks through healthy upstreams
+	// the Clash external-controller handler: its Backend is all it knows
+	"clashapi": nil,
 	// layer 3: daemon services over the store and the logic packages,
 	// each wired by cmd/proxypoold
 	"manager": {vocab, "control", "parse", "store"},
@@ -74,9 +76,12 @@ var mayImport = map[string][]string{
 	"torops":  {vocab, "control", "logging", "slo", "store", "torctl", "torgen", "units"},
 	// the HTTP control API over control.Manager (server and client)
 	"api": {vocab, "control"},
+	// clashapi.Backend over the store, the pool and the gateway's tunnels
+	"clashbackend": {vocab, "clashapi", "gateway", "store", "top"},
 	// test helpers
 	"fleet":    {vocab, "socks", "httpproxy"},
 	"dbustest": nil,
+	"dashtest": {"testtool"},
 	"tornet":   nil,
 }
 
@@ -85,8 +90,8 @@ var mayImport = map[string][]string{
 // here breaks the rules.
 var cmdMayImport = map[string][]string{
 	// the daemon wires everything but the protocol servers and the test helpers
-	"proxypoold": {vocab, "api", "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
-		"pool", "probe", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units", "checks"},
+	"proxypoold": {vocab, "api", "checks", "clashapi", "clashbackend", "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
+		"pool", "probe", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
 	// the operator's CLI: D-Bus or the HTTP API, or the store read-only, and offline parse
 	"proxypoolctl": {vocab, "api", "config", "control", "manager", "parse", "store", "top"},
 	// test and benchmark programs
@@ -99,7 +104,7 @@ var cmdMayImport = map[string][]string{
 var mihomoImporters = []string{"dial", "parse", "fleet"}
 
 // noHeavyDeps must not depend on sqlite or mihomo, even transitively.
-var noHeavyDeps = []string{"gateway", "pool", "probe", "checks"}
+var noHeavyDeps = []string{"checks", "clashapi", "gateway", "pool", "probe"}
 
 type pkg struct {
 	ImportPath string

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the interop servers that Debian does not ship (sing-box, xray-core)
+# Builds the interop servers that Debian does not ship (sing-box, xray-core,
+# mihomo)
 # from the Go module proxy at exact versions, once, into a cache outside the
 # tree: ${PROXYPOOL_TOOLS_DIR:-/var/cache/proxypool-tools}/<name>-<version>/,
 # with ${PROXYPOOL_TOOLS_DIR}/bin/<name> symlinked to it. The builds take
@@ -15,13 +16,20 @@ T=${PROXYPOOL_TOOLS_DIR:-/var/cache/proxypool-tools}
 LOG=$T/build.log
 WAIT_SECONDS=${PROXYPOOL_TOOLS_WAIT:-1500}
 
-# name version package tags extra-ldflags binary-name-from-go-install
+# name version package tags extra-ldflags binary-name-from-go-install (or
+# "module": built inside a throwaway module, see mihomo)
 TOOLS=(
   "sing-box v1.11.15 github.com/sagernet/sing-box/cmd/sing-box with_quic,with_utls,with_reality_server,with_grpc - sing-box"
   # xray 1.8.24 uses go:linkname into the runtime, which Go 1.23+ refuses
   # unless the linker check is off. go install names the binary after the
   # package directory, "main".
   "xray v1.8.24 github.com/xtls/xray-core/main - -checklinkname=0 main"
+  # mihomo at the version go.mod pins: internal/clashapi's conformance and
+  # dashboard tests run against its real external controller first.
+  # "go install pkg@version" asks the proxy for mihomo's version list (to
+  # warn of deprecation), which the proxy here refuses; a throwaway module
+  # that requires the exact version builds it without asking.
+  "mihomo v1.19.20 github.com/metacubex/mihomo - - module"
 )
 
 present() { # name version
@@ -58,12 +66,19 @@ build_one() { # name version pkg tags ldflags gobin-name
     [ "$ldflags" != - ] && args+=("-ldflags=$ldflags")
     echo "interop-tools: building $name $version ($pkg)"
     local t0=$SECONDS
-    # Outside any module (cd $T) so the tree's go.mod plays no part; no cgo
-    # so the binaries need nothing from the host but the kernel.
-    (cd "$T" && GOWORK=off GOFLAGS= CGO_ENABLED=0 GOBIN="$tmp" \
-      nice -n 10 go "${args[@]}" "$pkg@$version") ||
-      { echo "interop-tools: building $name $version failed" >&2; return 1; }
-    mv "$tmp/$built" "$tmp/$name"
+    if [ "$built" = module ]; then
+      (cd "$tmp" && printf 'module toolbuild\n\ngo 1.26\n' >go.mod &&
+        GOWORK=off GOFLAGS=-mod=mod go get "$pkg@$version" &&
+        GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 nice -n 10 go build -trimpath -o "$tmp/$name" "$pkg") ||
+        { echo "interop-tools: building $name $version failed" >&2; return 1; }
+    else
+      # Outside any module (cd $T) so the tree's go.mod plays no part; no cgo
+      # so the binaries need nothing from the host but the kernel.
+      (cd "$T" && GOWORK=off GOFLAGS= CGO_ENABLED=0 GOBIN="$tmp" \
+        nice -n 10 go "${args[@]}" "$pkg@$version") ||
+        { echo "interop-tools: building $name $version failed" >&2; return 1; }
+      mv "$tmp/$built" "$tmp/$name"
+    fi
     rm -rf "$dir"
     mv "$tmp" "$dir"
     echo "interop-tools: built $name $version in $((SECONDS - t0))s"

@@ -11,7 +11,7 @@ step() { echo; echo "=== [$((SECONDS-start))s] $*"; }
 step "dependencies"
 scripts/deps.sh
 
-step "interop tools: sing-box, xray (built in the background, cached by version)"
+step "interop tools: sing-box, xray, mihomo (built in the background, cached by version)"
 scripts/interop-tools.sh --background
 
 step "gofmt + go vet"
@@ -22,11 +22,16 @@ go vet ./...
 step "go test"
 export PROXYPOOL_TORNET=${PROXYPOOL_TORNET:-1}
 export PROXYPOOL_INTEROP=${PROXYPOOL_INTEROP:-1}   # test/interop: independent servers (deps.sh)
-# The interop level waits for sing-box/xray; everything else runs while they build.
-go test -count=1 -timeout 25m $(go list ./... | grep -v /test/interop) 2>&1 | tee /tmp/proxypool-gotest.log
+# The interop level and the Clash API's tests (against real mihomo) wait
+# for the tools; everything else runs while they build.
+go test -count=1 -timeout 25m $(go list ./... | grep -v -e /test/interop -e /internal/clashbackend) 2>&1 | tee /tmp/proxypool-gotest.log
 [ "${PIPESTATUS[0]}" = 0 ] || exit 1
-step "go test: interop level (independent servers of every kind)"
 scripts/interop-tools.sh --wait
+step "go test: Clash API against real mihomo, metacubexd in Chromium"
+go test -count=1 -timeout 10m -v ./internal/clashbackend/ 2>&1 | tee /tmp/proxypool-clash.log | grep -E '^(ok|FAIL|---|\s+dashboard_test|\s+large_test)' || true
+grep -E '^(ok|FAIL)' /tmp/proxypool-clash.log >>/tmp/proxypool-gotest.log || true
+grep -q '^ok' /tmp/proxypool-clash.log || { tail -n 100 /tmp/proxypool-clash.log; exit 1; }
+step "go test: interop level (independent servers of every kind)"
 rc=0; go test -count=1 -timeout 10m -v ./test/interop/ >/tmp/proxypool-interop.log 2>&1 || rc=$?
 grep -E '^(ok|FAIL)' /tmp/proxypool-interop.log >>/tmp/proxypool-gotest.log || true
 if [ "$rc" != 0 ]; then tail -n 200 /tmp/proxypool-interop.log; exit 1; fi

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"net/http"
 
 	"github.com/proxypool/proxypool/internal/api"
 	"github.com/proxypool/proxypool/internal/logging"
@@ -48,15 +49,16 @@ func apiListener(e *env, activated bool) net.Listener {
 	return ln
 }
 
-// serveAPI serves the HTTP control API over m on ln until ctx ends.
-func serveAPI(ctx context.Context, e *env, ln net.Listener, m *manager.Manager, jobs *api.Jobs) error {
+// serveAPI serves the HTTP control API over m on ln until ctx ends, and
+// clash (the Clash controller, clashHandler) on every other path.
+func serveAPI(ctx context.Context, e *env, ln net.Listener, m *manager.Manager, jobs *api.Jobs, clash http.Handler) error {
 	log := e.log.WithField(logging.FieldComponent, "api")
 	// A URL import goes through the source fetcher: its size cap, timeout
 	// and redirect guard (no hop to an address nearer than the list's).
 	f := &source.Fetcher{Logger: log}
 	srv, err := api.New(api.Options{
 		Manager: m, Jobs: jobs, Secret: e.cfg.API.Secret, CORSOrigins: e.cfg.API.CORSOrigins,
-		Version: "proxypool " + version, Log: log,
+		Version: "proxypool " + version, Log: log, Fallback: clash,
 		FetchURL: func(ctx context.Context, url string) ([]byte, error) {
 			got, err := f.Fetch(ctx, source.Source{Name: "import", URL: url}, upstream.SourceMeta{})
 			return got.Body, err

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,16 +30,25 @@ const apiSecret = "e2e-s3cret"
 type apiDaemon struct {
 	base, cfgPath, dir string
 	fleetList          string // the fleet's list file, for import
+	gw                 string // the gateway's main port
+	fleet              *fleet.Fleet
 	hc                 *http.Client
 }
 
 func startAPIDaemon(t *testing.T) *apiDaemon {
 	t.Helper()
-	judge := fleet.StartJudgeT(t)
-	f := fleet.StartT(t, fleet.Spec{Members: []fleet.MemberSpec{
+	return startAPIDaemonWith(t, []fleet.MemberSpec{
 		{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"},
 		{Kind: fleet.HTTP, Behavior: fleet.Good, Country: "DE"},
-	}})
+	}, "")
+}
+
+// startAPIDaemonWith is startAPIDaemon over a fleet of members; extra
+// follows api.secret in the config (more api keys, then top-level ones).
+func startAPIDaemonWith(t *testing.T, members []fleet.MemberSpec, extra string) *apiDaemon {
+	t.Helper()
+	judge := fleet.StartJudgeT(t)
+	f := fleet.StartT(t, fleet.Spec{Members: members})
 	dir := t.TempDir()
 	list, geo := f.WriteFilesT(t, dir)
 	ports := freePorts(t, 2)
@@ -51,8 +61,9 @@ metrics:
 api:
   listen: %s
   secret: %s
-`, ports[0], ports[1], apiAddr, apiSecret))
+%s`, ports[0], ports[1], apiAddr, apiSecret, extra))
 	d := &apiDaemon{base: "http://" + apiAddr, cfgPath: filepath.Join(dir, "proxypool.yaml"), dir: dir, fleetList: list,
+		gw: fmt.Sprintf("127.0.0.1:%d", ports[0]), fleet: f,
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -234,11 +245,35 @@ func TestAPIE2E(t *testing.T) {
 	if rm.Removed != 1 {
 		t.Errorf("remove: %+v", rm)
 	}
+	// a source's upstream removed is a tombstone, and restore brings it
+	// back; naming nothing is refused
+	listed := d.listedURI(t)
+	json.Unmarshal(call("DELETE /api/v1/upstreams/{id}", "/api/v1/upstreams/"+url.PathEscape(listed), "", "", 200), &rm)
+	var rs struct{ Restored int }
+	json.Unmarshal(call("POST /api/v1/restore", "/api/v1/restore", "application/json", fmt.Sprintf(`{"ids":[%q]}`, listed), 200), &rs)
+	if rs.Restored != 1 {
+		t.Errorf("restore: %+v, want restored 1", rs)
+	}
+	if b := call("POST /api/v1/restore", "/api/v1/restore", "application/json", `{"ids":[]}`, 400); !bytes.Contains(b, []byte("ids:")) {
+		t.Errorf("restore of nothing: %s", b)
+	}
 	for _, op := range spec.Operations() {
 		if !seen[op] {
 			t.Errorf("%s is documented but this test never called it", op)
 		}
 	}
+}
+
+// listedURI is the first upstream of the fleet's list: one a source
+// lists, so removing it leaves a tombstone that restore undoes.
+func (d *apiDaemon) listedURI(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(d.fleetList)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(line)
 }
 
 // waitJob polls GET /api/v1/jobs/{id} until the job ends.
@@ -306,6 +341,7 @@ func TestCtlOverAPI(t *testing.T) {
 	if err := os.WriteFile(listFile, []byte("socks5://127.0.0.1:5\nnope://x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	listed := d.listedURI(t)
 	env := append(noBusEnv(d.dir), "PROXYPOOL_CONFIG="+d.cfgPath, "PATH="+os.Getenv("PATH"), "HOME="+d.dir)
 	tests := []struct {
 		name     string
@@ -325,6 +361,9 @@ func TestCtlOverAPI(t *testing.T) {
 		{"export", []string{"export", "--format", "txt"}, nil, 0, ":"},
 		{"remove", []string{"remove", "socks5://127.0.0.1:4"}, nil, 0, "removed"},
 		{"remove unknown", []string{"remove", "socks5://127.0.0.1:4"}, nil, 5, "no upstream"},
+		{"remove a listed one", []string{"remove", listed}, nil, 0, "stays removed"},
+		{"restore", []string{"restore", listed}, nil, 0, "restored 1 of 1"},
+		{"restore again", []string{"restore", listed}, nil, 5, "no removed or retired upstream"},
 		{"tor status", []string{"tor", "status"}, nil, 1, "tor is not enabled"},
 		{"parse", []string{"parse", listFile}, nil, 0, "127.0.0.1"},
 		{"--api and the env secret", []string{"--api", d.base, "status"}, []string{"PROXYPOOL_CONFIG=/nonexistent", "PROXYPOOL_API_SECRET=" + apiSecret}, 0, "healthy"},
@@ -396,6 +435,15 @@ func TestProbeServesAPIFromSocket(t *testing.T) {
 	}
 	if code, _ := d.do(t, "GET", "/api/v1/counts", "", "", ""); code != 401 {
 		t.Errorf("without the secret: %d, want 401", code)
+	}
+	// the Clash controller is mounted here too; a pin would hold in this
+	// process only (the gateway is proxy-gateway.service), so it is
+	// refused with the reason
+	if code, b := d.do(t, "GET", "/proxies/GLOBAL", apiSecret, "", ""); code != 200 || !bytes.Contains(b, []byte(`"127.0.0.1:8000"`)) {
+		t.Errorf("GET /proxies/GLOBAL from the probe: %d %s, want 200 listing the main port", code, b)
+	}
+	if code, b := d.do(t, "PUT", "/proxies/"+url.PathEscape("127.0.0.1:8000"), apiSecret, "application/json", `{"name":"x"}`); code != 503 || !bytes.Contains(b, []byte("proxypoold run")) {
+		t.Errorf("PUT /proxies/{main port} from the probe: %d %s, want 503 saying pins apply under proxypoold run", code, b)
 	}
 	if c, err := net.DialTimeout("tcp", unused, time.Second); err == nil {
 		c.Close()

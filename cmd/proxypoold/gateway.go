@@ -183,22 +183,20 @@ func portPickers(e *env, p *pool.Pool) (map[string]failover.Picker, error) {
 // serveGateway runs pool + gateway until ctx ends. ready is called once every
 // listener is served and the pool is loaded.
 func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan struct{}, gm *metrics.GatewayMetrics, ready func() error) error {
+	p, err := openPool(ctx, e, st, notify)
+	if err != nil {
+		return err
+	}
+	return servePool(ctx, e, p, gm, nil, ready)
+}
+
+// servePool serves the gateway over p (openPool) until ctx ends; tun, if
+// set, hears of its tunnels (the Clash API's connections under `run`).
+func servePool(ctx context.Context, e *env, p *pool.Pool, gm *metrics.GatewayMetrics, tun gateway.Tunnels, ready func() error) error {
 	log := e.log.WithField(logging.FieldComponent, "gateway")
 	if n, err := gateway.RaiseFileLimit(); err == nil {
 		log.Debugf("file descriptor limit %d", n)
 	}
-	po := poolOptions(e, st, notify)
-	// Only an ejected upstream reaches the store (its probe re-checks it
-	// now): a single failed request does not demote an upstream.
-	po.OnEject = st.Submit
-	p, err := pool.New(po)
-	if err != nil {
-		return fmt.Errorf("%s: %w", e.cfg.Pos("gateway"), err)
-	}
-	if err := p.Load(ctx); err != nil {
-		return fmt.Errorf("loading the pool: %w", err)
-	}
-	go p.Run(ctx)
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial"), DialTimeout: e.cfg.Gateway.DialTimeout})
 	defer d.Close()
 
@@ -214,6 +212,9 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 	}
 	gwo := gatewayOptions(e, ports)
 	gwo.Picker, gwo.Dialer, gwo.Observer, gwo.Classify, gwo.Log = p, d, gm, dial.Classify, log
+	if tun != nil {
+		gwo.Tunnels = tun
+	}
 	gwo.OnReady = func() {
 		log.Infof("gateway ready: %d healthy upstreams", p.Len())
 		if ready != nil {

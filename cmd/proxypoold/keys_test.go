@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/clashapi"
+
 	"github.com/sirupsen/logrus"
 	"gopkg.in/yaml.v3"
 
@@ -45,6 +47,7 @@ type wired struct {
 	tor       torops.Options
 	refresher *source.Refresher
 	checks    checks.Options
+	clash     clashapi.Options
 }
 
 func wire(t *testing.T, st *store.Store, yml string) *wired {
@@ -85,7 +88,7 @@ func wire(t *testing.T, st *store.Store, yml string) *wired {
 		t.Fatalf("tor options of\n%s\n%v", yml, err)
 	}
 	return &wired{
-		e: e, pool: poolOptions(e, nil, nil), gw: gatewayOptions(e, ports), listeners: listeners,
+		e: e, pool: poolOptions(e, nil, nil), clash: clashOptions(e, nil), gw: gatewayOptions(e, ports), listeners: listeners,
 		store: e.storeOptions(nil), probe: e.proberOptions(nil),
 		guard: guardOptions(e, st, pl, e.newMetrics(), nil), tor: to,
 		refresher: e.refresher(st, nil), checks: e.checksOptions(nil),
@@ -297,6 +300,10 @@ func TestKeysReachTheirOptions(t *testing.T) {
 		{"tor.newnym-period", "tor: {newnym-period: 7m}", func(w *wired) any { return w.tor.NewnymPeriod }, 7 * time.Minute},
 		{"tor.bootstrap-grace", "tor: {bootstrap-grace: 7s}", func(w *wired) any { return w.tor.BootstrapGrace }, 7 * time.Second},
 		{"tor.binary", fmt.Sprintf("tor: {binary: %s}", fakeTor), func(w *wired) any { return w.tor.Gen.Verify }, torrc.TorVerifier{Binary: fakeTor}},
+
+		{"api.clash.group-limit", "api: {clash: {group-limit: 7}}", func(w *wired) any { return w.clash.GroupLimit }, 7},
+		{"api.clash.pin-ttl", "api: {clash: {pin-ttl: 7m}}", func(w *wired) any { return w.clash.PinTTL }, 7 * time.Minute},
+		{"api.clash.test-url", "api: {clash: {test-url: 'http://127.86.0.1:21003/'}}", func(w *wired) any { return w.clash.TestURL }, "http://127.86.0.1:21003/"},
 
 		{"log.level", "log: {level: debug}", func(w *wired) any { return w.e.log.Level }, logrus.DebugLevel},
 		{"log.format", "log: {format: json}", func(w *wired) any { return reflect.TypeOf(w.e.log.Formatter) }, reflect.TypeOf(&logrus.JSONFormatter{})},

@@ -67,8 +67,19 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	apiLn := apiListener(e, true)
 	mgr := cp.Start(ctx, mo, !user)
 	if apiLn != nil {
+		// The Clash API's groups come from a pool of the probe's own over
+		// the same store (the gateway's members); its numbers from the
+		// gateway's metrics endpoint.
+		p, err := openPool(ctx, e, st, nil)
+		if err != nil {
+			return err
+		}
+		clash, err := clashHandler(e, st, remotePins{p}, d, metricsGateway(e))
+		if err != nil {
+			return err
+		}
 		go func() {
-			if err := serveAPI(ctx, e, apiLn, mgr, jobs); err != nil {
+			if err := serveAPI(ctx, e, apiLn, mgr, jobs, clash); err != nil {
 				e.log.WithError(err).Error("HTTP API stopped")
 			}
 		}()

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/proxypool/proxypool/internal/api"
+	"github.com/proxypool/proxypool/internal/clashbackend"
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/manager"
@@ -84,11 +85,23 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	} else {
 		mgr = cp.Manage(ctx, mo) // for the HTTP API: proxypoolctl's way in without a bus
 	}
+	// One pool for the gateway and the Clash API: a dashboard's pin is
+	// the gateway's, its connections the gateway's tunnels.
+	p, err := openPool(ctx, e, st, notify)
+	if err != nil {
+		return err
+	}
+	tun := clashbackend.NewTunnels()
 	if apiLn != nil {
-		start("api", func() error { return serveAPI(ctx, e, apiLn, mgr, jobs) })
+		clash, err := clashHandler(e, st, p, d, tun)
+		if err != nil {
+			apiLn.Close()
+			return err
+		}
+		start("api", func() error { return serveAPI(ctx, e, apiLn, mgr, jobs, clash) })
 	}
 
-	start("gateway", func() error { return serveGateway(ctx, e, st, notify, m.Gateway(), sd.Ready) })
+	start("gateway", func() error { return servePool(ctx, e, p, m.Gateway(), tun, sd.Ready) })
 	start("refresh", func() error { e.refresher(st, pl.Trigger).Loop(ctx, e.cfg.Refresh.Interval); return nil })
 	start("probe", func() error { return pl.run(ctx) })
 	if sup != nil {

@@ -211,10 +211,11 @@ func (c *Client) Remove(ctx context.Context, idOrURI string) (int, error) {
 	return r.Removed, err
 }
 
-// Restore is not served over the HTTP API yet (it came with the tombstones
-// after the API's routes were drawn): say so instead of guessing a route.
+// Restore brings removed and retired upstreams back, by ID or URI.
 func (c *Client) Restore(ctx context.Context, idsOrURIs []string) (int, error) {
-	return 0, errors.New("restore is not in the HTTP API yet: run proxypoolctl restore over D-Bus (--user or the system bus) or with the daemon's bus")
+	var r RestoreReply
+	err := c.do(ctx, http.MethodPost, "/restore", nil, jsonBody(RestoreRequest{IDs: idsOrURIs}), "application/json", &r)
+	return r.Restored, err
 }
 
 // Import adds every upstream in text.

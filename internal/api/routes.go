@@ -27,6 +27,7 @@ func (s *Server) register() {
 	s.handle("POST /upstreams", s.add)
 	s.handle("GET /upstreams/{id}", s.get)
 	s.handle("DELETE /upstreams/{id}", s.remove)
+	s.handle("POST /restore", s.restore)
 	s.handle("POST /import", s.importList)
 	s.handle("POST /check", s.check)
 	s.handle("POST /refresh", s.refresh)
@@ -227,6 +228,30 @@ type RemoveReply struct {
 func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 	n, err := s.o.Manager.Remove(r.Context(), r.PathValue("id"))
 	answer(w, RemoveReply{Removed: n}, err)
+}
+
+// RestoreRequest is POST /api/v1/restore: removed or retired upstreams,
+// by ID or URI, brought back (proxypoolctl restore).
+type RestoreRequest struct {
+	IDs []string `json:"ids"`
+}
+
+// RestoreReply says how many came back.
+type RestoreReply struct {
+	Restored int `json:"restored"`
+}
+
+func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
+	var req RestoreRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if len(req.IDs) == 0 {
+		writeError(w, http.StatusBadRequest, "ids: name at least one upstream ID or URI to restore")
+		return
+	}
+	n, err := s.o.Manager.Restore(r.Context(), req.IDs)
+	answer(w, RestoreReply{Restored: n}, err)
 }
 
 // ImportRequest is POST /api/v1/import as JSON: the list itself (text) or

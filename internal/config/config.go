@@ -303,6 +303,23 @@ type API struct {
 	// CORSOrigins are the browser origins (e.g. http://127.0.0.1:21080)
 	// whose pages may call the API; "*" allows any. Empty: none.
 	CORSOrigins []string `yaml:"cors-origins"`
+	// Clash tunes the Clash external-controller paths (dashboards).
+	Clash Clash `yaml:"clash"`
+}
+
+// Clash tunes what the Clash external-controller paths show dashboards.
+type Clash struct {
+	// GroupLimit caps the members a group or provider lists, best first
+	// (200): a card per member of a 10,000-member group freezes a page.
+	GroupLimit int `yaml:"group-limit"`
+	// PinTTL is how long PUT /proxies/{group} pins a group when the
+	// request names no ttl (1h).
+	PinTTL time.Duration `yaml:"pin-ttl"`
+	// TestURL is the groups' testUrl, the dashboards' delay-test target;
+	// "" = the first probe.judges entry, which answers every upstream that
+	// passed its check (the dashboards' own default, gstatic.com, is out
+	// of reach of an offline host).
+	TestURL string `yaml:"test-url"`
 }
 
 // Log configures logging.New.
@@ -377,7 +394,7 @@ func Default() *Config {
 			Refresh:             6 * time.Hour,
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9464", GatewayListen: "127.0.0.1:9465", Enabled: true},
-		API:     API{Listen: "127.0.0.1:9090", CORSOrigins: []string{}},
+		API:     API{Listen: "127.0.0.1:9090", CORSOrigins: []string{}, Clash: Clash{GroupLimit: 200, PinTTL: time.Hour}},
 		Log:     Log{Level: "info", Format: "auto"},
 		SLO:     SLO{CheckInterval: 30 * time.Second, MinActionInterval: 2 * time.Minute, MinHealthy: 1},
 		pos:     map[string]int{},

@@ -132,6 +132,9 @@ var keyProofs = map[string]string{
 	"api.listen":                         "config.TestAPIKeys",
 	"api.secret":                         "api.TestAuth",
 	"api.cors-origins":                   "api.TestCORS",
+	"api.clash.group-limit":              "clashbackend.TestProxiesLargePool, config.TestAPIKeys, proxypoold.TestKeysReachTheirOptions/api.clash.group-limit",
+	"api.clash.pin-ttl":                  "clashbackend.TestPinGroup, config.TestAPIKeys, proxypoold.TestKeysReachTheirOptions/api.clash.pin-ttl",
+	"api.clash.test-url":                 "clashapi.TestAppendUpstreamMatches, config.TestAPIKeys, proxypoold.TestKeysReachTheirOptions/api.clash.test-url, proxypoold.TestDashboardE2E",
 }
 
 // pendingKeys17b are the keys whose new behaviour another branch (keys17b:

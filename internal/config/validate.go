@@ -405,6 +405,17 @@ func (v *validator) api() {
 			v.errf(fmt.Sprintf("api.cors-origins[%d]", i), "%q is not an origin (scheme://host[:port], e.g. http://127.0.0.1:21080) nor *", o)
 		}
 	}
+	if a.Clash.GroupLimit < 1 {
+		v.errf("api.clash.group-limit", "%d: must be at least 1", a.Clash.GroupLimit)
+	}
+	if a.Clash.PinTTL <= 0 {
+		v.errf("api.clash.pin-ttl", "%v: must be positive, e.g. 30m", a.Clash.PinTTL)
+	}
+	if t := a.Clash.TestURL; t != "" {
+		if u, err := url.Parse(t); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errf("api.clash.test-url", "%q is not an http(s) URL", t)
+		}
+	}
 }
 
 // listen checks a host:port listen address; key "" checks silently.

@@ -130,16 +130,17 @@ func (cc *conn) serve(ctx context.Context) {
 		cc.sel.Client = a.IP.String()
 	}
 	proto, err := proxymux.Sniff(cc.br)
+	// the observer and the tunnel table (Options.Tunnels) both name it
+	switch {
+	case err != nil:
+	case proto == proxymux.HTTP:
+		cc.proto = "http"
+	case proto == proxymux.SOCKS4:
+		cc.proto = "socks4"
+	default:
+		cc.proto = "socks5"
+	}
 	if g.obs != nil {
-		switch {
-		case err != nil:
-		case proto == proxymux.HTTP:
-			cc.proto = "http"
-		case proto == proxymux.SOCKS4:
-			cc.proto = "socks4"
-		default:
-			cc.proto = "socks5"
-		}
 		g.obs.ConnOpened(cc.listener, cc.proto)
 	}
 	if err != nil {
@@ -311,6 +312,12 @@ func (cc *conn) tunnel(ctx context.Context, up net.Conn, f *failover.Failover) {
 		obs.ActiveTunnels(1)
 		defer obs.ActiveTunnels(-1)
 	}
+	var nUpAll, nDownAll int64
+	if t := cc.g.opts.Tunnels; t != nil && f != nil {
+		done := t.Opened(Tunnel{Start: time.Now(), Listener: cc.listener, Proto: cc.proto, Client: cc.c.RemoteAddr().String(),
+			Target: f.Addr(), Group: cc.route.Group, Upstream: f.Current().ID, Close: cc.closeAll})
+		defer func() { done(nUpAll, nDownAll) }()
+	}
 	for {
 		var w *watch
 		if f != nil {
@@ -333,6 +340,7 @@ func (cc *conn) tunnel(ctx context.Context, up net.Conn, f *failover.Failover) {
 		// timer change instead of a reset and a set
 		cc.c.SetReadDeadline(time.Now().Add(cc.g.opts.IdleTimeout))
 		nUp, nDown := relay(cc.g.work, cc.c, up, cc.g.opts.IdleTimeout, w)
+		nUpAll, nDownAll = nUpAll+nUp+int64(len(early)), nDownAll+nDown
 		if obs != nil {
 			obs.Bytes(nUp+int64(len(early)), nDown)
 		}

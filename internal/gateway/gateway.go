@@ -52,6 +52,8 @@ type Options struct {
 	// Observer, when set, is told about connections, dials, tunnels and
 	// bytes (metrics). Listener names given to Run reach it as is.
 	Observer Observer
+	// Tunnels, when set, hears of each tunnel on the goroutine path.
+	Tunnels Tunnels
 
 	// Ports maps listener names (systemd FileDescriptorName=) to the group
 	// their clients are pinned to. Other listeners serve the whole pool.

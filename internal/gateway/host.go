@@ -99,6 +99,7 @@ func (g *Gateway) startLoops(ctx context.Context, lns []evloop.Listener) error {
 		NeedAuth:      len(g.opts.Users) > 0,
 		ClientTimeout: g.opts.ClientTimeout, IdleTimeout: g.opts.IdleTimeout,
 		RelayRounds: g.opts.relayRounds, RelayReads: g.opts.relayReads,
+		Tunnel: g.loopTunnel(),
 	}, lns)
 	if err != nil {
 		g.stopLoops()
@@ -119,5 +120,17 @@ func (g *Gateway) stopLoops() {
 		close(g.reports)
 		<-g.forwarded
 		g.reports = nil
+	}
+}
+
+// loopTunnel reports the loops' tunnels to Options.Tunnels, with no Close:
+// their sockets belong to the loop, which no other goroutine may close.
+func (g *Gateway) loopTunnel() func(listener, client, target, group, id string) func(up, down int64) {
+	t := g.opts.Tunnels
+	if t == nil {
+		return nil
+	}
+	return func(listener, client, target, group, id string) func(up, down int64) {
+		return t.Opened(Tunnel{Start: time.Now(), Listener: listener, Proto: "socks5", Client: client, Target: target, Group: group, Upstream: id})
 	}
 }

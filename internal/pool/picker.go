@@ -84,9 +84,9 @@ func (pk *Picker) Pick(sel *upstream.Selector) (upstream.Choice, error) {
 	if !known {
 		return upstream.Choice{}, fmt.Errorf("%w %q", upstream.ErrUnknownGroup, sel.Group)
 	}
-	i := int32(-1)
+	i := pk.p.pinned(s, sel)
 	fit := v.fitting(sel.Need)
-	if v.n > 0 && fit != 0 {
+	if i < 0 && v.n > 0 && fit != 0 {
 		switch {
 		case sel.Session != "":
 			i = pk.pickSession(s, v, sel)

@@ -90,6 +90,10 @@ type Pool struct {
 	budget  budget                    // ejections per client in the window
 	def     *Picker                   // Options.Strategy and Rotate: what Pick uses
 	log     logrus.FieldLogger
+	// pins are the groups pinned to one upstream (Pin), honoured by every
+	// Picker; nil for none
+	pins  atomic.Pointer[map[string]pin]
+	pinMu sync.Mutex
 }
 
 // New checks options and returns an empty pool; call Load before serving.

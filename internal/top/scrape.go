@@ -139,3 +139,7 @@ func (s *Sample) byLabel(name, label string) map[string]float64 {
 	}
 	return out
 }
+
+// Sum is the sum of name's series whose labels match want (pairs as for
+// sum), for readers of a scrape outside this package (the Clash API).
+func (s *Sample) Sum(name string, want ...string) (float64, bool) { return s.sum(name, want...) }

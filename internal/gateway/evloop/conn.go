@@ -53,7 +53,8 @@ type econn struct {
 	nUp, nDown          int64
 	outcome             string
 	observed, tunnelled bool
-	queued              bool // in the loop's list for another turn
+	tunDone             func(up, down int64) // Options.Tunnel's, while tunnelled
+	queued              bool                 // in the loop's list for another turn
 	upAP                netip.AddrPort
 	upMethod            bool      // the upstream's method choice has arrived
 	pipelined           bool      // this try sent greeting and CONNECT in one write
@@ -687,6 +688,9 @@ func (c *econn) established(now time.Time) {
 		if obs := c.l.e.o.Observer; obs != nil {
 			obs.ActiveTunnels(1)
 		}
+		if tun := c.l.e.o.Tunnel; tun != nil {
+			c.tunDone = tun(c.listener, c.adm.Peer.String(), c.target, c.route.Group, c.f.Current().ID)
+		}
 	}
 	if len(c.pendDown) > 0 && !c.checkDown(now, c.pendDown) { // the target spoke first
 		return
@@ -890,6 +894,10 @@ func (c *econn) finish(outcome string) {
 		delete(l.conns, c.cfd)
 		sysClose(c.cfd)
 		c.cfd = -1
+	}
+	if c.tunDone != nil {
+		c.tunDone(c.nUp, c.nDown)
+		c.tunDone = nil
 	}
 	if obs := l.e.o.Observer; obs != nil {
 		if c.tunnelled {

@@ -78,7 +78,11 @@ type Options struct {
 	Tries    *failover.Env // the loops' requests fail over through it
 	Plain    PlainSOCKS5   // nil: every request is handed off
 	Observer Observer
-	Log      logrus.FieldLogger
+	// Tunnel, when set, hears of each tunnel a loop relays (the Clash
+	// API's connection list) and returns what to call when it ends, with
+	// its bytes. The loop owns the sockets: nobody else may close them.
+	Tunnel func(listener, client, target, group, upstreamID string) (done func(up, down int64))
+	Log    logrus.FieldLogger
 
 	NeedAuth      bool // clients must authenticate (users are configured)
 	ClientTimeout time.Duration
