@@ -47,6 +47,7 @@ awk '
 	/^  judges:$/ { print "  judges:"; print "    - http://httpbin.org/get"; print "    - https://ifconfig.me/all.json"; print "    - https://api.ipify.org"; injudges = 1; next }
 	injudges && /^    - / { next }
 	{ injudges = 0 }
+	/^      url: http:\/\/127\.0\.0\.1:18080\/get/ { print "      url: http://httpbin.org/get   # the demo target: your site here"; next }
 	/^  geoip: / { print "  geoip: /usr/share/tor/geoip"; next }
 	/^  geoip6: / { sub(/""/, "/usr/share/tor/geoip6"); print; next }
 	{ print }
