@@ -149,10 +149,9 @@ func (h *health) latencyMS() float64 { return math.Float64frombits(h.latency.Loa
 // reload shares it with the previous snapshot while the loader hands over
 // the same upstream unchanged (no new strings or copies).
 type item struct {
-	choice     upstream.Choice
-	sources    []string              // for group matching when rebuilt after an ejection
-	throughput float64               // bytes/s, 0 unknown: min-throughput and the weighted strategy
-	targets    []upstream.TargetPass // passed target checks, for groups and "-target-" requests
+	choice  upstream.Choice       // its Throughput (bytes/s, 0 unknown) feeds min-throughput and weighted
+	sources []string              // for group matching when rebuilt after an ejection
+	targets []upstream.TargetPass // passed target checks, for groups and "-target-" requests
 }
 
 // same reports whether r (whose country upper-cased is country) would
@@ -218,8 +217,8 @@ const (
 func (e *entry) weight(now int64) float64 {
 	ok := 1 - e.h.errs.get(now)
 	t := 1.0
-	if e.throughput > 0 {
-		t = min(throughputCeil, max(throughputFloor, math.Sqrt(e.throughput/throughputRef)))
+	if tp := e.choice.Throughput; tp > 0 {
+		t = min(throughputCeil, max(throughputFloor, math.Sqrt(tp/throughputRef)))
 	}
 	return ok * ok * t / (e.latency() + latencyFloorMS)
 }
@@ -427,7 +426,7 @@ func (b *builder) add(r *upstream.Served) {
 		}
 	}
 	if it == nil {
-		it = &item{choice: r.Choice, sources: r.Sources, throughput: r.Throughput, targets: r.Targets}
+		it = &item{choice: r.Choice, sources: r.Sources, targets: r.Targets}
 		it.choice.Country = country
 	}
 	if b.excluded(r, h) {
