@@ -41,9 +41,13 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 	if dry {
 		return planTor(ctx, e, g.stdout)
 	}
-	due = due || strings.HasSuffix(trigger, ".timer")
-	if due {
-		skip, err := torgenNotDue(ctx, e, g.stdout)
+	st, err := e.openStore(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if due || strings.HasSuffix(trigger, ".timer") {
+		skip, err := torgenNotDue(ctx, e, st, g.stdout)
 		if err != nil || skip {
 			return err
 		}
@@ -60,11 +64,6 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 		defer conn.Close()
 		run = &units.Runner{M: conn, TorrcDir: e.cfg.Tor.TorrcDir, Log: e.log.WithField(logging.FieldComponent, "torgen")}
 	}
-	st, err := e.openStore(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	tor, err := torOps(e, st, true)
 	if err != nil {
 		return err
@@ -81,12 +80,7 @@ func runTorgen(ctx context.Context, g *globals, args []string) error {
 
 // torgenNotDue is the timer's question (torops.Due) asked of the store and
 // the config file; the answer is one line on w (the journal, under systemd).
-func torgenNotDue(ctx context.Context, e *env, w io.Writer) (skip bool, err error) {
-	st, err := e.openStore(ctx, nil)
-	if err != nil {
-		return false, err
-	}
-	defer st.Close()
+func torgenNotDue(ctx context.Context, e *env, st *store.Store, w io.Writer) (skip bool, err error) {
 	last, err := st.TorDiscovered(ctx)
 	if err != nil {
 		return false, err

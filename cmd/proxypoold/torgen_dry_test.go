@@ -58,6 +58,30 @@ log: {level: warn, format: text}
 	return path
 }
 
+// applyTorgen runs one generation of conf into its store and torrc dir,
+// with a runner that starts nothing.
+func applyTorgen(t *testing.T, conf string) torgen.Plan {
+	t.Helper()
+	e, err := load(&globals{config: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.openStore(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tor, err := torOps(e, st, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := tor.Apply(context.Background(), &torgen.DryRun{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
 // hashDir hashes every file's name, mode and bytes under dir.
 func hashDir(t *testing.T, dir string) string {
 	t.Helper()
@@ -137,26 +161,9 @@ func hashTables(t *testing.T, path string) string {
 // would start and stop, and changes no byte of the dir nor any row of the
 // store.
 func TestTorgenDryRunChangesNothing(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	single := torgenConfig(t, dir, "single")
-	e, err := load(&globals{config: single})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := e.openStore(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tor, err := torOps(e, st, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, err := tor.Apply(ctx, &torgen.DryRun{})
-	st.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := applyTorgen(t, single)
 	if len(first.Instances) < 10 {
 		t.Fatalf("populating: %d instances, want the default cap's worth", len(first.Instances))
 	}
@@ -237,7 +244,6 @@ func TestTorgenRetriesAFailedDiscovery(t *testing.T) {
 // tor.runner process makes a run that gets past the question fail at once
 // with its own error, so no systemd is touched.
 func TestTorgenDueFollowsTorRefresh(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	conf := torgenConfig(t, dir, "single")
 	b, _ := os.ReadFile(conf)
@@ -257,23 +263,7 @@ func TestTorgenDueFollowsTorRefresh(t *testing.T) {
 		t.Fatalf("timer run with nothing discovered: exit %d, want it to generate:\n%s", code, out)
 	}
 	// a discovery now, and a config older than it
-	e, err := load(&globals{config: conf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := e.openStore(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tor, err := torOps(e, st, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = tor.Apply(ctx, &torgen.DryRun{})
-	st.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	applyTorgen(t, conf)
 	old := time.Now().Add(-time.Hour)
 	if err := os.Chtimes(conf, old, old); err != nil {
 		t.Fatal(err)
