@@ -115,6 +115,14 @@ type Gateway struct {
 	mu    sync.Mutex
 	conns map[*conn]struct{} // the goroutine path's, for the drain
 
+	// lnMu guards the listeners being served (Run's, then SetPorts').
+	lnMu    sync.Mutex
+	ports   []*port
+	runCtx  context.Context // Run's: what added listeners serve under
+	errc    chan error      // an accept error that ends Run
+	stopped bool            // Run is shutting down
+	accept  sync.WaitGroup  // goroutine-path accept loops
+
 	stats Stats
 	// tries and loopTries are how requests fail over, reporting
 	// outcomes on the goroutine path and without blocking on the loops
@@ -251,49 +259,42 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	for name, list := range lns {
 		for _, ln := range list {
 			n++
-			if !isLoopback(ln.Addr()) {
-				if len(g.opts.Users) == 0 && !g.opts.AllowOpen {
-					return fmt.Errorf("listener %q on %s is not loopback and no users are configured: set allow-open: true to serve it without auth", name, ln.Addr())
-				}
-				if len(g.opts.Users) == 0 {
-					g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String()}).Warn("OPEN PROXY: serving a non-loopback address without authentication (allow-open: true)")
-				}
+			if err := g.checkOpen(name, ln); err != nil {
+				return err
 			}
 		}
 	}
 	if n == 0 {
 		return errors.New("gateway: no listeners")
 	}
-	var accept sync.WaitGroup
-	errc := make(chan error, n)
+	g.lnMu.Lock()
+	g.runCtx, g.errc = ctx, make(chan error, n)
 	var loopLns []evloop.Listener
+	var goLns []*port
 	for name, list := range lns {
 		group := g.opts.Ports[name]
 		for _, ln := range list {
-			fd, loop := g.loopFD(ln)
-			mode := "goroutines"
-			if loop {
-				mode = "event loops"
-			}
-			g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String(), "GROUP": group, "engine": mode}).Info("gateway listening")
-			if loop {
+			p := &port{name: name, group: group, ln: ln, fd: -1}
+			if fd, loop := g.loopFD(ln); loop {
+				p.fd = fd
 				loopLns = append(loopLns, evloop.Listener{FD: fd, Name: name, Group: group})
-				continue
+			} else {
+				goLns = append(goLns, p)
 			}
-			accept.Add(1)
-			go func() {
-				defer accept.Done()
-				if err := g.serve(ctx, ln, name, group); err != nil {
-					errc <- fmt.Errorf("listener %q on %s: %w", name, ln.Addr(), err)
-				}
-			}()
+			g.ports = append(g.ports, p)
+			g.logListening(p)
 		}
+	}
+	for _, p := range goLns {
+		g.serveGo(p, true)
 	}
 	if len(loopLns) > 0 {
 		if err := g.startLoops(ctx, loopLns); err != nil {
+			g.lnMu.Unlock()
 			return fmt.Errorf("starting the event loops: %w", err)
 		}
 	}
+	g.lnMu.Unlock()
 	sumCtx, endSummary := context.WithCancel(context.Background())
 	summaryDone := make(chan struct{})
 	go func() { defer close(summaryDone); g.clients.summarize(sumCtx, g.log) }()
@@ -304,21 +305,66 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	var err error
 	select {
 	case <-ctx.Done():
-	case err = <-errc:
+	case err = <-g.errc:
 	}
+	g.lnMu.Lock()
+	g.stopped = true // SetPorts opens nothing more
 	if g.eng != nil {
 		g.eng.StopAccepting() // before the listeners close: no loop touches their fds again
 	}
-	for _, list := range lns {
-		for _, ln := range list {
-			ln.Close()
-		}
+	for _, p := range g.ports {
+		p.ln.Close()
 	}
-	accept.Wait()
+	g.lnMu.Unlock()
+	g.accept.Wait()
 	g.drain()
 	g.stopLoops()
 	g.work.stop()
 	return err
+}
+
+// checkOpen refuses a non-loopback listener without users unless
+// AllowOpen, and warns when it is allowed.
+func (g *Gateway) checkOpen(name string, ln net.Listener) error {
+	if isLoopback(ln.Addr()) {
+		return nil
+	}
+	if len(g.opts.Users) == 0 && !g.opts.AllowOpen {
+		return fmt.Errorf("listener %q on %s is not loopback and no users are configured: set allow-open: true to serve it without auth", name, ln.Addr())
+	}
+	if len(g.opts.Users) == 0 {
+		g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String()}).Warn("OPEN PROXY: serving a non-loopback address without authentication (allow-open: true)")
+	}
+	return nil
+}
+
+func (g *Gateway) logListening(p *port) {
+	mode := "goroutines"
+	if p.fd >= 0 {
+		mode = "event loops"
+	}
+	g.log.WithFields(logrus.Fields{"listener": p.name, "addr": p.ln.Addr().String(), "GROUP": p.group, "engine": mode}).Info("gateway listening")
+}
+
+// serveGo accepts from p on a goroutine until its listener closes. An
+// accept error of a listener Run was given ends Run (fatal); one of a
+// port a reload added is logged, and that port is closed.
+func (g *Gateway) serveGo(p *port, fatal bool) {
+	g.accept.Add(1)
+	go func() {
+		defer g.accept.Done()
+		err := g.serve(g.runCtx, p.ln, p.name, p.group)
+		if err == nil {
+			return
+		}
+		err = fmt.Errorf("listener %q on %s: %w", p.name, p.ln.Addr(), err)
+		if fatal {
+			g.errc <- err
+			return
+		}
+		g.log.WithError(err).Error("port stopped accepting")
+		p.ln.Close()
+	}()
 }
 
 // loopFD returns the fd of a TCP listener the event loops can serve.

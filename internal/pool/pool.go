@@ -86,7 +86,54 @@ type Pool struct {
 	ejected  chan upstream.CheckResult // for OnEject
 	budget   budget                    // ejections per client in the window
 	sessions sessions
+	strategy atomic.Pointer[string] // SetStrategy's, read by every pick
 	log      logrus.FieldLogger
+}
+
+func checkStrategy(name string) error {
+	switch name {
+	case RoundRobin, Random, LeastLatency, Sticky:
+		return nil
+	}
+	return fmt.Errorf("pool: unknown strategy %q (round-robin, random, least-latency, sticky)", name)
+}
+
+func checkGroups(groups []Group) error {
+	seen := map[string]bool{}
+	for i, g := range groups {
+		if g.Name == "" {
+			return fmt.Errorf("pool: group %d has no name", i)
+		}
+		if seen[g.Name] {
+			return fmt.Errorf("pool: group %q defined twice", g.Name)
+		}
+		seen[g.Name] = true
+	}
+	return nil
+}
+
+// SetStrategy changes how the next picks choose (a config reload); picks
+// already made and sessions are kept.
+func (p *Pool) SetStrategy(name string) error {
+	if err := checkStrategy(name); err != nil {
+		return err
+	}
+	p.strategy.Store(&name)
+	return nil
+}
+
+// SetGroups replaces the groups (a config reload) and rebuilds the
+// snapshot from the upstreams it holds, so a new group serves and a
+// removed one is unknown once it returns.
+func (p *Pool) SetGroups(groups []Group) error {
+	if err := checkGroups(groups); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.opts.Groups = groups
+	p.mu.Unlock()
+	p.rebuildFrom(nil)
+	return nil
 }
 
 // New checks options and returns an empty pool; call Load before serving.
@@ -94,22 +141,14 @@ func New(o Options) (*Pool, error) {
 	if o.Loader == nil {
 		return nil, fmt.Errorf("pool: no loader")
 	}
-	switch o.Strategy {
-	case "":
+	if o.Strategy == "" {
 		o.Strategy = RoundRobin
-	case RoundRobin, Random, LeastLatency, Sticky:
-	default:
-		return nil, fmt.Errorf("pool: unknown strategy %q (round-robin, random, least-latency, sticky)", o.Strategy)
 	}
-	seen := map[string]bool{}
-	for i, g := range o.Groups {
-		if g.Name == "" {
-			return nil, fmt.Errorf("pool: group %d has no name", i)
-		}
-		if seen[g.Name] {
-			return nil, fmt.Errorf("pool: group %q defined twice", g.Name)
-		}
-		seen[g.Name] = true
+	if err := checkStrategy(o.Strategy); err != nil {
+		return nil, err
+	}
+	if err := checkGroups(o.Groups); err != nil {
+		return nil, err
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
@@ -145,6 +184,7 @@ func New(o Options) (*Pool, error) {
 	}
 	p := &Pool{opts: o, rebuild: make(chan struct{}, 1), ejected: make(chan upstream.CheckResult, 1024), log: o.Log}
 	p.sessions.max = o.MaxSessions
+	p.strategy.Store(&o.Strategy)
 	p.snap.Store(newBuilder(0, 0, nil, nil, o.Groups, func(*upstream.Served, *health) bool { return false }).finish())
 	return p, nil
 }
@@ -228,7 +268,10 @@ func (p *Pool) swap(version uint64, n int, add func(b *builder, i int) error, kn
 
 // rebuildSnapshot rebuilds the current snapshot from its own entries (and
 // those already ejected), leaving out the upstreams ejected since.
-func (p *Pool) rebuildSnapshot() {
+func (p *Pool) rebuildSnapshot() { p.rebuildFrom(p.snap.Load().known) }
+
+// rebuildFrom is rebuildSnapshot with the group names known seeds.
+func (p *Pool) rebuildFrom(known map[string]bool) {
 	s := p.snap.Load()
 	p.swap(s.version, len(s.entries)+len(s.ejected), func(b *builder, i int) error {
 		var sv upstream.Served
@@ -239,7 +282,7 @@ func (p *Pool) rebuildSnapshot() {
 		}
 		b.add(&sv)
 		return nil
-	}, s.known, false)
+	}, known, false)
 }
 
 // Run reloads on Notify, on a changed Version (polled), and after
@@ -324,11 +367,11 @@ func (p *Pool) Pick(sel *upstream.Selector) (upstream.Choice, error) {
 		switch {
 		case sel.Session != "":
 			i = p.pickSession(s, v, sel)
-		case p.opts.Strategy == Sticky && sel.Client != "":
+		case *p.strategy.Load() == Sticky && sel.Client != "":
 			i = pickRing(s, v, sel, sel.Client)
-		case p.opts.Strategy == Random:
+		case *p.strategy.Load() == Random:
 			i = pickRandom(s, v, sel)
-		case p.opts.Strategy == LeastLatency:
+		case *p.strategy.Load() == LeastLatency:
 			i = pickP2C(s, v, sel)
 		default:
 			i = p.pickRR(s, v, sel)

@@ -115,6 +115,49 @@ func (e *Engine) call(f func(l *loop)) {
 // no loop touches a listener fd again, so the caller may close them.
 func (e *Engine) StopAccepting() { e.call(func(l *loop) { l.stopAccepting() }) }
 
+// AddListener has every loop accept from ln too (a port a config reload
+// added). Call it only between Start and StopAccepting.
+func (e *Engine) AddListener(ln Listener) error {
+	sysNoDelay(ln.FD)
+	var mu sync.Mutex
+	var errs []error
+	e.call(func(l *loop) {
+		// the loops share the first slice: each appends to its own copy
+		l.lns = append(l.lns[:len(l.lns):len(l.lns)], ln)
+		if !l.accept {
+			return // paused: addListeners takes it in on resuming
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ln.FD)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.FD, &ev); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	})
+	if len(errs) > 0 {
+		e.RemoveListener(ln.FD)
+		return fmt.Errorf("adding listener %q to epoll: %w", ln.Name, errs[0])
+	}
+	return nil
+}
+
+// RemoveListener takes the listener fd out of every loop; after it returns
+// no loop touches fd again, so the caller may close it. Connections it
+// accepted go on.
+func (e *Engine) RemoveListener(fd int) {
+	e.call(func(l *loop) {
+		for i, ln := range l.lns {
+			if ln.FD == fd {
+				if l.accept {
+					unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+				}
+				l.lns = append(l.lns[:i:i], l.lns[i+1:]...)
+				break
+			}
+		}
+	})
+}
+
 // CloseAll ends every connection the loops hold (drain timeout).
 func (e *Engine) CloseAll() { e.call(func(l *loop) { l.closeAll() }) }
 

@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/proxypool/proxypool/internal/gateway/evloop"
+)
+
+// port is one listener being served.
+type port struct {
+	name, group string
+	ln          net.Listener
+	fd          int // served by the event loops; -1: by a goroutine
+}
+
+// Port is one listener a config asks for: its name (as in Options.Ports
+// and the metrics' listener label), the group its clients are pinned to
+// ("" the whole pool) and the address to listen on.
+type Port struct {
+	Name, Group, Addr string
+}
+
+// SetPorts makes the listeners being served those of want (a config
+// reload): a listener whose name, group and address are unchanged keeps
+// serving untouched, one no longer wanted stops accepting and is closed
+// (its open tunnels go on until they end, as at a drain), and one new is
+// opened by the gateway itself (under socket activation only the ports
+// systemd passed at start come from it). Removals go first, so an address
+// moving from one name to another is free when it is opened again. It
+// applies what it can and returns the ports it could not open.
+func (g *Gateway) SetPorts(ctx context.Context, want []Port) error {
+	g.lnMu.Lock()
+	defer g.lnMu.Unlock()
+	if g.runCtx == nil || g.stopped {
+		return errors.New("gateway: setting ports: the gateway is not running")
+	}
+	var keep []*port
+	have := map[string]bool{}
+	for _, p := range g.ports {
+		i := slices.IndexFunc(want, func(w Port) bool { return w.Name == p.name })
+		if i >= 0 && want[i].Group == p.group && sameAddr(ctx, p.ln.Addr(), want[i].Addr) {
+			keep = append(keep, p)
+			have[p.name] = true
+			continue
+		}
+		g.closePort(p)
+	}
+	g.ports = keep
+	var errs []error
+	for _, w := range want {
+		if have[w.Name] {
+			continue
+		}
+		if err := g.openPort(ctx, w); err != nil {
+			errs = append(errs, fmt.Errorf("opening %s on %s: %w", w.Name, w.Addr, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// closePort stops accepting on p and closes its listener; connections it
+// accepted are left alone. Called with lnMu held.
+func (g *Gateway) closePort(p *port) {
+	if p.fd >= 0 && g.eng != nil {
+		g.eng.RemoveListener(p.fd) // no loop touches the fd once this returns
+	}
+	p.ln.Close()
+	g.log.WithFields(logrus.Fields{"listener": p.name, "addr": p.ln.Addr().String()}).Info("gateway stopped listening")
+}
+
+// openPort listens on w.Addr and serves it the way Run serves its
+// listeners. Called with lnMu held.
+func (g *Gateway) openPort(ctx context.Context, w Port) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", w.Addr)
+	if err != nil {
+		return err
+	}
+	if err := g.checkOpen(w.Name, ln); err != nil {
+		ln.Close()
+		return err
+	}
+	p := &port{name: w.Name, group: w.Group, ln: ln, fd: -1}
+	if fd, loop := g.loopFD(ln); loop && g.eng != nil {
+		if err := g.eng.AddListener(evloop.Listener{FD: fd, Name: w.Name, Group: w.Group}); err != nil {
+			ln.Close()
+			return err
+		}
+		p.fd = fd
+	} else {
+		g.serveGo(p, false)
+	}
+	g.ports = append(g.ports, p)
+	g.logListening(p)
+	return nil
+}
+
+// sameAddr reports whether a listener bound to a serves addr ("host:port"
+// as configured): same port, and the host names a's IP (a wildcard host
+// matching a wildcard bind).
+func sameAddr(ctx context.Context, a net.Addr, addr string) bool {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String() == addr
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	pn, err := net.LookupPort("tcp", portStr)
+	if err != nil || pn != ta.Port {
+		return false
+	}
+	bound, _ := netip.AddrFromSlice(ta.IP)
+	bound = bound.Unmap()
+	if host == "" {
+		return bound.IsUnspecified()
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.Unmap() == bound || ip.IsUnspecified() && bound.IsUnspecified()
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return false
+	}
+	for _, ip := range ips {
+		if ip.Unmap() == bound {
+			return true
+		}
+	}
+	return false
+}
