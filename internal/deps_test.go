@@ -71,6 +71,7 @@ var mayImport = map[string][]string{
 	"manager": {vocab, "control", "parse", "store"},
 	"slo":     {vocab, "logging", "pool"},
 	"torops":  {vocab, "control", "logging", "slo", "store", "torctl", "torgen", "units"},
+	"reload":  {"config", "store"}, // SIGHUP: re-read the config, apply, record
 	// test helpers
 	"fleet":    {vocab, "socks", "httpproxy"},
 	"dbustest": nil,
@@ -83,7 +84,7 @@ var mayImport = map[string][]string{
 var cmdMayImport = map[string][]string{
 	// the daemon wires everything but the protocol servers and the test helpers
 	"proxypoold": {vocab, "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
-		"pool", "probe", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
+		"pool", "probe", "reload", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
 	// the operator's CLI: D-Bus, or the store read-only, and offline parse
 	"proxypoolctl": {vocab, "config", "control", "manager", "parse", "store", "top"},
 	// test and benchmark programs
