@@ -43,7 +43,9 @@ func runGateway(ctx context.Context, g *globals, args []string) error {
 	go watchPoolChanged(ctx, e, !user, notify)
 	m := e.newMetrics()
 	serveMetrics(ctx, e, m, e.cfg.Metrics.GatewayListen, func() error { _, err := st.Version(ctx); return err })
-	return serveGateway(ctx, e, st, notify, m.Gateway(), sd.Ready)
+	live := &liveGateway{}
+	reloadOn(ctx, g, e, st, "gateway", gatewayLive, gatewayUses, live.apply)
+	return serveGateway(ctx, e, st, notify, m.Gateway(), sd.Ready, live)
 }
 
 // watchPoolChanged turns D-Bus PoolChanged signals into reload requests. The
@@ -122,7 +124,8 @@ func listenerPlan(e *env) (want map[string]string, ports map[string]string) {
 
 // serveGateway runs pool + gateway until ctx ends. ready is called once every
 // listener is served and the pool is loaded.
-func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan struct{}, gm *metrics.GatewayMetrics, ready func() error) error {
+// live, when set, is handed the pool and gateway for config reloads.
+func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan struct{}, gm *metrics.GatewayMetrics, ready func() error, live *liveGateway) error {
 	log := e.log.WithField(logging.FieldComponent, "gateway")
 	if n, err := gateway.RaiseFileLimit(); err == nil {
 		log.Debugf("file descriptor limit %d", n)
@@ -187,6 +190,7 @@ func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan st
 		}
 		return fmt.Errorf("%s: %w", e.cfg.Pos("gateway"), err)
 	}
+	live.set(p, gw)
 	defer sd.Stopping()
 	return gw.Run(ctx, grouped)
 }

@@ -41,13 +41,19 @@ func (g *Gateway) SetPorts(ctx context.Context, want []Port) error {
 	if g.runCtx == nil || g.stopped {
 		return errors.New("gateway: setting ports: the gateway is not running")
 	}
-	var keep []*port
+	// A name systemd passed several sockets for (ListenStream= twice)
+	// stays whole while one of them is at the wanted address.
 	have := map[string]bool{}
 	for _, p := range g.ports {
 		i := slices.IndexFunc(want, func(w Port) bool { return w.Name == p.name })
 		if i >= 0 && want[i].Group == p.group && sameAddr(ctx, p.ln.Addr(), want[i].Addr) {
-			keep = append(keep, p)
 			have[p.name] = true
+		}
+	}
+	var keep []*port
+	for _, p := range g.ports {
+		if have[p.name] {
+			keep = append(keep, p)
 			continue
 		}
 		g.closePort(p)

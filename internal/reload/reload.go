@@ -34,9 +34,10 @@ type Options struct {
 	// stays the one to diff against next time.
 	Apply func(ctx context.Context, running, next *config.Config, changed []string) error
 	// Live are the keys (or key prefixes: "gateway.ports", "groups") that
-	// Apply takes without a restart; any other changed key is logged as
+	// Apply takes without a restart. Any other changed key this process
+	// uses (under a prefix of Restart; nil: every key) is logged as
 	// waiting for the next restart.
-	Live []string
+	Live, Restart []string
 	// Record stores each attempt (the store's RecordReload); nil: none.
 	Record func(ctx context.Context, r store.Reload) error
 	Log    logrus.FieldLogger
@@ -107,18 +108,24 @@ func (r *Reloader) Reload(ctx context.Context) store.Reload {
 func (r *Reloader) later(changed []string) []string {
 	var out []string
 	for _, k := range changed {
-		live := false
-		for _, l := range r.o.Live {
-			if k == l || strings.HasPrefix(k, l+".") {
-				live = true
-				break
-			}
-		}
-		if !live {
+		if !Any([]string{k}, r.o.Live...) && (r.o.Restart == nil || Any([]string{k}, r.o.Restart...)) {
 			out = append(out, k)
 		}
 	}
 	return out
+}
+
+// Any reports whether a key of changed is one of keys or below one
+// ("groups.us.min-healthy" is below "groups").
+func Any(changed []string, keys ...string) bool {
+	for _, c := range changed {
+		for _, k := range keys {
+			if c == k || strings.HasPrefix(c, k+".") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func describe(changed []string) string {

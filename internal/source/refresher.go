@@ -28,6 +28,21 @@ type Refresher struct {
 
 	once sync.Once
 	mu   sync.Mutex // the operator's refreshes run one at a time
+	smu  sync.Mutex // Sources, once SetSources may change them
+}
+
+// SetSources replaces the sources the next refreshes fetch (a config
+// reload); a refresh under way finishes with the ones it started with.
+func (r *Refresher) SetSources(srcs []Source) {
+	r.smu.Lock()
+	r.Sources = srcs
+	r.smu.Unlock()
+}
+
+func (r *Refresher) sources() []Source {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	return r.Sources
 }
 
 func (r *Refresher) init() {
@@ -47,7 +62,7 @@ func (r *Refresher) init() {
 // MinInterval) and returns one summary per source.
 func (r *Refresher) Once(ctx context.Context, force bool) []upstream.SourceSummary {
 	r.init()
-	if len(r.Sources) == 0 {
+	if len(r.sources()) == 0 {
 		r.Log.Warn("no sources configured (sources: in the config): nothing to refresh")
 		return nil
 	}
@@ -90,14 +105,14 @@ func (r *Refresher) Refresh(ctx context.Context, progress func(done, total int))
 	r.init()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.Sources) == 0 {
+	if len(r.sources()) == 0 {
 		return errors.New("no sources configured (sources: in the config): nothing to refresh")
 	}
 	return AllFailed(r.run(ctx, true, progress))
 }
 
 func (r *Refresher) run(ctx context.Context, force bool, progress func(done, total int)) []upstream.SourceSummary {
-	sums := r.Fetcher.refresh(ctx, r.Sink, r.Sources, force, progress)
+	sums := r.Fetcher.refresh(ctx, r.Sink, r.sources(), force, progress)
 	added := false
 	for _, s := range sums {
 		l := r.Log.WithField(logging.FieldSource, s.Source)
