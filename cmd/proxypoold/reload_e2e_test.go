@@ -102,7 +102,7 @@ func TestReloadE2E(t *testing.T) {
 					return
 				default:
 				}
-				if _, err := exitVia(c, judge.URL); err != nil {
+				if _, err := exitVia(c, judge.URL+"/ip"); err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, &err)
 					continue
@@ -172,7 +172,7 @@ func TestReloadE2E(t *testing.T) {
 		})
 		if v.pinned {
 			seen("the pinned port answering with US exits", func() bool {
-				ip, err := exitVia(proxyClient("socks5://"+reloadPinned), judge.URL)
+				ip, err := exitVia(proxyClient("socks5://"+reloadPinned), judge.URL+"/ip")
 				return err == nil && f.ByExitIP(ip).Spec.Country == "US"
 			})
 		} else {
@@ -225,7 +225,7 @@ func TestReloadE2E(t *testing.T) {
 		t.Errorf("status reloads %+v, want pid %d's error naming %s", status.Reloads, pid, where)
 	}
 	for i := range 20 {
-		if _, err := exitVia(proxyClient([]string{"socks5", "http"}[i%2]+"://"+reloadMain), judge.URL); err != nil {
+		if _, err := exitVia(proxyClient([]string{"socks5", "http"}[i%2]+"://"+reloadMain), judge.URL+"/ip"); err != nil {
 			t.Fatalf("after the broken reload: %v", err)
 		}
 	}
@@ -269,9 +269,10 @@ func proxyClient(proxy string) *http.Client {
 
 var originRE = regexp.MustCompile(`"origin":\s*"([^"]+)"`)
 
-// exitVia returns the exit the judge saw for one request through c.
-func exitVia(c *http.Client, judge string) (string, error) {
-	resp, err := c.Get(judge + "/ip")
+// exitVia returns the exit the judge (its /ip) saw for one request
+// through c.
+func exitVia(c *http.Client, target string) (string, error) {
+	resp, err := c.Get(target)
 	if err != nil {
 		return "", err
 	}
@@ -288,7 +289,7 @@ func exitVia(c *http.Client, judge string) (string, error) {
 func distinctExits(c *http.Client, judge string, n int) int {
 	seen := map[string]bool{}
 	for range n {
-		if ip, err := exitVia(c, judge); err == nil {
+		if ip, err := exitVia(c, judge+"/ip"); err == nil {
 			seen[ip] = true
 		}
 	}
