@@ -8,9 +8,9 @@
 #              de (hashed ports), then removes us's (de's left for purge)
 #   reload     after the restart under load: `systemctl reload
 #              proxypool.target` opens a pinned port and turns on debug
-#              logs with the same processes; a broken config fails the
-#              reload, keeps the units active and serving, and is named in
-#              the journal and proxypoolctl status
+#              logs with the same processes; a broken config fails each
+#              unit's reload, keeps the units active and serving, and is
+#              named in the journal and proxypoolctl status
 #   purged     after `apt purge proxypool`
 # E2E_SKIP: comma-separated check names to skip (e.g. while a binary is a stub).
 set -euo pipefail
@@ -79,7 +79,6 @@ reload)
 	for u in proxy-gateway proxy-probe; do
 		journalctl -u $u.service --no-pager | has 'config reloaded' || { journalctl -u $u.service --no-pager -n 20; echo "$u did not log its reload"; exit 1; }
 	done
-	journalctl -u proxy-gateway.service --no-pager | has 'gateway listening.*127.0.0.1:8010'
 	proxypoolctl status | grep '^reload: ' | tee /tmp/reloads
 	[ "$(grep -c ': applied$' /tmp/reloads)" = 2 ] || { echo "status does not show both reloads applied"; exit 1; }
 
@@ -87,8 +86,11 @@ reload)
 	sed -i 's/^  listen: 127.0.0.1:8000$/  listen: 127.0.0.1:8000\n  strategyy: sticky/' "$CFG"
 	line=$(grep -n strategyy "$CFG" | cut -d: -f1)
 	if systemctl reload proxy-gateway.service; then echo "systemctl reload of a broken config succeeded"; exit 1; fi
+	# The target's own reload job succeeds whatever its units' did
+	# (systemd 252): its exit status cannot carry theirs.
 	rc=0; systemctl reload proxypool.target || rc=$?
 	echo "systemctl reload proxypool.target with a broken config: exit $rc"
+	if systemctl reload proxy-probe.service; then echo "systemctl reload of the probe with a broken config succeeded"; exit 1; fi
 	systemctl is-active --quiet proxy-gateway.service proxy-probe.service
 	curl -sS -f --max-time 10 -x socks5h://127.0.0.1:8000 http://127.0.0.1:18080/ip >/dev/null
 	curl -sS -f --max-time 10 -x socks5h://127.0.0.1:8010 http://127.0.0.1:18080/ip >/dev/null
@@ -101,7 +103,6 @@ reload)
 	systemctl reload proxypool.target
 	! timeout 2 bash -c '</dev/tcp/127.0.0.1/8010' 2>/dev/null || { echo "127.0.0.1:8010 still answers after its port was removed"; exit 1; }
 	curl -sS -f --max-time 10 -x socks5h://127.0.0.1:8000 http://127.0.0.1:18080/ip >/dev/null
-	[ "$rc" != 0 ] || { echo "systemctl reload proxypool.target exited 0 on a broken config"; exit 1; }
 	;;
 installed | rebooted)
 	check units-active
