@@ -121,6 +121,7 @@ type Gateway struct {
 	runCtx  context.Context // Run's: what added listeners serve under
 	errc    chan error      // an accept error that ends Run
 	stopped bool            // Run is shutting down
+	portIDs uint64          // the last port.id handed out
 	accept  sync.WaitGroup  // goroutine-path accept loops
 
 	stats Stats
@@ -274,10 +275,10 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	for name, list := range lns {
 		group := g.opts.Ports[name]
 		for _, ln := range list {
-			p := &port{name: name, group: group, ln: ln, fd: -1}
+			p := g.newPort(name, group, ln)
 			if fd, loop := g.loopFD(ln); loop {
 				p.fd = fd
-				loopLns = append(loopLns, evloop.Listener{FD: fd, Name: name, Group: group})
+				loopLns = append(loopLns, evloop.Listener{FD: fd, Name: name, Group: group, ID: p.id})
 			} else {
 				goLns = append(goLns, p)
 			}
@@ -353,7 +354,7 @@ func (g *Gateway) serveGo(p *port, fatal bool) {
 	g.accept.Add(1)
 	go func() {
 		defer g.accept.Done()
-		err := g.serve(g.runCtx, p.ln, p.name, p.group)
+		err := g.serve(g.runCtx, p)
 		if err == nil {
 			return
 		}
@@ -397,7 +398,8 @@ func isLoopback(a net.Addr) bool {
 	return false
 }
 
-func (g *Gateway) serve(ctx context.Context, ln net.Listener, name, group string) error {
+func (g *Gateway) serve(ctx context.Context, p *port) error {
+	ln := p.ln
 	var delay time.Duration
 	for {
 		if !g.adm.wait(ctx) {
@@ -421,7 +423,7 @@ func (g *Gateway) serve(ctx context.Context, ln net.Listener, name, group string
 		}
 		delay = 0
 		g.stats.Accepted.Add(1)
-		cc := &conn{g: g, c: c, listener: name, group: group}
+		cc := &conn{g: g, c: c, listener: p.name, group: p.group, port: p.id}
 		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 			cc.client = a.AddrPort().Addr().Unmap()
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -17,7 +18,14 @@ import (
 type port struct {
 	name, group string
 	ln          net.Listener
-	fd          int // served by the event loops; -1: by a goroutine
+	fd          int    // served by the event loops; -1: by a goroutine
+	id          uint64 // its connections' conn.port / Admission.Port
+}
+
+// newPort numbers a listener. Called with lnMu held.
+func (g *Gateway) newPort(name, group string, ln net.Listener) *port {
+	g.portIDs++
+	return &port{name: name, group: group, ln: ln, fd: -1, id: g.portIDs}
 }
 
 // Port is one listener a config asks for: its name (as in Options.Ports
@@ -71,14 +79,41 @@ func (g *Gateway) SetPorts(ctx context.Context, want []Port) error {
 	return errors.Join(errs...)
 }
 
-// closePort stops accepting on p and closes its listener; connections it
-// accepted are left alone. Called with lnMu held.
+// closePort stops accepting on p and closes its listener. Its open
+// connections go on for up to DrainTimeout (as at shutdown), then the
+// ones left are closed. Called with lnMu held.
 func (g *Gateway) closePort(p *port) {
 	if p.fd >= 0 && g.eng != nil {
 		g.eng.RemoveListener(p.fd) // no loop touches the fd once this returns
 	}
 	p.ln.Close()
 	g.log.WithFields(logrus.Fields{"listener": p.name, "addr": p.ln.Addr().String()}).Info("gateway stopped listening")
+	time.AfterFunc(g.opts.DrainTimeout, func() { g.closeFrom(p) })
+}
+
+// closeFrom ends the connections still open that p accepted. Once Run is
+// shutting down its own drain has them.
+func (g *Gateway) closeFrom(p *port) {
+	g.lnMu.Lock()
+	defer g.lnMu.Unlock() // held: Run cannot stop the loops meanwhile
+	if g.stopped {
+		return
+	}
+	n := 0
+	g.mu.Lock()
+	for c := range g.conns {
+		if c.port == p.id {
+			c.closeAll()
+			n++
+		}
+	}
+	g.mu.Unlock()
+	if g.eng != nil {
+		g.eng.CloseFrom(p.id)
+	}
+	if n > 0 {
+		g.log.WithFields(logrus.Fields{"listener": p.name, "connections": n}).Warn("drain timeout of a removed port: closed its open tunnels")
+	}
 }
 
 // openPort listens on w.Addr and serves it the way Run serves its
@@ -93,9 +128,9 @@ func (g *Gateway) openPort(ctx context.Context, w Port) error {
 		ln.Close()
 		return err
 	}
-	p := &port{name: w.Name, group: w.Group, ln: ln, fd: -1}
+	p := g.newPort(w.Name, w.Group, ln)
 	if fd, loop := g.loopFD(ln); loop && g.eng != nil {
-		if err := g.eng.AddListener(evloop.Listener{FD: fd, Name: w.Name, Group: w.Group}); err != nil {
+		if err := g.eng.AddListener(evloop.Listener{FD: fd, Name: w.Name, Group: w.Group, ID: p.id}); err != nil {
 			ln.Close()
 			return err
 		}

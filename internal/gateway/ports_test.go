@@ -122,3 +122,30 @@ func tunnelGet(rw *bufio.ReadWriter, target string) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return strings.TrimSpace(string(b)), err
 }
+
+// TestRemovedPortDrainTimeout: a tunnel of a removed port goes on for the
+// drain timeout, then is closed, while one of a port still served stays.
+func TestRemovedPortDrainTimeout(t *testing.T) {
+	const drain = 400 * time.Millisecond
+	w := newWorld(t, worldOpts{spec: fleet.Spec{Members: []fleet.MemberSpec{{Kind: fleet.SOCKS5, Behavior: fleet.Good}, {Kind: fleet.SOCKS5, Behavior: fleet.Good}}}, gw: gateway.Options{DrainTimeout: drain}})
+	ctx := context.Background()
+	main := gateway.Port{Name: "gateway", Addr: w.addr}
+	const extra = "127.84.0.1:20003"
+	if err := w.gw.SetPorts(ctx, []gateway.Port{main, {Name: "port-20003", Addr: extra}}); err != nil {
+		t.Fatal(err)
+	}
+	removed, kept := connectTunnel(t, extra, w.judge), connectTunnel(t, w.addr, w.judge)
+	if err := w.gw.SetPorts(ctx, []gateway.Port{main}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tunnelGet(removed, w.judge); err != nil {
+		t.Fatalf("within the drain timeout, the removed port's tunnel: %v", err)
+	}
+	time.Sleep(drain + 300*time.Millisecond)
+	if _, err := tunnelGet(removed, w.judge); err == nil {
+		t.Fatalf("the removed port's tunnel still works %s after its drain timeout", drain+300*time.Millisecond)
+	}
+	if _, err := tunnelGet(kept, w.judge); err != nil {
+		t.Fatalf("the mixed port's tunnel after another port's drain: %v", err)
+	}
+}

@@ -40,6 +40,7 @@ import (
 type Listener struct {
 	FD          int
 	Name, Group string
+	ID          uint64 // the host's name for it, in each Admission.Port
 }
 
 const (
@@ -156,6 +157,12 @@ func (e *Engine) RemoveListener(fd int) {
 			}
 		}
 	})
+}
+
+// CloseFrom ends every connection the loops hold that was accepted from
+// the listener with that ID (a removed port's drain timeout).
+func (e *Engine) CloseFrom(id uint64) {
+	e.call(func(l *loop) { l.closeWhere(func(c *econn) bool { return c.adm.Port == id }) })
 }
 
 // CloseAll ends every connection the loops hold (drain timeout).
@@ -460,6 +467,7 @@ func (l *loop) acceptFrom(ln *Listener, now time.Time) {
 			return
 		}
 		adm := h.Opened(peer)
+		adm.Port = ln.ID
 		l.nconns++
 		c := &econn{l: l, cfd: fd, ufd: -1, ti: -1, listener: ln.Name, group: ln.Group, start: now, crd: true, cwr: true, adm: adm}
 		c.sel.Group = ln.Group
@@ -490,10 +498,14 @@ func (l *loop) pause(now time.Time, d time.Duration) {
 }
 
 // closeAll ends every connection (drain timeout).
-func (l *loop) closeAll() {
+func (l *loop) closeAll() { l.closeWhere(func(*econn) bool { return true }) }
+
+// closeWhere ends the connections that match (each is in conns by both
+// its fds).
+func (l *loop) closeWhere(match func(c *econn) bool) {
 	seen := map[*econn]bool{}
 	for _, c := range l.conns {
-		if !seen[c] {
+		if !seen[c] && match(c) {
 			seen[c] = true
 			c.finish(c.outcomeOr(failover.OutcomeClientClosed))
 		}
