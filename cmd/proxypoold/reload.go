@@ -51,6 +51,7 @@ func reloadOn(ctx context.Context, g *globals, e *env, st *store.Store, componen
 			return nil
 		},
 	}, e.cfg)
+	r.Started(ctx)
 	if g.hup != nil {
 		go r.Run(ctx, g.hup)
 	}

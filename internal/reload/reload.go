@@ -64,6 +64,17 @@ func New(o Options, cfg *config.Config) *Reloader {
 	return &Reloader{o: o, running: cfg}
 }
 
+// Started records generation 0, the config the process started with, so
+// what status shows is this process's and not a previous one's.
+func (r *Reloader) Started(ctx context.Context) {
+	if r.o.Record == nil {
+		return
+	}
+	if err := r.o.Record(ctx, store.Reload{Component: r.o.Component, PID: r.o.PID, At: time.Now()}); err != nil {
+		r.o.Log.WithError(err).Warn("recording the config the process started with")
+	}
+}
+
 // Running returns the config in effect.
 func (r *Reloader) Running() *config.Config {
 	r.mu.Lock()

@@ -47,6 +47,11 @@ func TestReload(t *testing.T) {
 			applied = append(applied, changed)
 			return nil
 		}}, cfg)
+	st.RecordReload(ctx, store.Reload{Component: "run", PID: 4000, Generation: 7}) // the previous process's
+	r.Started(ctx)
+	if rs, err := st.Reloads(ctx); err != nil || len(rs) != 1 || rs[0].PID != 4242 || rs[0].Generation != 0 {
+		t.Fatalf("after Started, reloads = %+v, %v; want this process's generation 0 only", rs, err)
+	}
 
 	tests := []struct {
 		name, file   string
