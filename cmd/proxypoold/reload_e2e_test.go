@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/control"
 	"github.com/proxypool/proxypool/internal/fleet"
 	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/reload"
@@ -217,12 +218,18 @@ func TestReloadE2E(t *testing.T) {
 		b, _ := os.ReadFile(d.logPath)
 		return bytes.Contains(b, []byte("config reload failed")) && bytes.Contains(b, []byte(where))
 	})
-	status, err := manager.New(manager.Options{Store: st}).Status(ctx) // what proxypoolctl --db status prints
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(status.Reloads) != 1 || !strings.Contains(status.Reloads[0].Error, where) || status.Reloads[0].PID != pid {
-		t.Errorf("status reloads %+v, want pid %d's error naming %s", status.Reloads, pid, where)
+	// what proxypoolctl --db status prints; the reload is recorded as it
+	// is logged, and `proxypoold reload` of a broken file does not wait
+	var status control.Status
+	waitFor(t, ctx, d, "status naming "+where, func() bool {
+		status, err = manager.New(manager.Options{Store: st}).Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(status.Reloads) == 1 && strings.Contains(status.Reloads[0].Error, where)
+	})
+	if status.Reloads[0].PID != pid || status.Reloads[0].Generation != 11 {
+		t.Errorf("status reloads %+v, want pid %d's generation 11", status.Reloads, pid)
 	}
 	for i := range 20 {
 		if _, err := exitVia(proxyClient([]string{"socks5", "http"}[i%2]+"://"+reloadMain), judge.URL+"/ip"); err != nil {
