@@ -72,7 +72,8 @@ var mayImport = map[string][]string{
 	"slo":     {vocab, "logging", "pool"},
 	"torops":  {vocab, "control", "logging", "slo", "store", "torctl", "torgen", "units"},
 	// the HTTP control API over control.Manager (server and client)
-	"api": {vocab, "control"},
+	"api":    {vocab, "control"},
+	"reload": {"config", "store"}, // SIGHUP: re-read the config, apply, record
 	// test helpers
 	"fleet":    {vocab, "socks", "httpproxy"},
 	"dbustest": nil,
@@ -85,7 +86,7 @@ var mayImport = map[string][]string{
 var cmdMayImport = map[string][]string{
 	// the daemon wires everything but the protocol servers and the test helpers
 	"proxypoold": {vocab, "api", "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
-		"pool", "probe", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
+		"pool", "probe", "reload", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
 	// the operator's CLI: D-Bus or the HTTP API, or the store read-only, and offline parse
 	"proxypoolctl": {vocab, "api", "config", "control", "manager", "parse", "store", "top"},
 	// test and benchmark programs

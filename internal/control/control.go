@@ -115,6 +115,18 @@ type Status struct {
 	Reputation  []SourceReputation `json:"reputation,omitempty"`
 	Floors      []GroupFloor       `json:"floors,omitempty"`
 	SourceState []SourceStatus     `json:"source_state,omitempty"`
+	Reloads     []ReloadStatus     `json:"reloads,omitempty"`
+}
+
+// ReloadStatus is one daemon process's last config reload (SIGHUP,
+// systemctl reload): Error is why it kept its running config, "" when
+// the new one applied.
+type ReloadStatus struct {
+	Component  string    `json:"component"` // probe, gateway, run
+	PID        int       `json:"pid"`
+	Generation uint64    `json:"generation"` // reloads since the process started
+	At         time.Time `json:"at"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // ProbeStatus is the health checker's progress.
