@@ -60,6 +60,8 @@ func printStatus(w io.Writer, st control.Status, topN int, now time.Time) {
 		outcome := "applied"
 		if r.Error != "" {
 			outcome = "FAILED, running config kept: " + r.Error
+		} else if len(r.Restart) > 0 {
+			outcome += "; needs a restart: " + strings.Join(r.Restart, ", ")
 		}
 		fmt.Fprintf(w, "reload: %s (pid %d) #%d at %s (%s): %s\n", r.Component, r.PID, r.Generation,
 			r.At.Local().Format("2006-01-02 15:04:05"), ago(now, r.At), outcome)

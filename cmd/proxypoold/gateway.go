@@ -47,7 +47,7 @@ func runGateway(ctx context.Context, g *globals, args []string) error {
 	m := e.newMetrics()
 	serveMetrics(ctx, e, m, e.cfg.Metrics.GatewayListen, func() error { _, err := st.Version(ctx); return err })
 	live := &liveGateway{}
-	reloadOn(ctx, g, e, st, "gateway", gatewayLive, gatewayUses, live.apply)
+	reloadOn(ctx, g, e, st, "gateway", gatewayKeys, live.apply)
 	return serveGateway(ctx, e, st, notify, m.Gateway(), sd.Ready, live)
 }
 

@@ -73,7 +73,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 			}
 		}()
 	}
-	reloadOn(ctx, g, e, st, "probe", probeLive, probeUses, func(ctx context.Context, next *env, changed []string) error {
+	reloadOn(ctx, g, e, st, "probe", probeKeys, func(ctx context.Context, next *env, changed []string) error {
 		if err := applyProbe(pl, next, changed); err != nil {
 			return err
 		}

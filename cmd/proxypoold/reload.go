@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +29,9 @@ var (
 	probeLive   = []string{"log.level", "probe.concurrency", "probe.geoip", "probe.geoip6", "probe.judges",
 		"probe.real-ip", "probe.target", "probe.timeout", "probe.uplink-check", "sources"}
 	runLive = append(append([]string(nil), gatewayLive...), probeLive...)
+	// run's pool takes the groups live, but its SLO guard and tor
+	// supervisor read their floors and budgets only at start
+	runLater = []string{"groups.*.min-exits", "groups.*.min-healthy", "groups.*.tor-instances"}
 )
 
 // The keys each process uses: a change to one not live waits for a
@@ -37,21 +41,35 @@ var (
 	probeUses   = []string{"database", "groups", "log", "metrics.enabled", "metrics.listen", "probe", "slo", "sources", "tor"}
 )
 
+// reloadKeys are what one process applies of a reload: reload.Options'
+// Live, Restart and Later.
+type reloadKeys struct{ live, uses, later []string }
+
+var (
+	gatewayKeys = reloadKeys{live: gatewayLive, uses: gatewayUses}
+	probeKeys   = reloadKeys{live: probeLive, uses: probeUses}
+	runKeys     = reloadKeys{live: runLive, later: runLater}
+)
+
+func (k reloadKeys) options() reload.Options {
+	return reload.Options{Live: k.live, Restart: k.uses, Later: k.later}
+}
+
 // reloadOn starts the reload loop of one daemon process: every SIGHUP
 // (g.hup) re-reads the config; apply gets the new config's env.
-func reloadOn(ctx context.Context, g *globals, e *env, st *store.Store, component string, live, uses []string, apply func(ctx context.Context, next *env, changed []string) error) *reload.Reloader {
-	r := reload.New(reload.Options{
-		Path: e.cfg.File, Component: component, Live: live, Restart: uses,
-		Record: st.RecordReload, Log: e.log.WithField(logging.FieldComponent, "reload"),
-		Apply: func(ctx context.Context, _, next *config.Config, changed []string) error {
-			ne := &env{cfg: next, log: e.log}
-			if err := apply(ctx, ne, changed); err != nil {
-				return err
-			}
-			e.log.SetLevel(logging.ParseLevel(next.Log.Level))
-			return nil
-		},
-	}, e.cfg)
+func reloadOn(ctx context.Context, g *globals, e *env, st *store.Store, component string, keys reloadKeys, apply func(ctx context.Context, next *env, changed []string) error) *reload.Reloader {
+	o := keys.options()
+	o.Path, o.Component = e.cfg.File, component
+	o.Record, o.Log = st.RecordReload, e.log.WithField(logging.FieldComponent, "reload")
+	o.Apply = func(ctx context.Context, _, next *config.Config, changed []string) error {
+		ne := &env{cfg: next, log: e.log}
+		if err := apply(ctx, ne, changed); err != nil {
+			return err
+		}
+		e.log.SetLevel(logging.ParseLevel(next.Log.Level))
+		return nil
+	}
+	r := reload.New(o, e.cfg)
 	r.Started(ctx)
 	if g.hup != nil {
 		go r.Run(ctx, g.hup)
@@ -190,5 +208,8 @@ func runReload(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	fmt.Fprintf(g.stdout, "%s (pid %d): config reloaded, generation %d\n", got.Component, pid, got.Generation)
+	if len(got.Restart) > 0 {
+		fmt.Fprintf(g.stdout, "%s (pid %d): changed but needs a restart: %s\n", got.Component, pid, strings.Join(got.Restart, ", "))
+	}
 	return nil
 }

@@ -89,7 +89,7 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	}
 
 	live := &liveGateway{}
-	reloadOn(ctx, g, e, st, "run", runLive, nil, func(ctx context.Context, next *env, changed []string) error {
+	reloadOn(ctx, g, e, st, "run", runKeys, func(ctx context.Context, next *env, changed []string) error {
 		if err := applyProbe(pl, next, changed); err != nil {
 			return err
 		}

@@ -120,13 +120,15 @@ type Status struct {
 
 // ReloadStatus is one daemon process's last config reload (SIGHUP,
 // systemctl reload): Error is why it kept its running config, "" when
-// the new one applied.
+// the new one applied; Restart the changed keys it applies only at its
+// next restart.
 type ReloadStatus struct {
 	Component  string    `json:"component"` // probe, gateway, run
 	PID        int       `json:"pid"`
 	Generation uint64    `json:"generation"` // reloads since the process started
 	At         time.Time `json:"at"`
 	Error      string    `json:"error,omitempty"`
+	Restart    []string  `json:"restart,omitempty"`
 }
 
 // ProbeStatus is the health checker's progress.

@@ -38,6 +38,10 @@ type Options struct {
 	// uses (under a prefix of Restart; nil: every key) is logged as
 	// waiting for the next restart.
 	Live, Restart []string
+	// Later are keys under a Live prefix that Apply does not take all
+	// the same ("*" matches one element: "groups.*.min-healthy" when
+	// "groups" is live for the pool but the floors are not).
+	Later []string
 	// Record stores each attempt (the store's RecordReload); nil: none.
 	Record func(ctx context.Context, r store.Reload) error
 	Log    logrus.FieldLogger
@@ -95,6 +99,7 @@ func (r *Reloader) Reload(ctx context.Context) store.Reload {
 		if err = r.o.Apply(ctx, r.running, next, changed); err == nil {
 			r.running = next
 			later := r.later(changed)
+			res.Restart = later
 			if len(later) > 0 {
 				log.Warnf("config reloaded; %s changed but take effect only at the next restart", strings.Join(later, ", "))
 			}
@@ -119,11 +124,19 @@ func (r *Reloader) Reload(ctx context.Context) store.Reload {
 func (r *Reloader) later(changed []string) []string {
 	var out []string
 	for _, k := range changed {
-		if !Any([]string{k}, r.o.Live...) && (r.o.Restart == nil || Any([]string{k}, r.o.Restart...)) {
+		if r.o.NeedsRestart(k) {
 			out = append(out, k)
 		}
 	}
 	return out
+}
+
+// NeedsRestart reports whether a change of key waits for the process's
+// next restart: it uses the key (Restart) and Apply does not take it
+// (not under Live, or named by Later).
+func (o Options) NeedsRestart(key string) bool {
+	live := Any([]string{key}, o.Live...) && !matchAny(key, o.Later)
+	return !live && (o.Restart == nil || Any([]string{key}, o.Restart...))
 }
 
 // Any reports whether a key of changed is one of keys or below one
@@ -134,6 +147,29 @@ func Any(changed []string, keys ...string) bool {
 			if c == k || strings.HasPrefix(c, k+".") {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// matchAny reports whether key is one of patterns or below one, "*"
+// matching any one element.
+func matchAny(key string, patterns []string) bool {
+	ks := strings.Split(key, ".")
+	for _, p := range patterns {
+		ps := strings.Split(p, ".")
+		if len(ks) < len(ps) {
+			continue
+		}
+		match := true
+		for i, e := range ps {
+			if e != "*" && e != ks[i] {
+				match = false
+				break
+			}
+		}
+		if match {
+			return true
 		}
 	}
 	return false

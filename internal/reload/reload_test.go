@@ -55,13 +55,15 @@ func TestReload(t *testing.T) {
 
 	tests := []struct {
 		name, file   string
-		wantErr      string // in the recorded error; "" applied
-		wantStrategy string // running afterwards
+		wantErr      string   // in the recorded error; "" applied
+		wantStrategy string   // running afterwards
+		wantRestart  []string // recorded as waiting for a restart
 	}{
-		{"valid edit", "gateway:\n  strategy: sticky\n", "", "sticky"},
-		{"broken edit", "gateway:\n  strategy: sticky\n  strategyy: x\n", path + ":3: gateway.strategyy", "sticky"},
-		{"refused by Apply", "gateway:\n  strategy: random\n", "random refused", "sticky"},
-		{"fixed again", "gateway:\n  strategy: least-latency\n", "", "least-latency"},
+		{"valid edit", "gateway:\n  strategy: sticky\n", "", "sticky", nil},
+		{"broken edit", "gateway:\n  strategy: sticky\n  strategyy: x\n", path + ":3: gateway.strategyy", "sticky", nil},
+		{"refused by Apply", "gateway:\n  strategy: random\n", "random refused", "sticky", nil},
+		{"fixed again", "gateway:\n  strategy: least-latency\n", "", "least-latency", nil},
+		{"a key not live", "gateway:\n  strategy: least-latency\n  client-timeout: 3s\n", "", "least-latency", []string{"gateway.client-timeout"}},
 	}
 	for i, tt := range tests {
 		write(tt.file)
@@ -73,23 +75,47 @@ func TestReload(t *testing.T) {
 		if tt.wantErr == "" && got.Error != "" || !strings.Contains(got.Error, tt.wantErr) {
 			t.Fatalf("%s: error %q, want one containing %q", tt.name, got.Error, tt.wantErr)
 		}
+		if !reflect.DeepEqual(got.Restart, tt.wantRestart) {
+			t.Fatalf("%s: needs a restart %q, want %q", tt.name, got.Restart, tt.wantRestart)
+		}
 		if s := r.Running().Gateway.Strategy; s != tt.wantStrategy {
 			t.Fatalf("%s: running strategy %s, want %s", tt.name, s, tt.wantStrategy)
 		}
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
 		acked, err := Wait(wctx, st.Reloads, 4242, before)
 		cancel()
-		if acked.Generation != before+1 || (err != nil) != (tt.wantErr != "") {
+		if acked.Generation != before+1 || (err != nil) != (tt.wantErr != "") || !reflect.DeepEqual(acked.Restart, tt.wantRestart) {
 			t.Fatalf("%s: Wait = %+v, %v", tt.name, acked, err)
 		}
 	}
-	want := [][]string{{"gateway.strategy"}, {"gateway.strategy"}}
+	want := [][]string{{"gateway.strategy"}, {"gateway.strategy"}, {"gateway.client-timeout"}}
 	if !reflect.DeepEqual(applied, want) {
 		t.Fatalf("Apply saw %q, want %q", applied, want)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
-	if _, err := Wait(wctx, st.Reloads, 4242, 4); !errors.Is(err, ErrNoAck) {
+	if _, err := Wait(wctx, st.Reloads, 4242, uint64(len(tests))); !errors.Is(err, ErrNoAck) {
 		t.Fatalf("Wait for a reload nobody made: %v, want ErrNoAck", err)
+	}
+}
+
+// TestLater: a key under a live prefix still waits for a restart when
+// Later names it ("*" one element), and only then.
+func TestLater(t *testing.T) {
+	r := New(Options{Live: []string{"groups", "gateway.strategy"}, Later: []string{"groups.*.min-healthy"}}, nil)
+	tests := []struct {
+		key   string
+		later bool
+	}{
+		{"groups.us.min-healthy", true},
+		{"groups.us.countries", false},
+		{"groups.us", false},
+		{"gateway.strategy", false},
+		{"gateway.client-timeout", true},
+	}
+	for _, tt := range tests {
+		if got := len(r.later([]string{tt.key})) == 1; got != tt.later {
+			t.Errorf("%s: waits for a restart %v, want %v", tt.key, got, tt.later)
+		}
 	}
 }

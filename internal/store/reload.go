@@ -11,15 +11,17 @@ import (
 
 // Reload is what one process made of its last config reload: which
 // process (Component: probe, gateway, run; PID), how many reloads it
-// applied since it started (Generation), when, and why it kept the
-// running config (Error, "" when the new one applied). proxypoolctl status
-// shows it, and `proxypoold reload` waits for the generation it asked for.
+// applied since it started (Generation), when, why it kept the running
+// config (Error, "" when the new one applied) and which changed keys it
+// applies only at its next restart (Restart). proxypoolctl status shows
+// it, and `proxypoold reload` waits for the generation it asked for.
 type Reload struct {
 	Component  string    `json:"component"`
 	PID        int       `json:"pid"`
 	Generation uint64    `json:"generation"`
 	At         time.Time `json:"at"`
 	Error      string    `json:"error,omitempty"`
+	Restart    []string  `json:"restart,omitempty"`
 }
 
 const reloadPrefix = "reload."
