@@ -78,6 +78,7 @@ var mayImport = map[string][]string{
 	"api": {vocab, "control"},
 	// clashapi.Backend over the store, the pool and the gateway's tunnels
 	"clashbackend": {vocab, "clashapi", "gateway", "store", "top"},
+	"reload":       {"config", "store"}, // SIGHUP: re-read the config, apply, record
 	// test helpers
 	"fleet":    {vocab, "socks", "httpproxy"},
 	"dbustest": nil,
@@ -91,7 +92,7 @@ var mayImport = map[string][]string{
 var cmdMayImport = map[string][]string{
 	// the daemon wires everything but the protocol servers and the test helpers
 	"proxypoold": {vocab, "api", "checks", "clashapi", "clashbackend", "config", "control", "dial", "gateway", "geoip", "logging", "manager", "metrics",
-		"pool", "probe", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
+		"pool", "probe", "reload", "sd", "slo", "source", "store", "torctl", "torgen", "torops", "units"},
 	// the operator's CLI: D-Bus or the HTTP API, or the store read-only, and offline parse
 	"proxypoolctl": {vocab, "api", "config", "control", "manager", "parse", "store", "top"},
 	// test and benchmark programs

@@ -52,6 +52,21 @@ func printStatus(w io.Writer, st control.Status, topN int, now time.Time) {
 	if gw := st.Gateway; gw != nil {
 		fmt.Fprintf(w, "gateway: %d open connections, %d since start, %d failed on every try\n", gw.Active, gw.Total, gw.Errors)
 	}
+	for _, r := range st.Reloads {
+		if r.Generation == 0 {
+			fmt.Fprintf(w, "reload: %s (pid %d) none since it started at %s (%s)\n", r.Component, r.PID,
+				r.At.Local().Format("2006-01-02 15:04:05"), ago(now, r.At))
+			continue
+		}
+		outcome := "applied"
+		if r.Error != "" {
+			outcome = "FAILED, running config kept: " + r.Error
+		} else if len(r.Restart) > 0 {
+			outcome += "; needs a restart: " + strings.Join(r.Restart, ", ")
+		}
+		fmt.Fprintf(w, "reload: %s (pid %d) #%d at %s (%s): %s\n", r.Component, r.PID, r.Generation,
+			r.At.Local().Format("2006-01-02 15:04:05"), ago(now, r.At), outcome)
+	}
 
 	if len(st.Floors) > 0 {
 		tw := section(w, "GROUP\tHEALTHY\tMIN\tEXITS\tMIN\tFLOOR\tLAST ACTION")

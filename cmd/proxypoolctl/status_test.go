@@ -42,6 +42,15 @@ func TestPrintStatus(t *testing.T) {
 	}{
 		{"empty pool", control.Status{States: map[upstream.State]int{}}, 15,
 			"pool: 0 upstreams: 0 healthy, 0 failing, 0 dead, 0 unknown (version 0)\nprobe: no pass yet\n"},
+		{"last reloads", control.Status{States: map[upstream.State]int{}, Reloads: []control.ReloadStatus{
+			{Component: "gateway", PID: 41, Generation: 3, At: now.Add(-30 * time.Second), Error: "/etc/proxypool/proxypool.yaml:12: gateway.strategy: unknown"},
+			{Component: "probe", PID: 40, Generation: 1, At: now.Add(-2 * time.Hour), Restart: []string{"groups.us.min-healthy", "probe.interval"}},
+			{Component: "run", PID: 39, Generation: 0, At: now.Add(-3 * time.Hour)},
+		}}, 15, "pool: 0 upstreams: 0 healthy, 0 failing, 0 dead, 0 unknown (version 0)\nprobe: no pass yet\n" +
+			"reload: gateway (pid 41) #3 at " + now.Add(-30*time.Second).Local().Format("2006-01-02 15:04:05") +
+			" (30s ago): FAILED, running config kept: /etc/proxypool/proxypool.yaml:12: gateway.strategy: unknown\n" +
+			"reload: probe (pid 40) #1 at " + now.Add(-2*time.Hour).Local().Format("2006-01-02 15:04:05") + " (2h ago): applied; needs a restart: groups.us.min-healthy, probe.interval\n" +
+			"reload: run (pid 39) none since it started at " + now.Add(-3*time.Hour).Local().Format("2006-01-02 15:04:05") + " (3h ago)\n"},
 		{"every table", full, 2, `pool: 10 upstreams: 3 healthy, 1 failing, 2 dead, 4 unknown (version 7)
 exits: 6 distinct exit IPs, 2 of them healthy
 probe: running

@@ -47,7 +47,9 @@ func runGateway(ctx context.Context, g *globals, args []string) error {
 	go watchPoolChanged(ctx, e, !user, notify)
 	m := e.newMetrics()
 	serveMetrics(ctx, e, m, e.cfg.Metrics.GatewayListen, func() error { _, err := st.Version(ctx); return err })
-	return serveGateway(ctx, e, st, notify, m.Gateway(), sd.Ready)
+	live := &liveGateway{}
+	reloadOn(ctx, g, e, st, "gateway", gatewayKeys, live.apply)
+	return serveGateway(ctx, e, st, notify, m.Gateway(), sd.Ready, live)
 }
 
 // watchPoolChanged turns D-Bus PoolChanged signals into reload requests. The
@@ -160,16 +162,35 @@ func rotation(r config.Rotation) pool.Rotation {
 
 // portPickers gives every pinned port a picker of its own: its strategy
 // (gateway.ports[].strategy, gateway.strategy when unset), with its own
-// round-robin counters and sessions. The main port picks through the pool.
-func portPickers(e *env, p *pool.Pool) (map[string]failover.Picker, error) {
-	want, _ := listenerPlan(e)
+// round-robin counters and sessions. The main port picks through the pool
+// (absent from the map) unless a reload changed gateway.strategy or
+// rotate-every from the pool's own. A listener in have whose picker has
+// the strategy and rotation wanted keeps it (a reload keeps its counters
+// and sessions); startup passes none.
+func portPickers(e *env, p *pool.Pool, have map[string]failover.Picker) (map[string]failover.Picker, error) {
+	gc := e.cfg.Gateway
+	rot := rotation(gc.RotateEvery)
+	pick := func(name, strategy string) (failover.Picker, error) {
+		if pk, ok := have[name].(*pool.Picker); ok && samePicker(pk, strategy, rot) {
+			return pk, nil
+		}
+		return p.NewPicker(strategy, rot)
+	}
 	out := map[string]failover.Picker{}
-	for i, pt := range e.cfg.Gateway.Ports {
+	if !samePicker(p.Default(), gc.Strategy, rot) {
+		pk, err := pick(mainListener, gc.Strategy)
+		if err != nil {
+			return nil, fmt.Errorf("%s: gateway.strategy: %w", e.cfg.Pos("gateway.strategy"), err)
+		}
+		out[mainListener] = pk
+	}
+	want, _ := listenerPlan(e)
+	for i, pt := range gc.Ports {
 		for name, addr := range want {
 			if name == mainListener || addr != pt.Listen {
 				continue // listen addresses are unique (config validates)
 			}
-			pk, err := p.NewPicker(pt.Strategy, rotation(e.cfg.Gateway.RotateEvery))
+			pk, err := pick(name, pt.Strategy)
 			if err != nil {
 				key := fmt.Sprintf("gateway.ports[%d].strategy", i)
 				return nil, fmt.Errorf("%s: %s: %w", e.cfg.Pos(key), key, err)
@@ -180,19 +201,30 @@ func portPickers(e *env, p *pool.Pool) (map[string]failover.Picker, error) {
 	return out, nil
 }
 
+// samePicker reports whether pk picks with strategy ("" is round-robin)
+// and rot.
+func samePicker(pk *pool.Picker, strategy string, rot pool.Rotation) bool {
+	if strategy == "" {
+		strategy = pool.RoundRobin
+	}
+	return pk.Strategy() == strategy && pk.Rotation() == rot
+}
+
 // serveGateway runs pool + gateway until ctx ends. ready is called once every
 // listener is served and the pool is loaded.
-func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan struct{}, gm *metrics.GatewayMetrics, ready func() error) error {
+// live, when set, is handed the pool and gateway for config reloads.
+func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan struct{}, gm *metrics.GatewayMetrics, ready func() error, live *liveGateway) error {
 	p, err := openPool(ctx, e, st, notify)
 	if err != nil {
 		return err
 	}
-	return servePool(ctx, e, p, gm, nil, ready)
+	return servePool(ctx, e, p, gm, nil, ready, live)
 }
 
 // servePool serves the gateway over p (openPool) until ctx ends; tun, if
-// set, hears of its tunnels (the Clash API's connections under `run`).
-func servePool(ctx context.Context, e *env, p *pool.Pool, gm *metrics.GatewayMetrics, tun gateway.Tunnels, ready func() error) error {
+// set, hears of its tunnels (the Clash API's connections under `run`);
+// live, if set, is handed the pool and gateway for config reloads.
+func servePool(ctx context.Context, e *env, p *pool.Pool, gm *metrics.GatewayMetrics, tun gateway.Tunnels, ready func() error, live *liveGateway) error {
 	log := e.log.WithField(logging.FieldComponent, "gateway")
 	if n, err := gateway.RaiseFileLimit(); err == nil {
 		log.Debugf("file descriptor limit %d", n)
@@ -221,7 +253,7 @@ func servePool(ctx context.Context, e *env, p *pool.Pool, gm *metrics.GatewayMet
 			ready()
 		}
 	}
-	pickers, err := portPickers(e, p)
+	pickers, err := portPickers(e, p, nil)
 	if err != nil {
 		for _, ln := range lns {
 			ln.Close()
@@ -236,6 +268,7 @@ func servePool(ctx context.Context, e *env, p *pool.Pool, gm *metrics.GatewayMet
 		}
 		return fmt.Errorf("%s: %w", e.cfg.Pos("gateway"), err)
 	}
+	live.set(p, gw, pickers)
 	defer sd.Stopping()
 	return gw.Run(ctx, grouped)
 }

@@ -63,7 +63,7 @@ groups:
 			t.Fatalf("rotate-every 2s: the main port moved from %s to %s within the period", first.ID, c.ID)
 		}
 	}
-	pickers, err := portPickers(e, p)
+	pickers, err := portPickers(e, p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,12 +28,16 @@ var commands = map[string]command{
 	"gateway": {"the (socket-activated) gateway: HTTP + SOCKS on one port, plus pinned ports", runGateway},
 	"torgen":  {"discover Tor exits, write torrc.<port> files, start/stop tor instances", runTorgen},
 	"run":     {"the whole stack in one foreground process (make run, containers)", runAll},
+	"reload":  {"make a running daemon re-read its config (--pid PID; the units' ExecReload)", runReload},
 }
 
 type globals struct {
 	config string
 	stdout io.Writer
 	stderr io.Writer
+	// hup carries SIGHUP to the daemon's reload loop; taken from the
+	// start, so a SIGHUP before the loop runs does not kill the process
+	hup <-chan os.Signal
 }
 
 func main() {
@@ -67,6 +71,10 @@ func mainArgs(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.hup = hup
 	signal.Ignore(syscall.SIGPIPE)
 	err := cmd.run(ctx, g, rest[1:])
 	var ue usageError

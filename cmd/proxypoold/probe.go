@@ -15,6 +15,7 @@ import (
 	"github.com/proxypool/proxypool/internal/manager"
 	"github.com/proxypool/proxypool/internal/metrics"
 	"github.com/proxypool/proxypool/internal/probe"
+	"github.com/proxypool/proxypool/internal/reload"
 	"github.com/proxypool/proxypool/internal/sd"
 	"github.com/proxypool/proxypool/internal/slo"
 	"github.com/proxypool/proxypool/internal/store"
@@ -38,7 +39,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	defer st.Close()
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
 	defer d.Close()
-	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: func(p probe.Progress) { cp.ProbeProgress(p.Done, p.Total, p.Finished) }}
+	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), swap: make(chan *probe.Prober, 1), OnProgress: func(p probe.Progress) { cp.ProbeProgress(p.Done, p.Total, p.Finished) }}
 	if once {
 		return pl.once(ctx)
 	}
@@ -58,7 +59,8 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	}
 	m := e.newMetrics()
 	pl.checkMetrics = m.Checks()
-	mo := manager.Options{Store: st, Checker: pl, Refresher: e.refresher(st, pl.Trigger), Tor: tor, Groups: groupMembers(e)}
+	refresher := e.refresher(st, pl.Trigger) // proxypoolctl refresh's; the timer's proxy-refresh reads the file itself
+	mo := manager.Options{Store: st, Checker: pl, Refresher: refresher, Tor: tor, Groups: groupMembers(e)}
 	if guard := startObservers(ctx, e, st, pl, m, scaler, ops); guard != nil {
 		mo.Floors = floorsOf(guard)
 	}
@@ -84,6 +86,15 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 			}
 		}()
 	}
+	reloadOn(ctx, g, e, st, "probe", probeKeys, func(ctx context.Context, next *env, changed []string) error {
+		if err := applyProbe(pl, next, changed); err != nil {
+			return err
+		}
+		if reload.Any(changed, "sources") {
+			refresher.SetSources(next.sources()) // no refresh: that is proxy-refresh.timer's
+		}
+		return nil
+	})
 	sd.Ready()
 	defer sd.Stopping()
 	go sd.Watchdog(ctx, pl.healthy)
@@ -107,6 +118,24 @@ type probeLoop struct {
 	statusSuffix func() string
 	// checkMetrics records the target and speed checks (nil: none).
 	checkMetrics *metrics.CheckMetrics
+	// swap hands run a prober built from a reloaded config
+	swap chan *probe.Prober
+}
+
+// reconfigure builds a prober from a reloaded config and has run switch
+// to it between two checks (the pass under way ends; what it left is
+// still due). A config it cannot build from changes nothing.
+func (pl *probeLoop) reconfigure(e *env) error {
+	pr, err := e.prober(pl.d, pl.progress)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-pl.swap: // one not taken yet: this one replaces it
+	default:
+	}
+	pl.swap <- pr
+	return nil
 }
 
 func (pl *probeLoop) resultSink() probe.Sink {
@@ -181,21 +210,41 @@ func (pl *probeLoop) run(ctx context.Context) error {
 	pl.beat.Store(time.Now().UnixNano())
 	go pl.prune(ctx)
 	go pl.runChecks(ctx)
-	return pr.Run(ctx, pl.st, pl.resultSink(), probe.RunOptions{Trigger: pl.trigger,
-		OnPass: func(p probe.Progress, err error) {
-			pl.beat.Store(time.Now().UnixNano())
-			if errors.Is(err, probe.ErrUplinkDown) {
-				pl.st.PauseProbe(ctx, time.Now(), err.Error())
-			} else if p.Finished {
-				pl.st.RecordPass(ctx, store.Pass{At: time.Now(), Size: p.Total, Healthy: p.Healthy, Took: p.Elapsed})
+	for {
+		runCtx, stop := context.WithCancel(ctx)
+		var next *probe.Prober
+		picked := make(chan struct{})
+		go func() {
+			defer close(picked)
+			select {
+			case next = <-pl.swap:
+				stop()
+			case <-runCtx.Done():
 			}
-			if err != nil && ctx.Err() == nil {
-				pl.lastErr.Store(&err)
-				log.WithError(err).Warn("pass interrupted")
-				return
-			}
-			log.Infof("pass done: %s in %s", p, p.Elapsed.Round(time.Millisecond))
-		}})
+		}()
+		err := pr.Run(runCtx, pl.st, pl.resultSink(), probe.RunOptions{Trigger: pl.trigger,
+			OnPass: func(p probe.Progress, err error) {
+				pl.beat.Store(time.Now().UnixNano())
+				if errors.Is(err, probe.ErrUplinkDown) {
+					pl.st.PauseProbe(ctx, time.Now(), err.Error())
+				} else if p.Finished {
+					pl.st.RecordPass(ctx, store.Pass{At: time.Now(), Size: p.Total, Healthy: p.Healthy, Took: p.Elapsed})
+				}
+				if err != nil && runCtx.Err() == nil {
+					pl.lastErr.Store(&err)
+					log.WithError(err).Warn("pass interrupted")
+					return
+				}
+				log.Infof("pass done: %s in %s", p, p.Elapsed.Round(time.Millisecond))
+			}})
+		stop()
+		<-picked
+		if ctx.Err() != nil || next == nil {
+			return err
+		}
+		log.Info("probe settings reloaded")
+		pr = next
+	}
 }
 
 // prune deletes upstreams dead for longer than probe.delete-after.

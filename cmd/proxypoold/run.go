@@ -57,7 +57,7 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
 	defer d.Close()
-	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), OnProgress: func(p probe.Progress) { cp.ProbeProgress(p.Done, p.Total, p.Finished) }}
+	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), swap: make(chan *probe.Prober, 1), OnProgress: func(p probe.Progress) { cp.ProbeProgress(p.Done, p.Total, p.Finished) }}
 	m := e.newMetrics() // one endpoint for everything in this process
 	pl.checkMetrics = m.Checks()
 	var sup *torops.Supervisor // the tor children, shared by their loop and the SLO guard
@@ -72,7 +72,8 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 		tor, scaler = ops, sup.Scaler()
 		go ops.Rotate(ctx)
 	}
-	mo := manager.Options{Store: st, Checker: pl, Refresher: e.refresher(st, pl.Trigger), Tor: tor, Groups: groupMembers(e)}
+	refresher := e.refresher(st, pl.Trigger) // the timer's and proxypoolctl refresh's
+	mo := manager.Options{Store: st, Checker: pl, Refresher: refresher, Tor: tor, Groups: groupMembers(e)}
 	if guard := startObservers(ctx, e, st, pl, m, scaler, ops); guard != nil {
 		mo.Floors = floorsOf(guard)
 	}
@@ -101,8 +102,19 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 		start("api", func() error { return serveAPI(ctx, e, apiLn, mgr, jobs, clash) })
 	}
 
-	start("gateway", func() error { return servePool(ctx, e, p, m.Gateway(), tun, sd.Ready) })
-	start("refresh", func() error { e.refresher(st, pl.Trigger).Loop(ctx, e.cfg.Refresh.Interval); return nil })
+	live := &liveGateway{}
+	reloadOn(ctx, g, e, st, "run", runKeys, func(ctx context.Context, next *env, changed []string) error {
+		if err := applyProbe(pl, next, changed); err != nil {
+			return err
+		}
+		if err := live.apply(ctx, next, changed); err != nil {
+			return err
+		}
+		applySources(ctx, next, changed, refresher)
+		return nil
+	})
+	start("gateway", func() error { return servePool(ctx, e, p, m.Gateway(), tun, sd.Ready, live) })
+	start("refresh", func() error { refresher.Loop(ctx, e.cfg.Refresh.Interval); return nil })
 	start("probe", func() error { return pl.run(ctx) })
 	if sup != nil {
 		start("tor", func() error { return sup.Run(ctx, e.cfg.Tor.Refresh) })

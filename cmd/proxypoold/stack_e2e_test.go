@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,24 +47,11 @@ groups:
 log: {level: info, format: text}
 `, gw, us, met))
 	d := startDaemon(t, dir, cfgPath)
-	exited := d.exited
 
 	// 1. The pool fills: the four good upstreams become healthy.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for {
-		if n := healthyCount(ctx, filepath.Join(dir, "pp.db")); n == 4 {
-			break
-		}
-		select {
-		case err := <-exited:
-			d.stopped = true
-			t.Fatalf("proxypoold exited early: %v", err)
-		case <-ctx.Done():
-			t.Fatalf("pool never reached 4 healthy upstreams")
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	waitFor(t, ctx, d, "4 healthy upstreams", func() bool { return healthyCount(ctx, filepath.Join(dir, "pp.db")) == 4 })
 	before := scrape(t, met)
 
 	// 2. Traffic rotates over distinct exits, through both protocols.
@@ -137,19 +122,11 @@ func healthyCount(ctx context.Context, db string) int {
 // get fetches target through the proxy URL and returns the exit the judge saw.
 func get(t *testing.T, proxy, target string) string {
 	t.Helper()
-	pu, _ := url.Parse(proxy)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableKeepAlives: true}}
-	resp, err := c.Get(target)
+	ip, err := exitVia(proxyClient(proxy), target)
 	if err != nil {
 		t.Fatalf("GET %s via %s: %v", target, proxy, err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`"origin":\s*"([^"]+)"`).FindSubmatch(b)
-	if resp.StatusCode != 200 || m == nil {
-		t.Fatalf("GET %s via %s: %s %s", target, proxy, resp.Status, b)
-	}
-	return string(m[1])
+	return ip
 }
 
 func scrape(t *testing.T, addr string) string {

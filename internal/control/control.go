@@ -123,6 +123,7 @@ type Status struct {
 	Reputation  []SourceReputation `json:"reputation,omitempty"`
 	Floors      []GroupFloor       `json:"floors,omitempty"`
 	SourceState []SourceStatus     `json:"source_state,omitempty"`
+	Reloads     []ReloadStatus     `json:"reloads,omitempty"`
 	// Targets is each target check across the pool, by name.
 	Targets []TargetStatus `json:"targets,omitempty"`
 }
@@ -133,6 +134,19 @@ type TargetStatus struct {
 	Name    string `json:"name"`
 	Checked int    `json:"checked"`
 	Passing int    `json:"passing"`
+}
+
+// ReloadStatus is one daemon process's last config reload (SIGHUP,
+// systemctl reload): Error is why it kept its running config, "" when
+// the new one applied; Restart the changed keys it applies only at its
+// next restart.
+type ReloadStatus struct {
+	Component  string    `json:"component"` // probe, gateway, run
+	PID        int       `json:"pid"`
+	Generation uint64    `json:"generation"` // reloads since the process started
+	At         time.Time `json:"at"`
+	Error      string    `json:"error,omitempty"`
+	Restart    []string  `json:"restart,omitempty"`
 }
 
 // ProbeStatus is the health checker's progress.

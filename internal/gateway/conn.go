@@ -30,6 +30,7 @@ type conn struct {
 	c        net.Conn
 	listener string
 	route    *failover.Route // the listener's when accepted
+	port     uint64          // the port.id it was accepted from
 	idle     atomic.Bool     // waiting for the next keep-alive request
 
 	proto   string // for the observer

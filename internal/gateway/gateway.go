@@ -128,6 +128,15 @@ type Gateway struct {
 	mu    sync.Mutex
 	conns map[*conn]struct{} // the goroutine path's, for the drain
 
+	// lnMu guards the listeners being served (Run's, then SetPorts').
+	lnMu    sync.Mutex
+	ports   []*port
+	runCtx  context.Context // Run's: what added listeners serve under
+	errc    chan error      // an accept error that ends Run
+	stopped bool            // Run is shutting down
+	portIDs uint64          // the last port.id handed out
+	accept  sync.WaitGroup  // goroutine-path accept loops
+
 	stats Stats
 	// tries and loopTries are how requests fail over, reporting
 	// outcomes on the goroutine path and without blocking on the loops
@@ -135,8 +144,8 @@ type Gateway struct {
 	nopipe           failover.NoPipeline // upstreams that stalled on a pipelined handshake
 	work             *workers            // connection and relay goroutines, reused
 	eng              *evloop.Engine      // nil: no listener is served by event loops
-	// routes are each listener's group and picker, read per connection
-	// accepted; SetRoute swaps one. Filled by Run before it serves.
+	// routes are each listener name's group and picker, read per
+	// connection accepted; SetRoute and SetPorts swap one. Under lnMu.
 	routes    map[string]*atomic.Pointer[failover.Route]
 	reports   chan upstream.CheckResult
 	forwarded chan struct{} // closed when reports is drained
@@ -272,59 +281,43 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	for name, list := range lns {
 		for _, ln := range list {
 			n++
-			if !isLoopback(ln.Addr()) {
-				if len(g.opts.Users) == 0 && !g.opts.AllowOpen {
-					return fmt.Errorf("listener %q on %s is not loopback and no users are configured: set allow-open: true to serve it without auth", name, ln.Addr())
-				}
-				if len(g.opts.Users) == 0 {
-					g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String()}).Warn("OPEN PROXY: serving a non-loopback address without authentication (allow-open: true)")
-				}
+			if err := g.checkOpen(name, ln); err != nil {
+				return err
 			}
 		}
 	}
 	if n == 0 {
 		return errors.New("gateway: no listeners")
 	}
+	g.lnMu.Lock()
+	g.runCtx, g.errc = ctx, make(chan error, n)
 	g.routes = make(map[string]*atomic.Pointer[failover.Route], len(lns))
-	for name := range lns {
-		r := &failover.Route{Group: g.opts.Ports[name], Picker: g.opts.Picker}
-		if pk := g.opts.Pickers[name]; pk != nil {
-			r.Picker = pk
-		}
-		g.routes[name] = new(atomic.Pointer[failover.Route])
-		g.routes[name].Store(r)
-	}
-	var accept sync.WaitGroup
-	errc := make(chan error, n)
 	var loopLns []evloop.Listener
+	var goLns []*port
 	for name, list := range lns {
-		route := g.routes[name]
-		group := route.Load().Group
+		route := g.route(name, g.opts.Ports[name], g.opts.Pickers[name])
 		for _, ln := range list {
-			fd, loop := g.loopFD(ln)
-			mode := "goroutines"
-			if loop {
-				mode = "event loops"
+			p := g.newPort(name, route, ln)
+			if fd, loop := g.loopFD(ln); loop {
+				p.fd = fd
+				loopLns = append(loopLns, p.loopListener())
+			} else {
+				goLns = append(goLns, p)
 			}
-			g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String(), "GROUP": group, "engine": mode}).Info("gateway listening")
-			if loop {
-				loopLns = append(loopLns, evloop.Listener{FD: fd, Name: name, Route: route})
-				continue
-			}
-			accept.Add(1)
-			go func() {
-				defer accept.Done()
-				if err := g.serve(ctx, ln, name, route); err != nil {
-					errc <- fmt.Errorf("listener %q on %s: %w", name, ln.Addr(), err)
-				}
-			}()
+			g.ports = append(g.ports, p)
+			g.logListening(p)
 		}
+	}
+	for _, p := range goLns {
+		g.serveGo(p, true)
 	}
 	if len(loopLns) > 0 {
 		if err := g.startLoops(ctx, loopLns); err != nil {
+			g.lnMu.Unlock()
 			return fmt.Errorf("starting the event loops: %w", err)
 		}
 	}
+	g.lnMu.Unlock()
 	sumCtx, endSummary := context.WithCancel(context.Background())
 	summaryDone := make(chan struct{})
 	go func() { defer close(summaryDone); g.clients.summarize(sumCtx, g.log) }()
@@ -335,21 +328,66 @@ func (g *Gateway) Run(ctx context.Context, lns map[string][]net.Listener) error 
 	var err error
 	select {
 	case <-ctx.Done():
-	case err = <-errc:
+	case err = <-g.errc:
 	}
+	g.lnMu.Lock()
+	g.stopped = true // SetPorts opens nothing more
 	if g.eng != nil {
 		g.eng.StopAccepting() // before the listeners close: no loop touches their fds again
 	}
-	for _, list := range lns {
-		for _, ln := range list {
-			ln.Close()
-		}
+	for _, p := range g.ports {
+		p.ln.Close()
 	}
-	accept.Wait()
+	g.lnMu.Unlock()
+	g.accept.Wait()
 	g.drain()
 	g.stopLoops()
 	g.work.stop()
 	return err
+}
+
+// checkOpen refuses a non-loopback listener without users unless
+// AllowOpen, and warns when it is allowed.
+func (g *Gateway) checkOpen(name string, ln net.Listener) error {
+	if isLoopback(ln.Addr()) {
+		return nil
+	}
+	if len(g.opts.Users) == 0 && !g.opts.AllowOpen {
+		return fmt.Errorf("listener %q on %s is not loopback and no users are configured: set allow-open: true to serve it without auth", name, ln.Addr())
+	}
+	if len(g.opts.Users) == 0 {
+		g.log.WithFields(logrus.Fields{"listener": name, "addr": ln.Addr().String()}).Warn("OPEN PROXY: serving a non-loopback address without authentication (allow-open: true)")
+	}
+	return nil
+}
+
+func (g *Gateway) logListening(p *port) {
+	mode := "goroutines"
+	if p.fd >= 0 {
+		mode = "event loops"
+	}
+	g.log.WithFields(logrus.Fields{"listener": p.name, "addr": p.ln.Addr().String(), "GROUP": p.route.Load().Group, "engine": mode}).Info("gateway listening")
+}
+
+// serveGo accepts from p on a goroutine until its listener closes. An
+// accept error of a listener Run was given ends Run (fatal); one of a
+// port a reload added is logged, and that port is closed.
+func (g *Gateway) serveGo(p *port, fatal bool) {
+	g.accept.Add(1)
+	go func() {
+		defer g.accept.Done()
+		err := g.serve(g.runCtx, p)
+		if err == nil {
+			return
+		}
+		err = fmt.Errorf("listener %q on %s: %w", p.name, p.ln.Addr(), err)
+		if fatal {
+			g.errc <- err
+			return
+		}
+		g.log.WithError(err).Error("port stopped accepting")
+		p.ln.Close()
+	}()
 }
 
 // loopFD returns the fd of a TCP listener the event loops can serve.
@@ -383,22 +421,38 @@ func isLoopback(a net.Addr) bool {
 }
 
 // SetRoute makes listener name's next connections go to group through
-// picker (nil: Options.Picker): a reload's new strategy or group for a
-// port. Connections already open keep their route. False when Run serves
-// no such listener.
+// picker (nil: Options.Picker): a new strategy or group for a port.
+// Connections already open keep their route. False when Run serves no
+// such listener.
 func (g *Gateway) SetRoute(name, group string, picker failover.Picker) bool {
-	r, ok := g.routes[name]
-	if !ok {
+	g.lnMu.Lock()
+	defer g.lnMu.Unlock()
+	if g.routes[name] == nil {
 		return false
 	}
-	if picker == nil {
-		picker = g.opts.Picker
-	}
-	r.Store(&failover.Route{Group: group, Picker: picker})
+	g.route(name, group, picker)
 	return true
 }
 
-func (g *Gateway) serve(ctx context.Context, ln net.Listener, name string, route *atomic.Pointer[failover.Route]) error {
+// route sets listener name's route to group and picker (nil:
+// Options.Picker), making it on first use: how Run routes its listeners,
+// and SetPorts and SetRoute those a reload keeps, changes or adds. Called
+// with lnMu held.
+func (g *Gateway) route(name, group string, picker failover.Picker) *atomic.Pointer[failover.Route] {
+	if picker == nil {
+		picker = g.opts.Picker
+	}
+	r := g.routes[name]
+	if r == nil {
+		r = new(atomic.Pointer[failover.Route])
+		g.routes[name] = r
+	}
+	r.Store(&failover.Route{Group: group, Picker: picker})
+	return r
+}
+
+func (g *Gateway) serve(ctx context.Context, p *port) error {
+	ln := p.ln
 	var delay time.Duration
 	for {
 		if !g.adm.wait(ctx) {
@@ -422,7 +476,7 @@ func (g *Gateway) serve(ctx context.Context, ln net.Listener, name string, route
 		}
 		delay = 0
 		g.stats.Accepted.Add(1)
-		cc := &conn{g: g, c: c, listener: name, route: route.Load()}
+		cc := &conn{g: g, c: c, listener: p.name, route: p.route.Load(), port: p.id}
 		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 			cc.client = a.AddrPort().Addr().Unmap()
 		}

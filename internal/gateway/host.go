@@ -64,7 +64,7 @@ func (h loopHost) Refused(f *failover.Failover) (byte, string) {
 
 func (h loopHost) Handoff(ctx context.Context, c net.Conn, listener string, route *failover.Route, f *failover.Failover, start time.Time, a evloop.Admission) {
 	g := h.g
-	cc := &conn{g: g, c: c, listener: listener, route: route, client: a.Peer, counted: a.Counted}
+	cc := &conn{g: g, c: c, listener: listener, route: route, port: a.Port, client: a.Peer, counted: a.Counted}
 	g.stats.Handoffs.Add(1)
 	g.adopt(cc)
 	if f == nil {

@@ -39,6 +39,7 @@ type Store interface {
 	Reschedule(ctx context.Context, ids []string, at time.Time) error
 	ProbeState(ctx context.Context) (store.ProbeState, error)
 	Sources(ctx context.Context) ([]upstream.SourceMeta, error)
+	Reloads(ctx context.Context) ([]store.Reload, error)
 }
 
 // Checker wakes the probe so that upstreams made due now are checked at
@@ -251,6 +252,13 @@ func (m *Manager) storedStatus(ctx context.Context, st *control.Status) error {
 		st.SourceState = append(st.SourceState, control.SourceStatus{Name: s.Name, LastFetch: s.LastFetch,
 			LastOK: s.LastOK, Error: s.LastError, Listed: s.Total, Parsed: s.OK, Failed: s.Failed,
 			New: s.New, Seen: s.Seen, Gone: s.Gone, Removed: s.Removed})
+	}
+	rs, err := m.o.Store.Reloads(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		st.Reloads = append(st.Reloads, control.ReloadStatus(r))
 	}
 	return nil
 }

@@ -69,6 +69,9 @@ func (p *Pool) NewPicker(strategy string, rot Rotation) (*Picker, error) {
 // Strategy is the picker's strategy name.
 func (pk *Picker) Strategy() string { return pk.strategy }
 
+// Rotation is the picker's rotation.
+func (pk *Picker) Rotation() Rotation { return pk.rot }
+
 // Sessions is how many sticky sessions the picker remembers.
 func (pk *Picker) Sessions() int { return pk.sessions.len() }
 

@@ -96,20 +96,41 @@ type Pool struct {
 	pinMu sync.Mutex
 }
 
+func checkGroups(groups []Group) error {
+	seen := map[string]bool{}
+	for i, g := range groups {
+		if g.Name == "" {
+			return fmt.Errorf("pool: group %d has no name", i)
+		}
+		if seen[g.Name] {
+			return fmt.Errorf("pool: group %q defined twice", g.Name)
+		}
+		seen[g.Name] = true
+	}
+	return nil
+}
+
+// SetGroups replaces the groups (a config reload) and rebuilds the
+// snapshot from the upstreams it holds, so a new group serves and a
+// removed one is unknown once it returns.
+func (p *Pool) SetGroups(groups []Group) error {
+	if err := checkGroups(groups); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.opts.Groups = groups
+	p.mu.Unlock()
+	p.rebuildFrom(nil)
+	return nil
+}
+
 // New checks options and returns an empty pool; call Load before serving.
 func New(o Options) (*Pool, error) {
 	if o.Loader == nil {
 		return nil, fmt.Errorf("pool: no loader")
 	}
-	seen := map[string]bool{}
-	for i, g := range o.Groups {
-		if g.Name == "" {
-			return nil, fmt.Errorf("pool: group %d has no name", i)
-		}
-		if seen[g.Name] {
-			return nil, fmt.Errorf("pool: group %q defined twice", g.Name)
-		}
-		seen[g.Name] = true
+	if err := checkGroups(o.Groups); err != nil {
+		return nil, err
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
@@ -232,7 +253,10 @@ func (p *Pool) swap(version uint64, n int, add func(b *builder, i int) error, kn
 
 // rebuildSnapshot rebuilds the current snapshot from its own entries (and
 // those already ejected), leaving out the upstreams ejected since.
-func (p *Pool) rebuildSnapshot() {
+func (p *Pool) rebuildSnapshot() { p.rebuildFrom(p.snap.Load().known) }
+
+// rebuildFrom is rebuildSnapshot with the group names known seeds.
+func (p *Pool) rebuildFrom(known map[string]bool) {
 	s := p.snap.Load()
 	p.swap(s.version, len(s.entries)+len(s.ejected), func(b *builder, i int) error {
 		var sv upstream.Served
@@ -243,7 +267,7 @@ func (p *Pool) rebuildSnapshot() {
 		}
 		b.add(&sv)
 		return nil
-	}, s.known, false)
+	}, known, false)
 }
 
 // Run reloads on Notify, on a changed Version (polled), and after
@@ -318,6 +342,9 @@ func (p *Pool) Version() uint64 { return p.snap.Load().version }
 // rotation (Options). Errors wrap upstream.ErrNoUpstream or
 // upstream.ErrUnknownGroup.
 func (p *Pool) Pick(sel *upstream.Selector) (upstream.Choice, error) { return p.def.Pick(sel) }
+
+// Default is the picker Pick uses: Options.Strategy and Rotate.
+func (p *Pool) Default() *Picker { return p.def }
 
 func noUpstream(sel *upstream.Selector, n, fit int) error {
 	where := ""

@@ -36,6 +36,21 @@ type Refresher struct {
 
 	once sync.Once
 	mu   sync.Mutex // the operator's refreshes run one at a time
+	smu  sync.Mutex // Sources, once SetSources may change them
+}
+
+// SetSources replaces the sources the next refreshes fetch (a config
+// reload); a refresh under way finishes with the ones it started with.
+func (r *Refresher) SetSources(srcs []Source) {
+	r.smu.Lock()
+	r.Sources = srcs
+	r.smu.Unlock()
+}
+
+func (r *Refresher) sources() []Source {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	return r.Sources
 }
 
 func (r *Refresher) init() {
@@ -65,7 +80,7 @@ type Report struct {
 // upstreams of a source taken out of the config are no longer listed.
 func (r *Refresher) Once(ctx context.Context, force bool) Report {
 	r.init()
-	if len(r.Sources) == 0 {
+	if len(r.sources()) == 0 {
 		r.Log.Warn("no sources configured (sources: in the config): nothing to refresh")
 		return r.retire(ctx, Report{})
 	}
@@ -77,7 +92,7 @@ func (r *Refresher) Once(ctx context.Context, force bool) Report {
 // fetch; the others are summarised as not modified.
 func (r *Refresher) Due(ctx context.Context) Report {
 	r.init()
-	if len(r.Sources) == 0 {
+	if len(r.sources()) == 0 {
 		r.Log.Warn("no sources configured (sources: in the config): nothing to refresh")
 		return r.retire(ctx, Report{})
 	}
@@ -102,7 +117,7 @@ func (r *Refresher) Early(ctx context.Context, group string) (fetched bool, err 
 // source's own Interval is shorter, until ctx ends; each round fetches
 // only the sources that are due (Due).
 func (r *Refresher) Loop(ctx context.Context, interval time.Duration) {
-	for _, s := range r.Sources {
+	for _, s := range r.sources() {
 		if s.Interval > 0 && s.Interval < interval {
 			interval = s.Interval
 		}
@@ -126,14 +141,14 @@ func (r *Refresher) Refresh(ctx context.Context, progress func(done, total int))
 	r.init()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.Sources) == 0 {
+	if len(r.sources()) == 0 {
 		return errors.New("no sources configured (sources: in the config): nothing to refresh")
 	}
 	return AllFailed(r.run(ctx, when{force: true}, progress).Sources)
 }
 
 func (r *Refresher) run(ctx context.Context, w when, progress func(done, total int)) Report {
-	sums := r.Fetcher.refresh(ctx, r.Sink, r.Sources, w, progress)
+	sums := r.Fetcher.refresh(ctx, r.Sink, r.sources(), w, progress)
 	added := false
 	for _, s := range sums {
 		l := r.Log.WithField(logging.FieldSource, s.Source)
@@ -165,7 +180,7 @@ func (r *Refresher) retire(ctx context.Context, rep Report) Report {
 		return rep
 	}
 	live := slices.Clone(r.Keep)
-	for _, s := range r.Sources {
+	for _, s := range r.sources() {
 		live = append(live, s.Name)
 	}
 	if live == nil {

@@ -6,6 +6,11 @@
 #   rebooted   after poweroff + boot
 #   tor        after the rebooted checks: torgen makes tor@<port> for us and
 #              de (hashed ports), then removes us's (de's left for purge)
+#   reload     after the restart under load: `systemctl reload
+#              proxypool.target` opens a pinned port and turns on debug
+#              logs with the same processes; a broken config fails each
+#              unit's reload, keeps the units active and serving, and is
+#              named in the journal and proxypoolctl status
 #   purged     after `apt purge proxypool`
 # E2E_SKIP: comma-separated check names to skip (e.g. while a binary is a stub).
 set -euo pipefail
@@ -59,6 +64,46 @@ wait_active() {
 }
 
 case $PHASE in
+reload)
+	CFG=/etc/proxypool/proxypool.yaml
+	cp "$CFG" /tmp/proxypool.yaml.orig
+	gw=$(systemctl show -P MainPID proxy-gateway.service); pr=$(systemctl show -P MainPID proxy-probe.service)
+	check reload-applies
+	! timeout 2 bash -c '</dev/tcp/127.0.0.1/8010' 2>/dev/null || { echo "127.0.0.1:8010 answers before the reload"; exit 1; }
+	sed -i 's/^  ports: \[\]$/  ports:\n    - {listen: "127.0.0.1:8010"}/' "$CFG"
+	printf 'log:\n  level: debug\n' >>"$CFG"
+	systemctl reload proxypool.target
+	curl -sS -f --max-time 10 -x socks5h://127.0.0.1:8010 http://127.0.0.1:18080/ip >/dev/null
+	[ "$(systemctl show -P MainPID proxy-gateway.service)" = "$gw" ] || { echo "the gateway restarted on reload"; exit 1; }
+	[ "$(systemctl show -P MainPID proxy-probe.service)" = "$pr" ] || { echo "the probe restarted on reload"; exit 1; }
+	for u in proxy-gateway proxy-probe; do
+		journalctl -u $u.service --no-pager | has 'config reloaded' || { journalctl -u $u.service --no-pager -n 20; echo "$u did not log its reload"; exit 1; }
+	done
+	proxypoolctl status | grep '^reload: ' | tee /tmp/reloads
+	[ "$(grep -c ': applied$' /tmp/reloads)" = 2 ] || { echo "status does not show both reloads applied"; exit 1; }
+
+	check reload-broken
+	sed -i 's/^  listen: 127.0.0.1:8000$/  listen: 127.0.0.1:8000\n  strategyy: sticky/' "$CFG"
+	line=$(grep -n strategyy "$CFG" | cut -d: -f1)
+	if systemctl reload proxy-gateway.service; then echo "systemctl reload of a broken config succeeded"; exit 1; fi
+	# The target's own reload job succeeds whatever its units' did
+	# (systemd 252): its exit status cannot carry theirs.
+	rc=0; systemctl reload proxypool.target || rc=$?
+	echo "systemctl reload proxypool.target with a broken config: exit $rc"
+	if systemctl reload proxy-probe.service; then echo "systemctl reload of the probe with a broken config succeeded"; exit 1; fi
+	systemctl is-active --quiet proxy-gateway.service proxy-probe.service
+	curl -sS -f --max-time 10 -x socks5h://127.0.0.1:8000 http://127.0.0.1:18080/ip >/dev/null
+	curl -sS -f --max-time 10 -x socks5h://127.0.0.1:8010 http://127.0.0.1:18080/ip >/dev/null
+	journalctl -u proxy-gateway.service --no-pager | has "$CFG:$line: gateway.strategyy" ||
+		{ journalctl -u proxy-gateway.service --no-pager -n 20; echo "the journal does not name $CFG:$line: gateway.strategyy"; exit 1; }
+	proxypoolctl status | grep "^reload: gateway .*FAILED.*$CFG:$line: gateway.strategyy"
+
+	check reload-restores
+	cp /tmp/proxypool.yaml.orig "$CFG"
+	systemctl reload proxypool.target
+	! timeout 2 bash -c '</dev/tcp/127.0.0.1/8010' 2>/dev/null || { echo "127.0.0.1:8010 still answers after its port was removed"; exit 1; }
+	curl -sS -f --max-time 10 -x socks5h://127.0.0.1:8000 http://127.0.0.1:18080/ip >/dev/null
+	;;
 installed | rebooted)
 	check units-active
 	# The gateway is socket-activated: the first connection starts it.

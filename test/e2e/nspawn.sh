@@ -4,6 +4,8 @@
 # .deb, start proxypool.target, and check what an operator would:
 #   installed  units active, proxypoolctl as root and as nobody, bus policy, logs
 #   restart    `systemctl restart proxy-gateway` under a request loop refuses nothing
+#   reload     `systemctl reload proxypool.target` applies an edited config
+#              (a port, the log level) and refuses a broken one
 #   rebooted   poweroff + boot brings the target back with the state intact
 #   tor        proxy-torgen.service makes tor@<port>.service instances from
 #              a recorded relay list (test/e2e/testdata), then removes one;
@@ -169,6 +171,8 @@ ct bash -euc '
 	[ "$refused" = 0 ]
 	systemctl is-active --quiet proxy-gateway.service'
 phase "restart under load ok"
+ct bash /root/checks.sh reload
+phase "reload checks ok"
 
 poweroff
 phase "powered off"

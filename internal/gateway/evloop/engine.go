@@ -44,6 +44,7 @@ type Listener struct {
 	FD    int
 	Name  string
 	Route *atomic.Pointer[failover.Route]
+	ID    uint64 // the host's name for it, in each Admission.Port
 }
 
 const (
@@ -118,6 +119,55 @@ func (e *Engine) call(f func(l *loop)) {
 // StopAccepting takes the listeners out of every loop; after it returns
 // no loop touches a listener fd again, so the caller may close them.
 func (e *Engine) StopAccepting() { e.call(func(l *loop) { l.stopAccepting() }) }
+
+// AddListener has every loop accept from ln too (a port a config reload
+// added). Call it only between Start and StopAccepting.
+func (e *Engine) AddListener(ln Listener) error {
+	sysNoDelay(ln.FD)
+	var mu sync.Mutex
+	var errs []error
+	e.call(func(l *loop) {
+		// the loops share the first slice: each appends to its own copy
+		l.lns = append(l.lns[:len(l.lns):len(l.lns)], ln)
+		if !l.accept {
+			return // paused: addListeners takes it in on resuming
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ln.FD)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.FD, &ev); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	})
+	if len(errs) > 0 {
+		e.RemoveListener(ln.FD)
+		return fmt.Errorf("adding listener %q to epoll: %w", ln.Name, errs[0])
+	}
+	return nil
+}
+
+// RemoveListener takes the listener fd out of every loop; after it returns
+// no loop touches fd again, so the caller may close it. Connections it
+// accepted go on.
+func (e *Engine) RemoveListener(fd int) {
+	e.call(func(l *loop) {
+		for i, ln := range l.lns {
+			if ln.FD == fd {
+				if l.accept {
+					unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+				}
+				l.lns = append(l.lns[:i:i], l.lns[i+1:]...)
+				break
+			}
+		}
+	})
+}
+
+// CloseFrom ends every connection the loops hold that was accepted from
+// the listener with that ID (a removed port's drain timeout).
+func (e *Engine) CloseFrom(id uint64) {
+	e.call(func(l *loop) { l.closeWhere(func(c *econn) bool { return c.adm.Port == id }) })
+}
 
 // CloseAll ends every connection the loops hold (drain timeout).
 func (e *Engine) CloseAll() { e.call(func(l *loop) { l.closeAll() }) }
@@ -421,6 +471,7 @@ func (l *loop) acceptFrom(ln *Listener, now time.Time) {
 			return
 		}
 		adm := h.Opened(peer)
+		adm.Port = ln.ID
 		l.nconns++
 		rt := ln.Route.Load()
 		c := &econn{l: l, cfd: fd, ufd: -1, ti: -1, listener: ln.Name, route: rt, start: now, crd: true, cwr: true, adm: adm}
@@ -452,10 +503,14 @@ func (l *loop) pause(now time.Time, d time.Duration) {
 }
 
 // closeAll ends every connection (drain timeout).
-func (l *loop) closeAll() {
+func (l *loop) closeAll() { l.closeWhere(func(*econn) bool { return true }) }
+
+// closeWhere ends the connections that match (each is in conns by both
+// its fds).
+func (l *loop) closeWhere(match func(c *econn) bool) {
 	seen := map[*econn]bool{}
 	for _, c := range l.conns {
-		if !seen[c] {
+		if !seen[c] && match(c) {
 			seen[c] = true
 			c.finish(c.outcomeOr(failover.OutcomeClientClosed))
 		}

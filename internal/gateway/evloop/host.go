@@ -55,6 +55,9 @@ type Admission struct {
 	// (a source over its limit, or whose auth refusals are delayed:
 	// answering those waits, and a loop must not).
 	Goroutines bool
+	// Port is the Listener.ID the connection was accepted from (set by
+	// the loop), so a port a reload removed can end its own tunnels.
+	Port uint64
 }
 
 // Observer is told about connections, tunnels and bytes (the gateway's
