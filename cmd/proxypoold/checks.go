@@ -48,17 +48,59 @@ func (e *env) checksOptions(m *metrics.CheckMetrics) checks.Options {
 }
 
 // runChecks runs the target and speed checks through the probe's
-// dialer, apart from its liveness passes, until ctx ends; nothing when
-// none is configured.
+// dialer, apart from its liveness passes, until ctx ends; nothing while
+// none is configured. A reload's checks (reconfigureChecks) replace the
+// running ones: those under way end, and the new ones make their first
+// passes at once, as at startup.
 func (pl *probeLoop) runChecks(ctx context.Context) {
-	o := pl.e.checksOptions(pl.checkMetrics)
-	if len(o.Targets) == 0 && o.Speed == nil {
-		return
-	}
-	s, err := checks.New(pl.st, pl.d, pl.st, o)
+	log := pl.e.log.WithField(logging.FieldComponent, "checks")
+	s, err := pl.checks(pl.e)
 	if err != nil {
-		pl.e.log.WithError(err).Error("target and speed checks not started")
-		return
+		log.WithError(err).Error("target and speed checks not started")
 	}
-	s.Run(ctx)
+	for {
+		sctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if s != nil {
+				s.Run(sctx)
+			}
+		}()
+		select {
+		case <-ctx.Done():
+		case s = <-pl.checksSwap:
+			log.Info("target and speed checks reloaded")
+		}
+		stop()
+		<-done
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// checks is the scheduler of e's target and speed checks; nil when none
+// is configured.
+func (pl *probeLoop) checks(e *env) (*checks.Scheduler, error) {
+	o := e.checksOptions(pl.checkMetrics)
+	if len(o.Targets) == 0 && o.Speed == nil {
+		return nil, nil
+	}
+	return checks.New(pl.st, pl.d, pl.st, o)
+}
+
+// reconfigureChecks hands runChecks the checks of a reloaded config. One
+// it cannot build changes nothing.
+func (pl *probeLoop) reconfigureChecks(e *env) error {
+	s, err := pl.checks(e)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-pl.checksSwap: // one not taken yet: this one replaces it
+	default:
+	}
+	pl.checksSwap <- s
+	return nil
 }

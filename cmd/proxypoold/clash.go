@@ -34,20 +34,27 @@ func clashOptions(e *env, hub *clashapi.LogHub) clashapi.Options {
 
 // clashHandler is the Clash external-controller over this process's
 // store, pool and dialer; gw reports the gateway's tunnels and numbers
-// (nil: none). Its log hub streams this process's log to GET /logs.
-func clashHandler(e *env, st *store.Store, p clashbackend.Pool, d *dial.Pool, gw clashbackend.Gateway) (http.Handler, error) {
+// (nil: none). Its log hub streams this process's log to GET /logs. The
+// backend is returned too, for a reload to hand it the new listeners.
+func clashHandler(e *env, st *store.Store, p clashbackend.Pool, d *dial.Pool, gw clashbackend.Gateway) (http.Handler, *clashbackend.Backend, error) {
+	b, err := clashbackend.New(clashbackend.Options{Store: st, Pool: p, Dialer: d, Gateway: gw, Ports: clashPorts(e)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("wiring the Clash API: %w", err)
+	}
+	hub := clashapi.NewLogHub()
+	e.log.AddHook(hub)
+	return clashapi.New(b, clashOptions(e, hub)), b, nil
+}
+
+// clashPorts are the gateway's listeners (listenerPlan) as the Clash API
+// lists them: each a group of its own, pinned through its pool group.
+func clashPorts(e *env) []clashbackend.Port {
 	want, ports := listenerPlan(e)
 	var bp []clashbackend.Port
 	for name, addr := range want {
 		bp = append(bp, clashbackend.Port{Listen: addr, Group: ports[name]})
 	}
-	b, err := clashbackend.New(clashbackend.Options{Store: st, Pool: p, Dialer: d, Gateway: gw, Ports: bp})
-	if err != nil {
-		return nil, fmt.Errorf("wiring the Clash API: %w", err)
-	}
-	hub := clashapi.NewLogHub()
-	e.log.AddHook(hub)
-	return clashapi.New(b, clashOptions(e, hub)), nil
+	return bp
 }
 
 // remotePins is the probe's pool under systemd: its members are the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/proxypool/proxypool/internal/api"
+	"github.com/proxypool/proxypool/internal/checks"
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/logging"
 	"github.com/proxypool/proxypool/internal/manager"
@@ -39,7 +40,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	defer st.Close()
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
 	defer d.Close()
-	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), swap: make(chan *probe.Prober, 1), OnProgress: func(p probe.Progress) { cp.ProbeProgress(p.Done, p.Total, p.Finished) }}
+	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), swap: make(chan *probe.Prober, 1), checksSwap: make(chan *checks.Scheduler, 1), OnProgress: func(p probe.Progress) { cp.ProbeProgress(p.Done, p.Total, p.Finished) }}
 	if once {
 		return pl.once(ctx)
 	}
@@ -68,6 +69,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 	mo.Emit = jobs.Emit
 	apiLn := apiListener(e, true)
 	mgr := cp.Start(ctx, mo, !user)
+	var clashLive *liveClash // the Clash API's pool and listeners, when it is served
 	if apiLn != nil {
 		// The Clash API's groups come from a pool of the probe's own over
 		// the same store (the gateway's members); its numbers from the
@@ -76,10 +78,11 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		clash, err := clashHandler(e, st, remotePins{p}, d, metricsGateway(e))
+		clash, b, err := clashHandler(e, st, remotePins{p}, d, metricsGateway(e))
 		if err != nil {
 			return err
 		}
+		clashLive = &liveClash{p: p, b: b}
 		go func() {
 			if err := serveAPI(ctx, e, apiLn, mgr, jobs, clash); err != nil {
 				e.log.WithError(err).Error("HTTP API stopped")
@@ -93,7 +96,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 		if reload.Any(changed, "sources") {
 			refresher.SetSources(next.sources()) // no refresh: that is proxy-refresh.timer's
 		}
-		return nil
+		return clashLive.apply(next, changed)
 	})
 	sd.Ready()
 	defer sd.Stopping()
@@ -118,8 +121,10 @@ type probeLoop struct {
 	statusSuffix func() string
 	// checkMetrics records the target and speed checks (nil: none).
 	checkMetrics *metrics.CheckMetrics
-	// swap hands run a prober built from a reloaded config
-	swap chan *probe.Prober
+	// swap hands run a prober built from a reloaded config, checksSwap
+	// runChecks the checks (nil: none)
+	swap       chan *probe.Prober
+	checksSwap chan *checks.Scheduler
 }
 
 // reconfigure builds a prober from a reloaded config and has run switch

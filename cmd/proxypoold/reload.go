@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/clashbackend"
 	"github.com/proxypool/proxypool/internal/config"
 	"github.com/proxypool/proxypool/internal/gateway"
 	"github.com/proxypool/proxypool/internal/gateway/failover"
@@ -23,11 +24,15 @@ import (
 	"github.com/proxypool/proxypool/internal/store"
 )
 
-// The keys each process applies without a restart.
+// The keys each process applies without a restart. "groups" is every
+// filter of a group (countries, asn, class, min-throughput,
+// require-targets, …); the probe's gateway keys are the Clash API's
+// listeners.
 var (
 	gatewayLive = []string{"gateway.listen", "gateway.ports", "gateway.rotate-every", "gateway.strategy", "groups", "log.level"}
-	probeLive   = []string{"log.level", "probe.concurrency", "probe.geoip", "probe.geoip6", "probe.judges",
-		"probe.real-ip", "probe.target", "probe.timeout", "probe.uplink-check", "sources"}
+	probeLive   = []string{"gateway.listen", "gateway.ports", "log.level", "probe.asn-classes", "probe.asn-database",
+		"probe.concurrency", "probe.geoip", "probe.geoip6", "probe.ipv6-judge", "probe.judges",
+		"probe.real-ip", "probe.speed", "probe.target", "probe.targets", "probe.timeout", "probe.uplink-check", "sources"}
 	runLive = append(append([]string(nil), gatewayLive...), probeLive...)
 	// run's pool takes the groups live, but its SLO guard and tor
 	// supervisor read their floors and budgets only at start
@@ -38,7 +43,7 @@ var (
 // restart, and the log says so.
 var (
 	gatewayUses = []string{"database", "gateway", "groups", "log", "metrics.enabled", "metrics.gateway-listen"}
-	probeUses   = []string{"database", "groups", "log", "metrics.enabled", "metrics.listen", "probe", "slo", "sources", "tor"}
+	probeUses   = []string{"api", "database", "groups", "log", "metrics.enabled", "metrics.listen", "probe", "slo", "sources", "tor"}
 )
 
 // reloadKeys are what one process applies of a reload: reload.Options'
@@ -78,12 +83,14 @@ func reloadOn(ctx context.Context, g *globals, e *env, st *store.Store, componen
 }
 
 // liveGateway is the running pool and gateway a reload reconfigures, and
-// the pickers of the listeners it serves (portPickers').
+// the pickers of the listeners it serves (portPickers'); clash, when the
+// Clash API is served over the same pool (`run`), lists the listeners.
 type liveGateway struct {
 	mu      sync.Mutex
 	p       *pool.Pool
 	gw      *gateway.Gateway
 	pickers map[string]failover.Picker
+	clash   *clashbackend.Backend
 }
 
 func (l *liveGateway) set(p *pool.Pool, gw *gateway.Gateway, pickers map[string]failover.Picker) {
@@ -119,9 +126,34 @@ func (l *liveGateway) apply(ctx context.Context, next *env, changed []string) er
 		}
 	}
 	l.pickers = pickers
+	if l.clash != nil {
+		l.clash.SetPorts(clashPorts(next))
+	}
 	if err := gw.SetPorts(ctx, gatewayPorts(next, pickers)); err != nil {
 		return fmt.Errorf("%s: gateway.ports: %w", c.Pos("gateway.ports"), err)
 	}
+	return nil
+}
+
+// liveClash is the probe's Clash API under systemd: a pool of its own over
+// the gateway's store (the same groups, so the same members) and the
+// gateway's listeners. The probe's other users of groups (the SLO guard,
+// list --group, tor) take them at its restart.
+type liveClash struct {
+	p *pool.Pool
+	b *clashbackend.Backend
+}
+
+// apply gives the API's pool the reloaded groups and the backend the
+// reloaded listeners; nil (no API) does nothing.
+func (l *liveClash) apply(next *env, changed []string) error {
+	if l == nil || !reload.Any(changed, "groups", "gateway.listen", "gateway.ports") {
+		return nil
+	}
+	if err := l.p.SetGroups(poolGroups(next)); err != nil {
+		return fmt.Errorf("%s: groups: %w", next.cfg.Pos("groups"), err)
+	}
+	l.b.SetPorts(clashPorts(next))
 	return nil
 }
 
@@ -150,13 +182,29 @@ func applySources(ctx context.Context, next *env, changed []string, refreshers .
 	}
 }
 
-// applyProbe rebuilds the prober when a setting it takes changed.
+// applyProbe rebuilds the prober when a setting it takes changed, and
+// the target and speed checks when theirs did (probe.targets,
+// probe.speed: their own scheduler, not the prober's).
 func applyProbe(pl *probeLoop, next *env, changed []string) error {
-	if !reload.Any(changed, "probe") {
-		return nil
+	var prober bool
+	for _, k := range changed {
+		prober = prober || reload.Any([]string{k}, "probe") && !reload.Any([]string{k}, "probe.targets", "probe.speed")
 	}
-	if err := pl.reconfigure(next); err != nil {
-		return fmt.Errorf("probe settings: %w", err)
+	checks := reload.Any(changed, "probe.targets", "probe.speed")
+	if checks {
+		if _, err := pl.checks(next); err != nil { // before anything changed
+			return fmt.Errorf("%s: target and speed checks: %w", next.cfg.Pos("probe.targets"), err)
+		}
+	}
+	if prober {
+		if err := pl.reconfigure(next); err != nil {
+			return fmt.Errorf("probe settings: %w", err)
+		}
+	}
+	if checks {
+		if err := pl.reconfigureChecks(next); err != nil {
+			return fmt.Errorf("%s: target and speed checks: %w", next.cfg.Pos("probe.targets"), err)
+		}
 	}
 	return nil
 }

@@ -113,8 +113,8 @@ func TestReloadLiveKeys(t *testing.T) {
 	}{
 		{"gateway.strategy", [3]string{live, unused, live}},
 		{"gateway.rotate-every", [3]string{live, unused, live}},
-		{"gateway.ports", [3]string{live, unused, live}},
-		{"gateway.listen", [3]string{live, unused, live}},
+		{"gateway.ports", [3]string{live, live, live}}, // the probe's: the Clash API's listeners
+		{"gateway.listen", [3]string{live, live, live}},
 		{"gateway.client-timeout", [3]string{restart, unused, restart}},
 		{"gateway.upstream-handshake-timeout", [3]string{restart, unused, restart}},
 		{"gateway.max-attempts", [3]string{restart, unused, restart}},
@@ -126,6 +126,16 @@ func TestReloadLiveKeys(t *testing.T) {
 		{"probe.judges", [3]string{unused, live, live}},
 		{"probe.interval", [3]string{unused, restart, restart}},
 		{"log.level", [3]string{live, live, live}},
+		{"groups.us.asn", [3]string{live, restart, live}},
+		{"groups.us.exclude-asn", [3]string{live, restart, live}},
+		{"groups.us.class", [3]string{live, restart, live}},
+		{"groups.us.min-throughput", [3]string{live, restart, live}},
+		{"groups.us.require-targets", [3]string{live, restart, live}},
+		{"probe.targets.shop.url", [3]string{unused, live, live}},
+		{"probe.speed.url", [3]string{unused, live, live}},
+		{"probe.asn-database", [3]string{unused, live, live}},
+		{"probe.ipv6-judge", [3]string{unused, live, live}},
+		{"api.clash.pin-ttl", [3]string{unused, restart, restart}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/proxypool/proxypool/internal/api"
+	"github.com/proxypool/proxypool/internal/checks"
 	"github.com/proxypool/proxypool/internal/clashbackend"
 	"github.com/proxypool/proxypool/internal/dial"
 	"github.com/proxypool/proxypool/internal/logging"
@@ -57,7 +58,7 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 
 	d := dial.New(dial.Options{Logger: e.log.WithField(logging.FieldComponent, "dial")})
 	defer d.Close()
-	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), swap: make(chan *probe.Prober, 1), OnProgress: func(p probe.Progress) { cp.ProbeProgress(p.Done, p.Total, p.Finished) }}
+	pl := &probeLoop{e: e, st: st, d: d, trigger: make(chan struct{}, 1), swap: make(chan *probe.Prober, 1), checksSwap: make(chan *checks.Scheduler, 1), OnProgress: func(p probe.Progress) { cp.ProbeProgress(p.Done, p.Total, p.Finished) }}
 	m := e.newMetrics() // one endpoint for everything in this process
 	pl.checkMetrics = m.Checks()
 	var sup *torops.Supervisor // the tor children, shared by their loop and the SLO guard
@@ -93,16 +94,17 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	tun := clashbackend.NewTunnels()
+	live := &liveGateway{}
 	if apiLn != nil {
-		clash, err := clashHandler(e, st, p, d, tun)
+		clash, b, err := clashHandler(e, st, p, d, tun)
 		if err != nil {
 			apiLn.Close()
 			return err
 		}
+		live.clash = b
 		start("api", func() error { return serveAPI(ctx, e, apiLn, mgr, jobs, clash) })
 	}
 
-	live := &liveGateway{}
 	reloadOn(ctx, g, e, st, "run", runKeys, func(ctx context.Context, next *env, changed []string) error {
 		if err := applyProbe(pl, next, changed); err != nil {
 			return err

@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/proxypool/proxypool/internal/clashapi"
@@ -73,7 +75,10 @@ type Options struct {
 }
 
 // Backend implements clashapi.Backend.
-type Backend struct{ o Options }
+type Backend struct {
+	o     Options
+	ports atomic.Pointer[[]Port] // Options.Ports, then SetPorts'
+}
 
 var _ clashapi.Backend = (*Backend)(nil)
 
@@ -85,7 +90,16 @@ func New(o Options) (*Backend, error) {
 	if o.History <= 0 {
 		o.History = 10
 	}
-	return &Backend{o: o}, nil
+	b := &Backend{o: o}
+	b.SetPorts(o.Ports)
+	return b, nil
+}
+
+// SetPorts replaces the gateway listeners the API lists and pins by
+// (a config reload that added, removed or re-pinned a port).
+func (b *Backend) SetPorts(ports []Port) {
+	ports = slices.Clone(ports)
+	b.ports.Store(&ports)
 }
 
 func proxyOf(p *clashapi.Proxy, b *store.Brief) {
@@ -157,7 +171,7 @@ func (b *Backend) Groups(ctx context.Context, limit int) ([]clashapi.Group, erro
 		pinned, until := b.o.Pool.Pinned(group)
 		out = append(out, clashapi.Group{Name: name, Listen: listen, Members: ids, Total: total, Pinned: pinned, PinnedUntil: until})
 	}
-	for _, p := range b.o.Ports {
+	for _, p := range *b.ports.Load() {
 		add(p.Listen, p.Listen, p.Group)
 	}
 	for _, g := range b.o.Pool.GroupNames() {
@@ -169,7 +183,7 @@ func (b *Backend) Groups(ctx context.Context, limit int) ([]clashapi.Group, erro
 // groupOf maps a clashapi group name (a listener or a group) to the
 // pool's group.
 func (b *Backend) groupOf(name string) (string, bool) {
-	for _, p := range b.o.Ports {
+	for _, p := range *b.ports.Load() {
 		if p.Listen == name {
 			return p.Group, true
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/clashbackend"
 	"github.com/proxypool/proxypool/internal/dashtest"
 )
 
@@ -83,4 +84,42 @@ func tunnelUpstream(t *testing.T, w *world, addr, target string) string {
 	}
 	t.Fatalf("the gateway lists no tunnel from %s among %d", local, len(st.Conns))
 	return ""
+}
+
+// TestSetPorts: a config reload's listeners replace the ones the API
+// lists and pins by: a removed port is unknown, an added one lists its
+// group's members and takes a pin.
+func TestSetPorts(t *testing.T) {
+	w := newWorld(t, 6, "")
+	c := &controller{Base: w.api.URL}
+	const deAddr = "127.87.0.1:21998" // listed only: the API does not dial it
+	c.getJSON(t, "GET", "/proxies/"+url.PathEscape(w.usAddr), nil, 200)
+	w.backend.SetPorts([]clashbackend.Port{{Listen: w.gwAddr}, {Listen: deAddr, Group: "de"}})
+	tests := []struct {
+		name, group string
+		status      int
+	}{
+		{"the removed port", w.usAddr, 404},
+		{"the added port", deAddr, 200},
+		{"the mixed port", w.gwAddr, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, b := c.do(t, "GET", "/proxies/"+url.PathEscape(tt.group), nil, false); code != tt.status {
+				t.Fatalf("GET /proxies/%s: %d %s, want %d", tt.group, code, b, tt.status)
+			}
+		})
+	}
+	de := c.getJSON(t, "GET", "/proxies/"+url.PathEscape(deAddr), nil, 200)
+	all := de["all"].([]any)
+	if len(all) != 3 {
+		t.Fatalf("the added port lists %d members, want group de's 3", len(all))
+	}
+	pick := all[len(all)-1].(string)
+	if code, b := c.do(t, "PUT", "/proxies/"+url.PathEscape(deAddr), map[string]string{"name": pick}, false); code != 204 {
+		t.Fatalf("pinning the added port: %d %s", code, b)
+	}
+	if id, _ := w.pool.Pinned("de"); id != pick {
+		t.Fatalf("group de pinned to %q after pinning the added port, want %s", id, pick)
+	}
 }

@@ -91,6 +91,7 @@ type world struct {
 	handler http.Handler
 	api     *httptest.Server
 	tunnels *clashbackend.Tunnels
+	backend *clashbackend.Backend
 }
 
 var countries = []string{"US", "DE"}
@@ -167,6 +168,7 @@ func newWorld(t *testing.T, n int, testURL string) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.backend = b
 	w.handler = clashapi.New(b, clashapi.Options{Version: "test", MixedPort: ln.Addr().(*net.TCPAddr).Port, TestURL: testURL})
 	apiLn, err := net.Listen("tcp", "127.87.0.1:0")
 	if err != nil {

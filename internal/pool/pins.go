@@ -106,10 +106,35 @@ func (p *Pool) Members(group string, limit int) (ids []string, total int, ok boo
 }
 
 // GroupNames are the configured groups, in config order.
-func (p *Pool) GroupNames() []string {
-	out := make([]string, len(p.opts.Groups))
-	for i, g := range p.opts.Groups {
-		out[i] = g.Name
+func (p *Pool) GroupNames() []string { return slices.Clone(*p.names.Load()) }
+
+// prunePins drops the pins s no longer backs: a group neither configured
+// nor carried by an upstream, or an upstream s holds outside its group
+// (one s does not hold, being down now, keeps its pin: membership is
+// checked again when it is pinned anew).
+func (p *Pool) prunePins(s *snapshot) {
+	p.pinMu.Lock()
+	defer p.pinMu.Unlock()
+	old := p.pins.Load()
+	if old == nil {
+		return
 	}
-	return out
+	next := map[string]pin{}
+	for g, pn := range *old {
+		v, known := s.viewFor(g, "")
+		if !known {
+			p.log.WithField("GROUP", g).Info("pin dropped: the group is gone")
+			continue
+		}
+		if i, ok := s.byID[pn.id]; ok && !slices.Contains(v.members, i) {
+			p.log.WithField("GROUP", g).Infof("pin dropped: %s is no longer a member", pn.id)
+			continue
+		}
+		next[g] = pn
+	}
+	if len(next) == 0 {
+		p.pins.Store(nil)
+		return
+	}
+	p.pins.Store(&next)
 }

@@ -94,6 +94,9 @@ type Pool struct {
 	// Picker; nil for none
 	pins  atomic.Pointer[map[string]pin]
 	pinMu sync.Mutex
+	// names are the configured groups' names, in config order
+	// (GroupNames); SetGroups replaces them
+	names atomic.Pointer[[]string]
 }
 
 func checkGroups(groups []Group) error {
@@ -112,16 +115,27 @@ func checkGroups(groups []Group) error {
 
 // SetGroups replaces the groups (a config reload) and rebuilds the
 // snapshot from the upstreams it holds, so a new group serves and a
-// removed one is unknown once it returns.
+// removed one is unknown once it returns. A pin of a group removed, or
+// of an upstream its group's new filters leave out, ends with it.
 func (p *Pool) SetGroups(groups []Group) error {
 	if err := checkGroups(groups); err != nil {
 		return err
 	}
 	p.mu.Lock()
 	p.opts.Groups = groups
+	p.setNames(groups)
 	p.mu.Unlock()
 	p.rebuildFrom(nil)
+	p.prunePins(p.snap.Load())
 	return nil
+}
+
+func (p *Pool) setNames(groups []Group) {
+	names := make([]string, len(groups))
+	for i, g := range groups {
+		names[i] = g.Name
+	}
+	p.names.Store(&names)
 }
 
 // New checks options and returns an empty pool; call Load before serving.
@@ -170,6 +184,7 @@ func New(o Options) (*Pool, error) {
 		return nil, err
 	}
 	p.def = def
+	p.setNames(o.Groups)
 	p.snap.Store(newBuilder(0, 0, nil, nil, o.Groups, func(*upstream.Served, *health) bool { return false }).finish())
 	return p, nil
 }

@@ -1,9 +1,12 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/proxypool/proxypool/internal/upstream"
 )
@@ -63,5 +66,139 @@ func TestReconfigure(t *testing.T) {
 	}
 	if err := p.SetGroups([]Group{{Name: "x"}, {Name: "x"}}); err == nil {
 		t.Fatal("SetGroups took a group defined twice")
+	}
+}
+
+// TestSetGroupsFilters: a reload's groups reach the running pool with
+// every filter the config has (asn, exclude-asn, class, min-throughput,
+// require-targets, weighted picks inside them), over the upstreams the
+// pool already holds, and a pin ends when its group goes or its upstream
+// leaves the group, but not otherwise.
+func TestSetGroupsFilters(t *testing.T) {
+	now := time.Now()
+	quals := []upstream.Quality{
+		{ASN: 13335, Class: upstream.ClassDatacenter},
+		{ASN: 7922, Class: upstream.ClassResidential},
+		{ASN: 31163, Class: upstream.ClassMobile},
+	}
+	var ups []upstream.Served
+	for i := range 12 {
+		r := rec(i, "US", fmt.Sprintf("198.51.100.%d", i))
+		r.Quality = quals[i%3]
+		s, err := r.Served()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Throughput = []float64{0, 100 << 10, 2 << 20, 4 << 20}[i%4]
+		if i%2 == 0 {
+			s.Targets = []upstream.TargetPass{{Name: "shop", Until: now.Add(time.Hour)}}
+		}
+		ups = append(ups, s)
+	}
+	p, err := New(Options{Loader: &servedLoader{ups}, Groups: []Group{{Name: "g"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	weighted, err := p.NewPicker(Weighted, Rotation{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		group Group
+		want  func(s upstream.Served) bool
+	}{
+		{"asn", Group{Name: "g", ASNs: []uint32{13335}}, func(s upstream.Served) bool { return s.ASN == 13335 }},
+		{"exclude-asn", Group{Name: "g", ExcludeASNs: []uint32{13335}}, func(s upstream.Served) bool { return s.ASN != 13335 }},
+		{"class", Group{Name: "g", Classes: []upstream.Class{upstream.ClassMobile}}, func(s upstream.Served) bool { return s.Class == upstream.ClassMobile }},
+		{"min-throughput", Group{Name: "g", MinThroughput: 1 << 20}, func(s upstream.Served) bool { return s.Throughput == 0 || s.Throughput >= 1<<20 }},
+		{"require-targets", Group{Name: "g", RequireTargets: []string{"shop"}}, func(s upstream.Served) bool { return len(s.Targets) > 0 }},
+		{"back to every US exit", Group{Name: "g", Countries: []string{"US"}}, func(upstream.Served) bool { return true }},
+	}
+	for _, tt := range tests {
+		if err := p.SetGroups([]Group{tt.group}); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		want := map[string]bool{}
+		for _, s := range ups {
+			if tt.want(s) {
+				want[s.ID] = true
+			}
+		}
+		for _, pk := range []interface {
+			Pick(*upstream.Selector) (upstream.Choice, error)
+		}{p, weighted} {
+			got := map[string]bool{}
+			for range 200 {
+				c, err := pk.Pick(&upstream.Selector{Group: "g"})
+				if err != nil {
+					t.Fatalf("%s: %v", tt.name, err)
+				}
+				if !want[c.ID] {
+					t.Fatalf("%s: group %+v served %s", tt.name, tt.group, c.ID)
+				}
+				got[c.ID] = true
+			}
+			if len(got) != len(want) {
+				t.Errorf("%s: %d of the group's %d upstreams served", tt.name, len(got), len(want))
+			}
+		}
+	}
+
+	// Pins: mobile is pinned to ups[2]; the group is kept, then its
+	// filter leaves ups[2] out, then the group goes.
+	mobile := Group{Name: "mobile", Classes: []upstream.Class{upstream.ClassMobile}}
+	steps := []struct {
+		name   string
+		groups []Group
+		pinned string // Pinned("mobile") afterwards
+	}{
+		{"unchanged group", []Group{{Name: "g"}, mobile}, ups[2].ID},
+		{"another group changed", []Group{{Name: "g", ASNs: []uint32{7922}}, mobile}, ups[2].ID},
+		{"the group changed, the upstream still a member", []Group{{Name: "g"}, {Name: "mobile", Classes: mobile.Classes, MinThroughput: 1 << 20}}, ups[2].ID},
+		{"the upstream left the group", []Group{{Name: "g"}, {Name: "mobile", ASNs: []uint32{7922}}}, ""},
+	}
+	if err := p.SetGroups([]Group{{Name: "g"}, mobile}); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range steps {
+		if err := p.Pin("mobile", ups[2].ID, time.Hour); err != nil {
+			t.Fatalf("%s: pinning: %v", st.name, err)
+		}
+		if err := p.SetGroups(st.groups); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if id, _ := p.Pinned("mobile"); id != st.pinned {
+			t.Fatalf("%s: mobile pinned to %q, want %q", st.name, id, st.pinned)
+		}
+		if st.pinned != "" {
+			if c, err := p.Pick(&upstream.Selector{Group: "mobile"}); err != nil || c.ID != st.pinned {
+				t.Fatalf("%s: the pinned group picked %s, %v; want %s", st.name, c.ID, err, st.pinned)
+			}
+		}
+	}
+	if err := p.SetGroups([]Group{{Name: "g"}, mobile}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Pin("mobile", ups[2].ID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Pin("", ups[1].ID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetGroups([]Group{{Name: "g"}}); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := p.Pinned("mobile"); id != "" {
+		t.Fatalf("the group the reload removed is still pinned to %s", id)
+	}
+	if id, _ := p.Pinned(""); id != ups[1].ID {
+		t.Fatalf("the whole pool's pin after a reload: %q, want %s kept", id, ups[1].ID)
+	}
+	if got := p.GroupNames(); !reflect.DeepEqual(got, []string{"g"}) {
+		t.Fatalf("GroupNames after the reload: %q", got)
 	}
 }
