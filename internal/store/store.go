@@ -70,6 +70,7 @@ func (o Options) withDefaults() Options {
 // Store is a proxypool database. Its methods are safe for concurrent use.
 type Store struct {
 	path string
+	pg   bool // PostgreSQL rather than a SQLite file
 	opts Options
 	log  logrus.FieldLogger
 	rdb  *sql.DB // read pool (mode=ro)
@@ -91,6 +92,9 @@ type cachedOptions struct {
 // The parent directory must exist.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
+	if IsPostgres(path) {
+		return openPG(ctx, path, opts)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
@@ -144,6 +148,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 // migrates and writes nothing, works while a daemon writes, and refuses a
 // file that does not exist or whose schema differs from this build's.
 func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	if IsPostgres(path) {
+		return openPGReadOnly(ctx, path)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s read-only: %w", path, err)
@@ -273,8 +280,10 @@ func (s *Store) Close() error {
 		if err := s.w.close(); err != nil {
 			errs = append(errs, err)
 		}
-		if _, err := s.wdb.Exec("PRAGMA optimize"); err != nil {
-			errs = append(errs, fmt.Errorf("optimizing: %w", err))
+		if !s.pg {
+			if _, err := s.wdb.Exec("PRAGMA optimize"); err != nil {
+				errs = append(errs, fmt.Errorf("optimizing: %w", err))
+			}
 		}
 	}
 	if err := s.rdb.Close(); err != nil {
