@@ -25,6 +25,9 @@ export PROXYPOOL_INTEROP=${PROXYPOOL_INTEROP:-1}   # test/interop: independent s
 # The interop level waits for sing-box/xray; everything else runs while they build.
 go test -count=1 -timeout 25m $(go list ./... | grep -v /test/interop) 2>&1 | tee /tmp/proxypool-gotest.log
 [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+step "go test: the store suite on PostgreSQL (pgtest's throw-away cluster)"
+PROXYPOOL_TEST_STORE=postgres go test -count=1 -timeout 10m ./internal/store/ 2>&1 | tee -a /tmp/proxypool-gotest.log
+[ "${PIPESTATUS[0]}" = 0 ] || exit 1
 step "go test: interop level (independent servers of every kind)"
 scripts/interop-tools.sh --wait
 rc=0; go test -count=1 -timeout 10m -v ./test/interop/ >/tmp/proxypool-interop.log 2>&1 || rc=$?

@@ -834,6 +834,14 @@ func TestOpenReadOnly(t *testing.T) {
 			}
 		}
 		r.Submit(ok(up(1).ID, t0, "1.1.1.1", "US")) // ignored, no panic
+		// The database refuses writes too, not only the store's methods:
+		// on PostgreSQL every session is read-only, in SQLite the file is
+		// opened mode=ro.
+		if _, err := r.rdb.ExecContext(ctx, "UPDATE meta SET version = version + 1"); err == nil {
+			t.Errorf("a write through the read-only store's connections succeeded")
+		} else if onPostgres() && !strings.Contains(err.Error(), "read-only transaction") {
+			t.Errorf("write on a read-only PostgreSQL store: %v, want the server's read-only refusal", err)
+		}
 
 		// The writer storms results while the reader reads.
 		stop := make(chan struct{})
