@@ -22,12 +22,16 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 func TestRunOnPostgres(t *testing.T) {
 	dbURL := pgtest.Database(t)
 	judge := fleet.StartJudgeT(t)
-	f := fleet.StartT(t, fleet.Spec{Members: []fleet.MemberSpec{
-		{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "US"},
-		{Kind: fleet.HTTP, Behavior: fleet.Good, Country: "DE"},
-		{Kind: fleet.SOCKS5, Behavior: fleet.Good, Country: "NL"},
-		{Kind: fleet.SOCKS5, Behavior: fleet.Refuse, Country: "US"},
-	}})
+	// three good members of two kinds and one that refuses
+	var spec fleet.Spec
+	for i, k := range []fleet.Kind{fleet.SOCKS5, fleet.HTTP, fleet.SOCKS5, fleet.SOCKS5} {
+		m := fleet.MemberSpec{Kind: k, Behavior: fleet.Good, Country: []string{"US", "DE", "NL", "US"}[i]}
+		if i == 3 {
+			m.Behavior = fleet.Refuse
+		}
+		spec.Members = append(spec.Members, m)
+	}
+	f := fleet.StartT(t, spec)
 	dir := t.TempDir()
 	ports := freePorts(t, 2)
 	gw, met := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])

@@ -201,25 +201,14 @@ func openPG(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", name, err)
 	}
-	wdb.SetConnMaxLifetime(0)
-	wdb.SetConnMaxIdleTime(0)
-	fail := func(err error) (*Store, error) {
+	oneConn(wdb)
+	if err := migratePG(ctx, wdb, name); err != nil {
 		wdb.Close()
 		return nil, err
 	}
-	if err := migratePG(ctx, wdb, name); err != nil {
-		return fail(err)
-	}
-	if err := resizeHistory(ctx, wdb, opts.HistoryPerUpstream); err != nil {
-		return fail(fmt.Errorf("opening store %s: %w", name, err))
-	}
-	rdb, err := openPostgres(ctx, dbURL, false, 4)
-	if err != nil {
-		return fail(fmt.Errorf("opening store %s for reading: %w", name, err))
-	}
-	s := &Store{path: name, pg: true, opts: opts, log: opts.Logger, rdb: rdb, wdb: wdb}
-	s.w = newWriter(s)
-	return s, nil
+	return opened(ctx, &Store{path: name, pg: true, opts: opts, log: opts.Logger, wdb: wdb}, func() (*sql.DB, error) {
+		return openPostgres(ctx, dbURL, false, 4)
+	})
 }
 
 // openPGReadOnly is OpenReadOnly for a PostgreSQL URL: every session is
