@@ -53,15 +53,17 @@ var mayImport = map[string][]string{
 	"testtool":   nil, // test helper: external programs a test needs
 	// layer 1: adapters, and the SOCKS5 codec, whose reply table names
 	// each code's upstream.Cause
-	"socks":  {vocab},
-	"config": {vocab},
-	"parse":  {vocab},
-	"store":  {vocab},
+	"socks":   {vocab},
+	"config":  {vocab},
+	"parse":   {vocab},
+	"store":   {vocab},
+	"dial":    {vocab, "socks"},
+	"control": {vocab},
+	"metrics": {vocab},
+
 	// test helper: a throw-away PostgreSQL per test binary
 	"store/pgtest": {"testtool"},
-	"dial":         {vocab, "socks"},
-	"control":      {vocab},
-	"metrics":      {vocab},
+
 	// layer 2: logic packages never import each other
 	"source":  {vocab, "parse", "logging"},
 	"probe":   {vocab, "geoip"},
