@@ -53,7 +53,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 		}
 		tor = ops
 		// tor@ units: proxy-torgen runs them on request
-		scaler = ops.RequestScaler(filepath.Join(filepath.Dir(e.cfg.Database), torops.RequestFile))
+		scaler = ops.RequestScaler(filepath.Join(e.stateDir(), torops.RequestFile))
 		go ops.Rotate(ctx)
 	}
 	m := e.newMetrics()

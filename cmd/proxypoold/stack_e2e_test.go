@@ -119,7 +119,7 @@ log: {level: info, format: text}
 }
 
 func healthyCount(ctx context.Context, db string) int {
-	if _, err := os.Stat(db); err != nil {
+	if _, err := os.Stat(db); err != nil && !store.IsPostgres(db) {
 		return 0
 	}
 	st, err := store.OpenReadOnly(ctx, db)
