@@ -206,7 +206,7 @@ func openPG(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, err
 	}
-	return opened(ctx, &Store{path: name, pg: true, opts: opts, log: opts.Logger, wdb: wdb}, func() (*sql.DB, error) {
+	return opened(ctx, &Store{path: name, pg: true, dbURL: dbURL, opts: opts, log: opts.Logger, wdb: wdb}, func() (*sql.DB, error) {
 		return openPostgres(ctx, dbURL, false, 4)
 	})
 }

@@ -71,11 +71,14 @@ func (o Options) withDefaults() Options {
 type Store struct {
 	path string
 	pg   bool // PostgreSQL rather than a SQLite file
-	opts Options
-	log  logrus.FieldLogger
-	rdb  *sql.DB // read pool (mode=ro)
-	wdb  *sql.DB // the writer's single connection; nil when read-only
-	w    *writer // nil when read-only
+	// dbURL is the PostgreSQL URL as given (password included), for the
+	// connections that live outside the pools: the LISTENer's.
+	dbURL string
+	opts  Options
+	log   logrus.FieldLogger
+	rdb   *sql.DB // read pool (mode=ro)
+	wdb   *sql.DB // the writer's single connection; nil when read-only
+	w     *writer // nil when read-only
 
 	// optsCache keeps the decoded Options of the last Healthy snapshot by
 	// id, so a reload decodes only upstreams whose options text changed.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -272,7 +273,7 @@ func (w *writer) runOp(o *op) error {
 	}
 	var v uint64
 	if bump {
-		if v, err = bumpVersion(o.ctx, tx); err != nil {
+		if v, err = bumpVersion(o.ctx, tx, w.s.pg); err != nil {
 			tx.Rollback()
 			return err
 		}
@@ -287,10 +288,19 @@ func (w *writer) runOp(o *op) error {
 	return nil
 }
 
-func bumpVersion(ctx context.Context, tx *sql.Tx) (uint64, error) {
+// bumpVersion marks a write that changes the pool. On PostgreSQL it also
+// notifies PoolChannel in the same transaction, so gateways on other
+// hosts hear of it exactly when the change becomes visible (a rollback
+// sends nothing).
+func bumpVersion(ctx context.Context, tx *sql.Tx, pg bool) (uint64, error) {
 	var v uint64
 	if err := tx.QueryRowContext(ctx, "UPDATE meta SET version = version + 1 WHERE id = 1 RETURNING version").Scan(&v); err != nil {
 		return 0, fmt.Errorf("bumping version: %w", err)
+	}
+	if pg {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", PoolChannel, strconv.FormatUint(v, 10)); err != nil {
+			return 0, fmt.Errorf("notifying %s: %w", PoolChannel, err)
+		}
 	}
 	return v, nil
 }
@@ -405,7 +415,7 @@ func (w *writer) commitResults(batch []upstream.CheckResult) error {
 	}
 	var v uint64
 	if bump {
-		if v, err = bumpVersion(ctx, tx); err != nil {
+		if v, err = bumpVersion(ctx, tx, w.s.pg); err != nil {
 			return err
 		}
 	}
