@@ -56,6 +56,14 @@ log: {level: info, format: text}
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	// the gateway serves from its snapshot, which follows the store
+	for snapshotSize(met) != 3 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the gateway's snapshot never reached 3 upstreams (has %d)", snapshotSize(met))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	exits := map[string]int{}
 	for i := range 9 {
 		scheme := "socks5"

@@ -70,7 +70,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 		// The Clash API's groups come from a pool of the probe's own over
 		// the same store (the gateway's members); its numbers from the
 		// gateway's metrics endpoint.
-		p, err := openPool(ctx, e, st, nil)
+		p, err := openPool(ctx, e, st, nil, nil)
 		if err != nil {
 			return err
 		}
