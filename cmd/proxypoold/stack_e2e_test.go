@@ -182,3 +182,19 @@ func sum(exposition, name string) float64 {
 	}
 	return total
 }
+
+// snapshotSize is a gateway's snapshot size from its metrics endpoint, -1
+// while it does not answer.
+func snapshotSize(addr string) int {
+	c := &http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.Contains(string(b), "proxypool_gateway_snapshot_upstreams") {
+		return -1
+	}
+	return int(sum(string(b), "proxypool_gateway_snapshot_upstreams"))
+}
