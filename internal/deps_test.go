@@ -60,6 +60,10 @@ var mayImport = map[string][]string{
 	"dial":    {vocab, "socks"},
 	"control": {vocab},
 	"metrics": {vocab},
+
+	// test helper: a throw-away PostgreSQL per test binary
+	"store/pgtest": {"testtool"},
+
 	// layer 2: logic packages never import each other
 	"source":  {vocab, "parse", "logging"},
 	"probe":   {vocab, "geoip"},

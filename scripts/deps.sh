@@ -32,6 +32,10 @@ have microsocks     || interop+=(microsocks)
 [ -x /usr/sbin/squid ]  || interop+=(squid)
 have tinyproxy      || interop+=(tinyproxy)
 have openssl        || interop+=(openssl)   # squid's htpasswd line (openssl passwd -apr1)
+# The PostgreSQL store's tests (internal/store/pgtest) run a throw-away
+# cluster from Debian's server programs; the package's own cluster must not
+# start either.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || interop+=(postgresql)
 need+=("${interop[@]}")
 # Real clients through the mixed port (test/clients): headless Chromium,
 # proxychains4, and Debian's python3 with requests + PySocks (socks5h://).

@@ -26,6 +26,9 @@ export PROXYPOOL_INTEROP=${PROXYPOOL_INTEROP:-1}   # test/interop: independent s
 # for the tools; everything else runs while they build.
 go test -count=1 -timeout 25m $(go list ./... | grep -v -e /test/interop -e /internal/clashbackend) 2>&1 | tee /tmp/proxypool-gotest.log
 [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+step "go test: the store suite on PostgreSQL (pgtest's throw-away cluster)"
+PROXYPOOL_TEST_STORE=postgres go test -count=1 -timeout 10m ./internal/store/ 2>&1 | tee -a /tmp/proxypool-gotest.log
+[ "${PIPESTATUS[0]}" = 0 ] || exit 1
 scripts/interop-tools.sh --wait
 step "go test: Clash API against real mihomo, metacubexd in Chromium"
 go test -count=1 -timeout 10m -v ./internal/clashbackend/ 2>&1 | tee /tmp/proxypool-clash.log | grep -E '^(ok|FAIL|---|\s+dashboard_test|\s+large_test)' || true

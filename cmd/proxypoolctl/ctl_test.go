@@ -26,6 +26,8 @@ import (
 	"github.com/proxypool/proxypool/internal/parse"
 	"github.com/proxypool/proxypool/internal/source"
 	"github.com/proxypool/proxypool/internal/store"
+	"github.com/proxypool/proxypool/internal/store/pgtest"
+	"github.com/proxypool/proxypool/internal/store/storetest"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -41,7 +43,7 @@ func TestMain(m *testing.M) {
 		cancel()
 		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 // ctl runs proxypoolctl in-process.
@@ -379,11 +381,17 @@ func TestPagingTenThousand(t *testing.T) {
 	}
 }
 
-// TestDBModeWhileWriting: --db reads a store that a daemon is writing.
+// TestDBModeWhileWriting: --db reads a store that a daemon is writing,
+// a SQLite file or a PostgreSQL database (--db postgres://…).
 func TestDBModeWhileWriting(t *testing.T) {
+	for _, b := range storetest.Backends {
+		t.Run(b.Name, func(t *testing.T) { testDBModeWhileWriting(t, b.Database(t)) })
+	}
+}
+
+func testDBModeWhileWriting(t *testing.T, path string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	path := filepath.Join(t.TempDir(), "pool.db")
 	st, err := store.Open(ctx, path, store.Options{FlushInterval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

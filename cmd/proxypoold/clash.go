@@ -11,6 +11,7 @@ import (
 	"github.com/proxypool/proxypool/internal/clashapi"
 	"github.com/proxypool/proxypool/internal/clashbackend"
 	"github.com/proxypool/proxypool/internal/dial"
+	"github.com/proxypool/proxypool/internal/metrics"
 	"github.com/proxypool/proxypool/internal/pool"
 	"github.com/proxypool/proxypool/internal/store"
 )
@@ -79,13 +80,31 @@ func metricsGateway(e *env) clashbackend.Gateway {
 	return &clashbackend.MetricsGateway{URL: "http://" + e.cfg.Metrics.GatewayListen + "/metrics"}
 }
 
-// openPool loads the pool from the store and keeps it current (notify, or
-// polling the store's version) until ctx ends.
-func openPool(ctx context.Context, e *env, st *store.Store, notify <-chan struct{}) (*pool.Pool, error) {
+// pgPollInterval is how often a pool on PostgreSQL polls the store's
+// version: LISTEN brings changes at once, the poll is only the net under
+// a listener that is reconnecting.
+const pgPollInterval = 10 * time.Second
+
+// openPool loads the pool from the store and keeps it current (notify, on
+// PostgreSQL a LISTEN of its own, and polling the store's version) until
+// ctx ends; gm, if set, records each load.
+func openPool(ctx context.Context, e *env, st *store.Store, notify chan struct{}, gm *metrics.GatewayMetrics) (*pool.Pool, error) {
+	if st.IsPostgres() {
+		if notify == nil {
+			notify = make(chan struct{}, 1)
+		}
+		go listenPool(ctx, e, st, notify)
+	}
 	po := poolOptions(e, st, notify)
+	if st.IsPostgres() {
+		po.PollInterval = pgPollInterval
+	}
 	// Only an ejected upstream reaches the store (its probe re-checks it
 	// now): a single failed request does not demote an upstream.
 	po.OnEject = st.Submit
+	if gm != nil {
+		po.OnLoad = gm.SnapshotLoaded
+	}
 	p, err := pool.New(po)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", e.cfg.Pos("gateway"), err)

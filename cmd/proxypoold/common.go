@@ -40,8 +40,21 @@ func load(g *globals) (*env, error) {
 	return &env{cfg: cfg, log: log}, nil
 }
 
+// stateDir is where this host's files beside the database go
+// (torgen.request): the SQLite file's directory, or, on PostgreSQL, the
+// unit's state directory (Tor instances stay per host).
+func (e *env) stateDir() string {
+	if !store.IsPostgres(e.cfg.Database) {
+		return filepath.Dir(e.cfg.Database)
+	}
+	if d, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); d != "" {
+		return d
+	}
+	return "/var/lib/proxypool"
+}
+
 func (e *env) openStore(ctx context.Context, onChange func(uint64)) (*store.Store, error) {
-	if dir := filepath.Dir(e.cfg.Database); dir != "" {
+	if dir := filepath.Dir(e.cfg.Database); dir != "" && !store.IsPostgres(e.cfg.Database) {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("creating the database directory: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,14 +29,21 @@ type daemonProc struct {
 // prints the log's tail when the test failed.
 func startDaemon(t *testing.T, dir, cfgPath string, env ...string) *daemonProc {
 	t.Helper()
-	p := &daemonProc{logPath: filepath.Join(dir, "proxypoold.log"), exited: make(chan error, 1)}
+	return startProc(t, filepath.Join(dir, "proxypoold.log"), []string{"--config", cfgPath, "run"}, env...)
+}
+
+// startProc is startDaemon for any command line (a probe, a gateway),
+// logging to logPath.
+func startProc(t *testing.T, logPath string, args []string, env ...string) *daemonProc {
+	t.Helper()
+	p := &daemonProc{logPath: logPath, exited: make(chan error, 1)}
 	logf, err := os.Create(p.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logf.Close() })
 	p.cmd = exec.Command(os.Args[0], "-test.run=^TestTorE2EHelper$", "-test.count=1")
-	p.cmd.Env = append(append(testtool.WithoutBus(os.Environ()), helperEnv+"=1", helperArgsEnv+"=--config\n"+cfgPath+"\nrun"), env...)
+	p.cmd.Env = append(append(testtool.WithoutBus(os.Environ()), helperEnv+"=1", helperArgsEnv+"="+strings.Join(args, "\n")), env...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p.started = time.Now()
@@ -49,7 +57,7 @@ func startDaemon(t *testing.T, dir, cfgPath string, env ...string) *daemonProc {
 			<-p.exited
 		}
 		if t.Failed() {
-			t.Logf("proxypoold log (tail):\n%s", tail(p.logPath, 80))
+			t.Logf("%s (tail):\n%s", filepath.Base(p.logPath), tail(p.logPath, 80))
 		}
 	})
 	return p

@@ -66,10 +66,25 @@ func watchPoolChanged(ctx context.Context, e *env, system bool, notify chan<- st
 		return
 	}
 	for range ch {
-		select {
-		case notify <- struct{}{}:
-		default:
-		}
+		poke(notify)
+	}
+}
+
+// poke asks for a reload without waiting: a request already pending
+// absorbs this one.
+func poke(notify chan<- struct{}) {
+	select {
+	case notify <- struct{}{}:
+	default:
+	}
+}
+
+// listenPool turns the store's PostgreSQL notifications into reload
+// requests (the pool spaces its reloads, so a burst costs one or two).
+func listenPool(ctx context.Context, e *env, st *store.Store, notify chan<- struct{}) {
+	err := st.ListenPoolChanged(ctx, func() { poke(notify) })
+	if err != nil {
+		e.log.WithField(logging.FieldComponent, "pool").WithError(err).Warn("not listening for pool changes: polling the store")
 	}
 }
 
@@ -213,8 +228,8 @@ func samePicker(pk *pool.Picker, strategy string, rot pool.Rotation) bool {
 // serveGateway runs pool + gateway until ctx ends. ready is called once every
 // listener is served and the pool is loaded.
 // live, when set, is handed the pool and gateway for config reloads.
-func serveGateway(ctx context.Context, e *env, st *store.Store, notify <-chan struct{}, gm *metrics.GatewayMetrics, ready func() error, live *liveGateway) error {
-	p, err := openPool(ctx, e, st, notify)
+func serveGateway(ctx context.Context, e *env, st *store.Store, notify chan struct{}, gm *metrics.GatewayMetrics, ready func() error, live *liveGateway) error {
+	p, err := openPool(ctx, e, st, notify, gm)
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 		}
 		tor = ops
 		// tor@ units: proxy-torgen runs them on request
-		scaler = ops.RequestScaler(filepath.Join(filepath.Dir(e.cfg.Database), torops.RequestFile))
+		scaler = ops.RequestScaler(filepath.Join(e.stateDir(), torops.RequestFile))
 		go ops.Rotate(ctx)
 	}
 	m := e.newMetrics()
@@ -74,7 +74,7 @@ func runProbe(ctx context.Context, g *globals, args []string) error {
 		// The Clash API's groups come from a pool of the probe's own over
 		// the same store (the gateway's members); its numbers from the
 		// gateway's metrics endpoint.
-		p, err := openPool(ctx, e, st, nil)
+		p, err := openPool(ctx, e, st, nil, nil)
 		if err != nil {
 			return err
 		}

@@ -29,10 +29,7 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	notify := make(chan struct{}, 1)
 	cp := manager.NewPlane(e.log.WithField(logging.FieldComponent, "control")) // optional D-Bus control on the session bus
 	st, err := e.openStore(ctx, func(v uint64) {
-		select {
-		case notify <- struct{}{}:
-		default:
-		}
+		poke(notify)
 		cp.OnChange(v)
 	})
 	if err != nil {
@@ -89,7 +86,7 @@ func runAll(ctx context.Context, g *globals, args []string) error {
 	}
 	// One pool for the gateway and the Clash API: a dashboard's pin is
 	// the gateway's, its connections the gateway's tunnels.
-	p, err := openPool(ctx, e, st, notify)
+	p, err := openPool(ctx, e, st, notify, m.Gateway())
 	if err != nil {
 		return err
 	}

@@ -104,7 +104,7 @@ log: {level: info, format: text}
 }
 
 func healthyCount(ctx context.Context, db string) int {
-	if _, err := os.Stat(db); err != nil {
+	if _, err := os.Stat(db); err != nil && !store.IsPostgres(db) {
 		return 0
 	}
 	st, err := store.OpenReadOnly(ctx, db)
@@ -158,4 +158,20 @@ func sum(exposition, name string) float64 {
 		}
 	}
 	return total
+}
+
+// snapshotSize is a gateway's snapshot size from its metrics endpoint, -1
+// while it does not answer.
+func snapshotSize(addr string) int {
+	c := &http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.Contains(string(b), "proxypool_gateway_snapshot_upstreams") {
+		return -1
+	}
+	return int(sum(string(b), "proxypool_gateway_snapshot_upstreams"))
 }

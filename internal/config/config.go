@@ -25,6 +25,10 @@ const (
 	DefaultPath = "/etc/proxypool/proxypool.yaml"
 	// EnvVar, when set and no --config is given, names the config.
 	EnvVar = "PROXYPOOL_CONFIG"
+	// DatabaseEnvVar, when set, is the database every program opens,
+	// whatever the config's database says: a PostgreSQL URL with its
+	// password kept out of the config file.
+	DatabaseEnvVar = "PROXYPOOL_DATABASE_URL"
 )
 
 // Path picks the config path: the --config flag's value if given, else
@@ -59,7 +63,8 @@ func (b ByteSize) String() string {
 // Default and etc/proxypool/proxypool.yaml); keys absent from the file keep
 // it.
 type Config struct {
-	// Database is the SQLite store's path.
+	// Database is the SQLite store's path, or a postgres:// URL of a
+	// PostgreSQL database (several machines over one pool).
 	Database string           `yaml:"database"`
 	Sources  []Source         `yaml:"sources"`
 	Refresh  Refresh          `yaml:"refresh"`
@@ -420,7 +425,17 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	return Parse(data, path)
+	c, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	if u := os.Getenv(DatabaseEnvVar); u != "" {
+		if err := checkPostgresURL(u); err != nil {
+			return nil, fmt.Errorf("%s: %w", DatabaseEnvVar, err)
+		}
+		c.Database = u
+	}
+	return c, nil
 }
 
 // Parse parses data, whose errors are reported as coming from filename. It

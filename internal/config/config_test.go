@@ -170,6 +170,8 @@ func TestBadInput(t *testing.T) {
 		in   string
 		want string // exact prefix of the first error line: file:line: key: problem
 	}{
+		{"postgres URL without a database", "database: postgres://pp@db.example\n", `t.yaml:1: database: names no database (postgres://user@host/db)`},
+		{"unparsable postgres URL", "database: \"postgres://pp:%zz@db/x\"\n", `t.yaml:1: database: is not a valid URL`},
 		{"bad duration", "probe:\n  interval: 5x\n", `t.yaml:2: probe.interval: "5x" is not a duration (use 30s, 5m)`},
 		{"bare number duration", "probe:\n  timeout: 30\n", `t.yaml:2: probe.timeout: "30" is not a duration`},
 		{"unknown key suggests", "gateway:\n  listen: 127.0.0.1:8000\n  strategi: random\n", `t.yaml:3: gateway.strategi: unknown key (did you mean "strategy"?)`},
@@ -308,6 +310,39 @@ func TestLoad(t *testing.T) {
 	_, err = Load(filepath.Join(dir, "missing.yaml"))
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("missing file error = %v", err)
+	}
+}
+
+// TestDatabaseURLFromEnv: PROXYPOOL_DATABASE_URL replaces the config's
+// database (a PostgreSQL password stays out of the file); anything but a
+// postgres:// URL there is refused without echoing it.
+func TestDatabaseURLFromEnv(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "proxypool.yaml")
+	if err := os.WriteFile(p, []byte("database: /var/lib/x/pool.db\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		env, want, wantErr string
+	}{
+		{"", "/var/lib/x/pool.db", ""},
+		{"postgres://pp:secret@db.example:5432/pool?sslmode=require", "postgres://pp:secret@db.example:5432/pool?sslmode=require", ""},
+		{"/srv/other.db", "", DatabaseEnvVar + ": must be a postgres:// URL"},
+		{"postgres://pp:secret@db.example", "", DatabaseEnvVar + ": names no database"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			t.Setenv(DatabaseEnvVar, tt.env)
+			c, err := Load(p)
+			if tt.wantErr != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "secret") {
+					t.Fatalf("Load = %v, want %q (and no password)", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || c.Database != tt.want {
+				t.Fatalf("Load: database %q, %v; want %q", c.Database, err, tt.want)
+			}
+		})
 	}
 }
 

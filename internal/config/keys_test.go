@@ -21,7 +21,7 @@ import (
 // TestKeysReachTheirOptions, which fails when a key is parsed and never
 // passed.
 var keyProofs = map[string]string{
-	"database":                         "proxypoold.TestDaemonKeysTakeEffect/gateway.listen, proxypoold.TestStackE2E",
+	"database":                         "proxypoold.TestDaemonKeysTakeEffect/gateway.listen, proxypoold.TestStackE2E, proxypoold.TestRunOnPostgres",
 	"gateway.allow-open":               "gateway.TestOpenListenerNeedsAllowOpen, proxypoold.TestKeysReachTheirOptions/gateway.allow-open",
 	"gateway.auth-delay-max":           "gateway.TestAuthFailuresAreDelayedPerSource, proxypoold.TestKeysReachTheirOptions/gateway.auth-delay-max",
 	"gateway.auth.users":               "gateway.TestAuth, proxypoold.TestKeysReachTheirOptions/gateway.auth.users",

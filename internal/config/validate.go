@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -50,8 +51,13 @@ func (v *validator) errf(key, format string, args ...any) {
 
 func (v *validator) validate() {
 	c := v.c
-	if strings.TrimSpace(c.Database) == "" {
-		v.errf("database", "must name the SQLite file")
+	switch {
+	case strings.TrimSpace(c.Database) == "":
+		v.errf("database", "must name the SQLite file or a postgres:// URL")
+	case isPostgresURL(c.Database):
+		if err := checkPostgresURL(c.Database); err != nil {
+			v.errf("database", "%v", err)
+		}
 	}
 	v.sources()
 	v.positive("refresh.interval", c.Refresh.Interval)
@@ -590,4 +596,28 @@ func (v *validator) oneOf(key, val string, allowed []string) {
 		}
 	}
 	v.errf(key, "%q is not one of %s", val, strings.Join(allowed, ", "))
+}
+
+// isPostgresURL reports whether database names a PostgreSQL database
+// rather than a SQLite file (store.IsPostgres, which config may not
+// import).
+func isPostgresURL(database string) bool {
+	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
+}
+
+// checkPostgresURL refuses what cannot be a PostgreSQL connection URL:
+// another scheme, no database name, an unparsable URL. The error never
+// repeats the URL, which may hold a password.
+func checkPostgresURL(u string) error {
+	if !isPostgresURL(u) {
+		return errors.New("must be a postgres:// URL")
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return errors.New("is not a valid URL (postgres://user@host/db?sslmode=…)")
+	}
+	if strings.Trim(p.Path, "/") == "" {
+		return errors.New("names no database (postgres://user@host/db)")
+	}
+	return nil
 }

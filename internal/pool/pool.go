@@ -77,6 +77,10 @@ type Options struct {
 	SessionTTL  time.Duration // default for "-session-" without "-ttl-" (10m)
 	MaxSessions int           // remembered sessions, the least recently used forgotten past it (default 100000)
 	Log         logrus.FieldLogger
+	// OnLoad, if set, hears of every snapshot loaded from the store: the
+	// version it reflects, its size, how long the load took (the
+	// gateway's snapshot metrics, which show where each replica is).
+	OnLoad func(version uint64, size int, took time.Duration)
 }
 
 // Pool answers Pick from an atomically swapped snapshot. It is safe for
@@ -226,7 +230,11 @@ func (p *Pool) Load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading healthy upstreams: %w", err)
 	}
-	p.log.WithFields(logrus.Fields{"upstreams": len(s.entries), "version": v, "took": time.Since(start).Round(time.Millisecond)}).Debug("pool loaded")
+	took := time.Since(start)
+	p.log.WithFields(logrus.Fields{"upstreams": len(s.entries), "version": v, "took": took.Round(time.Millisecond)}).Debug("pool loaded")
+	if p.opts.OnLoad != nil {
+		p.opts.OnLoad(v, len(s.entries), took)
+	}
 	return nil
 }
 

@@ -77,3 +77,35 @@ func TestReloadGap(t *testing.T) {
 		})
 	}
 }
+
+// TestOnLoadReportsEachLoad: every load from the store is reported with
+// the version and size it brought, so a gateway's metrics say which
+// pool it serves.
+func TestOnLoadReportsEachLoad(t *testing.T) {
+	type load struct {
+		version uint64
+		size    int
+	}
+	m := &memLoader{}
+	var got []load
+	p, err := New(Options{Loader: m, OnLoad: func(v uint64, n int, _ time.Duration) { got = append(got, load{v, n}) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	steps := [][]upstream.Record{
+		{rec(1, "US", "1.1.1.1")},
+		{rec(1, "US", "1.1.1.1"), rec(2, "DE", "2.2.2.2"), rec(3, "NL", "3.3.3.3")},
+		nil,
+	}
+	for i, recs := range steps {
+		m.set(recs)
+		if err := p.Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := m.Version(ctx)
+		if want := (load{v, len(recs)}); len(got) != i+1 || got[i] != want {
+			t.Fatalf("after load %d: OnLoad heard %v, want last %v", i+1, got, want)
+		}
+	}
+}

@@ -40,7 +40,7 @@ func (s *Store) RecordTargets(ctx context.Context, rs []TargetResult) error {
 				SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM upstreams WHERE id = ?)
 				ON CONFLICT (upstream_id, target) DO UPDATE SET ok = excluded.ok, detail = excluded.detail,
 				latency_ms = excluded.latency_ms, checked_at = excluded.checked_at, expires_at = excluded.expires_at`,
-				r.ID, r.Target, r.OK, r.Detail, r.LatencyMS, ms(r.At), ms(r.Until), r.ID)
+				r.ID, r.Target, b2i(r.OK), r.Detail, r.LatencyMS, ms(r.At), ms(r.Until), r.ID)
 			if err != nil {
 				return false, err
 			}

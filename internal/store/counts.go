@@ -50,7 +50,7 @@ func (s *Store) Counts(ctx context.Context) (Counts, error) {
 		}
 		*g.dst = m
 	}
-	err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(`+servable+`), 0),
+	err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(`+servableInt+`), 0),
 		count(DISTINCT nullif(exit_ip, '')),
 		count(DISTINCT CASE WHEN `+servable+` THEN nullif(exit_ip, '') END) FROM upstreams u WHERE `+inPool).
 		Scan(&c.Total, &c.Healthy, &c.DistinctExits, &c.HealthyExits)

@@ -450,6 +450,7 @@ const gatewayCacheKiB = 2 << 10
 type scanConn struct {
 	ctx  context.Context
 	conn *sql.Conn
+	pg   bool // PostgreSQL, which has neither knob
 }
 
 func (s *Store) scanConn(ctx context.Context) (*scanConn, error) {
@@ -457,7 +458,7 @@ func (s *Store) scanConn(ctx context.Context) (*scanConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &scanConn{ctx: ctx, conn: conn}
+	c := &scanConn{ctx: ctx, conn: conn, pg: s.pg}
 	if err := c.pragmas(0, gatewayCacheKiB); err != nil {
 		conn.Close()
 		return nil, err
@@ -466,6 +467,9 @@ func (s *Store) scanConn(ctx context.Context) (*scanConn, error) {
 }
 
 func (c *scanConn) pragmas(mmap, cacheKiB int) error {
+	if c.pg {
+		return nil
+	}
 	_, err := c.conn.ExecContext(c.ctx, fmt.Sprintf("PRAGMA mmap_size = %d", mmap))
 	if err == nil {
 		_, err = c.conn.ExecContext(c.ctx, fmt.Sprintf("PRAGMA cache_size = -%d", cacheKiB))

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/store/pgtest"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 func killUps(seq int) []upstream.Upstream {

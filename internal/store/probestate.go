@@ -54,14 +54,14 @@ func (s *Store) RecordPass(ctx context.Context, p Pass) error {
 	at, took := ms(p.At), p.Took.Milliseconds()
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO probe_state (id, since) VALUES (1, ?1)
-			ON CONFLICT (id) DO UPDATE SET since = CASE WHEN paused THEN ?1 ELSE since END, paused = 0, reason = ''`, at); err != nil {
+			ON CONFLICT (id) DO UPDATE SET since = CASE WHEN probe_state.paused <> 0 THEN ?1 ELSE probe_state.since END, paused = 0, reason = ''`, at); err != nil {
 			return false, err
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE probe_state SET last_at = ?1, last_size = ?2, last_healthy = ?3, last_ms = ?4,
 			(full_at, full_size, full_healthy, full_ms) = (SELECT
-				CASE WHEN full THEN ?1 ELSE full_at END, CASE WHEN full THEN ?2 ELSE full_size END,
-				CASE WHEN full THEN ?3 ELSE full_healthy END, CASE WHEN full THEN ?4 ELSE full_ms END
-				FROM (SELECT ?2 >= (SELECT count(*) FROM upstreams WHERE state != 'dead') AS full))
+				CASE WHEN whole THEN ?1 ELSE full_at END, CASE WHEN whole THEN ?2 ELSE full_size END,
+				CASE WHEN whole THEN ?3 ELSE full_healthy END, CASE WHEN whole THEN ?4 ELSE full_ms END
+				FROM (SELECT ?2 >= (SELECT count(*) FROM upstreams WHERE state != 'dead') AS whole) AS f)
 			WHERE id = 1`, at, p.Size, p.Healthy, took)
 		return false, err
 	})
@@ -76,7 +76,7 @@ func (s *Store) RecordPass(ctx context.Context, p Pass) error {
 func (s *Store) PauseProbe(ctx context.Context, at time.Time, reason string) error {
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		_, err := tx.ExecContext(ctx, `INSERT INTO probe_state (id, paused, since, reason) VALUES (1, 1, ?1, ?2)
-			ON CONFLICT (id) DO UPDATE SET since = CASE WHEN paused THEN since ELSE ?1 END, paused = 1, reason = ?2`, ms(at), reason)
+			ON CONFLICT (id) DO UPDATE SET since = CASE WHEN probe_state.paused <> 0 THEN probe_state.since ELSE ?1 END, paused = 1, reason = ?2`, ms(at), reason)
 		return false, err
 	})
 	if err != nil {

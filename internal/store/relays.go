@@ -21,8 +21,11 @@ func (s *Store) ReplaceRelays(ctx context.Context, relays []upstream.Relay) erro
 		if _, err := tx.ExecContext(ctx, "DELETE FROM relays"); err != nil {
 			return false, err
 		}
-		ins, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO relays (fingerprint, nickname, address, or_port,
-			exit_addrs, country, flags, bandwidth, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO relays (fingerprint, nickname, address, or_port,
+			exit_addrs, country, flags, bandwidth, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (fingerprint) DO UPDATE SET nickname = excluded.nickname, address = excluded.address,
+			or_port = excluded.or_port, exit_addrs = excluded.exit_addrs, country = excluded.country,
+			flags = excluded.flags, bandwidth = excluded.bandwidth, updated = excluded.updated`)
 		if err != nil {
 			return false, err
 		}

@@ -9,11 +9,23 @@ import (
 // applicationID marks a proxypool database in the SQLite header ("PPL1").
 const applicationID = 0x50504c31
 
-// migrations are applied in order at Open; PRAGMA user_version holds how
-// many have been applied. Never edit a released entry: append a new one.
-var migrations = []string{
+// migration is one schema step: sql for SQLite, pg for PostgreSQL where
+// the dialects differ beyond types (pgTypes derives the rest).
+type migration struct{ sql, pg string }
+
+func (m migration) postgres() string {
+	if m.pg != "" {
+		return m.pg
+	}
+	return pgTypes.Replace(m.sql)
+}
+
+// migrations are applied in order at Open; PRAGMA user_version (on
+// PostgreSQL, the proxypool_schema table) holds how many have been
+// applied. Never edit a released entry: append a new one.
+var migrations = []migration{
 	// 1: initial schema. Times are unix milliseconds, 0 meaning never.
-	`
+	{sql: `
 CREATE TABLE meta (
 	id      INTEGER PRIMARY KEY CHECK (id = 1),
 	version INTEGER NOT NULL DEFAULT 0,
@@ -116,25 +128,25 @@ CREATE TABLE relays (
 	bandwidth   INTEGER NOT NULL DEFAULT 0,
 	updated     INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
-`,
+`},
 	// 2: settings the processes share (Setting, SetSetting): the tor
 	// control password (and, until 4, the tor groups' budget and unused
 	// slots).
-	`
+	{sql: `
 CREATE TABLE settings (
 	key     TEXT PRIMARY KEY,
 	value   TEXT NOT NULL,
 	updated INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
-`,
+`},
 	// 3: what the last OK active check proved the upstream can do
 	// (upstream.Caps: CONNECT, forwarding, a pipelined SOCKS5 handshake).
-	`ALTER TABLE upstreams ADD COLUMN caps INTEGER NOT NULL DEFAULT 0;`,
+	{sql: `ALTER TABLE upstreams ADD COLUMN caps INTEGER NOT NULL DEFAULT 0;`},
 	// 4: the tor groups' state (TorGroups), moved out of the JSON blobs
 	// settings tor.budget and tor.unused so an upgrade keeps what the SLO
 	// guard raised. A blob that is not a JSON object of integers is
 	// dropped, not fatal: the budget restarts from the floors.
-	`
+	{sql: `
 CREATE TABLE tor_groups (
 	grp     TEXT PRIMARY KEY,
 	budget  INTEGER NOT NULL DEFAULT 0,
@@ -150,15 +162,26 @@ INSERT INTO tor_groups (grp, unused)
 	ON CONFLICT (grp) DO UPDATE SET unused = excluded.unused;
 DELETE FROM settings WHERE key IN ('tor.budget', 'tor.unused');
 `,
+		// A PostgreSQL store starts after the blobs were gone: no build
+		// that wrote them had that backend.
+		pg: `
+CREATE TABLE tor_groups (
+	grp     TEXT COLLATE "C" PRIMARY KEY,
+	budget  BIGINT NOT NULL DEFAULT 0,
+	unused  BIGINT NOT NULL DEFAULT 0,
+	updated BIGINT NOT NULL DEFAULT 0
+);
+DELETE FROM settings WHERE key IN ('tor.budget', 'tor.unused');
+`},
 	// 5: the typed cause of the last failure (upstream.Cause's name),
 	// beside last_error / err, which now hold its detail. Rows from
 	// before keep '' here and their old free text there.
-	`ALTER TABLE upstreams ADD COLUMN last_cause TEXT NOT NULL DEFAULT '';
-ALTER TABLE checks ADD COLUMN cause TEXT NOT NULL DEFAULT '';`,
+	{sql: `ALTER TABLE upstreams ADD COLUMN last_cause TEXT NOT NULL DEFAULT '';
+ALTER TABLE checks ADD COLUMN cause TEXT NOT NULL DEFAULT '';`},
 	// 6: the probe loop's state (ProbeState), one row, so status reads
 	// it from any process: paused or running since when, the last pass
 	// and the last full one.
-	`
+	{sql: `
 CREATE TABLE probe_state (
 	id           INTEGER PRIMARY KEY CHECK (id = 1),
 	paused       INTEGER NOT NULL DEFAULT 0,
@@ -172,30 +195,30 @@ CREATE TABLE probe_state (
 	full_size    INTEGER NOT NULL DEFAULT 0,
 	full_healthy INTEGER NOT NULL DEFAULT 0,
 	full_ms      INTEGER NOT NULL DEFAULT 0
-);`,
+);`},
 	// 7: each tor group's part of tor.max-instances in the last plan
 	// (planned) and how many of its share it went without (short), for
 	// status and metrics: a starved group has no instance to show.
-	`ALTER TABLE tor_groups ADD COLUMN planned INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE tor_groups ADD COLUMN short INTEGER NOT NULL DEFAULT 0;`,
+	{sql: `ALTER TABLE tor_groups ADD COLUMN planned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tor_groups ADD COLUMN short INTEGER NOT NULL DEFAULT 0;`},
 	// 8: what each source's last fetch changed (new, seen again, gone),
 	// for refresh --wait and status in any process.
-	`ALTER TABLE sources ADD COLUMN last_new INTEGER NOT NULL DEFAULT 0;
+	{sql: `ALTER TABLE sources ADD COLUMN last_new INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sources ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE sources ADD COLUMN last_gone INTEGER NOT NULL DEFAULT 0;`,
+ALTER TABLE sources ADD COLUMN last_gone INTEGER NOT NULL DEFAULT 0;`},
 	// 9: the usable exits discovery found for each tor group (metrics:
 	// exits available, not only the ones instances use).
-	`ALTER TABLE tor_groups ADD COLUMN usable INTEGER NOT NULL DEFAULT 0;`,
+	{sql: `ALTER TABLE tor_groups ADD COLUMN usable INTEGER NOT NULL DEFAULT 0;`},
 	// 10: tombstones and retirement (states 'removed' and 'retired'):
 	// when the upstream left the pool and who removed it; and how many
 	// of each source's last fetch were removed by the operator.
-	`ALTER TABLE upstreams ADD COLUMN removed_at INTEGER NOT NULL DEFAULT 0;
+	{sql: `ALTER TABLE upstreams ADD COLUMN removed_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE upstreams ADD COLUMN removed_by TEXT NOT NULL DEFAULT '';
-ALTER TABLE sources ADD COLUMN last_removed INTEGER NOT NULL DEFAULT 0;`,
+ALTER TABLE sources ADD COLUMN last_removed INTEGER NOT NULL DEFAULT 0;`},
 	// 11: the checks made through healthy upstreams (internal/checks):
 	// each named target's last result per upstream, valid until
 	// expires_at, and the last speed check's rates (bytes/s).
-	`
+	{sql: `
 CREATE TABLE target_results (
 	upstream_id TEXT NOT NULL REFERENCES upstreams (id) ON DELETE CASCADE,
 	target      TEXT NOT NULL,
@@ -212,14 +235,14 @@ CREATE TABLE speed_results (
 	up_bps      REAL NOT NULL DEFAULT 0,
 	bytes       INTEGER NOT NULL DEFAULT 0,
 	checked_at  INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;`,
+) WITHOUT ROWID;`},
 	// 12: the exit's quality (upstream.Quality): its AS number and
 	// organisation from the ASN database, the class they give, and
 	// whether the upstream reached the IPv6 judge.
-	`ALTER TABLE upstreams ADD COLUMN asn INTEGER NOT NULL DEFAULT 0;
+	{sql: `ALTER TABLE upstreams ADD COLUMN asn INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE upstreams ADD COLUMN org TEXT NOT NULL DEFAULT '';
 ALTER TABLE upstreams ADD COLUMN class TEXT NOT NULL DEFAULT '';
-ALTER TABLE upstreams ADD COLUMN ipv6 INTEGER NOT NULL DEFAULT 0;`,
+ALTER TABLE upstreams ADD COLUMN ipv6 INTEGER NOT NULL DEFAULT 0;`},
 }
 
 // SchemaVersion is the schema version this build writes and reads.
@@ -244,7 +267,7 @@ func migrate(ctx context.Context, db *sql.DB, path string) error {
 		return nil
 	}
 	for i := v; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+		if _, err := tx.ExecContext(ctx, migrations[i].sql); err != nil {
 			return fmt.Errorf("migrating %s to version %d: %w", path, i+1, err)
 		}
 	}
@@ -299,6 +322,12 @@ func checkSchema(ctx context.Context, db *sql.DB, path string) error {
 	if err != nil {
 		return fmt.Errorf("reading schema of %s: %w", path, err)
 	}
+	return schemaState(path, v, app)
+}
+
+// schemaState is the read-only guard on a schema version and
+// application id read from either backend.
+func schemaState(path string, v, app int) error {
 	switch {
 	case app != applicationID || v == 0:
 		return fmt.Errorf("%s is not a proxypool database (or was never opened by proxypoold)", path)

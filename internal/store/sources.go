@@ -80,7 +80,7 @@ func (s *Store) UpsertSource(ctx context.Context, meta upstream.SourceMeta, ups 
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		var gen int64
 		if err := tx.QueryRowContext(ctx, `INSERT INTO sources (name, gen) VALUES (?, 1)
-			ON CONFLICT (name) DO UPDATE SET gen = gen + 1 RETURNING gen`, meta.Name).Scan(&gen); err != nil {
+			ON CONFLICT (name) DO UPDATE SET gen = sources.gen + 1 RETURNING gen`, meta.Name).Scan(&gen); err != nil {
 			return false, err
 		}
 		res, err := link(ctx, tx, meta.Name, gen, ups, now, false)
@@ -159,8 +159,8 @@ func (s *Store) TouchSource(ctx context.Context, meta upstream.SourceMeta) error
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO sources (name, url, format, etag, last_modified, last_fetch, last_ok)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (name) DO UPDATE SET url = ?2, format = ?3,
-			etag = CASE WHEN ?4 <> '' THEN ?4 ELSE etag END,
-			last_modified = CASE WHEN ?5 <> '' THEN ?5 ELSE last_modified END,
+			etag = CASE WHEN ?4 <> '' THEN ?4 ELSE sources.etag END,
+			last_modified = CASE WHEN ?5 <> '' THEN ?5 ELSE sources.last_modified END,
 			last_fetch = ?6, last_ok = ?6, last_error = '', last_new = 0, last_gone = 0`,
 			meta.Name, meta.URL, meta.Format, meta.ETag, meta.LastModified, ms(meta.LastFetch)); err != nil {
 			return false, err
@@ -222,8 +222,8 @@ func (s *Store) SourceReputation(ctx context.Context) ([]Reputation, error) {
 	rows, err := s.rdb.QueryContext(ctx, `
 WITH l AS (
 	SELECT x.source AS source, count(*) AS listed,
-		sum(`+servable+`) AS healthy_now,
-		sum(CASE WHEN u.state = 'healthy' AND u.healthy_since > 0 THEN max(?1 - u.healthy_since, 0) ELSE 0 END) AS open_ms
+		sum(`+servableInt+`) AS healthy_now,
+		sum(CASE WHEN u.state = 'healthy' AND u.healthy_since > 0 AND ?1 > u.healthy_since THEN ?1 - u.healthy_since ELSE 0 END) AS open_ms
 	FROM upstream_sources x JOIN upstreams u ON u.id = x.upstream_id GROUP BY x.source
 ), n AS (
 	SELECT source AS name FROM l UNION SELECT source FROM source_stats UNION SELECT name FROM sources

@@ -70,11 +70,15 @@ func (o Options) withDefaults() Options {
 // Store is a proxypool database. Its methods are safe for concurrent use.
 type Store struct {
 	path string
-	opts Options
-	log  logrus.FieldLogger
-	rdb  *sql.DB // read pool (mode=ro)
-	wdb  *sql.DB // the writer's single connection; nil when read-only
-	w    *writer // nil when read-only
+	pg   bool // PostgreSQL rather than a SQLite file
+	// dbURL is the PostgreSQL URL as given (password included), for the
+	// connections that live outside the pools: the LISTENer's.
+	dbURL string
+	opts  Options
+	log   logrus.FieldLogger
+	rdb   *sql.DB // read pool (mode=ro)
+	wdb   *sql.DB // the writer's single connection; nil when read-only
+	w     *writer // nil when read-only
 
 	// optsCache keeps the decoded Options of the last Healthy snapshot by
 	// id, so a reload decodes only upstreams whose options text changed.
@@ -91,6 +95,9 @@ type cachedOptions struct {
 // The parent directory must exist.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
+	if IsPostgres(path) {
+		return openPG(ctx, path, opts)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
@@ -105,10 +112,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	wdb := sql.OpenDB(connector(dsn(abs, false, opts.BusyTimeout), writerCacheKiB))
-	wdb.SetMaxOpenConns(1)
-	wdb.SetMaxIdleConns(1)
-	wdb.SetConnMaxLifetime(0)
-	wdb.SetConnMaxIdleTime(0)
+	oneConn(wdb)
 	fail := func(err error) (*Store, error) {
 		wdb.Close()
 		return nil, err
@@ -128,14 +132,33 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err := migrate(ctx, wdb, path); err != nil {
 		return fail(err)
 	}
-	if err := resizeHistory(ctx, wdb, opts.HistoryPerUpstream); err != nil {
-		return fail(fmt.Errorf("opening store %s: %w", path, err))
-	}
-	rdb, err := openReader(ctx, abs, opts.BusyTimeout, false)
+	return opened(ctx, &Store{path: path, opts: opts, log: opts.Logger, wdb: wdb}, func() (*sql.DB, error) {
+		return openReader(ctx, abs, opts.BusyTimeout, false)
+	})
+}
+
+// oneConn makes db the writer's single, never recycled connection.
+func oneConn(db *sql.DB) {
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+}
+
+// opened finishes a writable Open on either backend once s.wdb is
+// migrated: the history size, the readers (reader opens them), the
+// writer. On error it closes s.wdb.
+func opened(ctx context.Context, s *Store, reader func() (*sql.DB, error)) (*Store, error) {
+	err := resizeHistory(ctx, s.wdb, s.opts.HistoryPerUpstream)
 	if err != nil {
-		return fail(fmt.Errorf("opening store %s for reading: %w", path, err))
+		err = fmt.Errorf("opening store %s: %w", s.path, err)
+	} else if s.rdb, err = reader(); err != nil {
+		err = fmt.Errorf("opening store %s for reading: %w", s.path, err)
 	}
-	s := &Store{path: path, opts: opts, log: opts.Logger, rdb: rdb, wdb: wdb}
+	if err != nil {
+		s.wdb.Close()
+		return nil, err
+	}
 	s.w = newWriter(s)
 	return s, nil
 }
@@ -144,6 +167,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 // migrates and writes nothing, works while a daemon writes, and refuses a
 // file that does not exist or whose schema differs from this build's.
 func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	if IsPostgres(path) {
+		return openPGReadOnly(ctx, path)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s read-only: %w", path, err)
@@ -273,8 +299,10 @@ func (s *Store) Close() error {
 		if err := s.w.close(); err != nil {
 			errs = append(errs, err)
 		}
-		if _, err := s.wdb.Exec("PRAGMA optimize"); err != nil {
-			errs = append(errs, fmt.Errorf("optimizing: %w", err))
+		if !s.pg {
+			if _, err := s.wdb.Exec("PRAGMA optimize"); err != nil {
+				errs = append(errs, fmt.Errorf("optimizing: %w", err))
+			}
 		}
 	}
 	if err := s.rdb.Close(); err != nil {

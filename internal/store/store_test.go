@@ -16,14 +16,46 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/store/pgtest"
 	"github.com/proxypool/proxypool/internal/upstream"
 )
 
 var t0 = time.UnixMilli(1_700_000_000_000)
 
+// backendEnv selects the backend the suite runs on: unset or "sqlite"
+// for a file per test, "postgres" for a database per test on the binary's
+// own PostgreSQL (scripts/test.sh runs the suite both ways).
+const backendEnv = "PROXYPOOL_TEST_STORE"
+
+// testDatabase is where a test keeps its store on the suite's backend.
+func testDatabase(t testing.TB) string {
+	t.Helper()
+	switch b := os.Getenv(backendEnv); b {
+	case "", "sqlite":
+		return filepath.Join(t.TempDir(), "proxypool.db")
+	case "postgres":
+		return pgtest.Database(t)
+	default:
+		t.Fatalf("%s=%q: want sqlite or postgres", backendEnv, b)
+		return ""
+	}
+}
+
+// onPostgres reports whether the suite runs on PostgreSQL.
+func onPostgres() bool { return os.Getenv(backendEnv) == "postgres" }
+
+// sqliteOnly skips a test of the SQLite file itself (its header, modes,
+// WAL, a process killed mid-write) when the suite runs on PostgreSQL.
+func sqliteOnly(t testing.TB) {
+	t.Helper()
+	if onPostgres() {
+		t.Skip("tests the SQLite file; the suite runs on PostgreSQL")
+	}
+}
+
 func openT(t testing.TB, opts Options) (*Store, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "proxypool.db")
+	path := testDatabase(t)
 	s, err := Open(context.Background(), path, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -803,6 +835,14 @@ func TestOpenReadOnly(t *testing.T) {
 			}
 		}
 		r.Submit(ok(up(1).ID, t0, "1.1.1.1", "US")) // ignored, no panic
+		// The database refuses writes too, not only the store's methods:
+		// on PostgreSQL every session is read-only, in SQLite the file is
+		// opened mode=ro.
+		if _, err := r.rdb.ExecContext(ctx, "UPDATE meta SET version = version + 1"); err == nil {
+			t.Errorf("a write through the read-only store's connections succeeded")
+		} else if onPostgres() && !strings.Contains(err.Error(), "read-only transaction") {
+			t.Errorf("write on a read-only PostgreSQL store: %v, want the server's read-only refusal", err)
+		}
 
 		// The writer storms results while the reader reads.
 		stop := make(chan struct{})

@@ -152,11 +152,20 @@ var undoMigration = map[int]string{
 		"ALTER TABLE upstreams DROP COLUMN class; ALTER TABLE upstreams DROP COLUMN ipv6",
 }
 
-// asOlder rewrites the current-schema file at path into what a build at
-// schema v wrote (then runs extra) and returns it open, to migrate from.
+// asOlder rewrites the current-schema database at path (a file or a
+// PostgreSQL URL) into what a build at schema v wrote (then runs extra)
+// and returns it open, to migrate from.
 func asOlder(t *testing.T, path string, v int, extra string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite3", path)
+	setVersion := "; PRAGMA user_version = " + strconv.Itoa(v)
+	var db *sql.DB
+	var err error
+	if IsPostgres(path) {
+		db, err = openPostgres(context.Background(), path, false, 1)
+		setVersion = "; UPDATE " + pgSchemaTable + " SET version = " + strconv.Itoa(v)
+	} else {
+		db, err = sql.Open("sqlite3", path)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +174,7 @@ func asOlder(t *testing.T, path string, v int, extra string) *sql.DB {
 			t.Fatalf("undoing migration %d: %v", w, err)
 		}
 	}
-	if _, err := db.Exec(extra + "; PRAGMA user_version = " + strconv.Itoa(v)); err != nil {
+	if _, err := db.Exec(extra + setVersion); err != nil {
 		t.Fatal(err)
 	}
 	return db

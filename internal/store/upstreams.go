@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +17,14 @@ import (
 
 // servable is upstream.Status.Servable in SQL.
 const servable = `(u.state = 'healthy' AND u.untrusted = 0 AND u.anonymity <> 'transparent')`
+
+// servableInt is servable as 1 or 0, to sum (PostgreSQL does not add
+// booleans).
+const servableInt = `CASE WHEN ` + servable + ` THEN 1 ELSE 0 END`
+
+// noLimit is LIMIT's argument for "all rows" on both backends (SQLite's
+// -1 is an error on PostgreSQL).
+const noLimit = math.MaxInt64
 
 // inPool excludes the upstreams out of the pool (removed by the operator,
 // retired): they are neither checked, served, counted nor listed by default.
@@ -158,7 +167,7 @@ func (m Members) where() (string, []any) {
 		b, _ := json.Marshal(norm)
 		return col + " IN (SELECT value FROM json_each(?))", string(b)
 	}
-	ids, _ := json.Marshal(m.IDs)
+	ids, _ := json.Marshal(nonNil(m.IDs)) // nil is JSON null, not a list
 	or := []string{"u.grp = ?", "u.id IN (SELECT value FROM json_each(?))"}
 	args := []any{m.Name, string(ids)}
 	var and []string
@@ -181,11 +190,11 @@ func (m Members) where() (string, []any) {
 	}
 	if len(m.ASNs) > 0 {
 		b, _ := json.Marshal(m.ASNs)
-		and, args = append(and, "u.asn IN (SELECT value FROM json_each(?))"), append(args, string(b))
+		and, args = append(and, "u.asn IN (SELECT CAST(value AS BIGINT) FROM json_each(?))"), append(args, string(b))
 	}
 	if len(m.ExcludeASNs) > 0 {
 		b, _ := json.Marshal(m.ExcludeASNs)
-		and, args = append(and, "u.asn NOT IN (SELECT value FROM json_each(?))"), append(args, string(b))
+		and, args = append(and, "u.asn NOT IN (SELECT CAST(value AS BIGINT) FROM json_each(?))"), append(args, string(b))
 	}
 	if len(m.Classes) > 0 {
 		c, a := in("u.class", m.Classes, false)
@@ -282,7 +291,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]upstream.Record, error) {
 	if f.Limit > 0 || f.Offset > 0 {
 		limit := f.Limit
 		if limit <= 0 {
-			limit = -1
+			limit = noLimit
 		}
 		q += " LIMIT ? OFFSET ?"
 		args = append(args, limit, max(f.Offset, 0))
@@ -301,7 +310,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]upstream.Record, error) {
 // the longest overdue first.
 func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]upstream.Record, error) {
 	if limit <= 0 {
-		limit = -1
+		limit = noLimit
 	}
 	recs, err := s.queryRecords(ctx, "SELECT "+recordCols+" FROM upstreams u WHERE u.next_check <= ? AND "+inPool+
 		" ORDER BY u.next_check, u.id LIMIT ?", ms(now), limit)
@@ -407,7 +416,7 @@ func link(ctx context.Context, tx *sql.Tx, source string, gen int64, ups []upstr
 		return res, err
 	}
 	credit, err := tx.PrepareContext(ctx, `INSERT INTO source_stats (source, ever_healthy) VALUES (?, 1)
-		ON CONFLICT (source) DO UPDATE SET ever_healthy = ever_healthy + 1`)
+		ON CONFLICT (source) DO UPDATE SET ever_healthy = source_stats.ever_healthy + 1`)
 	if err != nil {
 		return res, err
 	}
@@ -539,7 +548,7 @@ func (s *Store) Restore(ctx context.Context, adopt string, ids ...string) (int, 
 				return false, err
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO upstream_sources (upstream_id, source, gen, first_seen, last_seen)
-				SELECT ?1, ?2, ?3, ?4, ?4 WHERE NOT EXISTS (SELECT 1 FROM upstream_sources WHERE upstream_id = ?1)`,
+				SELECT ?1, ?2, CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), CAST(?4 AS BIGINT) WHERE NOT EXISTS (SELECT 1 FROM upstream_sources WHERE upstream_id = ?1)`,
 				id, adopt, gen, at); err != nil {
 				return false, err
 			}
@@ -688,7 +697,7 @@ func (s *Store) History(ctx context.Context, id string, limit int) ([]upstream.C
 		return nil, fmt.Errorf("reading history of %s: %w", id, err)
 	}
 	if limit <= 0 {
-		limit = -1
+		limit = noLimit
 	}
 	rows, err := s.rdb.QueryContext(ctx, `SELECT at, ok, passive, cause, err, connect_ms, ttfb_ms, total_ms, exit_ip, country,
 		anonymity, untrusted, headers FROM checks WHERE upstream_id = ? ORDER BY seq DESC LIMIT ?`, id, limit)

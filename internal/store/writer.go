@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -272,7 +273,7 @@ func (w *writer) runOp(o *op) error {
 	}
 	var v uint64
 	if bump {
-		if v, err = bumpVersion(o.ctx, tx); err != nil {
+		if v, err = bumpVersion(o.ctx, tx, w.s.pg); err != nil {
 			tx.Rollback()
 			return err
 		}
@@ -287,10 +288,19 @@ func (w *writer) runOp(o *op) error {
 	return nil
 }
 
-func bumpVersion(ctx context.Context, tx *sql.Tx) (uint64, error) {
+// bumpVersion marks a write that changes the pool. On PostgreSQL it also
+// notifies PoolChannel in the same transaction, so gateways on other
+// hosts hear of it exactly when the change becomes visible (a rollback
+// sends nothing).
+func bumpVersion(ctx context.Context, tx *sql.Tx, pg bool) (uint64, error) {
 	var v uint64
 	if err := tx.QueryRowContext(ctx, "UPDATE meta SET version = version + 1 WHERE id = 1 RETURNING version").Scan(&v); err != nil {
 		return 0, fmt.Errorf("bumping version: %w", err)
+	}
+	if pg {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", PoolChannel, strconv.FormatUint(v, 10)); err != nil {
+			return 0, fmt.Errorf("notifying %s: %w", PoolChannel, err)
+		}
 	}
 	return v, nil
 }
@@ -306,14 +316,21 @@ const (
 	WHERE id = ?`
 	sqlRetype = `UPDATE upstreams SET type = ?1, options = json_set(json_remove(options, '$.discover'), '$.type', ?1)
 	WHERE id = ?2 AND json_extract(options, '$.discover')`
-	sqlPutChecks = `INSERT OR REPLACE INTO checks (upstream_id, slot, seq, at, ok, passive, err, connect_ms, ttfb_ms, total_ms,
+	// sqlRetypePG is sqlRetype in PostgreSQL's JSON functions.
+	sqlRetypePG = `UPDATE upstreams SET type = ?1, options = ((options::jsonb - 'discover') || jsonb_build_object('type', ?1::text))::text
+	WHERE id = ?2 AND coalesce((options::jsonb -> 'discover') = 'true'::jsonb, false)`
+	sqlPutChecks = `INSERT INTO checks (upstream_id, slot, seq, at, ok, passive, err, connect_ms, ttfb_ms, total_ms,
 	exit_ip, country, anonymity, untrusted, headers, cause) VALUES `
+	sqlPutChecksConflict = ` ON CONFLICT (upstream_id, slot) DO UPDATE SET seq = excluded.seq, at = excluded.at, ok = excluded.ok,
+	passive = excluded.passive, err = excluded.err, connect_ms = excluded.connect_ms, ttfb_ms = excluded.ttfb_ms,
+	total_ms = excluded.total_ms, exit_ip = excluded.exit_ip, country = excluded.country, anonymity = excluded.anonymity,
+	untrusted = excluded.untrusted, headers = excluded.headers, cause = excluded.cause`
 	checkCols        = 16
 	checksPerInsert  = 32 // rows per multi-row history INSERT
-	sqlCreditHealthy = `INSERT INTO source_stats (source, healthy_ms) SELECT source, ? FROM upstream_sources WHERE upstream_id = ?
-	ON CONFLICT (source) DO UPDATE SET healthy_ms = healthy_ms + excluded.healthy_ms`
+	sqlCreditHealthy = `INSERT INTO source_stats (source, healthy_ms) SELECT source, CAST(? AS BIGINT) FROM upstream_sources WHERE upstream_id = ?
+	ON CONFLICT (source) DO UPDATE SET healthy_ms = source_stats.healthy_ms + excluded.healthy_ms`
 	sqlCreditEver = `INSERT INTO source_stats (source, ever_healthy) SELECT source, 1 FROM upstream_sources WHERE upstream_id = ?
-	ON CONFLICT (source) DO UPDATE SET ever_healthy = ever_healthy + 1`
+	ON CONFLICT (source) DO UPDATE SET ever_healthy = source_stats.ever_healthy + 1`
 )
 
 // current is one upstream's status while a batch is applied.
@@ -375,7 +392,7 @@ func (w *writer) commitResults(batch []upstream.CheckResult) error {
 			bump = bump || servedChange(c.orig, nu)
 		}
 	}
-	if err := insertChecks(ctx, tx, hist); err != nil {
+	if err := insertChecks(ctx, tx, lastPerSlot(hist)); err != nil {
 		return err
 	}
 	for _, r := range batch {
@@ -384,7 +401,11 @@ func (w *writer) commitResults(batch []upstream.CheckResult) error {
 		}
 		// the probe found an untyped upstream's protocol: it is that kind
 		// from now on, under the same id (the line read again is still it)
-		res, err := tx.ExecContext(ctx, sqlRetype, string(r.Kind), r.ID)
+		retype := sqlRetype
+		if w.s.pg {
+			retype = sqlRetypePG
+		}
+		res, err := tx.ExecContext(ctx, retype, string(r.Kind), r.ID)
 		if err != nil {
 			return fmt.Errorf("recording the protocol of %s: %w", r.ID, err)
 		}
@@ -394,7 +415,7 @@ func (w *writer) commitResults(batch []upstream.CheckResult) error {
 	}
 	var v uint64
 	if bump {
-		if v, err = bumpVersion(ctx, tx); err != nil {
+		if v, err = bumpVersion(ctx, tx, w.s.pg); err != nil {
 			return err
 		}
 	}
@@ -522,7 +543,40 @@ func insertChecks(ctx context.Context, tx *sql.Tx, args []any) error {
 
 func valuesSQL(rows int) string {
 	row := "(?" + strings.Repeat(", ?", checkCols-1) + ")"
-	return sqlPutChecks + row + strings.Repeat(", "+row, rows-1)
+	return sqlPutChecks + row + strings.Repeat(", "+row, rows-1) + sqlPutChecksConflict
+}
+
+// lastPerSlot keeps, of history rows (checkCols values each) that share
+// an upstream and ring slot, the last: one statement may not update a
+// row twice on PostgreSQL, and the last is what replacing them in order
+// would leave.
+func lastPerSlot(args []any) []any {
+	type key struct {
+		id   any
+		slot any
+	}
+	n := len(args) / checkCols
+	seen := make(map[key]bool, n)
+	keep := make([]bool, n)
+	dup := false
+	for i := n - 1; i >= 0; i-- {
+		k := key{args[i*checkCols], args[i*checkCols+1]}
+		if seen[k] {
+			dup = true
+			continue
+		}
+		seen[k], keep[i] = true, true
+	}
+	if !dup {
+		return args
+	}
+	out := make([]any, 0, len(args))
+	for i := range n {
+		if keep[i] {
+			out = append(out, args[i*checkCols:(i+1)*checkCols]...)
+		}
+	}
+	return out
 }
 
 // creditHealthy adds a closed healthy run to every source listing id.

@@ -63,7 +63,7 @@ func Disable(ctx context.Context, torrcDir string, open func(context.Context) (*
 // opened read-only, or, when there is none yet, an empty one that close
 // throws away.
 func DryRunStore(ctx context.Context, path string) (st *store.Store, close func(), err error) {
-	if _, serr := os.Stat(path); serr == nil {
+	if _, serr := os.Stat(path); serr == nil || store.IsPostgres(path) {
 		st, err = store.OpenReadOnly(ctx, path)
 		return st, func() { st.Close() }, err
 	}
