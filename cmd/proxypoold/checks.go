@@ -97,10 +97,6 @@ func (pl *probeLoop) reconfigureChecks(e *env) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case <-pl.checksSwap: // one not taken yet: this one replaces it
-	default:
-	}
-	pl.checksSwap <- s
+	handOver(pl.checksSwap, s)
 	return nil
 }

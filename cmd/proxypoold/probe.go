@@ -135,12 +135,18 @@ func (pl *probeLoop) reconfigure(e *env) error {
 	if err != nil {
 		return err
 	}
+	handOver(pl.swap, pr)
+	return nil
+}
+
+// handOver puts v in ch (capacity 1) for its loop to take, replacing a
+// value the loop has not taken yet: the last reload wins.
+func handOver[T any](ch chan T, v T) {
 	select {
-	case <-pl.swap: // one not taken yet: this one replaces it
+	case <-ch:
 	default:
 	}
-	pl.swap <- pr
-	return nil
+	ch <- v
 }
 
 func (pl *probeLoop) resultSink() probe.Sink {
