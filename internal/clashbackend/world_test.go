@@ -255,7 +255,7 @@ func startMihomo(t *testing.T, tg targets, extra int) *controller {
 			t.Logf("mihomo's log:\n%s", tail(string(b), 3000))
 		}
 	})
-	c := &controller{Base: "http://" + mihomoController, Secret: mihomoSecret, Group: "lb", DelayURL: tg.delayURL,
+	c := &controller{Base: "http://" + mihomoController, Secret: mihomoSecret, Group: "lb", Retries: 3, DelayURL: tg.delayURL,
 		Blackhole: tg.blackhole, Refused: tg.refused, Proxy: mihomoMixed, Target: tg.echo}
 	// The controller answers before the config is applied: wait for the
 	// group and the mixed port.
