@@ -45,7 +45,9 @@ func (c *controller) passingDelay(t *testing.T, path string) map[string]any {
 	t.Helper()
 	for range c.Retries {
 		if code, b := c.do(t, "GET", path, nil, true); code == http.StatusOK && allPositive(b) {
-			break
+			var m map[string]any
+			json.Unmarshal(b, &m) // allPositive decoded it
+			return m
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
