@@ -49,7 +49,7 @@ func (e *env) checksOptions(m *metrics.CheckMetrics) checks.Options {
 
 // runChecks runs the target and speed checks through the probe's
 // dialer, apart from its liveness passes, until ctx ends; nothing while
-// none is configured. A reload's checks (reconfigureChecks) replace the
+// none is configured. A reload's checks (applyProbe hands them over) replace the
 // running ones: those under way end, and the new ones make their first
 // passes at once, as at startup.
 func (pl *probeLoop) runChecks(ctx context.Context) {
@@ -88,15 +88,4 @@ func (pl *probeLoop) checks(e *env) (*checks.Scheduler, error) {
 		return nil, nil
 	}
 	return checks.New(pl.st, pl.d, pl.st, o)
-}
-
-// reconfigureChecks hands runChecks the checks of a reloaded config. One
-// it cannot build changes nothing.
-func (pl *probeLoop) reconfigureChecks(e *env) error {
-	s, err := pl.checks(e)
-	if err != nil {
-		return err
-	}
-	handOver(pl.checksSwap, s)
-	return nil
 }

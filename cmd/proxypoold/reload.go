@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/proxypool/proxypool/internal/checks"
 	"github.com/proxypool/proxypool/internal/clashbackend"
 	"github.com/proxypool/proxypool/internal/config"
 	"github.com/proxypool/proxypool/internal/gateway"
@@ -190,9 +191,11 @@ func applyProbe(pl *probeLoop, next *env, changed []string) error {
 	for _, k := range changed {
 		prober = prober || reload.Any([]string{k}, "probe") && !reload.Any([]string{k}, "probe.targets", "probe.speed")
 	}
-	checks := reload.Any(changed, "probe.targets", "probe.speed")
-	if checks {
-		if _, err := pl.checks(next); err != nil { // before anything changed
+	var s *checks.Scheduler // nil: the reloaded config has none
+	checksChanged := reload.Any(changed, "probe.targets", "probe.speed")
+	if checksChanged {
+		var err error
+		if s, err = pl.checks(next); err != nil { // before anything changed
 			return fmt.Errorf("%s: target and speed checks: %w", next.cfg.Pos("probe.targets"), err)
 		}
 	}
@@ -201,10 +204,8 @@ func applyProbe(pl *probeLoop, next *env, changed []string) error {
 			return fmt.Errorf("probe settings: %w", err)
 		}
 	}
-	if checks {
-		if err := pl.reconfigureChecks(next); err != nil {
-			return fmt.Errorf("%s: target and speed checks: %w", next.cfg.Pos("probe.targets"), err)
-		}
+	if checksChanged {
+		handOver(pl.checksSwap, s)
 	}
 	return nil
 }
